@@ -1,0 +1,154 @@
+"""One error hierarchy, mapped to the body of shared/API.md.
+
+``{"error": {"code", "message", "request_id"}}`` with the documented status.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import ORJSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from coordinator.errors import TenantUnavailable, WorkerRefused
+
+# Worker error codes (workers.protocol.ErrorCode) as HTTP status and API code.
+WORKER_CODES = {
+    "not_found": (404, "not_found"),
+    "conflict": (409, "conflict"),
+    "invalid": (422, "invalid"),
+    "busy": (429, "rate_limited"),
+    "unavailable": (503, "unavailable"),
+    "not_owner": (503, "unavailable"),
+}
+
+
+class ApiError(Exception):
+    """Base of every error the API answers with."""
+
+    status = 500
+    code = "internal"
+    default_message = "Internal error."
+
+    def __init__(self, message: str | None = None, *, retry_after: int | None = None) -> None:
+        super().__init__(message or self.default_message)
+        self.message = message or self.default_message
+        self.retry_after = retry_after
+
+
+class BadRequest(ApiError):
+    status, code, default_message = 400, "bad_request", "The request body is malformed."
+
+
+class Unauthorized(ApiError):
+    status, code = 401, "unauthorized"
+    default_message = "Missing, malformed, unknown or revoked credential."
+
+
+class Forbidden(ApiError):
+    status, code, default_message = 403, "forbidden", "The key lacks the scope for this action."
+
+
+class NotFound(ApiError):
+    status, code, default_message = 404, "not_found", "Not found."
+
+
+class Conflict(ApiError):
+    status, code, default_message = 409, "conflict", "Conflict."
+
+
+class PayloadTooLarge(ApiError):
+    status, code, default_message = 413, "payload_too_large", "The request is too large."
+
+
+class Invalid(ApiError):
+    status, code, default_message = 422, "invalid", "The request is invalid."
+
+
+class Paused(ApiError):
+    status, code = 423, "paused"
+    default_message = (
+        "This account is paused. Ask the operators to resume it "
+        "(admin: POST /admin/v1/clients/{id}/resume)."
+    )
+
+
+class RateLimited(ApiError):
+    status, code, default_message = 429, "rate_limited", "Too many requests; slow down."
+
+
+class QuotaExceeded(ApiError):
+    status, code, default_message = 429, "quota_exceeded", "The tier's quota is exhausted."
+
+
+class Unavailable(ApiError):
+    status, code = 503, "unavailable"
+    default_message = "No worker can serve this tenant right now; retry shortly."
+
+
+def request_id_of(request: Request) -> str:
+    return str(getattr(request.state, "request_id", ""))
+
+
+def error_response(
+    request: Request, status: int, code: str, message: str, retry_after: int | None = None
+) -> Response:
+    body = {"error": {"code": code, "message": message, "request_id": request_id_of(request)}}
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+    return ORJSONResponse(body, status_code=status, headers=headers)
+
+
+def _describe_validation(exc: RequestValidationError) -> tuple[int, str, str]:
+    errors: list[Any] = list(exc.errors())
+    for err in errors:
+        if err.get("type") == "json_invalid":
+            return 400, "bad_request", "The request body is not valid JSON."
+    parts = []
+    for err in errors[:5]:
+        loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
+        parts.append(f"{loc or 'body'}: {err.get('msg', 'invalid')}")
+    return 422, "invalid", "; ".join(parts) or "The request is invalid."
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Map every error, including framework ones, to the documented body."""
+
+    async def on_api_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ApiError)
+        return error_response(request, exc.status, exc.code, exc.message, exc.retry_after)
+
+    async def on_validation(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        status, code, message = _describe_validation(exc)
+        return error_response(request, status, code, message)
+
+    async def on_http(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        codes = {
+            400: "bad_request",
+            401: "unauthorized",
+            404: "not_found",
+            405: "method_not_allowed",
+            413: "payload_too_large",
+        }
+        code = codes.get(exc.status_code, "http_error")
+        return error_response(request, exc.status_code, code, str(exc.detail))
+
+    async def on_unavailable(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, TenantUnavailable)
+        return error_response(request, 503, "unavailable", exc.message, exc.retry_after)
+
+    async def on_refused(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, WorkerRefused)
+        status, code = WORKER_CODES.get(exc.code, (500, "internal"))
+        message = exc.message if status < 500 else "Internal error."
+        retry_after = 1 if status in (429, 503) else None
+        return error_response(request, status, code, message, retry_after)
+
+    app.add_exception_handler(ApiError, on_api_error)
+    app.add_exception_handler(TenantUnavailable, on_unavailable)
+    app.add_exception_handler(WorkerRefused, on_refused)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(StarletteHTTPException, on_http)

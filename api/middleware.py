@@ -1,0 +1,136 @@
+"""ASGI middleware: request ids, body size limit and the JSON request log."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+import orjson
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+request_log = logging.getLogger("vectorpanda.requests")
+
+_INCOMING_ID = re.compile(r"^[A-Za-z0-9._-]{8,128}$")
+
+
+class BodyTooLarge(HTTPException):
+    """The streamed body passed the configured limit (an HTTPException so FastAPI keeps it)."""
+
+    def __init__(self) -> None:
+        super().__init__(status_code=413, detail="The request body is over the size limit.")
+
+
+def _error_body(code: str, message: str, request_id: str) -> bytes:
+    return orjson.dumps({"error": {"code": code, "message": message, "request_id": request_id}})
+
+
+class RequestContext:
+    """Assigns ``X-Request-Id``, caps body size, and logs one JSON line per request.
+
+    An incoming ``X-Request-Id`` (from nginx) is kept when it is well formed.
+    The log line never holds headers, keys or bodies.
+    """
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        request_id = self._request_id(scope)
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        status = {"code": 500}
+        id_header = (b"x-request-id", request_id.encode())
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+                message["headers"] = [*message.get("headers", []), id_header]
+            await send(message)
+
+        try:
+            declared = self._content_length(scope)
+            if declared is not None and declared > self.max_body_bytes:
+                await self._too_large(send_with_id, request_id)
+            else:
+                await self.app(scope, self._capped(receive), send_with_id)
+        except BodyTooLarge:
+            await self._too_large(send_with_id, request_id)
+        finally:
+            self._log(scope, request_id, status["code"], started)
+
+    @staticmethod
+    def _request_id(scope: Scope) -> str:
+        for name, value in scope.get("headers", []):
+            if name == b"x-request-id":
+                candidate = value.decode("latin-1")
+                if _INCOMING_ID.match(candidate):
+                    return candidate
+        return uuid.uuid4().hex
+
+    @staticmethod
+    def _content_length(scope: Scope) -> int | None:
+        for name, value in scope.get("headers", []):
+            if name == b"content-length":
+                try:
+                    return int(value)
+                except ValueError:
+                    return None
+        return None
+
+    def _capped(self, receive: Receive) -> Receive:
+        seen = 0
+
+        async def capped() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_body_bytes:
+                    raise BodyTooLarge()
+            return message
+
+        return capped
+
+    async def _too_large(self, send: Send, request_id: str) -> None:
+        body = _error_body(
+            "payload_too_large",
+            f"The request body is over the limit of {self.max_body_bytes} bytes.",
+            request_id,
+        )
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    @staticmethod
+    def _log(scope: Scope, request_id: str, status: int, started: float) -> None:
+        if not request_log.isEnabledFor(logging.INFO):
+            return
+        route = scope.get("route")
+        state: dict[str, Any] = scope.get("state", {})
+        record = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + "Z",
+            "request_id": request_id,
+            "client_id": state.get("client_id"),
+            "route": getattr(route, "path", None) or "unmatched",
+            "method": scope.get("method"),
+            "status": status,
+            "latency_ms": round((time.perf_counter() - started) * 1000, 3),
+        }
+        request_log.info(orjson.dumps(record).decode())

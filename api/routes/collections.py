@@ -1,0 +1,63 @@
+"""Collections of the calling client: create, list, get, delete."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Response
+
+from api.deps import DataPlaneDep, ManageKey, ReadKey
+from api.errors import Invalid, NotFound
+from api.routing import OrjsonRoute, json_response
+from api.schemas import NAME_PATTERN, NAME_RE, Collection, CollectionList, CreateCollection
+
+router = APIRouter(prefix="/v1/collections", tags=["collections"], route_class=OrjsonRoute)
+
+CollectionName = Annotated[str, Path(description=f"Matches {NAME_PATTERN}")]
+
+
+def known_name(name: str) -> str:
+    """A name that cannot exist is answered like any missing collection."""
+    if not NAME_RE.match(name):
+        raise NotFound(f"collection '{name[:80]}' not found")
+    return name
+
+
+@router.post("", status_code=201, response_model=Collection)
+async def create_collection(
+    body: CreateCollection, key: ManageKey, dataplane: DataPlaneDep
+) -> Response:
+    """Create a collection for the calling client."""
+    limit = dataplane.limits.max_dimension
+    if body.dimension > limit:
+        raise Invalid(f"dimension must be between 1 and {limit}")
+    info = await dataplane.create_collection(
+        key.client_id,
+        body.name,
+        body.dimension,
+        body.metric,
+        body.index,
+        body.hnsw.model_dump() if body.hnsw else None,
+    )
+    return json_response(info, status_code=201)
+
+
+@router.get("", response_model=CollectionList)
+async def list_collections(key: ReadKey, dataplane: DataPlaneDep) -> Response:
+    """List the calling client's collections (never anyone else's)."""
+    return json_response({"collections": await dataplane.list_collections(key.client_id)})
+
+
+@router.get("/{name}", response_model=Collection)
+async def get_collection(name: CollectionName, key: ReadKey, dataplane: DataPlaneDep) -> Response:
+    """One collection with its vector count."""
+    return json_response(await dataplane.get_collection(key.client_id, known_name(name)))
+
+
+@router.delete("/{name}", status_code=204)
+async def delete_collection(
+    name: CollectionName, key: ManageKey, dataplane: DataPlaneDep
+) -> Response:
+    """Delete a collection and all its vectors."""
+    await dataplane.delete_collection(key.client_id, known_name(name))
+    return Response(status_code=204)

@@ -1,0 +1,32 @@
+"""SQLite tables of the accounts write model (same file as the event store)."""
+
+from __future__ import annotations
+
+from sqlalchemy import Column, ForeignKey, Index, MetaData, Table, Text
+
+metadata = MetaData()
+
+clients_table = Table(
+    "clients",
+    metadata,
+    Column("client_id", Text, primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("email", Text, nullable=False),
+    Column("tier", Text, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("created_at", Text, nullable=False),
+)
+
+api_keys_table = Table(
+    "api_keys",
+    metadata,
+    Column("key_id", Text, primary_key=True),
+    Column("client_id", Text, ForeignKey("clients.client_id"), nullable=False),
+    Column("label", Text, nullable=True),
+    # JSON list in canonical scope order, e.g. ["read","write"].
+    Column("scopes", Text, nullable=False),
+    Column("digest", Text, nullable=False),
+    Column("created_at", Text, nullable=False),
+    Column("revoked_at", Text, nullable=True),
+    Index("ix_api_keys_client", "client_id", "created_at"),
+)

@@ -1,0 +1,331 @@
+"""Unit of work: the write model and the event log change together or not at all.
+
+A handler passes a synchronous body; the unit of work runs it in a thread
+(``asyncio.to_thread``) inside one transaction, so nothing blocks the event
+loop. After commit, listeners (the key cache) see the appended events on the
+event loop before the handler returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import Any, Protocol, TypeVar
+
+import orjson
+from sqlalchemy import Connection, Engine, Row, insert, select, update
+
+from coordinator.accounts.model import (
+    ApiKeyRecord,
+    ClientRecord,
+    ClientStatus,
+    Principal,
+    Scope,
+    Tier,
+    principal_for,
+)
+from coordinator.accounts.tables import api_keys_table, clients_table
+from coordinator.accounts.tables import metadata as accounts_metadata
+from eventlog.events import Event
+from eventlog.memory_store import InMemoryEventStore
+from eventlog.sqlite import read_transaction, write_transaction
+from eventlog.store import (
+    EventStore,
+    SqliteEventSession,
+    StoredEvent,
+    install_event_schema,
+    utc_now,
+)
+
+T = TypeVar("T")
+CommitListener = Callable[[Sequence[StoredEvent]], None]
+log = logging.getLogger(__name__)
+
+
+class AccountsTransaction(Protocol):
+    """What a handler body may read and change inside one transaction."""
+
+    now: str
+    appended: list[StoredEvent]
+
+    @property
+    def events(self) -> EventStore: ...
+
+    def get_client(self, client_id: str) -> ClientRecord | None: ...
+
+    def list_clients(self) -> list[ClientRecord]: ...
+
+    def add_client(self, client: ClientRecord) -> None: ...
+
+    def get_api_key(self, key_id: str) -> ApiKeyRecord | None: ...
+
+    def list_api_keys(self, client_id: str) -> list[ApiKeyRecord]: ...
+
+    def add_api_key(self, key: ApiKeyRecord) -> None: ...
+
+    def revoke_api_key(self, key_id: str, revoked_at: str) -> None: ...
+
+    def find_principal(self, key_id: str) -> Principal | None: ...
+
+    def append(self, events: Sequence[Event], actor: str) -> list[StoredEvent]: ...
+
+
+class AccountsUnitOfWork(Protocol):
+    """Runs transaction bodies; write bodies are serialised."""
+
+    async def write(self, body: Callable[[AccountsTransaction], T]) -> T: ...
+
+    async def read(self, body: Callable[[AccountsTransaction], T]) -> T: ...
+
+    def subscribe(self, listener: CommitListener) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class _Listeners:
+    """Commit listeners shared by every unit of work."""
+
+    def __init__(self) -> None:
+        self._listeners: list[CommitListener] = []
+
+    def subscribe(self, listener: CommitListener) -> None:
+        """Call ``listener(events)`` on the event loop after each commit that appended."""
+        self._listeners.append(listener)
+
+    def _notify(self, appended: Sequence[StoredEvent]) -> None:
+        if not appended:
+            return
+        for listener in self._listeners:
+            try:
+                listener(appended)
+            except Exception:
+                # The command is committed; a listener failure must not report it as failed.
+                log.exception("commit listener failed")
+
+
+class _TransactionBase:
+    """The parts of a transaction that do not depend on the storage."""
+
+    events: EventStore
+
+    def __init__(self) -> None:
+        self.now = utc_now()
+        self.appended: list[StoredEvent] = []
+
+    def append(self, events: Sequence[Event], actor: str) -> list[StoredEvent]:
+        """Append events stamped with this transaction's time."""
+        stored = self.events.append(events, actor, self.now)
+        self.appended.extend(stored)
+        return stored
+
+
+class InMemoryTransaction(_TransactionBase):
+    """A transaction over plain dicts."""
+
+    def __init__(self, uow: InMemoryUnitOfWork) -> None:
+        super().__init__()
+        self._uow = uow
+        self.events = uow.event_store
+
+    def get_client(self, client_id: str) -> ClientRecord | None:
+        return self._uow.clients.get(client_id)
+
+    def list_clients(self) -> list[ClientRecord]:
+        return sorted(self._uow.clients.values(), key=lambda c: (c.created_at, c.client_id))
+
+    def add_client(self, client: ClientRecord) -> None:
+        self._uow.clients[client.client_id] = client
+
+    def get_api_key(self, key_id: str) -> ApiKeyRecord | None:
+        return self._uow.api_keys.get(key_id)
+
+    def list_api_keys(self, client_id: str) -> list[ApiKeyRecord]:
+        keys = [k for k in self._uow.api_keys.values() if k.client_id == client_id]
+        return sorted(keys, key=lambda k: (k.created_at, k.key_id))
+
+    def add_api_key(self, key: ApiKeyRecord) -> None:
+        self._uow.api_keys[key.key_id] = key
+
+    def revoke_api_key(self, key_id: str, revoked_at: str) -> None:
+        key = self._uow.api_keys[key_id]
+        self._uow.api_keys[key_id] = replace(key, revoked_at=revoked_at)
+
+    def find_principal(self, key_id: str) -> Principal | None:
+        key = self._uow.api_keys.get(key_id)
+        client = self._uow.clients.get(key.client_id) if key else None
+        return principal_for(key, client) if key and client else None
+
+
+class InMemoryUnitOfWork(_Listeners):
+    """Dicts and an in-memory event log; a failed body is rolled back from a snapshot."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.clients: dict[str, ClientRecord] = {}
+        self.api_keys: dict[str, ApiKeyRecord] = {}
+        self.event_store = InMemoryEventStore()
+        self.reads = 0
+        self._lock = threading.Lock()
+
+    def _write_sync(self, body: Callable[[AccountsTransaction], T]) -> tuple[T, list[StoredEvent]]:
+        with self._lock:
+            clients, keys = dict(self.clients), dict(self.api_keys)
+            mark = self.event_store.snapshot()
+            tx = InMemoryTransaction(self)
+            try:
+                return body(tx), tx.appended
+            except BaseException:
+                self.clients, self.api_keys = clients, keys
+                self.event_store.restore(mark)
+                raise
+
+    def _read_sync(self, body: Callable[[AccountsTransaction], T]) -> T:
+        with self._lock:
+            self.reads += 1
+            return body(InMemoryTransaction(self))
+
+    async def write(self, body: Callable[[AccountsTransaction], T]) -> T:
+        result, appended = await asyncio.to_thread(self._write_sync, body)
+        self._notify(appended)
+        return result
+
+    async def read(self, body: Callable[[AccountsTransaction], T]) -> T:
+        return await asyncio.to_thread(self._read_sync, body)
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+def _client(row: Row[Any]) -> ClientRecord:
+    m = row._mapping
+    return ClientRecord(
+        client_id=m["client_id"],
+        name=m["name"],
+        email=m["email"],
+        tier=Tier(m["tier"]),
+        status=ClientStatus(m["status"]),
+        created_at=m["created_at"],
+    )
+
+
+def _api_key(row: Row[Any]) -> ApiKeyRecord:
+    m = row._mapping
+    return ApiKeyRecord(
+        key_id=m["key_id"],
+        client_id=m["client_id"],
+        label=m["label"],
+        scopes=tuple(Scope(s) for s in orjson.loads(m["scopes"])),
+        digest=m["digest"],
+        created_at=m["created_at"],
+        revoked_at=m["revoked_at"],
+    )
+
+
+class SqliteTransaction(_TransactionBase):
+    """A transaction on the control database: write model and event log share ``conn``."""
+
+    def __init__(self, conn: Connection) -> None:
+        super().__init__()
+        self._conn = conn
+        self.events = SqliteEventSession(conn)
+
+    def get_client(self, client_id: str) -> ClientRecord | None:
+        query = select(clients_table).where(clients_table.c.client_id == client_id)
+        row = self._conn.execute(query).first()
+        return None if row is None else _client(row)
+
+    def list_clients(self) -> list[ClientRecord]:
+        order = (clients_table.c.created_at, clients_table.c.client_id)
+        return [_client(r) for r in self._conn.execute(select(clients_table).order_by(*order))]
+
+    def add_client(self, client: ClientRecord) -> None:
+        values = {f: getattr(client, f) for f in ClientRecord.__dataclass_fields__}
+        values["tier"], values["status"] = client.tier.value, client.status.value
+        self._conn.execute(insert(clients_table).values(**values))
+
+    def get_api_key(self, key_id: str) -> ApiKeyRecord | None:
+        query = select(api_keys_table).where(api_keys_table.c.key_id == key_id)
+        row = self._conn.execute(query).first()
+        return None if row is None else _api_key(row)
+
+    def list_api_keys(self, client_id: str) -> list[ApiKeyRecord]:
+        query = (
+            select(api_keys_table)
+            .where(api_keys_table.c.client_id == client_id)
+            .order_by(api_keys_table.c.created_at, api_keys_table.c.key_id)
+        )
+        return [_api_key(r) for r in self._conn.execute(query)]
+
+    def add_api_key(self, key: ApiKeyRecord) -> None:
+        values = {f: getattr(key, f) for f in ApiKeyRecord.__dataclass_fields__}
+        values["scopes"] = orjson.dumps([s.value for s in key.scopes]).decode("utf-8")
+        self._conn.execute(insert(api_keys_table).values(**values))
+
+    def revoke_api_key(self, key_id: str, revoked_at: str) -> None:
+        query = update(api_keys_table).where(api_keys_table.c.key_id == key_id)
+        self._conn.execute(query.values(revoked_at=revoked_at))
+
+    def find_principal(self, key_id: str) -> Principal | None:
+        # One primary-key lookup joined to its client: the whole cost of a cache miss.
+        query = (
+            select(
+                api_keys_table,
+                clients_table.c.name,
+                clients_table.c.email,
+                clients_table.c.tier,
+                clients_table.c.status,
+                clients_table.c.created_at.label("client_created_at"),
+            )
+            .join(clients_table, clients_table.c.client_id == api_keys_table.c.client_id)
+            .where(api_keys_table.c.key_id == key_id)
+        )
+        row = self._conn.execute(query).first()
+        if row is None:
+            return None
+        m = row._mapping
+        client = ClientRecord(
+            client_id=m["client_id"],
+            name=m["name"],
+            email=m["email"],
+            tier=Tier(m["tier"]),
+            status=ClientStatus(m["status"]),
+            created_at=m["client_created_at"],
+        )
+        return principal_for(_api_key(row), client)
+
+
+class SqliteUnitOfWork(_Listeners):
+    """Transactions on the control database file, BEGIN IMMEDIATE for writes."""
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__()
+        self._engine = engine
+        # In-process writers queue here instead of spinning on SQLite's busy timeout.
+        self._write_lock = threading.Lock()
+        with self._write_lock, write_transaction(engine) as conn:
+            install_event_schema(conn)
+            accounts_metadata.create_all(conn)
+
+    def _write_sync(self, body: Callable[[AccountsTransaction], T]) -> tuple[T, list[StoredEvent]]:
+        with self._write_lock, write_transaction(self._engine) as conn:
+            tx = SqliteTransaction(conn)
+            return body(tx), tx.appended
+
+    def _read_sync(self, body: Callable[[AccountsTransaction], T]) -> T:
+        with read_transaction(self._engine) as conn:
+            return body(SqliteTransaction(conn))
+
+    async def write(self, body: Callable[[AccountsTransaction], T]) -> T:
+        result, appended = await asyncio.to_thread(self._write_sync, body)
+        self._notify(appended)
+        return result
+
+    async def read(self, body: Callable[[AccountsTransaction], T]) -> T:
+        return await asyncio.to_thread(self._read_sync, body)
+
+    def close(self) -> None:
+        """Close pooled connections (checkpointing the WAL on the last one)."""
+        self._engine.dispose()

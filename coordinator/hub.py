@@ -1,0 +1,191 @@
+"""The worker hub: the WebSocket server that workers dial into.
+
+A worker's first frame must be HELLO carrying the shared worker secret; a
+socket without it is closed. After WELCOME the hub reads replies (resolving
+the pending request futures) and heartbeats (feeding the health view).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import itertools
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+
+from workers.protocol import (
+    PROTOCOL_VERSION,
+    Frame,
+    Op,
+    ProtocolError,
+    decode_frame,
+    encode_frame,
+)
+
+log = logging.getLogger("vectorpanda.hub")
+
+HELLO_TIMEOUT_S = 5.0
+MAX_FRAME_BYTES = 512 * 1024 * 1024
+
+
+class WorkerGone(Exception):
+    """The worker's socket closed before it replied."""
+
+
+@dataclass
+class WorkerLink:
+    """One connected worker: its socket, pending requests and last heartbeat."""
+
+    worker_id: str
+    pid: int
+    socket: ServerConnection
+    connected_at: float = field(default_factory=time.monotonic)
+    last_heartbeat: float = field(default_factory=time.monotonic)
+    load: dict[str, Any] = field(default_factory=dict)
+    pending: dict[int, asyncio.Future[Frame]] = field(default_factory=dict)
+    alive: bool = True
+
+    def heartbeat_age(self) -> float:
+        return time.monotonic() - self.last_heartbeat
+
+    async def request(
+        self, rid: int, header: dict[str, Any], arrays: dict[str, np.ndarray] | None
+    ) -> asyncio.Future[Frame]:
+        """Send one request frame; the returned future resolves with the reply."""
+        if not self.alive:
+            raise WorkerGone(self.worker_id)
+        fut: asyncio.Future[Frame] = asyncio.get_running_loop().create_future()
+        self.pending[rid] = fut
+        try:
+            await self.socket.send(encode_frame({**header, "rid": rid}, arrays))
+        except ConnectionClosed as exc:
+            self.pending.pop(rid, None)
+            raise WorkerGone(self.worker_id) from exc
+        return fut
+
+    def fail_pending(self) -> None:
+        self.alive = False
+        for fut in self.pending.values():
+            if not fut.done():
+                fut.set_exception(WorkerGone(self.worker_id))
+        self.pending.clear()
+
+
+WorkerListener = Callable[[WorkerLink], Awaitable[None]]
+
+
+class WorkerHub:
+    """Accepts worker connections and keeps the set of live links."""
+
+    def __init__(self, worker_secret: str) -> None:
+        self._secret = worker_secret.encode()
+        self._links: dict[str, WorkerLink] = {}
+        self._rids = itertools.count(1)
+        self._server: Server | None = None
+        self.on_join: list[WorkerListener] = []
+        self.on_leave: list[WorkerListener] = []
+        self.changed = asyncio.Event()
+
+    @property
+    def links(self) -> dict[str, WorkerLink]:
+        return self._links
+
+    def live(self) -> list[WorkerLink]:
+        return [link for link in self._links.values() if link.alive]
+
+    def next_rid(self) -> int:
+        return next(self._rids)
+
+    async def start(self, host: str, port: int) -> int:
+        """Listen for workers; return the bound port (useful with port 0)."""
+        self._server = await serve(
+            self._handle, host, port, compression=None, max_size=MAX_FRAME_BYTES
+        )
+        sockets = list(self._server.sockets)
+        return int(sockets[0].getsockname()[1]) if sockets else port
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        for link in list(self._links.values()):
+            link.fail_pending()
+
+    async def _authenticate(self, socket: ServerConnection) -> Frame | None:
+        try:
+            raw = await asyncio.wait_for(socket.recv(), HELLO_TIMEOUT_S)
+            frame = decode_frame(raw if isinstance(raw, bytes) else raw.encode())
+        except (TimeoutError, ProtocolError, ConnectionClosed):
+            return None
+        secret = str(frame.header.get("secret", "")).encode()
+        if frame.op != Op.HELLO or not hmac.compare_digest(secret, self._secret):
+            return None
+        if frame.header.get("protocol") != PROTOCOL_VERSION:
+            return None
+        return frame
+
+    async def _handle(self, socket: ServerConnection) -> None:
+        hello = await self._authenticate(socket)
+        if hello is None:
+            log.warning("worker socket refused: missing or wrong hello/secret")
+            await socket.close(code=4401, reason="unauthorized")
+            return
+        worker_id = str(hello.header.get("worker_id") or f"w{self.next_rid()}")
+        previous = self._links.get(worker_id)
+        if previous is not None and previous.alive:
+            await self._drop(previous, "replaced by a new connection")
+        link = WorkerLink(worker_id=worker_id, pid=int(hello.header.get("pid", 0)), socket=socket)
+        self._links[worker_id] = link
+        await socket.send(encode_frame({"op": Op.WELCOME.value, "rid": hello.rid, "ok": True}))
+        log.info("worker %s joined (pid %s)", worker_id, link.pid)
+        for listener in self.on_join:
+            await listener(link)
+        self.changed.set()
+        try:
+            async for raw in socket:
+                if isinstance(raw, str):
+                    continue
+                self._dispatch(link, raw)
+        except ConnectionClosed:
+            pass
+        finally:
+            await self._drop(link, "socket closed")
+
+    def _dispatch(self, link: WorkerLink, raw: bytes) -> None:
+        try:
+            frame = decode_frame(raw)
+        except ProtocolError as exc:
+            log.error("worker %s sent a malformed frame: %s", link.worker_id, exc)
+            return
+        if frame.op == Op.HEARTBEAT:
+            link.last_heartbeat = time.monotonic()
+            load = frame.header.get("load")
+            if isinstance(load, dict):
+                link.load = load
+            return
+        fut = link.pending.pop(frame.rid, None)
+        if fut is not None and not fut.done():
+            fut.set_result(frame)
+
+    async def _drop(self, link: WorkerLink, why: str) -> None:
+        if not link.alive:
+            return
+        link.fail_pending()
+        if self._links.get(link.worker_id) is link:
+            del self._links[link.worker_id]
+        log.warning("worker %s left: %s", link.worker_id, why)
+        for listener in self.on_leave:
+            await listener(link)
+        self.changed.set()
+        await link.socket.close()
+
+    async def mark_down(self, link: WorkerLink, why: str) -> None:
+        """Declare a worker down (e.g. missed heartbeats) and close its socket."""
+        await self._drop(link, why)

@@ -1,0 +1,168 @@
+"""The request router: sends a tenant's frames to the worker that owns it.
+
+Ownership is assigned lazily: the first request for a tenant picks a live
+worker by rendezvous hashing and sends it ASSIGN with a fresh epoch; every
+data frame carries that epoch, and a worker refuses frames for a tenant it
+does not own at exactly that epoch. When the owner's socket closes, its
+assignments are dropped and idempotent requests are retried once on the new
+owner.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from coordinator.errors import TenantUnavailable, WorkerRefused
+from coordinator.hub import WorkerGone, WorkerHub, WorkerLink
+from coordinator.placement import Candidate, choose_owner
+from workers.protocol import ErrorCode, Frame, Op
+
+log = logging.getLogger("vectorpanda.router")
+
+# How long a request waits for some worker to appear before answering 503.
+WAIT_FOR_WORKER_S = 3.0
+
+
+@dataclass(frozen=True, slots=True)
+class Assignment:
+    """A tenant's owner and the epoch of that ownership."""
+
+    worker_id: str
+    epoch: int
+
+
+class TenantRouter:
+    """Routes data frames to tenant owners with deadlines and one retry."""
+
+    def __init__(self, hub: WorkerHub, timeout_s: float) -> None:
+        self._hub = hub
+        self._timeout_s = timeout_s
+        self._assignments: dict[str, Assignment] = {}
+        self._assign_locks: dict[str, asyncio.Lock] = {}
+        # Epochs only grow: a base from the wall clock at start-up (so a
+        # restarted coordinator issues higher epochs) plus a counter.
+        self._epoch = time.time_ns()
+        hub.on_leave.append(self._forget_worker)
+
+    @property
+    def assignments(self) -> dict[str, Assignment]:
+        return dict(self._assignments)
+
+    def tenants_of(self, worker_id: str) -> list[str]:
+        return [t for t, a in self._assignments.items() if a.worker_id == worker_id]
+
+    async def _forget_worker(self, link: WorkerLink) -> None:
+        lost = self.tenants_of(link.worker_id)
+        for tenant in lost:
+            self._assignments.pop(tenant, None)
+        if lost:
+            log.warning("worker %s lost; %d tenants will be reassigned", link.worker_id, len(lost))
+
+    def _next_epoch(self) -> int:
+        self._epoch += 1
+        return self._epoch
+
+    async def _wait_for_workers(self, deadline: float) -> list[WorkerLink]:
+        while True:
+            live = self._hub.live()
+            if live:
+                return live
+            remaining = min(deadline, time.monotonic() + WAIT_FOR_WORKER_S) - time.monotonic()
+            if remaining <= 0:
+                raise TenantUnavailable("No worker is connected; retry shortly.", retry_after=2)
+            self._hub.changed.clear()
+            try:
+                await asyncio.wait_for(self._hub.changed.wait(), remaining)
+            except TimeoutError:
+                continue
+
+    async def _owner(self, tenant: str, deadline: float) -> tuple[WorkerLink, int]:
+        lock = self._assign_locks.setdefault(tenant, asyncio.Lock())
+        async with lock:
+            current = self._assignments.get(tenant)
+            if current is not None:
+                link = self._hub.links.get(current.worker_id)
+                if link is not None and link.alive:
+                    return link, current.epoch
+                self._assignments.pop(tenant, None)
+            live = await self._wait_for_workers(deadline)
+            by_id = {link.worker_id: link for link in live}
+            owner_id = choose_owner(tenant, [Candidate(w) for w in by_id])
+            assert owner_id is not None
+            link = by_id[owner_id]
+            epoch = self._next_epoch()
+            header = {"op": Op.ASSIGN.value, "tenant": tenant, "epoch": epoch}
+            reply = await self._exchange(link, header, None, deadline)
+            if not reply.header.get("ok"):
+                err = reply.header.get("error") or {}
+                log.error("worker %s refused tenant %s: %s", owner_id, tenant, err)
+                raise TenantUnavailable(
+                    "The tenant cannot be loaded right now; retry shortly.", retry_after=2
+                )
+            self._assignments[tenant] = Assignment(owner_id, epoch)
+            log.info("tenant %s assigned to %s at epoch %d", tenant, owner_id, epoch)
+            return link, epoch
+
+    async def _exchange(
+        self,
+        link: WorkerLink,
+        header: dict[str, Any],
+        arrays: dict[str, np.ndarray] | None,
+        deadline: float,
+    ) -> Frame:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TenantUnavailable("The request deadline passed; retry shortly.")
+        rid = self._hub.next_rid()
+        fut = await link.request(rid, header, arrays)
+        try:
+            return await asyncio.wait_for(fut, remaining)
+        except TimeoutError as exc:
+            link.pending.pop(rid, None)
+            raise TenantUnavailable(
+                "The worker did not answer before the deadline; retry shortly."
+            ) from exc
+
+    async def call(
+        self,
+        tenant: str,
+        op: Op,
+        args: dict[str, Any] | None = None,
+        arrays: dict[str, np.ndarray] | None = None,
+        *,
+        retry: bool = True,
+    ) -> Frame:
+        """Send one data frame to the tenant's owner and return the OK reply.
+
+        Raises WorkerRefused for an error reply and TenantUnavailable when no
+        owner answered in time. ``retry`` says the frame may be sent again to
+        a new owner if the first one vanished (idempotent operations).
+        """
+        deadline = time.monotonic() + self._timeout_s
+        attempts = 2 if retry else 1
+        for attempt in range(attempts):
+            link, epoch = await self._owner(tenant, deadline)
+            header = {"op": op.value, "tenant": tenant, "epoch": epoch, **(args or {})}
+            try:
+                reply = await self._exchange(link, header, arrays, deadline)
+            except WorkerGone:
+                if attempt + 1 < attempts:
+                    continue
+                raise TenantUnavailable(
+                    "The worker serving this tenant went away; retry shortly."
+                ) from None
+            if reply.header.get("ok"):
+                return reply
+            err = reply.header.get("error") or {}
+            code = str(err.get("code", ErrorCode.INTERNAL))
+            if code == ErrorCode.NOT_OWNER and attempt + 1 < attempts:
+                self._assignments.pop(tenant, None)
+                continue
+            raise WorkerRefused(code, str(err.get("message", "worker error")))
+        raise TenantUnavailable("No worker could serve the tenant; retry shortly.")

@@ -1,0 +1,212 @@
+"""The event catalogue: every control-plane fact, typed and versioned.
+
+Each event class has a ``event_type`` (also the bus routing key) and a
+``schema_version``. Stored data of an older version is upcast on read through
+``UPCASTERS``; stored rows are never rewritten. To change an event's shape:
+bump its ``schema_version``, then add ``UPCASTERS[(event_type, old_version)]``
+turning old data into the next version's data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# Client ids become directory names on the workers.
+ClientId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_]{0,63}$")]
+KeyId = Annotated[str, Field(pattern=r"^[0-9a-f]{16}$")]
+TierName = Literal["free", "standard", "premium"]
+ScopeName = Literal["read", "write", "manage"]
+Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+class UnknownEventType(LookupError):
+    """A stored type string that the catalogue does not know."""
+
+
+class UnknownEventVersion(LookupError):
+    """A stored schema_version with no path to the current version."""
+
+
+class Event(BaseModel):
+    """Base of every event: immutable, no unknown fields."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    event_type: ClassVar[str]
+    schema_version: ClassVar[int] = 1
+
+
+class ClientEvent(Event):
+    """An event about one client; the store indexes it by ``client_id``."""
+
+    client_id: ClientId
+
+
+class ClientCreated(ClientEvent):
+    event_type: ClassVar[str] = "client.created"
+    name: str
+    email: str
+    tier: TierName
+
+
+class ApiKeyIssued(ClientEvent):
+    """A key was issued; the secret and its digest never enter an event."""
+
+    event_type: ClassVar[str] = "api_key.issued"
+    key_id: KeyId
+    scopes: tuple[ScopeName, ...]
+    label: str | None = None
+
+
+class ApiKeyRevoked(ClientEvent):
+    event_type: ClassVar[str] = "api_key.revoked"
+    key_id: KeyId
+
+
+class TierChanged(ClientEvent):
+    event_type: ClassVar[str] = "client.tier_changed"
+    from_tier: TierName
+    to_tier: TierName
+
+
+class ClientPaused(ClientEvent):
+    event_type: ClassVar[str] = "client.paused"
+    reason: str
+    automatic: bool = False
+
+
+class ClientResumed(ClientEvent):
+    event_type: ClassVar[str] = "client.resumed"
+
+
+class ClientDeleted(ClientEvent):
+    event_type: ClassVar[str] = "client.deleted"
+
+
+class CollectionCreated(ClientEvent):
+    event_type: ClassVar[str] = "collection.created"
+    name: str
+    dimension: int = Field(ge=1)
+    metric: Literal["cosine", "l2", "ip"]
+    index: Literal["flat", "hnsw"]
+
+
+class CollectionDeleted(ClientEvent):
+    event_type: ClassVar[str] = "collection.deleted"
+    name: str
+
+
+class InvoiceIssued(ClientEvent):
+    event_type: ClassVar[str] = "billing.invoice_issued"
+    amount_cents: int = Field(ge=0)
+    currency: Currency
+    reference: str
+
+
+class PaymentReceived(ClientEvent):
+    event_type: ClassVar[str] = "billing.payment_received"
+    amount_cents: int = Field(ge=0)
+    currency: Currency
+    reference: str
+
+
+class PaymentFailed(ClientEvent):
+    event_type: ClassVar[str] = "billing.payment_failed"
+    amount_cents: int = Field(ge=0)
+    currency: Currency
+    reference: str
+    reason: str | None = None
+
+
+class UsageRecorded(ClientEvent):
+    event_type: ClassVar[str] = "usage.recorded"
+    period_start: str
+    period_end: str
+    requests: int = Field(ge=0)
+    queries: int = Field(ge=0)
+    vectors_upserted: int = Field(ge=0)
+    vectors_stored: int = Field(ge=0)
+    bytes_stored: int = Field(ge=0)
+
+
+class BillingAnomalyDetected(ClientEvent):
+    event_type: ClassVar[str] = "billing.anomaly_detected"
+    metric: str
+    observed: float
+    baseline: float
+    window_hours: int = Field(ge=1)
+
+
+class CensusSnapshotTaken(Event):
+    """Fleet-wide, so it concerns no single client."""
+
+    event_type: ClassVar[str] = "census.snapshot_taken"
+    archive: str
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    clients: int = Field(ge=0)
+
+
+CATALOGUE: tuple[type[Event], ...] = (
+    ClientCreated,
+    ApiKeyIssued,
+    ApiKeyRevoked,
+    TierChanged,
+    ClientPaused,
+    ClientResumed,
+    ClientDeleted,
+    CollectionCreated,
+    CollectionDeleted,
+    InvoiceIssued,
+    PaymentReceived,
+    PaymentFailed,
+    UsageRecorded,
+    BillingAnomalyDetected,
+    CensusSnapshotTaken,
+)
+
+EVENT_TYPES: dict[str, type[Event]] = {cls.event_type: cls for cls in CATALOGUE}
+
+# (event_type, stored schema_version) -> function producing the next version's data.
+UPCASTERS: dict[tuple[str, int], Upcaster] = {}
+
+
+def client_id_of(event: Event) -> str | None:
+    """The client an event concerns, or None for fleet-wide events."""
+    return event.client_id if isinstance(event, ClientEvent) else None
+
+
+def encode_event(event: Event) -> dict[str, Any]:
+    """The event's data as stored: JSON-ready, without ``client_id`` (a column of its own)."""
+    return event.model_dump(mode="json", exclude={"client_id"})
+
+
+def decode_event(
+    event_type: str,
+    schema_version: int,
+    data: Mapping[str, Any],
+    client_id: str | None,
+    *,
+    catalogue: Mapping[str, type[Event]] = EVENT_TYPES,
+    upcasters: Mapping[tuple[str, int], Upcaster] = UPCASTERS,
+) -> Event:
+    """Rebuild a typed event from stored fields, upcasting old versions step by step."""
+    cls = catalogue.get(event_type)
+    if cls is None:
+        raise UnknownEventType(event_type)
+    current = dict(data)
+    version = schema_version
+    while version < cls.schema_version:
+        step = upcasters.get((event_type, version))
+        if step is None:
+            raise UnknownEventVersion(f"{event_type} v{version} has no upcaster")
+        current = step(current)
+        version += 1
+    if version != cls.schema_version:
+        raise UnknownEventVersion(f"{event_type} v{version} is newer than this code")
+    if issubclass(cls, ClientEvent):
+        current["client_id"] = client_id
+    return cls.model_validate(current)

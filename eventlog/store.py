@@ -1,0 +1,319 @@
+"""The append-only event store: SQLite with a hash chain and an outbox.
+
+Every append also writes one ``outbox`` row per event in the same
+transaction; the relay publishes outbox rows in ``seq`` order and deletes them
+once the broker confirms. Triggers make the ``events`` table itself
+append-only.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import orjson
+from sqlalchemy import (
+    Column,
+    Connection,
+    Engine,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+    delete,
+    insert,
+    select,
+)
+
+from eventlog.events import Event, client_id_of, decode_event, encode_event
+from eventlog.hashchain import (
+    GENESIS_HASH,
+    ChainReport,
+    ChainRow,
+    canonical_json,
+    chain_hash,
+    verify_rows,
+)
+from eventlog.sqlite import read_transaction, write_transaction
+
+MAX_READ_LIMIT = 1000
+_VERIFY_BATCH = 1000
+
+metadata = MetaData()
+
+events_table = Table(
+    "events",
+    metadata,
+    Column("seq", Integer, primary_key=True),
+    Column("event_id", Text, nullable=False, unique=True),
+    Column("type", Text, nullable=False),
+    Column("schema_version", Integer, nullable=False),
+    Column("occurred_at", Text, nullable=False),
+    Column("actor", Text, nullable=False),
+    Column("client_id", Text, nullable=True),
+    Column("data", Text, nullable=False),
+    Column("prev_hash", Text, nullable=False),
+    Column("hash", Text, nullable=False),
+    Index("ix_events_client_seq", "client_id", "seq"),
+    Index("ix_events_type_seq", "type", "seq"),
+    sqlite_autoincrement=True,
+)
+
+outbox_table = Table(
+    "outbox",
+    metadata,
+    Column("seq", Integer, ForeignKey("events.seq"), primary_key=True, autoincrement=False),
+)
+
+_APPEND_ONLY_TRIGGERS = (
+    "CREATE TRIGGER IF NOT EXISTS events_no_update BEFORE UPDATE ON events "
+    "BEGIN SELECT RAISE(ABORT, 'events are append-only'); END",
+    "CREATE TRIGGER IF NOT EXISTS events_no_delete BEFORE DELETE ON events "
+    "BEGIN SELECT RAISE(ABORT, 'events are append-only'); END",
+)
+
+
+def utc_now() -> str:
+    """ISO-8601 UTC with microseconds and a 'Z' suffix."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """An event as recorded: its place in the log, provenance and chain link."""
+
+    seq: int
+    event_id: str
+    type: str
+    schema_version: int
+    occurred_at: str
+    actor: str
+    client_id: str | None
+    data: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+    def to_event(self) -> Event:
+        """The typed event, upcast to the current schema version."""
+        return decode_event(self.type, self.schema_version, self.data, self.client_id)
+
+
+@dataclass(frozen=True, slots=True)
+class ChainHead:
+    """The last link: seq 0 and the genesis hash for an empty log."""
+
+    seq: int
+    hash: str
+
+
+class EventStore(Protocol):
+    """What every event store offers, whatever holds the rows."""
+
+    def append(
+        self, events: Sequence[Event], actor: str, occurred_at: str | None = None
+    ) -> list[StoredEvent]: ...
+
+    def read(
+        self,
+        after_seq: int = 0,
+        limit: int = 100,
+        client_id: str | None = None,
+        type: str | None = None,
+    ) -> list[StoredEvent]: ...
+
+    def head(self) -> ChainHead: ...
+
+    def verify_chain(self) -> ChainReport: ...
+
+    def pending_outbox(self, limit: int = 100) -> list[StoredEvent]: ...
+
+    def mark_published(self, seqs: Sequence[int]) -> None: ...
+
+
+def chain_events(
+    head: ChainHead, events: Sequence[Event], actor: str, occurred_at: str | None
+) -> list[StoredEvent]:
+    """Number, timestamp and hash-link new events after ``head``."""
+    if not actor or len(actor) > 64:
+        raise ValueError("actor must be 1-64 characters")
+    when = occurred_at or utc_now()
+    stored: list[StoredEvent] = []
+    seq, prev = head.seq, head.hash
+    for event in events:
+        seq += 1
+        fields: dict[str, Any] = {
+            "seq": seq,
+            "event_id": uuid.uuid4().hex,
+            "type": event.event_type,
+            "schema_version": event.schema_version,
+            "occurred_at": when,
+            "actor": actor,
+            "client_id": client_id_of(event),
+            # Round-trip so the stored dict is exactly what a reader will parse back.
+            "data": orjson.loads(canonical_json(encode_event(event))),
+        }
+        digest = chain_hash(prev, **fields)
+        stored.append(StoredEvent(**fields, prev_hash=prev, hash=digest))
+        prev = digest
+    return stored
+
+
+def check_read_args(after_seq: int, limit: int) -> None:
+    """Reject reads no caller should make."""
+    if after_seq < 0:
+        raise ValueError("after_seq must be >= 0")
+    if not 1 <= limit <= MAX_READ_LIMIT:
+        raise ValueError(f"limit must be 1-{MAX_READ_LIMIT}")
+
+
+def _stored(row: Any) -> StoredEvent:
+    return StoredEvent(
+        seq=row.seq,
+        event_id=row.event_id,
+        type=row.type,
+        schema_version=row.schema_version,
+        occurred_at=row.occurred_at,
+        actor=row.actor,
+        client_id=row.client_id,
+        data=orjson.loads(row.data),
+        prev_hash=row.prev_hash,
+        hash=row.hash,
+    )
+
+
+class SqliteEventSession:
+    """The event store bound to one open transaction (shared with the write model)."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    def append(
+        self, events: Sequence[Event], actor: str, occurred_at: str | None = None
+    ) -> list[StoredEvent]:
+        """Append in the caller's transaction, which must hold the write lock."""
+        stored = chain_events(self.head(), events, actor, occurred_at)
+        for ev in stored:
+            row = asdict(ev)
+            row["data"] = canonical_json(ev.data).decode("utf-8")
+            self._conn.execute(insert(events_table).values(**row))
+            self._conn.execute(insert(outbox_table).values(seq=ev.seq))
+        return stored
+
+    def read(
+        self,
+        after_seq: int = 0,
+        limit: int = 100,
+        client_id: str | None = None,
+        type: str | None = None,
+    ) -> list[StoredEvent]:
+        check_read_args(after_seq, limit)
+        query = select(events_table).where(events_table.c.seq > after_seq)
+        if client_id is not None:
+            query = query.where(events_table.c.client_id == client_id)
+        if type is not None:
+            query = query.where(events_table.c.type == type)
+        rows = self._conn.execute(query.order_by(events_table.c.seq).limit(limit))
+        return [_stored(row) for row in rows]
+
+    def head(self) -> ChainHead:
+        query = select(events_table.c.seq, events_table.c.hash)
+        row = self._conn.execute(query.order_by(events_table.c.seq.desc()).limit(1)).first()
+        return ChainHead(0, GENESIS_HASH) if row is None else ChainHead(row.seq, row.hash)
+
+    def _chain_rows(self) -> Iterator[ChainRow]:
+        # Paged so verifying a long log holds one batch in memory, not the whole table.
+        after = 0
+        while True:
+            query = select(events_table).where(events_table.c.seq > after)
+            rows = self._conn.execute(query.order_by(events_table.c.seq).limit(_VERIFY_BATCH))
+            batch = [
+                ChainRow(
+                    seq=row.seq,
+                    event_id=row.event_id,
+                    type=row.type,
+                    schema_version=row.schema_version,
+                    occurred_at=row.occurred_at,
+                    actor=row.actor,
+                    client_id=row.client_id,
+                    data_json=row.data,
+                    prev_hash=row.prev_hash,
+                    hash=row.hash,
+                )
+                for row in rows
+            ]
+            if not batch:
+                return
+            yield from batch
+            after = batch[-1].seq
+
+    def verify_chain(self) -> ChainReport:
+        return verify_rows(self._chain_rows())
+
+    def pending_outbox(self, limit: int = 100) -> list[StoredEvent]:
+        query = (
+            select(events_table)
+            .join(outbox_table, outbox_table.c.seq == events_table.c.seq)
+            .order_by(events_table.c.seq)
+            .limit(limit)
+        )
+        return [_stored(row) for row in self._conn.execute(query)]
+
+    def mark_published(self, seqs: Sequence[int]) -> None:
+        if seqs:
+            self._conn.execute(delete(outbox_table).where(outbox_table.c.seq.in_(list(seqs))))
+
+
+def install_event_schema(conn: Connection) -> None:
+    """Create the events and outbox tables and the append-only triggers if missing."""
+    metadata.create_all(conn)
+    for ddl in _APPEND_ONLY_TRIGGERS:
+        conn.exec_driver_sql(ddl)
+
+
+class SqliteEventStore:
+    """The event store as a standalone object: one transaction per call."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        # One writer at a time in-process; BEGIN IMMEDIATE serialises across processes.
+        self._write_lock = threading.Lock()
+        with self._write_lock, write_transaction(engine) as conn:
+            install_event_schema(conn)
+
+    def append(
+        self, events: Sequence[Event], actor: str, occurred_at: str | None = None
+    ) -> list[StoredEvent]:
+        with self._write_lock, write_transaction(self._engine) as conn:
+            return SqliteEventSession(conn).append(events, actor, occurred_at)
+
+    def read(
+        self,
+        after_seq: int = 0,
+        limit: int = 100,
+        client_id: str | None = None,
+        type: str | None = None,
+    ) -> list[StoredEvent]:
+        with read_transaction(self._engine) as conn:
+            return SqliteEventSession(conn).read(after_seq, limit, client_id, type)
+
+    def head(self) -> ChainHead:
+        with read_transaction(self._engine) as conn:
+            return SqliteEventSession(conn).head()
+
+    def verify_chain(self) -> ChainReport:
+        with read_transaction(self._engine) as conn:
+            return SqliteEventSession(conn).verify_chain()
+
+    def pending_outbox(self, limit: int = 100) -> list[StoredEvent]:
+        with read_transaction(self._engine) as conn:
+            return SqliteEventSession(conn).pending_outbox(limit)
+
+    def mark_published(self, seqs: Sequence[int]) -> None:
+        with self._write_lock, write_transaction(self._engine) as conn:
+            SqliteEventSession(conn).mark_published(seqs)

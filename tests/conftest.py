@@ -1,0 +1,18 @@
+"""Shared fixtures."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.stack import Stack, running_stack
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """One ``vectorpanda up`` (2 workers) shared by a test module."""
+    data_dir: Path = tmp_path_factory.mktemp("vp-data")
+    with running_stack(data_dir) as s:
+        yield s

@@ -1,0 +1,43 @@
+"""Rendezvous placement: stable, balanced, minimal movement."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from coordinator.placement import Candidate, choose_owner
+
+TENANTS = [f"c{i:016x}" for i in range(3000)]
+
+
+def test_no_candidates_means_no_owner() -> None:
+    assert choose_owner("c1", []) is None
+    assert choose_owner("c1", [Candidate("w1", 0.0)]) is None
+
+
+def test_choice_is_stable_and_order_independent() -> None:
+    a = [Candidate("w1"), Candidate("w2"), Candidate("w3")]
+    b = list(reversed(a))
+    assert [choose_owner(t, a) for t in TENANTS] == [choose_owner(t, b) for t in TENANTS]
+
+
+def test_spread_is_roughly_even() -> None:
+    workers = [Candidate(f"w{i}") for i in range(3)]
+    counts = Counter(choose_owner(t, workers) for t in TENANTS)
+    assert set(counts) == {"w0", "w1", "w2"}
+    assert min(counts.values()) > 0.8 * len(TENANTS) / 3
+
+
+def test_removing_a_worker_moves_only_its_tenants() -> None:
+    three = [Candidate("w0"), Candidate("w1"), Candidate("w2")]
+    two = three[:2]
+    for t in TENANTS:
+        before = choose_owner(t, three)
+        after = choose_owner(t, two)
+        if before != "w2":
+            assert after == before
+
+
+def test_weights_skew_the_share() -> None:
+    workers = [Candidate("heavy", 3.0), Candidate("light", 1.0)]
+    counts = Counter(choose_owner(t, workers) for t in TENANTS)
+    assert counts["heavy"] > 2 * counts["light"]

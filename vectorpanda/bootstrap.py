@@ -1,0 +1,150 @@
+"""Composition root: builds each process's parts from one Settings object."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import logging.handlers
+import queue
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import uvicorn
+from fastapi import FastAPI
+
+from api.app import create_app
+from coordinator.accounts import Accounts
+from coordinator.dataplane import DataPlane, Limits
+from coordinator.hub import WorkerHub
+from coordinator.router import TenantRouter
+from vectorpanda.settings import Settings
+
+log = logging.getLogger("vectorpanda")
+
+
+class MissingSecretError(RuntimeError):
+    """A required secret is not configured."""
+
+
+def require_secret(settings: Settings, name: str) -> str:
+    """The value of a secret setting, or a clear error naming where to put it."""
+    value = getattr(settings, name)
+    if value is None or not value.get_secret_value():
+        raise MissingSecretError(
+            f"VP_{name.upper()} is not set: put it in the env file "
+            f"({settings.data_dir}/vectorpanda.env, mode 0600) or the environment"
+        )
+    secret: str = value.get_secret_value()
+    return secret
+
+
+def limits_from(settings: Settings) -> Limits:
+    return Limits(
+        max_body_bytes=settings.max_body_bytes,
+        max_dimension=settings.max_dimension,
+        max_upsert_vectors=settings.max_upsert_vectors,
+        max_query_vectors=settings.max_query_vectors,
+        max_ids_per_request=settings.max_ids_per_request,
+        max_top_k=settings.max_top_k,
+        max_metadata_bytes=settings.max_metadata_bytes,
+    )
+
+
+@dataclass
+class CoordinatorParts:
+    """Everything the coordinator process runs."""
+
+    settings: Settings
+    accounts: Accounts
+    hub: WorkerHub
+    router: TenantRouter
+    dataplane: DataPlane
+    app: FastAPI
+
+
+def build_coordinator(settings: Settings) -> CoordinatorParts:
+    """Wire the coordinator: accounts (event store), worker hub, router, API."""
+    admin_token = require_secret(settings, "admin_token")
+    pepper = require_secret(settings, "key_pepper")
+    worker_secret = require_secret(settings, "worker_secret")
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    accounts = Accounts(settings.control_db, pepper.encode(), settings.key_cache_size)
+    hub = WorkerHub(worker_secret)
+    router = TenantRouter(hub, settings.request_timeout_s)
+    dataplane = DataPlane(router, limits_from(settings))
+    app = create_app(accounts=accounts, dataplane=dataplane, hub=hub, admin_token=admin_token)
+    return CoordinatorParts(settings, accounts, hub, router, dataplane, app)
+
+
+async def serve_coordinator(
+    parts: CoordinatorParts,
+    stop: asyncio.Event,
+    on_ready: Callable[[int, int], Awaitable[None]] | None = None,
+) -> None:
+    """Run the worker hub and the HTTP API until ``stop`` is set."""
+    settings = parts.settings
+    hub_port = await parts.hub.start(settings.hub_host, settings.hub_port)
+    config = uvicorn.Config(
+        parts.app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        lifespan="off",
+        ws="none",
+        server_header=False,
+        timeout_graceful_shutdown=10,
+    )
+    server = uvicorn.Server(config)
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    serving = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            if serving.done():
+                await serving  # surfaces the bind error
+                raise RuntimeError("the HTTP server stopped before it started")
+            await asyncio.sleep(0.05)
+        if on_ready is not None:
+            await on_ready(_bound_port(server, settings.port), hub_port)
+        await stop.wait()
+    finally:
+        server.should_exit = True
+        await asyncio.gather(serving, return_exceptions=True)
+        await parts.hub.close()
+        await parts.accounts.close()
+
+
+def _bound_port(server: uvicorn.Server, default: int) -> int:
+    for srv in getattr(server, "servers", []):
+        for sock in srv.sockets:
+            return int(sock.getsockname()[1])
+    return default
+
+
+def configure_logging(settings: Settings, request_log_to_file: bool) -> None:
+    """Human logs on stderr; the request log as JSON lines (file under ``up``)."""
+    root = logging.getLogger()
+    if getattr(configure_logging, "done", False):
+        return
+    root.setLevel(logging.INFO)
+    stderr = logging.StreamHandler(sys.stderr)
+    stderr.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(stderr)
+    requests = logging.getLogger("vectorpanda.requests")
+    requests.propagate = False
+    if request_log_to_file:
+        settings.logs.mkdir(parents=True, exist_ok=True)
+        target: logging.Handler = logging.handlers.RotatingFileHandler(
+            settings.logs / "requests.jsonl", maxBytes=64 * 1024 * 1024, backupCount=10
+        )
+    else:
+        target = logging.StreamHandler(sys.stdout)
+    target.setFormatter(logging.Formatter("%(message)s"))
+    # Writes happen on a listener thread so the event loop never waits on disk.
+    q: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    requests.addHandler(logging.handlers.QueueHandler(q))
+    listener = logging.handlers.QueueListener(q, target)
+    listener.start()
+    configure_logging.listener = listener  # type: ignore[attr-defined]
+    configure_logging.done = True  # type: ignore[attr-defined]

@@ -1,0 +1,129 @@
+"""The ``vectorpanda`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+from vectorpanda.settings import (
+    InsecureEnvFileError,
+    Settings,
+    ensure_env_file,
+    env_file_path,
+    load_settings,
+)
+
+
+def _run(coro: object) -> int:
+    try:
+        import uvloop
+
+        return int(uvloop.run(coro))  # type: ignore[arg-type]
+    except ImportError:  # pragma: no cover - uvloop is in the lock file
+        return int(asyncio.run(coro))  # type: ignore[arg-type]
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from vectorpanda.launcher import run_up
+
+    data_dir = Path(args.data_dir)
+    created = ensure_env_file(env_file_path(data_dir))
+    if created:
+        print(f"Wrote new secrets to {env_file_path(data_dir).resolve()} (mode 0600)", flush=True)
+    overrides: dict[str, object] = {"host": args.host, "port": args.port}
+    if "VP_HUB_PORT" not in os.environ:
+        overrides["hub_port"] = 0  # any free loopback port; workers are told which
+    settings = load_settings(data_dir, **overrides)
+    return _run(run_up(settings, args.workers))
+
+
+def cmd_coordinator(args: argparse.Namespace) -> int:
+    from vectorpanda.bootstrap import build_coordinator, configure_logging, serve_coordinator
+
+    settings = _settings(args)
+    configure_logging(settings, request_log_to_file=False)
+
+    async def main() -> int:
+        import signal
+
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        parts = build_coordinator(settings)
+
+        async def ready(port: int, hub_port: int) -> None:
+            print(f"coordinator ready: API on {settings.host}:{port}, workers hub on "
+                  f"{settings.hub_host}:{hub_port}", flush=True)
+
+        await serve_coordinator(parts, stop, ready)
+        return 0
+
+    return _run(main())
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from vectorpanda.bootstrap import configure_logging
+    from vectorpanda.worker_process import run_worker_process
+
+    settings = _settings(args)
+    if args.coordinator:
+        settings = settings.model_copy(update={"coordinator_url": args.coordinator})
+    configure_logging(settings, request_log_to_file=False)
+    return _run(run_worker_process(settings))
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    data_dir = Path(args.data_dir) if args.data_dir else None
+    return load_settings(data_dir)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vectorpanda",
+        description="VectorPanda: a hosted multi-tenant vector database. "
+        "Secrets come from the env file or the environment, never from arguments.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", help="run the whole service on this machine")
+    up.add_argument("--host", default="127.0.0.1")
+    up.add_argument("--port", type=int, default=8080)
+    up.add_argument("--data-dir", default=os.environ.get("VP_DATA_DIR", "./vp-data"))
+    up.add_argument("--workers", type=int, default=2)
+    up.set_defaults(func=cmd_up)
+
+    coord = sub.add_parser("coordinator", help="run the coordinator (API + worker hub)")
+    coord.add_argument("--data-dir", default=None)
+    coord.set_defaults(func=cmd_coordinator)
+
+    worker = sub.add_parser("worker", help="run one FAISS worker that dials the coordinator")
+    worker.add_argument("--coordinator", default=None, help="ws://host:port of the worker hub")
+    worker.add_argument("--data-dir", default=None)
+    worker.set_defaults(func=cmd_worker)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except InsecureEnvFileError as exc:
+        print(f"vectorpanda: refusing to start: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        from vectorpanda.bootstrap import MissingSecretError
+
+        if isinstance(exc, MissingSecretError):
+            print(f"vectorpanda: {exc}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

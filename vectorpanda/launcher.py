@@ -1,0 +1,131 @@
+"""``vectorpanda up``: the whole service on one machine.
+
+The coordinator runs in this process; N worker processes are spawned, dial in
+over loopback WebSocket, and are restarted if they die. SIGINT/SIGTERM stop
+everything cleanly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from vectorpanda.bootstrap import build_coordinator, configure_logging, serve_coordinator
+from vectorpanda.settings import Settings, env_file_path
+
+log = logging.getLogger("vectorpanda.up")
+
+WORKER_STOP_GRACE_S = 10.0
+READY_WAIT_S = 60.0
+
+
+class WorkerSupervisor:
+    """Starts worker processes and restarts any that exit unexpectedly."""
+
+    def __init__(self, count: int, settings: Settings) -> None:
+        self._count = count
+        self._settings = settings
+        self._procs: dict[str, asyncio.subprocess.Process] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
+
+    @property
+    def pids(self) -> dict[str, int]:
+        return {wid: p.pid for wid, p in self._procs.items()}
+
+    def start(self, hub_url: str) -> None:
+        for i in range(1, self._count + 1):
+            self._tasks.append(asyncio.create_task(self._keep_running(f"w{i}", hub_url)))
+
+    def _worker_env(self, worker_id: str, hub_url: str) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            {
+                "VP_DATA_DIR": str(self._settings.data_dir.resolve()),
+                "VP_HOT_DIR": str(self._settings.hot.resolve()),
+                "VP_COORDINATOR_URL": hub_url,
+                "VP_WORKER_ID": worker_id,
+            }
+        )
+        return env
+
+    async def _keep_running(self, worker_id: str, hub_url: str) -> None:
+        backoff = 0.5
+        while not self._stopping:
+            started = time.monotonic()
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "vectorpanda",
+                "worker",
+                env=self._worker_env(worker_id, hub_url),
+            )
+            self._procs[worker_id] = proc
+            code = await proc.wait()
+            if self._stopping:
+                return
+            backoff = 0.5 if time.monotonic() - started > 30 else min(backoff * 2, 10.0)
+            log.warning("worker %s exited with %s; restarting in %.1fs", worker_id, code, backoff)
+            await asyncio.sleep(backoff)
+
+    async def stop(self) -> None:
+        self._stopping = True
+        for proc in self._procs.values():
+            if proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.send_signal(signal.SIGTERM)
+        for proc in self._procs.values():
+            try:
+                await asyncio.wait_for(proc.wait(), WORKER_STOP_GRACE_S)
+            except TimeoutError:
+                log.error("worker pid %s did not stop in time; killing it", proc.pid)
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await proc.wait()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+async def run_up(settings: Settings, workers: int) -> int:
+    """Run coordinator + workers until a signal arrives; return the exit code."""
+    configure_logging(settings, request_log_to_file=True)
+    parts = build_coordinator(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    supervisor = WorkerSupervisor(workers, settings)
+
+    async def on_ready(port: int, hub_port: int) -> None:
+        supervisor.start(f"ws://{settings.hub_host}:{hub_port}")
+        deadline = time.monotonic() + READY_WAIT_S
+        while len(parts.hub.live()) < workers and time.monotonic() < deadline:
+            if stop.is_set():
+                return
+            await asyncio.sleep(0.05)
+        live = len(parts.hub.live())
+        env_path = env_file_path(settings.data_dir).resolve()
+        print(
+            f"VectorPanda is ready at http://{settings.host}:{port} "
+            f"({live}/{workers} workers live; data in {settings.data_dir.resolve()})\n"
+            f"Admin token: VP_ADMIN_TOKEN in {env_path}",
+            flush=True,
+        )
+
+    try:
+        await serve_coordinator(parts, stop, on_ready)
+    finally:
+        await supervisor.stop()
+        print("VectorPanda stopped.", flush=True)
+    return 0
+
+
+def data_dir_default() -> Path:
+    return Path(os.environ.get("VP_DATA_DIR", "./vp-data"))

@@ -1,0 +1,168 @@
+"""One validated settings object for every process.
+
+Values come from ``VP_*`` environment variables and from the env file
+(``<data_dir>/vectorpanda.env`` unless ``VP_ENV_FILE`` says otherwise).
+Secrets are never taken from command-line arguments. The env file must not be
+readable by group or others; loading refuses it otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import stat
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_FILE_NAME = "vectorpanda.env"
+SECRET_NAMES = ("VP_ADMIN_TOKEN", "VP_KEY_PEPPER", "VP_WORKER_SECRET")
+
+
+class InsecureEnvFileError(RuntimeError):
+    """The env file holding secrets is readable by group or others."""
+
+
+class Settings(BaseSettings):
+    """Every knob of every VectorPanda process."""
+
+    model_config = SettingsConfigDict(env_prefix="VP_", extra="ignore")
+
+    data_dir: Path = Path("./vp-data")
+    hot_dir: Path | None = None
+    cold_dir: Path | None = None
+    archive_dir: Path | None = None
+    log_dir: Path | None = None
+
+    # coordinator HTTP API
+    host: str = "127.0.0.1"
+    port: int = 8080
+    # worker hub (WebSocket server the workers dial into); internal only
+    hub_host: str = "127.0.0.1"
+    hub_port: int = 8081
+    # worker side
+    coordinator_url: str = "ws://127.0.0.1:8081"
+    worker_id: str | None = None
+    worker_threads: int = 1
+
+    # secrets
+    admin_token: SecretStr | None = None
+    key_pepper: SecretStr | None = None
+    worker_secret: SecretStr | None = None
+
+    # event bus
+    amqp_url: SecretStr | None = None
+
+    # limits
+    max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    max_dimension: int = Field(default=4096, ge=1)
+    max_upsert_vectors: int = Field(default=1000, ge=1)
+    max_query_vectors: int = Field(default=100, ge=1)
+    max_ids_per_request: int = Field(default=1000, ge=1)
+    max_top_k: int = Field(default=1000, ge=1)
+    max_metadata_bytes: int = Field(default=16 * 1024, ge=16)
+
+    # timing
+    request_timeout_s: float = Field(default=10.0, gt=0)
+    heartbeat_interval_s: float = Field(default=1.0, gt=0)
+    key_cache_size: int = Field(default=100_000, ge=1)
+
+    # storage
+    wal_compact_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+
+    @property
+    def hot(self) -> Path:
+        return self.hot_dir or self.data_dir / "hot"
+
+    @property
+    def cold(self) -> Path:
+        return self.cold_dir or self.data_dir / "cold"
+
+    @property
+    def archive(self) -> Path:
+        return self.archive_dir or self.data_dir / "archive"
+
+    @property
+    def logs(self) -> Path:
+        return self.log_dir or self.data_dir / "logs"
+
+    @property
+    def control_db(self) -> Path:
+        """The event store and the write model (clients, keys) share this file."""
+        return self.data_dir / "control.sqlite3"
+
+    @property
+    def audit_db(self) -> Path:
+        return self.data_dir / "audit.sqlite3"
+
+
+def env_file_path(data_dir: Path) -> Path:
+    """Where the secrets file lives, honouring ``VP_ENV_FILE``."""
+    override = os.environ.get("VP_ENV_FILE")
+    return Path(override) if override else data_dir / ENV_FILE_NAME
+
+
+def check_env_file_mode(path: Path) -> None:
+    """Refuse an env file that group or others can read or write."""
+    mode = path.stat().st_mode
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise InsecureEnvFileError(
+            f"{path} is readable by group or others (mode {stat.S_IMODE(mode):04o}); "
+            f"it holds secrets. Fix it with: chmod 600 {path}"
+        )
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """Parse ``KEY=value`` lines of an env file after checking its mode."""
+    check_env_file_mode(path)
+    values: dict[str, str] = {}
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key.strip()] = value
+    return values
+
+
+def ensure_env_file(path: Path) -> bool:
+    """Create the env file with fresh random secrets (mode 0600) if missing.
+
+    Returns True when the file was created. Missing secrets are appended to an
+    existing file so that older data dirs gain new secrets on upgrade.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    created = not path.exists()
+    if created:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write("# VectorPanda secrets. Keep this file mode 0600; never commit it.\n")
+    existing = read_env_file(path)
+    missing = [name for name in SECRET_NAMES if name not in existing]
+    if missing:
+        with path.open("a", encoding="utf-8") as fh:
+            for name in missing:
+                fh.write(f"{name}={secrets.token_urlsafe(32)}\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+    return created
+
+
+def load_settings(data_dir: Path | None = None, **overrides: Any) -> Settings:
+    """Build Settings from the environment and the env file (environment wins)."""
+    base_dir = data_dir or Path(os.environ.get("VP_DATA_DIR", "./vp-data"))
+    path = env_file_path(base_dir)
+    file_values: dict[str, Any] = {}
+    if path.exists():
+        for key, value in read_env_file(path).items():
+            if key.startswith("VP_") and key not in os.environ:
+                file_values[key[3:].lower()] = value
+    values: dict[str, Any] = {**file_values, **overrides}
+    if data_dir is not None:
+        values["data_dir"] = data_dir
+    return Settings(**values)

@@ -1,0 +1,136 @@
+"""One function per data operation: check the arguments, call the tenant store, shape the reply."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from workers.collection_spec import parse_collection_spec
+from workers.errors import StoreError
+from workers.protocol import ErrorCode, Frame, Op
+from workers.tenant_store import TenantStore
+
+Result = tuple[dict[str, Any], dict[str, np.ndarray]]
+Handler = Callable[[TenantStore, Frame], Result]
+
+MAX_ID_BYTES = 256
+
+
+def create_collection(store: TenantStore, frame: Frame) -> Result:
+    """CREATE_COLLECTION {collection, dimension, metric, index, hnsw?} -> {collection}."""
+    spec = parse_collection_spec(frame.header)
+    return {"collection": store.create_collection(spec)}, {}
+
+
+def list_collections(store: TenantStore, frame: Frame) -> Result:
+    """LIST_COLLECTIONS {} -> {collections} sorted by name."""
+    return {"collections": store.list_collections()}, {}
+
+
+def get_collection(store: TenantStore, frame: Frame) -> Result:
+    """GET_COLLECTION {collection} -> {collection}."""
+    return {"collection": store.collection(frame.header.get("collection", "")).info()}, {}
+
+
+def delete_collection(store: TenantStore, frame: Frame) -> Result:
+    """DELETE_COLLECTION {collection} -> {}."""
+    store.delete_collection(frame.header.get("collection", ""))
+    return {}, {}
+
+
+def upsert(store: TenantStore, frame: Frame) -> Result:
+    """UPSERT {collection, ids, metadata} + vectors (n, d) -> {upserted}."""
+    collection = store.collection(frame.header.get("collection", ""))
+    ids = _ids(frame.header.get("ids"))
+    metadata = _metadata(frame.header.get("metadata"), len(ids))
+    vectors = _array(frame, "vectors")
+    return {"upserted": collection.upsert(ids, metadata, vectors)}, {}
+
+
+def query(store: TenantStore, frame: Frame) -> Result:
+    """QUERY {collection, top_k, include_*, filter, ef_search} + queries -> {results} (+ values)."""
+    header = frame.header
+    collection = store.collection(header.get("collection", ""))
+    top_k = header.get("top_k")
+    if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
+        raise StoreError(ErrorCode.INVALID, "top_k must be a positive integer")
+    if header.get("filter") is not None:
+        raise StoreError(ErrorCode.INVALID, "metadata filters are not available yet")
+    ef_search = header.get("ef_search")
+    if ef_search is not None and (not isinstance(ef_search, int) or ef_search < 1):
+        raise StoreError(ErrorCode.INVALID, "ef_search must be a positive integer")
+    include_values = _flag(header, "include_values")
+    results, values = collection.query(
+        _array(frame, "queries"), top_k, _flag(header, "include_metadata"), include_values
+    )
+    return {"results": results}, ({"values": values} if values is not None else {})
+
+
+def fetch(store: TenantStore, frame: Frame) -> Result:
+    """FETCH {collection, ids} -> {ids, metadata} + vectors (m, d)."""
+    collection = store.collection(frame.header.get("collection", ""))
+    found, metadata, vectors = collection.fetch(_ids(frame.header.get("ids")))
+    return {"ids": found, "metadata": metadata}, {"vectors": vectors}
+
+
+def delete(store: TenantStore, frame: Frame) -> Result:
+    """DELETE {collection, ids} -> {deleted}."""
+    collection = store.collection(frame.header.get("collection", ""))
+    return {"deleted": collection.delete(_ids(frame.header.get("ids")))}, {}
+
+
+def usage(store: TenantStore, frame: Frame) -> Result:
+    """USAGE {} -> {collections, vectors, bytes}."""
+    return store.usage(), {}
+
+
+HANDLERS: dict[str, Handler] = {
+    Op.CREATE_COLLECTION: create_collection,
+    Op.LIST_COLLECTIONS: list_collections,
+    Op.GET_COLLECTION: get_collection,
+    Op.DELETE_COLLECTION: delete_collection,
+    Op.UPSERT: upsert,
+    Op.QUERY: query,
+    Op.FETCH: fetch,
+    Op.DELETE: delete,
+    Op.USAGE: usage,
+}
+
+
+def _ids(value: Any) -> list[str]:
+    if not isinstance(value, list):
+        raise StoreError(ErrorCode.INVALID, "ids must be a list of strings")
+    for vector_id in value:
+        if not isinstance(vector_id, str) or not 1 <= len(vector_id.encode()) <= MAX_ID_BYTES:
+            raise StoreError(
+                ErrorCode.INVALID, f"each id must be a string of 1-{MAX_ID_BYTES} UTF-8 bytes"
+            )
+    return value
+
+
+def _metadata(value: Any, count: int) -> list[dict[str, Any] | None]:
+    if value is None:
+        return [None] * count
+    if not isinstance(value, list) or len(value) != count:
+        raise StoreError(ErrorCode.INVALID, "metadata must be a list as long as ids")
+    if not all(m is None or isinstance(m, dict) for m in value):
+        raise StoreError(ErrorCode.INVALID, "each metadata entry must be an object or null")
+    return value
+
+
+def _array(frame: Frame, name: str) -> np.ndarray:
+    array = frame.arrays.get(name)
+    if array is None:
+        raise StoreError(ErrorCode.INVALID, f"missing array '{name}'")
+    if array.dtype != np.dtype("<f4") or array.ndim != 2:
+        raise StoreError(ErrorCode.INVALID, f"array '{name}' must be little-endian float32 (n, d)")
+    return array
+
+
+def _flag(header: dict[str, Any], name: str) -> bool:
+    value = header.get(name, False)
+    if not isinstance(value, bool):
+        raise StoreError(ErrorCode.INVALID, f"{name} must be a boolean")
+    return value

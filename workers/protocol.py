@@ -1,0 +1,178 @@
+"""The coordinator <-> worker wire protocol.
+
+Every WebSocket message is one binary frame:
+
+    u32 little-endian header length | header (orjson object) | array payloads
+
+The header is a JSON object. Its ``arrays`` entry lists the numpy arrays that
+follow the header, in order, as ``[name, dtype, shape]``; each payload is the
+array's C-order bytes. Vectors therefore travel as raw float32, never as JSON
+floats.
+
+Header fields common to all frames:
+
+* ``op``     -- the operation (see ``Op``) or ``"reply"``.
+* ``rid``    -- request id chosen by the sender of a request; a reply echoes it.
+
+Data operations also carry ``tenant`` (the client id) and ``epoch`` (the
+ownership epoch the coordinator assigned). A worker refuses a data frame whose
+tenant it does not own at exactly that epoch.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import numpy as np
+import orjson
+
+PROTOCOL_VERSION = 1
+
+_LEN = struct.Struct("<I")
+_MAX_HEADER = 64 * 1024 * 1024
+
+# Tenant ids and collection names become path components on the worker, so
+# both are checked against these patterns on every frame.
+TENANT_RE = re.compile(r"^[a-z0-9][a-z0-9_]{0,63}$")
+COLLECTION_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+
+class Op(StrEnum):
+    """Operations carried in the ``op`` header field."""
+
+    # worker -> coordinator
+    HELLO = "hello"  # {worker_id, secret, pid, protocol}
+    HEARTBEAT = "heartbeat"  # {load: {tenants, memory_bytes, queue_depth}}
+    # coordinator -> worker, control
+    WELCOME = "welcome"  # reply to hello: {ok: true}
+    ASSIGN = "assign"  # {tenant, epoch}: take ownership (lock the tenant dir)
+    RELEASE = "release"  # {tenant, epoch}: unload and unlock
+    # coordinator -> worker, data (all carry tenant + epoch)
+    CREATE_COLLECTION = "create_collection"  # {collection, dimension, metric, index, hnsw?}
+    LIST_COLLECTIONS = "list_collections"  # {}
+    GET_COLLECTION = "get_collection"  # {collection}
+    DELETE_COLLECTION = "delete_collection"  # {collection}
+    UPSERT = "upsert"  # {collection, ids, metadata} + arrays: vectors (n, d) <f4
+    QUERY = "query"  # {collection, top_k, include_metadata, include_values, ...}
+    FETCH = "fetch"  # {collection, ids}
+    DELETE = "delete"  # {collection, ids}
+    USAGE = "usage"  # {}
+    DELETE_TENANT = "delete_tenant"  # {}: remove every file of the tenant
+    # either direction
+    REPLY = "reply"  # {rid, ok, error?: {code, message}, ...result}
+
+
+DATA_OPS = frozenset(
+    {
+        Op.CREATE_COLLECTION,
+        Op.LIST_COLLECTIONS,
+        Op.GET_COLLECTION,
+        Op.DELETE_COLLECTION,
+        Op.UPSERT,
+        Op.QUERY,
+        Op.FETCH,
+        Op.DELETE,
+        Op.USAGE,
+        Op.DELETE_TENANT,
+    }
+)
+
+
+class ErrorCode(StrEnum):
+    """Error codes a worker may put in a reply; the API maps them to HTTP."""
+
+    NOT_FOUND = "not_found"  # collection missing
+    CONFLICT = "conflict"  # collection exists
+    INVALID = "invalid"  # bad arguments (dimension, names, filter)
+    NOT_OWNER = "not_owner"  # tenant not owned at that epoch: re-route
+    UNAVAILABLE = "unavailable"  # tenant cannot be served (lock held, corrupt)
+    BUSY = "busy"  # backpressure: try again later
+    INTERNAL = "internal"
+
+
+class ProtocolError(ValueError):
+    """A frame that cannot be decoded."""
+
+
+@dataclass(slots=True)
+class Frame:
+    """A decoded frame: the JSON header and the named arrays."""
+
+    header: dict[str, Any]
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def op(self) -> str:
+        return str(self.header.get("op", ""))
+
+    @property
+    def rid(self) -> int:
+        return int(self.header.get("rid", 0))
+
+
+def encode_frame(header: dict[str, Any], arrays: dict[str, np.ndarray] | None = None) -> bytes:
+    """Encode a header and arrays into one binary frame."""
+    parts: list[bytes] = []
+    specs: list[list[Any]] = []
+    for name, arr in (arrays or {}).items():
+        a = np.ascontiguousarray(arr)
+        specs.append([name, a.dtype.str, list(a.shape)])
+        parts.append(a.tobytes())
+    head = orjson.dumps({**header, "arrays": specs} if specs else header)
+    return b"".join([_LEN.pack(len(head)), head, *parts])
+
+
+def decode_frame(data: bytes) -> Frame:
+    """Decode one binary frame; raise ProtocolError on anything malformed."""
+    if not isinstance(data, bytes | bytearray | memoryview) or len(data) < _LEN.size:
+        raise ProtocolError("frame too short")
+    view = memoryview(data)
+    (hlen,) = _LEN.unpack_from(view, 0)
+    if hlen > _MAX_HEADER or _LEN.size + hlen > len(view):
+        raise ProtocolError("bad header length")
+    try:
+        header = orjson.loads(view[_LEN.size : _LEN.size + hlen])
+    except orjson.JSONDecodeError as exc:
+        raise ProtocolError(f"bad header: {exc}") from exc
+    if not isinstance(header, dict):
+        raise ProtocolError("header is not an object")
+    arrays: dict[str, np.ndarray] = {}
+    offset = _LEN.size + hlen
+    for spec in header.pop("arrays", None) or []:
+        try:
+            name, dtype_str, shape = spec
+            dtype = np.dtype(dtype_str)
+            if dtype.hasobject:
+                raise ProtocolError("object arrays are not allowed")
+            count = int(np.prod(shape, dtype=np.int64))
+            nbytes = count * dtype.itemsize
+        except (TypeError, ValueError) as exc:
+            raise ProtocolError(f"bad array spec: {spec!r}") from exc
+        if count < 0 or offset + nbytes > len(view):
+            raise ProtocolError("array payload truncated")
+        arrays[str(name)] = np.frombuffer(view, dtype=dtype, count=count, offset=offset).reshape(
+            shape
+        )
+        offset += nbytes
+    if offset != len(view):
+        raise ProtocolError("trailing bytes after arrays")
+    return Frame(header=header, arrays=arrays)
+
+
+def reply_ok(rid: int, result: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Header of a successful reply."""
+    return {"op": Op.REPLY.value, "rid": rid, "ok": True, **(result or {})}
+
+
+def reply_error(rid: int, code: ErrorCode | str, message: str) -> dict[str, Any]:
+    """Header of a failed reply."""
+    return {
+        "op": Op.REPLY.value,
+        "rid": rid,
+        "ok": False,
+        "error": {"code": str(code), "message": message},
+    }

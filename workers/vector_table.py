@@ -1,0 +1,142 @@
+"""The live rows of one collection in memory: dense arrays, id -> row, swap-remove."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from workers.segment import SegmentData
+
+_F32 = np.dtype("float32")
+_MIN_CAPACITY = 64
+
+
+def normalized(vectors: np.ndarray) -> np.ndarray:
+    """Unit-length copies of rows; zero rows stay zero so their cosine score is 0."""
+    norms = np.linalg.norm(vectors.astype(np.float64), axis=1, keepdims=True)
+    out = np.zeros(vectors.shape, dtype=_F32)
+    np.divide(vectors, norms, out=out, where=norms > 0, casting="unsafe")
+    return out
+
+
+class VectorTable:
+    """Rows 0..count-1 are exactly the live vectors, so a scan never sees a deleted one."""
+
+    def __init__(self, dimension: int, normalize: bool) -> None:
+        self.dimension = dimension
+        self._normalize = normalize
+        self._vectors = np.empty((0, dimension), dtype=_F32)
+        # Cosine searches a unit-length copy; fetch must return the original values.
+        self._search = np.empty((0, dimension), dtype=_F32) if normalize else self._vectors
+        self._count = 0
+        self.ids: list[str] = []
+        self.metadata: list[dict[str, Any] | None] = []
+        self._rows: dict[str, int] = {}
+
+    @property
+    def count(self) -> int:
+        """Number of live rows."""
+        return self._count
+
+    @property
+    def memory_bytes(self) -> int:
+        """Bytes held by the vector arrays (the bulk of a collection's memory)."""
+        extra = self._search.nbytes if self._normalize else 0
+        return int(self._vectors.nbytes + extra)
+
+    def row_of(self, vector_id: str) -> int | None:
+        """The row holding ``vector_id``, or None."""
+        return self._rows.get(vector_id)
+
+    def vectors(self) -> np.ndarray:
+        """Original values of the live rows (a view; valid until the next write)."""
+        return self._vectors[: self._count]
+
+    def search_matrix(self) -> np.ndarray:
+        """The matrix a flat search scans (normalized for cosine; a view)."""
+        return self._search[: self._count]
+
+    def load(self, segment: SegmentData) -> None:
+        """Fill an empty table from a segment (ids in a segment never repeat)."""
+        assert self._count == 0
+        n = len(segment.ids)
+        self._reserve(n)
+        self._vectors[:n] = segment.vectors
+        if self._normalize:
+            self._search[:n] = normalized(self._vectors[:n])
+        self.ids = list(segment.ids)
+        self.metadata = list(segment.metadata)
+        self._rows = dict(zip(self.ids, range(n), strict=True))
+        self._count = n
+
+    def put(
+        self, ids: Sequence[str], metadata: Sequence[dict[str, Any] | None], vectors: np.ndarray
+    ) -> None:
+        """Insert or replace rows; ``ids`` must not repeat."""
+        search = normalized(vectors) if self._normalize else vectors
+        rows = np.empty(len(ids), dtype=np.int64)
+        fresh = 0
+        for i, vector_id in enumerate(ids):
+            row = self._rows.get(vector_id)
+            if row is None:
+                row = self._count + fresh
+                fresh += 1
+                self._rows[vector_id] = row
+                self.ids.append(vector_id)
+                self.metadata.append(metadata[i])
+            else:
+                self.metadata[row] = metadata[i]
+            rows[i] = row
+        self._reserve(self._count + fresh)
+        self._vectors[rows] = vectors
+        if self._normalize:
+            self._search[rows] = search
+        self._count += fresh
+
+    def remove(self, ids: Sequence[str]) -> int:
+        """Delete rows by id (moving the last row into each hole); return how many existed."""
+        removed = 0
+        for vector_id in ids:
+            row = self._rows.pop(vector_id, None)
+            if row is None:
+                continue
+            last = self._count - 1
+            if row != last:
+                moved = self.ids[last]
+                self._vectors[row] = self._vectors[last]
+                if self._normalize:
+                    self._search[row] = self._search[last]
+                self.ids[row] = moved
+                self.metadata[row] = self.metadata[last]
+                self._rows[moved] = row
+            self.ids.pop()
+            self.metadata.pop()
+            self._count = last
+            removed += 1
+        if removed and self._vectors.shape[0] > 4 * max(self._count, _MIN_CAPACITY):
+            self._resize(max(2 * self._count, _MIN_CAPACITY))
+        return removed
+
+    def snapshot(self) -> SegmentData:
+        """Copies of the live rows, for writing a segment."""
+        return SegmentData(
+            ids=list(self.ids), metadata=list(self.metadata), vectors=self.vectors().copy()
+        )
+
+    def _reserve(self, needed: int) -> None:
+        capacity = self._vectors.shape[0]
+        if needed > capacity:
+            self._resize(max(needed, 2 * capacity, _MIN_CAPACITY))
+
+    def _resize(self, capacity: int) -> None:
+        grown = np.empty((capacity, self.dimension), dtype=_F32)
+        grown[: self._count] = self._vectors[: self._count]
+        self._vectors = grown
+        if self._normalize:
+            search = np.empty((capacity, self.dimension), dtype=_F32)
+            search[: self._count] = self._search[: self._count]
+            self._search = search
+        else:
+            self._search = grown

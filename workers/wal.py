@@ -1,0 +1,190 @@
+"""The write-ahead log: every acknowledged upsert or delete, fsynced, in order.
+
+File layout: a sequence of records ``u32 LE length | u32 LE CRC32(payload) | payload``.
+Payload: one kind byte, then for an upsert ``u32 n | u32 d | u32 len | ids JSON |
+u32 len | metadata JSON | n*d float32 LE``, for a delete ``u32 len | ids JSON``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import struct
+import zlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+from workers.durable_files import fsync_dir
+
+log = logging.getLogger(__name__)
+
+_HEAD = struct.Struct("<II")
+_U32 = struct.Struct("<I")
+_UPSERT = 1
+_DELETE = 2
+_F32 = np.dtype("<f4")
+
+
+@dataclass(frozen=True, slots=True)
+class UpsertRecord:
+    """Vectors written (or replaced) under their ids."""
+
+    ids: list[str]
+    metadata: list[dict[str, Any] | None]
+    vectors: np.ndarray
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteRecord:
+    """Ids removed."""
+
+    ids: list[str]
+
+
+WalRecord = UpsertRecord | DeleteRecord
+
+
+class CorruptRecordError(ValueError):
+    """A payload that passed its CRC but does not decode; treated like a torn tail."""
+
+
+def encode_record(record: WalRecord) -> bytes:
+    """The payload bytes of one record."""
+    ids = orjson.dumps(record.ids)
+    if isinstance(record, DeleteRecord):
+        return b"".join([bytes([_DELETE]), _U32.pack(len(ids)), ids])
+    vectors = np.ascontiguousarray(record.vectors, dtype=_F32)
+    n, d = vectors.shape
+    meta = orjson.dumps(record.metadata)
+    return b"".join(
+        [
+            bytes([_UPSERT]),
+            _U32.pack(n),
+            _U32.pack(d),
+            _U32.pack(len(ids)),
+            ids,
+            _U32.pack(len(meta)),
+            meta,
+            vectors.tobytes(),
+        ]
+    )
+
+
+def decode_record(payload: bytes) -> WalRecord:
+    """Parse one payload; raise CorruptRecordError if it is not a well-formed record."""
+    try:
+        kind = payload[0]
+        if kind == _DELETE:
+            ids, end = _read_json(payload, 1)
+            if end != len(payload):
+                raise CorruptRecordError("trailing bytes in delete record")
+            return DeleteRecord(ids=_as_ids(ids))
+        if kind != _UPSERT:
+            raise CorruptRecordError(f"unknown record kind {kind}")
+        n, d = _HEAD.unpack_from(payload, 1)
+        ids, offset = _read_json(payload, 1 + _HEAD.size)
+        meta, offset = _read_json(payload, offset)
+        if offset + n * d * 4 != len(payload) or len(ids) != n or len(meta) != n:
+            raise CorruptRecordError("upsert record sizes do not agree")
+        vectors = np.frombuffer(payload, dtype=_F32, count=n * d, offset=offset).reshape(n, d)
+        return UpsertRecord(ids=_as_ids(ids), metadata=list(meta), vectors=vectors)
+    except (IndexError, struct.error, orjson.JSONDecodeError, TypeError) as exc:
+        raise CorruptRecordError(str(exc)) from exc
+
+
+def _read_json(payload: bytes, offset: int) -> tuple[Any, int]:
+    (length,) = _U32.unpack_from(payload, offset)
+    start = offset + _U32.size
+    if start + length > len(payload):
+        raise CorruptRecordError("json field runs past the record")
+    return orjson.loads(payload[start : start + length]), start + length
+
+
+def _as_ids(value: Any) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(i, str) for i in value):
+        raise CorruptRecordError("ids are not a list of strings")
+    return value
+
+
+def frame_record(payload: bytes) -> bytes:
+    """Prefix a payload with its length and CRC32."""
+    return _HEAD.pack(len(payload), zlib.crc32(payload)) + payload
+
+
+class WriteAheadLog:
+    """An append-only, fsynced log of records; replay drops a torn or corrupt tail."""
+
+    def __init__(self, path: Path) -> None:
+        created = not path.exists()
+        self.path = path
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+        if created:
+            os.fsync(self._fd)
+            fsync_dir(path.parent)
+        self._size = os.fstat(self._fd).st_size
+
+    @property
+    def size(self) -> int:
+        """Bytes in the log, used to decide when to compact."""
+        return self._size
+
+    def append(self, records: Sequence[WalRecord]) -> None:
+        """Write records and fsync; when this returns they survive a crash."""
+        data = b"".join(frame_record(encode_record(r)) for r in records)
+        if not data:
+            return
+        start = self._size
+        try:
+            view = memoryview(data)
+            while view:
+                written = os.write(self._fd, view)
+                view = view[written:]
+            os.fsync(self._fd)
+        except BaseException:
+            # A partial write must not sit in front of the next record.
+            self._truncate(start)
+            raise
+        self._size = start + len(data)
+
+    def replay(self) -> Iterator[WalRecord]:
+        """Yield records in order, stopping at (and cutting off) the first bad one."""
+        good = 0
+        with self.path.open("rb") as fh:
+            while True:
+                head = fh.read(_HEAD.size)
+                if len(head) < _HEAD.size:
+                    break
+                length, crc = _HEAD.unpack(head)
+                payload = fh.read(length)
+                # A zero length is never written; a zero-filled tail must not pass as data.
+                if length == 0 or len(payload) < length or zlib.crc32(payload) != crc:
+                    break
+                try:
+                    record = decode_record(payload)
+                except CorruptRecordError:
+                    break
+                good += _HEAD.size + length
+                yield record
+        end = os.fstat(self._fd).st_size
+        if good < end:
+            log.warning("write-ahead log %s: dropping %d bytes of torn tail", self.path.name, end - good)
+            self._truncate(good)
+        self._size = good
+
+    def _truncate(self, size: int) -> None:
+        try:
+            os.ftruncate(self._fd, size)
+            os.fsync(self._fd)
+        except OSError:
+            log.exception("could not truncate write-ahead log %s", self.path.name)
+
+    def close(self) -> None:
+        """Close the file; the log must not be used afterwards."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1

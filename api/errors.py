@@ -9,9 +9,10 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import ORJSONResponse, Response
+from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.routing import json_response
 from coordinator.errors import TenantUnavailable, WorkerRefused
 
 # Worker error codes (workers.protocol.ErrorCode) as HTTP status and API code.
@@ -96,8 +97,10 @@ def error_response(
     request: Request, status: int, code: str, message: str, retry_after: int | None = None
 ) -> Response:
     body = {"error": {"code": code, "message": message, "request_id": request_id_of(request)}}
-    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
-    return ORJSONResponse(body, status_code=status, headers=headers)
+    response = json_response(body, status_code=status)
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(retry_after)
+    return response
 
 
 def _describe_validation(exc: RequestValidationError) -> tuple[int, str, str]:

@@ -96,8 +96,7 @@ async def serve_coordinator(
         server_header=False,
         timeout_graceful_shutdown=10,
     )
-    server = uvicorn.Server(config)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    server = _QuietServer(config)
     serving = asyncio.create_task(server.serve())
     try:
         while not server.started:
@@ -113,6 +112,13 @@ async def serve_coordinator(
         await asyncio.gather(serving, return_exceptions=True)
         await parts.hub.close()
         await parts.accounts.close()
+
+
+class _QuietServer(uvicorn.Server):
+    """The launcher owns signal handling; uvicorn must not install its own."""
+
+    def install_signal_handlers(self) -> None:
+        return None
 
 
 def _bound_port(server: uvicorn.Server, default: int) -> int:

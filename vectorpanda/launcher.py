@@ -51,6 +51,9 @@ class WorkerSupervisor:
                 "VP_HOT_DIR": str(self._settings.hot.resolve()),
                 "VP_COORDINATOR_URL": hub_url,
                 "VP_WORKER_ID": worker_id,
+                # one BLAS/FAISS thread per worker process: scale with processes
+                "OPENBLAS_NUM_THREADS": "1",
+                "OMP_NUM_THREADS": "1",
             }
         )
         return env

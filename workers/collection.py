@@ -133,7 +133,9 @@ class Collection:
         last = {vector_id: i for i, vector_id in enumerate(ids)}
         if len(last) < len(ids):
             keep = sorted(last.values())
-            record = UpsertRecord([ids[i] for i in keep], [metadata[i] for i in keep], vectors[keep])
+            record = UpsertRecord(
+                [ids[i] for i in keep], [metadata[i] for i in keep], vectors[keep]
+            )
         else:
             record = UpsertRecord(list(ids), list(metadata), vectors)
         with self._write_mutex:

@@ -140,6 +140,8 @@ def decode_frame(data: bytes) -> Frame:
         raise ProtocolError(f"bad header: {exc}") from exc
     if not isinstance(header, dict):
         raise ProtocolError("header is not an object")
+    if not isinstance(header.get("rid", 0), int):
+        raise ProtocolError("rid must be an integer")
     arrays: dict[str, np.ndarray] = {}
     offset = _LEN.size + hlen
     for spec in header.pop("arrays", None) or []:
@@ -148,14 +150,20 @@ def decode_frame(data: bytes) -> Frame:
             dtype = np.dtype(dtype_str)
             if dtype.hasobject:
                 raise ProtocolError("object arrays are not allowed")
-            count = int(np.prod(shape, dtype=np.int64))
+            dims = [int(n) for n in shape]
+            count = 1
+            for n in dims:
+                # checked one dimension at a time so a huge shape cannot overflow
+                if n < 0 or count * n > len(view):
+                    raise ProtocolError(f"bad array shape: {shape!r}")
+                count *= n
             nbytes = count * dtype.itemsize
         except (TypeError, ValueError) as exc:
             raise ProtocolError(f"bad array spec: {spec!r}") from exc
-        if count < 0 or offset + nbytes > len(view):
+        if offset + nbytes > len(view):
             raise ProtocolError("array payload truncated")
         arrays[str(name)] = np.frombuffer(view, dtype=dtype, count=count, offset=offset).reshape(
-            shape
+            dims
         )
         offset += nbytes
     if offset != len(view):

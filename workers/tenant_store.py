@@ -112,7 +112,7 @@ class TenantStore:
         for root, _dirs, files in os.walk(self.directory):
             for name in files:
                 try:
-                    total += os.lstat(os.path.join(root, name)).st_size  # noqa: PTH109
+                    total += os.lstat(os.path.join(root, name)).st_size
                 except FileNotFoundError:
                     continue
         return total
@@ -161,8 +161,14 @@ class TenantStore:
         self._lock_fd = fd
 
     def _remove_leftovers(self) -> None:
+        # A crash during delete_everything leaves hot/.trash-<tenant>-<hex>; it is ours now.
+        for entry in self.directory.parent.glob(f".trash-{self.tenant}-*"):
+            if entry.is_dir() and len(entry.name) == len(f".trash-{self.tenant}-") + 32:
+                shutil.rmtree(entry, ignore_errors=True)
         for entry in self.directory.iterdir():
-            if is_trash_name(entry.name) or (entry.name.startswith(".") and entry.name.endswith(".tmp")):
+            if is_trash_name(entry.name) or (
+                entry.name.startswith(".") and entry.name.endswith(".tmp")
+            ):
                 if entry.is_dir():
                     shutil.rmtree(entry, ignore_errors=True)
                 else:

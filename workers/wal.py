@@ -172,7 +172,9 @@ class WriteAheadLog:
                 yield record
         end = os.fstat(self._fd).st_size
         if good < end:
-            log.warning("write-ahead log %s: dropping %d bytes of torn tail", self.path.name, end - good)
+            log.warning(
+                "write-ahead log %s: dropping %d bytes of torn tail", self.path.name, end - good
+            )
             self._truncate(good)
         self._size = good
 

@@ -11,7 +11,6 @@ from coordinator.accounts.model import (
     ClientRecord,
     ClientStatus,
     key_digest,
-    live_client,
     needs_revocation,
     new_api_key,
     new_client_id,

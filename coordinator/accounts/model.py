@@ -10,7 +10,7 @@ import hmac
 import re
 import secrets
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 
@@ -84,7 +84,7 @@ class ApiKeyRecord:
     client_id: str
     label: str | None
     scopes: tuple[Scope, ...]
-    digest: str
+    digest: str = field(repr=False)
     created_at: str
     revoked_at: str | None = None
 
@@ -96,7 +96,7 @@ class Principal:
     client_id: str
     key_id: str
     scopes: frozenset[str]
-    digest: str
+    digest: str = field(repr=False)
     tier: str
     status: str
 

@@ -3,7 +3,9 @@
 A handler passes a synchronous body; the unit of work runs it in a thread
 (``asyncio.to_thread``) inside one transaction, so nothing blocks the event
 loop. After commit, listeners (the key cache) see the appended events on the
-event loop before the handler returns.
+event loop before the handler returns. ``SqliteUnitOfWork`` keeps the
+``clients`` and ``api_keys`` tables in the control database next to the event
+log; ``memory_uow.InMemoryUnitOfWork`` is its stand-in for unit tests.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import asyncio
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from typing import Any, Protocol, TypeVar
 
 import orjson
@@ -30,7 +31,6 @@ from coordinator.accounts.model import (
 from coordinator.accounts.tables import api_keys_table, clients_table
 from coordinator.accounts.tables import metadata as accounts_metadata
 from eventlog.events import Event
-from eventlog.memory_store import InMemoryEventStore
 from eventlog.sqlite import read_transaction, write_transaction
 from eventlog.store import (
     EventStore,
@@ -82,10 +82,12 @@ class AccountsUnitOfWork(Protocol):
 
     def subscribe(self, listener: CommitListener) -> None: ...
 
+    async def writable(self) -> bool: ...
+
     def close(self) -> None: ...
 
 
-class _Listeners:
+class CommitListeners:
     """Commit listeners shared by every unit of work."""
 
     def __init__(self) -> None:
@@ -106,7 +108,7 @@ class _Listeners:
                 log.exception("commit listener failed")
 
 
-class _TransactionBase:
+class TransactionBase:
     """The parts of a transaction that do not depend on the storage."""
 
     events: EventStore
@@ -120,83 +122,6 @@ class _TransactionBase:
         stored = self.events.append(events, actor, self.now)
         self.appended.extend(stored)
         return stored
-
-
-class InMemoryTransaction(_TransactionBase):
-    """A transaction over plain dicts."""
-
-    def __init__(self, uow: InMemoryUnitOfWork) -> None:
-        super().__init__()
-        self._uow = uow
-        self.events = uow.event_store
-
-    def get_client(self, client_id: str) -> ClientRecord | None:
-        return self._uow.clients.get(client_id)
-
-    def list_clients(self) -> list[ClientRecord]:
-        return sorted(self._uow.clients.values(), key=lambda c: (c.created_at, c.client_id))
-
-    def add_client(self, client: ClientRecord) -> None:
-        self._uow.clients[client.client_id] = client
-
-    def get_api_key(self, key_id: str) -> ApiKeyRecord | None:
-        return self._uow.api_keys.get(key_id)
-
-    def list_api_keys(self, client_id: str) -> list[ApiKeyRecord]:
-        keys = [k for k in self._uow.api_keys.values() if k.client_id == client_id]
-        return sorted(keys, key=lambda k: (k.created_at, k.key_id))
-
-    def add_api_key(self, key: ApiKeyRecord) -> None:
-        self._uow.api_keys[key.key_id] = key
-
-    def revoke_api_key(self, key_id: str, revoked_at: str) -> None:
-        key = self._uow.api_keys[key_id]
-        self._uow.api_keys[key_id] = replace(key, revoked_at=revoked_at)
-
-    def find_principal(self, key_id: str) -> Principal | None:
-        key = self._uow.api_keys.get(key_id)
-        client = self._uow.clients.get(key.client_id) if key else None
-        return principal_for(key, client) if key and client else None
-
-
-class InMemoryUnitOfWork(_Listeners):
-    """Dicts and an in-memory event log; a failed body is rolled back from a snapshot."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.clients: dict[str, ClientRecord] = {}
-        self.api_keys: dict[str, ApiKeyRecord] = {}
-        self.event_store = InMemoryEventStore()
-        self.reads = 0
-        self._lock = threading.Lock()
-
-    def _write_sync(self, body: Callable[[AccountsTransaction], T]) -> tuple[T, list[StoredEvent]]:
-        with self._lock:
-            clients, keys = dict(self.clients), dict(self.api_keys)
-            mark = self.event_store.snapshot()
-            tx = InMemoryTransaction(self)
-            try:
-                return body(tx), tx.appended
-            except BaseException:
-                self.clients, self.api_keys = clients, keys
-                self.event_store.restore(mark)
-                raise
-
-    def _read_sync(self, body: Callable[[AccountsTransaction], T]) -> T:
-        with self._lock:
-            self.reads += 1
-            return body(InMemoryTransaction(self))
-
-    async def write(self, body: Callable[[AccountsTransaction], T]) -> T:
-        result, appended = await asyncio.to_thread(self._write_sync, body)
-        self._notify(appended)
-        return result
-
-    async def read(self, body: Callable[[AccountsTransaction], T]) -> T:
-        return await asyncio.to_thread(self._read_sync, body)
-
-    def close(self) -> None:
-        """Nothing to release."""
 
 
 def _client(row: Row[Any]) -> ClientRecord:
@@ -224,7 +149,7 @@ def _api_key(row: Row[Any]) -> ApiKeyRecord:
     )
 
 
-class SqliteTransaction(_TransactionBase):
+class SqliteTransaction(TransactionBase):
     """A transaction on the control database: write model and event log share ``conn``."""
 
     def __init__(self, conn: Connection) -> None:
@@ -297,7 +222,7 @@ class SqliteTransaction(_TransactionBase):
         return principal_for(_api_key(row), client)
 
 
-class SqliteUnitOfWork(_Listeners):
+class SqliteUnitOfWork(CommitListeners):
     """Transactions on the control database file, BEGIN IMMEDIATE for writes."""
 
     def __init__(self, engine: Engine) -> None:
@@ -325,6 +250,24 @@ class SqliteUnitOfWork(_Listeners):
 
     async def read(self, body: Callable[[AccountsTransaction], T]) -> T:
         return await asyncio.to_thread(self._read_sync, body)
+
+    def _probe_write(self) -> bool:
+        # Busy for a second means not ready; the probe must not queue behind a long write.
+        if not self._write_lock.acquire(timeout=1.0):
+            return False
+        try:
+            with write_transaction(self._engine) as conn:
+                conn.exec_driver_sql("SELECT 1")
+            return True
+        except Exception:
+            log.warning("control database is not writable", exc_info=True)
+            return False
+        finally:
+            self._write_lock.release()
+
+    async def writable(self) -> bool:
+        """Whether a write transaction can begin now (BEGIN IMMEDIATE, nothing written)."""
+        return await asyncio.to_thread(self._probe_write)
 
     def close(self) -> None:
         """Close pooled connections (checkpointing the WAL on the last one)."""

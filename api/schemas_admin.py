@@ -1,0 +1,178 @@
+"""Request and response models of the admin plane (``/admin/v1``), as in shared/API.md."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.config import JsonDict
+
+EMAIL_PATTERN = r"^[^@\s]+@[^@\s.]+(\.[^@\s.]+)+$"
+CLIENT_ID_PATTERN = r"^[a-z0-9][a-z0-9_]{0,63}$"
+
+_CLIENT_EXAMPLE: JsonDict = {
+    "client_id": "c3f2a9c0d1e4b5a67",
+    "name": "Acme Robotics",
+    "email": "ops@acme.example",
+    "tier": "standard",
+    "status": "active",
+    "created_at": "2025-01-31T09:15:02.123456Z",
+}
+
+
+class AdminRequest(BaseModel):
+    """Unknown fields are rejected (422 invalid)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class CreateClientRequest(AdminRequest):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"name": "Acme Robotics", "email": "ops@acme.example", "tier": "standard"}]
+        },
+    )
+
+    name: str = Field(min_length=1, max_length=200)
+    email: str = Field(max_length=254, pattern=EMAIL_PATTERN)
+    tier: Literal["free", "standard", "premium"] = "free"
+
+
+class IssueKeyRequest(AdminRequest):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"scopes": ["read", "write"], "label": "ingest job"}]},
+    )
+
+    scopes: list[Literal["read", "write", "manage"]] = Field(min_length=1, max_length=3)
+    label: str | None = Field(default=None, min_length=1, max_length=100)
+
+
+class ClientOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [_CLIENT_EXAMPLE]})
+
+    client_id: str
+    name: str
+    email: str
+    tier: Literal["free", "standard", "premium"]
+    status: Literal["active", "paused", "deleted"]
+    created_at: str
+
+
+class ClientDetailOut(ClientOut):
+    """A client as the GET routes show it; usage is filled in once metering lands."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{**_CLIENT_EXAMPLE, "usage": None}]})
+
+    usage: dict[str, Any] | None = None
+
+
+class ClientListOut(BaseModel):
+    clients: list[ClientDetailOut]
+
+
+class IssuedKeyOut(BaseModel):
+    """The only response that ever carries a key's secret."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "key_id": "9f1c2e3d4b5a6978",
+                    "api_key": "vp_9f1c2e3d4b5a6978_3q2-7wEXAMPLEsecretEXAMPLEsecretEXAMPLE_0",
+                }
+            ]
+        }
+    )
+
+    key_id: str
+    api_key: str
+
+
+class ApiKeyOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "key_id": "9f1c2e3d4b5a6978",
+                    "label": "ingest job",
+                    "scopes": ["read", "write"],
+                    "created_at": "2025-01-31T09:16:40.000001Z",
+                    "revoked_at": None,
+                }
+            ]
+        }
+    )
+
+    key_id: str
+    label: str | None
+    scopes: list[str]
+    created_at: str
+    revoked_at: str | None
+
+
+class ApiKeyListOut(BaseModel):
+    keys: list[ApiKeyOut]
+
+
+class EventOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "seq": 1,
+                    "event_id": "5b0e8c1f9a2d4e6f8a7b6c5d4e3f2a1b",
+                    "type": "client.created",
+                    "schema_version": 1,
+                    "occurred_at": "2025-01-31T09:15:02.123456Z",
+                    "actor": "admin",
+                    "client_id": "c3f2a9c0d1e4b5a67",
+                    "data": {"name": "Acme Robotics", "email": "ops@acme.example", "tier": "free"},
+                    "prev_hash": "0" * 64,
+                    "hash": "3a7bd3e2360a3d29eea436fcfb7e44c735d117c42d1c1835420b6b9942dd4f1b",
+                }
+            ]
+        }
+    )
+
+    seq: int
+    event_id: str
+    type: str
+    schema_version: int
+    occurred_at: str
+    actor: str
+    client_id: str | None
+    data: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+
+class EventPageOut(BaseModel):
+    events: list[EventOut]
+    next_after_seq: int = Field(description="Pass as after_seq to read the next page.")
+
+
+class MismatchOut(BaseModel):
+    seq: int
+    reason: str
+
+
+class ChainReportOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "ok": True,
+                    "events": 42,
+                    "head_hash": "3a7bd3e2360a3d29eea436fcfb7e44c735d117c42d1c1835420b6b9942dd4f1b",
+                    "mismatches": [],
+                }
+            ]
+        }
+    )
+
+    ok: bool
+    events: int
+    head_hash: str
+    mismatches: list[MismatchOut]

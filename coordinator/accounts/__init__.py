@@ -1,0 +1,125 @@
+"""Accounts: clients and API keys, event-sourced, behind one facade for the API.
+
+Build it in the composition root with ``Accounts(settings.control_db, pepper,
+settings.key_cache_size)``; nothing here connects at import time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any, overload
+
+from coordinator.accounts import handlers, views
+from coordinator.accounts.commands import Command, CreateClient, IssueApiKey, RevokeApiKey
+from coordinator.accounts.key_cache import KeyCache
+from coordinator.accounts.memory_uow import InMemoryUnitOfWork
+from coordinator.accounts.model import (
+    ApiKeyNotFound,
+    ClientNotFound,
+    InvalidCommand,
+    Principal,
+)
+from coordinator.accounts.uow import AccountsUnitOfWork, SqliteUnitOfWork
+from coordinator.accounts.views import ApiKeyView, ClientView, IssuedApiKey
+from eventlog.hashchain import ChainReport
+from eventlog.sqlite import open_engine
+from eventlog.store import StoredEvent
+
+MIN_PEPPER_BYTES = 16
+
+__all__ = [
+    "Accounts",
+    "ApiKeyNotFound",
+    "ApiKeyView",
+    "ClientNotFound",
+    "ClientView",
+    "CreateClient",
+    "InvalidCommand",
+    "IssueApiKey",
+    "IssuedApiKey",
+    "Principal",
+    "RevokeApiKey",
+]
+
+
+def _check_pepper(pepper: bytes) -> None:
+    if len(pepper) < MIN_PEPPER_BYTES:
+        raise ValueError(f"the key pepper must be at least {MIN_PEPPER_BYTES} bytes")
+
+
+class Accounts:
+    """Commands, reads and key checks over one unit of work and one key cache."""
+
+    uow: AccountsUnitOfWork
+    key_cache: KeyCache
+
+    def __init__(self, db_path: Path, pepper: bytes, cache_size: int = 100_000) -> None:
+        """Open (creating if needed) the control database at ``db_path``."""
+        _check_pepper(pepper)
+        self._setup(SqliteUnitOfWork(open_engine(db_path)), pepper, cache_size)
+
+    @classmethod
+    def with_unit_of_work(
+        cls, uow: AccountsUnitOfWork, pepper: bytes, cache_size: int = 1000
+    ) -> Accounts:
+        """Accounts over any unit of work (the in-memory one in tests)."""
+        _check_pepper(pepper)
+        accounts = cls.__new__(cls)
+        accounts._setup(uow, pepper, cache_size)
+        return accounts
+
+    @classmethod
+    def in_memory(cls, pepper: bytes, cache_size: int = 1000) -> Accounts:
+        """Accounts held in memory, for tests."""
+        return cls.with_unit_of_work(InMemoryUnitOfWork(), pepper, cache_size)
+
+    def _setup(self, uow: AccountsUnitOfWork, pepper: bytes, cache_size: int) -> None:
+        self.uow = uow
+        self._pepper = pepper
+        self.key_cache = KeyCache(uow, pepper, cache_size)
+        # In-process eviction happens before a command returns, so a revoked key fails at once.
+        uow.subscribe(self.key_cache.apply)
+
+    @overload
+    async def handle(self, cmd: CreateClient) -> ClientView: ...
+    @overload
+    async def handle(self, cmd: IssueApiKey) -> IssuedApiKey: ...
+    @overload
+    async def handle(self, cmd: RevokeApiKey) -> None: ...
+    async def handle(self, cmd: Command) -> Any:
+        """Run a command; raises ClientNotFound, ApiKeyNotFound or InvalidCommand."""
+        return await handlers.HANDLERS[type(cmd)](cmd, self.uow, self._pepper)
+
+    async def get_client(self, client_id: str) -> ClientView:
+        return await views.get_client(self.uow, client_id)
+
+    async def list_clients(self) -> list[ClientView]:
+        return await views.list_clients(self.uow)
+
+    async def list_api_keys(self, client_id: str) -> list[ApiKeyView]:
+        return await views.list_api_keys(self.uow, client_id)
+
+    async def list_events(
+        self,
+        after_seq: int = 0,
+        limit: int = 100,
+        client_id: str | None = None,
+        type: str | None = None,
+    ) -> list[StoredEvent]:
+        return await views.list_events(self.uow, after_seq, limit, client_id, type)
+
+    async def verify_chain(self) -> ChainReport:
+        return await views.verify_chain(self.uow)
+
+    async def authenticate(self, presented: str) -> Principal | None:
+        """The principal of a valid API key, or None (malformed, unknown, revoked, deleted)."""
+        return await self.key_cache.authenticate(presented)
+
+    async def writable(self) -> bool:
+        """Whether the control database can take a write right now (readiness)."""
+        return await self.uow.writable()
+
+    async def close(self) -> None:
+        """Release the database (in a thread: closing checkpoints the WAL)."""
+        await asyncio.to_thread(self.uow.close)

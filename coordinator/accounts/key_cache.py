@@ -1,0 +1,126 @@
+"""KeyCache: the data plane's API key check, one digest compare on a hit.
+
+Entries are found by a seeded xxHash3-128 of the presented key, which only
+makes the lookup fast; every hit is still proven by a constant-time compare
+of the key's HMAC digest against the stored one.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Sequence
+
+import xxhash
+from cachetools import LRUCache
+
+from coordinator.accounts.model import Principal, digest_matches, parse_api_key
+from coordinator.accounts.uow import AccountsUnitOfWork
+from eventlog.events import (
+    ApiKeyRevoked,
+    ClientDeleted,
+    ClientPaused,
+    ClientResumed,
+    TierChanged,
+)
+from eventlog.store import StoredEvent
+
+# Events after which a client's cached principals (tier, status) are stale.
+_CLIENT_CHANGES = frozenset(
+    cls.event_type for cls in (TierChanged, ClientPaused, ClientResumed, ClientDeleted)
+)
+
+
+class _PrincipalLRU(LRUCache[int, Principal]):
+    """An LRU that reports what it drops, so the key and client indexes stay exact."""
+
+    def __init__(self, maxsize: int, on_drop: Callable[[Principal], None]) -> None:
+        super().__init__(maxsize)
+        self._on_drop = on_drop
+
+    def popitem(self) -> tuple[int, Principal]:
+        slot, principal = super().popitem()
+        self._on_drop(principal)
+        return slot, principal
+
+
+class KeyCache:
+    """Bounded LRU of principals in front of the accounts database."""
+
+    def __init__(self, uow: AccountsUnitOfWork, pepper: bytes, maxsize: int) -> None:
+        self._uow = uow
+        self._pepper = pepper
+        # A per-process seed so nobody can precompute colliding keys.
+        self._seed = secrets.randbits(64)
+        self._cache = _PrincipalLRU(maxsize, self._forget)
+        self._slot_of_key: dict[str, int] = {}
+        self._keys_of_client: dict[str, set[str]] = {}
+        # Bumped by every eviction; a miss that raced one must not refill the cache.
+        self._generation = 0
+
+    def __len__(self) -> int:
+        return len(self._cache)
+
+    @property
+    def maxsize(self) -> int:
+        return int(self._cache.maxsize)
+
+    def _slot(self, presented: str) -> int:
+        return xxhash.xxh3_128_intdigest(presented.encode("utf-8"), seed=self._seed)
+
+    async def authenticate(self, presented: str) -> Principal | None:
+        """The principal behind a presented key, or None for any key that is not valid."""
+        parsed = parse_api_key(presented)
+        if parsed is None:
+            return None
+        slot = self._slot(presented)
+        cached = self._cache.get(slot)
+        if cached is not None:
+            return cached if digest_matches(self._pepper, presented, cached.digest) else None
+        key_id = parsed[0]
+        generation = self._generation
+        principal = await self._uow.read(lambda tx: tx.find_principal(key_id))
+        if principal is None or not digest_matches(self._pepper, presented, principal.digest):
+            return None
+        if generation == self._generation:
+            self._remember(slot, principal)
+        return principal
+
+    def _remember(self, slot: int, principal: Principal) -> None:
+        self.evict_key(principal.key_id)
+        self._cache[slot] = principal
+        self._slot_of_key[principal.key_id] = slot
+        self._keys_of_client.setdefault(principal.client_id, set()).add(principal.key_id)
+
+    def _forget(self, principal: Principal) -> None:
+        self._slot_of_key.pop(principal.key_id, None)
+        keys = self._keys_of_client.get(principal.client_id)
+        if keys is not None:
+            keys.discard(principal.key_id)
+            if not keys:
+                del self._keys_of_client[principal.client_id]
+
+    def evict_key(self, key_id: str) -> None:
+        """Drop a key so its next use goes to the database."""
+        self._generation += 1
+        slot = self._slot_of_key.get(key_id)
+        if slot is not None:
+            principal = self._cache.pop(slot, None)
+            if principal is not None:
+                self._forget(principal)
+            self._slot_of_key.pop(key_id, None)
+
+    def evict_client(self, client_id: str) -> None:
+        """Drop every cached key of a client (tier, status or existence changed)."""
+        self._generation += 1
+        for key_id in list(self._keys_of_client.get(client_id, ())):
+            self.evict_key(key_id)
+
+    def apply(self, events: Sequence[StoredEvent]) -> None:
+        """Evict whatever these committed events make stale."""
+        for stored in events:
+            if stored.type == ApiKeyRevoked.event_type:
+                event = stored.to_event()
+                assert isinstance(event, ApiKeyRevoked)
+                self.evict_key(event.key_id)
+            elif stored.type in _CLIENT_CHANGES and stored.client_id is not None:
+                self.evict_client(stored.client_id)

@@ -1,0 +1,55 @@
+"""Frames round-trip exactly; anything malformed is a ProtocolError, never a crash."""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+import orjson
+import pytest
+
+from workers.protocol import ErrorCode, ProtocolError, decode_frame, encode_frame, reply_error
+
+
+def test_round_trip_keeps_header_and_arrays_exactly() -> None:
+    vectors = np.random.default_rng(0).standard_normal((5, 7), dtype=np.float32)
+    ids = np.arange(3, dtype=np.int64)
+    header = {"op": "upsert", "rid": 42, "tenant": "t1", "ids": ["a", "b"], "meta": [None, {}]}
+    frame = decode_frame(encode_frame(header, {"vectors": vectors, "ids": ids}))
+    assert frame.header == header
+    assert frame.op == "upsert" and frame.rid == 42
+    assert frame.arrays["vectors"].tobytes() == vectors.tobytes()
+    assert frame.arrays["vectors"].shape == (5, 7)
+    assert frame.arrays["ids"].dtype == np.int64
+    assert frame.arrays["ids"].tolist() == [0, 1, 2]
+
+
+def test_error_reply_round_trip() -> None:
+    frame = decode_frame(encode_frame(reply_error(7, ErrorCode.NOT_OWNER, "moved")))
+    assert frame.header["ok"] is False
+    assert frame.header["error"] == {"code": "not_owner", "message": "moved"}
+
+
+def _with_header(header: object, tail: bytes = b"") -> bytes:
+    head = orjson.dumps(header)
+    return struct.pack("<I", len(head)) + head + tail
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"\x01\x00",
+        struct.pack("<I", 1000) + b"{}",
+        struct.pack("<I", 3) + b"{x}",
+        _with_header([1, 2]),
+        _with_header({"op": "q", "arrays": [["v", "<f4", [2, 2]]]}, b"\0" * 8),
+        _with_header({"op": "q", "arrays": [["v", "|O", [1]]]}, b"\0" * 8),
+        _with_header({"op": "q", "arrays": [["v", "nonsense", [1]]]}, b"\0" * 8),
+        _with_header({"op": "q", "arrays": [["v"]]}),
+        _with_header({"op": "q"}, b"extra"),
+    ],
+)
+def test_malformed_frames_raise_protocol_error(data: bytes) -> None:
+    with pytest.raises(ProtocolError):
+        decode_frame(data)

@@ -1,0 +1,33 @@
+"""``vectorpanda worker``: one FAISS worker process, wired from Settings."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+
+from vectorpanda.bootstrap import require_secret
+from vectorpanda.settings import Settings
+from workers.main import run_worker
+
+
+async def run_worker_process(settings: Settings) -> int:
+    """Dial the coordinator and serve tenants until SIGTERM/SIGINT."""
+    secret = require_secret(settings, "worker_secret")
+    worker_id = settings.worker_id or f"{socket.gethostname()}-{os.getpid()}"
+    settings.hot.mkdir(parents=True, exist_ok=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await run_worker(
+        settings.coordinator_url,
+        secret,
+        worker_id,
+        settings.hot,
+        settings.wal_compact_bytes,
+        settings.heartbeat_interval_s,
+        stop,
+    )
+    return 0

@@ -1,0 +1,196 @@
+"""The worker process: dial the coordinator, say hello, heartbeat, serve frames, reconnect."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from pathlib import Path
+
+import faiss
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+
+from workers.protocol import (
+    PROTOCOL_VERSION,
+    ErrorCode,
+    Frame,
+    Op,
+    decode_frame,
+    encode_frame,
+    reply_error,
+)
+from workers.service import WorkerService
+from workers.tenant_registry import TenantRegistry
+
+log = logging.getLogger(__name__)
+
+MAX_FRAME_BYTES = 256 * 1024 * 1024
+BACKOFF_FIRST_S = 0.1
+BACKOFF_MAX_S = 5.0
+WELCOME_TIMEOUT_S = 10.0
+MAX_CONCURRENT = 32  # requests running at once (each holds one thread)
+MAX_QUEUED = 1024  # requests accepted but waiting; beyond this the worker answers BUSY
+
+
+class WorkerSession:
+    """One WebSocket connection's life: hello, welcome, then heartbeats and requests."""
+
+    def __init__(self, ws: ClientConnection, service: WorkerService, heartbeat_s: float) -> None:
+        self._ws = ws
+        self._service = service
+        self._heartbeat_s = heartbeat_s
+        self._running = asyncio.Semaphore(MAX_CONCURRENT)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def queue_depth(self) -> int:
+        """Requests accepted and not yet answered."""
+        return len(self._tasks)
+
+    async def handshake(self, worker_id: str, secret: str) -> bool:
+        """Send HELLO and wait for WELCOME; False if the coordinator refused us."""
+        hello = {
+            "op": Op.HELLO.value,
+            "rid": 0,
+            "worker_id": worker_id,
+            "secret": secret,
+            "pid": os.getpid(),
+            "protocol": PROTOCOL_VERSION,
+        }
+        await self._ws.send(encode_frame(hello))
+        raw = await asyncio.wait_for(self._ws.recv(), WELCOME_TIMEOUT_S)
+        try:
+            frame = decode_frame(raw if isinstance(raw, bytes) else raw.encode())
+        except ValueError:
+            return False
+        welcomed = frame.op == Op.WELCOME and frame.header.get("ok", True) is True
+        if not welcomed:
+            log.error("coordinator refused this worker: %s", frame.header.get("error"))
+        return welcomed
+
+    async def serve(self, stop: asyncio.Event) -> None:
+        """Heartbeat and answer requests until the socket closes or ``stop`` is set."""
+        beats = asyncio.create_task(self._heartbeats())
+        receiving = asyncio.create_task(self._receive())
+        stopping = asyncio.create_task(stop.wait())
+        try:
+            await asyncio.wait({receiving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            receiving.cancel()
+            stopping.cancel()
+            # In-flight requests finish (and answer, if the socket is still up) first.
+            if self._tasks:
+                await asyncio.wait(set(self._tasks))
+            beats.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
+                await beats
+            with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
+                await receiving
+
+    async def _heartbeats(self) -> None:
+        while True:
+            load = {
+                "tenants": self._service.tenant_count,
+                "memory_bytes": self._service.registry.memory_bytes,
+                "queue_depth": self.queue_depth,
+            }
+            await self._ws.send(encode_frame({"op": Op.HEARTBEAT.value, "rid": 0, "load": load}))
+            await asyncio.sleep(self._heartbeat_s)
+
+    async def _receive(self) -> None:
+        async for raw in self._ws:
+            if not isinstance(raw, bytes):
+                log.warning("ignoring a text frame from the coordinator")
+                continue
+            try:
+                frame = decode_frame(raw)
+            except ValueError as exc:  # ProtocolError, or a shape decode_frame let through
+                log.warning("ignoring a malformed frame: %s", exc)
+                continue
+            if len(self._tasks) >= MAX_QUEUED:
+                rid = frame.header.get("rid")
+                rid = rid if isinstance(rid, int) else 0
+                busy = reply_error(rid, ErrorCode.BUSY, "worker is busy; try again")
+                await self._ws.send(encode_frame(busy))
+                continue
+            task = asyncio.create_task(self._answer(frame))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _answer(self, frame: Frame) -> None:
+        async with self._running:
+            reply, arrays = await self._service.handle(frame)
+        try:
+            await self._ws.send(encode_frame(reply, arrays))
+        except ConnectionClosed:
+            log.warning("reply to request %s lost: connection closed", reply.get("rid"))
+
+
+async def run_worker(
+    coordinator_url: str,
+    secret: str,
+    worker_id: str,
+    hot_dir: Path,
+    wal_compact_bytes: int,
+    heartbeat_interval_s: float,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Serve the coordinator at ``coordinator_url`` until ``stop`` is set, reconnecting forever."""
+    faiss.omp_set_num_threads(1)
+    stop = stop or asyncio.Event()
+    service = WorkerService(TenantRegistry(hot_dir, wal_compact_bytes))
+    backoff = BACKOFF_FIRST_S
+    while not stop.is_set():
+        try:
+            async with connect(
+                coordinator_url, compression=None, max_size=MAX_FRAME_BYTES, open_timeout=10
+            ) as ws:
+                session = WorkerSession(ws, service, heartbeat_interval_s)
+                if await session.handshake(worker_id, secret):
+                    log.info("worker %s connected to %s", worker_id, coordinator_url)
+                    backoff = BACKOFF_FIRST_S
+                    await session.serve(stop)
+        except (OSError, TimeoutError, ConnectionClosed, InvalidHandshake, InvalidURI) as exc:
+            log.warning("coordinator connection failed: %s", exc)
+        except Exception:
+            log.exception("worker session failed; reconnecting")
+        finally:
+            # The coordinator re-assigns tenants after we reconnect; hold no locks meanwhile.
+            await service.release_all()
+        if stop.is_set():
+            break
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), backoff)
+        backoff = min(backoff * 2, BACKOFF_MAX_S)
+    log.info("worker %s stopped", worker_id)
+
+
+def main_worker(
+    coordinator_url: str,
+    secret: str,
+    worker_id: str,
+    hot_dir: Path,
+    wal_compact_bytes: int,
+    heartbeat_interval_s: float = 1.0,
+) -> None:
+    """Run a worker until SIGTERM or SIGINT, then finish in-flight requests and exit."""
+
+    async def _main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await run_worker(
+            coordinator_url,
+            secret,
+            worker_id,
+            hot_dir,
+            wal_compact_bytes,
+            heartbeat_interval_s,
+            stop,
+        )
+
+    asyncio.run(_main())

@@ -1,0 +1,113 @@
+"""The worker's request dispatcher: ownership check, argument check, store call, reply."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import numpy as np
+
+from workers.collection_spec import check_tenant_id
+from workers.errors import StoreError
+from workers.handlers import HANDLERS
+from workers.ownership import Ownership
+from workers.protocol import DATA_OPS, ErrorCode, Frame, Op, reply_error, reply_ok
+from workers.tenant_registry import TenantRegistry
+
+log = logging.getLogger(__name__)
+
+Reply = tuple[dict[str, Any], dict[str, np.ndarray]]
+_NOT_OWNER = "tenant is not owned by this worker at that epoch"
+
+
+class WorkerService:
+    """Turns one request frame into one reply; safe to call concurrently."""
+
+    def __init__(self, registry: TenantRegistry) -> None:
+        self.registry = registry
+        self.ownership = Ownership()
+
+    @property
+    def tenant_count(self) -> int:
+        """Tenants currently assigned to this worker."""
+        return len(self.ownership.epochs)
+
+    async def handle(self, frame: Frame) -> Reply:
+        """Run the frame's operation and build its reply (never raises)."""
+        rid = frame.header.get("rid", 0)
+        if not isinstance(rid, int) or isinstance(rid, bool):
+            rid = 0
+        try:
+            op = frame.op
+            if op == Op.ASSIGN:
+                result = await self._assign(frame.header)
+                return reply_ok(rid, result), {}
+            if op == Op.RELEASE:
+                await self._release(frame.header)
+                return reply_ok(rid), {}
+            if op in DATA_OPS:
+                result, arrays = await self._data(op, frame)
+                return reply_ok(rid, result), arrays
+            return reply_error(rid, ErrorCode.INVALID, f"unknown op {op[:40]!r}"), {}
+        except StoreError as exc:
+            return reply_error(rid, exc.code, exc.message), {}
+        except Exception:
+            log.exception("request %s (%s) failed", rid, frame.op[:40])
+            return reply_error(rid, ErrorCode.INTERNAL, "internal error in worker"), {}
+
+    async def release_all(self) -> None:
+        """Give up every tenant (on disconnect or shutdown), after their running requests."""
+        for tenant in list(self.ownership.epochs):
+            async with self.ownership.gate(tenant).change():
+                self.ownership.epochs.pop(tenant, None)
+                await asyncio.to_thread(self.registry.release, tenant)
+        await asyncio.to_thread(self.registry.release_all)
+
+    async def _assign(self, header: dict[str, Any]) -> dict[str, Any]:
+        tenant = check_tenant_id(header.get("tenant"))
+        epoch = _epoch(header.get("epoch"))
+        async with self.ownership.gate(tenant).change():
+            await asyncio.to_thread(self.registry.open, tenant)
+            self.ownership.epochs[tenant] = epoch
+        return {"tenant": tenant, "epoch": epoch}
+
+    async def _release(self, header: dict[str, Any]) -> None:
+        tenant = check_tenant_id(header.get("tenant"))
+        epoch = _epoch(header.get("epoch"))
+        async with self.ownership.gate(tenant).change():
+            current = self.ownership.epochs.get(tenant)
+            if current is None:
+                return
+            if current != epoch:
+                raise StoreError(ErrorCode.NOT_OWNER, _NOT_OWNER)
+            del self.ownership.epochs[tenant]
+            await asyncio.to_thread(self.registry.release, tenant)
+
+    async def _data(self, op: str, frame: Frame) -> Reply:
+        tenant, epoch = frame.header.get("tenant"), frame.header.get("epoch")
+        # Checked before anything else, so a stray frame never creates or opens a file.
+        if not self.ownership.owns(tenant, epoch):
+            raise StoreError(ErrorCode.NOT_OWNER, _NOT_OWNER)
+        assert isinstance(tenant, str)
+        gate = self.ownership.gate(tenant)
+        if op == Op.DELETE_TENANT:
+            async with gate.change():
+                self._recheck(tenant, epoch)
+                await asyncio.to_thread(self.registry.delete_tenant, tenant)
+            return {}, {}
+        handler = HANDLERS[op]
+        async with gate.data():
+            self._recheck(tenant, epoch)
+            return await asyncio.to_thread(lambda: handler(self.registry.open(tenant), frame))
+
+    def _recheck(self, tenant: str, epoch: object) -> None:
+        # Ownership may have changed while this request waited at the gate.
+        if not self.ownership.owns(tenant, epoch):
+            raise StoreError(ErrorCode.NOT_OWNER, _NOT_OWNER)
+
+
+def _epoch(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise StoreError(ErrorCode.INVALID, "epoch must be a non-negative integer")
+    return value

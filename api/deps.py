@@ -18,7 +18,7 @@ BEARER = "bearer "
 def bearer_token(request: Request) -> str | None:
     """The credential of an ``Authorization: Bearer ...`` header, if any."""
     header = request.headers.get("authorization")
-    if not header or len(header) > 1024 or not header[:7].lower() == BEARER:
+    if not header or len(header) > 1024 or header[:7].lower() != BEARER:
         return None
     token = header[7:].strip()
     return token or None

@@ -110,9 +110,12 @@ class UpsertRequest(Strict):
             raise ValueError("'ids' and 'values_b64' go together")
         if rows and self.metadata is not None:
             raise ValueError("'metadata' as a list goes with 'ids'; put it in each vector")
-        if self.metadata is not None and self.ids is not None:
-            if len(self.metadata) != len(self.ids):
-                raise ValueError("'metadata' must have one entry per id")
+        if (
+            self.metadata is not None
+            and self.ids is not None
+            and len(self.metadata) != len(self.ids)
+        ):
+            raise ValueError("'metadata' must have one entry per id")
         return self
 
 

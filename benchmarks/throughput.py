@@ -59,7 +59,9 @@ def main() -> None:
         for concurrency in (1, 8):
             clients = [stack.client(key) for _ in range(concurrency)]
 
-            def run(slot: int, clients: list[httpx.Client] = clients, conc: int = concurrency) -> None:
+            def run(
+                slot: int, clients: list[httpx.Client] = clients, conc: int = concurrency
+            ) -> None:
                 for q in queries[slot::conc]:
                     r = clients[slot].post(
                         "/v1/collections/b/query", json={"vector": q.tolist(), "top_k": 10}
@@ -76,7 +78,8 @@ def main() -> None:
     print(f"upserts/s over HTTP (values_b64, batches of 1000, fsynced): {upserts:,.0f}")
     print(f"raw FAISS in-process queries/s (1 thread, baseline): {baseline_qps:,.0f}")
     for conc, qps in results.items():
-        print(f"queries/s over HTTP at concurrency {conc}: {qps:,.0f}  ({qps / baseline_qps:.2f}x baseline)")
+        ratio = qps / baseline_qps
+        print(f"queries/s over HTTP at concurrency {conc}: {qps:,.0f} ({ratio:.2f}x baseline)")
 
 
 if __name__ == "__main__":

@@ -144,8 +144,7 @@ class DataPlane:
         if vectors is None:
             return {}
         return {
-            vid: FetchedVector(values=vectors[i], metadata=metas[i])
-            for i, vid in enumerate(found)
+            vid: FetchedVector(values=vectors[i], metadata=metas[i]) for i, vid in enumerate(found)
         }
 
     async def delete(self, tenant: str, name: str, ids: list[str]) -> int:

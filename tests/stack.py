@@ -50,10 +50,24 @@ class Stack:
     def start(self, timeout: float = 60.0) -> Stack:
         env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
         env.pop("VP_DATA_DIR", None)
-        cmd = [sys.executable, "-m", "vectorpanda", "up", "--data-dir", str(self.data_dir),
-               "--port", str(self.port), "--workers", str(self.workers)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "vectorpanda",
+            "up",
+            "--data-dir",
+            str(self.data_dir),
+            "--port",
+            str(self.port),
+            "--workers",
+            str(self.workers),
+        ]
         self.proc = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
             start_new_session=True,
         )
         ready = threading.Event()

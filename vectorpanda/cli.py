@@ -56,8 +56,11 @@ def cmd_coordinator(args: argparse.Namespace) -> int:
         parts = build_coordinator(settings)
 
         async def ready(port: int, hub_port: int) -> None:
-            print(f"coordinator ready: API on {settings.host}:{port}, workers hub on "
-                  f"{settings.hub_host}:{hub_port}", flush=True)
+            print(
+                f"coordinator ready: API on {settings.host}:{port}, workers hub on "
+                f"{settings.hub_host}:{hub_port}",
+                flush=True,
+            )
 
         await serve_coordinator(parts, stop, ready)
         return 0

@@ -149,9 +149,7 @@ async def fetch(
     """Vectors by id; missing ids are absent from the answer."""
     _check_count(len(body.ids), dataplane.limits.max_ids_per_request, "ids")
     found = await dataplane.fetch(key.client_id, known_name(name), body.ids)
-    vectors = {
-        vid: {"values": v.values, "metadata": v.metadata or {}} for vid, v in found.items()
-    }
+    vectors = {vid: {"values": v.values, "metadata": v.metadata or {}} for vid, v in found.items()}
     return json_response({"vectors": vectors})
 
 

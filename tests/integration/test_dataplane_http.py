@@ -14,7 +14,9 @@ pytestmark = pytest.mark.integration
 RNG = np.random.default_rng(7)
 
 
-def brute_force(metric: str, data: np.ndarray, q: np.ndarray, k: int) -> tuple[list[int], list[float]]:
+def brute_force(
+    metric: str, data: np.ndarray, q: np.ndarray, k: int
+) -> tuple[list[int], list[float]]:
     if metric == "l2":
         scores = ((data - q) ** 2).sum(axis=1)
         order = np.argsort(scores, kind="stable")[:k]
@@ -51,7 +53,11 @@ def test_two_clients_upsert_and_query_each_metric(stack: Stack, metric: str) -> 
             packed = base64.b64encode(data[100:].astype("<f4").tobytes()).decode()
             r = c.post(
                 "/v1/collections/docs/upsert",
-                json={"ids": ids[100:], "values_b64": packed, "metadata": [{"i": i} for i in range(100, 200)]},
+                json={
+                    "ids": ids[100:],
+                    "values_b64": packed,
+                    "metadata": [{"i": i} for i in range(100, 200)],
+                },
             )
             assert r.status_code == 200, r.text
             assert c.get("/v1/collections/docs").json()["vector_count"] == 200
@@ -66,7 +72,9 @@ def test_two_clients_upsert_and_query_each_metric(stack: Stack, metric: str) -> 
                 matches = r.json()["matches"]
                 want_order, want_scores = brute_force(metric, data, data[i], 5)
                 assert [m["id"] for m in matches] == [ids[j] for j in want_order]
-                np.testing.assert_allclose([m["score"] for m in matches], want_scores, rtol=1e-4, atol=1e-4)
+                np.testing.assert_allclose(
+                    [m["score"] for m in matches], want_scores, rtol=1e-4, atol=1e-4
+                )
                 if metric != "ip":
                     assert matches[0]["id"] == ids[i]
                     expected_self = 0.0 if metric == "l2" else 1.0
@@ -74,7 +82,9 @@ def test_two_clients_upsert_and_query_each_metric(stack: Stack, metric: str) -> 
                 assert matches[0]["metadata"]["i"] == want_order[0]
 
             # batch query answers one result list per query vector
-            r = c.post("/v1/collections/docs/query", json={"vectors": data[:3].tolist(), "top_k": 3})
+            r = c.post(
+                "/v1/collections/docs/query", json={"vectors": data[:3].tolist(), "top_k": 3}
+            )
             results = r.json()["results"]
             assert len(results) == 3
             for qi, res in enumerate(results):
@@ -90,7 +100,13 @@ def test_fetch_returns_exact_values_and_metadata(stack: Stack) -> None:
         packed = base64.b64encode(data.tobytes()).decode()
         ids = [f"v{i}" for i in range(10)]
         meta = [{"tag": f"t{i}", "flags": ["a", "b"], "ok": True} for i in range(10)]
-        assert c.post("/v1/collections/f/upsert", json={"ids": ids, "values_b64": packed, "metadata": meta}).status_code == 200
+        assert (
+            c.post(
+                "/v1/collections/f/upsert",
+                json={"ids": ids, "values_b64": packed, "metadata": meta},
+            ).status_code
+            == 200
+        )
         r = c.post("/v1/collections/f/fetch", json={"ids": ["v3", "missing", "v0"]})
         assert r.status_code == 200
         vectors = r.json()["vectors"]
@@ -101,7 +117,9 @@ def test_fetch_returns_exact_values_and_metadata(stack: Stack) -> None:
         new = (data[3] * -1).tolist()
         c.post("/v1/collections/f/upsert", json={"vectors": [{"id": "v3", "values": new}]})
         got = c.post("/v1/collections/f/fetch", json={"ids": ["v3"]}).json()["vectors"]["v3"]
-        assert np.array_equal(np.asarray(got["values"], dtype=np.float32), np.asarray(new, dtype=np.float32))
+        assert np.array_equal(
+            np.asarray(got["values"], dtype=np.float32), np.asarray(new, dtype=np.float32)
+        )
         r = c.post("/v1/collections/f/delete", json={"ids": ["v0", "v1", "nope"]})
         assert r.json() == {"deleted": 2}
         r = c.post("/v1/collections/f/query", json={"vector": data[0].tolist(), "top_k": 10})
@@ -112,7 +130,9 @@ def test_fetch_returns_exact_values_and_metadata(stack: Stack) -> None:
             json={"vector": data[2].tolist(), "top_k": 1, "include_values": True},
         )
         m = r.json()["matches"][0]
-        assert m["id"] == "v2" and np.array_equal(np.asarray(m["values"], dtype=np.float32), data[2])
+        assert m["id"] == "v2" and np.array_equal(
+            np.asarray(m["values"], dtype=np.float32), data[2]
+        )
 
 
 def test_collections_list_delete_and_usage(stack: Stack) -> None:
@@ -122,7 +142,9 @@ def test_collections_list_delete_and_usage(stack: Stack) -> None:
             assert c.post("/v1/collections", json={"name": name, "dimension": 4}).status_code == 201
         names = [col["name"] for col in c.get("/v1/collections").json()["collections"]]
         assert names == ["a-one", "b-two"]
-        c.post("/v1/collections/a-one/upsert", json={"vectors": [{"id": "x", "values": [1, 2, 3, 4]}]})
+        c.post(
+            "/v1/collections/a-one/upsert", json={"vectors": [{"id": "x", "values": [1, 2, 3, 4]}]}
+        )
         usage = c.get("/v1/usage").json()
         assert usage["collections"] == 2 and usage["vectors"] == 1 and usage["bytes"] > 0
         assert usage["limits"]["max_top_k"] == 1000

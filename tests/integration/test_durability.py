@@ -43,7 +43,12 @@ def test_restart_keeps_every_acknowledged_vector(tmp_path) -> None:  # type: ign
         keys = [s.new_client("p1"), s.new_client("p2")]
         for key in keys:
             with s.client(key) as c:
-                assert c.post("/v1/collections", json={"name": "keep", "dimension": DIM, "metric": "l2"}).status_code == 201
+                assert (
+                    c.post(
+                        "/v1/collections", json={"name": "keep", "dimension": DIM, "metric": "l2"}
+                    ).status_code
+                    == 201
+                )
                 for i in range(0, len(data), 500):
                     assert _upsert(c, "keep", ids[i : i + 500], data[i : i + 500])
                 c.post("/v1/collections/keep/delete", json={"ids": ids[:10]})
@@ -55,7 +60,9 @@ def test_restart_keeps_every_acknowledged_vector(tmp_path) -> None:  # type: ign
                 assert set(got) == set(ids[10:])
                 for i in (10, 1234, 2999):
                     assert np.array_equal(got[ids[i]], data[i])
-                r = c.post("/v1/collections/keep/query", json={"vector": data[77].tolist(), "top_k": 1})
+                r = c.post(
+                    "/v1/collections/keep/query", json={"vector": data[77].tolist(), "top_k": 1}
+                )
                 assert r.json()["matches"][0]["id"] == ids[77]
 
 
@@ -67,7 +74,10 @@ def test_sigkill_worker_after_burst_loses_no_acknowledged_write(tmp_path) -> Non
 
         def burst(key: str) -> None:
             with s.client(key) as c:
-                assert c.post("/v1/collections", json={"name": "b", "dimension": DIM}).status_code == 201
+                assert (
+                    c.post("/v1/collections", json={"name": "b", "dimension": DIM}).status_code
+                    == 201
+                )
                 for batch in range(20):
                     data = rng.standard_normal((50, DIM)).astype(np.float32)
                     ids = [f"{batch}-{j}" for j in range(50)]
@@ -98,7 +108,9 @@ def test_sigkill_worker_after_burst_loses_no_acknowledged_write(tmp_path) -> Non
 
 
 def test_stack_stops_cleanly_on_sigterm(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    s = Stack(data_dir=tmp_path, port=__import__("tests.stack", fromlist=["x"]).free_port(), workers=2).start()
+    s = Stack(
+        data_dir=tmp_path, port=__import__("tests.stack", fromlist=["x"]).free_port(), workers=2
+    ).start()
     workers = s.worker_pids()
     assert len(workers) == 2
     assert s.stop() == 0

@@ -24,7 +24,9 @@ def test_first_start_writes_env_file_0600_and_refuses_a_readable_one(tmp_path: P
     os.chmod(env_file, 0o644)
     proc = subprocess.run(
         [sys.executable, "-m", "vectorpanda", "up", "--data-dir", str(tmp_path), "--port", "0"],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 2
     assert "chmod 600" in proc.stderr and str(env_file) in proc.stderr
@@ -33,8 +35,13 @@ def test_first_start_writes_env_file_0600_and_refuses_a_readable_one(tmp_path: P
 def test_api_key_secret_never_stored_logged_or_shown_again(tmp_path: Path) -> None:
     with running_stack(tmp_path, workers=1) as s:
         with s.admin() as admin:
-            cid = admin.post("/admin/v1/clients", json={"name": "sec", "email": "s@example.com"}).json()["client_id"]
-            issued = admin.post(f"/admin/v1/clients/{cid}/keys", json={"scopes": ["read", "write", "manage"], "label": "ci"}).json()
+            cid = admin.post(
+                "/admin/v1/clients", json={"name": "sec", "email": "s@example.com"}
+            ).json()["client_id"]
+            issued = admin.post(
+                f"/admin/v1/clients/{cid}/keys",
+                json={"scopes": ["read", "write", "manage"], "label": "ci"},
+            ).json()
             api_key = issued["api_key"]
             secret = api_key.split("_", 2)[2]
             listing = admin.get(f"/admin/v1/clients/{cid}/keys").text
@@ -56,5 +63,13 @@ def test_api_key_secret_never_stored_logged_or_shown_again(tmp_path: Path) -> No
     import json
 
     record = json.loads(log_lines[-1])
-    assert set(record) >= {"ts", "request_id", "client_id", "route", "method", "status", "latency_ms"}
+    assert set(record) >= {
+        "ts",
+        "request_id",
+        "client_id",
+        "route",
+        "method",
+        "status",
+        "latency_ms",
+    }
     assert record["client_id"] == cid and record["route"] == "/v1/collections/{name}"

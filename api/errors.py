@@ -21,6 +21,7 @@ WORKER_CODES = {
     "conflict": (409, "conflict"),
     "invalid": (422, "invalid"),
     "busy": (429, "rate_limited"),
+    "quota_exceeded": (429, "quota_exceeded"),
     "unavailable": (503, "unavailable"),
     "not_owner": (503, "unavailable"),
 }

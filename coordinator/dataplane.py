@@ -59,6 +59,7 @@ class DataPlane:
         metric: str,
         index: str,
         hnsw: dict[str, int] | None,
+        max_collections: int | None = None,
     ) -> dict[str, Any]:
         args = {
             "collection": name,
@@ -66,6 +67,7 @@ class DataPlane:
             "metric": metric,
             "index": index,
             "hnsw": hnsw,
+            "max_collections": max_collections,
         }
         reply = await self._router.call(tenant, Op.CREATE_COLLECTION, args, retry=False)
         info: dict[str, Any] = reply.header["collection"]
@@ -91,8 +93,9 @@ class DataPlane:
         ids: list[str],
         vectors: np.ndarray,
         metadata: list[dict[str, Any] | None],
+        max_vectors: int | None = None,
     ) -> int:
-        args = {"collection": name, "ids": ids, "metadata": metadata}
+        args = {"collection": name, "ids": ids, "metadata": metadata, "max_vectors": max_vectors}
         reply = await self._router.call(tenant, Op.UPSERT, args, {"vectors": vectors})
         return int(reply.header["upserted"])
 
@@ -147,8 +150,15 @@ class DataPlane:
             vid: FetchedVector(values=vectors[i], metadata=metas[i]) for i, vid in enumerate(found)
         }
 
-    async def delete(self, tenant: str, name: str, ids: list[str]) -> int:
-        reply = await self._router.call(tenant, Op.DELETE, {"collection": name, "ids": ids})
+    async def delete(
+        self, tenant: str, name: str, ids: list[str] | None, filter: dict[str, Any] | None = None
+    ) -> int:
+        args: dict[str, Any] = {"collection": name}
+        if filter is not None:
+            args["filter"] = filter
+        else:
+            args["ids"] = ids
+        reply = await self._router.call(tenant, Op.DELETE, args)
         return int(reply.header["deleted"])
 
     async def usage(self, tenant: str) -> dict[str, int]:

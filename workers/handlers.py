@@ -78,6 +78,8 @@ def fetch(store: TenantStore, frame: Frame) -> Result:
 def delete(store: TenantStore, frame: Frame) -> Result:
     """DELETE {collection, ids} -> {deleted}."""
     collection = store.collection(frame.header.get("collection", ""))
+    if frame.header.get("filter") is not None:
+        raise StoreError(ErrorCode.INVALID, "delete by metadata filter is not available yet")
     return {"deleted": collection.delete(_ids(frame.header.get("ids")))}, {}
 
 

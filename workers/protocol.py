@@ -52,14 +52,17 @@ class Op(StrEnum):
     ASSIGN = "assign"  # {tenant, epoch}: take ownership (lock the tenant dir)
     RELEASE = "release"  # {tenant, epoch}: unload and unlock
     # coordinator -> worker, data (all carry tenant + epoch)
-    CREATE_COLLECTION = "create_collection"  # {collection, dimension, metric, index, hnsw?}
+    # CREATE_COLLECTION {collection, dimension, metric, index, hnsw?, max_collections?}
+    CREATE_COLLECTION = "create_collection"
     LIST_COLLECTIONS = "list_collections"  # {}
     GET_COLLECTION = "get_collection"  # {collection}
     DELETE_COLLECTION = "delete_collection"  # {collection}
-    UPSERT = "upsert"  # {collection, ids, metadata} + arrays: vectors (n, d) <f4
+    # UPSERT {collection, ids, metadata, max_vectors?} + arrays: vectors (n, d) <f4;
+    # max_vectors caps the tenant's total vectors after the write (tier quota)
+    UPSERT = "upsert"
     QUERY = "query"  # {collection, top_k, include_metadata, include_values, ...}
     FETCH = "fetch"  # {collection, ids}
-    DELETE = "delete"  # {collection, ids}
+    DELETE = "delete"  # {collection, ids} or {collection, filter}
     USAGE = "usage"  # {}
     DELETE_TENANT = "delete_tenant"  # {}: remove every file of the tenant
     # either direction
@@ -91,6 +94,7 @@ class ErrorCode(StrEnum):
     NOT_OWNER = "not_owner"  # tenant not owned at that epoch: re-route
     UNAVAILABLE = "unavailable"  # tenant cannot be served (lock held, corrupt)
     BUSY = "busy"  # backpressure: try again later
+    QUOTA_EXCEEDED = "quota_exceeded"  # the tenant's tier quota would be passed
     INTERNAL = "internal"
 
 

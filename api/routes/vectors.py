@@ -157,10 +157,8 @@ async def fetch(
 async def delete(
     name: CollectionName, body: DeleteRequest, key: WriteKey, dataplane: DataPlaneDep
 ) -> Response:
-    """Delete vectors by id (durable before the response)."""
-    if body.filter is not None:
-        raise Invalid("delete by filter is not available yet; delete by ids")
-    assert body.ids is not None
-    _check_count(len(body.ids), dataplane.limits.max_ids_per_request, "ids")
-    deleted = await dataplane.delete(key.client_id, known_name(name), body.ids)
+    """Delete vectors by id or by metadata filter (durable before the response)."""
+    if body.ids is not None:
+        _check_count(len(body.ids), dataplane.limits.max_ids_per_request, "ids")
+    deleted = await dataplane.delete(key.client_id, known_name(name), body.ids, body.filter)
     return json_response({"deleted": deleted})

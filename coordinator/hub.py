@@ -81,12 +81,29 @@ class WorkerLink:
 WorkerListener = Callable[[WorkerLink], Awaitable[None]]
 
 
+def _ignore_closed(task: asyncio.Future[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.debug("heartbeat ack not sent: %s", task.exception())
+
+
+@dataclass(frozen=True, slots=True)
+class DepartedWorker:
+    """A worker that left, kept for the operators' view."""
+
+    worker_id: str
+    pid: int
+    why: str
+    at: float
+
+
 class WorkerHub:
     """Accepts worker connections and keeps the set of live links."""
 
     def __init__(self, worker_secret: str) -> None:
         self._secret = worker_secret.encode()
         self._links: dict[str, WorkerLink] = {}
+        self.departed: dict[str, DepartedWorker] = {}
+        self.losses = 0
         self._rids = itertools.count(1)
         self._server: Server | None = None
         self.on_join: list[WorkerListener] = []
@@ -143,6 +160,7 @@ class WorkerHub:
             await self._drop(previous, "replaced by a new connection")
         link = WorkerLink(worker_id=worker_id, pid=int(hello.header.get("pid", 0)), socket=socket)
         self._links[worker_id] = link
+        self.departed.pop(worker_id, None)
         await socket.send(encode_frame({"op": Op.WELCOME.value, "rid": hello.rid, "ok": True}))
         log.info("worker %s joined (pid %s)", worker_id, link.pid)
         for listener in self.on_join:
@@ -169,6 +187,11 @@ class WorkerHub:
             load = frame.header.get("load")
             if isinstance(load, dict):
                 link.load = load
+            seq = frame.header.get("seq")
+            if isinstance(seq, int) and link.alive:
+                ack = encode_frame({"op": Op.HEARTBEAT_ACK.value, "rid": 0, "seq": seq})
+                task = asyncio.ensure_future(link.socket.send(ack))
+                task.add_done_callback(_ignore_closed)
             return
         fut = link.pending.pop(frame.rid, None)
         if fut is not None and not fut.done():
@@ -180,11 +203,16 @@ class WorkerHub:
         link.fail_pending()
         if self._links.get(link.worker_id) is link:
             del self._links[link.worker_id]
+        self.departed[link.worker_id] = DepartedWorker(link.worker_id, link.pid, why, time.time())
+        self.losses += 1
         log.warning("worker %s left: %s", link.worker_id, why)
         for listener in self.on_leave:
             await listener(link)
         self.changed.set()
-        await link.socket.close()
+        # Closing waits for the peer's close frame; a frozen worker never sends
+        # one, so the close runs in the background and ends in a TCP abort.
+        closing = asyncio.ensure_future(link.socket.close())
+        closing.add_done_callback(_ignore_closed)
 
     async def mark_down(self, link: WorkerLink, why: str) -> None:
         """Declare a worker down (e.g. missed heartbeats) and close its socket."""

@@ -45,6 +45,9 @@ class TenantRouter:
         self._timeout_s = timeout_s
         self._assignments: dict[str, Assignment] = {}
         self._assign_locks: dict[str, asyncio.Lock] = {}
+        self._inflight: dict[str, int] = {}
+        self._idle: dict[str, asyncio.Event] = {}
+        self.placement_changes = 0
         # Epochs only grow: a base from the wall clock at start-up (so a
         # restarted coordinator issues higher epochs) plus a counter.
         self._epoch = time.time_ns()
@@ -93,21 +96,67 @@ class TenantRouter:
                 self._assignments.pop(tenant, None)
             live = await self._wait_for_workers(deadline)
             by_id = {link.worker_id: link for link in live}
-            owner_id = choose_owner(tenant, [Candidate(w) for w in by_id])
+            owner_id = choose_owner(tenant, [Candidate(w, self._weight(w)) for w in by_id])
             assert owner_id is not None
-            link = by_id[owner_id]
-            epoch = self._next_epoch()
-            header = {"op": Op.ASSIGN.value, "tenant": tenant, "epoch": epoch}
-            reply = await self._exchange(link, header, None, deadline)
-            if not reply.header.get("ok"):
-                err = reply.header.get("error") or {}
-                log.error("worker %s refused tenant %s: %s", owner_id, tenant, err)
-                raise TenantUnavailable(
-                    "The tenant cannot be loaded right now; retry shortly.", retry_after=2
-                )
-            self._assignments[tenant] = Assignment(owner_id, epoch)
-            log.info("tenant %s assigned to %s at epoch %d", tenant, owner_id, epoch)
-            return link, epoch
+            epoch = await self._assign(tenant, by_id[owner_id], deadline)
+            return by_id[owner_id], epoch
+
+    def _weight(self, worker_id: str) -> float:
+        """Less loaded workers weigh more, so new tenants lean towards them."""
+        return 1.0 / (1.0 + len(self.tenants_of(worker_id)))
+
+    async def _assign(self, tenant: str, link: WorkerLink, deadline: float) -> int:
+        epoch = self._next_epoch()
+        header = {"op": Op.ASSIGN.value, "tenant": tenant, "epoch": epoch}
+        reply = await self._exchange(link, header, None, deadline)
+        if not reply.header.get("ok"):
+            err = reply.header.get("error") or {}
+            log.error("worker %s refused tenant %s: %s", link.worker_id, tenant, err)
+            raise TenantUnavailable(
+                "The tenant cannot be loaded right now; retry shortly.", retry_after=2
+            )
+        self._assignments[tenant] = Assignment(link.worker_id, epoch)
+        self.placement_changes += 1
+        log.info("tenant %s assigned to %s at epoch %d", tenant, link.worker_id, epoch)
+        return epoch
+
+    async def move(self, tenant: str, to_worker: str) -> None:
+        """Hand a tenant to another worker without failing its requests.
+
+        New requests wait on the tenant's lock while in-flight ones finish;
+        the old owner releases (unloads, unlocks), the new one is assigned.
+        """
+        deadline = time.monotonic() + self._timeout_s
+        lock = self._assign_locks.setdefault(tenant, asyncio.Lock())
+        async with lock:
+            target = self._hub.links.get(to_worker)
+            if target is None or not target.alive:
+                raise TenantUnavailable(f"worker {to_worker} is not live")
+            current = self._assignments.get(tenant)
+            if current is not None and current.worker_id == to_worker:
+                return
+            await self._drained(tenant, deadline)
+            if current is not None:
+                old = self._hub.links.get(current.worker_id)
+                self._assignments.pop(tenant, None)
+                if old is not None and old.alive:
+                    release = {"op": Op.RELEASE.value, "tenant": tenant, "epoch": current.epoch}
+                    reply = await self._exchange(old, release, None, deadline)
+                    if not reply.header.get("ok"):
+                        log.warning("release of %s by %s: %s", tenant, old.worker_id, reply.header)
+            await self._assign(tenant, target, deadline)
+
+    async def _drained(self, tenant: str, deadline: float) -> None:
+        while self._inflight.get(tenant, 0) > 0:
+            idle = self._idle.setdefault(tenant, asyncio.Event())
+            idle.clear()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TenantUnavailable("the tenant did not drain in time")
+            try:
+                await asyncio.wait_for(idle.wait(), remaining)
+            except TimeoutError:
+                continue
 
     async def _exchange(
         self,
@@ -144,11 +193,37 @@ class TenantRouter:
         owner answered in time. ``retry`` says the frame may be sent again to
         a new owner if the first one vanished (idempotent operations).
         """
+        return await self._call(tenant, op, args, arrays, retry)
+
+    def _enter(self, tenant: str) -> None:
+        self._inflight[tenant] = self._inflight.get(tenant, 0) + 1
+
+    def _leave(self, tenant: str) -> None:
+        left = self._inflight[tenant] - 1
+        if left:
+            self._inflight[tenant] = left
+            return
+        del self._inflight[tenant]
+        idle = self._idle.get(tenant)
+        if idle is not None:
+            idle.set()
+
+    async def _call(
+        self,
+        tenant: str,
+        op: Op,
+        args: dict[str, Any] | None,
+        arrays: dict[str, np.ndarray] | None,
+        retry: bool,
+    ) -> Frame:
         deadline = time.monotonic() + self._timeout_s
         attempts = 2 if retry else 1
         for attempt in range(attempts):
             link, epoch = await self._owner(tenant, deadline)
             header = {"op": op.value, "tenant": tenant, "epoch": epoch, **(args or {})}
+            # Counted only once routed, so a drain never waits on a request
+            # that is itself waiting for the tenant's lock.
+            self._enter(tenant)
             try:
                 reply = await self._exchange(link, header, arrays, deadline)
             except WorkerGone:
@@ -157,6 +232,8 @@ class TenantRouter:
                 raise TenantUnavailable(
                     "The worker serving this tenant went away; retry shortly."
                 ) from None
+            finally:
+                self._leave(tenant)
             if reply.header.get("ok"):
                 return reply
             err = reply.header.get("error") or {}

@@ -7,13 +7,16 @@ import contextlib
 import logging
 import os
 import signal
+import time
 from pathlib import Path
 
 import faiss
+import numpy as np
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from workers.protocol import (
+    DATA_OPS,
     PROTOCOL_VERSION,
     ErrorCode,
     Frame,
@@ -33,6 +36,11 @@ BACKOFF_MAX_S = 5.0
 WELCOME_TIMEOUT_S = 10.0
 MAX_CONCURRENT = 32  # requests running at once (each holds one thread)
 MAX_QUEUED = 1024  # requests accepted but waiting; beyond this the worker answers BUSY
+# The ownership lease lasts this many heartbeat intervals from the SENDING of an
+# acknowledged heartbeat: shorter than the coordinator's 3 missed intervals, so a
+# worker that was frozen (SIGSTOP, long GC, swap) stops writing before its
+# tenants can be handed to another worker.
+LEASE_INTERVALS = 2.5
 
 
 class WorkerSession:
@@ -44,6 +52,20 @@ class WorkerSession:
         self._heartbeat_s = heartbeat_s
         self._running = asyncio.Semaphore(MAX_CONCURRENT)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._beat_seq = 0
+        self._beats_sent: dict[int, float] = {}
+        self._lease_until = 0.0
+
+    def lease_valid(self) -> bool:
+        """True while an acknowledged heartbeat, sent recently enough, backs our ownership."""
+        return time.monotonic() < self._lease_until
+
+    def _on_heartbeat_ack(self, seq: object) -> None:
+        sent = self._beats_sent.pop(seq, None) if isinstance(seq, int) else None
+        if sent is not None:
+            self._lease_until = max(self._lease_until, sent + LEASE_INTERVALS * self._heartbeat_s)
+        for old in [s for s in self._beats_sent if isinstance(seq, int) and s < seq]:
+            del self._beats_sent[old]
 
     @property
     def queue_depth(self) -> int:
@@ -60,6 +82,7 @@ class WorkerSession:
             "pid": os.getpid(),
             "protocol": PROTOCOL_VERSION,
         }
+        sent_at = time.monotonic()
         await self._ws.send(encode_frame(hello))
         raw = await asyncio.wait_for(self._ws.recv(), WELCOME_TIMEOUT_S)
         try:
@@ -67,6 +90,9 @@ class WorkerSession:
         except ValueError:
             return False
         welcomed = frame.op == Op.WELCOME and frame.header.get("ok", True) is True
+        if welcomed:
+            # a fresh welcome is as good as an acknowledged heartbeat sent with the hello
+            self._lease_until = sent_at + LEASE_INTERVALS * self._heartbeat_s
         if not welcomed:
             log.error("coordinator refused this worker: %s", frame.header.get("error"))
         return welcomed
@@ -97,7 +123,10 @@ class WorkerSession:
                 "memory_bytes": self._service.registry.memory_bytes,
                 "queue_depth": self.queue_depth,
             }
-            await self._ws.send(encode_frame({"op": Op.HEARTBEAT.value, "rid": 0, "load": load}))
+            self._beat_seq += 1
+            self._beats_sent[self._beat_seq] = time.monotonic()
+            beat = {"op": Op.HEARTBEAT.value, "rid": 0, "seq": self._beat_seq, "load": load}
+            await self._ws.send(encode_frame(beat))
             await asyncio.sleep(self._heartbeat_s)
 
     async def _receive(self) -> None:
@@ -109,6 +138,9 @@ class WorkerSession:
                 frame = decode_frame(raw)
             except ValueError as exc:  # ProtocolError, or a shape decode_frame let through
                 log.warning("ignoring a malformed frame: %s", exc)
+                continue
+            if frame.op == Op.HEARTBEAT_ACK:
+                self._on_heartbeat_ack(frame.header.get("seq"))
                 continue
             if len(self._tasks) >= MAX_QUEUED:
                 rid = frame.header.get("rid")
@@ -122,7 +154,14 @@ class WorkerSession:
 
     async def _answer(self, frame: Frame) -> None:
         async with self._running:
-            reply, arrays = await self._service.handle(frame)
+            if frame.op in DATA_OPS and not self.lease_valid():
+                # Frames that queued up while we were frozen must not write:
+                # the coordinator may already have handed the tenant on.
+                log.warning("refusing %s for %s: ownership lease expired", frame.op, frame.rid)
+                reply = reply_error(frame.rid, ErrorCode.NOT_OWNER, "ownership lease expired")
+                arrays: dict[str, np.ndarray] = {}
+            else:
+                reply, arrays = await self._service.handle(frame)
         try:
             await self._ws.send(encode_frame(reply, arrays))
         except ConnectionClosed:

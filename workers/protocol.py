@@ -46,7 +46,11 @@ class Op(StrEnum):
 
     # worker -> coordinator
     HELLO = "hello"  # {worker_id, secret, pid, protocol}
-    HEARTBEAT = "heartbeat"  # {load: {tenants, memory_bytes, queue_depth}}
+    HEARTBEAT = "heartbeat"  # {seq, load: {tenants, memory_bytes, queue_depth}}
+    # coordinator -> worker: {seq} echoes a heartbeat from a worker the hub still
+    # counts as live. The worker's ownership lease runs from the time it SENT that
+    # heartbeat, so frames queued while it was frozen cannot renew it.
+    HEARTBEAT_ACK = "heartbeat_ack"
     # coordinator -> worker, control
     WELCOME = "welcome"  # reply to hello: {ok: true}
     ASSIGN = "assign"  # {tenant, epoch}: take ownership (lock the tenant dir)

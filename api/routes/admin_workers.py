@@ -1,0 +1,77 @@
+"""Operators' view of the worker fleet."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel
+
+from api.deps import AdminActor, DataPlaneDep
+from api.routing import json_response
+
+router = APIRouter(prefix="/admin/v1", tags=["admin: workers"])
+
+MAX_LISTED = 1000  # tenant ids listed per worker; the count is always exact
+
+
+class WorkerOut(BaseModel):
+    worker_id: str
+    state: str
+    pid: int
+    tenants: int
+    tenant_ids: list[str]
+    heartbeat_age_s: float | None
+    connected_for_s: float | None
+    load: dict[str, Any]
+    reason: str | None = None
+
+
+class WorkersOut(BaseModel):
+    workers: list[WorkerOut]
+    placement_changes: int
+    worker_losses: int
+
+
+@router.get("/workers", response_model=WorkersOut)
+async def list_workers(request: Request, actor: AdminActor, dataplane: DataPlaneDep) -> Response:
+    """Workers with state, tenants, heartbeat age and load; recently departed ones too."""
+    hub = request.app.state.hub
+    tenant_router = dataplane.router
+    now = time.monotonic()
+    rows = [
+        {
+            "worker_id": link.worker_id,
+            "state": "live",
+            "pid": link.pid,
+            "tenants": len(tenant_router.tenants_of(link.worker_id)),
+            "tenant_ids": sorted(tenant_router.tenants_of(link.worker_id))[:MAX_LISTED],
+            "heartbeat_age_s": round(link.heartbeat_age(), 3),
+            "connected_for_s": round(now - link.connected_at, 3),
+            "load": link.load,
+        }
+        for link in hub.live()
+    ]
+    rows += [
+        {
+            "worker_id": gone.worker_id,
+            "state": "down",
+            "pid": gone.pid,
+            "tenants": 0,
+            "tenant_ids": [],
+            "heartbeat_age_s": None,
+            "connected_for_s": None,
+            "load": {},
+            "reason": gone.why,
+        }
+        for gone in hub.departed.values()
+    ]
+    rows.sort(key=lambda r: r["worker_id"])
+    return json_response(
+        {
+            "workers": rows,
+            "placement_changes": tenant_router.placement_changes,
+            "worker_losses": hub.losses,
+        }
+    )

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from dataclasses import dataclass
 
 from coordinator.hub import WorkerHub
+from coordinator.router import TenantRouter
 
 log = logging.getLogger("vectorpanda.health")
 
@@ -28,11 +30,22 @@ class HealthPolicy:
 
 
 class HealthTracker:
-    """Checks every live worker's heartbeat age and marks silent ones down."""
+    """Checks every live worker's heartbeat age and marks silent ones down.
 
-    def __init__(self, hub: WorkerHub, policy: HealthPolicy) -> None:
+    With a router it also rebalances hot tenants every ``rebalance_every_s``.
+    """
+
+    def __init__(
+        self,
+        hub: WorkerHub,
+        policy: HealthPolicy,
+        router: TenantRouter | None = None,
+        rebalance_every_s: float = 10.0,
+    ) -> None:
         self._hub = hub
         self.policy = policy
+        self._router = router
+        self._rebalance_every_s = rebalance_every_s
 
     async def check_once(self) -> list[str]:
         """Mark down every worker whose heartbeat is too old; return their ids."""
@@ -47,9 +60,16 @@ class HealthTracker:
     async def run(self, stop: asyncio.Event) -> None:
         """Check at a quarter of the heartbeat interval until ``stop`` is set."""
         period = self.policy.interval_s / 4
+        next_rebalance = time.monotonic() + self._rebalance_every_s
+        rebalancing: asyncio.Task[object] | None = None
         while not stop.is_set():
             try:
                 await self.check_once()
+                if self._router is not None and time.monotonic() >= next_rebalance:
+                    next_rebalance = time.monotonic() + self._rebalance_every_s
+                    if rebalancing is None or rebalancing.done():
+                        # a move waits for in-flight requests; never hold up health checks
+                        rebalancing = asyncio.create_task(self._router.rebalance_once())
             except Exception:  # the tracker must outlive any single failure
                 log.exception("health check failed")
             with contextlib.suppress(TimeoutError):

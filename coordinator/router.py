@@ -20,7 +20,7 @@ import numpy as np
 
 from coordinator.errors import TenantUnavailable, WorkerRefused
 from coordinator.hub import WorkerGone, WorkerHub, WorkerLink
-from coordinator.placement import Candidate, choose_owner
+from coordinator.placement import Candidate, Move, choose_owner, plan_rebalance
 from workers.protocol import ErrorCode, Frame, Op
 
 log = logging.getLogger("vectorpanda.router")
@@ -47,6 +47,9 @@ class TenantRouter:
         self._assign_locks: dict[str, asyncio.Lock] = {}
         self._inflight: dict[str, int] = {}
         self._idle: dict[str, asyncio.Event] = {}
+        self._hits: dict[str, int] = {}
+        self._sampled_at = time.monotonic()
+        self.draining: set[str] = set()
         self.placement_changes = 0
         # Epochs only grow: a base from the wall clock at start-up (so a
         # restarted coordinator issues higher epochs) plus a counter.
@@ -61,6 +64,7 @@ class TenantRouter:
         return [t for t, a in self._assignments.items() if a.worker_id == worker_id]
 
     async def _forget_worker(self, link: WorkerLink) -> None:
+        self.draining.discard(link.worker_id)
         lost = self.tenants_of(link.worker_id)
         for tenant in lost:
             self._assignments.pop(tenant, None)
@@ -95,7 +99,9 @@ class TenantRouter:
                     return link, current.epoch
                 self._assignments.pop(tenant, None)
             live = await self._wait_for_workers(deadline)
-            by_id = {link.worker_id: link for link in live}
+            by_id = {link.worker_id: link for link in live if link.worker_id not in self.draining}
+            if not by_id:  # every worker draining: serving beats refusing
+                by_id = {link.worker_id: link for link in live}
             owner_id = choose_owner(tenant, [Candidate(w, self._weight(w)) for w in by_id])
             assert owner_id is not None
             epoch = await self._assign(tenant, by_id[owner_id], deadline)
@@ -145,6 +151,42 @@ class TenantRouter:
                     if not reply.header.get("ok"):
                         log.warning("release of %s by %s: %s", tenant, old.worker_id, reply.header)
             await self._assign(tenant, target, deadline)
+
+    async def drain(self, worker_id: str) -> list[str]:
+        """Move every tenant off a worker and keep new ones away until it reconnects."""
+        self.draining.add(worker_id)
+        moved = []
+        for tenant in self.tenants_of(worker_id):
+            live = [w.worker_id for w in self._hub.live() if w.worker_id not in self.draining]
+            target = choose_owner(tenant, [Candidate(w, self._weight(w)) for w in live])
+            if target is None:
+                raise TenantUnavailable("no other live worker to drain to")
+            await self.move(tenant, target)
+            moved.append(tenant)
+        return moved
+
+    def sample_rates(self) -> dict[str, dict[str, float]]:
+        """Requests per second per tenant since the last sample, grouped by owner."""
+        now = time.monotonic()
+        elapsed = max(now - self._sampled_at, 1e-3)
+        rates: dict[str, dict[str, float]] = {
+            w.worker_id: {} for w in self._hub.live() if w.worker_id not in self.draining
+        }
+        for tenant, hits in self._hits.items():
+            owner = self._assignments.get(tenant)
+            if owner is not None and owner.worker_id in rates:
+                rates[owner.worker_id][tenant] = hits / elapsed
+        self._hits.clear()
+        self._sampled_at = now
+        return rates
+
+    async def rebalance_once(self) -> Move | None:
+        """Move one hot tenant off an overloaded worker, if the load calls for it."""
+        move = plan_rebalance(self.sample_rates())
+        if move is not None:
+            log.info("moving hot tenant %s from %s to %s", move.tenant, move.source, move.target)
+            await self.move(move.tenant, move.target)
+        return move
 
     async def _drained(self, tenant: str, deadline: float) -> None:
         while self._inflight.get(tenant, 0) > 0:
@@ -235,6 +277,7 @@ class TenantRouter:
             finally:
                 self._leave(tenant)
             if reply.header.get("ok"):
+                self._hits[tenant] = self._hits.get(tenant, 0) + 1
                 return reply
             err = reply.header.get("error") or {}
             code = str(err.get("code", ErrorCode.INTERNAL))

@@ -119,7 +119,17 @@ class Fleet:
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
-        raise RuntimeError(f"{count} workers never became live")
+        raise RuntimeError(f"{count} workers never became live\n{self.tail()}")
+
+    def tail(self, lines: int = 40) -> str:
+        """The last lines each process printed, for failure messages."""
+        parts = []
+        named = {"coordinator": self.coordinator, **self.worker_procs}
+        for name, proc in named.items():
+            if proc is not None:
+                parts.append(f"--- {name} (exit {proc.popen.poll()}) ---")
+                parts.extend(line.rstrip() for line in proc.output[-lines:])
+        return "\n".join(parts)
 
     @property
     def admin_token(self) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -9,9 +10,11 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
 
 from api.deps import AdminActor, DataPlaneDep
+from api.errors import NotFound
 from api.routing import json_response
 
 router = APIRouter(prefix="/admin/v1", tags=["admin: workers"])
+log = logging.getLogger("vectorpanda.admin")
 
 MAX_LISTED = 1000  # tenant ids listed per worker; the count is always exact
 
@@ -75,3 +78,21 @@ async def list_workers(request: Request, actor: AdminActor, dataplane: DataPlane
             "worker_losses": hub.losses,
         }
     )
+
+
+class DrainOut(BaseModel):
+    worker_id: str
+    moved: list[str]
+
+
+@router.post("/workers/{worker_id}/drain", response_model=DrainOut)
+async def drain_worker(
+    worker_id: str, request: Request, actor: AdminActor, dataplane: DataPlaneDep
+) -> Response:
+    """Move every tenant off a worker (for maintenance); it gets none until it reconnects."""
+    link = request.app.state.hub.links.get(worker_id)
+    if link is None or not link.alive:
+        raise NotFound(f"worker '{worker_id[:80]}' is not connected")
+    moved = await dataplane.router.drain(worker_id)
+    log.info("worker %s drained by %s: %d tenants moved", worker_id, actor, len(moved))
+    return json_response({"worker_id": worker_id, "moved": moved})

@@ -200,3 +200,35 @@ def test_coordinator_sigkill_and_restart(fleet: Fleet) -> None:
             assert set(got) == set(w.acked)
             for vid, values in w.acked.items():
                 assert np.array_equal(got[vid], values)
+
+
+def test_drain_moves_tenants_without_failing_requests(fleet: Fleet) -> None:
+    tenants = [fleet.new_client(f"drain{i}") for i in range(4)]
+    for _, key in tenants:
+        with fleet.client(key) as c:
+            assert (
+                c.post("/v1/collections", json={"name": "c", "dimension": DIM}).status_code == 201
+            )
+    source = fleet.owner_of(tenants[0][0])
+    assert source is not None
+    writers = [Writer(fleet, key, f"d{i}", 20 + i) for i, (_, key) in enumerate(tenants)]
+    for w in writers:
+        w.start()
+    time.sleep(1.0)
+    with fleet.admin() as admin:
+        r = admin.post(f"/admin/v1/workers/{source}/drain")
+        assert r.status_code == 200, r.text
+        assert tenants[0][0] in r.json()["moved"]
+        assert admin.post("/admin/v1/workers/nope/drain").status_code == 404
+    time.sleep(1.0)
+    for w in writers:
+        w.stop_flag.set()
+    for w in writers:
+        w.join(30)
+    for cid, _ in tenants:
+        assert fleet.owner_of(cid) not in (None, source)
+    for (_, key), w in zip(tenants, writers, strict=True):
+        assert set(w.statuses) <= {200, 429}, set(w.statuses)  # no downtime
+        with fleet.client(key) as c:
+            got = fetch_all(c, list(w.acked))
+            assert set(got) == set(w.acked)

@@ -41,3 +41,22 @@ def test_weights_skew_the_share() -> None:
     workers = [Candidate("heavy", 3.0), Candidate("light", 1.0)]
     counts = Counter(choose_owner(t, workers) for t in TENANTS)
     assert counts["heavy"] > 2 * counts["light"]
+
+
+def test_rebalance_moves_the_hottest_tenant_that_helps() -> None:
+    from coordinator.placement import Move, plan_rebalance
+
+    rates = {"w1": {"hot": 60.0, "warm": 30.0, "cold": 1.0}, "w2": {"a": 5.0}}
+    assert plan_rebalance(rates) == Move("hot", "w1", "w2")
+    # a tenant as hot as the gap would only move the hot spot
+    rates = {"w1": {"hot": 80.0, "x": 1.0}, "w2": {"a": 1.0}}
+    assert plan_rebalance(rates) == Move("x", "w1", "w2")
+
+
+def test_rebalance_leaves_balanced_quiet_or_single_tenant_workers_alone() -> None:
+    from coordinator.placement import plan_rebalance
+
+    assert plan_rebalance({"w1": {"a": 10.0, "b": 10.0}, "w2": {"c": 19.0}}) is None
+    assert plan_rebalance({"w1": {"a": 3.0, "b": 1.0}, "w2": {}}) is None  # under the floor
+    assert plan_rebalance({"w1": {"only": 500.0}, "w2": {}}) is None
+    assert plan_rebalance({"w1": {"a": 100.0, "b": 1.0}}) is None

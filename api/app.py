@@ -6,10 +6,21 @@ from fastapi import FastAPI
 
 from api.errors import install_error_handlers
 from api.middleware import RequestContext
-from api.routes import admin_clients, admin_events, collections, health, usage, vectors
+from api.routes import (
+    admin_clients,
+    admin_events,
+    admin_workers,
+    collections,
+    health,
+    metrics,
+    usage,
+    vectors,
+)
 from coordinator.accounts import Accounts
 from coordinator.dataplane import DataPlane
 from coordinator.hub import WorkerHub
+from coordinator.metrics import Metrics
+from coordinator.rate_limit import RateLimiter
 
 DESCRIPTION = """A hosted multi-tenant vector database.
 
@@ -20,7 +31,12 @@ Errors: `{"error": {"code", "message", "request_id"}}`.
 
 
 def create_app(
-    *, accounts: Accounts, dataplane: DataPlane, hub: WorkerHub, admin_token: str
+    *,
+    accounts: Accounts,
+    dataplane: DataPlane,
+    hub: WorkerHub,
+    admin_token: str,
+    rate_limiter: RateLimiter | None = None,
 ) -> FastAPI:
     """Build the app around already-constructed coordinator parts."""
     app = FastAPI(
@@ -34,8 +50,16 @@ def create_app(
     app.state.dataplane = dataplane
     app.state.hub = hub
     app.state.admin_token = admin_token.encode()
+    app.state.rate_limiter = rate_limiter
+    app.state.metrics = Metrics()
+    app.state.metrics.watch_workers(hub, dataplane.router)
     install_error_handlers(app)
-    for module in (health, collections, vectors, usage, admin_clients, admin_events):
+    for module in (health, collections, vectors, usage, admin_clients, admin_events, admin_workers):
         app.include_router(module.router)
-    app.add_middleware(RequestContext, max_body_bytes=dataplane.limits.max_body_bytes)
+    app.include_router(metrics.router)
+    app.add_middleware(
+        RequestContext,
+        max_body_bytes=dataplane.limits.max_body_bytes,
+        metrics=app.state.metrics,
+    )
     return app

@@ -7,10 +7,12 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from api.errors import Forbidden, Paused, Unauthorized
+from api.errors import Forbidden, Paused, RateLimited, Unauthorized
 from coordinator.accounts import Accounts
 from coordinator.accounts.model import Principal
 from coordinator.dataplane import DataPlane
+from coordinator.rate_limit import RateLimiter
+from coordinator.tiers import TierLimits, limits_for
 
 BEARER = "bearer "
 
@@ -33,28 +35,56 @@ async def require_admin(request: Request) -> str:
     return "admin"
 
 
-def get_accounts(request: Request) -> Accounts:
+async def get_accounts(request: Request) -> Accounts:
     accounts: Accounts = request.app.state.accounts
     return accounts
 
 
-def get_dataplane(request: Request) -> DataPlane:
+async def get_dataplane(request: Request) -> DataPlane:
     dataplane: DataPlane = request.app.state.dataplane
     return dataplane
 
 
+def get_rate_limiter(request: Request) -> RateLimiter | None:
+    """The app's rate limiter; None when the composition root turned limiting off."""
+    limiter: RateLimiter | None = getattr(request.app.state, "rate_limiter", None)
+    return limiter
+
+
+def check_rate(request: Request, principal: Principal) -> None:
+    """Take one token from the client's bucket, sized by its current tier."""
+    limiter = get_rate_limiter(request)
+    if limiter is None:
+        return
+    tier = limits_for(principal.tier)
+    decision = limiter.acquire(principal.client_id, tier.requests_per_second, tier.burst)
+    if not decision.allowed:
+        raise RateLimited(
+            f"Over the {principal.tier} tier's rate of {tier.requests_per_second:g} requests/s "
+            f"(burst {tier.burst}); retry after {decision.retry_after} s.",
+            retry_after=decision.retry_after,
+        )
+
+
 async def require_key(request: Request) -> Principal:
-    """Data plane: resolve the API key through the key cache."""
+    """Data plane: resolve the API key through the key cache, then apply the rate limit."""
     token = bearer_token(request)
     if token is None:
         raise Unauthorized()
-    principal = await get_accounts(request).authenticate(token)
+    accounts: Accounts = request.app.state.accounts
+    principal = await accounts.authenticate(token)
     if principal is None:
         raise Unauthorized()
     request.state.client_id = principal.client_id
     if principal.status == "paused":
         raise Paused()
+    check_rate(request, principal)
     return principal
+
+
+def tier_limits(principal: Principal) -> TierLimits:
+    """The limits of the principal's tier as it stands now (the key cache follows changes)."""
+    return limits_for(principal.tier)
 
 
 def scoped(scope: str) -> object:

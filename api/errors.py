@@ -147,7 +147,9 @@ def install_error_handlers(app: FastAPI) -> None:
     async def on_refused(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, WorkerRefused)
         status, code = WORKER_CODES.get(exc.code, (500, "internal"))
-        message = exc.message if status < 500 else "Internal error."
+        # Workers word client-facing errors for clients (never paths or other
+        # tenants); only internal failures are hidden behind a generic message.
+        message = exc.message if status < 500 or code == "unavailable" else "Internal error."
         retry_after = 1 if status in (429, 503) else None
         return error_response(request, status, code, message, retry_after)
 

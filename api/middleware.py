@@ -6,7 +6,7 @@ import logging
 import re
 import time
 import uuid
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from starlette.exceptions import HTTPException
@@ -28,6 +28,12 @@ def _error_body(code: str, message: str, request_id: str) -> bytes:
     return orjson.dumps({"error": {"code": code, "message": message, "request_id": request_id}})
 
 
+class RequestObserver(Protocol):
+    """Receives every request's outcome (the metrics registry)."""
+
+    def observe_request(self, scope: Scope, status: int, seconds: float) -> None: ...
+
+
 class RequestContext:
     """Assigns ``X-Request-Id``, caps body size, and logs one JSON line per request.
 
@@ -35,9 +41,12 @@ class RequestContext:
     The log line never holds headers, keys or bodies.
     """
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, max_body_bytes: int, metrics: RequestObserver | None = None
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -66,6 +75,8 @@ class RequestContext:
             await self._too_large(send_with_id, request_id)
         finally:
             self._log(scope, request_id, status["code"], started)
+            if self.metrics is not None:
+                self.metrics.observe_request(scope, status["code"], time.perf_counter() - started)
 
     @staticmethod
     def _request_id(scope: Scope) -> str:

@@ -7,6 +7,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.config import JsonDict
 
+from eventlog.store import StoredEvent
+
 EMAIL_PATTERN = r"^[^@\s]+@[^@\s.]+(\.[^@\s.]+)+$"
 CLIENT_ID_PATTERN = r"^[a-z0-9][a-z0-9_]{0,63}$"
 
@@ -47,6 +49,33 @@ class IssueKeyRequest(AdminRequest):
 
     scopes: list[Literal["read", "write", "manage"]] = Field(min_length=1, max_length=3)
     label: str | None = Field(default=None, min_length=1, max_length=100)
+
+
+class ChangeTierRequest(AdminRequest):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"tier": "premium"}]})
+
+    tier: Literal["free", "standard", "premium"]
+
+
+class BillingRequest(AdminRequest):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "kind": "invoice_issued",
+                    "amount_cents": 4900,
+                    "currency": "EUR",
+                    "reference": "INV-2025-0042",
+                }
+            ]
+        },
+    )
+
+    kind: Literal["invoice_issued", "payment_received", "payment_failed"]
+    amount_cents: int = Field(ge=0, le=10**15)
+    currency: str = Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code, e.g. EUR")
+    reference: str = Field(min_length=1, max_length=200)
 
 
 class ClientOut(BaseModel):
@@ -146,6 +175,22 @@ class EventOut(BaseModel):
     data: dict[str, Any]
     prev_hash: str
     hash: str
+
+
+def event_out(stored: StoredEvent) -> EventOut:
+    """A stored event in the API's event shape."""
+    return EventOut(
+        seq=stored.seq,
+        event_id=stored.event_id,
+        type=stored.type,
+        schema_version=stored.schema_version,
+        occurred_at=stored.occurred_at,
+        actor=stored.actor,
+        client_id=stored.client_id,
+        data=stored.data,
+        prev_hash=stored.prev_hash,
+        hash=stored.hash,
+    )
 
 
 class EventPageOut(BaseModel):

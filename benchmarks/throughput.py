@@ -43,7 +43,7 @@ def main() -> None:
     queries = rng.standard_normal((args.queries, args.dim)).astype(np.float32)
     baseline_qps = raw_faiss(data, queries, 10)
     with tempfile.TemporaryDirectory() as tmp, running_stack(Path(tmp)) as stack:
-        key = stack.new_client("bench")
+        key = stack.new_client("bench", tier="premium")
         with stack.client(key) as c:
             c.post("/v1/collections", json={"name": "b", "dimension": args.dim, "metric": "l2"})
             started = time.perf_counter()

@@ -51,6 +51,10 @@ class DataPlane:
         self._router = router
         self.limits = limits
 
+    @property
+    def router(self) -> TenantRouter:
+        return self._router
+
     async def create_collection(
         self,
         tenant: str,
@@ -85,6 +89,10 @@ class DataPlane:
 
     async def delete_collection(self, tenant: str, name: str) -> None:
         await self._router.call(tenant, Op.DELETE_COLLECTION, {"collection": name}, retry=False)
+
+    async def delete_tenant(self, tenant: str) -> None:
+        """Remove every file of a (deleted) client; safe to repeat."""
+        await self._router.call(tenant, Op.DELETE_TENANT)
 
     async def upsert(
         self,

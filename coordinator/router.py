@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +28,10 @@ log = logging.getLogger("vectorpanda.router")
 
 # How long a request waits for some worker to appear before answering 503.
 WAIT_FOR_WORKER_S = 3.0
+
+
+def _ignore_frame(op: str, outcome: str, seconds: float) -> None:
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +56,8 @@ class TenantRouter:
         self._sampled_at = time.monotonic()
         self.draining: set[str] = set()
         self.placement_changes = 0
+        # metrics hook: (op, outcome, seconds) per frame exchanged with a worker
+        self.observe_frame: Callable[[str, str, float], None] = _ignore_frame
         # Epochs only grow: a base from the wall clock at start-up (so a
         # restarted coordinator issues higher epochs) plus a counter.
         self._epoch = time.time_ns()
@@ -211,10 +218,15 @@ class TenantRouter:
         if remaining <= 0:
             raise TenantUnavailable("The request deadline passed; retry shortly.")
         rid = self._hub.next_rid()
+        started = time.perf_counter()
         fut = await link.request(rid, header, arrays)
         try:
-            return await asyncio.wait_for(fut, remaining)
+            reply = await asyncio.wait_for(fut, remaining)
+            outcome = "ok" if reply.header.get("ok") else "refused"
+            self.observe_frame(str(header.get("op")), outcome, time.perf_counter() - started)
+            return reply
         except TimeoutError as exc:
+            self.observe_frame(str(header.get("op")), "timeout", time.perf_counter() - started)
             link.pending.pop(rid, None)
             raise TenantUnavailable(
                 "The worker did not answer before the deadline; retry shortly."

@@ -74,7 +74,10 @@ class TierChanged(ClientEvent):
 
 
 class ClientPaused(ClientEvent):
+    """v2 added ``automatic`` (v1 pauses were all made by hand)."""
+
     event_type: ClassVar[str] = "client.paused"
+    schema_version: ClassVar[int] = 2
     reason: str
     automatic: bool = False
 
@@ -170,8 +173,15 @@ CATALOGUE: tuple[type[Event], ...] = (
 
 EVENT_TYPES: dict[str, type[Event]] = {cls.event_type: cls for cls in CATALOGUE}
 
+
+def _client_paused_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
+    return {**data, "automatic": False}
+
+
 # (event_type, stored schema_version) -> function producing the next version's data.
-UPCASTERS: dict[tuple[str, int], Upcaster] = {}
+UPCASTERS: dict[tuple[str, int], Upcaster] = {
+    (ClientPaused.event_type, 1): _client_paused_v1_to_v2,
+}
 
 
 def client_id_of(event: Event) -> str | None:

@@ -13,8 +13,12 @@ BUSY_TIMEOUT_MS = 10_000
 _BEGIN_OPTION = "vp_sqlite_begin"
 
 
-def open_engine(path: Path, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> Engine:
+def open_engine(
+    path: Path, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS, synchronous: str = "FULL"
+) -> Engine:
     """An engine on ``path`` (created if missing); nothing connects until first use."""
+    if synchronous not in ("FULL", "NORMAL"):
+        raise ValueError("synchronous must be FULL or NORMAL")
     path.parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(
         f"sqlite+pysqlite:///{path}",
@@ -28,7 +32,7 @@ def open_engine(path: Path, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> Engine
         cursor = dbapi_connection.cursor()
         try:
             cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=FULL")
+            cursor.execute(f"PRAGMA synchronous={synchronous}")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         finally:

@@ -256,11 +256,13 @@ class SqliteEventSession:
         return verify_rows(self._chain_rows())
 
     def pending_outbox(self, limit: int = 100) -> list[StoredEvent]:
+        # Outbox first: scanning events in seq order past every published row
+        # would make each call cost the length of the whole log.
+        oldest = select(outbox_table.c.seq).order_by(outbox_table.c.seq).limit(limit)
         query = (
             select(events_table)
-            .join(outbox_table, outbox_table.c.seq == events_table.c.seq)
+            .where(events_table.c.seq.in_(oldest.scalar_subquery()))
             .order_by(events_table.c.seq)
-            .limit(limit)
         )
         return [_stored(row) for row in self._conn.execute(query)]
 

@@ -119,10 +119,16 @@ class Stack:
                 self.proc.wait()
         return int(self.proc.returncode)
 
-    def new_client(self, name: str, scopes: tuple[str, ...] = ("read", "write", "manage")) -> str:
+    def new_client(
+        self,
+        name: str,
+        scopes: tuple[str, ...] = ("read", "write", "manage"),
+        tier: str = "free",
+    ) -> str:
         """Create a client and return an API key for it."""
         with self.admin() as admin:
-            r = admin.post("/admin/v1/clients", json={"name": name, "email": f"{name}@example.com"})
+            body = {"name": name, "email": f"{name}@example.com", "tier": tier}
+            r = admin.post("/admin/v1/clients", json=body)
             r.raise_for_status()
             client_id = r.json()["client_id"]
             r = admin.post(f"/admin/v1/clients/{client_id}/keys", json={"scopes": list(scopes)})
@@ -137,3 +143,159 @@ def running_stack(data_dir: Path, workers: int = 2, **env: str) -> Iterator[Stac
         yield stack
     finally:
         stack.stop()
+
+
+# --- RabbitMQ for tests --------------------------------------------------------
+
+DEFAULT_TEST_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
+
+
+def amqp_url_or_skip() -> str:
+    """The test broker's URL; skip (or fail under CI) when nothing answers there."""
+    import pytest
+    from yarl import URL
+
+    url = os.environ.get("VP_TEST_AMQP_URL", DEFAULT_TEST_AMQP_URL)
+    parsed = URL(url)
+    try:
+        socket.create_connection((parsed.host or "127.0.0.1", parsed.port or 5672), 2).close()
+    except OSError as exc:
+        reason = f"no RabbitMQ at VP_TEST_AMQP_URL={url} ({exc}); testcontainers is not installed"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return url
+
+
+class TcpProxy:
+    """A loopback TCP proxy (own thread and loop) that can cut every connection."""
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        import asyncio
+
+        self._target = (target_host, target_port)
+        self._loop = asyncio.new_event_loop()
+        self._server: asyncio.base_events.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self.accepting = True
+        self.port = 0
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+        self._call(self._start())
+
+    def _call(self, coro):  # type: ignore[no-untyped-def]
+        import asyncio
+
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(10)
+
+    async def _start(self) -> None:
+        import asyncio
+
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def _handle(self, reader, writer) -> None:  # type: ignore[no-untyped-def]
+        import asyncio
+
+        if not self.accepting:
+            writer.transport.abort()
+            return
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self._target)
+        except OSError:
+            writer.transport.abort()
+            return
+        self._writers.update((writer, up_writer))
+
+        async def pipe(src, dst) -> None:  # type: ignore[no-untyped-def]
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except Exception:
+                pass
+            finally:
+                dst.transport.abort()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        self._writers.discard(writer)
+        self._writers.discard(up_writer)
+
+    async def _cut(self) -> None:
+        for writer in list(self._writers):
+            writer.transport.abort()
+        self._writers.clear()
+
+    def cut(self) -> None:
+        """Kill every open connection (RST) and refuse new ones until ``restore``."""
+        self.accepting = False
+        self._call(self._cut())
+
+    def restore(self) -> None:
+        self.accepting = True
+
+    def url(self, amqp_url: str) -> str:
+        from yarl import URL
+
+        return str(URL(amqp_url).with_host("127.0.0.1").with_port(self.port))
+
+    def close(self) -> None:
+        self.cut()
+        if self._server is not None:
+            self._server.close()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+
+
+def broker_cleanup(url: str, exchange: str, queues: list[str]) -> None:
+    """Delete a test's exchanges and queues (with their dead-letter queues)."""
+    import asyncio
+
+    from eventlog.amqp_bus import RabbitBus
+
+    async def run() -> None:
+        bus = RabbitBus(url, exchange=exchange)
+        await bus.connect()
+        for name in queues:
+            await bus.delete_queue(name)
+        await bus.delete_exchanges()
+        await bus.close()
+
+    asyncio.run(run())
+
+
+def start_coordinator(data_dir: Path, port: int, env: dict[str, str]) -> subprocess.Popen[str]:
+    """A ``vectorpanda coordinator`` process on ``port``; returns once it serves HTTP."""
+    from vectorpanda.settings import ensure_env_file
+
+    ensure_env_file(data_dir / "vectorpanda.env")
+    full = {
+        **os.environ,
+        **env,
+        "PYTHONUNBUFFERED": "1",
+        "VP_PORT": str(port),
+        "VP_HUB_PORT": str(free_port()),
+    }
+    full.pop("VP_DATA_DIR", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vectorpanda", "coordinator", "--data-dir", str(data_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=full,
+        start_new_session=True,
+    )
+    lines: list[str] = []
+    threading.Thread(target=lambda: lines.extend(proc.stdout or []), daemon=True).start()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError("coordinator died:\n" + "".join(lines))
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("coordinator did not start:\n" + "".join(lines))

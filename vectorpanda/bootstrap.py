@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import logging
-import logging.handlers
-import queue
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -16,8 +15,12 @@ from fastapi import FastAPI
 from api.app import create_app
 from coordinator.accounts import Accounts
 from coordinator.dataplane import DataPlane, Limits
+from coordinator.health import HealthPolicy, HealthTracker
 from coordinator.hub import WorkerHub
+from coordinator.rate_limit import RateLimiter
 from coordinator.router import TenantRouter
+from vectorpanda.event_wiring import EventServices, audit_verifier, build_event_services
+from vectorpanda.request_log import request_log_handler
 from vectorpanda.settings import Settings
 
 log = logging.getLogger("vectorpanda")
@@ -61,6 +64,7 @@ class CoordinatorParts:
     router: TenantRouter
     dataplane: DataPlane
     app: FastAPI
+    events: EventServices | None = None
 
 
 def build_coordinator(settings: Settings) -> CoordinatorParts:
@@ -73,8 +77,17 @@ def build_coordinator(settings: Settings) -> CoordinatorParts:
     hub = WorkerHub(worker_secret)
     router = TenantRouter(hub, settings.request_timeout_s)
     dataplane = DataPlane(router, limits_from(settings))
-    app = create_app(accounts=accounts, dataplane=dataplane, hub=hub, admin_token=admin_token)
-    return CoordinatorParts(settings, accounts, hub, router, dataplane, app)
+    app = create_app(
+        accounts=accounts,
+        dataplane=dataplane,
+        hub=hub,
+        admin_token=admin_token,
+        rate_limiter=RateLimiter() if settings.rate_limits else None,
+    )
+    events = build_event_services(settings, accounts)
+    app.state.audit_verify = audit_verifier(settings, events.store)
+    app.state.metrics.watch_event_log(settings.control_db, settings.audit_db)
+    return CoordinatorParts(settings, accounts, hub, router, dataplane, app, events)
 
 
 async def serve_coordinator(
@@ -98,6 +111,10 @@ async def serve_coordinator(
     )
     server = _QuietServer(config)
     serving = asyncio.create_task(server.serve())
+    eventing = asyncio.create_task(parts.events.run(stop)) if parts.events else None
+    policy = HealthPolicy(interval_s=settings.heartbeat_interval_s)
+    tracker = HealthTracker(parts.hub, policy, parts.router)
+    tracking = asyncio.create_task(tracker.run(stop))
     try:
         while not server.started:
             if serving.done():
@@ -110,8 +127,21 @@ async def serve_coordinator(
     finally:
         server.should_exit = True
         await asyncio.gather(serving, return_exceptions=True)
+        if eventing is not None:
+            await _finish(eventing, stop)
+        tracking.cancel()
+        await asyncio.gather(tracking, return_exceptions=True)
         await parts.hub.close()
         await parts.accounts.close()
+
+
+async def _finish(task: asyncio.Task[None], stop: asyncio.Event, grace_s: float = 10.0) -> None:
+    """Let a service task wind down after ``stop``; cancel it if it does not."""
+    stop.set()
+    done, _ = await asyncio.wait([task], timeout=grace_s)
+    if not done:
+        task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
 
 
 class _QuietServer(uvicorn.Server):
@@ -139,18 +169,7 @@ def configure_logging(settings: Settings, request_log_to_file: bool) -> None:
     root.addHandler(stderr)
     requests = logging.getLogger("vectorpanda.requests")
     requests.propagate = False
-    if request_log_to_file:
-        settings.logs.mkdir(parents=True, exist_ok=True)
-        target: logging.Handler = logging.handlers.RotatingFileHandler(
-            settings.logs / "requests.jsonl", maxBytes=64 * 1024 * 1024, backupCount=10
-        )
-    else:
-        target = logging.StreamHandler(sys.stdout)
-    target.setFormatter(logging.Formatter("%(message)s"))
-    # Writes happen on a listener thread so the event loop never waits on disk.
-    q: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
-    requests.addHandler(logging.handlers.QueueHandler(q))
-    listener = logging.handlers.QueueListener(q, target)
-    listener.start()
-    configure_logging.listener = listener  # type: ignore[attr-defined]
+    handler = request_log_handler(settings.logs if request_log_to_file else None)
+    requests.addHandler(handler)
+    atexit.register(handler.close)
     configure_logging.done = True  # type: ignore[attr-defined]

@@ -8,6 +8,8 @@ import os
 import sys
 from pathlib import Path
 
+from vectorpanda.audit_cli import add_audit_commands
+from vectorpanda.client_cli import add_client_commands
 from vectorpanda.settings import (
     InsecureEnvFileError,
     Settings,
@@ -36,6 +38,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     overrides: dict[str, object] = {"host": args.host, "port": args.port}
     if "VP_HUB_PORT" not in os.environ:
         overrides["hub_port"] = 0  # any free loopback port; workers are told which
+    if "VP_PROJECTIONS_IN_PROCESS" not in os.environ:
+        overrides["projections_in_process"] = True  # `up` runs the projector as a task
     settings = load_settings(data_dir, **overrides)
     return _run(run_up(settings, args.workers))
 
@@ -79,6 +83,19 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return _run(run_worker_process(settings))
 
 
+def cmd_fleet(args: argparse.Namespace) -> int:
+    from vectorpanda.fleet import Fleet, run_fleet
+
+    fleet = Fleet(
+        data_dir=Path(args.data_dir),
+        workers=args.workers,
+        https_port=args.https_port,
+        http_port=args.http_port,
+        runtime_dir=Path(args.runtime_dir) if args.runtime_dir else None,
+    )
+    return run_fleet(fleet)
+
+
 def _settings(args: argparse.Namespace) -> Settings:
     data_dir = Path(args.data_dir) if args.data_dir else None
     return load_settings(data_dir)
@@ -107,6 +124,19 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--coordinator", default=None, help="ws://host:port of the worker hub")
     worker.add_argument("--data-dir", default=None)
     worker.set_defaults(func=cmd_worker)
+
+    fleet = sub.add_parser(
+        "fleet", help="run the docker-compose topology as local processes behind nginx (TLS 1.3)"
+    )
+    fleet.add_argument("--data-dir", default=os.environ.get("VP_DATA_DIR", "./vp-fleet"))
+    fleet.add_argument("--workers", type=int, default=2)
+    fleet.add_argument("--https-port", type=int, default=8443, help="0 picks a free port")
+    fleet.add_argument("--http-port", type=int, default=8088, help="0 picks a free port")
+    fleet.add_argument("--runtime-dir", default=None, help="nginx config/pid/logs (default: temp)")
+    fleet.set_defaults(func=cmd_fleet)
+
+    add_client_commands(sub)  # import, query
+    add_audit_commands(sub)  # audit replay/verify/export, projections
     return parser
 
 

@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     coordinator_url: str = "ws://127.0.0.1:8081"
     worker_id: str | None = None
     worker_threads: int = 1
+    # memory a worker may spend on loaded tenants before unloading idle ones (LRU)
+    worker_memory_mb: int = Field(default=1024, ge=16)
 
     # secrets
     admin_token: SecretStr | None = None
@@ -54,6 +56,13 @@ class Settings(BaseSettings):
 
     # event bus
     amqp_url: SecretStr | None = None
+    amqp_exchange: str = Field(default="vectorpanda.events", pattern=r"^[A-Za-z0-9_.-]{1,200}$")
+    bus_delivery_limit: int = Field(default=10, ge=1)
+    # names this coordinator's own key-cache eviction queue; default host-pid
+    coordinator_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    relay_enabled: bool = True
+    # run the audit projector inside the coordinator; None: only with the local bus
+    projections_in_process: bool | None = None
 
     # limits
     max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
@@ -63,6 +72,9 @@ class Settings(BaseSettings):
     max_ids_per_request: int = Field(default=1000, ge=1)
     max_top_k: int = Field(default=1000, ge=1)
     max_metadata_bytes: int = Field(default=16 * 1024, ge=16)
+
+    # per-client request rate limits by tier (off only for load tests)
+    rate_limits: bool = True
 
     # timing
     request_timeout_s: float = Field(default=10.0, gt=0)

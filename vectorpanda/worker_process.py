@@ -29,5 +29,6 @@ async def run_worker_process(settings: Settings) -> int:
         settings.wal_compact_bytes,
         settings.heartbeat_interval_s,
         stop,
+        memory_budget_mb=settings.worker_memory_mb,
     )
     return 0

@@ -1,40 +1,65 @@
-"""One collection: its files on disk, its rows in memory, and the locks between them."""
+"""One collection: its rows in memory, its index, its log and the locks between them.
+
+Creating and loading its files lives in ``workers.collection_files``; compaction (a
+new segment generation) and index saves run here, as background steps.
+
+Lock order (never taken the other way round): ``_maint_lock`` (background steps and
+close) -> ``_write_mutex`` (one write at a time: WAL fsync + memory) -> ``_rows``
+(shared by searches, exclusive while memory changes).
+"""
 
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 import threading
-import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import orjson
 
+from workers.collection_files import (
+    INDEX_FILE,
+    apply_record,
+    read_collection,
+    write_new_collection,
+)
 from workers.collection_spec import CollectionSpec
-from workers.durable_files import fsync_dir, write_bytes_durably
+from workers.durable_files import write_bytes_durably
 from workers.errors import StoreError
 from workers.flat_index import exact_search
+from workers.hnsw_index import INSERT_CHUNK, HnswIndex
+from workers.integrity import FileChecksum, file_checksum
+from workers.maintenance import Maintenance
+from workers.metadata_filter import Predicate
 from workers.protocol import ErrorCode
 from workers.read_write_lock import ReadWriteLock
 from workers.segment import (
     SPEC_FILE,
     Manifest,
-    SegmentData,
     read_manifest,
-    read_segment,
     remove_orphans,
+    wal_name,
     write_manifest,
     write_segment,
 )
 from workers.vector_table import VectorTable, normalized
-from workers.wal import DeleteRecord, UpsertRecord, WalRecord, WriteAheadLog
+from workers.wal import DeleteRecord, UpsertRecord, WriteAheadLog
 
 log = logging.getLogger(__name__)
 
 Metadata = dict[str, Any] | None
+DEFAULT_FRESH_LIMIT = 20_000
+
+
+@dataclass(frozen=True, slots=True)
+class StoreOptions:
+    """Tuning shared by every collection of a worker."""
+
+    compact_bytes: int
+    fresh_limit: int = DEFAULT_FRESH_LIMIT
+    maintenance: Maintenance = field(default_factory=Maintenance.shared)
 
 
 class Collection:
@@ -46,61 +71,45 @@ class Collection:
         spec: CollectionSpec,
         manifest: Manifest,
         wal: WriteAheadLog,
+        wal_number: int,
         table: VectorTable,
-        compact_bytes: int,
+        index: HnswIndex | None,
+        options: StoreOptions,
     ) -> None:
         self.directory = directory
         self.spec = spec
         self._manifest = manifest
         self._wal = wal
+        self._wal_number = wal_number
         self._table = table
-        self._compact_bytes = compact_bytes
-        # Writers take _write_mutex for the whole write (WAL fsync, compaction) and
-        # _rows only while changing memory, so searches wait only for the latter.
+        self._index = index
+        self._options = options
+        self._maint_lock = threading.Lock()
         self._write_mutex = threading.Lock()
         self._rows = ReadWriteLock()
         self._closed: StoreError | None = None
+        self._request_maintenance()
 
     @classmethod
-    def create(cls, tenant_dir: Path, spec: CollectionSpec, compact_bytes: int) -> Collection:
+    def create(cls, tenant_dir: Path, spec: CollectionSpec, options: StoreOptions) -> Collection:
         """Build the collection in a temp dir and rename it into place, so it appears whole."""
-        final = tenant_dir / spec.name
-        temp = tenant_dir / f".{spec.name}-{uuid.uuid4().hex}.tmp"
-        temp.mkdir()
-        try:
-            write_bytes_durably(temp / SPEC_FILE, orjson.dumps(spec.to_json()))
-            manifest = Manifest.for_generation(0)
-            empty = np.zeros((0, spec.dimension), dtype=np.float32)
-            write_segment(temp, manifest.segment, SegmentData([], [], empty))
-            WriteAheadLog(temp / manifest.wal).close()
-            write_manifest(temp, manifest)
-            os.rename(temp, final)
-        except BaseException:
-            shutil.rmtree(temp, ignore_errors=True)
-            raise
-        fsync_dir(tenant_dir)
-        return cls.load(final, compact_bytes)
+        return cls.load(write_new_collection(tenant_dir, spec), options)
 
     @classmethod
-    def load(cls, directory: Path, compact_bytes: int) -> Collection:
-        """Open a collection: its manifest's segment plus a replay of its WAL."""
-        spec = CollectionSpec.from_json(orjson.loads((directory / SPEC_FILE).read_bytes()))
-        manifest = read_manifest(directory)
-        remove_orphans(directory, manifest)
-        table = VectorTable(spec.dimension, normalize=spec.metric == "cosine")
-        table.load(read_segment(directory / manifest.segment, spec.dimension))
-        wal = WriteAheadLog(directory / manifest.wal)
-        try:
-            for record in wal.replay():
-                _apply(table, record)
-        except BaseException:
-            wal.close()
-            raise
-        return cls(directory, spec, manifest, wal, table, compact_bytes)
+    def load(cls, directory: Path, options: StoreOptions) -> Collection:
+        """Open a collection: its manifest's segment, a replay of its WALs, its saved index.
+
+        The manifest's checksums are verified before anything is read or changed; on a
+        mismatch this raises IntegrityError and leaves every file as it was.
+        """
+        st = read_collection(directory, options.fresh_limit)
+        return cls(
+            directory, st.spec, st.manifest, st.wal, st.wal_number, st.table, st.index, options
+        )
 
     @property
     def generation(self) -> int:
-        """The current segment generation (grows by one per compaction)."""
+        """The current segment generation (grows with each compaction)."""
         return self._manifest.generation
 
     @property
@@ -111,24 +120,30 @@ class Collection:
     @property
     def memory_bytes(self) -> int:
         """Approximate bytes of memory held."""
-        return self._table.memory_bytes
+        extra = self._index.memory_bytes if self._index is not None else 0
+        return self._table.memory_bytes + extra
+
+    @property
+    def index(self) -> HnswIndex | None:
+        """The HNSW index (None for a flat collection)."""
+        return self._index
 
     def info(self) -> dict[str, Any]:
         """The INFO object of the wire protocol."""
-        doc: dict[str, Any] = {
-            "name": self.spec.name,
-            "dimension": self.spec.dimension,
-            "metric": self.spec.metric,
-            "index": self.spec.index,
-            "vector_count": self._table.count,
-            "created_at": self.spec.created_at,
-        }
-        if self.spec.hnsw is not None:
-            doc["hnsw"] = self.spec.hnsw
-        return doc
+        return self.spec.info(self._table.count)
 
-    def upsert(self, ids: list[str], metadata: list[Metadata], vectors: np.ndarray) -> int:
-        """Insert or replace vectors (last wins within the batch); durable on return."""
+    def upsert(
+        self,
+        ids: list[str],
+        metadata: list[Metadata],
+        vectors: np.ndarray,
+        admit: Callable[[int], None] | None = None,
+    ) -> int:
+        """Insert or replace vectors (last wins within the batch); durable on return.
+
+        ``admit(new)`` is called with the number of ids not yet present, under the write
+        lock, and may raise to refuse the write (tier quota) before anything is written.
+        """
         self._check_vectors(vectors, len(ids))
         last = {vector_id: i for i, vector_id in enumerate(ids)}
         if len(last) < len(ids):
@@ -140,40 +155,77 @@ class Collection:
             record = UpsertRecord(list(ids), list(metadata), vectors)
         with self._write_mutex:
             self._check_open()
+            if admit is not None:
+                admit(sum(1 for i in record.ids if self._table.row_of(i) is None))
+            if self._index is not None and not self._index.admits(len(record.ids)):
+                raise StoreError(
+                    ErrorCode.BUSY,
+                    f"collection '{self.spec.name}' is still indexing recent writes; retry shortly",
+                )
             self._wal.append([record])
             with self._rows.writing():
-                _apply(self._table, record)
-            self._compact_if_due()
+                apply_record(self._table, self._index, record)
+        self._request_maintenance()
         return len(ids)
 
     def delete(self, ids: list[str]) -> int:
         """Remove vectors by id; return how many existed. Durable on return."""
         with self._write_mutex:
             self._check_open()
-            present = [i for i in dict.fromkeys(ids) if self._table.row_of(i) is not None]
-            if not present:
-                return 0
-            record = DeleteRecord(present)
-            self._wal.append([record])
-            with self._rows.writing():
-                _apply(self._table, record)
-            self._compact_if_due()
+            return self._delete_locked(list(dict.fromkeys(ids)))
+
+    def delete_where(self, predicate: Predicate) -> int:
+        """Remove every vector whose metadata matches; return how many. Durable on return."""
+        with self._write_mutex:
+            self._check_open()
+            table = self._table
+            matched = [i for i, m in zip(table.ids, table.metadata, strict=True) if predicate(m)]
+            return self._delete_locked(matched)
+
+    def _delete_locked(self, ids: list[str]) -> int:
+        present = [i for i in ids if self._table.row_of(i) is not None]
+        if not present:
+            return 0
+        record = DeleteRecord(present)
+        self._wal.append([record])
+        with self._rows.writing():
+            apply_record(self._table, self._index, record)
+        self._request_maintenance()
         return len(present)
 
     def query(
-        self, queries: np.ndarray, top_k: int, include_metadata: bool, include_values: bool
+        self,
+        queries: np.ndarray,
+        top_k: int,
+        include_metadata: bool,
+        include_values: bool,
+        predicate: Predicate | None = None,
+        ef_search: int | None = None,
     ) -> tuple[list[dict[str, Any]], np.ndarray | None]:
-        """Exact top-k per query row; values (original) stacked in result order if asked."""
+        """Top-k per query row among vectors matching ``predicate``; values if asked."""
         self._check_vectors(queries, None)
         if self.spec.metric == "cosine":
             queries = normalized(queries)
         with self._rows.reading():
             self._check_open()
-            scores, rows = exact_search(
-                self._table.search_matrix(), queries, top_k, self.spec.metric
-            )
+            table = self._table
+            mask = None
+            if predicate is not None:
+                mask = np.fromiter(
+                    (predicate(m) for m in table.metadata), dtype=bool, count=table.count
+                )
+            if self._index is not None:
+                scores, rows = self._index.search(table, queries, top_k, mask, ef_search)
+            elif mask is None:
+                scores, rows = exact_search(table.search_matrix(), queries, top_k, self.spec.metric)
+            else:
+                subset = np.flatnonzero(mask)
+                scores, local = exact_search(
+                    table.search_matrix()[subset], queries, top_k, self.spec.metric
+                )
+                rows = subset[local] if subset.size else local
             results: list[dict[str, Any]] = []
-            ids, meta = self._table.ids, self._table.metadata
+            ids, meta = table.ids, table.metadata
             for score_row, row_ids in zip(scores, rows, strict=True):
                 live = row_ids[row_ids >= 0].tolist()
                 result: dict[str, Any] = {
@@ -185,8 +237,7 @@ class Collection:
                 results.append(result)
             values = None
             if include_values:
-                flat = rows[rows >= 0]
-                values = self._table.vectors()[flat]
+                values = table.vectors()[rows[rows >= 0]]
         return results, values
 
     def fetch(self, ids: list[str]) -> tuple[list[str], list[Metadata], np.ndarray]:
@@ -204,48 +255,110 @@ class Collection:
             values = self._table.vectors()[np.asarray(rows, dtype=np.int64)]
         return found, meta, values
 
+    # ---- background work ----------------------------------------------------------
+
+    def run_maintenance(self) -> bool:
+        """One background step: compaction if due, else graph insertion, rebuild or save."""
+        with self._maint_lock:
+            if self._closed is not None:
+                return False
+            if self._wal.size > self._options.compact_bytes:
+                self._compact_locked()
+                return True
+            return self._index is not None and self._index_step()
+
     def compact(self) -> None:
-        """Fold the WAL into a new segment generation now."""
-        with self._write_mutex:
+        """Fold the WAL into a new segment generation now (in the calling thread)."""
+        with self._maint_lock:
             self._check_open()
             self._compact_locked()
 
-    def close(self, reason: StoreError) -> None:
-        """Wait for running operations, then refuse all later ones with ``reason``."""
-        with self._write_mutex, self._rows.writing():
-            if self._closed is None:
-                self._closed = reason
-                self._wal.close()
+    def flush_index(self) -> None:
+        """Move every fresh vector into the graph now and save it (in the calling thread)."""
+        with self._maint_lock:
+            self._check_open()
+            while self._index is not None and self._index_step():
+                pass
 
-    def _compact_if_due(self) -> None:
-        if self._wal.size <= self._compact_bytes:
-            return
-        try:
-            self._compact_locked()
-        except Exception:
-            # The write that triggered this is already durable in the WAL.
-            log.exception("compaction of collection %s failed", self.spec.name)
+    def close(self, reason: StoreError, save_index: bool = True) -> None:
+        """Wait for running operations, save the index if it changed, refuse all later calls."""
+        with self._maint_lock, self._write_mutex, self._rows.writing():
+            if self._closed is not None:
+                return
+            self._closed = reason
+            self._wal.close()
+        if save_index and self._index is not None and self._index.dirty:
+            try:
+                self._save_index()
+            except Exception:
+                log.exception("could not save the index of %s on close", self.spec.name)
+
+    def _request_maintenance(self) -> None:
+        due = self._wal.size > self._options.compact_bytes
+        if due or (self._index is not None and (self._index.fresh_count or self._index.dirty)):
+            self._options.maintenance.request(self)
+
+    def _index_step(self) -> bool:
+        index = self._index
+        assert index is not None
+        with self._rows.reading():
+            ids, versions, vectors = index.take_fresh(INSERT_CHUNK)
+        if ids:
+            base = index.add_to_graph(vectors)
+            with self._rows.writing():
+                index.settle(ids, versions, base)
+            return True
+        if index.needs_rebuild():
+            self._rebuild_graph(index)
+            return True
+        if index.dirty:
+            self._save_index()
+        return False
+
+    def _rebuild_graph(self, index: HnswIndex) -> None:
+        # Only this thread adds to the graph, so it cannot change while the copy is built.
+        with self._rows.reading():
+            nodes, vectors = index.live_nodes()
+        graph = index.new_graph()
+        for start in range(0, len(vectors), 4096):
+            graph.add(vectors[start : start + 4096])
+        with self._rows.writing():
+            index.swap_graph(graph, nodes)
+
+    def _save_index(self) -> None:
+        assert self._index is not None
+        data = self._index.serialize()
+        self._index.dirty = False
+        write_bytes_durably(self.directory / INDEX_FILE, data)
 
     def _compact_locked(self) -> None:
-        # Leftovers of an earlier failed attempt would block the rename below.
+        # Leftovers of an earlier failed attempt would block the renames below.
         remove_orphans(self.directory, self._manifest)
-        nxt = Manifest.for_generation(self._manifest.generation + 1)
-        # No copy needed: every change to the table happens under _write_mutex, held here.
-        table = self._table
-        snapshot = SegmentData(table.ids, table.metadata, table.vectors())
-        write_segment(self.directory, nxt.segment, snapshot)
-        new_wal = WriteAheadLog(self.directory / nxt.wal)
+        number = self._wal_number + 1
+        # Writes wait only for this swap of logs and the copy of the rows.
+        with self._write_mutex:
+            self._check_open()
+            new_wal = WriteAheadLog(self.directory / wal_name(number))
+            old_wal, self._wal, self._wal_number = self._wal, new_wal, number
+            snapshot = self._table.snapshot()
+        old_wal.close()
+        checksums = write_segment(self.directory, Manifest.for_generation(number).segment, snapshot)
+        checksums[SPEC_FILE] = self._spec_checksum()
+        nxt = Manifest.for_generation(number, checksums, rows=len(snapshot.ids))
         try:
             write_manifest(self.directory, nxt)
         except BaseException:
             if _current_manifest(self.directory) != nxt:
-                new_wal.close()
-                remove_orphans(self.directory, self._manifest)
                 raise
             log.exception("manifest of %s was replaced but not confirmed", self.spec.name)
-        old_wal, self._wal, self._manifest = self._wal, new_wal, nxt
-        old_wal.close()
+        self._manifest = nxt
         remove_orphans(self.directory, nxt)
+
+    def _spec_checksum(self) -> FileChecksum:
+        if self._manifest.checksums is not None:
+            return self._manifest.checksums[SPEC_FILE]
+        # Upgrading a collection written before checksums: the file parsed at load.
+        return file_checksum(self.directory / SPEC_FILE)
 
     def _check_open(self) -> None:
         if self._closed is not None:
@@ -267,15 +380,6 @@ class Collection:
             raise StoreError(ErrorCode.INVALID, "vectors must be float32")
         if not np.isfinite(vectors).all():
             raise StoreError(ErrorCode.INVALID, "vectors must not contain NaN or Inf")
-
-
-def _apply(table: VectorTable, record: WalRecord) -> None:
-    if isinstance(record, DeleteRecord):
-        table.remove(record.ids)
-    else:
-        if record.vectors.shape[1] != table.dimension:
-            raise ValueError("write-ahead log record has the wrong dimension")
-        table.put(record.ids, record.metadata, record.vectors)
 
 
 def _current_manifest(directory: Path) -> Manifest | None:

@@ -11,10 +11,9 @@ from workers.protocol import COLLECTION_RE, TENANT_RE, ErrorCode
 
 METRICS = ("cosine", "l2", "ip")
 INDEX_KINDS = ("flat", "hnsw")
-# Index kinds this worker can serve today; hnsw is accepted by the API contract
-# but refused here until its index lands.
-AVAILABLE_INDEX_KINDS = ("flat",)
 MAX_DIMENSION = 65_536
+HNSW_DEFAULTS = {"m": 32, "ef_construction": 200}
+HNSW_LIMITS = {"m": (4, 128), "ef_construction": (8, 2000)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +38,20 @@ class CollectionSpec:
         }
         if self.hnsw is not None:
             doc["hnsw"] = self.hnsw
+        return doc
+
+    def info(self, vector_count: int) -> dict[str, Any]:
+        """The INFO object of the wire protocol."""
+        doc: dict[str, Any] = {
+            "name": self.name,
+            "dimension": self.dimension,
+            "metric": self.metric,
+            "index": self.index,
+            "vector_count": vector_count,
+            "created_at": self.created_at,
+        }
+        if self.hnsw is not None:
+            doc["hnsw"] = dict(self.hnsw)
         return doc
 
     @classmethod
@@ -90,10 +103,8 @@ def parse_collection_spec(args: dict[str, Any]) -> CollectionSpec:
     index = args.get("index", "flat")
     if index not in INDEX_KINDS:
         raise StoreError(ErrorCode.INVALID, f"index must be one of {', '.join(INDEX_KINDS)}")
-    if index not in AVAILABLE_INDEX_KINDS:
-        raise StoreError(ErrorCode.INVALID, f"{index} indexes are not available yet")
-    hnsw = args.get("hnsw")
-    if hnsw is not None:
+    hnsw = _hnsw_params(args.get("hnsw")) if index == "hnsw" else None
+    if index != "hnsw" and args.get("hnsw") is not None:
         raise StoreError(ErrorCode.INVALID, "hnsw parameters are only valid for an hnsw index")
     return CollectionSpec(
         name=name,
@@ -101,4 +112,21 @@ def parse_collection_spec(args: dict[str, Any]) -> CollectionSpec:
         metric=str(metric),
         index=str(index),
         created_at=utc_now_iso(),
+        hnsw=hnsw,
     )
+
+
+def _hnsw_params(value: object) -> dict[str, int]:
+    """``{m, ef_construction}`` with defaults filled in, each within its limits."""
+    if value is None:
+        value = {}
+    if not isinstance(value, dict) or set(value) - set(HNSW_DEFAULTS):
+        raise StoreError(ErrorCode.INVALID, "hnsw must be an object with m and ef_construction")
+    params = {**HNSW_DEFAULTS, **{k: v for k, v in value.items() if v is not None}}
+    for key, (low, high) in HNSW_LIMITS.items():
+        number = params[key]
+        if not isinstance(number, int) or isinstance(number, bool) or not low <= number <= high:
+            raise StoreError(
+                ErrorCode.INVALID, f"hnsw.{key} must be an integer from {low} to {high}"
+            )
+    return params

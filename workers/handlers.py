@@ -9,6 +9,7 @@ import numpy as np
 
 from workers.collection_spec import parse_collection_spec
 from workers.errors import StoreError
+from workers.metadata_filter import FilterError, Predicate, parse_filter
 from workers.protocol import ErrorCode, Frame, Op
 from workers.tenant_store import TenantStore
 
@@ -19,9 +20,10 @@ MAX_ID_BYTES = 256
 
 
 def create_collection(store: TenantStore, frame: Frame) -> Result:
-    """CREATE_COLLECTION {collection, dimension, metric, index, hnsw?} -> {collection}."""
+    """CREATE_COLLECTION {collection, dimension, metric, index, hnsw?, max_collections?}."""
     spec = parse_collection_spec(frame.header)
-    return {"collection": store.create_collection(spec)}, {}
+    limit = _limit(frame.header, "max_collections")
+    return {"collection": store.create_collection(spec, limit)}, {}
 
 
 def list_collections(store: TenantStore, frame: Frame) -> Result:
@@ -41,29 +43,36 @@ def delete_collection(store: TenantStore, frame: Frame) -> Result:
 
 
 def upsert(store: TenantStore, frame: Frame) -> Result:
-    """UPSERT {collection, ids, metadata} + vectors (n, d) -> {upserted}."""
-    collection = store.collection(frame.header.get("collection", ""))
+    """UPSERT {collection, ids, metadata, max_vectors?} + vectors (n, d) -> {upserted}."""
     ids = _ids(frame.header.get("ids"))
     metadata = _metadata(frame.header.get("metadata"), len(ids))
     vectors = _array(frame, "vectors")
-    return {"upserted": collection.upsert(ids, metadata, vectors)}, {}
+    limit = _limit(frame.header, "max_vectors")
+    name = frame.header.get("collection", "")
+    return {"upserted": store.upsert(name, ids, metadata, vectors, limit)}, {}
 
 
 def query(store: TenantStore, frame: Frame) -> Result:
     """QUERY {collection, top_k, include_*, filter, ef_search} + queries -> {results} (+ values)."""
     header = frame.header
-    collection = store.collection(header.get("collection", ""))
     top_k = header.get("top_k")
     if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
         raise StoreError(ErrorCode.INVALID, "top_k must be a positive integer")
-    if header.get("filter") is not None:
-        raise StoreError(ErrorCode.INVALID, "metadata filters are not available yet")
+    predicate = _filter(header.get("filter"), allow_empty=True)
     ef_search = header.get("ef_search")
-    if ef_search is not None and (not isinstance(ef_search, int) or ef_search < 1):
+    if ef_search is not None and (
+        not isinstance(ef_search, int) or isinstance(ef_search, bool) or ef_search < 1
+    ):
         raise StoreError(ErrorCode.INVALID, "ef_search must be a positive integer")
     include_values = _flag(header, "include_values")
+    collection = store.collection(header.get("collection", ""))
     results, values = collection.query(
-        _array(frame, "queries"), top_k, _flag(header, "include_metadata"), include_values
+        _array(frame, "queries"),
+        top_k,
+        _flag(header, "include_metadata"),
+        include_values,
+        predicate,
+        ef_search,
     )
     return {"results": results}, ({"values": values} if values is not None else {})
 
@@ -76,11 +85,18 @@ def fetch(store: TenantStore, frame: Frame) -> Result:
 
 
 def delete(store: TenantStore, frame: Frame) -> Result:
-    """DELETE {collection, ids} -> {deleted}."""
-    collection = store.collection(frame.header.get("collection", ""))
-    if frame.header.get("filter") is not None:
-        raise StoreError(ErrorCode.INVALID, "delete by metadata filter is not available yet")
-    return {"deleted": collection.delete(_ids(frame.header.get("ids")))}, {}
+    """DELETE {collection, ids} or {collection, filter} -> {deleted}."""
+    header = frame.header
+    if header.get("filter") is not None:
+        if header.get("ids") is not None:
+            raise StoreError(ErrorCode.INVALID, "send either ids or filter, not both")
+        predicate = _filter(header["filter"], allow_empty=False)
+        assert predicate is not None
+        collection = store.collection(header.get("collection", ""))
+        return {"deleted": collection.delete_where(predicate)}, {}
+    ids = _ids(header.get("ids"))
+    collection = store.collection(header.get("collection", ""))
+    return {"deleted": collection.delete(ids)}, {}
 
 
 def usage(store: TenantStore, frame: Frame) -> Result:
@@ -99,6 +115,31 @@ HANDLERS: dict[str, Handler] = {
     Op.DELETE: delete,
     Op.USAGE: usage,
 }
+
+
+def _filter(value: Any, allow_empty: bool) -> Predicate | None:
+    """Parse a filter before any data is touched; INVALID with the reason if malformed."""
+    if value is None:
+        return None
+    if not allow_empty and value == {}:
+        raise StoreError(
+            ErrorCode.INVALID,
+            "an empty filter would delete every vector; delete the collection instead",
+        )
+    try:
+        predicate = parse_filter(value)
+    except FilterError as exc:
+        raise StoreError(ErrorCode.INVALID, f"invalid filter: {exc}") from exc
+    return None if value == {} else predicate
+
+
+def _limit(header: dict[str, Any], name: str) -> int | None:
+    value = header.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise StoreError(ErrorCode.INVALID, f"{name} must be a non-negative integer or null")
+    return value
 
 
 def _ids(value: Any) -> list[str]:

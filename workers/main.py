@@ -176,11 +176,18 @@ async def run_worker(
     wal_compact_bytes: int,
     heartbeat_interval_s: float,
     stop: asyncio.Event | None = None,
+    memory_budget_mb: int = 1024,
 ) -> None:
-    """Serve the coordinator at ``coordinator_url`` until ``stop`` is set, reconnecting forever."""
+    """Serve the coordinator at ``coordinator_url`` until ``stop`` is set, reconnecting forever.
+
+    ``memory_budget_mb`` bounds the memory of loaded tenants (VP_WORKER_MEMORY_MB); past
+    it, idle tenants are unloaded, least recently used first.
+    """
     faiss.omp_set_num_threads(1)
     stop = stop or asyncio.Event()
-    service = WorkerService(TenantRegistry(hot_dir, wal_compact_bytes))
+    service = WorkerService(
+        TenantRegistry(hot_dir, wal_compact_bytes), memory_budget_mb * 1024 * 1024
+    )
     backoff = BACKOFF_FIRST_S
     while not stop.is_set():
         try:

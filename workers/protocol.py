@@ -17,6 +17,21 @@ Header fields common to all frames:
 Data operations also carry ``tenant`` (the client id) and ``epoch`` (the
 ownership epoch the coordinator assigned). A worker refuses a data frame whose
 tenant it does not own at exactly that epoch.
+
+Additions (issue 4; all backwards compatible, no new ops or fields required):
+
+* CREATE_COLLECTION accepts ``index: "hnsw"`` with ``hnsw: {m, ef_construction}``
+  (either may be null/absent: defaults 32 and 200; limits 4-128 and 8-2000), and
+  ``max_collections`` (int or null): QUOTA_EXCEEDED if the tenant already has that many.
+  INFO of an hnsw collection carries ``hnsw: {m, ef_construction}``.
+* UPSERT ``max_vectors`` (int or null): QUOTA_EXCEEDED, nothing written, if the tenant's
+  total live vectors after the write would pass it (replaced ids do not count). An hnsw
+  collection whose fresh (not yet graph-indexed) buffer is full answers BUSY.
+* QUERY ``filter`` (Mongo-style, see ``workers.metadata_filter``; ``{}`` matches all) and
+  ``ef_search`` (positive int or null: default 64). A malformed filter is INVALID with a
+  message naming the field, checked before any data is loaded.
+* DELETE ``{collection, filter}`` deletes every matching vector -> ``{deleted}``; an empty
+  filter is INVALID (deleting a whole collection has its own op).
 """
 
 from __future__ import annotations

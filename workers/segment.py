@@ -1,8 +1,17 @@
 """Segment generations and the manifest that names the current one.
 
 A collection directory holds ``collection.json``, ``manifest.json``, the current
-``seg-<gen>/`` (vectors.npy, ids.json, metadata.jsonl) and ``wal-<gen>.log``.
-Anything else matching those patterns is an orphan of an interrupted compaction.
+``seg-<gen>/`` (vectors.npy, ids.json, metadata.jsonl), the write-ahead logs
+``wal-<n>.log`` with ``n >= gen`` (replayed in order on load; compaction starts a new
+log before it writes the next segment, so writes never wait for it), and for an
+``hnsw`` collection ``hnsw.index`` (derived data, rebuilt if missing or corrupt).
+Any other segment, any older log and any temp file is an orphan of an interrupted
+compaction.
+
+The manifest records the size and CRC32 of ``collection.json`` and of every file of
+its segment, and a CRC32 of itself; a load verifies them before it reads anything
+(see ``workers.integrity``). A manifest without them predates the checks: it loads
+unverified, and the next compaction writes a manifest that has them.
 """
 
 from __future__ import annotations
@@ -11,6 +20,8 @@ import os
 import re
 import shutil
 import uuid
+import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,10 +30,13 @@ import numpy as np
 import orjson
 
 from workers.durable_files import fsync_dir, is_trash_name, write_bytes_durably
+from workers.integrity import ChecksummingWriter, FileChecksum, IntegrityError
 
 MANIFEST = "manifest.json"
 SPEC_FILE = "collection.json"
-_ORPHAN_RE = re.compile(r"^(seg-\d+|wal-\d+\.log|\..*\.tmp)$")
+_ORPHAN_RE = re.compile(r"^(seg-\d+|\..*\.tmp)$")
+_WAL_RE = re.compile(r"^wal-(\d+)\.log$")
+SEGMENT_FILES = ("ids.json", "metadata.jsonl", "vectors.npy")
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,11 +46,24 @@ class Manifest:
     generation: int
     segment: str
     wal: str
+    # Relative path -> checksum of collection.json and the segment's files; None in a
+    # manifest written before checksums existed (loaded unverified).
+    checksums: Mapping[str, FileChecksum] | None = None
+    rows: int | None = None  # live rows in the segment (a hint while it cannot load)
 
     @classmethod
-    def for_generation(cls, generation: int) -> Manifest:
+    def for_generation(
+        cls,
+        generation: int,
+        checksums: Mapping[str, FileChecksum] | None = None,
+        rows: int | None = None,
+    ) -> Manifest:
         """The manifest naming generation ``generation``'s files."""
-        return cls(generation, f"seg-{generation}", f"wal-{generation}.log")
+        return cls(generation, f"seg-{generation}", f"wal-{generation}.log", checksums, rows)
+
+    def expected_files(self) -> list[str]:
+        """The files whose checksums a complete manifest records."""
+        return [SPEC_FILE, *(f"{self.segment}/{name}" for name in SEGMENT_FILES)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,60 +76,129 @@ class SegmentData:
 
 
 def read_manifest(directory: Path) -> Manifest:
-    """Read the current manifest of a collection directory."""
-    doc = orjson.loads((directory / MANIFEST).read_bytes())
-    manifest = Manifest.for_generation(int(doc["generation"]))
-    if doc.get("segment") != manifest.segment or doc.get("wal") != manifest.wal:
-        raise ValueError("manifest names unexpected files")
+    """Read the current manifest; IntegrityError if it is damaged (FileNotFoundError if absent)."""
+    try:
+        doc = orjson.loads((directory / MANIFEST).read_bytes())
+        if not isinstance(doc, dict):
+            raise ValueError("manifest is not an object")
+        check = doc.pop("check", None)
+        if check is not None and check != _self_check(doc):
+            raise ValueError("manifest does not match its own CRC32")
+        checksums = None
+        if "files" in doc:
+            checksums = {str(k): FileChecksum.from_json(v) for k, v in doc["files"].items()}
+        rows = doc.get("rows")
+        if rows is not None and (not isinstance(rows, int) or rows < 0):
+            raise ValueError("manifest row count is malformed")
+        manifest = Manifest.for_generation(int(doc["generation"]), checksums, rows)
+        if doc.get("segment") != manifest.segment or doc.get("wal") != manifest.wal:
+            raise ValueError("manifest names unexpected files")
+        if checksums is not None and sorted(checksums) != sorted(manifest.expected_files()):
+            raise ValueError("manifest checksums name unexpected files")
+    except FileNotFoundError:
+        raise
+    except (ValueError, KeyError, TypeError, AttributeError, OverflowError) as exc:
+        raise IntegrityError(MANIFEST, f"unreadable manifest ({exc})") from exc
     return manifest
 
 
 def write_manifest(directory: Path, manifest: Manifest) -> None:
     """Atomically make ``manifest`` the current one."""
-    doc = {"generation": manifest.generation, "segment": manifest.segment, "wal": manifest.wal}
+    doc: dict[str, Any] = {
+        "generation": manifest.generation,
+        "segment": manifest.segment,
+        "wal": manifest.wal,
+    }
+    if manifest.rows is not None:
+        doc["rows"] = manifest.rows
+    if manifest.checksums is not None:
+        doc["files"] = {k: v.to_json() for k, v in sorted(manifest.checksums.items())}
+        doc["check"] = _self_check(doc)
     write_bytes_durably(directory / MANIFEST, orjson.dumps(doc))
 
 
-def write_segment(directory: Path, name: str, data: SegmentData) -> None:
-    """Write a complete segment as ``directory/name`` via a temp dir and rename."""
+def write_segment(directory: Path, name: str, data: SegmentData) -> dict[str, FileChecksum]:
+    """Write a complete segment as ``directory/name`` via a temp dir and rename.
+
+    Returns the checksum of each file (keyed ``name/file``) as written, for the manifest.
+    """
     temp = directory / f".{name}-{uuid.uuid4().hex}.tmp"
     temp.mkdir()
+    checksums: dict[str, FileChecksum] = {}
     try:
-        _write_synced(temp / "ids.json", orjson.dumps(data.ids))
+        ids = orjson.dumps(data.ids)
+        _write_synced(temp / "ids.json", ids)
+        checksums[f"{name}/ids.json"] = FileChecksum.of_bytes(ids)
         lines = b"".join(orjson.dumps(m) + b"\n" for m in data.metadata)
         _write_synced(temp / "metadata.jsonl", lines)
+        checksums[f"{name}/metadata.jsonl"] = FileChecksum.of_bytes(lines)
         with (temp / "vectors.npy").open("wb") as fh:
-            np.save(fh, np.ascontiguousarray(data.vectors, dtype="<f4"), allow_pickle=False)
+            writer = ChecksummingWriter(fh)
+            np.save(writer, np.ascontiguousarray(data.vectors, dtype="<f4"), allow_pickle=False)
             fh.flush()
             os.fsync(fh.fileno())
+        checksums[f"{name}/vectors.npy"] = writer.checksum
         fsync_dir(temp)
         os.rename(temp, directory / name)
     except BaseException:
         shutil.rmtree(temp, ignore_errors=True)
         raise
     fsync_dir(directory)
+    return checksums
 
 
 def read_segment(path: Path, dimension: int) -> SegmentData:
-    """Read a segment; raise ValueError if its parts do not agree."""
-    ids = orjson.loads((path / "ids.json").read_bytes())
-    metadata = [orjson.loads(line) for line in (path / "metadata.jsonl").read_bytes().splitlines()]
-    vectors = np.load(path / "vectors.npy", mmap_mode="r", allow_pickle=False)
-    if vectors.dtype != np.dtype("<f4") or vectors.ndim != 2:
-        raise ValueError("segment vectors are not a float32 matrix")
+    """Read a segment; IntegrityError (naming the file) if a part is unreadable or they disagree."""
+    name = path.name
+
+    def damaged(file: str, exc: Exception) -> IntegrityError:
+        return IntegrityError(f"{name}/{file}", f"unreadable ({exc})")
+
+    try:
+        ids = orjson.loads((path / "ids.json").read_bytes())
+    except (ValueError, FileNotFoundError) as exc:
+        raise damaged("ids.json", exc) from exc
+    try:
+        lines = (path / "metadata.jsonl").read_bytes().splitlines()
+        metadata = [orjson.loads(line) for line in lines]
+    except (ValueError, FileNotFoundError) as exc:
+        raise damaged("metadata.jsonl", exc) from exc
+    try:
+        vectors = np.load(path / "vectors.npy", mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise damaged("vectors.npy", exc) from exc
+    if vectors.dtype != np.dtype("<f4") or vectors.ndim != 2 or vectors.shape[1] != dimension:
+        raise IntegrityError(f"{name}/vectors.npy", "not a float32 matrix of the dimension")
     n = vectors.shape[0]
-    if vectors.shape[1] != dimension or len(ids) != n or len(metadata) != n:
-        raise ValueError("segment parts do not agree")
+    if not isinstance(ids, list) or len(ids) != n or len(metadata) != n:
+        raise IntegrityError(name, "segment parts do not agree")
     return SegmentData(ids=list(ids), metadata=metadata, vectors=vectors)
+
+
+def wal_numbers(directory: Path, manifest: Manifest) -> list[int]:
+    """Numbers of the write-ahead logs to replay after the manifest's segment, in order."""
+    numbers = {manifest.generation}
+    for entry in directory.iterdir():
+        match = _WAL_RE.fullmatch(entry.name)
+        if match and int(match.group(1)) >= manifest.generation:
+            numbers.add(int(match.group(1)))
+    return sorted(numbers)
+
+
+def wal_name(number: int) -> str:
+    """File name of write-ahead log ``number``."""
+    return f"wal-{number}.log"
 
 
 def remove_orphans(directory: Path, manifest: Manifest) -> None:
     """Delete files left by an interrupted compaction (never the current ones)."""
     removed = False
     for entry in directory.iterdir():
-        if entry.name in (manifest.segment, manifest.wal):
+        if entry.name == manifest.segment:
             continue
-        if _ORPHAN_RE.fullmatch(entry.name) or is_trash_name(entry.name):
+        wal = _WAL_RE.fullmatch(entry.name)
+        old_wal = wal is not None and int(wal.group(1)) < manifest.generation
+        if old_wal or _ORPHAN_RE.fullmatch(entry.name) or is_trash_name(entry.name):
             if entry.is_dir():
                 shutil.rmtree(entry, ignore_errors=True)
             else:
@@ -110,6 +206,10 @@ def remove_orphans(directory: Path, manifest: Manifest) -> None:
             removed = True
     if removed:
         fsync_dir(directory)
+
+
+def _self_check(doc: dict[str, Any]) -> int:
+    return zlib.crc32(orjson.dumps(doc, option=orjson.OPT_SORT_KEYS))
 
 
 def _write_synced(path: Path, data: bytes) -> None:

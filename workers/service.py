@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections import OrderedDict
 from typing import Any
 
 import numpy as np
@@ -21,12 +23,28 @@ Reply = tuple[dict[str, Any], dict[str, np.ndarray]]
 _NOT_OWNER = "tenant is not owned by this worker at that epoch"
 
 
+DEFAULT_MEMORY_BUDGET_BYTES = 1024 * 1024 * 1024
+MEMORY_CHECK_INTERVAL_S = 0.25
+
+
 class WorkerService:
     """Turns one request frame into one reply; safe to call concurrently."""
 
-    def __init__(self, registry: TenantRegistry) -> None:
+    def __init__(
+        self,
+        registry: TenantRegistry,
+        memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET_BYTES,
+        memory_check_interval_s: float = MEMORY_CHECK_INTERVAL_S,
+    ) -> None:
         self.registry = registry
         self.ownership = Ownership()
+        self.memory_budget_bytes = memory_budget_bytes
+        self._check_interval = memory_check_interval_s
+        self._last_check = 0.0
+        self._last_use: OrderedDict[str, float] = OrderedDict()  # least recent first
+        self._evicting = False
+        self._background: set[asyncio.Task[int]] = set()
+        self.unloads = 0
 
     @property
     def tenant_count(self) -> int:
@@ -58,6 +76,8 @@ class WorkerService:
 
     async def release_all(self) -> None:
         """Give up every tenant (on disconnect or shutdown), after their running requests."""
+        if self._background:
+            await asyncio.wait(set(self._background))
         for tenant in list(self.ownership.epochs):
             async with self.ownership.gate(tenant).change():
                 self.ownership.epochs.pop(tenant, None)
@@ -82,6 +102,7 @@ class WorkerService:
             if current != epoch:
                 raise StoreError(ErrorCode.NOT_OWNER, _NOT_OWNER)
             del self.ownership.epochs[tenant]
+            self._last_use.pop(tenant, None)
             await asyncio.to_thread(self.registry.release, tenant)
 
     async def _data(self, op: str, frame: Frame) -> Reply:
@@ -97,9 +118,51 @@ class WorkerService:
                 await asyncio.to_thread(self.registry.delete_tenant, tenant)
             return {}, {}
         handler = HANDLERS[op]
-        async with gate.data():
-            self._recheck(tenant, epoch)
-            return await asyncio.to_thread(lambda: handler(self.registry.open(tenant), frame))
+        try:
+            async with gate.data():
+                self._recheck(tenant, epoch)
+                return await asyncio.to_thread(lambda: handler(self.registry.open(tenant), frame))
+        finally:
+            self._last_use[tenant] = time.monotonic()
+            self._last_use.move_to_end(tenant)
+            due = time.monotonic() - self._last_check >= self._check_interval
+            if due and not self._evicting:
+                # In the background: the reply to this request must not wait for unloads.
+                self._last_check = time.monotonic()
+                task = asyncio.create_task(self.enforce_memory_budget(keep=tenant))
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
+
+    async def enforce_memory_budget(self, keep: str | None = None) -> int:
+        """Unload idle tenants, least recently used first, until under budget; return count.
+
+        An unloaded tenant stays owned (and locked): its next request reloads it from disk,
+        using the saved HNSW graph, so the client notices only a slower first request.
+        """
+        if self._evicting:
+            return 0
+        self._evicting, self._last_check, unloaded = True, time.monotonic(), 0
+        try:
+            used = await asyncio.to_thread(lambda: self.registry.memory_bytes)
+            for tenant in list(self._last_use):
+                if used <= self.memory_budget_bytes:
+                    break
+                if tenant == keep or tenant not in self.ownership.epochs:
+                    continue
+                async with self.ownership.gate(tenant).change():
+                    if tenant not in self.ownership.epochs:
+                        continue
+                    held = await asyncio.to_thread(self.registry.tenant_memory, tenant)
+                    if held == 0:
+                        continue
+                    await asyncio.to_thread(self.registry.unload, tenant)
+                used -= held
+                unloaded += 1
+                self.unloads += 1
+                log.info("unloaded idle tenant %s (%d bytes) under the memory budget", tenant, held)
+        finally:
+            self._evicting = False
+        return unloaded
 
     def _recheck(self, tenant: str, epoch: object) -> None:
         # Ownership may have changed while this request waited at the gate.

@@ -5,16 +5,25 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+from workers.collection import DEFAULT_FRESH_LIMIT, StoreOptions
 from workers.collection_spec import check_tenant_id
+from workers.maintenance import Maintenance
 from workers.tenant_store import TenantStore
 
 
 class TenantRegistry:
     """Opens a tenant's store on first use and closes it on release."""
 
-    def __init__(self, hot_dir: Path, compact_bytes: int) -> None:
+    def __init__(
+        self,
+        hot_dir: Path,
+        compact_bytes: int,
+        *,
+        fresh_limit: int = DEFAULT_FRESH_LIMIT,
+        maintenance: Maintenance | None = None,
+    ) -> None:
         self.hot_dir = hot_dir
-        self._compact_bytes = compact_bytes
+        self.options = StoreOptions(compact_bytes, fresh_limit, maintenance or Maintenance.shared())
         self._lock = threading.Lock()
         self._stores: dict[str, TenantStore] = {}
 
@@ -24,7 +33,8 @@ class TenantRegistry:
         with self._lock:
             store = self._stores.get(tenant)
             if store is None:
-                store = TenantStore.open(self.hot_dir, tenant, self._compact_bytes)
+                store = TenantStore(self.hot_dir, tenant, self.options)
+                store.take_ownership()
                 self._stores[tenant] = store
             return store
 
@@ -34,6 +44,12 @@ class TenantRegistry:
             store = self._stores.pop(tenant, None)
         if store is not None:
             store.close()
+
+    def unload(self, tenant: str) -> int:
+        """Drop the tenant's collections from memory but keep owning it; return bytes freed."""
+        with self._lock:
+            store = self._stores.get(tenant)
+        return store.unload() if store is not None else 0
 
     def delete_tenant(self, tenant: str) -> None:
         """Remove every file of the tenant; a later open starts from nothing."""
@@ -54,6 +70,12 @@ class TenantRegistry:
         """Tenant ids currently open."""
         with self._lock:
             return sorted(self._stores)
+
+    def tenant_memory(self, tenant: str) -> int:
+        """Approximate memory held by one tenant's loaded collections."""
+        with self._lock:
+            store = self._stores.get(tenant)
+        return store.memory_bytes if store is not None else 0
 
     @property
     def memory_bytes(self) -> int:

@@ -7,50 +7,178 @@ import logging
 import os
 import shutil
 import threading
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from workers.collection import Collection
+import numpy as np
+import orjson
+
+from workers.collection import Collection, Metadata, StoreOptions
 from workers.collection_spec import CollectionSpec, check_collection_name, check_tenant_id
 from workers.durable_files import fsync_dir, is_trash_name, remove_tree_durably, trash_name_for
 from workers.errors import StoreError, collection_not_found
+from workers.integrity import IntegrityError
+from workers.maintenance import Maintenance
 from workers.protocol import COLLECTION_RE, ErrorCode
-from workers.segment import MANIFEST
+from workers.segment import MANIFEST, SPEC_FILE, read_manifest
 
 log = logging.getLogger(__name__)
 
 LOCK_FILE = ".lock"
+# A collection that failed its integrity check is not re-read (and re-logged) on every
+# request; its files are checked again after this long, or after an unload or release.
+INTEGRITY_RETRY_S = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class DamagedCollection:
+    """A collection refused after a failed integrity check, as far as it can be described."""
+
+    error: StoreError
+    info: dict[str, Any] | None  # INFO from its spec file, if that file is readable
+    rows: int  # the manifest's row count (0 if unknown), for usage and quotas
+    retry_at: float
 
 
 class TenantStore:
     """Create, load, list and delete a tenant's collections; everything under ``hot/<tenant>``."""
 
-    def __init__(self, hot_dir: Path, tenant: str, compact_bytes: int) -> None:
+    def __init__(self, hot_dir: Path, tenant: str, options: StoreOptions) -> None:
         self.tenant = check_tenant_id(tenant)
         self.directory = hot_dir / self.tenant
-        self._compact_bytes = compact_bytes
+        self._options = options
         self._lock = threading.Lock()
+        # Held across the count and the write of an upsert with a quota, so two
+        # concurrent writes cannot both pass the same remaining headroom.
+        self._quota_lock = threading.Lock()
         self._collections: dict[str, Collection] = {}
+        self._unloaded_counts: dict[str, int] = {}
+        self._damaged: dict[str, DamagedCollection] = {}
         self._lock_fd = -1
         self._closed: StoreError | None = None
 
     @classmethod
-    def open(cls, hot_dir: Path, tenant: str, compact_bytes: int) -> TenantStore:
+    def open(
+        cls,
+        hot_dir: Path,
+        tenant: str,
+        compact_bytes: int,
+        *,
+        fresh_limit: int | None = None,
+        maintenance: Maintenance | None = None,
+    ) -> TenantStore:
         """Take the tenant's directory lock (UNAVAILABLE if another process holds it)."""
-        store = cls(hot_dir, tenant, compact_bytes)
-        store._take_ownership()
-        store._remove_leftovers()
+        options = StoreOptions(compact_bytes, maintenance=maintenance or Maintenance.shared())
+        if fresh_limit is not None:
+            options = StoreOptions(compact_bytes, fresh_limit, options.maintenance)
+        store = cls(hot_dir, tenant, options)
+        store.take_ownership()
         return store
 
-    def create_collection(self, spec: CollectionSpec) -> dict[str, Any]:
-        """Create an empty collection; CONFLICT if the name is taken."""
+    def create_collection(
+        self, spec: CollectionSpec, max_collections: int | None = None
+    ) -> dict[str, Any]:
+        """Create an empty collection; CONFLICT if the name is taken, QUOTA_EXCEEDED if full."""
         with self._lock:
             self._check_open()
             if spec.name in self._collections or (self.directory / spec.name).exists():
                 raise StoreError(ErrorCode.CONFLICT, f"collection '{spec.name}' already exists")
-            collection = Collection.create(self.directory, spec, self._compact_bytes)
+            if max_collections is not None:
+                have = len(self._names_on_disk())
+                if have >= max_collections:
+                    raise StoreError(
+                        ErrorCode.QUOTA_EXCEEDED,
+                        f"collection quota exceeded: the tenant has {have} collections, "
+                        f"the limit is {max_collections}",
+                    )
+            collection = Collection.create(self.directory, spec, self._options)
             self._collections[spec.name] = collection
         return collection.info()
+
+    def upsert(
+        self,
+        name: str,
+        ids: list[str],
+        metadata: list[Metadata],
+        vectors: np.ndarray,
+        max_vectors: int | None = None,
+    ) -> int:
+        """Upsert into ``name``; with ``max_vectors``, refuse (writing nothing) past the quota."""
+        collection = self.collection(name)
+        if max_vectors is None:
+            return collection.upsert(ids, metadata, vectors)
+        with self._quota_lock:
+            others = sum(self.vector_counts(exclude=name).values())
+
+            def admit(new: int) -> None:
+                current = others + collection.vector_count
+                if current + new > max_vectors:
+                    raise StoreError(
+                        ErrorCode.QUOTA_EXCEEDED,
+                        f"vector quota exceeded: the tenant has {current} vectors, this write "
+                        f"adds {new}, the limit is {max_vectors}",
+                    )
+
+            return collection.upsert(ids, metadata, vectors, admit)
+
+    def vector_counts(self, exclude: str | None = None) -> dict[str, int]:
+        """Live vectors per collection, without loading collections counted before."""
+        counts: dict[str, int] = {}
+        for name in self.collection_names():
+            if name == exclude:
+                continue
+            with self._lock:
+                loaded = self._collections.get(name)
+                known = self._unloaded_counts.get(name)
+                damaged = self._damaged.get(name)
+            if loaded is not None:
+                counts[name] = loaded.vector_count
+            elif known is not None:
+                counts[name] = known
+            elif damaged is not None:
+                counts[name] = damaged.rows
+            else:
+                counts[name] = self._count_loading(name)
+        return counts
+
+    def _count_loading(self, name: str) -> int:
+        try:
+            return self.collection(name).vector_count
+        except StoreError:
+            # A damaged collection must not take its tenant's other collections down.
+            with self._lock:
+                damaged = self._damaged.get(name)
+            if damaged is None:
+                raise
+            return damaged.rows
+
+    def unload(self) -> int:
+        """Drop every loaded collection from memory (saving indexes); return bytes freed.
+
+        The tenant stays owned and locked; the next request loads what it needs.
+        """
+        with self._lock:
+            loaded = dict(self._collections)
+            self._collections.clear()
+            self._damaged.clear()
+        freed = 0
+        for name, collection in loaded.items():
+            freed += collection.memory_bytes
+            self._unloaded_counts[name] = collection.vector_count
+            collection.close(StoreError(ErrorCode.UNAVAILABLE, "collection was unloaded; retry"))
+        return freed
+
+    @property
+    def maintenance(self) -> Maintenance:
+        """The background thread that compacts and indexes this tenant's collections."""
+        return self._options.maintenance
+
+    @property
+    def loaded_collections(self) -> int:
+        """Collections currently held in memory."""
+        return len(self._collections)
 
     def collection(self, name: str) -> Collection:
         """The loaded collection ``name``; NOT_FOUND if it does not exist."""
@@ -63,29 +191,76 @@ class TenantStore:
             path = self.directory / name
             if not (path / MANIFEST).is_file():
                 raise collection_not_found(name)
+            damaged = self._damaged.get(name)
+            if damaged is not None and time.monotonic() < damaged.retry_at:
+                raise damaged.error
             try:
-                loaded = Collection.load(path, self._compact_bytes)
+                loaded = Collection.load(path, self._options)
+            except IntegrityError as exc:
+                raise self._refuse_damaged(name, exc) from None
             except Exception as exc:
                 log.exception("tenant %s: collection %s failed to load", self.tenant, name)
                 raise StoreError(
                     ErrorCode.UNAVAILABLE, f"collection '{name}' cannot be loaded right now"
                 ) from exc
             self._collections[name] = loaded
+            self._unloaded_counts.pop(name, None)
+            self._damaged.pop(name, None)
             return loaded
+
+    def _refuse_damaged(self, name: str, exc: IntegrityError) -> StoreError:
+        # One line, no traceback: the operators need the tenant, collection and file.
+        log.error(
+            "integrity check failed: tenant %s collection %s file %s: %s; "
+            "refusing to serve it, its files are left untouched",
+            self.tenant,
+            name,
+            exc.file,
+            exc.reason,
+        )
+        error = StoreError(
+            ErrorCode.UNAVAILABLE,
+            f"collection '{name}' failed an integrity check ({exc.file}); its data is kept "
+            "untouched for the operators; contact support",
+        )
+        info, rows = _describe_damaged(self.directory / name)
+        self._damaged[name] = DamagedCollection(
+            error, info, rows, time.monotonic() + INTEGRITY_RETRY_S
+        )
+        return error
 
     def collection_names(self) -> list[str]:
         """Names of all collections on disk, sorted."""
         with self._lock:
             self._check_open()
-            return sorted(
-                entry.name
-                for entry in self.directory.iterdir()
-                if COLLECTION_RE.fullmatch(entry.name) and (entry / MANIFEST).is_file()
-            )
+            return self._names_on_disk()
+
+    def _names_on_disk(self) -> list[str]:
+        return sorted(
+            entry.name
+            for entry in self.directory.iterdir()
+            if COLLECTION_RE.fullmatch(entry.name) and (entry / MANIFEST).is_file()
+        )
 
     def list_collections(self) -> list[dict[str, Any]]:
-        """INFO of every collection, sorted by name."""
-        return [self.collection(name).info() for name in self.collection_names()]
+        """INFO of every collection, sorted by name.
+
+        A collection refused by its integrity check is listed from its spec file (its
+        count from the manifest), so the others stay listable; it is left out only if
+        even that file is unreadable.
+        """
+        infos = []
+        for name in self.collection_names():
+            try:
+                infos.append(self.collection(name).info())
+            except StoreError:
+                with self._lock:
+                    damaged = self._damaged.get(name)
+                if damaged is None:
+                    raise
+                if damaged.info is not None:
+                    infos.append(damaged.info)
+        return infos
 
     def delete_collection(self, name: str) -> None:
         """Remove a collection's files durably; NOT_FOUND if it does not exist."""
@@ -94,17 +269,22 @@ class TenantStore:
             self._check_open()
             path = self.directory / name
             loaded = self._collections.pop(name, None)
+            self._unloaded_counts.pop(name, None)
+            self._damaged.pop(name, None)
             if loaded is None and not (path / MANIFEST).is_file():
                 raise collection_not_found(name)
             if loaded is not None:
-                loaded.close(collection_not_found(name))
+                loaded.close(collection_not_found(name), save_index=False)
             remove_tree_durably(path, trash_name_for(name))
 
     def usage(self) -> dict[str, int]:
         """Collections, live vectors and bytes on disk for this tenant."""
-        names = self.collection_names()
-        vectors = sum(self.collection(name).vector_count for name in names)
-        return {"collections": len(names), "vectors": vectors, "bytes": self.disk_bytes()}
+        counts = self.vector_counts()
+        return {
+            "collections": len(counts),
+            "vectors": sum(counts.values()),
+            "bytes": self.disk_bytes(),
+        }
 
     def disk_bytes(self) -> int:
         """Bytes of all files under the tenant directory."""
@@ -137,7 +317,7 @@ class TenantStore:
                 return
             self._closed = reason
             for collection in self._collections.values():
-                collection.close(reason)
+                collection.close(reason, save_index=not remove_files)
             self._collections.clear()
             # Files go while the lock is still held, so no other worker sees them half gone.
             if remove_files and self.directory.exists():
@@ -146,7 +326,12 @@ class TenantStore:
                 os.close(self._lock_fd)  # closing the descriptor releases the flock
                 self._lock_fd = -1
 
-    def _take_ownership(self) -> None:
+    def take_ownership(self) -> None:
+        """Lock the tenant directory and clear leftovers of interrupted removals."""
+        self._lock_directory()
+        self._remove_leftovers()
+
+    def _lock_directory(self) -> None:
         if not self.directory.is_dir():
             self.directory.mkdir(parents=True, exist_ok=True)
             fsync_dir(self.directory.parent)
@@ -177,3 +362,16 @@ class TenantStore:
     def _check_open(self) -> None:
         if self._closed is not None:
             raise self._closed
+
+
+def _describe_damaged(directory: Path) -> tuple[dict[str, Any] | None, int]:
+    """What can still be said of a damaged collection: INFO from its spec, its row count."""
+    try:
+        rows = read_manifest(directory).rows or 0
+    except (OSError, IntegrityError):
+        rows = 0
+    try:
+        spec = CollectionSpec.from_json(orjson.loads((directory / SPEC_FILE).read_bytes()))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None, rows
+    return spec.info(rows), rows

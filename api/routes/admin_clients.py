@@ -8,25 +8,32 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Response
 
-from api.deps import AccountsDep, AdminActor
+from api.deps import AccountsDep, AdminActor, DataPlaneDep
 from api.errors import Invalid, NotFound
 from api.schemas_admin import (
     ApiKeyListOut,
     ApiKeyOut,
+    BillingRequest,
+    ChangeTierRequest,
     ClientDetailOut,
     ClientListOut,
     ClientOut,
     CreateClientRequest,
+    EventOut,
     IssuedKeyOut,
     IssueKeyRequest,
+    event_out,
 )
 from coordinator.accounts import (
     ApiKeyNotFound,
+    ChangeTier,
     ClientNotFound,
     ClientView,
     CreateClient,
+    DeleteClient,
     InvalidCommand,
     IssueApiKey,
+    RecordBilling,
     RevokeApiKey,
 )
 
@@ -122,4 +129,48 @@ async def revoke_key(
     """Revoke a key; it stops working at once in this process (others follow via events)."""
     with domain_errors():
         await accounts.handle(RevokeApiKey(client_id=client_id, key_id=key_id, actor=actor))
+    return Response(status_code=204)
+
+
+@router.post("/clients/{client_id}/tier", response_model=ClientOut)
+async def change_tier(
+    client_id: ClientIdPath, body: ChangeTierRequest, actor: AdminActor, accounts: AccountsDep
+) -> ClientOut:
+    """Move the client to another tier; records TierChanged (nothing if the tier is the same)."""
+    with domain_errors():
+        view = await accounts.handle(ChangeTier(client_id=client_id, tier=body.tier, actor=actor))
+    return ClientOut.model_validate(view, from_attributes=True)
+
+
+@router.post("/clients/{client_id}/billing", status_code=201, response_model=EventOut)
+async def record_billing(
+    client_id: ClientIdPath, body: BillingRequest, actor: AdminActor, accounts: AccountsDep
+) -> EventOut:
+    """Record an invoice, a payment or a failed payment; returns the recorded event."""
+    with domain_errors():
+        stored = await accounts.handle(
+            RecordBilling(
+                client_id=client_id,
+                kind=body.kind,
+                amount_cents=body.amount_cents,
+                currency=body.currency,
+                reference=body.reference,
+                actor=actor,
+            )
+        )
+    return event_out(stored)
+
+
+@router.delete("/clients/{client_id}", status_code=204, response_class=Response)
+async def delete_client(
+    client_id: ClientIdPath, actor: AdminActor, accounts: AccountsDep, dataplane: DataPlaneDep
+) -> Response:
+    """Delete the client: its keys stop at once, then its data is removed.
+
+    Records ClientDeleted. If the data cannot be removed right now (503), the
+    client stays deleted and repeating the DELETE retries the removal.
+    """
+    with domain_errors():
+        await accounts.handle(DeleteClient(client_id=client_id, actor=actor))
+    await dataplane.delete_tenant(client_id)
     return Response(status_code=204)

@@ -6,10 +6,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Response
 
-from api.deps import DataPlaneDep, ManageKey, ReadKey
+from api.deps import AccountsDep, DataPlaneDep, ManageKey, ReadKey, tier_limits
 from api.errors import Invalid, NotFound
 from api.routing import OrjsonRoute, json_response
 from api.schemas import NAME_PATTERN, NAME_RE, Collection, CollectionList, CreateCollection
+from coordinator.accounts import RecordCollectionCreated, RecordCollectionDeleted
+from coordinator.tiers import dimension_refusal
 
 router = APIRouter(prefix="/v1/collections", tags=["collections"], route_class=OrjsonRoute)
 
@@ -25,12 +27,12 @@ def known_name(name: str) -> str:
 
 @router.post("", status_code=201, response_model=Collection)
 async def create_collection(
-    body: CreateCollection, key: ManageKey, dataplane: DataPlaneDep
+    body: CreateCollection, key: ManageKey, dataplane: DataPlaneDep, accounts: AccountsDep
 ) -> Response:
     """Create a collection for the calling client."""
-    limit = dataplane.limits.max_dimension
-    if body.dimension > limit:
-        raise Invalid(f"dimension must be between 1 and {limit}")
+    refusal = dimension_refusal(key.tier, body.dimension, dataplane.limits.max_dimension)
+    if refusal is not None:
+        raise Invalid(refusal)
     info = await dataplane.create_collection(
         key.client_id,
         body.name,
@@ -38,6 +40,13 @@ async def create_collection(
         body.metric,
         body.index,
         body.hnsw.model_dump() if body.hnsw else None,
+        max_collections=tier_limits(key).max_collections,
+    )
+    # Recorded only once the worker has confirmed; the actor is the key that asked.
+    await accounts.handle(
+        RecordCollectionCreated(
+            key.client_id, body.name, body.dimension, body.metric, body.index, f"key:{key.key_id}"
+        )
     )
     return json_response(info, status_code=201)
 
@@ -56,8 +65,9 @@ async def get_collection(name: CollectionName, key: ReadKey, dataplane: DataPlan
 
 @router.delete("/{name}", status_code=204)
 async def delete_collection(
-    name: CollectionName, key: ManageKey, dataplane: DataPlaneDep
+    name: CollectionName, key: ManageKey, dataplane: DataPlaneDep, accounts: AccountsDep
 ) -> Response:
     """Delete a collection and all its vectors."""
     await dataplane.delete_collection(key.client_id, known_name(name))
+    await accounts.handle(RecordCollectionDeleted(key.client_id, name, f"key:{key.key_id}"))
     return Response(status_code=204)

@@ -10,7 +10,7 @@ import numpy as np
 import orjson
 from fastapi import APIRouter, Response
 
-from api.deps import DataPlaneDep, ReadKey, WriteKey
+from api.deps import DataPlaneDep, ReadKey, WriteKey, tier_limits
 from api.errors import BadRequest, Invalid, PayloadTooLarge
 from api.routes.collections import CollectionName, known_name
 from api.routing import OrjsonRoute, json_response
@@ -97,7 +97,14 @@ async def upsert(
     if matrix.shape[1] > limits.max_dimension:
         raise Invalid(f"dimension must be at most {limits.max_dimension}")
     _check_metadata(metadata, limits)
-    count = await dataplane.upsert(key.client_id, known_name(name), ids, matrix, metadata)
+    count = await dataplane.upsert(
+        key.client_id,
+        known_name(name),
+        ids,
+        matrix,
+        metadata,
+        max_vectors=tier_limits(key).max_vectors,
+    )
     return json_response({"upserted": count})
 
 

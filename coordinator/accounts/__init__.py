@@ -11,7 +11,17 @@ from pathlib import Path
 from typing import Any, overload
 
 from coordinator.accounts import handlers, views
-from coordinator.accounts.commands import Command, CreateClient, IssueApiKey, RevokeApiKey
+from coordinator.accounts.commands import (
+    ChangeTier,
+    Command,
+    CreateClient,
+    DeleteClient,
+    IssueApiKey,
+    RecordBilling,
+    RecordCollectionCreated,
+    RecordCollectionDeleted,
+    RevokeApiKey,
+)
 from coordinator.accounts.key_cache import KeyCache
 from coordinator.accounts.memory_uow import InMemoryUnitOfWork
 from coordinator.accounts.model import (
@@ -32,13 +42,18 @@ __all__ = [
     "Accounts",
     "ApiKeyNotFound",
     "ApiKeyView",
+    "ChangeTier",
     "ClientNotFound",
     "ClientView",
     "CreateClient",
+    "DeleteClient",
     "InvalidCommand",
     "IssueApiKey",
     "IssuedApiKey",
     "Principal",
+    "RecordBilling",
+    "RecordCollectionCreated",
+    "RecordCollectionDeleted",
     "RevokeApiKey",
 ]
 
@@ -87,6 +102,14 @@ class Accounts:
     async def handle(self, cmd: IssueApiKey) -> IssuedApiKey: ...
     @overload
     async def handle(self, cmd: RevokeApiKey) -> None: ...
+    @overload
+    async def handle(self, cmd: ChangeTier) -> ClientView: ...
+    @overload
+    async def handle(self, cmd: RecordBilling) -> StoredEvent: ...
+    @overload
+    async def handle(self, cmd: DeleteClient) -> bool: ...
+    @overload
+    async def handle(self, cmd: RecordCollectionCreated | RecordCollectionDeleted) -> None: ...
     async def handle(self, cmd: Command) -> Any:
         """Run a command; raises ClientNotFound, ApiKeyNotFound or InvalidCommand."""
         return await handlers.HANDLERS[type(cmd)](cmd, self.uow, self._pepper)

@@ -28,4 +28,57 @@ class RevokeApiKey:
     actor: str = "admin"
 
 
-Command = CreateClient | IssueApiKey | RevokeApiKey
+@dataclass(frozen=True, slots=True)
+class ChangeTier:
+    client_id: str
+    tier: str
+    actor: str = "admin"
+
+
+@dataclass(frozen=True, slots=True)
+class RecordBilling:
+    """Record an invoice, a payment or a failed payment (``kind`` as in the admin API)."""
+
+    client_id: str
+    kind: str
+    amount_cents: int
+    currency: str
+    reference: str
+    actor: str = "admin"
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteClient:
+    client_id: str
+    actor: str = "admin"
+
+
+@dataclass(frozen=True, slots=True)
+class RecordCollectionCreated:
+    """A worker confirmed it created a collection; the actor is the key that asked."""
+
+    client_id: str
+    name: str
+    dimension: int
+    metric: str
+    index: str
+    actor: str
+
+
+@dataclass(frozen=True, slots=True)
+class RecordCollectionDeleted:
+    client_id: str
+    name: str
+    actor: str
+
+
+Command = (
+    CreateClient
+    | IssueApiKey
+    | RevokeApiKey
+    | ChangeTier
+    | RecordBilling
+    | DeleteClient
+    | RecordCollectionCreated
+    | RecordCollectionDeleted
+)

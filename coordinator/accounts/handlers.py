@@ -3,27 +3,66 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any, overload
 
-from coordinator.accounts.commands import Command, CreateClient, IssueApiKey, RevokeApiKey
+import pydantic
+
+from coordinator.accounts.commands import (
+    ChangeTier,
+    Command,
+    CreateClient,
+    DeleteClient,
+    IssueApiKey,
+    RecordBilling,
+    RecordCollectionCreated,
+    RecordCollectionDeleted,
+    RevokeApiKey,
+)
 from coordinator.accounts.model import (
     ApiKeyRecord,
+    ClientNotFound,
     ClientRecord,
     ClientStatus,
+    InvalidCommand,
     key_digest,
     needs_revocation,
     new_api_key,
     new_client_id,
     new_key_id,
+    valid_amount,
+    valid_billing_kind,
+    valid_client_id,
+    valid_currency,
     valid_email,
     valid_label,
     valid_name,
+    valid_reference,
     valid_scopes,
     valid_tier,
 )
 from coordinator.accounts.uow import AccountsTransaction, AccountsUnitOfWork
 from coordinator.accounts.views import ClientView, IssuedApiKey, load_live_client
-from eventlog.events import ApiKeyIssued, ApiKeyRevoked, ClientCreated
+from eventlog.events import (
+    ApiKeyIssued,
+    ApiKeyRevoked,
+    ClientCreated,
+    ClientDeleted,
+    ClientEvent,
+    CollectionCreated,
+    CollectionDeleted,
+    InvoiceIssued,
+    PaymentFailed,
+    PaymentReceived,
+    TierChanged,
+)
+from eventlog.store import StoredEvent
+
+_BILLING_EVENTS: dict[str, type[InvoiceIssued | PaymentReceived | PaymentFailed]] = {
+    "invoice_issued": InvoiceIssued,
+    "payment_received": PaymentReceived,
+    "payment_failed": PaymentFailed,
+}
 
 
 async def create_client(cmd: CreateClient, uow: AccountsUnitOfWork, pepper: bytes) -> ClientView:
@@ -81,12 +120,113 @@ async def revoke_api_key(cmd: RevokeApiKey, uow: AccountsUnitOfWork, pepper: byt
     await uow.write(body)
 
 
+async def change_tier(cmd: ChangeTier, uow: AccountsUnitOfWork, pepper: bytes) -> ClientView:
+    """Move a client to another tier; the same tier again changes nothing."""
+    tier = valid_tier(cmd.tier)
+
+    def body(tx: AccountsTransaction) -> ClientView:
+        client = load_live_client(tx, cmd.client_id)
+        if client.tier is tier:
+            return ClientView.of(client)
+        changed = replace(client, tier=tier)
+        tx.update_client(changed)
+        event = TierChanged(
+            client_id=client.client_id, from_tier=client.tier.value, to_tier=tier.value
+        )
+        tx.append([event], cmd.actor)
+        return ClientView.of(changed)
+
+    return await uow.write(body)
+
+
+async def record_billing(cmd: RecordBilling, uow: AccountsUnitOfWork, pepper: bytes) -> StoredEvent:
+    """Record an invoice, payment or failed payment; returns the stored event."""
+    cls = _BILLING_EVENTS[valid_billing_kind(cmd.kind)]
+    amount, currency = valid_amount(cmd.amount_cents), valid_currency(cmd.currency)
+    reference = valid_reference(cmd.reference)
+
+    def body(tx: AccountsTransaction) -> StoredEvent:
+        client = load_live_client(tx, cmd.client_id)
+        event = cls(
+            client_id=client.client_id,
+            amount_cents=amount,
+            currency=currency,
+            reference=reference,
+        )
+        (stored,) = tx.append([event], cmd.actor)
+        return stored
+
+    return await uow.write(body)
+
+
+async def delete_client(cmd: DeleteClient, uow: AccountsUnitOfWork, pepper: bytes) -> bool:
+    """Mark a client deleted (its keys stop at once); False if it already was."""
+
+    def body(tx: AccountsTransaction) -> bool:
+        client = tx.get_client(cmd.client_id) if valid_client_id(cmd.client_id) else None
+        if client is None:
+            raise ClientNotFound("no such client")
+        if client.status is ClientStatus.DELETED:
+            return False
+        tx.update_client(replace(client, status=ClientStatus.DELETED))
+        tx.append([ClientDeleted(client_id=client.client_id)], cmd.actor)
+        return True
+
+    return await uow.write(body)
+
+
+def _client_event(build: Callable[[], ClientEvent]) -> ClientEvent:
+    try:
+        return build()
+    except pydantic.ValidationError as exc:
+        raise InvalidCommand(str(exc.errors()[0]["msg"])) from None
+
+
+async def record_collection_created(
+    cmd: RecordCollectionCreated, uow: AccountsUnitOfWork, pepper: bytes
+) -> None:
+    """Record a collection the owning worker has confirmed creating."""
+    event = _client_event(
+        lambda: CollectionCreated(
+            client_id=cmd.client_id,
+            name=cmd.name,
+            dimension=cmd.dimension,
+            metric=cmd.metric,
+            index=cmd.index,
+        )
+    )
+
+    def body(tx: AccountsTransaction) -> None:
+        load_live_client(tx, cmd.client_id)
+        tx.append([event], cmd.actor)
+
+    await uow.write(body)
+
+
+async def record_collection_deleted(
+    cmd: RecordCollectionDeleted, uow: AccountsUnitOfWork, pepper: bytes
+) -> None:
+    """Record a collection the owning worker has confirmed deleting."""
+    event = _client_event(lambda: CollectionDeleted(client_id=cmd.client_id, name=cmd.name))
+
+    def body(tx: AccountsTransaction) -> None:
+        load_live_client(tx, cmd.client_id)
+        tx.append([event], cmd.actor)
+
+    await uow.write(body)
+
+
 Handler = Callable[[Any, AccountsUnitOfWork, bytes], Awaitable[Any]]
 
 HANDLERS: dict[type, Handler] = {
     CreateClient: create_client,
     IssueApiKey: issue_api_key,
     RevokeApiKey: revoke_api_key,
+    ChangeTier: change_tier,
+    RecordBilling: record_billing,
+    DeleteClient: delete_client,
+    RecordCollectionCreated: record_collection_created,
+    RecordCollectionDeleted: record_collection_deleted,
 }
 
 
@@ -96,6 +236,16 @@ async def handle(cmd: CreateClient, uow: AccountsUnitOfWork, pepper: bytes) -> C
 async def handle(cmd: IssueApiKey, uow: AccountsUnitOfWork, pepper: bytes) -> IssuedApiKey: ...
 @overload
 async def handle(cmd: RevokeApiKey, uow: AccountsUnitOfWork, pepper: bytes) -> None: ...
+@overload
+async def handle(cmd: ChangeTier, uow: AccountsUnitOfWork, pepper: bytes) -> ClientView: ...
+@overload
+async def handle(cmd: RecordBilling, uow: AccountsUnitOfWork, pepper: bytes) -> StoredEvent: ...
+@overload
+async def handle(cmd: DeleteClient, uow: AccountsUnitOfWork, pepper: bytes) -> bool: ...
+@overload
+async def handle(
+    cmd: RecordCollectionCreated | RecordCollectionDeleted, uow: AccountsUnitOfWork, pepper: bytes
+) -> None: ...
 async def handle(cmd: Command, uow: AccountsUnitOfWork, pepper: bytes) -> Any:
     """Dispatch a command to its handler."""
     return await HANDLERS[type(cmd)](cmd, uow, pepper)

@@ -35,6 +35,9 @@ class InMemoryTransaction(TransactionBase):
     def add_client(self, client: ClientRecord) -> None:
         self._uow.clients[client.client_id] = client
 
+    def update_client(self, client: ClientRecord) -> None:
+        self._uow.clients[client.client_id] = client
+
     def get_api_key(self, key_id: str) -> ApiKeyRecord | None:
         return self._uow.api_keys.get(key_id)
 

@@ -180,6 +180,34 @@ def valid_scopes(scopes: Iterable[str]) -> tuple[Scope, ...]:
     return tuple(s for s in SCOPE_ORDER if s.value in wanted)
 
 
+BILLING_KINDS = ("invoice_issued", "payment_received", "payment_failed")
+_CURRENCY_RE = re.compile(r"[A-Z]{3}")
+MAX_REFERENCE_LENGTH = 200
+MAX_AMOUNT_CENTS = 10**15
+
+
+def valid_billing_kind(kind: str) -> str:
+    if kind not in BILLING_KINDS:
+        raise InvalidCommand(f"kind must be one of {', '.join(BILLING_KINDS)}")
+    return kind
+
+
+def valid_amount(amount_cents: int) -> int:
+    if isinstance(amount_cents, bool) or not 0 <= amount_cents <= MAX_AMOUNT_CENTS:
+        raise InvalidCommand(f"amount_cents must be between 0 and {MAX_AMOUNT_CENTS}")
+    return amount_cents
+
+
+def valid_currency(currency: str) -> str:
+    if not _CURRENCY_RE.fullmatch(currency):
+        raise InvalidCommand("currency must be a three-letter ISO 4217 code such as EUR")
+    return currency
+
+
+def valid_reference(reference: str) -> str:
+    return _clean_text(reference, "reference", MAX_REFERENCE_LENGTH)
+
+
 def valid_client_id(client_id: str) -> bool:
     return CLIENT_ID_RE.fullmatch(client_id) is not None
 

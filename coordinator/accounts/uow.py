@@ -60,6 +60,8 @@ class AccountsTransaction(Protocol):
 
     def add_client(self, client: ClientRecord) -> None: ...
 
+    def update_client(self, client: ClientRecord) -> None: ...
+
     def get_api_key(self, key_id: str) -> ApiKeyRecord | None: ...
 
     def list_api_keys(self, client_id: str) -> list[ApiKeyRecord]: ...
@@ -170,6 +172,10 @@ class SqliteTransaction(TransactionBase):
         values = {f: getattr(client, f) for f in ClientRecord.__dataclass_fields__}
         values["tier"], values["status"] = client.tier.value, client.status.value
         self._conn.execute(insert(clients_table).values(**values))
+
+    def update_client(self, client: ClientRecord) -> None:
+        query = update(clients_table).where(clients_table.c.client_id == client.client_id)
+        self._conn.execute(query.values(tier=client.tier.value, status=client.status.value))
 
     def get_api_key(self, key_id: str) -> ApiKeyRecord | None:
         query = select(api_keys_table).where(api_keys_table.c.key_id == key_id)

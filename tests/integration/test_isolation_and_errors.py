@@ -155,7 +155,10 @@ def test_bad_input_is_refused_and_changes_nothing(
             "invalid",
         )
         expect(
-            a.post("/v1/collections/secret/query", json={"vector": good, "filter": {"a": 1}}),
+            a.post(
+                "/v1/collections/secret/query",
+                json={"vector": good, "filter": {"a": {"$regex": "x"}}},
+            ),
             422,
             "invalid",
         )
@@ -169,7 +172,10 @@ def test_bad_input_is_refused_and_changes_nothing(
             "invalid",
         )
         expect(
-            a.post("/v1/collections", json={"name": "h", "dimension": 4, "index": "hnsw"}),
+            a.post(
+                "/v1/collections",
+                json={"name": "h", "dimension": 4, "index": "hnsw", "hnsw": {"m": 1}},
+            ),
             422,
             "invalid",
         )

@@ -35,7 +35,7 @@ from workers.errors import StoreError
 from workers.tenant_store import TenantStore
 
 hot, start, compact_bytes = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
-crash, DIM = sys.argv[4], int(sys.argv[5])
+crash, DIM, INDEX = sys.argv[4], int(sys.argv[5]), sys.argv[6]
 
 def batch(b):
     rng = np.random.default_rng(b)
@@ -60,7 +60,7 @@ def die_before(module, name):
 store = TenantStore.open(hot, "crash_tenant", compact_bytes)
 try:
     store.create_collection(parse_collection_spec(
-        {"collection": "c", "dimension": DIM, "metric": "cosine", "index": "flat"}))
+        {"collection": "c", "dimension": DIM, "metric": "cosine", "index": INDEX}))
 except StoreError:
     pass
 coll = store.collection("c")
@@ -81,6 +81,10 @@ elif crash == "mid_cleanup":
             os._exit(137)
         return original(directory, manifest)
     collection_module.remove_orphans = partial_cleanup
+elif crash == "before_index_save":
+    die_before(collection_module, "write_bytes_durably")
+elif crash == "after_index_save":
+    die_after(collection_module, "write_bytes_durably")
 print("ready", flush=True)
 b = start
 while True:
@@ -100,7 +104,9 @@ def _batch(b: int) -> tuple[list[str], np.ndarray]:
 class Child:
     """The writer subprocess and the batch numbers it acknowledged."""
 
-    def __init__(self, hot: Path, start: int, compact_bytes: int, crash: str = "none") -> None:
+    def __init__(
+        self, hot: Path, start: int, compact_bytes: int, crash: str = "none", index: str = "flat"
+    ) -> None:
         self.proc = subprocess.Popen(
             [
                 sys.executable,
@@ -111,6 +117,7 @@ class Child:
                 str(compact_bytes),
                 crash,
                 str(DIM),
+                index,
             ],
             cwd=REPO,
             stdout=subprocess.PIPE,
@@ -167,6 +174,12 @@ def _check_store(hot: Path, acked: set[int], attempted_max: int) -> int:
             assert values.tobytes() == vectors.tobytes()
             assert meta == [{"batch": b}] * len(ids)
         assert coll.vector_count == sum(present.values())
+        # Every live vector is found by a query for its own value (graph or fresh buffer).
+        sample = sorted(acked)[:: max(1, len(acked) // 15)]
+        for b in sample:
+            ids, vectors = _batch(b)
+            results, _ = coll.query(vectors, 1, False, False)
+            assert [r["ids"] for r in results] == [[i] for i in ids]
         return len(present)
     finally:
         store.close()
@@ -202,35 +215,67 @@ CRASH_POINTS = {
     "after_manifest": 1,
     "mid_cleanup": 1,
 }
+INDEX_CRASH_POINTS = ("before_index_save", "after_index_save")
 
 
-@pytest.mark.parametrize("crash", sorted(CRASH_POINTS))
-def test_crash_at_each_compaction_step_leaves_a_whole_collection(
-    tmp_path: Path, crash: str
-) -> None:
-    hot = tmp_path / "hot"
-    first = Child(hot, 0, compact_bytes=1 << 30)
+def _expected_files(coll: object, directory: Path, index: str) -> None:
+    generation = coll.generation  # type: ignore[attr-defined]
+    names = {p.name for p in directory.iterdir()}
+    wals = {n for n in names if n.startswith("wal-")}
+    assert f"wal-{generation}.log" in wals
+    assert all(int(n[4:-4]) >= generation for n in wals), names
+    expected = {"collection.json", "manifest.json", f"seg-{generation}", *wals}
+    if index == "hnsw":
+        names.discard("hnsw.index")
+    assert names == expected
+
+
+def _writer_then_crash(hot: Path, crash: str, index: str) -> tuple[set[int], int]:
+    first = Child(hot, 0, compact_bytes=1 << 30, index=index)
     first.wait_ready()
     while len(first.acked) < 20:
         time.sleep(0.01)
     first.kill()
     acked = set(first.acked)
     start = max(acked) + 2
-    # Now a writer whose first upsert triggers a compaction that dies at ``crash``.
-    second = Child(hot, start, compact_bytes=1, crash=crash)
+    # Now a writer whose first upsert makes compaction (or an index save) due; the
+    # background thread dies at ``crash`` while the writer keeps writing.
+    compact = 1 if crash in CRASH_POINTS else 1 << 30
+    second = Child(hot, start, compact_bytes=compact, crash=crash, index=index)
     second.wait_ready()
     assert second.finish() == 137
     acked.update(second.acked)
-    # The triggering batch was durable in the WAL before compaction began.
-    assert _check_store(hot, acked, start) >= len(acked)
+    return acked, max(second.acked, default=start) + 1
+
+
+@pytest.mark.parametrize(
+    ("crash", "index"),
+    [(c, "flat") for c in sorted(CRASH_POINTS)]
+    + [(c, "hnsw") for c in ("mid_segment", "after_manifest", "mid_cleanup")]
+    + [(c, "hnsw") for c in INDEX_CRASH_POINTS],
+)
+def test_crash_at_each_compaction_step_leaves_a_whole_collection(
+    tmp_path: Path, crash: str, index: str
+) -> None:
+    hot = tmp_path / "hot"
+    acked, attempted = _writer_then_crash(hot, crash, index)
+    assert _check_store(hot, acked, attempted) >= len(acked)
     store = TenantStore.open(hot, TENANT, 1 << 30)
     coll = store.collection("c")
-    assert coll.generation == CRASH_POINTS[crash]
-    expected = {"collection.json", "manifest.json", f"seg-{coll.generation}"}
-    expected.add(f"wal-{coll.generation}.log")
-    assert {p.name for p in coll.directory.iterdir()} == expected
+    if crash in CRASH_POINTS:
+        assert coll.generation == CRASH_POINTS[crash]
+    _expected_files(coll, coll.directory, index)
+    if crash == "after_index_save":
+        assert (coll.directory / "hnsw.index").is_file()
     # And the collection keeps working: a fresh compaction and reload succeed.
     coll.compact()
+    coll.flush_index()
     store.close()
-    assert _check_store(hot, acked, start) >= len(acked)
+    assert _check_store(hot, acked, attempted) >= len(acked)
     assert sorted(os.listdir(hot / TENANT)) == [".lock", "c"]
+    if index == "hnsw":
+        # The saved graph is reused: after a reload nothing is waiting to be indexed.
+        store = TenantStore.open(hot, TENANT, 1 << 30)
+        hnsw = store.collection("c").index
+        assert hnsw is not None and hnsw.fresh_count == 0 and hnsw.node_count > 0
+        store.close()

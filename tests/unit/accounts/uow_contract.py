@@ -177,3 +177,35 @@ class UnitOfWorkContract:
             await handle(RevokeApiKey(client.client_id, key.key_id), uow, PEPPER)
         report = await verify_chain(uow)
         assert report.ok and report.events == 45
+
+    async def test_tier_change_and_delete_update_the_write_model_with_events(
+        self, uow: AccountsUnitOfWork
+    ) -> None:
+        from coordinator.accounts.commands import ChangeTier, DeleteClient, RecordBilling
+
+        view = await handle(CreateClient("Acme", "ops@acme.io", "free", "admin"), uow, PEPPER)
+        changed = await handle(ChangeTier(view.client_id, "premium", "admin"), uow, PEPPER)
+        assert (
+            changed.tier == "premium" and (await get_client(uow, view.client_id)).tier == "premium"
+        )
+        billed = await handle(
+            RecordBilling(view.client_id, "payment_received", 100, "EUR", "P-1", "robot"),
+            uow,
+            PEPPER,
+        )
+        assert billed.type == "billing.payment_received" and billed.actor == "robot"
+        with pytest.raises(InvalidCommand):
+            await handle(RecordBilling(view.client_id, "refund", 1, "EUR", "x"), uow, PEPPER)
+        assert await handle(DeleteClient(view.client_id), uow, PEPPER) is True
+        assert await handle(DeleteClient(view.client_id), uow, PEPPER) is False
+        with pytest.raises(ClientNotFound):
+            await get_client(uow, view.client_id)
+        with pytest.raises(ClientNotFound):
+            await handle(ChangeTier(view.client_id, "free"), uow, PEPPER)
+        types = [e.type for e in await all_events(uow)]
+        assert types == [
+            "client.created",
+            "client.tier_changed",
+            "billing.payment_received",
+            "client.deleted",
+        ]

@@ -124,7 +124,13 @@ async def test_full_data_plane_round_trip(service: WorkerService) -> None:
     header, arrays = await data(service, "query", {"queries": queries}, collection="docs",
                                 top_k=1, include_metadata=False, include_values=False,
                                 filter={"k": 1}, ef_search=None)  # fmt: skip
-    assert _error(header) == ("invalid", "metadata filters are not available yet")
+    assert [r["ids"] for r in header["results"]] == [["a"], ["a"]]
+    header, _ = await data(service, "query", {"queries": queries}, collection="docs", top_k=1,
+                           filter={"k": {"$gt": True}})  # fmt: skip
+    assert _error(header) == (
+        "invalid",
+        "invalid filter: field 'k': $gt needs a number or a string",
+    )
 
     header, arrays = await data(service, "fetch", collection="docs", ids=["c", "zz", "a"])
     assert header["ids"] == ["c", "a"] and header["metadata"] == [{"k": 3}, {"k": 1}]
@@ -143,11 +149,17 @@ async def test_full_data_plane_round_trip(service: WorkerService) -> None:
     assert _error(header) == ("not_found", "collection 'docs' not found")
 
 
-async def test_hnsw_is_refused_clearly(service: WorkerService) -> None:
+async def test_hnsw_collection_reports_its_parameters(service: WorkerService) -> None:
     await call(service, "assign", tenant=TENANT, epoch=3)
     header, _ = await data(service, "create_collection", collection="h", dimension=3,
                            metric="l2", index="hnsw", hnsw={"m": 16})  # fmt: skip
-    assert _error(header) == ("invalid", "hnsw indexes are not available yet")
+    assert header["collection"]["hnsw"] == {"m": 16, "ef_construction": 200}
+    header, _ = await data(service, "create_collection", collection="d", dimension=3,
+                           metric="l2", index="hnsw", hnsw=None)  # fmt: skip
+    assert header["collection"]["hnsw"] == {"m": 32, "ef_construction": 200}
+    header, _ = await data(service, "get_collection", collection="h")
+    assert header["collection"]["index"] == "hnsw"
+    assert header["collection"]["hnsw"] == {"m": 16, "ef_construction": 200}
 
 
 async def test_delete_tenant_removes_every_file(tmp_path: Path, service: WorkerService) -> None:
@@ -201,3 +213,71 @@ async def test_unexpected_failure_is_internal_and_generic(
 async def test_unknown_op_is_invalid(service: WorkerService) -> None:
     header, _ = await call(service, "frobnicate")
     assert _error(header)[0] == "invalid"
+
+
+async def test_idle_tenants_are_unloaded_under_the_memory_budget_and_reload(
+    tmp_path: Path,
+) -> None:
+    svc = WorkerService(
+        TenantRegistry(tmp_path / "hot", 1 << 30),
+        memory_budget_bytes=300_000,
+        memory_check_interval_s=0,
+    )
+    vectors = np.random.default_rng(1).standard_normal((400, 64)).astype(np.float32)
+    try:
+        for n, tenant in enumerate(["t_one", "t_two", "t_three"]):
+            await call(svc, "assign", tenant=tenant, epoch=1)
+            await call(svc, "create_collection", tenant=tenant, epoch=1, collection="c",
+                       dimension=64, metric="l2", index="hnsw" if n == 0 else "flat")  # fmt: skip
+            header, _ = await call(svc, "upsert", {"vectors": vectors}, tenant=tenant, epoch=1,
+                                   collection="c", ids=[f"v{i}" for i in range(400)])  # fmt: skip
+            assert header["ok"] is True
+            await svc.enforce_memory_budget(keep=tenant)
+        # 400 x 64 float32 is ~100 kB per tenant (more for hnsw): the oldest went first.
+        assert svc.registry.tenant_memory("t_one") == 0
+        assert svc.registry.tenant_memory("t_three") > 0
+        assert svc.registry.memory_bytes <= 300_000
+        assert svc.unloads >= 1
+        # Transparent reload: same answers, still owned, nothing lost.
+        header, _ = await call(svc, "query", {"queries": vectors[7:8]}, tenant="t_one", epoch=1,
+                               collection="c", top_k=1)  # fmt: skip
+        assert header["results"][0]["ids"] == ["v7"]
+        assert svc.registry.tenant_memory("t_one") > 0
+        header, _ = await call(svc, "usage", tenant="t_two", epoch=1)
+        assert header["vectors"] == 400
+    finally:
+        await svc.release_all()
+
+
+async def test_filters_quotas_and_delete_by_filter_over_the_wire(service: WorkerService) -> None:
+    await call(service, "assign", tenant=TENANT, epoch=3)
+    header, _ = await data(service, "create_collection", collection="c", dimension=2,
+                           metric="l2", index="flat", max_collections=1)  # fmt: skip
+    assert header["ok"] is True
+    header, _ = await data(service, "create_collection", collection="d", dimension=2,
+                           metric="l2", index="flat", max_collections=1)  # fmt: skip
+    assert _error(header)[0] == "quota_exceeded"
+    ids = [f"v{i}" for i in range(6)]
+    meta = [{"even": i % 2 == 0, "i": i} for i in range(6)]
+    vectors = np.arange(12, dtype=np.float32).reshape(6, 2)
+    header, _ = await data(service, "upsert", {"vectors": vectors}, collection="c", ids=ids,
+                           metadata=meta, max_vectors=5)  # fmt: skip
+    code, message = _error(header)
+    assert (
+        code == "quota_exceeded" and "has 0 vectors, this write adds 6, the limit is 5" in message
+    )
+    header, _ = await data(service, "upsert", {"vectors": vectors}, collection="c", ids=ids,
+                           metadata=meta, max_vectors=None)  # fmt: skip
+    assert header["upserted"] == 6
+    header, _ = await data(service, "query", {"queries": vectors[:1]}, collection="c", top_k=10,
+                           filter={"$and": [{"even": True}, {"i": {"$gte": 2}}]})  # fmt: skip
+    assert header["results"][0]["ids"] == ["v2", "v4"]
+    for bad in ({"i": {"$gt": [1]}}, {"$nope": 1}, "x"):
+        header, _ = await data(service, "delete", collection="c", filter=bad)
+        assert _error(header)[0] == "invalid"
+    header, _ = await data(service, "delete", collection="c", filter={})
+    assert _error(header)[0] == "invalid"
+    header, _ = await data(service, "delete", collection="c", filter={"even": False})
+    assert header["deleted"] == 3
+    header, _ = await data(service, "get_collection", collection="c")
+    assert header["collection"]["vector_count"] == 3

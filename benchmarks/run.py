@@ -1,0 +1,140 @@
+"""``make bench``: raw FAISS against the whole service over HTTP, plus multi-tenancy.
+
+Sizes come from flags or environment variables (flags win), so a quick run is easy:
+
+    make bench                                   # the issue's full run (takes a while)
+    BENCH_N=10000 BENCH_DIM=64 BENCH_QUERIES=200 BENCH_TENANTS=200 make bench
+    .venv/bin/python -m benchmarks.run --quick    # about a minute or two
+
+Results go to benchmarks/results/: bench-<time>.md, .png and .json (plus latest.*).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.baseline import run_baseline
+from benchmarks.data import gaussian_mixture
+from benchmarks.report import chart, markdown
+from benchmarks.service import run_service
+from benchmarks.tenancy import run_tenancy
+from benchmarks.timing import Throughput
+from tests.stack import running_stack
+
+RESULTS = Path(__file__).parent / "results"
+QUICK = {"n": 10_000, "dim": 64, "queries": 200, "tenants": 100, "ef": "16,64"}
+
+
+def _env(name: str, default: Any) -> Any:
+    raw = os.environ.get(f"BENCH_{name.upper()}")
+    return type(default)(raw) if raw is not None else default
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--quick", action="store_true", help=f"small sizes: {QUICK}")
+    p.add_argument("--n", type=int, default=_env("n", 100_000), help="vectors (BENCH_N)")
+    p.add_argument("--dim", type=int, default=_env("dim", 384), help="dimension (BENCH_DIM)")
+    p.add_argument("--queries", type=int, default=_env("queries", 1000), help="BENCH_QUERIES")
+    p.add_argument("--clusters", type=int, default=_env("clusters", 100))
+    p.add_argument("--batch", type=int, default=_env("batch", 100), help="queries per batch")
+    p.add_argument("--ef", default=_env("ef", "16,32,64,128"), help="ef_search values, or ''")
+    p.add_argument("--workers", type=int, default=_env("workers", 1), help="service workers")
+    p.add_argument("--tenants", type=int, default=_env("tenants", 10_000), help="0 skips")
+    p.add_argument("--tenant-vectors", type=int, default=_env("tenant_vectors", 100))
+    p.add_argument("--churn-seconds", type=float, default=_env("churn_seconds", 10.0))
+    args = p.parse_args(argv)
+    if args.quick:
+        for key, value in QUICK.items():
+            setattr(args, key, value)
+    return args
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Throughput):
+        return dataclasses.asdict(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    ef_values = [int(x) for x in str(args.ef).split(",") if x.strip()]
+    concurrencies = (1, 16)
+    when = time.strftime("%Y-%m-%dT%H-%M-%SZ", time.gmtime())
+    print(f"data: {args.n:,} x {args.dim}, {args.queries} queries, ef_search {ef_values}")
+    data = gaussian_mixture(args.n, args.dim, args.queries, args.clusters)
+    print("baseline: raw FAISS in-process, one thread")
+    baseline = run_baseline(data, ef_values, args.batch, concurrencies)
+    with tempfile.TemporaryDirectory(prefix="vp-bench-") as tmp:
+        with running_stack(Path(tmp) / "main", workers=args.workers) as stack:
+            key = _premium_key(stack)
+            service, notes = run_service(stack.url, key, data, ef_values, args.batch, concurrencies)
+        tenancy = None
+        if args.tenants > 0:
+            print(f"multi-tenancy: {args.tenants:,} tenants x {args.tenant_vectors} vectors")
+            tenancy = run_tenancy(
+                Path(tmp) / "tenants",
+                args.tenants,
+                args.tenant_vectors,
+                args.dim,
+                args.churn_seconds,
+                env={},
+            )
+    meta = {
+        "when": when,
+        "n": args.n,
+        "dim": args.dim,
+        "queries": args.queries,
+        "clusters": args.clusters,
+        "batch": args.batch,
+        "workers": args.workers,
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, "
+        f"Python {platform.python_version()}",
+    }
+    write_results(when, meta, baseline, service, notes, tenancy)
+
+
+def _premium_key(stack: Any) -> str:
+    with stack.admin() as admin:
+        body = {"name": "bench", "email": "bench@example.com", "tier": "premium"}
+        client_id = admin.post("/admin/v1/clients", json=body).raise_for_status().json()
+        scopes = {"scopes": ["read", "write", "manage"]}
+        issued = admin.post(f"/admin/v1/clients/{client_id['client_id']}/keys", json=scopes)
+        return str(issued.raise_for_status().json()["api_key"])
+
+
+def write_results(
+    when: str,
+    meta: dict[str, Any],
+    baseline: dict[str, Any],
+    service: dict[str, Any],
+    notes: list[str],
+    tenancy: dict[str, Any] | None,
+) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stem = RESULTS / f"bench-{when}"
+    report = markdown(meta, baseline, service, notes, tenancy)
+    stem.with_suffix(".md").write_text(report)
+    stem.with_suffix(".png").write_bytes(chart(meta, baseline, service))
+    raw = {"meta": meta, "baseline": baseline, "service": service, "notes": notes}
+    raw["tenancy"] = tenancy
+    stem.with_suffix(".json").write_text(json.dumps(_plain(raw), indent=2))
+    for suffix in (".md", ".png", ".json"):
+        shutil.copyfile(stem.with_suffix(suffix), RESULTS / f"latest{suffix}")
+    print(report)
+    print(f"results: {stem}.md / .png / .json (and latest.*)")
+
+
+if __name__ == "__main__":
+    main()

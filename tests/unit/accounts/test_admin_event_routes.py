@@ -1,0 +1,157 @@
+"""Admin routes that record tier, billing and delete events (real control database)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from api.errors import install_error_handlers
+from api.middleware import RequestContext
+from api.routes import admin_clients, admin_events
+from coordinator.accounts import Accounts, IssueApiKey
+from eventlog.hashchain import ChainReport, Mismatch
+
+pytestmark = pytest.mark.integration
+
+TOKEN = "admin-token-for-tests-0123456789"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+PEPPER = b"route-pepper-0123456789abcdef"
+
+
+class FakeDataPlane:
+    def __init__(self) -> None:
+        self.deleted: list[str] = []
+
+    async def delete_tenant(self, tenant: str) -> None:
+        self.deleted.append(tenant)
+
+
+@pytest.fixture
+def accounts(tmp_path: Path) -> Iterator[Accounts]:
+    accounts = Accounts(tmp_path / "control.sqlite3", PEPPER, cache_size=100)
+    yield accounts
+    asyncio.run(accounts.close())
+
+
+@pytest.fixture
+def dataplane() -> FakeDataPlane:
+    return FakeDataPlane()
+
+
+@pytest.fixture
+def app(accounts: Accounts, dataplane: FakeDataPlane) -> FastAPI:
+    app = FastAPI()
+    app.state.accounts = accounts
+    app.state.dataplane = dataplane
+    app.state.admin_token = TOKEN.encode()
+    install_error_handlers(app)
+    app.include_router(admin_clients.router)
+    app.include_router(admin_events.router)
+    app.add_middleware(RequestContext, max_body_bytes=1 << 20)
+    return app
+
+
+@pytest.fixture
+def http(app: FastAPI) -> Iterator[TestClient]:
+    with TestClient(app) as client:
+        yield client
+
+
+def new_client(http: TestClient) -> str:
+    r = http.post("/admin/v1/clients", json={"name": "Acme", "email": "o@acme.io"}, headers=AUTH)
+    assert r.status_code == 201, r.text
+    return str(r.json()["client_id"])
+
+
+def events(http: TestClient, **params: object) -> list[dict]:
+    r = http.get("/admin/v1/events", params=params, headers=AUTH)
+    assert r.status_code == 200, r.text
+    return list(r.json()["events"])
+
+
+def test_tier_change_records_one_event_and_is_idempotent(http: TestClient) -> None:
+    cid = new_client(http)
+    r = http.post(f"/admin/v1/clients/{cid}/tier", json={"tier": "premium"}, headers=AUTH)
+    assert r.status_code == 200 and r.json()["tier"] == "premium"
+    again = http.post(f"/admin/v1/clients/{cid}/tier", json={"tier": "premium"}, headers=AUTH)
+    assert again.status_code == 200
+    changes = events(http, type="client.tier_changed")
+    assert [e["data"] for e in changes] == [{"from_tier": "free", "to_tier": "premium"}]
+    assert http.get(f"/admin/v1/clients/{cid}", headers=AUTH).json()["tier"] == "premium"
+    bad = http.post(f"/admin/v1/clients/{cid}/tier", json={"tier": "gold"}, headers=AUTH)
+    assert bad.status_code == 422
+    gone = http.post("/admin/v1/clients/cnope/tier", json={"tier": "free"}, headers=AUTH)
+    assert gone.status_code == 404
+
+
+def test_billing_returns_the_recorded_event(http: TestClient) -> None:
+    cid = new_client(http)
+    body = {"kind": "payment_failed", "amount_cents": 1250, "currency": "EUR", "reference": "P-9"}
+    r = http.post(f"/admin/v1/clients/{cid}/billing", json=body, headers=AUTH)
+    assert r.status_code == 201, r.text
+    event = r.json()
+    assert event["type"] == "billing.payment_failed" and event["client_id"] == cid
+    assert event["data"]["amount_cents"] == 1250 and event["actor"] == "admin"
+    assert set(event) == {
+        "seq",
+        "event_id",
+        "type",
+        "schema_version",
+        "occurred_at",
+        "actor",
+        "client_id",
+        "data",
+        "prev_hash",
+        "hash",
+    }
+    assert events(http, client_id=cid)[-1] == event
+    for bad in (
+        {**body, "currency": "eur"},
+        {**body, "amount_cents": -1},
+        {**body, "kind": "refund"},
+        {**body, "extra": 1},
+    ):
+        r = http.post(f"/admin/v1/clients/{cid}/billing", json=bad, headers=AUTH)
+        assert r.status_code == 422, bad
+    assert len(events(http, client_id=cid)) == 2  # a failed request changes nothing
+
+
+def test_delete_stops_keys_at_once_and_removes_data(
+    http: TestClient, accounts: Accounts, dataplane: FakeDataPlane
+) -> None:
+    cid = new_client(http)
+    issued = asyncio.run(accounts.handle(IssueApiKey(cid, ("read",))))
+    assert asyncio.run(accounts.authenticate(issued.api_key)) is not None  # now cached
+    r = http.delete(f"/admin/v1/clients/{cid}", headers=AUTH)
+    assert r.status_code == 204
+    assert asyncio.run(accounts.authenticate(issued.api_key)) is None
+    assert dataplane.deleted == [cid]
+    assert http.get(f"/admin/v1/clients/{cid}", headers=AUTH).status_code == 404
+    # Repeating retries the data removal without a second event.
+    assert http.delete(f"/admin/v1/clients/{cid}", headers=AUTH).status_code == 204
+    assert dataplane.deleted == [cid, cid]
+    assert len(events(http, type="client.deleted")) == 1
+    assert http.delete("/admin/v1/clients/cnope", headers=AUTH).status_code == 404
+
+
+def test_audit_verify_uses_the_configured_check(http: TestClient, app: FastAPI) -> None:
+    new_client(http)
+    r = http.get("/admin/v1/audit/verify", headers=AUTH)
+    assert r.status_code == 200 and r.json()["ok"] is True and r.json()["events"] == 1
+
+    async def failing() -> ChainReport:
+        return ChainReport(False, 1, "ab" * 32, [Mismatch(1, "audit_log differs from the replay")])
+
+    app.state.audit_verify = failing
+    r = http.get("/admin/v1/audit/verify", headers=AUTH)
+    assert r.json() == {
+        "ok": False,
+        "events": 1,
+        "head_hash": "ab" * 32,
+        "mismatches": [{"seq": 1, "reason": "audit_log differs from the replay"}],
+    }

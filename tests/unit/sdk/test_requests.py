@@ -1,0 +1,109 @@
+"""Request building and response parsing shared by Client and AsyncClient."""
+
+from __future__ import annotations
+
+import base64
+
+import numpy as np
+import orjson
+import pytest
+
+from vectorpanda.sdk import errors as sdk_errors
+from vectorpanda.sdk import operations as ops
+from vectorpanda.sdk.errors import ERRORS_BY_CODE, InvalidError, ServerError, error_from_response
+from vectorpanda.sdk.exchange import Answer, Call, Operation
+
+
+def drive(op: Operation[object], answers: list[dict[str, object]]) -> tuple[list[Call], object]:
+    calls: list[Call] = []
+    try:
+        call = next(op)
+        for answer in answers:
+            calls.append(call)
+            call = op.send(Answer(200, {}, orjson.dumps(answer)))
+    except StopIteration as done:
+        return calls, done.value
+    raise AssertionError("the operation wanted more answers than scripted")
+
+
+def test_upsert_packs_float32_and_batches_at_1000() -> None:
+    data = np.arange(2500 * 3, dtype=np.float64).reshape(2500, 3)
+    ids = [f"v{i}" for i in range(2500)]
+    meta = [{"i": i} for i in range(2500)]
+    answers: list[dict[str, object]] = [{"upserted": n} for n in (1000, 1000, 500)]
+    calls, total = drive(ops.upsert("c", ids, data, meta), answers)
+    assert total == 2500 and len(calls) == 3
+    assert [c.path for c in calls] == ["/v1/collections/c/upsert"] * 3
+    last = calls[2].body
+    assert last["ids"] == ids[2000:] and last["metadata"] == meta[2000:]
+    raw = np.frombuffer(base64.b64decode(last["values_b64"]), dtype="<f4").reshape(500, 3)
+    assert np.array_equal(raw, data[2000:].astype(np.float32))
+
+
+def test_upsert_checks_shapes_and_finiteness_before_sending() -> None:
+    with pytest.raises(InvalidError, match="2 ids for 3 vectors"):
+        next(ops.upsert("c", ["a", "b"], np.zeros((3, 4)), None))
+    with pytest.raises(InvalidError, match="finite"):
+        next(ops.upsert("c", ["a"], [[1.0, float("nan")]], None))
+    with pytest.raises(ValueError):  # InvalidError is a ValueError too
+        next(ops.upsert("c", ["a"], [[1.0]], [{}, {}]))
+
+
+def test_query_one_vector_or_a_matrix_in_batches_of_100() -> None:
+    match = {"id": "a", "score": 0.5, "values": [1.0, 2.0], "metadata": {"k": "v"}}
+    calls, result = drive(
+        ops.query("c", np.array([1.0, 2.0]), 5, {"k": "v"}, True, True, 64),
+        [{"matches": [match]}],
+    )
+    body = orjson.loads(calls[0].content() or b"")
+    assert body == {
+        "vector": [1.0, 2.0],
+        "top_k": 5,
+        "filter": {"k": "v"},
+        "include_metadata": True,
+        "include_values": True,
+        "ef_search": 64,
+    }
+    assert result.ids == ["a"] and result.scores.tolist() == [0.5]  # type: ignore[attr-defined]
+    assert result.values.dtype == np.float32  # type: ignore[attr-defined]
+    matrix = np.ones((250, 2), dtype=np.float32)
+    answers = [{"results": [{"matches": []}] * n} for n in (100, 100, 50)]
+    calls, results = drive(ops.query("c", matrix, 10, None, False, False, None), answers)
+    assert len(calls) == 3 and len(results) == 250  # type: ignore[arg-type]
+    assert set(orjson.loads(calls[0].content() or b"")) == {"vectors", "top_k"}
+
+
+def test_delete_needs_exactly_one_of_ids_and_filter() -> None:
+    with pytest.raises(InvalidError):
+        next(ops.delete("c", None, None))
+    with pytest.raises(InvalidError):
+        next(ops.delete("c", ["a"], {"k": 1}))
+    calls, n = drive(ops.delete("c", None, {"k": 1}), [{"deleted": 4}])
+    assert n == 4 and calls[0].body == {"filter": {"k": 1}}
+    calls, n = drive(ops.delete("c", [str(i) for i in range(1500)], None), [{"deleted": 1}] * 2)
+    assert n == 2 and len(calls) == 2
+
+
+def test_names_are_quoted_into_paths() -> None:
+    assert ops.collection_path("a/b", "query") == "/v1/collections/a%2Fb/query"
+
+
+def test_every_documented_code_has_its_own_error_class() -> None:
+    documented = {
+        "bad_request", "unauthorized", "forbidden", "not_found", "conflict",
+        "payload_too_large", "invalid", "paused", "rate_limited", "quota_exceeded", "unavailable",
+    }  # fmt: skip
+    assert set(ERRORS_BY_CODE) == documented
+    assert len(set(ERRORS_BY_CODE.values())) == len(documented)
+    for code, cls in ERRORS_BY_CODE.items():
+        body = orjson.dumps({"error": {"code": code, "message": "m", "request_id": "r"}})
+        err = error_from_response(429, {"Retry-After": "3"}, body)
+        assert type(err) is cls and err.code == code and err.retry_after == 3
+        assert isinstance(err, sdk_errors.VectorPandaError)
+
+
+def test_unknown_or_bodiless_errors_are_server_errors() -> None:
+    err = error_from_response(502, {"x-request-id": "r9"}, b"<html>bad gateway</html>")
+    assert isinstance(err, ServerError) and err.code == "http_502" and err.request_id == "r9"
+    err = error_from_response(500, {}, b'{"error": {"code": "internal", "message": "boom"}}')
+    assert isinstance(err, ServerError) and err.code == "internal" and err.message == "boom"

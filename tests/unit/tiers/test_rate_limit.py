@@ -1,0 +1,77 @@
+"""Token buckets per client, on a fake clock."""
+
+from __future__ import annotations
+
+from coordinator.rate_limit import RateLimiter
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_burst_then_refusal_with_retry_after_in_whole_seconds() -> None:
+    clock = Clock()
+    limiter = RateLimiter(clock=clock)
+    assert all(limiter.acquire("a", rate=10, burst=5).allowed for _ in range(5))
+    refused = limiter.acquire("a", rate=10, burst=5)
+    assert not refused.allowed and refused.retry_after == 1  # 0.1 s rounds up to 1
+    clock.now += 0.1
+    assert limiter.acquire("a", rate=10, burst=5).allowed
+    assert not limiter.acquire("a", rate=10, burst=5).allowed
+
+
+def test_slow_rates_ask_for_longer_waits() -> None:
+    clock = Clock()
+    limiter = RateLimiter(clock=clock)
+    assert limiter.acquire("a", rate=0.25, burst=1).allowed
+    assert limiter.acquire("a", rate=0.25, burst=1).retry_after == 4
+
+
+def test_clients_have_separate_buckets() -> None:
+    limiter = RateLimiter(clock=Clock())
+    for _ in range(3):
+        limiter.acquire("a", rate=1, burst=3)
+    assert not limiter.acquire("a", rate=1, burst=3).allowed
+    assert limiter.acquire("b", rate=1, burst=3).allowed
+
+
+def test_refused_requests_take_no_tokens() -> None:
+    clock = Clock()
+    limiter = RateLimiter(clock=clock)
+    limiter.acquire("a", rate=1, burst=1)
+    for _ in range(100):
+        assert not limiter.acquire("a", rate=1, burst=1).allowed
+    clock.now += 1.0
+    assert limiter.acquire("a", rate=1, burst=1).allowed
+
+
+def test_a_higher_tier_applies_to_the_next_request() -> None:
+    clock = Clock()
+    limiter = RateLimiter(clock=clock)
+    while limiter.acquire("a", rate=25, burst=50).allowed:
+        pass
+    clock.now += 0.1
+    # at the free rate 0.1 s refills 2.5 tokens; at the premium rate about 500
+    assert sum(limiter.acquire("a", rate=5000, burst=10_000).allowed for _ in range(400)) == 400
+
+
+def test_memory_stays_bounded_and_idle_clients_are_forgotten() -> None:
+    clock = Clock()
+    limiter = RateLimiter(max_clients=100, clock=clock)
+    for i in range(100):
+        limiter.acquire(f"c{i}", rate=10, burst=10)
+    clock.now += 120
+    limiter.acquire("new", rate=10, burst=10)
+    assert len(limiter) == 1
+    for i in range(1000):
+        limiter.acquire(f"busy{i}", rate=10, burst=10)
+    assert len(limiter) <= 100
+
+
+def test_zero_rate_means_unlimited() -> None:
+    limiter = RateLimiter(clock=Clock())
+    assert all(limiter.acquire("a", rate=0, burst=0).allowed for _ in range(1000))

@@ -1,0 +1,247 @@
+"""HNSW collections: fresh buffer, tombstones, filters, persistence, backpressure, quotas."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from workers.collection import INDEX_FILE, Collection
+from workers.collection_spec import parse_collection_spec
+from workers.errors import StoreError
+from workers.maintenance import Maintenance
+from workers.metadata_filter import parse_filter
+from workers.protocol import ErrorCode
+from workers.tenant_store import TenantStore
+
+from .conftest import SMALL_WAL
+
+DIM = 16
+
+
+def _make(store: TenantStore, name: str = "h", metric: str = "l2", **hnsw: int) -> Collection:
+    store.create_collection(
+        parse_collection_spec(
+            {
+                "collection": name,
+                "dimension": DIM,
+                "metric": metric,
+                "index": "hnsw",
+                "hnsw": hnsw or None,
+            }
+        )
+    )
+    return store.collection(name)
+
+
+def _brute(base: np.ndarray, queries: np.ndarray, k: int, metric: str) -> np.ndarray:
+    if metric == "l2":
+        keys = ((queries[:, None, :] - base[None]) ** 2).sum(-1)
+    else:
+        b, q = base, queries
+        if metric == "cosine":
+            b = b / np.linalg.norm(b, axis=1, keepdims=True)
+            q = q / np.linalg.norm(q, axis=1, keepdims=True)
+        keys = -(q @ b.T)
+    return np.argsort(keys, axis=1, kind="stable")[:, :k]
+
+
+def _ids(results: list[dict]) -> list[list[str]]:
+    return [r["ids"] for r in results]
+
+
+@pytest.mark.parametrize("metric", ["cosine", "l2", "ip"])
+def test_hnsw_answers_match_brute_force_before_and_after_indexing(
+    store: TenantStore, metric: str
+) -> None:
+    rng = np.random.default_rng(1)
+    coll = _make(store, metric=metric)
+    base = rng.standard_normal((300, DIM), dtype=np.float32)
+    coll.upsert([f"v{i}" for i in range(300)], [{"i": i} for i in range(300)], base)
+    queries = rng.standard_normal((5, DIM), dtype=np.float32)
+    expected = [[f"v{i}" for i in row] for row in _brute(base, queries, 10, metric)]
+    # Before the graph has them: answered exactly from the fresh buffer.
+    fresh_results, _ = coll.query(queries, 10, False, False)
+    assert _ids(fresh_results) == expected
+    coll.flush_index()
+    assert coll.index is not None and coll.index.fresh_count == 0
+    assert coll.index.node_count == 300
+    graph_results, _ = coll.query(queries, 10, False, False, ef_search=300)
+    assert _ids(graph_results) == expected
+    for a, b in zip(fresh_results, graph_results, strict=True):
+        assert a["scores"] == pytest.approx(b["scores"], rel=1e-4, abs=1e-4)
+
+
+def test_writes_do_not_wait_for_the_graph_and_are_queryable_at_once(store: TenantStore) -> None:
+    quiet = Maintenance(autostart=False)  # nothing moves into the graph by itself
+    store._options = type(store._options)(SMALL_WAL, 20_000, quiet)
+    coll = _make(store)
+    vectors = np.eye(DIM, dtype=np.float32)
+    coll.upsert([f"e{i}" for i in range(DIM)], [None] * DIM, vectors)
+    assert coll.index is not None and coll.index.fresh_count == DIM
+    assert coll.index.node_count == 0
+    results, _ = coll.query(vectors[3:4] * 2, 1, False, False)
+    assert _ids(results) == [["e3"]]
+
+
+def test_deleted_and_replaced_vectors_never_come_back(store: TenantStore) -> None:
+    rng = np.random.default_rng(2)
+    coll = _make(store)
+    base = rng.standard_normal((200, DIM), dtype=np.float32)
+    ids = [f"v{i}" for i in range(200)]
+    coll.upsert(ids, [None] * 200, base)
+    coll.flush_index()
+    # Replace v0 far away, delete v1..v99: their graph nodes become tombstones.
+    coll.upsert(["v0"], [{"moved": True}], np.full((1, DIM), 50.0, np.float32))
+    assert coll.delete(ids[1:100]) == 99
+    for queries in (base[:100], np.full((1, DIM), 50.0, np.float32)):
+        results, _ = coll.query(queries, 20, True, False)
+        for r in results:
+            assert not set(r["ids"]) & set(ids[1:100])
+            assert len(r["ids"]) == 20
+    results, _ = coll.query(base[:1], 101, True, False)
+    assert len(results[0]["ids"]) == 101 and results[0]["ids"][-1] == "v0"
+    coll.flush_index()  # tombstones past 25 %: the graph is rebuilt without them
+    assert coll.index is not None and coll.index.tombstones == 0
+    assert coll.index.node_count == 101
+    results, _ = coll.query(np.full((1, DIM), 50.0, np.float32), 1, True, False)
+    assert results[0]["ids"] == ["v0"] and results[0]["metadata"] == [{"moved": True}]
+
+
+def test_selective_filter_on_hnsw_still_returns_top_k(store: TenantStore) -> None:
+    rng = np.random.default_rng(3)
+    coll = _make(store)
+    n = 3000
+    base = rng.standard_normal((n, DIM), dtype=np.float32)
+    meta = [{"group": "rare" if i % 100 == 0 else "common", "i": i} for i in range(n)]
+    coll.upsert([f"v{i}" for i in range(n)], meta, base)
+    coll.flush_index()
+    queries = rng.standard_normal((4, DIM), dtype=np.float32)
+    for doc, members in [
+        ({"group": "rare"}, [i for i in range(n) if i % 100 == 0]),
+        ({"group": "common", "i": {"$lt": 2900}}, [i for i in range(2900) if i % 100]),
+    ]:
+        results, _ = coll.query(queries, 10, True, False, parse_filter(doc), ef_search=400)
+        sub = np.array(members)
+        expected = [[f"v{sub[j]}" for j in row] for row in _brute(base[sub], queries, 10, "l2")]
+        assert _ids(results) == expected
+        assert all(len(r["ids"]) == 10 for r in results)
+
+
+def test_index_is_saved_and_reused_and_a_corrupt_one_is_rebuilt(hot: Path) -> None:
+    rng = np.random.default_rng(4)
+    quiet = Maintenance(autostart=False)
+    store = TenantStore.open(hot, "tenant_a", SMALL_WAL, maintenance=quiet)
+    coll = _make(store, m=8, ef_construction=40)
+    base = rng.standard_normal((500, DIM), dtype=np.float32)
+    coll.upsert([f"v{i}" for i in range(500)], [None] * 500, base)
+    coll.flush_index()
+    coll.upsert(["v0"], [None], np.zeros((1, DIM), np.float32))  # after the save
+    queries = rng.standard_normal((3, DIM), dtype=np.float32)
+    before = coll.query(queries, 10, False, False)[0]
+    directory = coll.directory
+    store.close()
+    assert (directory / INDEX_FILE).is_file()
+    store = TenantStore.open(hot, "tenant_a", SMALL_WAL, maintenance=quiet)
+    coll = store.collection("h")
+    assert coll.index is not None
+    # Reused, not rebuilt: only v0, replaced after the save, waits in the fresh buffer.
+    assert coll.index.node_count == 500 and coll.index.fresh_count == 1
+    assert coll.index.tombstones == 1
+    assert coll.info()["hnsw"] == {"m": 8, "ef_construction": 40}
+    assert _ids(coll.query(queries, 10, False, False)[0]) == _ids(before)
+    store.close()
+    data = bytearray((directory / INDEX_FILE).read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (directory / INDEX_FILE).write_bytes(bytes(data))
+    store = TenantStore.open(hot, "tenant_a", SMALL_WAL, maintenance=quiet)
+    coll = store.collection("h")
+    assert coll.index is not None and coll.index.fresh_count == 500  # rebuilt from segments
+    assert _ids(coll.query(queries, 10, False, False)[0]) == _ids(before)
+    store.close()
+
+
+def test_a_full_fresh_buffer_answers_busy_and_writes_nothing(hot: Path) -> None:
+    quiet = Maintenance(autostart=False)
+    store = TenantStore.open(hot, "tenant_a", SMALL_WAL, fresh_limit=50, maintenance=quiet)
+    coll = _make(store)
+    vectors = np.ones((40, DIM), np.float32)
+    coll.upsert([f"a{i}" for i in range(40)], [None] * 40, vectors)
+    with pytest.raises(StoreError) as err:
+        coll.upsert([f"b{i}" for i in range(20)], [None] * 20, vectors[:20])
+    assert err.value.code == ErrorCode.BUSY
+    assert coll.vector_count == 40
+    coll.flush_index()
+    coll.upsert([f"b{i}" for i in range(20)], [None] * 20, vectors[:20])
+    assert coll.vector_count == 60
+    store.close()
+
+
+def test_delete_by_filter_is_durable(hot: Path) -> None:
+    for index in ("flat", "hnsw"):
+        store = TenantStore.open(hot, f"tenant_{index}", SMALL_WAL)
+        store.create_collection(
+            parse_collection_spec(
+                {"collection": "c", "dimension": 2, "metric": "l2", "index": index}
+            )
+        )
+        coll = store.collection("c")
+        meta = [{"kind": "tmp" if i % 3 == 0 else "keep", "i": i} for i in range(30)]
+        coll.upsert([f"v{i}" for i in range(30)], meta, np.ones((30, 2), np.float32))
+        assert coll.delete_where(parse_filter({"kind": "tmp"})) == 10
+        assert coll.delete_where(parse_filter({"kind": "tmp"})) == 0
+        store.close()
+        store = TenantStore.open(hot, f"tenant_{index}", SMALL_WAL)
+        coll = store.collection("c")
+        assert coll.vector_count == 20
+        results, _ = coll.query(np.ones((1, 2), np.float32), 30, True, False)
+        assert sorted(m["i"] for m in results[0]["metadata"]) == [i for i in range(30) if i % 3]
+        store.close()
+
+
+def test_vector_quota_counts_the_whole_tenant_and_ignores_replacements(
+    store: TenantStore,
+) -> None:
+    for name in ("a", "b"):
+        store.create_collection(
+            parse_collection_spec(
+                {"collection": name, "dimension": 2, "metric": "l2", "index": "flat"}
+            )
+        )
+    ones = np.ones((6, 2), np.float32)
+    store.upsert("a", [f"x{i}" for i in range(6)], [None] * 6, ones, max_vectors=10)
+    with pytest.raises(StoreError) as err:
+        store.upsert("b", [f"y{i}" for i in range(5)], [None] * 5, ones[:5], max_vectors=10)
+    assert err.value.code == ErrorCode.QUOTA_EXCEEDED
+    assert err.value.message == (
+        "vector quota exceeded: the tenant has 6 vectors, this write adds 5, the limit is 10"
+    )
+    assert store.collection("b").vector_count == 0
+    # Replacing existing ids adds nothing; 4 new ones exactly reach the limit.
+    ids = [f"x{i}" for i in range(6)] + [f"y{i}" for i in range(4)]
+    store.upsert("a", ids[:6], [None] * 6, ones, max_vectors=10)
+    store.upsert("b", ids[6:], [None] * 4, ones[:4], max_vectors=10)
+    assert store.usage()["vectors"] == 10
+    # Unloaded collections are still counted.
+    store.unload()
+    with pytest.raises(StoreError):
+        store.upsert("b", ["z"], [None], ones[:1], max_vectors=10)
+
+
+def test_collection_quota(store: TenantStore) -> None:
+    def spec(name: str):
+        return parse_collection_spec(
+            {"collection": name, "dimension": 2, "metric": "l2", "index": "flat"}
+        )
+
+    store.create_collection(spec("a"), max_collections=2)
+    store.create_collection(spec("b"), max_collections=2)
+    with pytest.raises(StoreError) as err:
+        store.create_collection(spec("c"), max_collections=2)
+    assert err.value.code == ErrorCode.QUOTA_EXCEEDED
+    assert "has 2 collections, the limit is 2" in err.value.message
+    with pytest.raises(StoreError) as err:
+        store.create_collection(spec("a"), max_collections=2)
+    assert err.value.code == ErrorCode.CONFLICT
+    assert store.collection_names() == ["a", "b"]

@@ -1,0 +1,173 @@
+"""Composition of the event machinery: bus, outbox relay and bus consumers.
+
+Part of the composition root (``vectorpanda.bootstrap`` calls it). With
+``VP_AMQP_URL`` the bus is RabbitMQ; without it, the local in-process bus.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from coordinator.accounts import Accounts
+from coordinator.accounts.eviction import (
+    KEY_CACHE_BINDINGS,
+    QUEUE_EXPIRES_S,
+    KeyCacheEviction,
+    key_cache_queue,
+)
+from eventlog.amqp_bus import RabbitBus
+from eventlog.bus import Bus, Subscription
+from eventlog.hashchain import ChainReport
+from eventlog.local_bus import LocalBus
+from eventlog.relay import OutboxRelay
+from eventlog.sqlite import open_engine
+from eventlog.store import SqliteEventStore
+from projections.audit_store import AuditProjection
+from projections.replay import verify_audit
+from projections.service import ProjectorService, projections_queue
+from vectorpanda.settings import Settings
+
+log = logging.getLogger("vectorpanda.events")
+
+CONNECT_RETRY_S = 2.0
+
+
+def build_bus(settings: Settings) -> Bus | None:
+    """RabbitMQ when configured, else None (the caller picks the local bus or polling)."""
+    if settings.amqp_url is None or not settings.amqp_url.get_secret_value():
+        return None
+    return RabbitBus(
+        settings.amqp_url.get_secret_value(),
+        exchange=settings.amqp_exchange,
+        delivery_limit=settings.bus_delivery_limit,
+    )
+
+
+def coordinator_id(settings: Settings) -> str:
+    return settings.coordinator_id or f"{socket.gethostname()}-{os.getpid()}"
+
+
+@dataclass
+class EventServices:
+    """What one process runs of the event machinery."""
+
+    bus: Bus
+    store: SqliteEventStore
+    relay: OutboxRelay | None = None
+    projector: ProjectorService | None = None
+    eviction: KeyCacheEviction | None = None
+    eviction_queue: str = ""
+    # Declared even where nobody consumes them here, so events wait in the
+    # broker for their service instead of being refused as unroutable.
+    durable_queues: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def _prepare(self) -> list[Subscription]:
+        await self.bus.connect()
+        for name, bindings in self.durable_queues.items():
+            await self.bus.declare_queue(name, bindings)
+        if self.projector is not None:
+            await self.projector.prepare()
+        subscriptions: list[Subscription] = []
+        if self.eviction is not None:
+            await self.bus.declare_queue(
+                self.eviction_queue, KEY_CACHE_BINDINGS, expires_s=QUEUE_EXPIRES_S
+            )
+            subscriptions.append(await self.bus.consume(self.eviction_queue, self.eviction.handle))
+        return subscriptions
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Connect (retrying while the broker is away), then relay and consume until stop."""
+        subscriptions: list[Subscription] | None = None
+        while subscriptions is None and not stop.is_set():
+            try:
+                subscriptions = await self._prepare()
+            except Exception as exc:
+                log.warning("event bus unavailable (%s); commands still succeed, retrying", exc)
+                with contextlib.suppress(Exception):
+                    await self.bus.close()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), CONNECT_RETRY_S)
+        if subscriptions is None:
+            return
+        tasks = []
+        if self.projector is not None:
+            tasks.append(asyncio.create_task(self.projector.run(stop), name="projector"))
+        if self.relay is not None:
+            tasks.append(asyncio.create_task(self.relay.run(stop), name="outbox-relay"))
+        self.ready.set()
+        try:
+            await stop.wait()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for subscription in subscriptions:
+                with contextlib.suppress(Exception):
+                    await subscription.cancel()
+            await self.bus.close()
+            if self.projector is not None:
+                self.projector.projection.close()
+
+
+def build_event_services(settings: Settings, accounts: Accounts) -> EventServices:
+    """The coordinator's share: relay, key-cache eviction and (embedded) the projector."""
+    store = SqliteEventStore(open_engine(settings.control_db))
+    rabbit = build_bus(settings)
+    bus: Bus = rabbit if rabbit is not None else LocalBus(settings.bus_delivery_limit)
+    services = EventServices(bus=bus, store=store)
+    if settings.relay_enabled:
+        services.relay = OutboxRelay(store, bus)
+        accounts.uow.subscribe(services.relay.wake)
+    services.eviction = KeyCacheEviction(accounts.key_cache)
+    services.eviction_queue = key_cache_queue(settings.amqp_exchange, coordinator_id(settings))
+    services.durable_queues[projections_queue(settings.amqp_exchange)] = ("#",)
+    in_process = settings.projections_in_process
+    if in_process or (in_process is None and rabbit is None):
+        services.projector = ProjectorService(
+            AuditProjection.at(settings.audit_db),
+            store,
+            bus,
+            projections_queue(settings.amqp_exchange),
+        )
+    return services
+
+
+def audit_verifier(
+    settings: Settings, store: SqliteEventStore
+) -> Callable[[], Awaitable[ChainReport]]:
+    """``GET /admin/v1/audit/verify``: the chain plus the live tables against a replay."""
+
+    async def verify() -> ChainReport:
+        report = await asyncio.to_thread(verify_audit, store, settings.audit_db)
+        return ChainReport(
+            ok=report.ok,
+            events=report.events,
+            head_hash=report.head_hash,
+            mismatches=report.mismatches,
+        )
+
+    return verify
+
+
+async def run_projections(settings: Settings, stop: asyncio.Event) -> None:
+    """``vectorpanda projections``: follow RabbitMQ, or poll the log without a broker."""
+    store = SqliteEventStore(open_engine(settings.control_db))
+    bus = build_bus(settings)
+    projector = ProjectorService(
+        AuditProjection.at(settings.audit_db), store, bus, projections_queue(settings.amqp_exchange)
+    )
+    if bus is None:
+        log.info("no VP_AMQP_URL: projecting by polling the event log")
+        await projector.run(stop)
+        projector.projection.close()
+        return
+    services = EventServices(bus=bus, store=store, projector=projector)
+    await services.run(stop)

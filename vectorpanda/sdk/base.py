@@ -1,0 +1,50 @@
+"""What the sync and async clients share: configuration and the plan runner's rules."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import httpx
+
+from vectorpanda import __version__
+from vectorpanda.sdk.errors import ConnectionFailed
+from vectorpanda.sdk.exchange import Answer, Call, Operation, Plan, with_retries
+from vectorpanda.sdk.retry import RetryPolicy
+
+DEFAULT_TIMEOUT_S = 30.0
+# Errors raised before any byte of the request can have reached the server.
+NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
+class ClientConfig:
+    """URL, credentials and policies of one client, and how calls become HTTP."""
+
+    def __init__(self, url: str, api_key: str, retry: RetryPolicy | None, seed: int | None) -> None:
+        if not isinstance(api_key, str) or not api_key.strip():
+            raise ValueError("api_key is required (a 'vp_...' key issued by the operators)")
+        self.url = url.rstrip("/")
+        self.headers = {
+            "Authorization": f"Bearer {api_key.strip()}",
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "User-Agent": f"vectorpanda-python/{__version__}",
+        }
+        self.retry = retry or RetryPolicy()
+        self.rng = random.Random(seed)
+
+    def plan(self, op: Operation[Any]) -> Plan[Any]:
+        return with_retries(op, self.retry, self.rng)
+
+    @staticmethod
+    def request_args(call: Call) -> dict[str, Any]:
+        return {"method": call.method, "url": call.path, "content": call.content()}
+
+    @staticmethod
+    def answer(response: httpx.Response) -> Answer:
+        return Answer(response.status_code, response.headers, response.content)
+
+    @staticmethod
+    def failure(exc: httpx.TransportError) -> ConnectionFailed:
+        sent = not isinstance(exc, NOT_SENT)
+        return ConnectionFailed(f"{type(exc).__name__}: {exc}", sent=sent)

@@ -1,0 +1,92 @@
+"""The SDK without I/O: requests to make, answers received, waits between retries.
+
+Every client operation is a generator that yields ``Call``s and is sent back
+``Answer``s; ``with_retries`` wraps one so that it also yields ``Sleep``s. The
+sync and async clients only differ in how they carry out those two steps.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Generator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import orjson
+
+from vectorpanda.sdk.errors import VectorPandaError, error_from_response
+from vectorpanda.sdk.retry import RetryPolicy
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One HTTP request to make. ``body`` is JSON-able (numpy arrays included)."""
+
+    method: str
+    path: str
+    body: Any = None
+    # Safe to repeat after an exchange broke off mid-way (the server may have acted).
+    idempotent: bool = True
+
+    def content(self) -> bytes | None:
+        if self.body is None:
+            return None
+        return orjson.dumps(self.body, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """One HTTP response as received."""
+
+    status: int
+    headers: Mapping[str, str] = field(default_factory=dict)
+    content: bytes = b""
+
+    def json(self) -> Any:
+        return orjson.loads(self.content) if self.content else None
+
+
+@dataclass(frozen=True, slots=True)
+class Sleep:
+    """Wait this long before the next step."""
+
+    seconds: float
+
+
+# What an operation yields, what it is sent, and what it returns.
+Operation = Generator[Call, Answer, T]
+# What a driver carries out: requests and waits; it sends back answers or failures.
+Step = Call | Sleep
+Outcome = Answer | VectorPandaError | None
+Plan = Generator[Step, Outcome, T]
+
+
+def with_retries(op: Operation[T], policy: RetryPolicy, rng: random.Random) -> Plan[T]:
+    """Run ``op``, retrying each failed call as ``policy`` allows; raise the last error."""
+    try:
+        call = next(op)
+    except StopIteration as done:
+        return done.value
+    while True:
+        attempt = 0
+        while True:
+            outcome = yield call
+            if isinstance(outcome, Answer) and outcome.status < 400:
+                break
+            if isinstance(outcome, Answer):
+                error = error_from_response(outcome.status, outcome.headers, outcome.content)
+            else:
+                assert isinstance(outcome, VectorPandaError)
+                error = outcome
+            delay = policy.delay(attempt, error, call.idempotent, rng)
+            if delay is None:
+                op.close()
+                raise error
+            yield Sleep(delay)
+            attempt += 1
+        try:
+            call = op.send(outcome)
+        except StopIteration as done:
+            return done.value

@@ -1,0 +1,167 @@
+"""Each client operation as a plan of HTTP calls: request building and response parsing.
+
+Shared by ``Client`` and ``AsyncClient``; nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import quote
+
+import numpy as np
+
+from vectorpanda.sdk.errors import InvalidError
+from vectorpanda.sdk.exchange import Call, Operation
+from vectorpanda.sdk.models import CollectionInfo, FetchedVector, QueryResult, Usage
+
+# The server's per-request limits (shared/API.md defaults).
+MAX_UPSERT_VECTORS = 1000
+MAX_QUERY_VECTORS = 100
+MAX_IDS_PER_REQUEST = 1000
+
+Metadata = dict[str, Any]
+
+
+def collection_path(name: str, action: str = "") -> str:
+    path = f"/v1/collections/{quote(name, safe='')}"
+    return f"{path}/{action}" if action else path
+
+
+def as_matrix(vectors: Any, what: str = "vectors") -> np.ndarray:
+    """Vectors as a C-contiguous little-endian float32 matrix, checked to be finite."""
+    matrix = np.ascontiguousarray(np.asarray(vectors, dtype="<f4"))
+    if matrix.ndim == 1:
+        matrix = matrix.reshape(1, -1)
+    if matrix.ndim != 2 or matrix.shape[1] == 0:
+        raise InvalidError(f"{what} must be a non-empty 2-D array (rows x dimension)")
+    if not np.isfinite(matrix).all():
+        raise InvalidError(f"{what} must be finite (no NaN or Infinity)")
+    return matrix
+
+
+def chunks(count: int, size: int) -> range:
+    return range(0, count, max(1, size))
+
+
+def create_collection(
+    name: str, dimension: int, metric: str, index: str, hnsw: dict[str, int] | None
+) -> Operation[CollectionInfo]:
+    body: dict[str, Any] = {"name": name, "dimension": dimension, "metric": metric, "index": index}
+    if hnsw is not None:
+        body["hnsw"] = hnsw
+    answer = yield Call("POST", "/v1/collections", body, idempotent=False)
+    return CollectionInfo.from_json(answer.json())
+
+
+def list_collections() -> Operation[list[CollectionInfo]]:
+    answer = yield Call("GET", "/v1/collections")
+    return [CollectionInfo.from_json(c) for c in answer.json()["collections"]]
+
+
+def describe_collection(name: str) -> Operation[CollectionInfo]:
+    answer = yield Call("GET", collection_path(name))
+    return CollectionInfo.from_json(answer.json())
+
+
+def delete_collection(name: str) -> Operation[None]:
+    yield Call("DELETE", collection_path(name), idempotent=False)
+
+
+def usage() -> Operation[Usage]:
+    answer = yield Call("GET", "/v1/usage")
+    return Usage.from_json(answer.json())
+
+
+def upsert(
+    name: str,
+    ids: Sequence[str],
+    vectors: Any,
+    metadata: Sequence[Metadata | None] | None,
+    batch_size: int = MAX_UPSERT_VECTORS,
+) -> Operation[int]:
+    """Packed float32 (``values_b64``) in batches of at most ``batch_size`` vectors."""
+    ids = [str(i) for i in ids]
+    matrix = as_matrix(vectors)
+    if len(ids) != matrix.shape[0]:
+        raise InvalidError(f"got {len(ids)} ids for {matrix.shape[0]} vectors")
+    if metadata is not None and len(metadata) != len(ids):
+        raise InvalidError(f"got {len(metadata)} metadata entries for {len(ids)} ids")
+    size = min(batch_size, MAX_UPSERT_VECTORS)
+    upserted = 0
+    for start in chunks(len(ids), size):
+        stop = start + size
+        body: dict[str, Any] = {
+            "ids": ids[start:stop],
+            "values_b64": base64.b64encode(matrix[start:stop].tobytes()).decode("ascii"),
+        }
+        if metadata is not None:
+            body["metadata"] = list(metadata[start:stop])
+        answer = yield Call("POST", collection_path(name, "upsert"), body)
+        upserted += int(answer.json()["upserted"])
+    return upserted
+
+
+def query(
+    name: str,
+    vector_or_matrix: Any,
+    top_k: int,
+    filter: Metadata | None,
+    include_metadata: bool,
+    include_values: bool,
+    ef_search: int | None,
+) -> Operation[QueryResult | list[QueryResult]]:
+    """One vector answers a ``QueryResult``; a matrix answers one per row."""
+    single = np.ndim(vector_or_matrix) == 1
+    matrix = as_matrix(vector_or_matrix, "query vectors")
+    options: dict[str, Any] = {"top_k": top_k}
+    if filter is not None:
+        options["filter"] = filter
+    if include_metadata:
+        options["include_metadata"] = True
+    if include_values:
+        options["include_values"] = True
+    if ef_search is not None:
+        options["ef_search"] = ef_search
+    path = collection_path(name, "query")
+    if single:
+        answer = yield Call("POST", path, {"vector": matrix[0], **options})
+        return QueryResult.from_json(answer.json())
+    results: list[QueryResult] = []
+    for start in chunks(len(matrix), MAX_QUERY_VECTORS):
+        batch = matrix[start : start + MAX_QUERY_VECTORS]
+        answer = yield Call("POST", path, {"vectors": batch, **options})
+        results.extend(QueryResult.from_json(r) for r in answer.json()["results"])
+    return results
+
+
+def fetch(name: str, ids: Sequence[str]) -> Operation[dict[str, FetchedVector]]:
+    """Vectors by id; missing ids are absent from the answer."""
+    ids = [str(i) for i in ids]
+    found: dict[str, FetchedVector] = {}
+    for start in chunks(len(ids), MAX_IDS_PER_REQUEST):
+        body = {"ids": ids[start : start + MAX_IDS_PER_REQUEST]}
+        answer = yield Call("POST", collection_path(name, "fetch"), body)
+        for vid, v in answer.json()["vectors"].items():
+            found[vid] = FetchedVector(
+                values=np.asarray(v["values"], dtype=np.float32), metadata=v.get("metadata") or {}
+            )
+    return found
+
+
+def delete(name: str, ids: Sequence[str] | None, filter: Metadata | None) -> Operation[int]:
+    """Delete by ids (batched) or by a metadata filter; exactly one of the two."""
+    if (ids is None) == (filter is None):
+        raise InvalidError("pass either ids or filter to delete()")
+    path = collection_path(name, "delete")
+    if filter is not None:
+        answer = yield Call("POST", path, {"filter": filter})
+        return int(answer.json()["deleted"])
+    assert ids is not None
+    id_list = [str(i) for i in ids]
+    deleted = 0
+    for start in chunks(len(id_list), MAX_IDS_PER_REQUEST):
+        answer = yield Call("POST", path, {"ids": id_list[start : start + MAX_IDS_PER_REQUEST]})
+        deleted += int(answer.json()["deleted"])
+    return deleted

@@ -1,0 +1,151 @@
+"""``vectorpanda.Client``: the blocking client."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any, TypeVar
+
+import httpx
+
+from vectorpanda.sdk import operations as ops
+from vectorpanda.sdk.base import DEFAULT_TIMEOUT_S, ClientConfig
+from vectorpanda.sdk.exchange import Call, Operation, Outcome
+from vectorpanda.sdk.models import CollectionInfo, FetchedVector, QueryResult, Usage
+from vectorpanda.sdk.operations import Metadata
+from vectorpanda.sdk.retry import RetryPolicy
+
+T = TypeVar("T")
+
+
+class Client:
+    """A VectorPanda client: ``Client(url, api_key)``; use as a context manager or close()."""
+
+    def __init__(
+        self,
+        url: str,
+        api_key: str,
+        *,
+        timeout: float = DEFAULT_TIMEOUT_S,
+        retry: RetryPolicy | None = None,
+        transport: httpx.BaseTransport | None = None,
+        seed: int | None = None,
+    ) -> None:
+        self._config = ClientConfig(url, api_key, retry, seed)
+        self._http = httpx.Client(
+            base_url=self._config.url,
+            headers=self._config.headers,
+            timeout=timeout,
+            transport=transport,
+        )
+
+    def _exchange(self, call: Call) -> Outcome:
+        try:
+            return self._config.answer(self._http.request(**self._config.request_args(call)))
+        except httpx.TransportError as exc:
+            return self._config.failure(exc)
+
+    def _run(self, op: Operation[T]) -> T:
+        plan = self._config.plan(op)
+        try:
+            step = next(plan)
+            while True:
+                if isinstance(step, Call):
+                    step = plan.send(self._exchange(step))
+                else:
+                    time.sleep(step.seconds)
+                    step = plan.send(None)
+        except StopIteration as done:
+            return done.value
+
+    def create_collection(
+        self,
+        name: str,
+        dimension: int,
+        metric: str = "cosine",
+        index: str = "flat",
+        *,
+        hnsw: dict[str, int] | None = None,
+    ) -> CollectionInfo:
+        """Create a collection; ``hnsw`` takes ``{"m", "ef_construction"}``."""
+        return self._run(ops.create_collection(name, dimension, metric, index, hnsw))
+
+    def list_collections(self) -> list[CollectionInfo]:
+        return self._run(ops.list_collections())
+
+    def delete_collection(self, name: str) -> None:
+        self._run(ops.delete_collection(name))
+
+    def usage(self) -> Usage:
+        return self._run(ops.usage())
+
+    def collection(self, name: str) -> Collection:
+        """A handle on a collection (no request is made)."""
+        return Collection(self, name)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class Collection:
+    """Vectors of one collection through a ``Client``."""
+
+    def __init__(self, client: Client, name: str) -> None:
+        self._client = client
+        self.name = name
+
+    def describe(self) -> CollectionInfo:
+        return self._client._run(ops.describe_collection(self.name))
+
+    def upsert(
+        self,
+        ids: Sequence[str],
+        vectors: Any,
+        metadata: Sequence[Metadata | None] | None = None,
+        *,
+        batch_size: int = ops.MAX_UPSERT_VECTORS,
+    ) -> int:
+        """Insert or replace vectors (numpy (n, d) or rows); returns how many were upserted."""
+        return self._client._run(ops.upsert(self.name, ids, vectors, metadata, batch_size))
+
+    def query(
+        self,
+        vector_or_matrix: Any,
+        top_k: int = 10,
+        filter: Metadata | None = None,
+        include_metadata: bool = False,
+        include_values: bool = False,
+        *,
+        ef_search: int | None = None,
+    ) -> QueryResult | list[QueryResult]:
+        """Nearest neighbours: a ``QueryResult`` for one vector, a list of them for a matrix."""
+        return self._client._run(
+            ops.query(
+                self.name,
+                vector_or_matrix,
+                top_k,
+                filter,
+                include_metadata,
+                include_values,
+                ef_search,
+            )
+        )
+
+    def fetch(self, ids: Sequence[str]) -> dict[str, FetchedVector]:
+        return self._client._run(ops.fetch(self.name, ids))
+
+    def delete(self, ids: Sequence[str] | None = None, filter: Metadata | None = None) -> int:
+        """Delete by ids or by metadata filter; returns how many were deleted."""
+        return self._client._run(ops.delete(self.name, ids, filter))

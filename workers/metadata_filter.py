@@ -1,0 +1,175 @@
+"""Metadata filters (Mongo-style, as in shared/API.md): parse once, then test rows.
+
+Grammar: a filter is an object. ``{"field": value}`` means ``{"field": {"$eq": value}}``;
+an operator object may hold several operators (all must hold). ``$and`` / ``$or`` take a
+non-empty list of filters. Several keys in one object are combined with AND.
+
+Semantics (chosen to match MongoDB where it has an answer):
+
+* Values compare only within a kind: numbers with numbers (``true`` is not ``1``),
+  strings with strings, booleans with booleans. A stored value of another kind never
+  matches a comparison, it is not an error (metadata has no schema).
+* ``$gt`` ``$gte`` ``$lt`` ``$lte`` take a number or a string (strings compare by code
+  point); ``$eq`` / ``$ne`` a string, number or boolean; ``$in`` / ``$nin`` a list of
+  those; ``$exists`` a boolean. Anything else is refused with a message naming the field.
+* List-of-strings fields: ``$eq``, ``$in`` and the range operators match if ANY element
+  matches; ``$ne`` and ``$nin`` are their negations (no element matches).
+* A missing field matches only ``$ne``, ``$nin`` and ``$exists: false``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+Metadata = dict[str, Any] | None
+Predicate = Callable[[Metadata], bool]
+
+MAX_DEPTH = 16
+MAX_NODES = 1024
+_MISSING = object()
+
+
+class FilterError(ValueError):
+    """A filter that cannot be used; the message is safe to show the client."""
+
+
+def _kind(value: object) -> str | None:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return None
+
+
+def _same_kind_eq(stored: object, operand: object) -> bool:
+    return _kind(stored) == _kind(operand) and stored == operand
+
+
+def _elements(stored: object) -> Sequence[object]:
+    return stored if isinstance(stored, list) else (stored,)
+
+
+class _Parser:
+    def __init__(self) -> None:
+        self.nodes = 0
+
+    def filter(self, doc: object, depth: int, where: str) -> Predicate:
+        if not isinstance(doc, dict):
+            raise FilterError(f"{where} must be an object")
+        if not doc:
+            if depth == 0:
+                return lambda _meta: True
+            raise FilterError(f"{where} must not be empty")
+        if depth > MAX_DEPTH:
+            raise FilterError(f"filter is nested deeper than {MAX_DEPTH} levels")
+        parts = [self.clause(key, value, depth) for key, value in doc.items()]
+        return parts[0] if len(parts) == 1 else _all(parts)
+
+    def clause(self, key: object, value: object, depth: int) -> Predicate:
+        self.nodes += 1
+        if self.nodes > MAX_NODES:
+            raise FilterError(f"filter has more than {MAX_NODES} conditions")
+        if not isinstance(key, str) or not key:
+            raise FilterError("filter field names must be non-empty strings")
+        if key in ("$and", "$or"):
+            if not isinstance(value, list) or not value:
+                raise FilterError(f"'{key}' must be a non-empty list of filters")
+            subs = [self.filter(v, depth + 1, f"each entry of '{key}'") for v in value]
+            return _all(subs) if key == "$and" else _any(subs)
+        if key.startswith("$"):
+            raise FilterError(f"unknown top-level operator '{key}'")
+        if isinstance(value, dict):
+            if not value:
+                raise FilterError(f"field '{key}': the operator object must not be empty")
+            tests = [self.operator(key, op, operand) for op, operand in value.items()]
+            return _field(key, tests)
+        return _field(key, [self.operator(key, "$eq", value)])
+
+    def operator(self, field: str, op: object, operand: object) -> Callable[[object], bool]:
+        if op in ("$eq", "$ne"):
+            if _kind(operand) is None:
+                raise FilterError(
+                    f"field '{field}': {op} needs a string, number or boolean"
+                    + (" (use $in for lists)" if isinstance(operand, list) else "")
+                )
+            eq = _eq_test(operand)
+            return eq if op == "$eq" else _negate(eq)
+        if op in ("$in", "$nin"):
+            if not isinstance(operand, list) or any(_kind(v) is None for v in operand):
+                raise FilterError(
+                    f"field '{field}': {op} needs a list of strings, numbers or booleans"
+                )
+            member = _in_test(operand)
+            return member if op == "$in" else _negate(member)
+        if op in ("$gt", "$gte", "$lt", "$lte"):
+            kind = _kind(operand)
+            if kind not in ("number", "string"):
+                raise FilterError(f"field '{field}': {op} needs a number or a string")
+            return _range_test(str(op), operand, kind)
+        if op == "$exists":
+            if not isinstance(operand, bool):
+                raise FilterError(f"field '{field}': $exists needs true or false")
+            return (lambda v: v is not _MISSING) if operand else (lambda v: v is _MISSING)
+        raise FilterError(f"field '{field}': unknown operator '{op}'")
+
+
+def _eq_test(operand: object) -> Callable[[object], bool]:
+    def test(stored: object) -> bool:
+        if stored is _MISSING:
+            return False
+        return any(_same_kind_eq(e, operand) for e in _elements(stored))
+
+    return test
+
+
+def _in_test(operands: list[object]) -> Callable[[object], bool]:
+    def test(stored: object) -> bool:
+        if stored is _MISSING:
+            return False
+        return any(_same_kind_eq(e, o) for e in _elements(stored) for o in operands)
+
+    return test
+
+
+def _range_test(op: str, operand: Any, kind: str) -> Callable[[object], bool]:
+    compare: Callable[[Any], bool] = {
+        "$gt": lambda e: e > operand,
+        "$gte": lambda e: e >= operand,
+        "$lt": lambda e: e < operand,
+        "$lte": lambda e: e <= operand,
+    }[op]
+
+    def test(stored: object) -> bool:
+        if stored is _MISSING:
+            return False
+        return any(_kind(e) == kind and compare(e) for e in _elements(stored))
+
+    return test
+
+
+def _negate(test: Callable[[object], bool]) -> Callable[[object], bool]:
+    return lambda stored: not test(stored)
+
+
+def _field(name: str, tests: list[Callable[[object], bool]]) -> Predicate:
+    def predicate(meta: Metadata) -> bool:
+        stored = _MISSING if meta is None else meta.get(name, _MISSING)
+        return all(t(stored) for t in tests)
+
+    return predicate
+
+
+def _all(parts: list[Predicate]) -> Predicate:
+    return lambda meta: all(p(meta) for p in parts)
+
+
+def _any(parts: list[Predicate]) -> Predicate:
+    return lambda meta: any(p(meta) for p in parts)
+
+
+def parse_filter(doc: object) -> Predicate:
+    """Check a filter document and return a predicate over one row's metadata."""
+    return _Parser().filter(doc, 0, "filter")

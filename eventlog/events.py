@@ -145,12 +145,22 @@ class BillingAnomalyDetected(ClientEvent):
 
 
 class CensusSnapshotTaken(Event):
-    """Fleet-wide, so it concerns no single client."""
+    """Fleet-wide, so it concerns no single client.
+
+    v2 added ``date`` (the UTC day the census describes), ``totals`` (fleet sums) and
+    ``head_hash`` / ``head_seq`` (the event log's head when the census was taken, tying
+    the archive to the log). ``archive`` is the path of the ``.jsonl.gz`` file.
+    """
 
     event_type: ClassVar[str] = "census.snapshot_taken"
+    schema_version: ClassVar[int] = 2
     archive: str
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     clients: int = Field(ge=0)
+    date: str = ""
+    totals: dict[str, int] = Field(default_factory=dict)
+    head_seq: int = Field(default=0, ge=0)
+    head_hash: str = ""
 
 
 CATALOGUE: tuple[type[Event], ...] = (
@@ -178,9 +188,14 @@ def _client_paused_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
     return {**data, "automatic": False}
 
 
+def _census_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
+    return {**data, "date": "", "totals": {}, "head_seq": 0, "head_hash": ""}
+
+
 # (event_type, stored schema_version) -> function producing the next version's data.
 UPCASTERS: dict[tuple[str, int], Upcaster] = {
     (ClientPaused.event_type, 1): _client_paused_v1_to_v2,
+    (CensusSnapshotTaken.event_type, 1): _census_v1_to_v2,
 }
 
 

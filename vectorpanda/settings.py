@@ -84,6 +84,22 @@ class Settings(BaseSettings):
     # storage
     wal_compact_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
 
+    # dashboard: OAuth login (each provider on when its id and secret are set)
+    public_url: str | None = Field(default=None, pattern=r"^https?://[^/?#\s]+$")
+    google_client_id: str | None = None
+    google_client_secret: SecretStr | None = None
+    google_metadata_url: str = "https://accounts.google.com/.well-known/openid-configuration"
+    github_client_id: str | None = None
+    github_client_secret: SecretStr | None = None
+    github_authorize_url: str = "https://github.com/login/oauth/authorize"
+    github_token_url: str = "https://github.com/login/oauth/access_token"
+    github_api_url: str = "https://api.github.com"
+    # comma-separated emails that get the operator view
+    operator_emails: str = ""
+    session_idle_s: int = Field(default=30 * 60, ge=1)
+    session_absolute_s: int = Field(default=12 * 3600, ge=1)
+    login_timeout_s: int = Field(default=10 * 60, ge=1)
+
     @property
     def hot(self) -> Path:
         return self.hot_dir or self.data_dir / "hot"
@@ -108,6 +124,11 @@ class Settings(BaseSettings):
     @property
     def audit_db(self) -> Path:
         return self.data_dir / "audit.sqlite3"
+
+    @property
+    def sessions_db(self) -> Path:
+        """Dashboard sessions (server-side; the cookie holds only the id)."""
+        return self.data_dir / "sessions.sqlite3"
 
 
 def env_file_path(data_dir: Path) -> Path:

@@ -1,0 +1,73 @@
+"""The worker hub: only workers presenting the shared secret may join."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from coordinator.hub import WorkerHub
+from workers.protocol import PROTOCOL_VERSION, Op, decode_frame, encode_frame
+
+SECRET = "s3cret-worker-token"
+
+
+def hello(secret: str, protocol: int = PROTOCOL_VERSION) -> bytes:
+    return encode_frame(
+        {
+            "op": Op.HELLO.value,
+            "rid": 1,
+            "worker_id": "w9",
+            "secret": secret,
+            "pid": 1,
+            "protocol": protocol,
+        }
+    )
+
+
+@pytest.fixture
+async def hub() -> WorkerHub:
+    h = WorkerHub(SECRET)
+    h.port = await h.start("127.0.0.1", 0)  # type: ignore[attr-defined]
+    yield h  # type: ignore[misc]
+    await h.close()
+
+
+@pytest.mark.parametrize(
+    "first_frame",
+    [
+        hello("wrong"),
+        hello(""),
+        hello(SECRET, protocol=999),
+        b"garbage",
+        encode_frame({"op": "heartbeat"}),
+    ],
+)
+async def test_socket_without_the_secret_is_closed(hub: WorkerHub, first_frame: bytes) -> None:
+    async with connect(f"ws://127.0.0.1:{hub.port}", compression=None) as ws:  # type: ignore[attr-defined]
+        await ws.send(first_frame)
+        with pytest.raises(ConnectionClosed) as closed:
+            await asyncio.wait_for(ws.recv(), 5)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
+    assert hub.live() == []
+
+
+async def test_worker_with_the_secret_joins_and_heartbeats_are_acknowledged(hub: WorkerHub) -> None:
+    async with connect(f"ws://127.0.0.1:{hub.port}", compression=None) as ws:  # type: ignore[attr-defined]
+        await ws.send(hello(SECRET))
+        welcome = decode_frame(await asyncio.wait_for(ws.recv(), 5))
+        assert welcome.op == Op.WELCOME and welcome.header["ok"] is True
+        assert [link.worker_id for link in hub.live()] == ["w9"]
+        await ws.send(
+            encode_frame({"op": Op.HEARTBEAT.value, "rid": 0, "seq": 7, "load": {"tenants": 3}})
+        )
+        ack = decode_frame(await asyncio.wait_for(ws.recv(), 5))
+        assert ack.op == Op.HEARTBEAT_ACK and ack.header["seq"] == 7
+        assert hub.live()[0].load == {"tenants": 3}
+    for _ in range(50):
+        if not hub.live():
+            break
+        await asyncio.sleep(0.02)
+    assert hub.live() == [] and "w9" in hub.departed

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from api import dashboard
 from api.errors import install_error_handlers
-from api.middleware import RequestContext
+from api.middleware import RequestContext, RequestObserver
 from api.routes import (
     admin_clients,
     admin_events,
+    admin_operations,
     admin_workers,
     collections,
     health,
@@ -21,6 +23,7 @@ from coordinator.dataplane import DataPlane
 from coordinator.hub import WorkerHub
 from coordinator.metrics import Metrics
 from coordinator.rate_limit import RateLimiter
+from coordinator.usage import RequestObservers
 
 DESCRIPTION = """A hosted multi-tenant vector database.
 
@@ -37,6 +40,8 @@ def create_app(
     hub: WorkerHub,
     admin_token: str,
     rate_limiter: RateLimiter | None = None,
+    scheduler_token: str | None = None,
+    usage_meter: RequestObserver | None = None,
 ) -> FastAPI:
     """Build the app around already-constructed coordinator parts."""
     app = FastAPI(
@@ -50,6 +55,8 @@ def create_app(
     app.state.dataplane = dataplane
     app.state.hub = hub
     app.state.admin_token = admin_token.encode()
+    # The scheduler's own admin token: same powers, recorded as actor "scheduler".
+    app.state.scheduler_token = scheduler_token.encode() if scheduler_token else None
     app.state.rate_limiter = rate_limiter
     app.state.metrics = Metrics()
     app.state.metrics.watch_workers(hub, dataplane.router)
@@ -57,9 +64,16 @@ def create_app(
     for module in (health, collections, vectors, usage, admin_clients, admin_events, admin_workers):
         app.include_router(module.router)
     app.include_router(metrics.router)
+    app.include_router(admin_operations.router)
+    # Pages under /login and /dashboard; they read app.state.dashboard (set by bootstrap).
+    app.include_router(dashboard.router)
     app.add_middleware(
         RequestContext,
         max_body_bytes=dataplane.limits.max_body_bytes,
-        metrics=app.state.metrics,
+        metrics=(
+            app.state.metrics
+            if usage_meter is None
+            else RequestObservers(app.state.metrics, usage_meter)
+        ),
     )
     return app

@@ -159,6 +159,43 @@ class TenantRouter:
                         log.warning("release of %s by %s: %s", tenant, old.worker_id, reply.header)
             await self._assign(tenant, target, deadline)
 
+    async def release(self, tenant: str) -> None:
+        """Unload a tenant from its owner after its in-flight requests, and assign it nowhere.
+
+        Used before its files move between hot and cold; the next request assigns it again.
+        """
+        deadline = time.monotonic() + self._timeout_s
+        lock = self._assign_locks.setdefault(tenant, asyncio.Lock())
+        async with lock:
+            await self._drained(tenant, deadline)
+            current = self._assignments.pop(tenant, None)
+            if current is None:
+                return
+            old = self._hub.links.get(current.worker_id)
+            if old is not None and old.alive:
+                release = {"op": Op.RELEASE.value, "tenant": tenant, "epoch": current.epoch}
+                reply = await self._exchange(old, release, None, deadline)
+                if not reply.header.get("ok"):
+                    raise TenantUnavailable(f"worker {old.worker_id} did not release {tenant}")
+
+    async def call_any(
+        self, tenant: str, op: Op, args: dict[str, Any] | None = None, timeout_s: float = 0.0
+    ) -> Frame:
+        """Send a frame about a tenant that no worker needs to own (storage moves, summaries)."""
+        deadline = time.monotonic() + (timeout_s or self._timeout_s)
+        live = await self._wait_for_workers(deadline)
+        by_id = {link.worker_id: link for link in live}
+        chosen = choose_owner(tenant, [Candidate(w, 1.0) for w in by_id])
+        assert chosen is not None
+        header = {"op": op.value, "tenant": tenant, **(args or {})}
+        reply = await self._exchange(by_id[chosen], header, None, deadline)
+        if not reply.header.get("ok"):
+            err = reply.header.get("error") or {}
+            raise WorkerRefused(
+                str(err.get("code", ErrorCode.INTERNAL)), str(err.get("message", "worker error"))
+            )
+        return reply
+
     async def drain(self, worker_id: str) -> list[str]:
         """Move every tenant off a worker and keep new ones away until it reconnects."""
         self.draining.add(worker_id)

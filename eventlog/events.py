@@ -53,6 +53,13 @@ class ClientCreated(ClientEvent):
     tier: TierName
 
 
+class ClientLoginEmailLinked(ClientEvent):
+    """An admin let this email sign in to the client's dashboard (besides the contact email)."""
+
+    event_type: ClassVar[str] = "client.login_email_linked"
+    email: str
+
+
 class ApiKeyIssued(ClientEvent):
     """A key was issued; the secret and its digest never enter an event."""
 
@@ -126,7 +133,10 @@ class PaymentFailed(ClientEvent):
 
 
 class UsageRecorded(ClientEvent):
+    """v2 added ``rejected`` (data-plane requests refused: 4xx/5xx, 423 while paused)."""
+
     event_type: ClassVar[str] = "usage.recorded"
+    schema_version: ClassVar[int] = 2
     period_start: str
     period_end: str
     requests: int = Field(ge=0)
@@ -134,6 +144,7 @@ class UsageRecorded(ClientEvent):
     vectors_upserted: int = Field(ge=0)
     vectors_stored: int = Field(ge=0)
     bytes_stored: int = Field(ge=0)
+    rejected: int = Field(default=0, ge=0)
 
 
 class BillingAnomalyDetected(ClientEvent):
@@ -179,6 +190,7 @@ CATALOGUE: tuple[type[Event], ...] = (
     UsageRecorded,
     BillingAnomalyDetected,
     CensusSnapshotTaken,
+    ClientLoginEmailLinked,
 )
 
 EVENT_TYPES: dict[str, type[Event]] = {cls.event_type: cls for cls in CATALOGUE}
@@ -186,6 +198,10 @@ EVENT_TYPES: dict[str, type[Event]] = {cls.event_type: cls for cls in CATALOGUE}
 
 def _client_paused_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
     return {**data, "automatic": False}
+
+
+def _usage_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
+    return {**data, "rejected": 0}
 
 
 def _census_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
@@ -196,6 +212,7 @@ def _census_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
 UPCASTERS: dict[tuple[str, int], Upcaster] = {
     (ClientPaused.event_type, 1): _client_paused_v1_to_v2,
     (CensusSnapshotTaken.event_type, 1): _census_v1_to_v2,
+    (UsageRecorded.event_type, 1): _usage_v1_to_v2,
 }
 
 

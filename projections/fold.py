@@ -228,7 +228,8 @@ def fold(stored: StoredEvent, state: ClientState | None) -> Effects:
                 )
             )
         case UsageRecorded():
-            figures = event.model_dump(exclude={"client_id"})
+            # ``rejected`` (v2) is in the log and GET /admin/v1/usage; the table predates it.
+            figures = event.model_dump(exclude={"client_id", "rejected"})
             effects.rows.append(("usage", {"seq": stored.seq, "client_id": cid, **figures}))
         case CollectionCreated():
             spec = _json(

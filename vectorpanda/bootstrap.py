@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import atexit
 import logging
 import sys
 from collections.abc import Awaitable, Callable
@@ -14,11 +13,16 @@ from fastapi import FastAPI
 
 from api.app import create_app
 from coordinator.accounts import Accounts
+from coordinator.census import CensusTaker
 from coordinator.dataplane import DataPlane, Limits
 from coordinator.health import HealthPolicy, HealthTracker
 from coordinator.hub import WorkerHub
+from coordinator.pause import PauseService, WorkerTenantFiles
 from coordinator.rate_limit import RateLimiter
 from coordinator.router import TenantRouter
+from coordinator.usage import MeteredDataPlane, UsageMeter
+from vectorpanda.dashboard_wiring import build_dashboard
+from vectorpanda.duties import census_figures, stored_figures
 from vectorpanda.event_wiring import EventServices, audit_verifier, build_event_services
 from vectorpanda.request_log import request_log_handler
 from vectorpanda.settings import Settings
@@ -76,17 +80,29 @@ def build_coordinator(settings: Settings) -> CoordinatorParts:
     accounts = Accounts(settings.control_db, pepper.encode(), settings.key_cache_size)
     hub = WorkerHub(worker_secret)
     router = TenantRouter(hub, settings.request_timeout_s)
-    dataplane = DataPlane(router, limits_from(settings))
+    dataplane = MeteredDataPlane(router, limits_from(settings))
+    files = WorkerTenantFiles(router)
+    meter = UsageMeter(accounts, stored_figures(dataplane))
+    dataplane.meter = meter
+    scheduler_token = (
+        settings.scheduler_token.get_secret_value() if settings.scheduler_token else None
+    )
     app = create_app(
         accounts=accounts,
         dataplane=dataplane,
         hub=hub,
         admin_token=admin_token,
         rate_limiter=RateLimiter() if settings.rate_limits else None,
+        scheduler_token=scheduler_token,
+        usage_meter=meter,
     )
+    app.state.pause = PauseService(accounts, files)
+    app.state.census = CensusTaker(accounts, settings.archive, census_figures(dataplane, files))
+    app.state.usage_meter = meter
     events = build_event_services(settings, accounts)
     app.state.audit_verify = audit_verifier(settings, events.store)
     app.state.metrics.watch_event_log(settings.control_db, settings.audit_db)
+    app.state.dashboard = build_dashboard(settings)
     return CoordinatorParts(settings, accounts, hub, router, dataplane, app, events)
 
 
@@ -115,6 +131,13 @@ async def serve_coordinator(
     policy = HealthPolicy(interval_s=settings.heartbeat_interval_s)
     tracker = HealthTracker(parts.hub, policy, parts.router)
     tracking = asyncio.create_task(tracker.run(stop))
+    duties_stop = asyncio.Event()  # set after the HTTP server stopped: last usage is counted
+    duties = [
+        asyncio.create_task(parts.app.state.pause.run(duties_stop), name="pause-reconcile"),
+        asyncio.create_task(
+            parts.app.state.usage_meter.run(duties_stop, settings.usage_flush_s), name="usage"
+        ),
+    ]
     try:
         while not server.started:
             if serving.done():
@@ -127,12 +150,16 @@ async def serve_coordinator(
     finally:
         server.should_exit = True
         await asyncio.gather(serving, return_exceptions=True)
+        duties_stop.set()  # the usage meter flushes once more on its way out
+        await asyncio.gather(*duties, return_exceptions=True)
         if eventing is not None:
             await _finish(eventing, stop)
         tracking.cancel()
         await asyncio.gather(tracking, return_exceptions=True)
         await parts.hub.close()
         await parts.accounts.close()
+        if getattr(parts.app.state, "dashboard", None) is not None:
+            parts.app.state.dashboard.close()
 
 
 async def _finish(task: asyncio.Task[None], stop: asyncio.Event, grace_s: float = 10.0) -> None:
@@ -170,6 +197,5 @@ def configure_logging(settings: Settings, request_log_to_file: bool) -> None:
     requests = logging.getLogger("vectorpanda.requests")
     requests.propagate = False
     handler = request_log_handler(settings.logs if request_log_to_file else None)
-    requests.addHandler(handler)
-    atexit.register(handler.close)
+    requests.addHandler(handler)  # logging.shutdown() at exit flushes what is buffered
     configure_logging.done = True  # type: ignore[attr-defined]

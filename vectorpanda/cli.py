@@ -83,6 +83,37 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return _run(run_worker_process(settings))
 
 
+def _serve_until_signal(args: argparse.Namespace, name: str) -> int:
+    from vectorpanda import duties
+    from vectorpanda.bootstrap import configure_logging
+
+    settings = _settings(args)
+    configure_logging(settings, request_log_to_file=False)
+
+    async def main() -> int:
+        import signal
+
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        if name == "scheduler":
+            await duties.run_scheduler_process(settings, stop)
+        else:
+            await duties.run_notifier(duties.build_notifier(settings, with_bus=True), stop)
+        return 0
+
+    return _run(main())
+
+
+def cmd_scheduler(args: argparse.Namespace) -> int:
+    return _serve_until_signal(args, "scheduler")
+
+
+def cmd_notifier(args: argparse.Namespace) -> int:
+    return _serve_until_signal(args, "notifier")
+
+
 def cmd_fleet(args: argparse.Namespace) -> int:
     from vectorpanda.fleet import Fleet, run_fleet
 
@@ -124,6 +155,16 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--coordinator", default=None, help="ws://host:port of the worker hub")
     worker.add_argument("--data-dir", default=None)
     worker.set_defaults(func=cmd_worker)
+
+    scheduler = sub.add_parser(
+        "scheduler", help="run the scheduler (census, auto-pause, anomalies) via the admin API"
+    )
+    scheduler.add_argument("--data-dir", default=None)
+    scheduler.set_defaults(func=cmd_scheduler)
+
+    notifier = sub.add_parser("notifier", help="run the notifier (events to emails)")
+    notifier.add_argument("--data-dir", default=None)
+    notifier.set_defaults(func=cmd_notifier)
 
     fleet = sub.add_parser(
         "fleet", help="run the docker-compose topology as local processes behind nginx (TLS 1.3)"

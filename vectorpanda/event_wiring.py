@@ -28,6 +28,8 @@ from eventlog.local_bus import LocalBus
 from eventlog.relay import OutboxRelay
 from eventlog.sqlite import open_engine
 from eventlog.store import SqliteEventStore
+from notifier.messages import NOTIFIED_TYPES
+from notifier.service import notifier_queue
 from projections.audit_store import AuditProjection
 from projections.replay import verify_audit
 from projections.service import ProjectorService, projections_queue
@@ -129,6 +131,7 @@ def build_event_services(settings: Settings, accounts: Accounts) -> EventService
     services.eviction = KeyCacheEviction(accounts.key_cache)
     services.eviction_queue = key_cache_queue(settings.amqp_exchange, coordinator_id(settings))
     services.durable_queues[projections_queue(settings.amqp_exchange)] = ("#",)
+    services.durable_queues[notifier_queue(settings.amqp_exchange)] = NOTIFIED_TYPES
     in_process = settings.projections_in_process
     if in_process or (in_process is None and rabbit is None):
         services.projector = ProjectorService(

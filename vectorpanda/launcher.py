@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from vectorpanda.bootstrap import build_coordinator, configure_logging, serve_coordinator
+from vectorpanda.duties import in_process_duties
 from vectorpanda.settings import Settings, env_file_path
 
 log = logging.getLogger("vectorpanda.up")
@@ -105,6 +106,7 @@ async def run_up(settings: Settings, workers: int) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     supervisor = WorkerSupervisor(workers, settings)
+    duties: list[asyncio.Task[None]] = []
 
     async def on_ready(port: int, hub_port: int) -> None:
         supervisor.start(f"ws://{settings.hub_host}:{hub_port}")
@@ -121,10 +123,14 @@ async def run_up(settings: Settings, workers: int) -> int:
             f"Admin token: VP_ADMIN_TOKEN in {env_path}",
             flush=True,
         )
+        # The scheduler and the notifier run as tasks here (own processes in the fleet).
+        duties.extend(in_process_duties(settings, port, stop, parts.app.state.metrics))
 
     try:
         await serve_coordinator(parts, stop, on_ready)
     finally:
+        stop.set()
+        await asyncio.gather(*duties, return_exceptions=True)
         await supervisor.stop()
         print("VectorPanda stopped.", flush=True)
     return 0

@@ -25,15 +25,15 @@ class BatchedLines(logging.handlers.MemoryHandler):
 
     def __init__(self, target: logging.Handler) -> None:
         super().__init__(BATCH_LINES, flushLevel=logging.CRITICAL + 1, target=target)
-        self._closed = threading.Event()
+        self._stopping = threading.Event()
         threading.Thread(target=self._tick, name="request-log", daemon=True).start()
 
     def _tick(self) -> None:
-        while not self._closed.wait(FLUSH_EVERY_S):
+        while not self._stopping.wait(FLUSH_EVERY_S):
             self.flush()
 
     def close(self) -> None:
-        self._closed.set()
+        self._stopping.set()
         super().close()  # flushes what is left
 
 

@@ -18,7 +18,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_FILE_NAME = "vectorpanda.env"
-SECRET_NAMES = ("VP_ADMIN_TOKEN", "VP_KEY_PEPPER", "VP_WORKER_SECRET")
+SECRET_NAMES = ("VP_ADMIN_TOKEN", "VP_KEY_PEPPER", "VP_WORKER_SECRET", "VP_SCHEDULER_TOKEN")
 
 
 class InsecureEnvFileError(RuntimeError):
@@ -84,6 +84,23 @@ class Settings(BaseSettings):
     # storage
     wal_compact_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
 
+    # scheduler: acts through the admin API with its own token (actor "scheduler")
+    scheduler_token: SecretStr | None = None
+    admin_url: str | None = None  # default http://<host>:<port> of this data dir's coordinator
+    census_cron: str = "5 0 * * *"  # crontab, UTC
+    free_idle_days: int = Field(default=14, ge=1)
+    payment_grace_days: int = Field(default=7, ge=1)
+    usage_flush_s: float = Field(default=3600.0, gt=0)
+
+    # notifier: SMTP from the env file; without smtp_host emails become .eml files
+    ops_email: str = "ops@localhost"
+    mail_from: str = "VectorPanda <noreply@localhost>"
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_starttls: bool = True
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+
     # dashboard: OAuth login (each provider on when its id and secret are set)
     public_url: str | None = Field(default=None, pattern=r"^https?://[^/?#\s]+$")
     google_client_id: str | None = None
@@ -92,7 +109,7 @@ class Settings(BaseSettings):
     github_client_id: str | None = None
     github_client_secret: SecretStr | None = None
     github_authorize_url: str = "https://github.com/login/oauth/authorize"
-    github_token_url: str = "https://github.com/login/oauth/access_token"
+    github_token_url: str = "https://github.com/login/oauth/access_token"  # noqa: S105
     github_api_url: str = "https://api.github.com"
     # comma-separated emails that get the operator view
     operator_emails: str = ""
@@ -124,6 +141,21 @@ class Settings(BaseSettings):
     @property
     def audit_db(self) -> Path:
         return self.data_dir / "audit.sqlite3"
+
+    @property
+    def scheduler_db(self) -> Path:
+        """APScheduler's persistent job store."""
+        return self.data_dir / "scheduler.sqlite3"
+
+    @property
+    def notifier_db(self) -> Path:
+        """The notifier's checkpoint, outbox and sent-log."""
+        return self.data_dir / "notifier.sqlite3"
+
+    @property
+    def mail_dir(self) -> Path:
+        """Where emails go as .eml files when no SMTP server is configured."""
+        return self.data_dir / "mail"
 
     @property
     def sessions_db(self) -> Path:

@@ -30,5 +30,6 @@ async def run_worker_process(settings: Settings) -> int:
         settings.heartbeat_interval_s,
         stop,
         memory_budget_mb=settings.worker_memory_mb,
+        cold_dir=settings.cold,
     )
     return 0

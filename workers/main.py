@@ -177,6 +177,7 @@ async def run_worker(
     heartbeat_interval_s: float,
     stop: asyncio.Event | None = None,
     memory_budget_mb: int = 1024,
+    cold_dir: Path | None = None,
 ) -> None:
     """Serve the coordinator at ``coordinator_url`` until ``stop`` is set, reconnecting forever.
 
@@ -186,7 +187,9 @@ async def run_worker(
     faiss.omp_set_num_threads(1)
     stop = stop or asyncio.Event()
     service = WorkerService(
-        TenantRegistry(hot_dir, wal_compact_bytes), memory_budget_mb * 1024 * 1024
+        TenantRegistry(hot_dir, wal_compact_bytes),
+        memory_budget_mb * 1024 * 1024,
+        cold_dir=cold_dir,
     )
     backoff = BACKOFF_FIRST_S
     while not stop.is_set():

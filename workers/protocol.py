@@ -84,6 +84,10 @@ class Op(StrEnum):
     DELETE = "delete"  # {collection, ids} or {collection, filter}
     USAGE = "usage"  # {}
     DELETE_TENANT = "delete_tenant"  # {}: remove every file of the tenant
+    # coordinator -> worker, storage tiering (no ownership; the tenant must be released)
+    MOVE_TENANT = "move_tenant"  # {tenant, to: "hot"|"cold"} -> {tenant, location, ...}
+    TENANT_SUMMARY = "tenant_summary"  # {tenant} -> {tenant, location, collections?, ...}
+    DELETE_COLD_TENANT = "delete_cold_tenant"  # {tenant}: explicit delete of a cold copy
     # either direction
     REPLY = "reply"  # {rid, ok, error?: {code, message}, ...result}
 
@@ -102,6 +106,8 @@ DATA_OPS = frozenset(
         Op.DELETE_TENANT,
     }
 )
+
+STORAGE_OPS = frozenset({Op.MOVE_TENANT, Op.TENANT_SUMMARY, Op.DELETE_COLD_TENANT})
 
 
 class ErrorCode(StrEnum):

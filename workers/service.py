@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,7 +15,8 @@ from workers.collection_spec import check_tenant_id
 from workers.errors import StoreError
 from workers.handlers import HANDLERS
 from workers.ownership import Ownership
-from workers.protocol import DATA_OPS, ErrorCode, Frame, Op, reply_error, reply_ok
+from workers.protocol import DATA_OPS, STORAGE_OPS, ErrorCode, Frame, Op, reply_error, reply_ok
+from workers.tenant_move import TenantMover
 from workers.tenant_registry import TenantRegistry
 
 log = logging.getLogger(__name__)
@@ -35,8 +37,10 @@ class WorkerService:
         registry: TenantRegistry,
         memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET_BYTES,
         memory_check_interval_s: float = MEMORY_CHECK_INTERVAL_S,
+        cold_dir: Path | None = None,
     ) -> None:
         self.registry = registry
+        self.mover = TenantMover(registry.hot_dir, cold_dir, registry.options.compact_bytes)
         self.ownership = Ownership()
         self.memory_budget_bytes = memory_budget_bytes
         self._check_interval = memory_check_interval_s
@@ -64,6 +68,8 @@ class WorkerService:
             if op == Op.RELEASE:
                 await self._release(frame.header)
                 return reply_ok(rid), {}
+            if op in STORAGE_OPS:
+                return reply_ok(rid, await self._storage(op, frame.header)), {}
             if op in DATA_OPS:
                 result, arrays = await self._data(op, frame)
                 return reply_ok(rid, result), arrays
@@ -84,9 +90,25 @@ class WorkerService:
                 await asyncio.to_thread(self.registry.release, tenant)
         await asyncio.to_thread(self.registry.release_all)
 
+    async def _storage(self, op: str, header: dict[str, Any]) -> dict[str, Any]:
+        """Move a released tenant between hot and cold, describe it, or delete its cold copy."""
+        tenant = check_tenant_id(header.get("tenant"))
+        if op == Op.TENANT_SUMMARY:
+            return await asyncio.to_thread(self.mover.describe, tenant)
+        async with self.ownership.gate(tenant).change():
+            if tenant in self.ownership.epochs:
+                raise StoreError(ErrorCode.UNAVAILABLE, "tenant is still owned; release it first")
+            if op == Op.DELETE_COLD_TENANT:
+                await asyncio.to_thread(self.mover.delete_cold, tenant)
+                return {"tenant": tenant}
+            return await asyncio.to_thread(self.mover.move, tenant, header.get("to"))
+
     async def _assign(self, header: dict[str, Any]) -> dict[str, Any]:
         tenant = check_tenant_id(header.get("tenant"))
         epoch = _epoch(header.get("epoch"))
+        if await asyncio.to_thread(self.mover.is_cold, tenant):
+            # Loading would create an empty hot copy next to the paused one.
+            raise StoreError(ErrorCode.UNAVAILABLE, "tenant is paused; its data is in cold storage")
         async with self.ownership.gate(tenant).change():
             await asyncio.to_thread(self.registry.open, tenant)
             self.ownership.epochs[tenant] = epoch

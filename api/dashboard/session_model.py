@@ -116,3 +116,8 @@ def same_secret(presented: str | None, expected: str | None) -> bool:
     if not presented or not expected:
         return False
     return hmac.compare_digest(presented.encode(), expected.encode())
+
+
+def actor_of(session: Session) -> str:
+    """The event-log actor for a dashboard action: the signed-in email (the log caps at 64)."""
+    return (session.email or "dashboard")[:64]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -138,8 +138,6 @@ class MemorySessionStore:
         with self._lock:
             found = self._rows.get(id_hash)
             if found is not None:
-                from dataclasses import replace
-
                 self._rows[id_hash] = replace(found, last_seen_at=now)
 
     def take(self, id_hash: str) -> Session | None:

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Annotated
+from contextlib import contextmanager, suppress
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Response
+from fastapi import APIRouter, Path, Request, Response
+from pydantic import BaseModel, Field
 
 from api.deps import AccountsDep, AdminActor, DataPlaneDep
 from api.errors import Invalid, NotFound
 from api.schemas_admin import (
+    AdminRequest,
     ApiKeyListOut,
     ApiKeyOut,
     BillingRequest,
@@ -25,6 +28,7 @@ from api.schemas_admin import (
     event_out,
 )
 from coordinator.accounts import (
+    Accounts,
     ApiKeyNotFound,
     ChangeTier,
     ClientNotFound,
@@ -33,9 +37,11 @@ from coordinator.accounts import (
     DeleteClient,
     InvalidCommand,
     IssueApiKey,
+    LinkLoginEmail,
     RecordBilling,
     RevokeApiKey,
 )
+from coordinator.usage import usage_since
 
 router = APIRouter(prefix="/admin/v1", tags=["admin: clients"])
 
@@ -80,11 +86,27 @@ async def list_clients(actor: AdminActor, accounts: AccountsDep) -> ClientListOu
 
 @router.get("/clients/{client_id}", response_model=ClientDetailOut)
 async def get_client(
-    client_id: ClientIdPath, actor: AdminActor, accounts: AccountsDep
+    client_id: ClientIdPath, actor: AdminActor, accounts: AccountsDep, request: Request
 ) -> ClientDetailOut:
-    """One client with tier and status."""
+    """One client with tier, status and usage (last 24 h metered; where its data is)."""
     with domain_errors():
-        return _detail(await accounts.get_client(client_id))
+        detail = _detail(await accounts.get_client(client_id))
+    detail.usage = await _usage_of(request, accounts, detail)
+    return detail
+
+
+async def _usage_of(
+    request: Request, accounts: AccountsDep, detail: ClientDetailOut
+) -> dict[str, Any]:
+    since = datetime.now(UTC) - timedelta(days=1)
+    rows = [r for r in await usage_since(accounts, since) if r["client_id"] == detail.client_id]
+    usage: dict[str, Any] = {"last_24h": rows[0] if rows else None, "storage": None}
+    pause = getattr(request.app.state, "pause", None)
+    if pause is not None and detail.status == "paused":
+        # A paused client's data is shown from its cold copy, without loading it.
+        with suppress(Exception):
+            usage["storage"] = await pause.storage(detail.client_id)
+    return usage
 
 
 @router.post("/clients/{client_id}/keys", status_code=201, response_model=IssuedKeyOut)
@@ -163,7 +185,11 @@ async def record_billing(
 
 @router.delete("/clients/{client_id}", status_code=204, response_class=Response)
 async def delete_client(
-    client_id: ClientIdPath, actor: AdminActor, accounts: AccountsDep, dataplane: DataPlaneDep
+    client_id: ClientIdPath,
+    actor: AdminActor,
+    accounts: AccountsDep,
+    dataplane: DataPlaneDep,
+    request: Request,
 ) -> Response:
     """Delete the client: its keys stop at once, then its data is removed.
 
@@ -172,5 +198,43 @@ async def delete_client(
     """
     with domain_errors():
         await accounts.handle(DeleteClient(client_id=client_id, actor=actor))
+    pause = getattr(request.app.state, "pause", None)
+    if pause is not None:  # a paused client's data is in cold storage
+        await pause.purge_cold(client_id)
     await dataplane.delete_tenant(client_id)
     return Response(status_code=204)
+
+
+class LinkLoginEmailRequest(AdminRequest):
+    email: str = Field(max_length=254, examples=["ops-team@acme.example"])
+
+
+class LoginEmailsOut(BaseModel):
+    client_id: str
+    contact_email: str
+    login_emails: list[str]
+
+
+@router.post("/clients/{client_id}/login-emails", status_code=201, response_model=LoginEmailsOut)
+async def link_login_email(
+    client_id: ClientIdPath, body: LinkLoginEmailRequest, actor: AdminActor, accounts: AccountsDep
+) -> LoginEmailsOut:
+    """Let a (provider-verified) email sign in to this client's dashboard; records an event."""
+    with domain_errors():
+        await accounts.handle(LinkLoginEmail(client_id=client_id, email=body.email, actor=actor))
+        return await _login_emails(accounts, client_id)
+
+
+@router.get("/clients/{client_id}/login-emails", response_model=LoginEmailsOut)
+async def list_login_emails(
+    client_id: ClientIdPath, actor: AdminActor, accounts: AccountsDep
+) -> LoginEmailsOut:
+    """Who may sign in to this client's dashboard: the contact email and linked ones."""
+    with domain_errors():
+        return await _login_emails(accounts, client_id)
+
+
+async def _login_emails(accounts: Accounts, client_id: str) -> LoginEmailsOut:
+    client = await accounts.get_client(client_id)
+    linked = await accounts.login_emails(client_id)
+    return LoginEmailsOut(client_id=client_id, contact_email=client.email, login_emails=linked)

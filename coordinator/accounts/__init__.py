@@ -10,16 +10,22 @@ import asyncio
 from pathlib import Path
 from typing import Any, overload
 
-from coordinator.accounts import handlers, views
+from coordinator.accounts import handlers, login_emails, views
 from coordinator.accounts.commands import (
     ChangeTier,
     Command,
     CreateClient,
     DeleteClient,
+    FlagBillingAnomaly,
     IssueApiKey,
+    LinkLoginEmail,
+    PauseClient,
     RecordBilling,
+    RecordCensus,
     RecordCollectionCreated,
     RecordCollectionDeleted,
+    RecordUsage,
+    ResumeClient,
     RevokeApiKey,
 )
 from coordinator.accounts.key_cache import KeyCache
@@ -47,13 +53,19 @@ __all__ = [
     "ClientView",
     "CreateClient",
     "DeleteClient",
+    "FlagBillingAnomaly",
     "InvalidCommand",
     "IssueApiKey",
     "IssuedApiKey",
+    "LinkLoginEmail",
+    "PauseClient",
     "Principal",
     "RecordBilling",
+    "RecordCensus",
     "RecordCollectionCreated",
     "RecordCollectionDeleted",
+    "RecordUsage",
+    "ResumeClient",
     "RevokeApiKey",
 ]
 
@@ -103,6 +115,8 @@ class Accounts:
     @overload
     async def handle(self, cmd: RevokeApiKey) -> None: ...
     @overload
+    async def handle(self, cmd: LinkLoginEmail) -> str: ...
+    @overload
     async def handle(self, cmd: ChangeTier) -> ClientView: ...
     @overload
     async def handle(self, cmd: RecordBilling) -> StoredEvent: ...
@@ -110,6 +124,10 @@ class Accounts:
     async def handle(self, cmd: DeleteClient) -> bool: ...
     @overload
     async def handle(self, cmd: RecordCollectionCreated | RecordCollectionDeleted) -> None: ...
+    @overload
+    async def handle(self, cmd: PauseClient | ResumeClient) -> ClientView: ...
+    @overload
+    async def handle(self, cmd: RecordUsage | RecordCensus | FlagBillingAnomaly) -> StoredEvent: ...
     async def handle(self, cmd: Command) -> Any:
         """Run a command; raises ClientNotFound, ApiKeyNotFound or InvalidCommand."""
         return await handlers.HANDLERS[type(cmd)](cmd, self.uow, self._pepper)
@@ -119,6 +137,14 @@ class Accounts:
 
     async def list_clients(self) -> list[ClientView]:
         return await views.list_clients(self.uow)
+
+    async def client_for_login_email(self, email: str) -> str | None:
+        """The live client a dashboard login with this (verified) email belongs to, if any."""
+        return await login_emails.client_for_login_email(self.uow, email)
+
+    async def login_emails(self, client_id: str) -> list[str]:
+        """Emails linked to the client for dashboard login, besides its contact email."""
+        return await login_emails.login_emails(self.uow, client_id)
 
     async def list_api_keys(self, client_id: str) -> list[ApiKeyView]:
         return await views.list_api_keys(self.uow, client_id)

@@ -14,6 +14,15 @@ class CreateClient:
 
 
 @dataclass(frozen=True, slots=True)
+class LinkLoginEmail:
+    """Let ``email`` sign in to the client's dashboard, besides its contact email."""
+
+    client_id: str
+    email: str
+    actor: str = "admin"
+
+
+@dataclass(frozen=True, slots=True)
 class IssueApiKey:
     client_id: str
     scopes: tuple[str, ...]
@@ -72,13 +81,75 @@ class RecordCollectionDeleted:
     actor: str
 
 
+@dataclass(frozen=True, slots=True)
+class PauseClient:
+    """Pause a client: data-plane requests get 423 and its files go to cold storage."""
+
+    client_id: str
+    reason: str
+    actor: str = "admin"
+    automatic: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeClient:
+    client_id: str
+    actor: str = "admin"
+
+
+@dataclass(frozen=True, slots=True)
+class RecordUsage:
+    """One metering period of one client, as counted by the coordinator."""
+
+    client_id: str
+    period_start: str
+    period_end: str
+    requests: int
+    queries: int
+    vectors_upserted: int
+    vectors_stored: int
+    bytes_stored: int
+    rejected: int = 0
+    actor: str = "coordinator"
+
+
+@dataclass(frozen=True, slots=True)
+class RecordCensus:
+    """A census archive written for ``date``; a second one for the same date is a no-op."""
+
+    date: str
+    archive: str
+    sha256: str
+    clients: int
+    totals: dict[str, int]
+    head_seq: int
+    head_hash: str
+    actor: str = "admin"
+
+
+@dataclass(frozen=True, slots=True)
+class FlagBillingAnomaly:
+    client_id: str
+    metric: str
+    observed: float
+    baseline: float
+    window_hours: int
+    actor: str = "scheduler"
+
+
 Command = (
     CreateClient
     | IssueApiKey
     | RevokeApiKey
+    | LinkLoginEmail
     | ChangeTier
     | RecordBilling
     | DeleteClient
     | RecordCollectionCreated
     | RecordCollectionDeleted
+    | PauseClient
+    | ResumeClient
+    | RecordUsage
+    | RecordCensus
+    | FlagBillingAnomaly
 )

@@ -8,15 +8,22 @@ from typing import Any, overload
 
 import pydantic
 
+from coordinator.accounts import lifecycle, login_emails
 from coordinator.accounts.commands import (
     ChangeTier,
     Command,
     CreateClient,
     DeleteClient,
+    FlagBillingAnomaly,
     IssueApiKey,
+    LinkLoginEmail,
+    PauseClient,
     RecordBilling,
+    RecordCensus,
     RecordCollectionCreated,
     RecordCollectionDeleted,
+    RecordUsage,
+    ResumeClient,
     RevokeApiKey,
 )
 from coordinator.accounts.model import (
@@ -222,11 +229,17 @@ HANDLERS: dict[type, Handler] = {
     CreateClient: create_client,
     IssueApiKey: issue_api_key,
     RevokeApiKey: revoke_api_key,
+    LinkLoginEmail: login_emails.link_login_email,
     ChangeTier: change_tier,
     RecordBilling: record_billing,
     DeleteClient: delete_client,
     RecordCollectionCreated: record_collection_created,
     RecordCollectionDeleted: record_collection_deleted,
+    PauseClient: lifecycle.pause_client,
+    ResumeClient: lifecycle.resume_client,
+    RecordUsage: lifecycle.record_usage,
+    RecordCensus: lifecycle.record_census,
+    FlagBillingAnomaly: lifecycle.flag_billing_anomaly,
 }
 
 

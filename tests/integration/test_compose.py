@@ -26,11 +26,11 @@ COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES: dict[str, Any] = COMPOSE["services"]
 VP_SERVICES = ("coordinator", "worker", "projections", "scheduler", "notifier")
 # Commands of the fleet that later issues build; remove a name once its command exists.
-PENDING_COMMANDS = {"scheduler", "notifier"}
+PENDING_COMMANDS: set[str] = set()  # every role's command exists now
 # which data directories each role works in
 DATA_PATHS = {
-    "coordinator": ("VP_DATA_DIR", "VP_HOT_DIR", "VP_COLD_DIR"),
-    "worker": ("VP_HOT_DIR",),
+    "coordinator": ("VP_DATA_DIR", "VP_HOT_DIR", "VP_COLD_DIR", "VP_ARCHIVE_DIR"),
+    "worker": ("VP_HOT_DIR", "VP_COLD_DIR"),
     "projections": ("VP_DATA_DIR",),
     "scheduler": ("VP_DATA_DIR", "VP_HOT_DIR", "VP_COLD_DIR", "VP_ARCHIVE_DIR"),
     "notifier": ("VP_DATA_DIR",),

@@ -33,7 +33,12 @@ class FakeCoordinator:
         await ws.send(encode_frame({"op": "welcome", "rid": 0, "ok": True}))
         self.connection = ws
         async for raw in ws:
-            await self.frames.put(decode_frame(raw))  # type: ignore[arg-type]
+            frame = decode_frame(raw)  # type: ignore[arg-type]
+            if frame.op == "heartbeat":
+                # as the real hub does: the ack renews the worker's ownership lease
+                ack = {"op": "heartbeat_ack", "rid": 0, "seq": frame.header.get("seq")}
+                await ws.send(encode_frame(ack))
+            await self.frames.put(frame)
 
     async def request(self, rid: int, header: dict[str, Any], arrays=None) -> Frame:
         assert self.connection is not None
@@ -131,3 +136,34 @@ async def test_stop_while_coordinator_is_down_returns_promptly(tmp_path: Path) -
     await asyncio.sleep(0.3)
     stop.set()
     await asyncio.wait_for(worker, 5)
+
+
+async def test_frames_are_refused_once_the_lease_lapses(tmp_path: Path) -> None:
+    """Without heartbeat acks (a coordinator that wrote us off), data frames are refused."""
+
+    class SilentCoordinator(FakeCoordinator):
+        async def handler(self, ws: ServerConnection) -> None:
+            await self.hellos.put(decode_frame(await ws.recv()).header)  # type: ignore[arg-type]
+            await ws.send(encode_frame({"op": "welcome", "rid": 0, "ok": True}))
+            self.connection = ws
+            async for raw in ws:  # never acknowledges a heartbeat
+                await self.frames.put(decode_frame(raw))  # type: ignore[arg-type]
+
+    hub = SilentCoordinator()
+    async with serve(hub.handler, "127.0.0.1", 0, compression=None) as server:
+        port = server.sockets[0].getsockname()[1]
+        stop = asyncio.Event()
+        worker = asyncio.create_task(
+            run_worker(
+                f"ws://127.0.0.1:{port}", "s3cret", "w-1", tmp_path / "hot", 1 << 20, 0.05, stop
+            )
+        )
+        await asyncio.wait_for(hub.hellos.get(), 5)
+        await asyncio.sleep(0.3)  # > 2.5 heartbeat intervals without an ack
+        reply = await hub.request(1, {"op": "usage", "tenant": "t1", "epoch": 1})
+        assert reply.header["ok"] is False
+        assert reply.header["error"]["code"] == "not_owner"
+        assert "lease" in reply.header["error"]["message"]
+        assert not (tmp_path / "hot" / "t1").exists()
+        stop.set()
+        await asyncio.wait_for(worker, 10)

@@ -1,0 +1,163 @@
+"""The client view: collections, usage charts, API keys and the client's own audit trail."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from api.dashboard.charts import bar_chart, last_days
+from api.dashboard.context import (
+    Dashboard,
+    clear_session_cookie,
+    csrf_ok,
+    dashboard_of,
+    is_operator,
+    load_session,
+    message,
+    page,
+    redirect,
+)
+from api.dashboard.session_model import Session, actor_of
+from coordinator.accounts import (
+    Accounts,
+    ApiKeyNotFound,
+    ClientNotFound,
+    InvalidCommand,
+    IssueApiKey,
+    RevokeApiKey,
+)
+from coordinator.dataplane import DataPlane
+
+router = APIRouter(include_in_schema=False)
+log = logging.getLogger("vectorpanda.dashboard")
+SCOPES = ("read", "write", "manage")
+
+
+async def signed_in(request: Request) -> tuple[Dashboard, Session] | Response:
+    """The dashboard and the caller's live session, or the response that sends them to log in."""
+    dash = dashboard_of(request)
+    if dash is None:
+        return message(request, "Dashboard unavailable", "Not configured here.", 404)
+    session = await load_session(dash, request)
+    if session is None:
+        expired = getattr(request.state, "session_expired", False)
+        response = redirect("/login?expired=1" if expired else "/login")
+        clear_session_cookie(response)
+        return response
+    return dash, session
+
+
+async def client_context(dash: Dashboard, request: Request, client_id: str) -> dict[str, Any]:
+    """Everything the client page shows about one client; raises ClientNotFound."""
+    accounts: Accounts = request.app.state.accounts
+    dataplane: DataPlane = request.app.state.dataplane
+    client = await accounts.get_client(client_id)
+    keys = await accounts.list_api_keys(client_id)
+    collections: list[dict[str, Any]] | None = None
+    figures: dict[str, int] | None = None
+    if client.status == "active":
+        try:
+            collections = await dataplane.list_collections(client_id)
+            figures = await dataplane.usage(client_id)
+        except Exception as exc:  # shown as "unavailable"; the page must still render
+            log.warning("dashboard: collections of %s unavailable: %s", client_id, exc)
+    elif client.status == "paused" and getattr(request.app.state, "pause", None) is not None:
+        try:  # a paused client's data sits in cold storage; the pause service describes it
+            stored_now = await request.app.state.pause.storage(client_id)
+            collections = list(stored_now.get("collections") or [])
+            figures = {
+                "collections": len(collections),
+                "vectors": int(stored_now.get("vectors", 0)),
+                "bytes": int(stored_now.get("bytes", 0)),
+            }
+        except Exception as exc:
+            log.warning("dashboard: cold storage of %s not described: %s", client_id, exc)
+    for info in collections or []:
+        info["approx_bytes"] = int(info.get("vector_count", 0)) * int(info["dimension"]) * 4
+    days = last_days(datetime.now(UTC).date())
+    recorded = await asyncio.to_thread(dash.audit.usage_days, client_id, days[0])
+    stored = {d.day: d.vectors_stored for d in recorded}
+    if figures is not None:
+        stored[days[-1]] = figures["vectors"]  # today: the live count
+    charts = [
+        (title, bar_chart(title, days, values))
+        for title, values in (
+            ("Vectors stored", stored),
+            ("Queries", {d.day: d.queries for d in recorded}),
+            ("Requests", {d.day: d.requests for d in recorded}),
+        )
+    ]
+    trail = await asyncio.to_thread(dash.audit.audit, client_id, None, None, 25)
+    return {
+        "client": client,
+        "keys": keys,
+        "collections": collections,
+        "figures": figures,
+        "charts": charts,
+        "trail": trail,
+        "scopes": SCOPES,
+    }
+
+
+async def render_client(
+    dash: Dashboard, request: Request, session: Session, client_id: str, **extra: Any
+) -> Response:
+    try:
+        context = await client_context(dash, request, client_id)
+    except ClientNotFound:
+        return message(request, "No such client", "This account no longer exists.", 404)
+    return page(request, "client.html", session=session, **context, **extra)
+
+
+@router.get("/dashboard")
+async def home(request: Request) -> Response:
+    found = await signed_in(request)
+    if isinstance(found, Response):
+        return found
+    dash, session = found
+    if is_operator(session):
+        return redirect("/dashboard/operator")
+    assert session.client_id is not None
+    return await render_client(dash, request, session, session.client_id)
+
+
+@router.post("/dashboard/keys")
+async def create_key(request: Request) -> Response:
+    found = await signed_in(request)
+    if isinstance(found, Response):
+        return found
+    dash, session = found
+    if session.client_id is None or not await csrf_ok(request, session):
+        return message(request, "Form expired", "Reload the page and try again.", 403)
+    form = await request.form()
+    scopes = tuple(s for s in SCOPES if form.get(f"scope_{s}") == "on")
+    label = str(form.get("label") or "").strip() or None
+    cmd = IssueApiKey(session.client_id, scopes, label, actor=actor_of(session))
+    try:
+        issued = await request.app.state.accounts.handle(cmd)
+    except InvalidCommand as exc:
+        return await render_client(
+            dash, request, session, session.client_id, error=str(exc), status_code=422
+        )
+    return await render_client(dash, request, session, session.client_id, new_key=issued)
+
+
+@router.post("/dashboard/keys/{key_id}/revoke")
+async def revoke_key(key_id: str, request: Request) -> Response:
+    found = await signed_in(request)
+    if isinstance(found, Response):
+        return found
+    _dash, session = found
+    if session.client_id is None or not await csrf_ok(request, session):
+        return message(request, "Form expired", "Reload the page and try again.", 403)
+    cmd = RevokeApiKey(session.client_id, key_id[:100], actor=actor_of(session))
+    try:
+        await request.app.state.accounts.handle(cmd)
+    except (ApiKeyNotFound, ClientNotFound, InvalidCommand):
+        return message(request, "No such key", "That key does not exist.", 404)
+    return redirect("/dashboard")

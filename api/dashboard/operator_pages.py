@@ -1,0 +1,181 @@
+"""The operator view: every client, the workers, census, anomalies, the audit log, actions."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from api.dashboard.client_pages import render_client, signed_in
+from api.dashboard.context import Dashboard, csrf_ok, is_operator, message, page, redirect
+from api.dashboard.session_model import Session, actor_of
+from coordinator.accounts import ChangeTier, ClientNotFound, InvalidCommand
+from coordinator.accounts.commands import PauseClient, ResumeClient
+from coordinator.errors import TenantUnavailable
+from coordinator.pause import PauseService
+from coordinator.tiers import TIERS
+
+router = APIRouter(prefix="/dashboard/operator", include_in_schema=False)
+
+
+async def operator(request: Request) -> tuple[Dashboard, Session] | Response:
+    found = await signed_in(request)
+    if isinstance(found, Response):
+        return found
+    if not is_operator(found[1]):
+        return message(request, "Not allowed", "This page is for VectorPanda operators.", 403)
+    return found
+
+
+def workers_of(request: Request) -> list[dict[str, Any]]:
+    hub = request.app.state.hub
+    tenant_router = request.app.state.dataplane.router
+    rows = [
+        {
+            "worker_id": link.worker_id,
+            "state": "live",
+            "tenants": len(tenant_router.tenants_of(link.worker_id)),
+            "heartbeat_age_s": round(link.heartbeat_age(), 1),
+        }
+        for link in hub.live()
+    ]
+    rows += [
+        {"worker_id": gone.worker_id, "state": "down", "tenants": 0, "heartbeat_age_s": None}
+        for gone in hub.departed.values()
+    ]
+    return sorted(rows, key=lambda r: r["worker_id"])
+
+
+@router.get("")
+async def overview(request: Request) -> Response:
+    found = await operator(request)
+    if isinstance(found, Response):
+        return found
+    dash, session = found
+    since = (datetime.now(UTC) - timedelta(days=30)).date().isoformat()
+    clients = await request.app.state.accounts.list_clients()
+    totals = await asyncio.to_thread(dash.audit.usage_totals, since)
+    census = await asyncio.to_thread(dash.audit.census, 10)
+    anomalies = await asyncio.to_thread(dash.audit.anomalies, 20)
+    return page(
+        request,
+        "operator.html",
+        session=session,
+        clients=clients,
+        totals=totals,
+        workers=workers_of(request),
+        census=census,
+        anomalies=anomalies,
+    )
+
+
+@router.get("/audit")
+async def audit_log(request: Request) -> Response:
+    found = await operator(request)
+    if isinstance(found, Response):
+        return found
+    dash, session = found
+    q = request.query_params
+    client_id = (q.get("client_id") or "").strip()[:64] or None
+    type_ = (q.get("type") or "").strip()[:64] or None
+    before = q.get("before_seq")
+    before_seq = int(before) if before and before.isdigit() else None
+    rows = await asyncio.to_thread(dash.audit.audit, client_id, type_, before_seq, 50)
+    types = await asyncio.to_thread(dash.audit.event_types)
+    return page(
+        request,
+        "audit.html",
+        session=session,
+        rows=rows,
+        types=types,
+        client_id=client_id or "",
+        type=type_ or "",
+        next_before=rows[-1].seq if len(rows) == 50 else None,
+    )
+
+
+@router.get("/clients/{client_id}")
+async def client_detail(client_id: str, request: Request) -> Response:
+    found = await operator(request)
+    if isinstance(found, Response):
+        return found
+    dash, session = found
+    notice = request.query_params.get("done")
+    return await render_client(
+        dash, request, session, client_id, operating=True, tiers=list(TIERS), notice=notice
+    )
+
+
+async def _act(request: Request, client_id: str, run: Any) -> Response:
+    """Check the operator and the CSRF token, then run ``run(form, actor)`` (a command)."""
+    found = await operator(request)
+    if isinstance(found, Response):
+        return found
+    dash, session = found
+    if not await csrf_ok(request, session):
+        return message(request, "Form expired", "Reload the page and try again.", 403)
+    form = await request.form()
+    try:
+        await run(form, actor_of(session))
+    except ClientNotFound:
+        return message(request, "No such client", "That client does not exist.", 404)
+    except TenantUnavailable as exc:
+        return message(request, "Try again shortly", exc.message, 503)
+    except InvalidCommand as exc:
+        return await render_client(
+            dash,
+            request,
+            session,
+            client_id,
+            operating=True,
+            tiers=list(TIERS),
+            error=str(exc),
+            status_code=422,
+        )
+    return redirect(f"/dashboard/operator/clients/{client_id}?done={int(time.time())}")
+
+
+def _pause_service(request: Request) -> PauseService | None:
+    """Pause and resume also move the client's files; the admin API uses the same service."""
+    service: PauseService | None = getattr(request.app.state, "pause", None)
+    return service
+
+
+@router.post("/clients/{client_id}/tier")
+async def change_tier(client_id: str, request: Request) -> Response:
+    async def run(form: Any, actor: str) -> None:
+        tier = str(form.get("tier", ""))
+        await request.app.state.accounts.handle(ChangeTier(client_id, tier, actor=actor))
+
+    return await _act(request, client_id, run)
+
+
+@router.post("/clients/{client_id}/pause")
+async def pause(client_id: str, request: Request) -> Response:
+    async def run(form: Any, actor: str) -> None:
+        reason = str(form.get("reason") or "").strip()
+        if not reason:
+            raise InvalidCommand("give a reason for pausing")
+        service = _pause_service(request)
+        if service is not None:
+            await service.pause(client_id, reason, actor)
+        else:
+            await request.app.state.accounts.handle(PauseClient(client_id, reason, actor=actor))
+
+    return await _act(request, client_id, run)
+
+
+@router.post("/clients/{client_id}/resume")
+async def resume(client_id: str, request: Request) -> Response:
+    async def run(form: Any, actor: str) -> None:
+        service = _pause_service(request)
+        if service is not None:
+            await service.resume(client_id, actor)
+        else:
+            await request.app.state.accounts.handle(ResumeClient(client_id, actor=actor))
+
+    return await _act(request, client_id, run)

@@ -1,0 +1,80 @@
+"""What the notifier says: one plain-text + HTML email per (event, recipient).
+
+Client-supplied text (names) goes into headers only through ``EmailMessage``
+with the strict SMTP policy, after CR/LF and other control characters are
+stripped, so a name can never add a header; in the HTML part it is escaped.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import formataddr
+
+NOTIFIED_TYPES = ("client.paused", "client.resumed", "billing.anomaly_detected")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+
+
+def clean(text: str, limit: int = 200) -> str:
+    """One line of text: control characters (CR, LF, ...) become spaces."""
+    return _CONTROL.sub(" ", text).strip()[:limit]
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """The facts an email is built from."""
+
+    event_id: str
+    event_type: str
+    client_id: str
+    client_name: str
+    data: dict[str, object]
+
+
+def subject_and_body(notice: Notice) -> tuple[str, str]:
+    name, cid = clean(notice.client_name), notice.client_id
+    match notice.event_type:
+        case "client.paused":
+            reason = clean(str(notice.data.get("reason", "")))
+            how = "automatically" if notice.data.get("automatic") else "by an operator"
+            return (
+                f"VectorPanda account paused: {name}",
+                f"The VectorPanda account '{name}' ({cid}) was paused {how}.\n"
+                f"Reason: {reason}\n\n"
+                "Its data is kept safe in cold storage and nothing is deleted. While paused, "
+                "API requests are answered with 423. To resume, reply to this email or ask "
+                f"the operators (admin: POST /admin/v1/clients/{cid}/resume).",
+            )
+        case "client.resumed":
+            return (
+                f"VectorPanda account resumed: {name}",
+                f"The VectorPanda account '{name}' ({cid}) was resumed; its API keys work again.",
+            )
+        case _:
+            observed, baseline = notice.data.get("observed"), notice.data.get("baseline")
+            hours, metric = notice.data.get("window_hours"), clean(str(notice.data.get("metric")))
+            return (
+                f"VectorPanda usage alert: {name}",
+                f"Usage of the VectorPanda account '{name}' ({cid}) is far above its usual "
+                f"level: {metric} in the last {hours} h: {observed} (trailing daily average "
+                f"{baseline}).\nIf this is expected, no action is needed; otherwise check for "
+                "a runaway job or a leaked API key.",
+            )
+
+
+def build_email(notice: Notice, sender: str, recipient: str, domain: str) -> EmailMessage:
+    """The email for one recipient; Message-ID is derived from (event, recipient)."""
+    subject, text = subject_and_body(notice)
+    msg = EmailMessage(policy=SMTP)
+    msg["From"] = sender
+    msg["To"] = formataddr((clean(notice.client_name), recipient)) if "@" in recipient else ""
+    msg["Subject"] = subject
+    token = re.sub(r"[^A-Za-z0-9]", "", recipient)[:64]
+    msg["Message-ID"] = f"<{notice.event_id}.{token}@{domain}>"
+    msg.set_content(text)
+    paragraphs = "".join(f"<p>{html.escape(p)}</p>" for p in text.split("\n") if p)
+    msg.add_alternative(f"<html><body>{paragraphs}</body></html>", subtype="html")
+    return msg

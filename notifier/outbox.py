@@ -1,0 +1,160 @@
+"""The notifier's database: checkpoint, client contacts, and the mail outbox / sent-log.
+
+``apply`` is a checkpointed projection (see ``eventlog.consumer``): in ONE
+transaction it records contacts from ``client.created``, inserts one outbox
+row per (event, recipient) for the notified event types — the primary key
+makes a second insert of the same pair a no-op — and moves the checkpoint.
+Delivery marks a row sent (the sent-log) after the SMTP server accepted it;
+failed attempts are counted and the next attempt time backs off exponentially.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+
+from eventlog.consumer import CheckpointGap
+from eventlog.store import StoredEvent
+from notifier.messages import NOTIFIED_TYPES
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS checkpoints (consumer TEXT PRIMARY KEY, seq INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS contacts (
+    client_id TEXT PRIMARY KEY, name TEXT NOT NULL, email TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS outbox (
+    event_id TEXT NOT NULL, recipient TEXT NOT NULL, seq INTEGER NOT NULL,
+    event_type TEXT NOT NULL, client_id TEXT NOT NULL, client_name TEXT NOT NULL,
+    data TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt REAL NOT NULL DEFAULT 0, last_error TEXT, sent_at REAL,
+    PRIMARY KEY (event_id, recipient));
+CREATE INDEX IF NOT EXISTS ix_outbox_pending ON outbox (sent_at, next_attempt);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class PendingMail:
+    event_id: str
+    recipient: str
+    event_type: str
+    client_id: str
+    client_name: str
+    data: dict[str, object]
+    attempts: int
+
+
+class NotifierOutbox:
+    """SQLite file (WAL mode); every method is one short transaction."""
+
+    name = "notifier"
+
+    def __init__(self, path: Path, ops_email: str) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(SCHEMA)
+        self._lock = threading.Lock()
+        self.ops_email = ops_email
+
+    def close(self) -> None:
+        self._db.close()
+
+    def checkpoint(self) -> int:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT seq FROM checkpoints WHERE consumer = ?", (self.name,)
+            ).fetchone()
+        return int(row[0]) if row else 0
+
+    def apply(self, events: Sequence[StoredEvent]) -> int:
+        """Contacts, outbox rows and the checkpoint, in one transaction."""
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                row = db.execute(
+                    "SELECT seq FROM checkpoints WHERE consumer = ?", (self.name,)
+                ).fetchone()
+                cp = int(row[0]) if row else 0
+                fresh = [e for e in events if e.seq > cp]
+                if fresh and fresh[0].seq != cp + 1:
+                    raise CheckpointGap(cp, fresh[0].seq)
+                for e in fresh:
+                    self._apply_one(e)
+                    cp = e.seq
+                db.execute(
+                    "INSERT INTO checkpoints (consumer, seq) VALUES (?, ?) "
+                    "ON CONFLICT (consumer) DO UPDATE SET seq = excluded.seq",
+                    (self.name, cp),
+                )
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            return cp
+
+    def _apply_one(self, e: StoredEvent) -> None:
+        db = self._db
+        if e.type == "client.created" and e.client_id:
+            db.execute(
+                "INSERT OR REPLACE INTO contacts VALUES (?, ?, ?)",
+                (e.client_id, str(e.data.get("name", "")), str(e.data.get("email", ""))),
+            )
+            return
+        if e.type not in NOTIFIED_TYPES or not e.client_id:
+            return
+        contact = db.execute(
+            "SELECT name, email FROM contacts WHERE client_id = ?", (e.client_id,)
+        ).fetchone()
+        name, email = (contact[0], contact[1]) if contact else (e.client_id, "")
+        data = orjson.dumps(e.to_event().model_dump(mode="json", exclude={"client_id"})).decode()
+        for recipient in dict.fromkeys(r for r in (email, self.ops_email) if r):
+            db.execute(
+                "INSERT OR IGNORE INTO outbox (event_id, recipient, seq, event_type, client_id,"
+                " client_name, data) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (e.event_id, recipient, e.seq, e.type, e.client_id, name, data),
+            )
+
+    def due(self, now: float, limit: int = 50) -> list[PendingMail]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT event_id, recipient, event_type, client_id, client_name, data, attempts"
+                " FROM outbox WHERE sent_at IS NULL AND next_attempt <= ? ORDER BY seq LIMIT ?",
+                (now, limit),
+            ).fetchall()
+        return [
+            PendingMail(r[0], r[1], r[2], r[3], r[4], orjson.loads(r[5]), int(r[6])) for r in rows
+        ]
+
+    def next_due(self) -> float | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT MIN(next_attempt) FROM outbox WHERE sent_at IS NULL"
+            ).fetchone()
+        return None if row is None or row[0] is None else float(row[0])
+
+    def mark_sent(self, mail: PendingMail, now: float) -> None:
+        with self._lock:
+            self._db.execute(
+                "UPDATE outbox SET sent_at = ?, attempts = attempts + 1"
+                " WHERE event_id = ? AND recipient = ?",
+                (now, mail.event_id, mail.recipient),
+            )
+
+    def mark_failed(self, mail: PendingMail, retry_at: float, error: str) -> None:
+        with self._lock:
+            self._db.execute(
+                "UPDATE outbox SET attempts = attempts + 1, next_attempt = ?, last_error = ?"
+                " WHERE event_id = ? AND recipient = ?",
+                (retry_at, error[:500], mail.event_id, mail.recipient),
+            )
+
+    def sent_count(self) -> int:
+        with self._lock:
+            row = self._db.execute("SELECT COUNT(*) FROM outbox WHERE sent_at IS NOT NULL")
+            return int(row.fetchone()[0])

@@ -1,0 +1,195 @@
+"""``vectorpanda notifier``: events in, emails out, exactly once per (event, recipient).
+
+Two loops: the checkpointed consumer fills the outbox from the event log (fed
+by the bus, or by polling the log without one), and the delivery loop sends
+what is due, retrying with exponential backoff while SMTP is down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Protocol
+
+import aiosmtplib
+
+from eventlog.bus import Bus, Delivery
+from eventlog.consumer import CheckpointedConsumer, EventReader
+from notifier.messages import NOTIFIED_TYPES, Notice, build_email
+from notifier.outbox import NotifierOutbox, PendingMail
+
+log = logging.getLogger("vectorpanda.notifier")
+
+BACKOFF_FIRST_S = 1.0
+BACKOFF_MAX_S = 300.0
+
+
+def notifier_queue(exchange: str) -> str:
+    return f"{exchange}.notifier"
+
+
+class MailSender(Protocol):
+    async def send(self, message: EmailMessage) -> None: ...
+
+
+class SmtpSender:
+    """aiosmtplib to the configured server; STARTTLS and credentials from the env file."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        starttls: bool,
+        username: str | None,
+        password: str | None,
+        timeout_s: float = 30.0,
+    ) -> None:
+        self._host, self._port, self._starttls = host, port, starttls
+        self._username, self._password = username, password
+        self._timeout = timeout_s
+
+    async def send(self, message: EmailMessage) -> None:
+        await aiosmtplib.send(
+            message,
+            hostname=self._host,
+            port=self._port,
+            start_tls=self._starttls,
+            username=self._username,
+            password=self._password,
+            timeout=self._timeout,
+        )
+
+
+class EmlFileSender:
+    """No SMTP configured: each email becomes an ``.eml`` file, and the log says where."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    async def send(self, message: EmailMessage) -> None:
+        def write() -> Path:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            path = self.directory / f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex}.eml"
+            temp = path.with_suffix(".tmp")
+            temp.write_bytes(message.as_bytes())
+            temp.rename(path)
+            return path
+
+        path = await asyncio.to_thread(write)
+        log.info("no SMTP configured: wrote email '%s' to %s", message["Subject"], path)
+
+
+class NotifierService:
+    """Outbox filling and delivery, until ``stop``."""
+
+    def __init__(
+        self,
+        outbox: NotifierOutbox,
+        events: EventReader,
+        sender: MailSender,
+        *,
+        mail_from: str,
+        bus: Bus | None = None,
+        queue: str = "vectorpanda.events.notifier",
+        on_sent: Callable[[], None] | None = None,
+        on_failed: Callable[[], None] | None = None,
+        backoff_first_s: float = BACKOFF_FIRST_S,
+        backoff_max_s: float = BACKOFF_MAX_S,
+    ) -> None:
+        self.outbox = outbox
+        self.consumer = CheckpointedConsumer(outbox, events)
+        self.sender = sender
+        self.mail_from = mail_from
+        self.bus = bus
+        self.queue = queue
+        self.on_sent = on_sent
+        self.on_failed = on_failed
+        self._first, self._max = backoff_first_s, backoff_max_s
+        self._wake = asyncio.Event()
+
+    async def prepare(self) -> None:
+        if self.bus is not None:
+            await self.bus.declare_queue(self.queue, list(NOTIFIED_TYPES))
+
+    async def deliver_due(self) -> int:
+        """Send every email due now; returns how many were accepted."""
+        sent = 0
+        for mail in await asyncio.to_thread(self.outbox.due, time.time()):
+            notice = Notice(
+                mail.event_id, mail.event_type, mail.client_id, mail.client_name, mail.data
+            )
+            domain = self.mail_from.rpartition("@")[2].strip(">") or "localhost"
+            message = build_email(notice, self.mail_from, mail.recipient, domain)
+            try:
+                await self.sender.send(message)
+            except Exception as exc:
+                await self._failed(mail, exc)
+                continue
+            await asyncio.to_thread(self.outbox.mark_sent, mail, time.time())
+            if self.on_sent is not None:
+                self.on_sent()
+            sent += 1
+        return sent
+
+    async def _failed(self, mail: PendingMail, exc: Exception) -> None:
+        delay = min(self._first * 2**mail.attempts, self._max)
+        log.warning(
+            "email for event %s not sent (attempt %d): %s; retrying in %.0f s",
+            mail.event_id,
+            mail.attempts + 1,
+            exc,
+            delay,
+        )
+        await asyncio.to_thread(self.outbox.mark_failed, mail, time.time() + delay, str(exc))
+        if self.on_failed is not None:
+            self.on_failed()
+
+    async def _feed(self, stop: asyncio.Event, poll_s: float) -> None:
+        if self.bus is None:
+            while not stop.is_set():
+                with contextlib.suppress(Exception):
+                    await self.consumer.catch_up()
+                self._wake.set()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), poll_s)
+            return
+
+        async def handle(delivery: Delivery) -> None:
+            await self.consumer.handle(delivery)
+            self._wake.set()
+
+        subscription = await self.bus.consume(self.queue, handle)
+        try:
+            await stop.wait()
+        finally:
+            await subscription.cancel()
+
+    async def _deliver_loop(self, stop: asyncio.Event, idle_s: float) -> None:
+        while not stop.is_set():
+            try:
+                await self.deliver_due()
+            except Exception:
+                log.exception("delivery round failed")
+            next_due = await asyncio.to_thread(self.outbox.next_due)
+            wait = idle_s if next_due is None else max(0.05, min(idle_s, next_due - time.time()))
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), wait)
+
+    async def run(self, stop: asyncio.Event, poll_s: float = 0.5, idle_s: float = 5.0) -> None:
+        """Catch up from the log, then follow it and deliver until ``stop``."""
+        await self.consumer.catch_up()
+        feeding = asyncio.create_task(self._feed(stop, poll_s))
+        delivering = asyncio.create_task(self._deliver_loop(stop, idle_s))
+        try:
+            await stop.wait()
+        finally:
+            for task in (feeding, delivering):
+                task.cancel()
+            await asyncio.gather(feeding, delivering, return_exceptions=True)

@@ -1,0 +1,72 @@
+"""The scheduler's only way to act: the admin API, with its own token (actor ``scheduler``)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import httpx
+
+PAGE = 1000
+
+
+class AdminClient:
+    """Typed calls on ``/admin/v1``; ``transport`` lets tests talk to an in-process app."""
+
+    def __init__(
+        self, base_url: str, token: str, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
+        self._http = httpx.AsyncClient(
+            base_url=base_url,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=httpx.Timeout(30.0, read=900.0),  # a pause waits for the move to cold
+            transport=transport,
+        )
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    async def _get(self, path: str, **params: Any) -> Any:
+        r = await self._http.get(path, params={k: v for k, v in params.items() if v is not None})
+        r.raise_for_status()
+        return r.json()
+
+    async def clients(self) -> list[dict[str, Any]]:
+        body = await self._get("/admin/v1/clients")
+        return list(body["clients"])
+
+    async def events(self, type: str, after_seq: int = 0) -> list[dict[str, Any]]:
+        """Every event of one type after ``after_seq``."""
+        out: list[dict[str, Any]] = []
+        while True:
+            body = await self._get("/admin/v1/events", type=type, after_seq=after_seq, limit=PAGE)
+            out.extend(body["events"])
+            if len(body["events"]) < PAGE:
+                return out
+            after_seq = body["next_after_seq"]
+
+    async def usage(self, since: datetime) -> dict[str, dict[str, Any]]:
+        body = await self._get("/admin/v1/usage", since=since.isoformat())
+        return {row["client_id"]: row for row in body["clients"]}
+
+    async def census_dates(self) -> list[str]:
+        body = await self._get("/admin/v1/census")
+        return [s["date"] for s in body["snapshots"]]
+
+    async def take_census(self, day: str) -> dict[str, Any]:
+        r = await self._http.post("/admin/v1/census", json={"date": day})
+        r.raise_for_status()
+        result: dict[str, Any] = r.json()
+        return result
+
+    async def pause(self, client_id: str, reason: str) -> dict[str, Any]:
+        r = await self._http.post(f"/admin/v1/clients/{client_id}/pause", json={"reason": reason})
+        r.raise_for_status()
+        result: dict[str, Any] = r.json()
+        return result
+
+    async def flag_anomaly(self, client_id: str, figures: dict[str, Any]) -> dict[str, Any]:
+        r = await self._http.post(f"/admin/v1/clients/{client_id}/anomalies", json=figures)
+        r.raise_for_status()
+        result: dict[str, Any] = r.json()
+        return result

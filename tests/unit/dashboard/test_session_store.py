@@ -1,0 +1,67 @@
+"""One contract for both session stores: SQLite (real file) and in-memory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from api.dashboard.session_model import (
+    Role,
+    SessionKind,
+    hash_session_id,
+    new_login_session,
+    new_session_id,
+    new_user_session,
+)
+from api.dashboard.session_store import MemorySessionStore, SessionStore, SqliteSessionStore
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> SessionStore:
+    if request.param == "memory":
+        return MemorySessionStore()
+    return SqliteSessionStore.at(tmp_path / "sessions.sqlite3")
+
+
+def test_add_get_touch_delete(store: SessionStore) -> None:
+    sid = new_session_id()
+    s = new_user_session(sid, "a@x.test", Role.CLIENT, "c1", "google", now=10)
+    store.add(s)
+    assert store.get(hash_session_id(sid)) == s
+    store.touch(s.id_hash, 20)
+    found = store.get(s.id_hash)
+    assert found is not None and found.last_seen_at == 20 and found.role is Role.CLIENT
+    assert store.delete(s.id_hash) is True
+    assert store.get(s.id_hash) is None
+    assert store.delete(s.id_hash) is False
+
+
+def test_take_returns_a_login_once(store: SessionStore) -> None:
+    s = new_login_session(new_session_id(), "google", now=0)
+    store.add(s)
+    taken = store.take(s.id_hash)
+    assert taken is not None and taken.kind is SessionKind.LOGIN
+    assert taken.state == s.state and taken.code_verifier == s.code_verifier
+    assert store.take(s.id_hash) is None
+
+
+def test_purge_removes_only_stale_rows(store: SessionStore) -> None:
+    old = new_user_session(new_session_id(), "a@x.test", Role.CLIENT, "c1", "google", now=0)
+    new = new_user_session(new_session_id(), "b@x.test", Role.OPERATOR, None, "github", now=100)
+    store.add(old)
+    store.add(new)
+    assert store.count() == 2
+    assert store.purge(older_than=50) == 1
+    assert store.get(old.id_hash) is None and store.get(new.id_hash) is not None
+
+
+def test_sqlite_sessions_survive_a_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "sessions.sqlite3"
+    s = new_user_session(new_session_id(), "a@x.test", Role.CLIENT, "c1", "google", now=5)
+    first = SqliteSessionStore.at(path)
+    first.add(s)
+    first.close()
+    again = SqliteSessionStore.at(path)
+    assert again.get(s.id_hash) == s
+    again.close()

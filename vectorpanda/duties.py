@@ -1,0 +1,158 @@
+"""Composition of the operating duties: usage figures, census figures, scheduler, notifier.
+
+Part of the composition root. ``vectorpanda scheduler`` and ``vectorpanda
+notifier`` run these as their own processes; ``vectorpanda up`` runs them as
+tasks next to the coordinator. The scheduler always acts through the admin API
+with VP_SCHEDULER_TOKEN (loopback HTTP under ``up``), so it is recorded as
+actor ``scheduler`` either way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from coordinator.dataplane import DataPlane
+from coordinator.pause import WorkerTenantFiles
+from eventlog.sqlite import open_engine
+from eventlog.store import SqliteEventStore
+from notifier.outbox import NotifierOutbox
+from notifier.service import EmlFileSender, MailSender, NotifierService, SmtpSender, notifier_queue
+from scheduler.admin_client import AdminClient
+from scheduler.service import SchedulerService, run_scheduler
+from vectorpanda.settings import Settings
+
+log = logging.getLogger("vectorpanda.duties")
+
+
+def stored_figures(dataplane: DataPlane) -> Callable[[str], Awaitable[dict[str, int] | None]]:
+    """Vectors and bytes of a tenant some worker has loaded; None (keep last) otherwise."""
+
+    async def figures(client_id: str) -> dict[str, int] | None:
+        if client_id not in dataplane.router.assignments:
+            return None
+        return await dataplane.usage(client_id)
+
+    return figures
+
+
+def census_figures(
+    dataplane: DataPlane, files: WorkerTenantFiles
+) -> Callable[[str, str], Awaitable[dict[str, Any]]]:
+    """A census row's data figures: from the cold marker when paused, else from the owner."""
+
+    async def figures(client_id: str, status: str) -> dict[str, Any]:
+        if status == "paused":
+            summary = await files.describe(client_id)
+            names = [c.get("name") for c in summary.get("collections", [])]
+            return {**summary, "collections": names}
+        infos = await dataplane.list_collections(client_id)
+        usage = await dataplane.usage(client_id)
+        return {
+            "location": "hot",
+            "collections": [c["name"] for c in infos],
+            "vectors": usage["vectors"],
+            "bytes": usage["bytes"],
+        }
+
+    return figures
+
+
+def admin_url(settings: Settings, port: int | None = None) -> str:
+    if settings.admin_url:
+        return settings.admin_url.rstrip("/")
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
+    return f"http://{host}:{port or settings.port}"
+
+
+def build_scheduler_service(settings: Settings, url: str) -> SchedulerService:
+    if settings.scheduler_token is None or not settings.scheduler_token.get_secret_value():
+        from vectorpanda.bootstrap import MissingSecretError
+
+        raise MissingSecretError(
+            "VP_SCHEDULER_TOKEN is not set: put it in the env file "
+            f"({settings.data_dir}/vectorpanda.env, mode 0600) or the environment"
+        )
+    admin = AdminClient(url, settings.scheduler_token.get_secret_value())
+    return SchedulerService(
+        admin,
+        census_cron=settings.census_cron,
+        idle_days=settings.free_idle_days,
+        grace_days=settings.payment_grace_days,
+    )
+
+
+def mail_sender(settings: Settings) -> MailSender:
+    if not settings.smtp_host:
+        log.info("no VP_SMTP_HOST: emails are written as .eml files under %s", settings.mail_dir)
+        return EmlFileSender(settings.mail_dir)
+    password = settings.smtp_password.get_secret_value() if settings.smtp_password else None
+    return SmtpSender(
+        settings.smtp_host,
+        settings.smtp_port,
+        settings.smtp_starttls,
+        settings.smtp_username,
+        password,
+    )
+
+
+def build_notifier(settings: Settings, with_bus: bool) -> NotifierService:
+    from vectorpanda.event_wiring import build_bus
+
+    bus = build_bus(settings) if with_bus else None
+    store = SqliteEventStore(open_engine(settings.control_db))
+    return NotifierService(
+        NotifierOutbox(settings.notifier_db, settings.ops_email),
+        store,
+        mail_sender(settings),
+        mail_from=settings.mail_from,
+        bus=bus,
+        queue=notifier_queue(settings.amqp_exchange),
+    )
+
+
+async def run_notifier(service: NotifierService, stop: asyncio.Event) -> None:
+    """Connect the bus (if any, retrying), then run until ``stop``."""
+    bus = service.bus
+    try:
+        while bus is not None and not stop.is_set():
+            try:
+                await bus.connect()
+                await service.prepare()
+                break
+            except Exception as exc:
+                log.warning("event bus unavailable (%s); retrying", exc)
+                try:
+                    await asyncio.wait_for(stop.wait(), 2.0)
+                except TimeoutError:
+                    continue
+        if not stop.is_set():
+            await service.run(stop)
+    finally:
+        if bus is not None:
+            await bus.close()
+        service.outbox.close()
+
+
+async def run_scheduler_process(settings: Settings, stop: asyncio.Event) -> None:
+    service = build_scheduler_service(settings, admin_url(settings))
+    await run_scheduler(service, settings.scheduler_db, stop)
+
+
+def in_process_duties(
+    settings: Settings, port: int, stop: asyncio.Event, metrics: Any = None
+) -> list[asyncio.Task[None]]:
+    """``vectorpanda up``: the scheduler (over loopback HTTP) and the notifier (polling)."""
+    scheduler = build_scheduler_service(settings, admin_url(settings, port))
+    notifier = build_notifier(settings, with_bus=False)
+    if metrics is not None:
+        notifier.on_sent = metrics.emails_sent.inc
+        notifier.on_failed = metrics.emails_failed.inc
+    return [
+        asyncio.create_task(
+            run_scheduler(scheduler, settings.scheduler_db, stop), name="scheduler"
+        ),
+        asyncio.create_task(run_notifier(notifier, stop), name="notifier"),
+    ]

@@ -52,9 +52,13 @@ class IssueKeyRequest(AdminRequest):
 
 
 class ChangeTierRequest(AdminRequest):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"tier": "premium"}]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"tier": "premium", "reason": "signed annual contract"}]},
+    )
 
     tier: Literal["free", "standard", "premium"]
+    reason: str | None = Field(default=None, min_length=1, max_length=500)
 
 
 class BillingRequest(AdminRequest):

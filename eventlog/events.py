@@ -75,9 +75,13 @@ class ApiKeyRevoked(ClientEvent):
 
 
 class TierChanged(ClientEvent):
+    """v2 added ``reason`` (v1 changes carried none)."""
+
     event_type: ClassVar[str] = "client.tier_changed"
+    schema_version: ClassVar[int] = 2
     from_tier: TierName
     to_tier: TierName
+    reason: str | None = None
 
 
 class ClientPaused(ClientEvent):
@@ -200,6 +204,10 @@ def _client_paused_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
     return {**data, "automatic": False}
 
 
+def _tier_changed_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
+    return {**data, "reason": None}
+
+
 def _usage_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
     return {**data, "rejected": 0}
 
@@ -211,6 +219,7 @@ def _census_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
 # (event_type, stored schema_version) -> function producing the next version's data.
 UPCASTERS: dict[tuple[str, int], Upcaster] = {
     (ClientPaused.event_type, 1): _client_paused_v1_to_v2,
+    (TierChanged.event_type, 1): _tier_changed_v1_to_v2,
     (CensusSnapshotTaken.event_type, 1): _census_v1_to_v2,
     (UsageRecorded.event_type, 1): _usage_v1_to_v2,
 }

@@ -69,7 +69,8 @@ def summarise(event: Event) -> str:
         case ApiKeyRevoked():
             return f"API key {event.key_id} revoked"
         case TierChanged():
-            return f"tier changed from {event.from_tier} to {event.to_tier}"
+            why = f": {event.reason}" if event.reason else ""
+            return f"tier changed from {event.from_tier} to {event.to_tier}{why}"
         case ClientPaused():
             how = "automatically" if event.automatic else "by hand"
             return f"client paused {how}: {event.reason}"

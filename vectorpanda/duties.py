@@ -63,7 +63,9 @@ def census_figures(
 def admin_url(settings: Settings, port: int | None = None) -> str:
     if settings.admin_url:
         return settings.admin_url.rstrip("/")
-    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
+    # A wildcard listen address is not an address to dial; the scheduler calls loopback.
+    wildcard = settings.host in ("0.0.0.0", "::")  # nosec B104 - compared, never bound
+    host = "127.0.0.1" if wildcard else settings.host
     return f"http://{host}:{port or settings.port}"
 
 

@@ -15,6 +15,7 @@ import numpy as np
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
+from workers.fsync_stats import WAL_FSYNCS
 from workers.protocol import (
     DATA_OPS,
     PROTOCOL_VERSION,
@@ -122,6 +123,7 @@ class WorkerSession:
                 "tenants": self._service.tenant_count,
                 "memory_bytes": self._service.registry.memory_bytes,
                 "queue_depth": self.queue_depth,
+                **WAL_FSYNCS.report(),
             }
             self._beat_seq += 1
             self._beats_sent[self._beat_seq] = time.monotonic()

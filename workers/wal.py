@@ -20,6 +20,7 @@ import numpy as np
 import orjson
 
 from workers.durable_files import fsync_dir
+from workers.fsync_stats import WAL_FSYNCS
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +145,8 @@ class WriteAheadLog:
             while view:
                 written = os.write(self._fd, view)
                 view = view[written:]
-            os.fsync(self._fd)
+            with WAL_FSYNCS.timed():
+                os.fsync(self._fd)
         except BaseException:
             # A partial write must not sit in front of the next record.
             self._truncate(start)

@@ -149,7 +149,10 @@ def _pause_service(request: Request) -> PauseService | None:
 async def change_tier(client_id: str, request: Request) -> Response:
     async def run(form: Any, actor: str) -> None:
         tier = str(form.get("tier", ""))
-        await request.app.state.accounts.handle(ChangeTier(client_id, tier, actor=actor))
+        reason = str(form.get("reason") or "").strip()[:500] or None
+        await request.app.state.accounts.handle(
+            ChangeTier(client_id, tier, actor=actor, reason=reason)
+        )
 
     return await _act(request, client_id, run)
 

@@ -160,7 +160,9 @@ async def change_tier(
 ) -> ClientOut:
     """Move the client to another tier; records TierChanged (nothing if the tier is the same)."""
     with domain_errors():
-        view = await accounts.handle(ChangeTier(client_id=client_id, tier=body.tier, actor=actor))
+        view = await accounts.handle(
+            ChangeTier(client_id=client_id, tier=body.tier, actor=actor, reason=body.reason)
+        )
     return ClientOut.model_validate(view, from_attributes=True)
 
 

@@ -42,6 +42,7 @@ class ChangeTier:
     client_id: str
     tier: str
     actor: str = "admin"
+    reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

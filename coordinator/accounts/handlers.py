@@ -138,7 +138,10 @@ async def change_tier(cmd: ChangeTier, uow: AccountsUnitOfWork, pepper: bytes) -
         changed = replace(client, tier=tier)
         tx.update_client(changed)
         event = TierChanged(
-            client_id=client.client_id, from_tier=client.tier.value, to_tier=tier.value
+            client_id=client.client_id,
+            from_tier=client.tier.value,
+            to_tier=tier.value,
+            reason=cmd.reason,
         )
         tx.append([event], cmd.actor)
         return ClientView.of(changed)

@@ -205,9 +205,10 @@ def test_operator_view(browser: Any, stack: Stack) -> None:
 
     page.click("#clients >> text=alice")
     page.select_option("#operate select[name=tier]", "standard")
+    page.fill("#operate form[action$='/tier'] input[name=reason]", "upgrade agreed by phone")
     page.click("#operate button:has-text('Change tier')")
     assert page.text_content("#tier") == "standard"
-    page.fill("#operate input[name=reason]", "card expired")
+    page.fill("#operate form[action$='/pause'] input[name=reason]", "card expired")
     page.click("#operate button:has-text('Pause')")
     assert page.text_content("#status") == "paused"
     assert "This account is paused" in (page.text_content(".banner.paused") or "")
@@ -222,6 +223,7 @@ def test_operator_view(browser: Any, stack: Stack) -> None:
         events = admin.get("/admin/v1/events", params={"limit": 1000}).json()["events"]
     ours = [e for e in events if e["actor"] == OPERATOR_EMAIL]
     assert [e["type"] for e in ours] == ["client.tier_changed", "client.paused", "client.resumed"]
+    assert ours[0]["data"]["reason"] == "upgrade agreed by phone"
     assert ours[1]["data"]["reason"] == "card expired"
 
     page.goto(f"{stack.url}/dashboard/operator/audit?type=client.tier_changed")

@@ -98,6 +98,21 @@ def test_metrics_describe_requests_workers_frames_and_lag(stack: Stack) -> None:
         == 1
     )
 
+    # the worker's own WAL fsyncs arrive with its heartbeats (one upsert, at least one fsync)
+    deadline = time.monotonic() + 10
+    while True:
+        samples = scrape(stack)
+        fsyncs = [
+            v
+            for (n, labels), v in samples.items()
+            if n == "vectorpanda_worker_load" and ("field", "wal_fsyncs_total") in labels
+        ]
+        if sum(fsyncs) >= 1 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert len(fsyncs) == 2 and sum(fsyncs) >= 1
+    assert total(samples, "vectorpanda_worker_load") > 0
+
     # event lag: the relay drains the outbox and the audit projector catches up
     deadline = time.monotonic() + 10
     while True:

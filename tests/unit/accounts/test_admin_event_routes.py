@@ -76,12 +76,16 @@ def events(http: TestClient, **params: object) -> list[dict]:
 
 def test_tier_change_records_one_event_and_is_idempotent(http: TestClient) -> None:
     cid = new_client(http)
-    r = http.post(f"/admin/v1/clients/{cid}/tier", json={"tier": "premium"}, headers=AUTH)
+    body = {"tier": "premium", "reason": "annual contract"}
+    r = http.post(f"/admin/v1/clients/{cid}/tier", json=body, headers=AUTH)
     assert r.status_code == 200 and r.json()["tier"] == "premium"
     again = http.post(f"/admin/v1/clients/{cid}/tier", json={"tier": "premium"}, headers=AUTH)
     assert again.status_code == 200
     changes = events(http, type="client.tier_changed")
-    assert [e["data"] for e in changes] == [{"from_tier": "free", "to_tier": "premium"}]
+    assert [e["data"] for e in changes] == [
+        {"from_tier": "free", "to_tier": "premium", "reason": "annual contract"}
+    ]
+    assert [e["schema_version"] for e in changes] == [2]
     assert http.get(f"/admin/v1/clients/{cid}", headers=AUTH).json()["tier"] == "premium"
     bad = http.post(f"/admin/v1/clients/{cid}/tier", json={"tier": "gold"}, headers=AUTH)
     assert bad.status_code == 422

@@ -49,3 +49,12 @@ def test_stored_v1_client_paused_is_upcast_on_read(tmp_path: Path) -> None:
     assert store.verify_chain().ok  # the v1 row is still exactly what was hashed
     (again,) = store.append([ClientPaused(client_id="cold", reason="x")], "admin")
     assert again.schema_version == 2 and again.data["automatic"] is False
+
+
+def test_v1_tier_change_reads_as_v2_without_a_reason() -> None:
+    from eventlog.events import TierChanged, decode_event
+
+    v1 = {"from_tier": "free", "to_tier": "premium"}
+    event = decode_event("client.tier_changed", 1, v1, "c1")
+    assert event == TierChanged(client_id="c1", from_tier="free", to_tier="premium", reason=None)
+    assert TierChanged.schema_version == 2

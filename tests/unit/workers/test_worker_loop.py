@@ -65,7 +65,14 @@ async def test_worker_session_end_to_end(tmp_path: Path) -> None:
 
         beat = await asyncio.wait_for(hub.frames.get(), 5)
         assert beat.op == "heartbeat"
-        assert set(beat.header["load"]) == {"tenants", "memory_bytes", "queue_depth"}
+        assert set(beat.header["load"]) == {
+            "tenants",
+            "memory_bytes",
+            "queue_depth",
+            "wal_fsyncs_total",
+            "wal_fsync_seconds_total",
+            "wal_fsync_max_ms",
+        }
 
         data = {"tenant": "t1", "epoch": 5}
         assert (await hub.request(1, {"op": "assign", **data})).header["ok"] is True

@@ -100,7 +100,9 @@ def _serve_until_signal(args: argparse.Namespace, name: str) -> int:
         if name == "scheduler":
             await duties.run_scheduler_process(settings, stop)
         else:
-            await duties.run_notifier(duties.build_notifier(settings, with_bus=True), stop)
+            notifier = duties.build_notifier(settings, with_bus=True)
+            duties.expose_notifier_metrics(notifier, settings)
+            await duties.run_notifier(notifier, stop)
         return 0
 
     return _run(main())

@@ -143,6 +143,30 @@ async def run_scheduler_process(settings: Settings, stop: asyncio.Event) -> None
     await run_scheduler(service, settings.scheduler_db, stop)
 
 
+def expose_notifier_metrics(notifier: Any, settings: Settings) -> None:
+    """A separate notifier serves its email counters at ``VP_NOTIFIER_METRICS_PORT``.
+
+    Inside ``up`` the counters live in the coordinator's /metrics instead.
+    """
+    if settings.notifier_metrics_port is None:
+        return
+    from prometheus_client import CollectorRegistry, Counter, start_http_server
+
+    registry = CollectorRegistry()
+    sent = Counter("vectorpanda_emails_sent", "Emails the notifier delivered.", registry=registry)
+    failed = Counter("vectorpanda_emails_failed", "Email attempts that failed.", registry=registry)
+    notifier.on_sent = sent.inc
+    notifier.on_failed = failed.inc
+    start_http_server(
+        settings.notifier_metrics_port, addr=settings.notifier_metrics_host, registry=registry
+    )
+    log.info(
+        "notifier metrics on http://%s:%d/metrics",
+        settings.notifier_metrics_host,
+        settings.notifier_metrics_port,
+    )
+
+
 def in_process_duties(
     settings: Settings, port: int, stop: asyncio.Event, metrics: Any = None
 ) -> list[asyncio.Task[None]]:

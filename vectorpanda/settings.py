@@ -73,6 +73,10 @@ class Settings(BaseSettings):
     max_top_k: int = Field(default=1000, ge=1)
     max_metadata_bytes: int = Field(default=16 * 1024, ge=16)
 
+    # a separate `vectorpanda notifier` serves its email counters here (internal only)
+    notifier_metrics_host: str = "127.0.0.1"
+    notifier_metrics_port: int | None = Field(default=None, ge=0, le=65535)
+
     # per-client request rate limits by tier (off only for load tests)
     rate_limits: bool = True
 

@@ -21,6 +21,7 @@ import orjson
 
 from workers.durable_files import fsync_dir
 from workers.fsync_stats import WAL_FSYNCS
+from workers.integrity import IntegrityError
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +155,16 @@ class WriteAheadLog:
         self._size = start + len(data)
 
     def replay(self) -> Iterator[WalRecord]:
-        """Yield records in order, stopping at (and cutting off) the first bad one."""
+        """Yield records in order; cut off a torn tail, refuse damage in the middle.
+
+        Only the last append can be torn (each append is fsynced before the
+        next). A bad record followed by a valid one is therefore damage, not a
+        tear: truncating there would drop acknowledged writes, so replay raises
+        IntegrityError and leaves the file as it is. (After a power loss that
+        persisted a multi-record append's pages out of order, this refuses an
+        unacknowledged append too: the collection waits for an operator rather
+        than risk cutting off acknowledged data.)
+        """
         good = 0
         with self.path.open("rb") as fh:
             while True:
@@ -173,6 +183,10 @@ class WriteAheadLog:
                 good += _HEAD.size + length
                 yield record
         end = os.fstat(self._fd).st_size
+        if good < end and _valid_record_after(self.path, good):
+            raise IntegrityError(
+                self.path.name, f"damaged record at byte {good} with intact records after it"
+            )
         if good < end:
             log.warning(
                 "write-ahead log %s: dropping %d bytes of torn tail", self.path.name, end - good
@@ -192,3 +206,23 @@ class WriteAheadLog:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+
+
+def _valid_record_after(path: Path, bad_at: int) -> bool:
+    """Whether any intact record starts after the bad one at ``bad_at`` (a scan, rare path)."""
+    data = path.read_bytes()
+    for start in range(bad_at + 1, len(data) - _HEAD.size + 1):
+        length, crc = _HEAD.unpack_from(data, start)
+        end = start + _HEAD.size + length
+        # Most offsets fail the length test at once (vector bytes read as huge lengths).
+        if length == 0 or end > len(data):
+            continue
+        payload = data[start + _HEAD.size : end]
+        if zlib.crc32(payload) != crc:
+            continue
+        try:
+            decode_record(payload)
+        except CorruptRecordError:
+            continue
+        return True
+    return False

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from workers.integrity import IntegrityError
 from workers.wal import DeleteRecord, UpsertRecord, WalRecord, WriteAheadLog
 
 
@@ -77,16 +78,31 @@ def test_truncated_tail_is_dropped_and_earlier_records_survive(tmp_path: Path, c
 
 
 @pytest.mark.parametrize("where", ["length", "crc", "payload"])
-def test_flipped_byte_fails_crc_and_stops_replay_there(tmp_path: Path, where: str) -> None:
+def test_damaged_last_record_is_a_torn_tail_and_is_dropped(tmp_path: Path, where: str) -> None:
+    path = tmp_path / "wal.log"
+    sizes = _write(path, [_upsert(1), _upsert(2), _upsert(3)])
+    offset = {"length": sizes[1] + 1, "crc": sizes[1] + 5, "payload": sizes[1] + 30}[where]
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0xFF
+    path.write_bytes(bytes(data))
+    replayed = list(WriteAheadLog(path).replay())
+    assert [r.ids for r in replayed] == [_upsert(1).ids, _upsert(2).ids]
+    assert path.stat().st_size == sizes[1]
+
+
+@pytest.mark.parametrize("where", ["length", "crc", "payload"])
+def test_damage_in_the_middle_is_refused_not_truncated(tmp_path: Path, where: str) -> None:
+    """Acknowledged records after a damaged one must never be cut off silently."""
     path = tmp_path / "wal.log"
     sizes = _write(path, [_upsert(1), _upsert(2), _upsert(3)])
     offset = {"length": sizes[0] + 1, "crc": sizes[0] + 5, "payload": sizes[0] + 30}[where]
     data = bytearray(path.read_bytes())
     data[offset] ^= 0xFF
     path.write_bytes(bytes(data))
-    replayed = list(WriteAheadLog(path).replay())
-    assert [r.ids for r in replayed] == [_upsert(1).ids]
-    assert path.stat().st_size == sizes[0]
+    with pytest.raises(IntegrityError) as refused:
+        list(WriteAheadLog(path).replay())
+    assert refused.value.file == "wal.log" and f"byte {sizes[0]}" in refused.value.reason
+    assert path.read_bytes() == bytes(data)  # left exactly as found, for the operators
 
 
 def test_zero_filled_tail_is_not_mistaken_for_records(tmp_path: Path) -> None:

@@ -11,13 +11,13 @@ import asyncio
 import json
 import os
 import re
-import signal
 import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from vectorpanda.settings import Settings, load_settings
+from vectorpanda.shutdown import stop_on_signals
 
 _SEQ_RE = re.compile(r"\d+")
 
@@ -122,10 +122,7 @@ def cmd_projections(args: argparse.Namespace) -> int:
     configure_logging(settings, request_log_to_file=False)
 
     async def main() -> int:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+        stop = stop_on_signals()
         print(f"projections: writing {settings.audit_db}", flush=True)
         await run_projections(settings, stop)
         return 0

@@ -17,6 +17,7 @@ from vectorpanda.settings import (
     env_file_path,
     load_settings,
 )
+from vectorpanda.shutdown import stop_on_signals
 
 
 def _run(coro: object) -> int:
@@ -51,12 +52,7 @@ def cmd_coordinator(args: argparse.Namespace) -> int:
     configure_logging(settings, request_log_to_file=False)
 
     async def main() -> int:
-        import signal
-
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+        stop = stop_on_signals()
         parts = build_coordinator(settings)
 
         async def ready(port: int, hub_port: int) -> None:
@@ -91,12 +87,7 @@ def _serve_until_signal(args: argparse.Namespace, name: str) -> int:
     configure_logging(settings, request_log_to_file=False)
 
     async def main() -> int:
-        import signal
-
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+        stop = stop_on_signals()
         if name == "scheduler":
             await duties.run_scheduler_process(settings, stop)
         else:

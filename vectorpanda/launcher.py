@@ -19,6 +19,7 @@ from pathlib import Path
 from vectorpanda.bootstrap import build_coordinator, configure_logging, serve_coordinator
 from vectorpanda.duties import in_process_duties
 from vectorpanda.settings import Settings, env_file_path
+from vectorpanda.shutdown import stop_on_signals
 
 log = logging.getLogger("vectorpanda.up")
 
@@ -101,10 +102,7 @@ async def run_up(settings: Settings, workers: int) -> int:
     """Run coordinator + workers until a signal arrives; return the exit code."""
     configure_logging(settings, request_log_to_file=True)
     parts = build_coordinator(settings)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     supervisor = WorkerSupervisor(workers, settings)
     duties: list[asyncio.Task[None]] = []
 

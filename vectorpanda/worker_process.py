@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
-import signal
 import socket
 
 from vectorpanda.bootstrap import require_secret
 from vectorpanda.settings import Settings
+from vectorpanda.shutdown import stop_on_signals
 from workers.main import run_worker
 
 
@@ -17,10 +16,7 @@ async def run_worker_process(settings: Settings) -> int:
     secret = require_secret(settings, "worker_secret")
     worker_id = settings.worker_id or f"{socket.gethostname()}-{os.getpid()}"
     settings.hot.mkdir(parents=True, exist_ok=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     await run_worker(
         settings.coordinator_url,
         secret,

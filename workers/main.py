@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
 import time
 from pathlib import Path
 
@@ -217,31 +216,3 @@ async def run_worker(
             await asyncio.wait_for(stop.wait(), backoff)
         backoff = min(backoff * 2, BACKOFF_MAX_S)
     log.info("worker %s stopped", worker_id)
-
-
-def main_worker(
-    coordinator_url: str,
-    secret: str,
-    worker_id: str,
-    hot_dir: Path,
-    wal_compact_bytes: int,
-    heartbeat_interval_s: float = 1.0,
-) -> None:
-    """Run a worker until SIGTERM or SIGINT, then finish in-flight requests and exit."""
-
-    async def _main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await run_worker(
-            coordinator_url,
-            secret,
-            worker_id,
-            hot_dir,
-            wal_compact_bytes,
-            heartbeat_interval_s,
-            stop,
-        )
-
-    asyncio.run(_main())

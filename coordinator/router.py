@@ -67,6 +67,9 @@ class TenantRouter:
     def assignments(self) -> dict[str, Assignment]:
         return dict(self._assignments)
 
+    def any_worker_live(self) -> bool:
+        return bool(self._hub.live())
+
     def tenants_of(self, worker_id: str) -> list[str]:
         return [t for t, a in self._assignments.items() if a.worker_id == worker_id]
 

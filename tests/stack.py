@@ -97,6 +97,24 @@ class Stack:
             base_url=self.url, headers={"Authorization": f"Bearer {self.admin_token}"}, timeout=30
         )
 
+    def wait_for_startup_census(self, timeout: float = 30.0) -> None:
+        """Block until the scheduler's first census is recorded.
+
+        On a fresh data dir the scheduler inside ``up`` takes the census that
+        is due at once (``census.snapshot_taken``); tests that count events
+        wait for it so that the count does not depend on when it lands.
+        """
+        deadline = time.monotonic() + timeout
+        with self.admin() as admin:
+            while True:
+                params = {"type": "census.snapshot_taken", "after_seq": 0}
+                if admin.get("/admin/v1/events", params=params).json()["events"]:
+                    return
+                assert time.monotonic() < deadline, "no startup census:\n" + "".join(
+                    self.output[-30:]
+                )
+                time.sleep(0.05)
+
     def client(self, api_key: str) -> httpx.Client:
         return httpx.Client(
             base_url=self.url, headers={"Authorization": f"Bearer {api_key}"}, timeout=30

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from coordinator.dataplane import DataPlane
+from coordinator.errors import TenantUnavailable
 from coordinator.pause import WorkerTenantFiles
 from eventlog.sqlite import open_engine
 from eventlog.store import SqliteEventStore
@@ -48,6 +49,10 @@ def census_figures(
             summary = await files.describe(client_id)
             names = [c.get("name") for c in summary.get("collections", [])]
             return {**summary, "collections": names}
+        if not dataplane.router.any_worker_live():
+            # Waiting for a worker per client would stall the census for
+            # minutes during a fleet outage; the row records the error.
+            raise TenantUnavailable("no worker is live to report this tenant's data")
         infos = await dataplane.list_collections(client_id)
         usage = await dataplane.usage(client_id)
         return {

@@ -7,6 +7,7 @@ import logging
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import uvicorn
 from fastapi import FastAPI
@@ -71,12 +72,26 @@ class CoordinatorParts:
     events: EventServices | None = None
 
 
+def warn_if_shared(directory: Path) -> None:
+    """Say loudly when a data directory is open to group or others."""
+    mode = directory.stat().st_mode & 0o777
+    if mode & 0o077:
+        log.warning(
+            "data directory %s has mode %03o: other local users can reach tenant data "
+            "and the event log; run: chmod 700 %s",
+            directory,
+            mode,
+            directory,
+        )
+
+
 def build_coordinator(settings: Settings) -> CoordinatorParts:
     """Wire the coordinator: accounts (event store), worker hub, router, API."""
     admin_token = require_secret(settings, "admin_token")
     pepper = require_secret(settings, "key_pepper")
     worker_secret = require_secret(settings, "worker_secret")
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    warn_if_shared(settings.data_dir)
     accounts = Accounts(settings.control_db, pepper.encode(), settings.key_cache_size)
     hub = WorkerHub(worker_secret)
     router = TenantRouter(hub, settings.request_timeout_s)

@@ -174,8 +174,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Every file and directory a VectorPanda process creates (data, WAL, segments,
+# event store, audit DB, archives, logs, mail) is private to the service user.
+PRIVATE_UMASK = 0o077
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    os.umask(PRIVATE_UMASK)
     try:
         return int(args.func(args))
     except InsecureEnvFileError as exc:

@@ -209,7 +209,8 @@ class Fleet:
         rt.mkdir(parents=True, exist_ok=True)
         rt.chmod(0o711)
         (rt / "logs").mkdir(mode=0o700, exist_ok=True)
-        (rt / "temp").mkdir(mode=0o711, exist_ok=True)
+        (rt / "temp").mkdir(exist_ok=True)
+        (rt / "temp").chmod(0o711)  # explicit: the process umask is 077
         cert, key = write_self_signed_cert(rt)
         conf = render_nginx_conf(
             NGINX_TEMPLATE.read_text(encoding="utf-8"),

@@ -205,7 +205,7 @@ def ensure_env_file(path: Path) -> bool:
     Returns True when the file was created. Missing secrets are appended to an
     existing file so that older data dirs gain new secrets on upgrade.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     created = not path.exists()
     if created:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import socket
 
-from vectorpanda.bootstrap import require_secret
+from vectorpanda.bootstrap import require_secret, warn_if_shared
 from vectorpanda.settings import Settings
 from vectorpanda.shutdown import stop_on_signals
 from workers.main import run_worker
@@ -15,7 +15,8 @@ async def run_worker_process(settings: Settings) -> int:
     """Dial the coordinator and serve tenants until SIGTERM/SIGINT."""
     secret = require_secret(settings, "worker_secret")
     worker_id = settings.worker_id or f"{socket.gethostname()}-{os.getpid()}"
-    settings.hot.mkdir(parents=True, exist_ok=True)
+    settings.hot.mkdir(mode=0o700, parents=True, exist_ok=True)
+    warn_if_shared(settings.hot)
     stop = stop_on_signals()
     await run_worker(
         settings.coordinator_url,

@@ -73,11 +73,15 @@ class CensusTaker:
         archive_dir: Path,
         figures: TenantFigures | None = None,
         clock: Callable[[], datetime] = utc_clock,
+        flush_usage: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
         self._accounts = accounts
         self._archive = archive_dir
         self._figures = figures
         self._clock = clock
+        # Records the usage counted so far, so a period that began before the census
+        # day ended is in this census and not left between two of them.
+        self._flush_usage = flush_usage
         self._lock = asyncio.Lock()
 
     async def list(self) -> list[StoredEvent]:
@@ -102,6 +106,8 @@ class CensusTaker:
             existing = await self._accounts.uow.read(lambda tx: find_census(tx, day))
             if existing is not None:
                 return existing, False
+            if self._flush_usage is not None:
+                await self._flush_usage()
             clients = await self._accounts.list_clients()
             usage = await self._usage(day)
             rows = []

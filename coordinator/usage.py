@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -53,6 +54,21 @@ class Counts:
         self.rejected += other.rejected
         self.queries += other.queries
         self.vectors_upserted += other.vectors_upserted
+
+
+def next_flush_delay(now: datetime, interval_s: float) -> float:
+    """Seconds until the next flush: the next multiple of ``interval_s`` since the epoch, or
+    UTC midnight if that comes first.
+
+    A recorded period therefore never spans midnight, so the census of a day (which
+    sums the periods that started in it) counts all of that day's usage exactly once,
+    whichever interval is set and whenever the coordinator started.
+    """
+    ts = now.timestamp()
+    aligned = (math.floor(ts / interval_s) + 1) * interval_s
+    day = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    midnight = (day + timedelta(days=1)).timestamp()
+    return max(0.0, min(aligned, midnight) - ts)
 
 
 class UsageMeter:
@@ -146,11 +162,11 @@ class UsageMeter:
         return self._last_stored.get(client_id, {})
 
     async def run(self, stop: asyncio.Event, interval_s: float = FLUSH_INTERVAL_S) -> None:
-        """Flush every ``interval_s`` and once more when ``stop`` is set."""
+        """Flush on UTC boundaries of ``interval_s`` (and at midnight); once more at ``stop``."""
         try:
             while not stop.is_set():
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), interval_s)
+                    await asyncio.wait_for(stop.wait(), next_flush_delay(self._clock(), interval_s))
                 await self.flush()
         finally:
             await self.flush(ask_workers=False)

@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -24,6 +25,17 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def census_cron_away_from_now(now: datetime | None = None) -> str:
+    """A daily census crontab (UTC) 12 hours from now: no scheduled census fires mid-test.
+
+    The census due on start is still taken once (``Stack.wait_for_startup_census``);
+    only the cron's own firing (00:05 UTC by default) could otherwise add a second
+    ``census.snapshot_taken`` to a test that happens to run across it.
+    """
+    moment = (now or datetime.now(UTC)) + timedelta(hours=12)
+    return f"{moment.minute} {moment.hour} * * *"
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -46,6 +58,7 @@ class Stack:
     proc: subprocess.Popen[str] | None = None
     output: list[str] = field(default_factory=list)
     url: str = ""
+    started_at: datetime | None = None  # wall clock (UTC) just before the process started
 
     def start(self, timeout: float = 60.0) -> Stack:
         env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
@@ -62,6 +75,7 @@ class Stack:
             "--workers",
             str(self.workers),
         ]
+        self.started_at = datetime.now(UTC)
         self.proc = subprocess.Popen(
             cmd,
             stdout=subprocess.PIPE,

@@ -112,7 +112,9 @@ def build_coordinator(settings: Settings) -> CoordinatorParts:
         usage_meter=meter,
     )
     app.state.pause = PauseService(accounts, files)
-    app.state.census = CensusTaker(accounts, settings.archive, census_figures(dataplane, files))
+    app.state.census = CensusTaker(
+        accounts, settings.archive, census_figures(dataplane, files), flush_usage=meter.flush
+    )
     app.state.usage_meter = meter
     events = build_event_services(settings, accounts)
     app.state.audit_verify = audit_verifier(settings, events.store)

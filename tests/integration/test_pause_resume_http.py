@@ -10,11 +10,12 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from eventlog.hashchain import GENESIS_HASH
 from eventlog.sqlite import open_engine
 from eventlog.store import SqliteEventStore
 from tests.integration.test_pause_move_crash import CHILD, REPO
@@ -127,27 +128,38 @@ def test_usage_is_metered_and_reported(stack: Stack) -> None:
         assert got["rejected"] >= 1 and got["vectors_stored"] == 5
 
 
+def census_due(moment: datetime) -> str:
+    """The UTC date whose census the default cron (00:05 daily) has made due by ``moment``."""
+    return (moment - timedelta(minutes=5)).date().isoformat()
+
+
 def test_census_archive_matches_its_event_and_the_log(stack: Stack) -> None:
-    today = datetime.now(UTC).date().isoformat()
     with stack.admin() as admin:
-        # The in-process scheduler takes today's census on start; a second one is a no-op.
-        first = _wait(
-            "census",
-            lambda: [
-                s for s in admin.get("/admin/v1/census").json()["snapshots"] if s["date"] == today
-            ],
-        )[0]
-        again = admin.post("/admin/v1/census", json={"date": today}).json()
+        # The in-process scheduler takes the census due on start (the oldest snapshot):
+        # yesterday's before 00:05 UTC, today's after, so its date is read, not assumed;
+        # it is the one due at some moment between the stack's start and now.
+        first = _wait("census", lambda: admin.get("/admin/v1/census").json()["snapshots"])[0]
+        assert stack.started_at is not None
+        due = {census_due(stack.started_at), census_due(datetime.now(UTC))}
+        assert first["date"] in due, (first["date"], due)
+        # A second census for that date is a no-op.
+        again = admin.post("/admin/v1/census", json={"date": first["date"]}).json()
         assert again["taken"] is False and again["sha256"] == first["sha256"]
         assert first["event"]["actor"] == "scheduler"
         data = Path(first["archive"]).read_bytes()
         assert hashlib.sha256(data).hexdigest() == first["sha256"]
         lines = [json.loads(x) for x in gzip.decompress(data).splitlines()]
         assert lines[0]["head_hash"] == first["head_hash"]
-        head = admin.get(
-            "/admin/v1/events", params={"after_seq": first["head_seq"] - 1, "limit": 1}
-        ).json()["events"][0]
-        assert head["seq"] == first["head_seq"] and head["hash"] == first["head_hash"]
+        assert lines[0]["head_seq"] == first["head_seq"] < first["event"]["seq"]
+        # The head it names is the log's: the census on start may come before the first
+        # test's events (an empty log, whose head is the genesis) or after some of them.
+        if first["head_seq"] == 0:
+            assert first["head_hash"] == GENESIS_HASH
+        else:
+            head = admin.get(
+                "/admin/v1/events", params={"after_seq": first["head_seq"] - 1, "limit": 1}
+            ).json()["events"][0]
+            assert head["seq"] == first["head_seq"] and head["hash"] == first["head_hash"]
         assert admin.get("/admin/v1/audit/verify").json()["ok"] is True
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +52,9 @@ log = logging.getLogger(__name__)
 
 Metadata = dict[str, Any] | None
 DEFAULT_FRESH_LIMIT = 20_000
+# A graph is saved when its fresh buffer runs dry, and at least this often while
+# steady writes keep it from running dry, so a reload never rebuilds from far back.
+INDEX_SAVE_MAX_AGE_S = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +92,7 @@ class Collection:
         self._write_mutex = threading.Lock()
         self._rows = ReadWriteLock()
         self._closed: StoreError | None = None
+        self._index_saved_at = time.monotonic()
         self._request_maintenance()
 
     @classmethod
@@ -307,6 +312,8 @@ class Collection:
             base = index.add_to_graph(vectors)
             with self._rows.writing():
                 index.settle(ids, versions, base)
+            if time.monotonic() - self._index_saved_at >= INDEX_SAVE_MAX_AGE_S:
+                self._save_index()
             return True
         if index.needs_rebuild():
             self._rebuild_graph(index)
@@ -330,6 +337,7 @@ class Collection:
         data = self._index.serialize()
         self._index.dirty = False
         write_bytes_durably(self.directory / INDEX_FILE, data)
+        self._index_saved_at = time.monotonic()
 
     def _compact_locked(self) -> None:
         # Leftovers of an earlier failed attempt would block the renames below.

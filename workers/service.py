@@ -80,10 +80,14 @@ class WorkerService:
             log.exception("request %s (%s) failed", rid, frame.op[:40])
             return reply_error(rid, ErrorCode.INTERNAL, "internal error in worker"), {}
 
-    async def release_all(self) -> None:
-        """Give up every tenant (on disconnect or shutdown), after their running requests."""
+    async def settled(self) -> None:
+        """Return once the memory-budget checks started in the background have finished."""
         if self._background:
             await asyncio.wait(set(self._background))
+
+    async def release_all(self) -> None:
+        """Give up every tenant (on disconnect or shutdown), after their running requests."""
+        await self.settled()
         for tenant in list(self.ownership.epochs):
             async with self.ownership.gate(tenant).change():
                 self.ownership.epochs.pop(tenant, None)

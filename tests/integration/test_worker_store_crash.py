@@ -25,7 +25,7 @@ DIM = 32
 # The child: upsert numbered batches forever, printing each batch number only after
 # upsert() returned. An optional crash point makes it die at one exact step.
 CHILD = r"""
-import os, sys
+import os, sys, time
 from pathlib import Path
 import numpy as np
 import workers.collection as collection_module
@@ -89,7 +89,13 @@ print("ready", flush=True)
 b = start
 while True:
     ids, vectors = batch(b)
-    coll.upsert(ids, [{"batch": b}] * len(ids), vectors)
+    try:
+        coll.upsert(ids, [{"batch": b}] * len(ids), vectors)
+    except StoreError as exc:  # backpressure (a full fresh buffer): wait, as clients do
+        if exc.code != "busy":
+            raise
+        time.sleep(0.05)
+        continue
     print(b, flush=True)
     b += 1
 """
@@ -146,6 +152,10 @@ class Child:
     def kill(self) -> None:
         self.proc.send_signal(signal.SIGKILL)
         self.finish()
+
+    def stderr(self) -> str:
+        assert self.proc.stderr is not None
+        return self.proc.stderr.read()[-3000:]
 
     def finish(self) -> int:
         code = self.proc.wait(20)
@@ -243,7 +253,8 @@ def _writer_then_crash(hot: Path, crash: str, index: str) -> tuple[set[int], int
     compact = 1 if crash in CRASH_POINTS else 1 << 30
     second = Child(hot, start, compact_bytes=compact, crash=crash, index=index)
     second.wait_ready()
-    assert second.finish() == 137
+    code = second.finish()
+    assert code == 137, f"the writer exited {code}, not at the crash point: {second.stderr()}"
     acked.update(second.acked)
     return acked, max(second.acked, default=start) + 1
 

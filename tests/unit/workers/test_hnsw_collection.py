@@ -245,3 +245,26 @@ def test_collection_quota(store: TenantStore) -> None:
         store.create_collection(spec("a"), max_collections=2)
     assert err.value.code == ErrorCode.CONFLICT
     assert store.collection_names() == ["a", "b"]
+
+
+def test_steady_writes_still_save_the_index_once_it_is_old(
+    hot: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import workers.collection as collection_module
+
+    quiet = Maintenance(autostart=False)
+    store = TenantStore.open(hot, "tenant_a", SMALL_WAL, maintenance=quiet)
+    coll = _make(store)
+    vectors = np.random.default_rng(6).standard_normal((100, DIM), dtype=np.float32)
+    coll.upsert([f"v{i}" for i in range(100)], [None] * 100, vectors)
+    assert coll.index is not None
+    coll._index_step()  # one chunk into the graph; the buffer is not yet dry
+    assert coll.index.fresh_count > 0 and not (coll.directory / INDEX_FILE).exists()
+    monkeypatch.setattr(collection_module, "INDEX_SAVE_MAX_AGE_S", 0.0)
+    coll._index_step()  # the saved graph is now "old": saved although writes are pending
+    assert coll.index.fresh_count > 0 and (coll.directory / INDEX_FILE).is_file()
+    store.close()
+    store = TenantStore.open(hot, "tenant_a", SMALL_WAL, maintenance=quiet)
+    reloaded = store.collection("h").index
+    assert reloaded is not None and reloaded.node_count == 64 and reloaded.fresh_count == 36
+    store.close()

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from workers.maintenance import Maintenance
 from workers.tenant_store import TenantStore
 
 pytestmark = pytest.mark.integration
@@ -82,8 +83,10 @@ elif crash == "mid_cleanup":
         return original(directory, manifest)
     collection_module.remove_orphans = partial_cleanup
 elif crash == "before_index_save":
+    collection_module.INDEX_SAVE_MAX_AGE_S = 0.0  # save at the first insertion step
     die_before(collection_module, "write_bytes_durably")
 elif crash == "after_index_save":
+    collection_module.INDEX_SAVE_MAX_AGE_S = 0.0
     die_after(collection_module, "write_bytes_durably")
 print("ready", flush=True)
 b = start
@@ -99,6 +102,11 @@ while True:
     print(b, flush=True)
     b += 1
 """
+
+
+# The test process inspects the files: no background thread of its own may be saving
+# an index (a temp file) meanwhile. flush_index() and compact() run in the caller.
+QUIET = Maintenance(autostart=False)
 
 
 def _batch(b: int) -> tuple[list[str], np.ndarray]:
@@ -165,7 +173,7 @@ class Child:
 
 def _check_store(hot: Path, acked: set[int], attempted_max: int) -> int:
     """Reopen the store: every acked batch whole and exact, nothing torn; return batches found."""
-    store = TenantStore.open(hot, TENANT, 1 << 30)
+    store = TenantStore.open(hot, TENANT, 1 << 30, maintenance=QUIET)
     try:
         coll = store.collection("c")
         present: dict[int, int] = {}
@@ -271,7 +279,7 @@ def test_crash_at_each_compaction_step_leaves_a_whole_collection(
     hot = tmp_path / "hot"
     acked, attempted = _writer_then_crash(hot, crash, index)
     assert _check_store(hot, acked, attempted) >= len(acked)
-    store = TenantStore.open(hot, TENANT, 1 << 30)
+    store = TenantStore.open(hot, TENANT, 1 << 30, maintenance=QUIET)
     coll = store.collection("c")
     if crash in CRASH_POINTS:
         assert coll.generation == CRASH_POINTS[crash]
@@ -286,7 +294,7 @@ def test_crash_at_each_compaction_step_leaves_a_whole_collection(
     assert sorted(os.listdir(hot / TENANT)) == [".lock", "c"]
     if index == "hnsw":
         # The saved graph is reused: after a reload nothing is waiting to be indexed.
-        store = TenantStore.open(hot, TENANT, 1 << 30)
+        store = TenantStore.open(hot, TENANT, 1 << 30, maintenance=QUIET)
         hnsw = store.collection("c").index
         assert hnsw is not None and hnsw.fresh_count == 0 and hnsw.node_count > 0
         store.close()

@@ -99,7 +99,9 @@ def tier_limits(principal: Principal) -> TierLimits:
 def scoped(scope: str) -> object:
     """A dependency that requires a valid key carrying ``scope``."""
 
-    async def check(principal: Annotated[Principal, Depends(require_key)]) -> Principal:
+    async def check(request: Request) -> Principal:
+        # Calls require_key itself: one dependency for FastAPI to solve per request, not two.
+        principal = await require_key(request)
         if scope not in principal.scopes:
             raise Forbidden(f"This key lacks the '{scope}' scope.")
         return principal

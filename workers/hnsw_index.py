@@ -176,7 +176,7 @@ class HnswIndex:
             )
             scores, local = subset_search(fresh, keep, queries, k, self.metric)
             parts.append((scores, fresh_rows[local] if local.size else local))
-        scores, rows = merge_results(parts, k, self.metric)
+        scores, rows = parts[0] if len(parts) == 1 else merge_results(parts, k, self.metric)
         # HNSW may come back short when the selector excludes much of the graph; the
         # contract is top_k whenever that many match, so those queries go exact.
         eligible = table.count if mask is None else int(mask.sum())

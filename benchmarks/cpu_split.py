@@ -1,0 +1,113 @@
+"""Where a query's CPU goes: client, coordinator and worker, per query, from /proc.
+
+Starts ``vectorpanda up`` with one worker, loads an HNSW collection, waits for
+the graph to settle (the worker idle), then runs single-vector queries through
+the SDK at concurrency 1 and 16 and divides each process's CPU time (user +
+system, from ``/proc/<pid>/stat`` and ``getrusage``) by the queries answered.
+Raw FAISS in-process on the same data is the baseline, in the same run.
+
+    .venv/bin/python -m benchmarks.cpu_split [--n 20000] [--dim 384] [--queries 3000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import subprocess
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from tests.stack import running_stack
+from vectorpanda.sdk import Client
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def own_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def raw_faiss_cpu_us(data: np.ndarray, queries: np.ndarray, ef: int) -> float:
+    faiss.omp_set_num_threads(1)
+    index = faiss.IndexHNSWFlat(data.shape[1], 32)
+    index.add(data)
+    index.hnsw.efSearch = ef
+    started = own_cpu()
+    for q in queries:
+        index.search(q[None, :], 10)
+    return (own_cpu() - started) / len(queries) * 1e6
+
+
+def measure(
+    url: str, key: str, queries: np.ndarray, concurrency: int, coordinator: int, worker: int
+) -> str:
+    """One markdown row: q/s, p50 and CPU per query of each process at ``concurrency``."""
+    clients = [Client(url, key) for _ in range(concurrency)]
+    latencies: list[float] = []
+
+    def work(w: int) -> None:
+        collection = clients[w].collection("h")
+        for q in queries[w::concurrency]:
+            started = time.perf_counter()
+            collection.query(q, top_k=10)
+            latencies.append(time.perf_counter() - started)
+
+    c0, w0, m0 = process_cpu(coordinator), process_cpu(worker), own_cpu()
+    started = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(work, range(concurrency)))
+    elapsed = time.perf_counter() - started
+    for c in clients:
+        c.close()
+    n = len(queries)
+    cpu_us = [(own_cpu() - m0), process_cpu(coordinator) - c0, process_cpu(worker) - w0]
+    cells = " | ".join(f"{x / n * 1e6:.0f}" for x in cpu_us)
+    p50 = statistics.median(latencies) * 1e3
+    return f"| {concurrency} | {n / elapsed:.0f} | {p50:.2f} | {cells} |"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--n", type=int, default=20_000)
+    parser.add_argument("--dim", type=int, default=384)
+    parser.add_argument("--queries", type=int, default=3000)
+    args = parser.parse_args()
+    rng = np.random.default_rng(0)
+    data = rng.standard_normal((args.n, args.dim)).astype(np.float32)
+    queries = rng.standard_normal((args.queries, args.dim)).astype(np.float32)
+    print(f"raw FAISS (HNSW m=32, ef 64): {raw_faiss_cpu_us(data, queries, 64):.0f} us CPU/query")
+    with tempfile.TemporaryDirectory() as tmp, running_stack(Path(tmp), workers=1) as stack:
+        assert stack.proc is not None
+        coordinator = stack.proc.pid
+        found = subprocess.check_output(["pgrep", "-P", str(coordinator), "-f", "worker"])
+        worker = int(found.split()[0])
+        key = stack.new_client("cpu", tier="premium")
+        with Client(stack.url, key) as client:
+            client.create_collection("h", args.dim, metric="l2", index="hnsw")
+            client.collection("h").upsert([str(i) for i in range(args.n)], data)
+        while True:  # the graph has settled when the worker is idle
+            before = process_cpu(worker)
+            time.sleep(2)
+            if process_cpu(worker) - before < 0.05:
+                break
+        print("| concurrency | q/s | p50 ms | client us | coordinator us | worker us |")
+        print("|---|---|---|---|---|---|")
+        for concurrency in (1, 16):
+            print(measure(stack.url, key, queries, concurrency, coordinator, worker))
+
+
+if __name__ == "__main__":
+    main()

@@ -12,10 +12,7 @@ Raw FAISS in-process on the same data is the baseline, in the same run.
 from __future__ import annotations
 
 import argparse
-import os
-import resource
 import statistics
-import subprocess
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -24,20 +21,9 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from benchmarks.timing import own_cpu, process_cpu, wait_until_idle
 from tests.stack import running_stack
 from vectorpanda.sdk import Client
-
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def process_cpu(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
-
-
-def own_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 def raw_faiss_cpu_us(data: np.ndarray, queries: np.ndarray, ef: int) -> float:
@@ -92,17 +78,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, running_stack(Path(tmp), workers=1) as stack:
         assert stack.proc is not None
         coordinator = stack.proc.pid
-        found = subprocess.check_output(["pgrep", "-P", str(coordinator), "-f", "worker"])
-        worker = int(found.split()[0])
+        worker = stack.worker_pids()[0]
         key = stack.new_client("cpu", tier="premium")
         with Client(stack.url, key) as client:
             client.create_collection("h", args.dim, metric="l2", index="hnsw")
             client.collection("h").upsert([str(i) for i in range(args.n)], data)
-        while True:  # the graph has settled when the worker is idle
-            before = process_cpu(worker)
-            time.sleep(2)
-            if process_cpu(worker) - before < 0.05:
-                break
+        wait_until_idle([worker], budget_s=600)  # graph insertion has finished
         print("| concurrency | q/s | p50 ms | client us | coordinator us | worker us |")
         print("|---|---|---|---|---|---|")
         for concurrency in (1, 16):

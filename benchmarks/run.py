@@ -27,7 +27,7 @@ from benchmarks.data import gaussian_mixture
 from benchmarks.report import chart, markdown
 from benchmarks.service import run_service
 from benchmarks.tenancy import run_tenancy
-from benchmarks.timing import Throughput
+from benchmarks.timing import Throughput, wait_until_idle
 from tests.stack import running_stack
 
 RESULTS = Path(__file__).parent / "results"
@@ -79,7 +79,15 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="vp-bench-") as tmp:
         with running_stack(Path(tmp) / "main", workers=args.workers) as stack:
             key = _premium_key(stack)
-            service, notes = run_service(stack.url, key, data, ef_values, args.batch, concurrencies)
+            service, notes = run_service(
+                stack.url,
+                key,
+                data,
+                ef_values,
+                args.batch,
+                concurrencies,
+                settle=lambda budget: wait_until_idle(stack.worker_pids(), budget),
+            )
         tenancy = None
         if args.tenants > 0:
             print(f"multi-tenancy: {args.tenants:,} tenants x {args.tenant_vectors} vectors")

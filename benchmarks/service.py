@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from benchmarks.data import Dataset, recall_at_k
@@ -30,24 +31,6 @@ def load(client: Client, name: str, kind: str, data: Dataset) -> float | None:
     started = time.perf_counter()
     client.collection(name).upsert(ids, data.vectors)
     return len(ids) / (time.perf_counter() - started)
-
-
-def wait_until_indexed(client: Client, name: str, data: Dataset, budget_s: float) -> float:
-    """Wait for background graph insertion: until single-query latency stops falling."""
-    col = client.collection(name)
-    probe = data.queries[:20]
-    started = time.perf_counter()
-    previous = float("inf")
-    while time.perf_counter() - started < budget_s:
-        t0 = time.perf_counter()
-        for q in probe:
-            col.query(q, top_k=TOP_K)
-        took = time.perf_counter() - t0
-        if took > previous * 0.9:
-            break
-        previous = took
-        time.sleep(2.0)
-    return time.perf_counter() - started
 
 
 def measure(
@@ -92,8 +75,13 @@ def run_service(
     ef_values: list[int],
     batch: int,
     concurrencies: tuple[int, ...],
+    settle: Callable[[float], float],
 ) -> tuple[dict[str, dict[str, Any]], list[str]]:
-    """Service figures keyed like the baseline's, and notes on anything skipped."""
+    """Service figures keyed like the baseline's, and notes on anything skipped.
+
+    ``settle(budget_s)`` waits for the service's background work (graph insertion)
+    to finish and returns the seconds it waited.
+    """
     results: dict[str, dict[str, Any]] = {}
     notes: list[str] = []
     with Client(url, key) as client:
@@ -110,8 +98,8 @@ def run_service(
         if rate is None:
             notes.append("hnsw skipped: the service answered 422 for an hnsw collection")
             return results, notes
-        waited = wait_until_indexed(client, "bench-hnsw", data, budget_s=len(data.vectors) / 300)
-        notes.append(f"hnsw: waited {waited:.0f} s for background graph insertion to settle")
+        waited = settle(len(data.vectors) / 300)
+        notes.append(f"hnsw: waited {waited:.0f} s for background graph insertion (worker idle)")
         for ef in ef_values:
             print(f"service: hnsw ef_search={ef}")
             figures = measure(url, key, "bench-hnsw", data, ef, batch, concurrencies)

@@ -2,12 +2,40 @@
 
 from __future__ import annotations
 
+import os
+import resource
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a process has used, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def own_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def wait_until_idle(pids: Sequence[int], budget_s: float, window_s: float = 2.0) -> float:
+    """Wait until the processes use under 5 % of a core over ``window_s`` (background
+    work such as HNSW graph insertion has finished); return the seconds waited."""
+    started = time.perf_counter()
+    while time.perf_counter() - started < budget_s:
+        before = sum(process_cpu(pid) for pid in pids)
+        time.sleep(window_s)
+        if sum(process_cpu(pid) for pid in pids) - before < 0.05 * window_s:
+            break
+    return time.perf_counter() - started
 
 
 @dataclass(frozen=True)

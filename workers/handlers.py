@@ -11,6 +11,7 @@ from workers.collection_spec import parse_collection_spec
 from workers.errors import StoreError
 from workers.metadata_filter import FilterError, Predicate, parse_filter
 from workers.protocol import ErrorCode, Frame, Op
+from workers.read_write_lock import WouldBlock
 from workers.tenant_store import TenantStore
 
 Result = tuple[dict[str, Any], dict[str, np.ndarray]]
@@ -52,8 +53,12 @@ def upsert(store: TenantStore, frame: Frame) -> Result:
     return {"upserted": store.upsert(name, ids, metadata, vectors, limit)}, {}
 
 
-def query(store: TenantStore, frame: Frame) -> Result:
-    """QUERY {collection, top_k, include_*, filter, ef_search} + queries -> {results} (+ values)."""
+def query(store: TenantStore, frame: Frame, wait: bool = True) -> Result:
+    """QUERY {collection, top_k, include_*, filter, ef_search} + queries -> {results} (+ values).
+
+    ``wait=False`` answers only a quick query of a loaded collection without waiting
+    for any lock; anything else raises WouldBlock, to be answered in a thread.
+    """
     header = frame.header
     top_k = header.get("top_k")
     if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
@@ -65,14 +70,24 @@ def query(store: TenantStore, frame: Frame) -> Result:
     ):
         raise StoreError(ErrorCode.INVALID, "ef_search must be a positive integer")
     include_values = _flag(header, "include_values")
-    collection = store.collection(header.get("collection", ""))
+    queries = _array(frame, "queries")
+    if wait:
+        collection = store.collection(header.get("collection", ""))
+    else:
+        loaded = store.loaded_collection(header.get("collection", ""))
+        if loaded is None or predicate is not None:
+            raise WouldBlock
+        if not loaded.quick_to_search(len(queries), top_k, ef_search):
+            raise WouldBlock
+        collection = loaded
     results, values = collection.query(
-        _array(frame, "queries"),
+        queries,
         top_k,
         _flag(header, "include_metadata"),
         include_values,
         predicate,
         ef_search,
+        wait,
     )
     return {"results": results}, ({"values": values} if values is not None else {})
 

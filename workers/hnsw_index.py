@@ -24,7 +24,7 @@ import numpy as np
 import orjson
 
 from workers.flat_index import exact_search
-from workers.read_write_lock import ReadWriteLock
+from workers.read_write_lock import ReadWriteLock, WouldBlock
 from workers.vector_table import VectorTable
 
 DEFAULT_M = 32
@@ -157,15 +157,19 @@ class HnswIndex:
         k: int,
         mask: np.ndarray | None,
         ef_search: int | None,
+        wait: bool = True,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k table rows per query among live rows (and ``mask``), best first."""
+        """Top-k table rows per query among live rows (and ``mask``), best first.
+
+        ``wait=False``: WouldBlock instead of waiting for the graph or scanning exactly.
+        """
         matrix = table.search_matrix()
         if mask is not None:
             match_rows = np.flatnonzero(mask)
             if len(match_rows) <= EXACT_FILTER_MAX_ROWS or 10 * len(match_rows) < table.count:
                 return subset_search(matrix, match_rows, queries, k, self.metric)
         q = queries.shape[0]
-        parts = [self._search_graph(table, queries, k, mask, ef_search or DEFAULT_EF_SEARCH)]
+        parts = [self._search_graph(table, queries, k, mask, ef_search or DEFAULT_EF_SEARCH, wait)]
         fresh = self._fresh.search_matrix()
         if self._fresh.count:
             fresh_rows = np.fromiter(
@@ -181,6 +185,8 @@ class HnswIndex:
         # contract is top_k whenever that many match, so those queries go exact.
         eligible = table.count if mask is None else int(mask.sum())
         short = np.flatnonzero((rows >= 0).sum(axis=1) < min(k, eligible))
+        if short.size and not wait:
+            raise WouldBlock  # the exact fallback below is a full scan
         if short.size:
             every = np.arange(table.count) if mask is None else np.flatnonzero(mask)
             s2, r2 = subset_search(matrix, every, queries[short], k, self.metric)
@@ -190,11 +196,17 @@ class HnswIndex:
         return scores[:q], rows[:q]
 
     def _search_graph(
-        self, table: VectorTable, queries: np.ndarray, k: int, mask: np.ndarray | None, ef: int
+        self,
+        table: VectorTable,
+        queries: np.ndarray,
+        k: int,
+        mask: np.ndarray | None,
+        ef: int,
+        wait: bool = True,
     ) -> tuple[np.ndarray, np.ndarray]:
         q = queries.shape[0]
         empty = (np.zeros((q, 0), np.float32), np.zeros((q, 0), np.int64))
-        with self._graph_lock.reading():
+        with self._graph_lock.reading(wait):
             n = self._graph.ntotal
             allowed: np.ndarray | None = None
             if mask is None and len(self._node_of) == n:

@@ -7,6 +7,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 
+class WouldBlock(Exception):
+    """The work cannot be done now without waiting (or without long work): do it in a thread."""
+
+
 class ReadWriteLock:
     """Many readers or one writer; a waiting writer holds back new readers."""
 
@@ -17,10 +21,12 @@ class ReadWriteLock:
         self._writers_waiting = 0
 
     @contextmanager
-    def reading(self) -> Iterator[None]:
-        """Hold the lock shared."""
+    def reading(self, wait: bool = True) -> Iterator[None]:
+        """Hold the lock shared; with ``wait=False``, raise WouldBlock rather than wait."""
         with self._cond:
             while self._writer or self._writers_waiting:
+                if not wait:
+                    raise WouldBlock
                 self._cond.wait()
             self._readers += 1
         try:

@@ -11,11 +11,13 @@ from typing import Any
 
 import numpy as np
 
+from workers import handlers
 from workers.collection_spec import check_tenant_id
 from workers.errors import StoreError
 from workers.handlers import HANDLERS
 from workers.ownership import Ownership
 from workers.protocol import DATA_OPS, STORAGE_OPS, ErrorCode, Frame, Op, reply_error, reply_ok
+from workers.read_write_lock import WouldBlock
 from workers.tenant_move import TenantMover
 from workers.tenant_registry import TenantRegistry
 
@@ -147,6 +149,10 @@ class WorkerService:
         try:
             async with gate.data():
                 self._recheck(tenant, epoch)
+                if op == Op.QUERY:
+                    quick = self._quick_query(tenant, frame)
+                    if quick is not None:
+                        return quick
                 return await asyncio.to_thread(lambda: handler(self.registry.open(tenant), frame))
         finally:
             self._last_use[tenant] = time.monotonic()
@@ -158,6 +164,20 @@ class WorkerService:
                 task = asyncio.create_task(self.enforce_memory_budget(keep=tenant))
                 self._background.add(task)
                 task.add_done_callback(self._background.discard)
+
+    def _quick_query(self, tenant: str, frame: Frame) -> Reply | None:
+        """A small HNSW query of a loaded collection, answered here on the event loop.
+
+        The thread hop costs more than such a search; anything that would wait for a
+        lock, read a file or scan exactly returns None and goes to a thread instead.
+        """
+        store = self.registry.loaded(tenant)
+        if store is None:
+            return None
+        try:
+            return handlers.query(store, frame, wait=False)
+        except WouldBlock:
+            return None
 
     async def enforce_memory_budget(self, keep: str | None = None) -> int:
         """Unload idle tenants, least recently used first, until under budget; return count.

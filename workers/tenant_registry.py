@@ -66,6 +66,10 @@ class TenantRegistry:
         for store in stores:
             store.close()
 
+    def loaded(self, tenant: str) -> TenantStore | None:
+        """The tenant's store if it is open, else None; never waits or opens anything."""
+        return self._stores.get(tenant)  # a dict read is atomic: no lock needed
+
     def open_tenants(self) -> list[str]:
         """Tenant ids currently open."""
         with self._lock:

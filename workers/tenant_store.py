@@ -363,6 +363,12 @@ class TenantStore:
         if self._closed is not None:
             raise self._closed
 
+    def loaded_collection(self, name: object) -> Collection | None:
+        """The collection if it is in memory, else None; never waits or reads a file."""
+        if self._closed is not None or not isinstance(name, str):
+            return None
+        return self._collections.get(name)  # a dict read is atomic: no lock needed
+
 
 def _describe_damaged(directory: Path) -> tuple[dict[str, Any] | None, int]:
     """What can still be said of a damaged collection: INFO from its spec, its row count."""

@@ -21,6 +21,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from benchmarks.data import standard_normal
 from benchmarks.timing import own_cpu, process_cpu, wait_until_idle
 from tests.stack import running_stack
 from vectorpanda.sdk import Client
@@ -71,9 +72,7 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=384)
     parser.add_argument("--queries", type=int, default=3000)
     args = parser.parse_args()
-    rng = np.random.default_rng(0)
-    data = rng.standard_normal((args.n, args.dim)).astype(np.float32)
-    queries = rng.standard_normal((args.queries, args.dim)).astype(np.float32)
+    data, queries = standard_normal(args.n, args.dim, args.queries)
     print(f"raw FAISS (HNSW m=32, ef 64): {raw_faiss_cpu_us(data, queries, 64):.0f} us CPU/query")
     with tempfile.TemporaryDirectory() as tmp, running_stack(Path(tmp), workers=1) as stack:
         assert stack.proc is not None

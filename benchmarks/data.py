@@ -37,6 +37,13 @@ def gaussian_mixture(
     return Dataset(vectors, np.ascontiguousarray(held_out), truth, clusters)
 
 
+def standard_normal(n: int, dim: int, queries: int) -> tuple[np.ndarray, np.ndarray]:
+    """Unclustered float32 vectors and queries (seed 0), for the quick throughput checks."""
+    rng = np.random.default_rng(0)
+    data = rng.standard_normal((n, dim)).astype(np.float32)
+    return data, rng.standard_normal((queries, dim)).astype(np.float32)
+
+
 def recall_at_k(found: list[list[int]], truth: np.ndarray, k: int = 10) -> float:
     """Mean fraction of the exact top-k found in each answer's top-k."""
     hits = sum(len(set(f[:k]) & set(t[:k].tolist())) for f, t in zip(found, truth, strict=True))

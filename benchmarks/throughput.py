@@ -19,6 +19,7 @@ import faiss
 import httpx
 import numpy as np
 
+from benchmarks.data import standard_normal
 from tests.stack import running_stack
 
 
@@ -38,9 +39,7 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=384)
     parser.add_argument("--queries", type=int, default=1000)
     args = parser.parse_args()
-    rng = np.random.default_rng(0)
-    data = rng.standard_normal((args.n, args.dim)).astype(np.float32)
-    queries = rng.standard_normal((args.queries, args.dim)).astype(np.float32)
+    data, queries = standard_normal(args.n, args.dim, args.queries)
     baseline_qps = raw_faiss(data, queries, 10)
     with tempfile.TemporaryDirectory() as tmp, running_stack(Path(tmp)) as stack:
         key = stack.new_client("bench", tier="premium")

@@ -60,9 +60,10 @@ def next_flush_delay(now: datetime, interval_s: float) -> float:
     """Seconds until the next flush: the next multiple of ``interval_s`` since the epoch, or
     UTC midnight if that comes first.
 
-    A recorded period therefore never spans midnight, so the census of a day (which
-    sums the periods that started in it) counts all of that day's usage exactly once,
-    whichever interval is set and whenever the coordinator started.
+    A recorded period therefore never spans midnight, so the census covering a day
+    (dated the day after; it sums the periods that began on the day it covers) counts
+    all of that day's usage exactly once, whichever interval is set and whenever the
+    coordinator started.
     """
     ts = now.timestamp()
     aligned = (math.floor(ts / interval_s) + 1) * interval_s

@@ -1,9 +1,10 @@
-"""Usage periods and the census: a day's usage is in that day's census, exactly once.
+"""Usage periods and the census: a day's usage is in the census covering it, exactly once.
 
-A census sums the ``UsageRecorded`` periods that started on its day. The meter
-flushes on UTC boundaries of its interval and at midnight, and the census
-flushes what was counted so far before it sums, so no period is left between
-two censuses whatever the interval and whenever the coordinator started.
+The census dated D (due at 00:05 on D) sums the ``UsageRecorded`` periods that
+began on D-1. The meter flushes on UTC boundaries of its interval and at
+midnight, and the census flushes what was counted so far before it sums, so no
+period is left between two censuses whatever the interval and whenever the
+coordinator started.
 """
 
 from __future__ import annotations

@@ -60,6 +60,9 @@ def query(store: TenantStore, frame: Frame, wait: bool = True) -> Result:
     for any lock; anything else raises WouldBlock, to be answered in a thread.
     """
     header = frame.header
+    loaded = None if wait else store.loaded_collection(header.get("collection", ""))
+    if not wait and (loaded is None or header.get("filter")):
+        raise WouldBlock  # before any parsing: the thread parses the frame once
     top_k = header.get("top_k")
     if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
         raise StoreError(ErrorCode.INVALID, "top_k must be a positive integer")
@@ -71,15 +74,12 @@ def query(store: TenantStore, frame: Frame, wait: bool = True) -> Result:
         raise StoreError(ErrorCode.INVALID, "ef_search must be a positive integer")
     include_values = _flag(header, "include_values")
     queries = _array(frame, "queries")
-    if wait:
+    if loaded is None:
         collection = store.collection(header.get("collection", ""))
-    else:
-        loaded = store.loaded_collection(header.get("collection", ""))
-        if loaded is None or predicate is not None:
-            raise WouldBlock
-        if not loaded.quick_to_search(len(queries), top_k, ef_search):
-            raise WouldBlock
+    elif predicate is None and loaded.quick_to_search(len(queries), top_k, ef_search):
         collection = loaded
+    else:
+        raise WouldBlock
     results, values = collection.query(
         queries,
         top_k,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from api import dashboard
+from api.admission import AdmissionGate, ClientAdmission
 from api.errors import install_error_handlers
 from api.middleware import RequestContext, RequestObserver
 from api.routes import (
@@ -42,6 +43,8 @@ def create_app(
     rate_limiter: RateLimiter | None = None,
     scheduler_token: str | None = None,
     usage_meter: RequestObserver | None = None,
+    admission: ClientAdmission | None = None,
+    refusal_delay_s: float = 0.0,
 ) -> FastAPI:
     """Build the app around already-constructed coordinator parts."""
     app = FastAPI(
@@ -50,6 +53,8 @@ def create_app(
         description=DESCRIPTION,
         docs_url="/docs",
         redoc_url=None,
+        # /metrics is ours; FastAPI's own OpenTelemetry hooks would only cost every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     app.state.accounts = accounts
     app.state.dataplane = dataplane
@@ -67,6 +72,14 @@ def create_app(
     app.include_router(admin_operations.router)
     # Pages under /login and /dashboard; they read app.state.dashboard (set by bootstrap).
     app.include_router(dashboard.router)
+    # Inside RequestContext (request id, body cap, request log), in front of routing.
+    app.add_middleware(
+        AdmissionGate,
+        authenticate=accounts.authenticate,
+        rate_limiter=rate_limiter,
+        admission=admission or ClientAdmission(max_running=64, max_waiting=256),
+        refusal_delay_s=refusal_delay_s,
+    )
     app.add_middleware(
         RequestContext,
         max_body_bytes=dataplane.limits.max_body_bytes,

@@ -76,7 +76,14 @@ def check_rate(request: Request, principal: Principal) -> None:
 
 
 async def require_key(request: Request) -> Principal:
-    """Data plane: resolve the API key through the key cache, then apply the rate limit."""
+    """Data plane: resolve the API key through the key cache, then apply the rate limit.
+
+    The admission gate (api/admission.py) has normally done both already and
+    left the principal in the request state.
+    """
+    admitted: Principal | None = getattr(request.state, "principal", None)
+    if admitted is not None:
+        return admitted
     token = bearer_token(request)
     if token is None:
         raise Unauthorized()

@@ -17,10 +17,11 @@ else
   echo "RabbitMQ: not available (tests that need it will skip, or fail under CI)" >&2
 fi
 
-# nginx and Chromium come from Debian's packages, for the end-to-end tests.
+# nginx, Chromium and wrk (the flood tests) come from Debian's packages.
 missing=()
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v wrk >/dev/null 2>&1 || missing+=(wrk)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "installing ${missing[*]} from Debian's packages"

@@ -12,6 +12,7 @@ from pathlib import Path
 import uvicorn
 from fastapi import FastAPI
 
+from api.admission import ClientAdmission
 from api.app import create_app
 from coordinator.accounts import Accounts
 from coordinator.census import CensusTaker
@@ -110,6 +111,8 @@ def build_coordinator(settings: Settings) -> CoordinatorParts:
         rate_limiter=RateLimiter() if settings.rate_limits else None,
         scheduler_token=scheduler_token,
         usage_meter=meter,
+        admission=ClientAdmission(settings.client_max_running, settings.client_max_waiting),
+        refusal_delay_s=settings.refusal_delay_s,
     )
     app.state.pause = PauseService(accounts, files)
     app.state.census = CensusTaker(

@@ -32,6 +32,32 @@ class BatchedLines(logging.handlers.MemoryHandler):
         while not self._stopping.wait(FLUSH_EVERY_S):
             self.flush()
 
+    def flush(self) -> None:
+        """Write the buffered lines with one write (and one rollover check), not one each."""
+        lock = self.lock
+        assert lock is not None  # created by Handler.__init__
+        with lock:
+            records, self.buffer = self.buffer, []
+        target = self.target
+        if not records or target is None:
+            return
+        text = "".join(f"{record.getMessage()}\n" for record in records)
+        target.acquire()
+        try:
+            if isinstance(target, logging.handlers.RotatingFileHandler):
+                if target.stream is None:
+                    target.stream = target._open()
+                if target.maxBytes > 0 and target.stream.tell() + len(text) >= target.maxBytes:
+                    target.doRollover()
+            if isinstance(target, logging.StreamHandler):
+                target.stream.write(text)
+                target.stream.flush()
+            else:
+                for record in records:
+                    target.handle(record)
+        finally:
+            target.release()
+
     def close(self) -> None:
         self._stopping.set()
         super().close()  # flushes what is left

@@ -56,6 +56,10 @@ class KeyCache:
         self._keys_of_client: dict[str, set[str]] = {}
         # Bumped by every eviction; a miss that raced one must not refill the cache.
         self._generation = 0
+        # Presented keys already proven invalid. A key's secret is 32 random bytes
+        # and its id is random, so a string that failed once can never become valid:
+        # remembering it makes a flood of bad keys cost no database read.
+        self._refused: LRUCache[int, str] = LRUCache(max(1024, maxsize // 10))
 
     def __len__(self) -> int:
         return len(self._cache)
@@ -76,10 +80,13 @@ class KeyCache:
         cached = self._cache.get(slot)
         if cached is not None:
             return cached if digest_matches(self._pepper, presented, cached.digest) else None
+        if self._refused.get(slot) == presented:
+            return None
         key_id = parsed[0]
         generation = self._generation
         principal = await self._uow.read(lambda tx: tx.find_principal(key_id))
         if principal is None or not digest_matches(self._pepper, presented, principal.digest):
+            self._refused[slot] = presented
             return None
         if generation == self._generation:
             self._remember(slot, principal)

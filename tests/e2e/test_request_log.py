@@ -60,7 +60,8 @@ def test_every_request_is_one_json_line_with_the_fields(fleet: RunningFleet) -> 
         assert generated != "bad id!" and re.fullmatch(r"[A-Za-z0-9._-]{8,128}", generated)
     with fleet.https("vp_nosuchkey_" + "x" * 43) as stranger:
         r = stranger.get("/v1/no/such/route", headers={"X-Request-Id": "e2e-unmatched-01"})
-    assert r.status_code == 404
+    # Refused at the admission gate, before any routing: a stranger learns nothing of routes.
+    assert r.status_code == 401
 
     create = by_id(fleet, "e2e-create-0001")
     assert create["client_id"] == cid

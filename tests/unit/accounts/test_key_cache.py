@@ -86,6 +86,16 @@ async def test_a_cache_slot_collision_is_not_proof(monkeypatch: pytest.MonkeyPat
     assert await accounts.authenticate(f"vp_{issued.key_id}_" + "B" * 43) is None
 
 
+async def test_a_refused_key_in_the_same_slot_does_not_refuse_the_real_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    accounts, _ = make()
+    _, issued = await client_with_key(accounts)
+    monkeypatch.setattr(accounts.key_cache, "_slot", lambda presented: 42)
+    assert await accounts.authenticate(f"vp_{issued.key_id}_" + "B" * 43) is None
+    assert await accounts.authenticate(issued.api_key) is not None
+
+
 async def test_unknown_key_is_refused() -> None:
     accounts, _ = make()
     await client_with_key(accounts)
@@ -165,3 +175,20 @@ def test_pepper_must_be_long_enough(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         Accounts(tmp_path / "control.sqlite3", b"short", 10)
     assert not (tmp_path / "control.sqlite3").exists()
+
+
+async def test_a_refused_key_costs_one_database_read_however_often_it_is_presented() -> None:
+    accounts, uow = make()
+    client_id, issued = await client_with_key(accounts)
+    wrong_secret = issued.api_key[:-4] + ("aaaa" if not issued.api_key.endswith("aaaa") else "bbbb")
+    unknown_id = "vp_0123456789abcdef_" + "A" * 43
+    for presented in (wrong_secret, unknown_id):
+        before = uow.reads
+        for _ in range(50):
+            assert await accounts.authenticate(presented) is None
+        assert uow.reads == before + 1
+    # The real key still works, and a revoked one is refused from then on.
+    assert await accounts.authenticate(issued.api_key) is not None
+    await accounts.handle(RevokeApiKey(client_id, issued.key_id))
+    assert await accounts.authenticate(issued.api_key) is None
+    assert await accounts.authenticate(issued.api_key) is None

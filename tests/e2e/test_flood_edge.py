@@ -1,0 +1,61 @@
+"""Floods through the fleet's nginx: shed at the edge, and harmless to other clients."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import RunningFleet
+from tests.flood import flood_requests, prepare_collection, run_steady, start_flood
+from tests.integration.test_flood import P99_FLOOR_S, require_wrk
+
+pytestmark = pytest.mark.e2e
+
+
+def test_requests_without_a_key_are_limited_per_address_at_the_edge(fleet: RunningFleet) -> None:
+    with fleet.https() as anonymous:
+        answers = [anonymous.get("/v1/collections") for _ in range(120)]
+    statuses = {r.status_code for r in answers}
+    assert statuses == {401, 429}, statuses
+    refused = next(r for r in answers if r.status_code == 429)
+    body = refused.json()["error"]
+    assert body["code"] == "rate_limited" and body["request_id"]
+    assert refused.headers["retry-after"] == "1"
+    assert refused.headers["content-type"].startswith("application/json")
+    # The admin plane is not limited per address: operators' tools are not data-plane floods.
+    with fleet.admin() as admin:
+        assert all(admin.get("/admin/v1/workers").status_code == 200 for _ in range(60))
+    time.sleep(2.5)  # let the per-address bucket refill for the tests after this one
+
+
+def test_a_free_tier_flood_through_nginx_does_not_slow_other_clients(
+    fleet: RunningFleet, tmp_path
+) -> None:
+    require_wrk()
+    steady: dict[str, httpx.Client] = {}
+    for name in ("edge-steady-a", "edge-steady-b"):
+        _, key = fleet.new_client(name)
+        steady[name] = fleet.https(key)
+        prepare_collection(steady[name])
+    _, flood_key = fleet.new_client("edge-flooder")
+    with fleet.https(flood_key) as c:
+        prepare_collection(c)
+    # Free-tier steady clients: 20 requests/s each stays under the tier's 25.
+    run_steady(steady, 2, pace_s=0.05)
+    alone = run_steady(steady, 6, pace_s=0.05)
+    flood = start_flood(fleet.https_url, flood_key, 12, workdir=tmp_path)
+    try:
+        during = run_steady(steady, 10, pace_s=0.05)
+    finally:
+        out, _ = flood.communicate(timeout=60)
+    assert flood_requests(out) > 1000, out
+    for before, after in zip(alone, during, strict=True):
+        assert not after.errors, after.errors[:5]
+        assert after.p99() <= 2 * max(before.p99(), P99_FLOOR_S), (
+            f"{after.name}: p99 {after.p99() * 1000:.1f} ms during, "
+            f"{before.p99() * 1000:.1f} ms alone\n{out}"
+        )
+    for client in steady.values():
+        client.close()

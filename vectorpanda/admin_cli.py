@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 
 from vectorpanda.client_cli import DEFAULT_URL, UsageError
+from vectorpanda.sdk.base import tls_verify
 from vectorpanda.settings import env_file_path, read_env_file
 
 EVENT_FOLLOW_POLL_S = 1.0
@@ -44,12 +45,6 @@ def admin_token(data_dir: Path) -> str:
     )
 
 
-def tls_verify() -> str | bool:
-    """``VP_CA_BUNDLE`` (a CA file) when set, else the system's trust store."""
-    bundle = os.environ.get("VP_CA_BUNDLE", "").strip()
-    return bundle or True
-
-
 class AdminApi:
     """A thin client of ``/admin/v1`` that turns error bodies into one sentence."""
 
@@ -59,7 +54,7 @@ class AdminApi:
             base_url=self.url,
             headers={"Authorization": f"Bearer {token}"},
             timeout=30,
-            verify=tls_verify(),
+            verify=tls_verify(None),
         )
 
     def call(self, method: str, path: str, **kwargs: Any) -> Any:

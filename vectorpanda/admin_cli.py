@@ -88,6 +88,9 @@ def cmd_clients_create(api: AdminApi, args: argparse.Namespace) -> None:
     if args.tier:
         body["tier"] = args.tier
     client = api.call("POST", "/admin/v1/clients", json=body)
+    if args.id_only:
+        print(client["client_id"])
+        return
     _show(args, client, f"created {_client_line(client)}")
 
 
@@ -235,6 +238,9 @@ def add_admin_commands(sub: Any) -> None:
     p = _command(csub, "create", "create a client", cmd_clients_create)
     p.add_argument("--name", required=True, help="the client's name")
     p.add_argument("--email", required=True, help="the client's contact address")
+    p.add_argument(
+        "--id-only", action="store_true", help="print only the new client id, for CID=$(...)"
+    )
     p.add_argument(
         "--tier",
         choices=["free", "standard", "premium"],

@@ -6,6 +6,7 @@ from fastapi import FastAPI
 
 from api import dashboard
 from api.admission import AdmissionGate, ClientAdmission
+from api.docs_ui import declare_security, install_docs
 from api.errors import install_error_handlers
 from api.middleware import RequestContext, RequestObserver
 from api.routes import (
@@ -51,7 +52,7 @@ def create_app(
         title="VectorPanda",
         version="1.0",
         description=DESCRIPTION,
-        docs_url="/docs",
+        docs_url=None,  # api/docs_ui.py serves /docs from the package
         redoc_url=None,
         # /metrics is ours; FastAPI's own OpenTelemetry hooks would only cost every request.
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
@@ -66,6 +67,8 @@ def create_app(
     app.state.metrics = Metrics()
     app.state.metrics.watch_workers(hub, dataplane.router)
     install_error_handlers(app)
+    install_docs(app)
+    declare_security(app)
     for module in (health, collections, vectors, usage, admin_clients, admin_events, admin_workers):
         app.include_router(module.router)
     app.include_router(metrics.router)

@@ -124,11 +124,12 @@ class ProgressReport:
 
     def advance_to(self, done: int) -> None:
         self._progress.update(self._task, completed=done)
-        if self._plain:
-            while done * 10 >= self._next_tenth * self._total and self._next_tenth <= 10:
-                pct = self._next_tenth * 10
-                self._console.print(f"progress: {done:,}/{self._total:,} rows ({pct}%)")
-                self._next_tenth += 1
+        if self._plain and self._next_tenth <= 10 and done * 10 >= self._next_tenth * self._total:
+            # One line per crossing, with the true figure: a batch that jumps several
+            # tenths prints once, so the lines are distinct and only ever go up.
+            pct = min(100, done * 100 // self._total)
+            self._console.print(f"progress: {done:,}/{self._total:,} rows ({pct}%)")
+            self._next_tenth = done * 10 // self._total + 1
 
 
 def run_import(

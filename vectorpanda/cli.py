@@ -8,6 +8,8 @@ import os
 import sys
 from pathlib import Path
 
+from vectorpanda import __version__
+from vectorpanda.admin_cli import DefaultsInHelp, add_admin_commands
 from vectorpanda.audit_cli import add_audit_commands
 from vectorpanda.client_cli import add_client_commands
 from vectorpanda.settings import (
@@ -131,13 +133,25 @@ def build_parser() -> argparse.ArgumentParser:
         description="VectorPanda: a hosted multi-tenant vector database. "
         "Secrets come from the env file or the environment, never from arguments.",
     )
+    parser.add_argument("--version", action="version", version=f"vectorpanda {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    up = sub.add_parser("up", help="run the whole service on this machine")
-    up.add_argument("--host", default="127.0.0.1")
-    up.add_argument("--port", type=int, default=8080)
-    up.add_argument("--data-dir", default=os.environ.get("VP_DATA_DIR", "./vp-data"))
-    up.add_argument("--workers", type=int, default=2)
+    up = sub.add_parser(
+        "up",
+        help="run the whole service on this machine",
+        description="Run the coordinator (HTTP API, worker hub, projections, scheduler, "
+        "notifier) and the worker processes on this machine. Prints the URL and the "
+        "path of the env file holding the admin token.",
+        formatter_class=DefaultsInHelp,
+    )
+    up.add_argument("--host", default="127.0.0.1", help="address the HTTP API listens on")
+    up.add_argument("--port", type=int, default=8080, help="port of the HTTP API")
+    up.add_argument(
+        "--data-dir",
+        default=os.environ.get("VP_DATA_DIR", "./vp-data"),
+        help="where tenant files, the event log and the env file live ($VP_DATA_DIR)",
+    )
+    up.add_argument("--workers", type=int, default=2, help="FAISS worker processes to run")
     up.set_defaults(func=cmd_up)
 
     coord = sub.add_parser("coordinator", help="run the coordinator (API + worker hub)")
@@ -170,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     fleet.set_defaults(func=cmd_fleet)
 
     add_client_commands(sub)  # import, query
+    add_admin_commands(sub)  # admin clients/keys/tier/pause/resume/billing/events
     add_audit_commands(sub)  # audit replay/verify/export, projections
     return parser
 

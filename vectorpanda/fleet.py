@@ -253,6 +253,11 @@ class Fleet:
             f"metrics at {s['api_url']}/metrics)"
         )
         self._print(f"Admin token: VP_ADMIN_TOKEN in {env_file_path(self.data_dir)}")
+        cert = Path(str(s["runtime_dir"])) / "tls.crt"
+        self._print(
+            f"TLS certificate (self-signed, made at start): {cert} -- "
+            f"clients trust it with VP_CA_BUNDLE={cert}"
+        )
         self._print("fleet: " + json.dumps(s, sort_keys=True))
 
     def dead(self) -> Child | None:

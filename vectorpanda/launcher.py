@@ -15,6 +15,7 @@ import signal
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from vectorpanda.bootstrap import build_coordinator, configure_logging, serve_coordinator
 from vectorpanda.duties import in_process_duties
@@ -98,6 +99,16 @@ class WorkerSupervisor:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
+def describe_bus(settings: Settings) -> str:
+    """Which event bus this process uses, without credentials."""
+    url = settings.amqp_url.get_secret_value() if settings.amqp_url else ""
+    if not url:
+        return "in-process (set VP_AMQP_URL for RabbitMQ)"
+    parsed = urlsplit(url)
+    host = parsed.hostname or "localhost"
+    return f"RabbitMQ at {host}:{parsed.port or 5672}, exchange {settings.amqp_exchange}"
+
+
 async def run_up(settings: Settings, workers: int) -> int:
     """Run coordinator + workers until a signal arrives; return the exit code."""
     configure_logging(settings, request_log_to_file=True)
@@ -118,7 +129,8 @@ async def run_up(settings: Settings, workers: int) -> int:
         print(
             f"VectorPanda is ready at http://{settings.host}:{port} "
             f"({live}/{workers} workers live; data in {settings.data_dir.resolve()})\n"
-            f"Admin token: VP_ADMIN_TOKEN in {env_path}",
+            f"Admin token: VP_ADMIN_TOKEN in {env_path}\n"
+            f"Event bus: {describe_bus(settings)}",
             flush=True,
         )
         # The scheduler and the notifier run as tasks here (own processes in the fleet).

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import httpx
 
 from vectorpanda.sdk import operations as ops
-from vectorpanda.sdk.base import DEFAULT_TIMEOUT_S, ClientConfig
+from vectorpanda.sdk.base import DEFAULT_TIMEOUT_S, ClientConfig, tls_verify
 from vectorpanda.sdk.exchange import Call, Operation, Outcome
 from vectorpanda.sdk.models import CollectionInfo, FetchedVector, QueryResult, Usage
 from vectorpanda.sdk.operations import Metadata
@@ -31,6 +31,7 @@ class AsyncClient:
         retry: RetryPolicy | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         seed: int | None = None,
+        verify: str | bool | None = None,
     ) -> None:
         self._config = ClientConfig(url, api_key, retry, seed)
         self._http = httpx.AsyncClient(
@@ -38,6 +39,7 @@ class AsyncClient:
             headers=self._config.headers,
             timeout=timeout,
             transport=transport,
+            verify=tls_verify(verify),
         )
 
     async def _exchange(self, call: Call) -> Outcome:

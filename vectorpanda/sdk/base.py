@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 from typing import Any
 
@@ -44,7 +45,26 @@ class ClientConfig:
     def answer(response: httpx.Response) -> Answer:
         return Answer(response.status_code, response.headers, response.content)
 
-    @staticmethod
-    def failure(exc: httpx.TransportError) -> ConnectionFailed:
+    def failure(self, exc: httpx.TransportError) -> ConnectionFailed:
         sent = not isinstance(exc, NOT_SENT)
-        return ConnectionFailed(f"{type(exc).__name__}: {exc}", sent=sent)
+        return ConnectionFailed(
+            f"cannot reach {self.url}: {type(exc).__name__}: {exc}",
+            sent=sent,
+            refused=_refused(exc),
+        )
+
+
+def _refused(exc: BaseException) -> bool:
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ConnectionRefusedError):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
+def tls_verify(verify: str | bool | None) -> str | bool:
+    """The ``verify`` argument, else ``VP_CA_BUNDLE`` (a CA file), else the system's trust."""
+    if verify is not None:
+        return verify
+    return os.environ.get("VP_CA_BUNDLE", "").strip() or True

@@ -96,9 +96,11 @@ class ConnectionFailed(VectorPandaError):
 
     code = "connection_failed"
 
-    def __init__(self, message: str, *, sent: bool, **kwargs: Any) -> None:
+    def __init__(self, message: str, *, sent: bool, refused: bool = False, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         self.sent = sent
+        # Nothing listens at the address: retrying for long only hides a wrong URL.
+        self.refused = refused
 
 
 ERRORS_BY_CODE: dict[str, type[VectorPandaError]] = {

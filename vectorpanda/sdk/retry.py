@@ -32,6 +32,10 @@ class RetryPolicy:
         """Seconds to wait before retrying, or None to give up and raise ``error``."""
         if attempt >= self.max_retries or not retryable(error, idempotent):
             return None
+        if isinstance(error, ConnectionFailed) and error.refused:
+            # One short retry covers a server that is just restarting; more would only
+            # make a wrong URL look like a slow service.
+            return self.base_delay if attempt == 0 else None
         wait = self.backoff(attempt, rng)
         if error.retry_after:
             # Honour the server's floor; a little jitter keeps clients from waking together.

@@ -207,3 +207,67 @@ def test_waits_never_exceed_the_cap_unless_the_server_asks() -> None:
     )
     assert all((d := never(n)) is not None and d <= 5 for n in range(50))
     assert (policy.delay(0, Limited("x", status=429, retry_after=30), True, rng) or 0) >= 30
+
+
+def test_connection_refused_fails_fast_naming_the_url() -> None:
+    """Nothing listening: one short retry, then an error that says where it tried."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    url = f"http://127.0.0.1:{port}"
+    with (
+        Client(url, KEY, retry=RetryPolicy(max_retries=6)) as c,
+        pytest.raises(ConnectionFailed) as failed,
+    ):
+        c.usage()
+    assert url in str(failed.value) and failed.value.refused
+
+
+def test_a_refused_connection_is_tried_twice_not_seven_times() -> None:
+    attempts = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        attempts.append(request)
+        try:
+            raise ConnectionRefusedError(111, "Connection refused")
+        except ConnectionRefusedError as exc:
+            raise httpx.ConnectError("[Errno 111] Connection refused") from exc
+
+    transport = httpx.MockTransport(handle)
+    policy = RetryPolicy(max_retries=6, base_delay=0.01)
+    with (
+        Client("http://vp.test", KEY, retry=policy, transport=transport) as c,
+        pytest.raises(ConnectionFailed),
+    ):
+        c.usage()
+    assert len(attempts) == 2
+
+
+async def test_connection_refused_fails_fast_async_too() -> None:
+    async with AsyncClient("http://127.0.0.1:9", KEY) as c:
+        with pytest.raises(ConnectionFailed) as failed:
+            await c.usage()
+    assert "http://127.0.0.1:9" in str(failed.value)
+
+
+def test_refused_connections_are_retried_once_then_given_up() -> None:
+    refused = ConnectionFailed("refused", sent=False, refused=True)
+    policy = RetryPolicy()
+    rng = random.Random(1)
+    assert policy.delay(0, refused, idempotent=True, rng=rng) == policy.base_delay
+    assert policy.delay(1, refused, idempotent=True, rng=rng) is None
+    other = ConnectionFailed("reset", sent=False)
+    assert policy.delay(3, other, idempotent=True, rng=rng) is not None
+
+
+def test_verify_comes_from_the_argument_or_vp_ca_bundle(monkeypatch: pytest.MonkeyPatch) -> None:
+    from vectorpanda.sdk.base import tls_verify
+
+    monkeypatch.delenv("VP_CA_BUNDLE", raising=False)
+    assert tls_verify(None) is True
+    assert tls_verify(False) is False
+    monkeypatch.setenv("VP_CA_BUNDLE", "/etc/vp/ca.pem")
+    assert tls_verify(None) == "/etc/vp/ca.pem"
+    assert tls_verify("/other.pem") == "/other.pem"

@@ -32,7 +32,8 @@ class HealthPolicy:
 class HealthTracker:
     """Checks every live worker's heartbeat age and marks silent ones down.
 
-    With a router it also rebalances hot tenants every ``rebalance_every_s``.
+    With a router it also rebalances hot tenants every ``rebalance_every_s`` and retries
+    the hand-over of unservable tenants.
     """
 
     def __init__(
@@ -62,6 +63,7 @@ class HealthTracker:
         period = self.policy.interval_s / 4
         next_rebalance = time.monotonic() + self._rebalance_every_s
         rebalancing: asyncio.Task[object] | None = None
+        healing: asyncio.Task[None] | None = None
         while not stop.is_set():
             try:
                 await self.check_once()
@@ -70,6 +72,9 @@ class HealthTracker:
                     if rebalancing is None or rebalancing.done():
                         # a move waits for in-flight requests; never hold up health checks
                         rebalancing = asyncio.create_task(self._router.rebalance_once())
+                if self._router is not None and (healing is None or healing.done()):
+                    # unservable tenants: retry their hand-over (with backoff) and alert
+                    healing = asyncio.create_task(self._router.heal_once())
             except Exception:  # the tracker must outlive any single failure
                 log.exception("health check failed")
             with contextlib.suppress(TimeoutError):

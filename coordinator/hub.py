@@ -51,6 +51,9 @@ class WorkerLink:
     load: dict[str, Any] = field(default_factory=dict)
     pending: dict[int, asyncio.Future[Frame]] = field(default_factory=dict)
     alive: bool = True
+    # Tenant -> epoch the worker says it owns (and has locked), from its latest
+    # heartbeat; None until the first report.
+    held: dict[str, int] | None = None
 
     def heartbeat_age(self) -> float:
         return time.monotonic() - self.last_heartbeat
@@ -79,6 +82,14 @@ class WorkerLink:
 
 
 WorkerListener = Callable[[WorkerLink], Awaitable[None]]
+HeldListener = Callable[[WorkerLink], None]
+
+
+def _held(value: object) -> dict[str, int] | None:
+    """A worker's ``held`` report, or None when it is missing or malformed."""
+    if not isinstance(value, dict):
+        return None
+    return {str(t): e for t, e in value.items() if isinstance(e, int) and not isinstance(e, bool)}
 
 
 def _ignore_closed(task: asyncio.Future[None]) -> None:
@@ -108,6 +119,8 @@ class WorkerHub:
         self._server: Server | None = None
         self.on_join: list[WorkerListener] = []
         self.on_leave: list[WorkerListener] = []
+        # Called on the event loop with every heartbeat that reports what the worker holds.
+        self.on_held: list[HeldListener] = []
         self.changed = asyncio.Event()
 
     @property
@@ -159,6 +172,15 @@ class WorkerHub:
         if previous is not None and previous.alive:
             await self._drop(previous, "replaced by a new connection")
         link = WorkerLink(worker_id=worker_id, pid=int(hello.header.get("pid", 0)), socket=socket)
+        link.held = _held(hello.header.get("held"))
+        released = hello.header.get("released_on_expiry")
+        if isinstance(released, list) and released:
+            log.warning(
+                "worker %s released %d tenants when its ownership lease expired: %s",
+                worker_id,
+                len(released),
+                ", ".join(str(t) for t in released[:20]),
+            )
         self._links[worker_id] = link
         self.departed.pop(worker_id, None)
         await socket.send(encode_frame({"op": Op.WELCOME.value, "rid": hello.rid, "ok": True}))
@@ -187,6 +209,11 @@ class WorkerHub:
             load = frame.header.get("load")
             if isinstance(load, dict):
                 link.load = load
+            held = _held(frame.header.get("held"))
+            if held is not None and link.alive:
+                link.held = held
+                for listener in self.on_held:
+                    listener(link)
             seq = frame.header.get("seq")
             if isinstance(seq, int) and link.alive:
                 ack = encode_frame({"op": Op.HEARTBEAT_ACK.value, "rid": 0, "seq": seq})

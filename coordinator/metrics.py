@@ -51,6 +51,9 @@ class _WorkerCollector(Collector):
         self.workers: list[WorkerSnapshot] = []
         self.losses = 0
         self.placement_changes = 0
+        self.unservable = 0
+        self.unservable_over_bound = 0
+        self.unservable_alerts = 0
 
     def collect(self) -> Iterator[Metric]:
         live = GaugeMetricFamily("vectorpanda_workers_live", "Workers connected and live.")
@@ -106,6 +109,22 @@ class _WorkerCollector(Collector):
         )
         moves.add_metric([], self.placement_changes)
         yield moves
+        yield GaugeMetricFamily(
+            "vectorpanda_tenants_unservable",
+            "Tenants whose hand-over to a worker failed and is being retried.",
+            value=self.unservable,
+        )
+        yield GaugeMetricFamily(
+            "vectorpanda_tenants_unservable_over_bound",
+            "Tenants unservable for longer than VP_TENANT_UNAVAILABLE_ALERT_S.",
+            value=self.unservable_over_bound,
+        )
+        alerts = CounterMetricFamily(
+            "vectorpanda_tenant_unavailable_alerts",
+            "Operations alerts raised for tenants unservable past the bound.",
+        )
+        alerts.add_metric([], self.unservable_alerts)
+        yield alerts
 
 
 class EventLogProbe(Collector):
@@ -218,6 +237,17 @@ class Metrics:
             "Email delivery attempts that failed (each retry counts).",
             registry=self.registry,
         )
+        self.emails_quarantined = Counter(
+            "vectorpanda_emails_quarantined",
+            "Emails given up on (permanent failure or too many attempts); see retry-dead.",
+            registry=self.registry,
+        )
+        self.dead_letters = Counter(
+            "vectorpanda_dead_letters",
+            "Bus messages a consumer gave up on, by queue (recorded with the reason).",
+            ["queue"],
+            registry=self.registry,
+        )
         self._workers = _WorkerCollector()
         self.registry.register(self._workers)
         self._hub: WorkerHub | None = None
@@ -233,6 +263,9 @@ class Metrics:
     def observe_frame(self, op: str, outcome: str, seconds: float) -> None:
         """Called by the router for every frame exchanged with a worker."""
         self.frame_seconds.labels(op, outcome).observe(seconds)
+
+    def count_dead_letter(self, queue: str) -> None:
+        self.dead_letters.labels(queue).inc()
 
     def watch_workers(self, hub: WorkerHub, router: TenantRouter) -> None:
         self._hub, self._router = hub, router
@@ -259,6 +292,10 @@ class Metrics:
         ]
         self._workers.losses = self._hub.losses
         self._workers.placement_changes = self._router.placement_changes
+        unservable = self._router.unservable
+        self._workers.unservable = len(unservable)
+        self._workers.unservable_over_bound = unservable.over_bound()
+        self._workers.unservable_alerts = unservable.alerts
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -31,6 +31,7 @@ from aio_pika.abc import (
 from eventlog.bus import (
     DEFAULT_DELIVERY_LIMIT,
     DEFAULT_EXCHANGE,
+    DeadLetterHook,
     Delivery,
     Handler,
     PoisonMessage,
@@ -87,6 +88,7 @@ class RabbitBus:
         self._publish_channel: AbstractChannel | None = None
         self._exchange: AbstractExchange | None = None
         self._admin: AbstractChannel | None = None
+        self.on_dead_letter: DeadLetterHook | None = None
 
     async def connect(self) -> None:
         """Connect (retrying until the broker answers) and declare the exchanges."""
@@ -194,16 +196,28 @@ class RabbitBus:
                 raise  # unacked: the broker delivers it again
             except PoisonMessage as exc:
                 log.error("dead-lettering a poison message on %s: %s", queue, exc)
+                await self._dead_letter(queue, message.body, f"poison: {exc}", attempt)
                 await _settle(message.reject(requeue=False))
-            except Exception:
+            except Exception as exc:
                 if attempt >= self._delivery_limit:
-                    log.exception("handler failed on %s; the broker dead-letters it now", queue)
-                else:
-                    log.warning("handler failed on %s (attempt %d); requeued", queue, attempt)
-                    await asyncio.sleep(min(0.05 * attempt, 1.0))
+                    log.exception("handler failed on %s; dead-lettering it now", queue)
+                    reason = f"failed {attempt} times, last: {exc!r}"
+                    await self._dead_letter(queue, message.body, reason, attempt)
+                    await _settle(message.reject(requeue=False))
+                    continue
+                log.warning("handler failed on %s (attempt %d); requeued", queue, attempt)
+                await asyncio.sleep(min(0.05 * 2**attempt, 2.0))  # transient: back off
                 await _settle(message.nack(requeue=True))
             else:
                 await _settle(message.ack())
+
+    async def _dead_letter(self, queue: str, body: bytes, reason: str, attempt: int) -> None:
+        if self.on_dead_letter is None:
+            return
+        try:
+            await self.on_dead_letter(queue, body, reason, attempt)
+        except Exception:  # recording must never stop the consumer
+            log.exception("could not record a dead letter of %s", queue)
 
     async def dead_letters(self, queue: str) -> list[bytes]:
         """Bodies waiting in ``queue``'s dead-letter queue; they stay there."""

@@ -7,6 +7,8 @@ Consumers get every message at least once, in publish order while nothing
 fails; a handler that returns normally acks, one that raises ``PoisonMessage``
 sends the message straight to the queue's dead-letter queue, any other error
 requeues it until the delivery limit, after which it is dead-lettered too.
+Either way the bus's ``on_dead_letter`` hook (if set) is told, with the reason,
+and the consumer goes on with the next message.
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ class Delivery:
 
 
 Handler = Callable[[Delivery], Awaitable[None]]
+# Told of every message a consumer gives up on: (queue, body, reason, attempts).
+DeadLetterHook = Callable[[str, bytes, str, int], Awaitable[None]]
 
 
 class Subscription(Protocol):
@@ -52,6 +56,8 @@ class Subscription(Protocol):
 
 class Bus(Protocol):
     """What the relay and every consumer rely on, whatever carries the messages."""
+
+    on_dead_letter: DeadLetterHook | None
 
     async def connect(self) -> None: ...
 

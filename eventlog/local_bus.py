@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from eventlog.bus import (
     DEFAULT_DELIVERY_LIMIT,
+    DeadLetterHook,
     Delivery,
     Handler,
     PoisonMessage,
@@ -59,6 +60,7 @@ class LocalBus:
     def __init__(self, delivery_limit: int = DEFAULT_DELIVERY_LIMIT) -> None:
         self._queues: dict[str, _Queue] = {}
         self._delivery_limit = delivery_limit
+        self.on_dead_letter: DeadLetterHook | None = None
 
     async def connect(self) -> None:
         """Nothing to connect to."""
@@ -113,16 +115,27 @@ class LocalBus:
             except PoisonMessage as exc:
                 log.error("dead-lettering a poison message on %s: %s", q.name, exc)
                 q.dead.append(body)
-            except Exception:
+                await self._dead_letter(q.name, body, f"poison: {exc}", attempt)
+            except Exception as exc:
                 if attempt >= self._delivery_limit:
                     log.exception(
                         "dead-lettering after %d failed deliveries on %s", attempt, q.name
                     )
                     q.dead.append(body)
+                    reason = f"failed {attempt} times, last: {exc!r}"
+                    await self._dead_letter(q.name, body, reason, attempt)
                 else:
                     log.warning("handler failed on %s (attempt %d); requeued", q.name, attempt)
                     q.ready.appendleft((body, key, attempt))
                     await asyncio.sleep(min(0.05 * attempt, 1.0))
+
+    async def _dead_letter(self, queue: str, body: bytes, reason: str, attempt: int) -> None:
+        if self.on_dead_letter is None:
+            return
+        try:
+            await self.on_dead_letter(queue, body, reason, attempt)
+        except Exception:  # recording must never stop the consumer
+            log.exception("could not record a dead letter of %s", queue)
 
     async def dead_letters(self, queue: str) -> list[bytes]:
         """Messages dead-lettered from ``queue``, oldest first."""

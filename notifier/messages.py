@@ -3,6 +3,11 @@
 Client-supplied text (names) goes into headers only through ``EmailMessage``
 with the strict SMTP policy, after CR/LF and other control characters are
 stripped, so a name can never add a header; in the HTML part it is escaped.
+
+Internationalised addresses: the domain is always sent IDNA-encoded
+(``bücher.example`` -> ``xn--bcher-kva.example``); a non-ASCII local part
+(``jürgen@``) makes the message an SMTPUTF8 one, which the SMTP sender only
+sends to a server that offers SMTPUTF8 (otherwise a permanent failure).
 """
 
 from __future__ import annotations
@@ -10,11 +15,14 @@ from __future__ import annotations
 import html
 import re
 from dataclasses import dataclass
+from email.headerregistry import Address
 from email.message import EmailMessage
-from email.policy import SMTP
-from email.utils import formataddr
+from email.policy import SMTP, SMTPUTF8
 
 NOTIFIED_TYPES = ("client.paused", "client.resumed", "billing.anomaly_detected")
+# Not an event: an email to the operators queued by the service itself (dead letters,
+# unservable tenants); its data carries the subject and the text.
+OPERATIONS_ALERT = "operations.alert"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
 
@@ -34,9 +42,29 @@ class Notice:
     data: dict[str, object]
 
 
+class UnusableAddress(ValueError):
+    """An address no email can ever be sent to (a permanent failure)."""
+
+
+def mailbox(address: str) -> tuple[str, str]:
+    """(local part, ASCII domain) of ``address``; UnusableAddress when there is none."""
+    local, at, domain = address.strip().rpartition("@")
+    if not at or not local or not domain or _CONTROL.search(address):
+        raise UnusableAddress(f"not an email address: {address[:100]!r}")
+    try:
+        ascii_domain = domain.encode("idna").decode("ascii")
+    except UnicodeError as exc:
+        raise UnusableAddress(f"the domain {domain[:100]!r} has no IDNA form: {exc}") from None
+    return local, ascii_domain
+
+
 def subject_and_body(notice: Notice) -> tuple[str, str]:
     name, cid = clean(notice.client_name), notice.client_id
     match notice.event_type:
+        case "operations.alert":
+            return clean(str(notice.data.get("subject", "VectorPanda alert"))), str(
+                notice.data.get("text", "")
+            )
         case "client.paused":
             reason = clean(str(notice.data.get("reason", "")))
             how = "automatically" if notice.data.get("automatic") else "by an operator"
@@ -66,11 +94,15 @@ def subject_and_body(notice: Notice) -> tuple[str, str]:
 
 
 def build_email(notice: Notice, sender: str, recipient: str, domain: str) -> EmailMessage:
-    """The email for one recipient; Message-ID is derived from (event, recipient)."""
+    """The email for one recipient; Message-ID is derived from (event, recipient).
+
+    Raises UnusableAddress (or another ValueError) when no such email can exist.
+    """
     subject, text = subject_and_body(notice)
-    msg = EmailMessage(policy=SMTP)
+    local, recipient_domain = mailbox(recipient)
+    msg = EmailMessage(policy=SMTP if local.isascii() else SMTPUTF8)
     msg["From"] = sender
-    msg["To"] = formataddr((clean(notice.client_name), recipient)) if "@" in recipient else ""
+    msg["To"] = Address(clean(notice.client_name), local, recipient_domain)
     msg["Subject"] = subject
     token = re.sub(r"[^A-Za-z0-9]", "", recipient)[:64]
     msg["Message-ID"] = f"<{notice.event_id}.{token}@{domain}>"

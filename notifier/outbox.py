@@ -6,6 +6,10 @@ row per (event, recipient) for the notified event types — the primary key
 makes a second insert of the same pair a no-op — and moves the checkpoint.
 Delivery marks a row sent (the sent-log) after the SMTP server accepted it;
 failed attempts are counted and the next attempt time backs off exponentially.
+A row that can never be sent (or failed too often) is quarantined: ``dead_at``
+and ``dead_reason`` are set, delivery skips it, and ``retry_dead`` puts it back.
+Operations alerts are rows too (event type ``operations.alert``, keyed so each
+alert is queued once), sent by the same delivery loop.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import orjson
 
 from eventlog.consumer import CheckpointGap
 from eventlog.store import StoredEvent
-from notifier.messages import NOTIFIED_TYPES
+from notifier.messages import NOTIFIED_TYPES, OPERATIONS_ALERT
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS checkpoints (consumer TEXT PRIMARY KEY, seq INTEGER NOT NULL);
@@ -34,6 +38,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     PRIMARY KEY (event_id, recipient));
 CREATE INDEX IF NOT EXISTS ix_outbox_pending ON outbox (sent_at, next_attempt);
 """
+# Added after the first release: existing databases get them on open.
+QUARANTINE_COLUMNS = (("dead_at", "REAL"), ("dead_reason", "TEXT"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +51,23 @@ class PendingMail:
     client_name: str
     data: dict[str, object]
     attempts: int
+
+    @property
+    def is_alert(self) -> bool:
+        return self.event_type == OPERATIONS_ALERT
+
+
+@dataclass(frozen=True, slots=True)
+class DeadMail:
+    """A quarantined email and why."""
+
+    event_id: str
+    recipient: str
+    event_type: str
+    client_id: str
+    attempts: int
+    reason: str
+    dead_at: float
 
 
 class NotifierOutbox:
@@ -58,6 +81,10 @@ class NotifierOutbox:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(SCHEMA)
+        have = {row[1] for row in self._db.execute("PRAGMA table_info(outbox)")}
+        for column, kind in QUARANTINE_COLUMNS:
+            if column not in have:
+                self._db.execute(f"ALTER TABLE outbox ADD COLUMN {column} {kind}")
         self._lock = threading.Lock()
         self.ops_email = ops_email
 
@@ -124,7 +151,8 @@ class NotifierOutbox:
         with self._lock:
             rows = self._db.execute(
                 "SELECT event_id, recipient, event_type, client_id, client_name, data, attempts"
-                " FROM outbox WHERE sent_at IS NULL AND next_attempt <= ? ORDER BY seq LIMIT ?",
+                " FROM outbox WHERE sent_at IS NULL AND dead_at IS NULL AND next_attempt <= ?"
+                " ORDER BY seq LIMIT ?",
                 (now, limit),
             ).fetchall()
         return [
@@ -134,7 +162,7 @@ class NotifierOutbox:
     def next_due(self) -> float | None:
         with self._lock:
             row = self._db.execute(
-                "SELECT MIN(next_attempt) FROM outbox WHERE sent_at IS NULL"
+                "SELECT MIN(next_attempt) FROM outbox WHERE sent_at IS NULL AND dead_at IS NULL"
             ).fetchone()
         return None if row is None or row[0] is None else float(row[0])
 
@@ -158,3 +186,50 @@ class NotifierOutbox:
         with self._lock:
             row = self._db.execute("SELECT COUNT(*) FROM outbox WHERE sent_at IS NOT NULL")
             return int(row.fetchone()[0])
+
+    def quarantine(self, mail: PendingMail, now: float, reason: str) -> None:
+        """Stop trying ``mail``: it can never be sent, or failed too often."""
+        with self._lock:
+            self._db.execute(
+                "UPDATE outbox SET attempts = attempts + 1, dead_at = ?, dead_reason = ?"
+                " WHERE event_id = ? AND recipient = ?",
+                (now, reason[:500], mail.event_id, mail.recipient),
+            )
+
+    def dead(self) -> list[DeadMail]:
+        """Every quarantined email, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT event_id, recipient, event_type, client_id, attempts, dead_reason, dead_at"
+                " FROM outbox WHERE dead_at IS NOT NULL AND sent_at IS NULL ORDER BY dead_at"
+            ).fetchall()
+        return [DeadMail(r[0], r[1], r[2], r[3], int(r[4]), str(r[5]), float(r[6])) for r in rows]
+
+    def retry_dead(self) -> int:
+        """Put every quarantined email back in line (after a fix); return how many."""
+        with self._lock:
+            cur = self._db.execute(
+                "UPDATE outbox SET dead_at = NULL, dead_reason = NULL, attempts = 0,"
+                " next_attempt = 0 WHERE dead_at IS NOT NULL AND sent_at IS NULL"
+            )
+            return cur.rowcount
+
+    def queue_alert(self, key: str, subject: str, text: str) -> bool:
+        """Queue one email to the operators; False if the alert ``key`` was queued before."""
+        data = orjson.dumps({"subject": subject, "text": text}).decode()
+        with self._lock:
+            cur = self._db.execute(
+                "INSERT OR IGNORE INTO outbox (event_id, recipient, seq, event_type, client_id,"
+                " client_name, data) VALUES (?, ?, 0, ?, '', 'operations', ?)",
+                (f"alert:{key}"[:200], self.ops_email, OPERATIONS_ALERT, data),
+            )
+            return cur.rowcount == 1
+
+
+def queue_operations_alert(path: Path, ops_email: str, key: str, subject: str, text: str) -> bool:
+    """From any process on this data directory: queue an operations email, once per key."""
+    outbox = NotifierOutbox(path, ops_email)
+    try:
+        return outbox.queue_alert(key, subject, text)
+    finally:
+        outbox.close()

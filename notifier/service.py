@@ -3,6 +3,12 @@
 Two loops: the checkpointed consumer fills the outbox from the event log (fed
 by the bus, or by polling the log without one), and the delivery loop sends
 what is due, retrying with exponential backoff while SMTP is down.
+
+A failure is transient (server away, 4xx: retry later) or permanent (the
+message cannot be built, the server refuses it for good, an internationalised
+address on a server without SMTPUTF8): a permanent failure, or more than
+``max_attempts`` transient ones, quarantines that email with its reason, tells
+the operators once, and delivery goes on with the next one.
 """
 
 from __future__ import annotations
@@ -28,6 +34,28 @@ log = logging.getLogger("vectorpanda.notifier")
 
 BACKOFF_FIRST_S = 1.0
 BACKOFF_MAX_S = 300.0
+# With the backoff above, about an hour of transient failures before quarantine.
+MAX_ATTEMPTS = 20
+
+
+class PermanentFailure(Exception):
+    """This email can never be sent as it is: quarantine it, do not retry."""
+
+
+def is_permanent(exc: BaseException) -> bool:
+    """Whether a sending error will recur however often the email is retried."""
+    if isinstance(exc, PermanentFailure | UnicodeError):
+        return True
+    if isinstance(exc, aiosmtplib.SMTPNotSupported):
+        return "SMTPUTF8" in str(exc)  # STARTTLS/AUTH missing is configuration, fixable
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
+        codes = [e.code for e in exc.recipients]
+        return bool(codes) and all(code >= 500 for code in codes)
+    if isinstance(exc, aiosmtplib.SMTPSenderRefused):
+        return False  # our own From: every email would fail; fix the configuration
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        return exc.code >= 500
+    return False
 
 
 def notifier_queue(exchange: str) -> str:
@@ -99,8 +127,10 @@ class NotifierService:
         queue: str = "vectorpanda.events.notifier",
         on_sent: Callable[[], None] | None = None,
         on_failed: Callable[[], None] | None = None,
+        on_quarantined: Callable[[], None] | None = None,
         backoff_first_s: float = BACKOFF_FIRST_S,
         backoff_max_s: float = BACKOFF_MAX_S,
+        max_attempts: int = MAX_ATTEMPTS,
     ) -> None:
         self.outbox = outbox
         self.consumer = CheckpointedConsumer(outbox, events)
@@ -110,7 +140,9 @@ class NotifierService:
         self.queue = queue
         self.on_sent = on_sent
         self.on_failed = on_failed
+        self.on_quarantined = on_quarantined
         self._first, self._max = backoff_first_s, backoff_max_s
+        self.max_attempts = max_attempts
         self._wake = asyncio.Event()
 
     async def prepare(self) -> None:
@@ -125,8 +157,11 @@ class NotifierService:
                 mail.event_id, mail.event_type, mail.client_id, mail.client_name, mail.data
             )
             domain = self.mail_from.rpartition("@")[2].strip(">") or "localhost"
-            message = build_email(notice, self.mail_from, mail.recipient, domain)
             try:
+                try:
+                    message = build_email(notice, self.mail_from, mail.recipient, domain)
+                except Exception as exc:
+                    raise PermanentFailure(f"the email cannot be built: {exc}") from exc
                 await self.sender.send(message)
             except Exception as exc:
                 await self._failed(mail, exc)
@@ -138,6 +173,9 @@ class NotifierService:
         return sent
 
     async def _failed(self, mail: PendingMail, exc: Exception) -> None:
+        if is_permanent(exc) or mail.attempts + 1 >= self.max_attempts:
+            await self._quarantine(mail, exc)
+            return
         delay = min(self._first * 2**mail.attempts, self._max)
         log.warning(
             "email for event %s not sent (attempt %d): %s; retrying in %.0f s",
@@ -149,6 +187,35 @@ class NotifierService:
         await asyncio.to_thread(self.outbox.mark_failed, mail, time.time() + delay, str(exc))
         if self.on_failed is not None:
             self.on_failed()
+
+    async def _quarantine(self, mail: PendingMail, exc: Exception) -> None:
+        kind = "permanent failure" if is_permanent(exc) else f"{mail.attempts + 1} failed attempts"
+        reason = f"{kind}: {exc}"
+        log.error(
+            "email for event %s to %s quarantined (%s); `vectorpanda notifier retry-dead` "
+            "sends it again after a fix",
+            mail.event_id,
+            mail.recipient,
+            reason,
+        )
+        await asyncio.to_thread(self.outbox.quarantine, mail, time.time(), reason)
+        if self.on_quarantined is not None:
+            self.on_quarantined()
+        if mail.is_alert:
+            return  # an alert about an alert would loop; the log line above must do
+        text = (
+            f"The email for event {mail.event_id} ({mail.event_type}, client "
+            f"{mail.client_id}) to {mail.recipient} was quarantined and will not be "
+            f"retried.\nReason: {reason}\n\nOther emails keep flowing. After fixing the "
+            "cause, run: vectorpanda notifier retry-dead"
+        )
+        await asyncio.to_thread(
+            self.outbox.queue_alert,
+            f"dead-mail:{mail.event_id}:{mail.recipient}",
+            "VectorPanda: an email was quarantined",
+            text,
+        )
+        self._wake.set()
 
     async def _feed(self, stop: asyncio.Event, poll_s: float) -> None:
         if self.bus is None:

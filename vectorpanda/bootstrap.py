@@ -25,7 +25,12 @@ from coordinator.router import TenantRouter
 from coordinator.usage import MeteredDataPlane, UsageMeter
 from vectorpanda.dashboard_wiring import build_dashboard
 from vectorpanda.duties import census_figures, stored_figures
-from vectorpanda.event_wiring import EventServices, audit_verifier, build_event_services
+from vectorpanda.event_wiring import (
+    EventServices,
+    audit_verifier,
+    build_event_services,
+    tenant_unavailable_alert,
+)
 from vectorpanda.request_log import request_log_handler
 from vectorpanda.settings import Settings
 
@@ -95,7 +100,8 @@ def build_coordinator(settings: Settings) -> CoordinatorParts:
     warn_if_shared(settings.data_dir)
     accounts = Accounts(settings.control_db, pepper.encode(), settings.key_cache_size)
     hub = WorkerHub(worker_secret)
-    router = TenantRouter(hub, settings.request_timeout_s)
+    router = TenantRouter(hub, settings.request_timeout_s, settings.tenant_unavailable_alert_s)
+    router.on_unservable_alert = tenant_unavailable_alert(settings)
     dataplane = MeteredDataPlane(router, limits_from(settings))
     files = WorkerTenantFiles(router)
     meter = UsageMeter(accounts, stored_figures(dataplane))
@@ -119,7 +125,7 @@ def build_coordinator(settings: Settings) -> CoordinatorParts:
         accounts, settings.archive, census_figures(dataplane, files), flush_usage=meter.flush
     )
     app.state.usage_meter = meter
-    events = build_event_services(settings, accounts)
+    events = build_event_services(settings, accounts, app.state.metrics.count_dead_letter)
     app.state.audit_verify = audit_verifier(settings, events.store)
     app.state.metrics.watch_event_log(settings.control_db, settings.audit_db)
     app.state.dashboard = build_dashboard(settings)

@@ -117,6 +117,7 @@ def build_notifier(settings: Settings, with_bus: bool) -> NotifierService:
         mail_from=settings.mail_from,
         bus=bus,
         queue=notifier_queue(settings.amqp_exchange),
+        max_attempts=settings.notifier_max_attempts,
     )
 
 
@@ -160,8 +161,12 @@ def expose_notifier_metrics(notifier: Any, settings: Settings) -> None:
     registry = CollectorRegistry()
     sent = Counter("vectorpanda_emails_sent", "Emails the notifier delivered.", registry=registry)
     failed = Counter("vectorpanda_emails_failed", "Email attempts that failed.", registry=registry)
+    quarantined = Counter(
+        "vectorpanda_emails_quarantined", "Emails given up on (see retry-dead).", registry=registry
+    )
     notifier.on_sent = sent.inc
     notifier.on_failed = failed.inc
+    notifier.on_quarantined = quarantined.inc
     start_http_server(
         settings.notifier_metrics_port, addr=settings.notifier_metrics_host, registry=registry
     )
@@ -181,6 +186,7 @@ def in_process_duties(
     if metrics is not None:
         notifier.on_sent = metrics.emails_sent.inc
         notifier.on_failed = metrics.emails_failed.inc
+        notifier.on_quarantined = metrics.emails_quarantined.inc
     return [
         asyncio.create_task(
             run_scheduler(scheduler, settings.scheduler_db, stop), name="scheduler"

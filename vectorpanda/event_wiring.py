@@ -11,6 +11,7 @@ import contextlib
 import logging
 import os
 import socket
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -22,13 +23,15 @@ from coordinator.accounts.eviction import (
     key_cache_queue,
 )
 from eventlog.amqp_bus import RabbitBus
-from eventlog.bus import Bus, Subscription
+from eventlog.bus import Bus, DeadLetterHook, Subscription
+from eventlog.dead_letters import DeadLetterBook
 from eventlog.hashchain import ChainReport
 from eventlog.local_bus import LocalBus
 from eventlog.relay import OutboxRelay
 from eventlog.sqlite import open_engine
 from eventlog.store import SqliteEventStore
 from notifier.messages import NOTIFIED_TYPES
+from notifier.outbox import queue_operations_alert
 from notifier.service import notifier_queue
 from projections.audit_store import AuditProjection
 from projections.replay import verify_audit
@@ -49,6 +52,57 @@ def build_bus(settings: Settings) -> Bus | None:
         exchange=settings.amqp_exchange,
         delivery_limit=settings.bus_delivery_limit,
     )
+
+
+def dead_letter_hook(
+    settings: Settings, count: Callable[[str], None] | None = None
+) -> DeadLetterHook:
+    """Record each dead letter with its reason, count it, and email the operators once."""
+    book = DeadLetterBook(settings.dead_letters_db)
+
+    async def on_dead_letter(queue: str, body: bytes, reason: str, attempts: int) -> None:
+        digest, new = await asyncio.to_thread(book.record, queue, body, reason, attempts)
+        if count is not None:
+            count(queue)
+        if not new:
+            return
+        text = (
+            f"A message on {queue} was given up on after {attempts} attempt(s) and moved to "
+            f"the dead-letter record ({settings.dead_letters_db}, digest {digest}).\n"
+            f"Reason: {reason}\n\nThe consumer went on with the next message."
+        )
+        await asyncio.to_thread(
+            queue_operations_alert,
+            settings.notifier_db,
+            settings.ops_email,
+            f"dead-letter:{queue}:{digest}",
+            f"VectorPanda: a message on {queue} was dead-lettered",
+            text,
+        )
+
+    return on_dead_letter
+
+
+def tenant_unavailable_alert(settings: Settings) -> Callable[[str, float, str], Awaitable[None]]:
+    """The router's alert for a tenant unservable past the bound: one operations email."""
+
+    async def alert(tenant: str, seconds: float, reason: str) -> None:
+        text = (
+            f"Tenant {tenant} has had no worker able to serve it for {seconds:.0f} s "
+            f"(bound VP_TENANT_UNAVAILABLE_ALERT_S={settings.tenant_unavailable_alert_s:g}).\n"
+            f"Last reason: {reason}\n\nThe coordinator keeps retrying the hand-over with "
+            "backoff; check the workers' logs and GET /admin/v1/workers."
+        )
+        await asyncio.to_thread(
+            queue_operations_alert,
+            settings.notifier_db,
+            settings.ops_email,
+            f"tenant-unavailable:{tenant}:{int(time.time())}",
+            f"VectorPanda: tenant {tenant} is unavailable",
+            text,
+        )
+
+    return alert
 
 
 def coordinator_id(settings: Settings) -> str:
@@ -119,11 +173,16 @@ class EventServices:
                 self.projector.projection.close()
 
 
-def build_event_services(settings: Settings, accounts: Accounts) -> EventServices:
+def build_event_services(
+    settings: Settings,
+    accounts: Accounts,
+    count_dead_letter: Callable[[str], None] | None = None,
+) -> EventServices:
     """The coordinator's share: relay, key-cache eviction and (embedded) the projector."""
     store = SqliteEventStore(open_engine(settings.control_db))
     rabbit = build_bus(settings)
     bus: Bus = rabbit if rabbit is not None else LocalBus(settings.bus_delivery_limit)
+    bus.on_dead_letter = dead_letter_hook(settings, count_dead_letter)
     services = EventServices(bus=bus, store=store)
     if settings.relay_enabled:
         services.relay = OutboxRelay(store, bus)
@@ -164,6 +223,8 @@ async def run_projections(settings: Settings, stop: asyncio.Event) -> None:
     """``vectorpanda projections``: follow RabbitMQ, or poll the log without a broker."""
     store = SqliteEventStore(open_engine(settings.control_db))
     bus = build_bus(settings)
+    if bus is not None:
+        bus.on_dead_letter = dead_letter_hook(settings)
     projector = ProjectorService(
         AuditProjection.at(settings.audit_db), store, bus, projections_queue(settings.amqp_exchange)
     )

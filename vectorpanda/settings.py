@@ -111,6 +111,11 @@ class Settings(BaseSettings):
     smtp_starttls: bool = True
     smtp_username: str | None = None
     smtp_password: SecretStr | None = None
+    # an email failing this often (transiently) is quarantined; see `notifier retry-dead`
+    notifier_max_attempts: int = Field(default=20, ge=1)
+
+    # ownership convergence: a tenant unservable this long raises an operations alert
+    tenant_unavailable_alert_s: float = Field(default=30.0, gt=0)
 
     # dashboard: OAuth login (each provider on when its id and secret are set)
     public_url: str | None = Field(default=None, pattern=r"^https?://[^/?#\s]+$")
@@ -162,6 +167,11 @@ class Settings(BaseSettings):
     def notifier_db(self) -> Path:
         """The notifier's checkpoint, outbox and sent-log."""
         return self.data_dir / "notifier.sqlite3"
+
+    @property
+    def dead_letters_db(self) -> Path:
+        """Messages the bus consumers gave up on, with the reason."""
+        return self.data_dir / "dead_letters.sqlite3"
 
     @property
     def mail_dir(self) -> Path:

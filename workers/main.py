@@ -81,6 +81,8 @@ class WorkerSession:
             "secret": secret,
             "pid": os.getpid(),
             "protocol": PROTOCOL_VERSION,
+            "held": self._service.held(),
+            "released_on_expiry": self._service.released_on_expiry,
         }
         sent_at = time.monotonic()
         await self._ws.send(encode_frame(hello))
@@ -92,6 +94,7 @@ class WorkerSession:
         welcomed = frame.op == Op.WELCOME and frame.header.get("ok", True) is True
         if welcomed:
             # a fresh welcome is as good as an acknowledged heartbeat sent with the hello
+            self._service.released_on_expiry = []
             self._lease_until = sent_at + LEASE_INTERVALS * self._heartbeat_s
         if not welcomed:
             log.error("coordinator refused this worker: %s", frame.header.get("error"))
@@ -100,6 +103,7 @@ class WorkerSession:
     async def serve(self, stop: asyncio.Event) -> None:
         """Heartbeat and answer requests until the socket closes or ``stop`` is set."""
         beats = asyncio.create_task(self._heartbeats())
+        watching = asyncio.create_task(self._watch_lease())
         receiving = asyncio.create_task(self._receive())
         stopping = asyncio.create_task(stop.wait())
         try:
@@ -111,8 +115,11 @@ class WorkerSession:
             if self._tasks:
                 await asyncio.wait(set(self._tasks))
             beats.cancel()
+            watching.cancel()
             with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
                 await beats
+            with contextlib.suppress(asyncio.CancelledError):
+                await watching
             with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
                 await receiving
 
@@ -126,9 +133,37 @@ class WorkerSession:
             }
             self._beat_seq += 1
             self._beats_sent[self._beat_seq] = time.monotonic()
-            beat = {"op": Op.HEARTBEAT.value, "rid": 0, "seq": self._beat_seq, "load": load}
+            beat = {
+                "op": Op.HEARTBEAT.value,
+                "rid": 0,
+                "seq": self._beat_seq,
+                "load": load,
+                "held": self._service.held(),
+            }
             await self._ws.send(encode_frame(beat))
             await asyncio.sleep(self._heartbeat_s)
+
+    async def _watch_lease(self) -> None:
+        """When the lease runs out, give up every tenant (file locks too) before anything else.
+
+        The coordinator may already have handed them to another worker, which can
+        only lock them once we let go; a worker that kept them would block them for ever.
+        """
+        while True:
+            wait = self._lease_until - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait + 0.01)
+                continue
+            held = self._service.held()
+            if held:
+                log.warning(
+                    "ownership lease expired: releasing %d tenants: %s",
+                    len(held),
+                    ", ".join(sorted(held)[:20]),
+                )
+                await self._service.release_all()
+                self._service.released_on_expiry.extend(sorted(held))
+            await asyncio.sleep(self._heartbeat_s / 4)
 
     async def _receive(self) -> None:
         async for raw in self._ws:
@@ -155,7 +190,7 @@ class WorkerSession:
 
     async def _answer(self, frame: Frame) -> None:
         async with self._running:
-            if frame.op in DATA_OPS and not self.lease_valid():
+            if (frame.op in DATA_OPS or frame.op == Op.ASSIGN) and not self.lease_valid():
                 # Frames that queued up while we were frozen must not write:
                 # the coordinator may already have handed the tenant on.
                 log.warning("refusing %s for %s: ownership lease expired", frame.op, frame.rid)

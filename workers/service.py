@@ -51,11 +51,18 @@ class WorkerService:
         self._evicting = False
         self._background: set[asyncio.Task[int]] = set()
         self.unloads = 0
+        # Tenants given up when the ownership lease ran out, told to the coordinator at the
+        # next hello (it may otherwise believe they are still here).
+        self.released_on_expiry: list[str] = []
 
     @property
     def tenant_count(self) -> int:
         """Tenants currently assigned to this worker."""
         return len(self.ownership.epochs)
+
+    def held(self) -> dict[str, int]:
+        """Tenant -> epoch of everything this worker owns (reported in every heartbeat)."""
+        return dict(self.ownership.epochs)
 
     async def handle(self, frame: Frame) -> Reply:
         """Run the frame's operation and build its reply (never raises)."""

@@ -9,7 +9,7 @@ id>``) and expires when the process has been gone a while.
 from __future__ import annotations
 
 from coordinator.accounts.key_cache import KeyCache
-from eventlog.bus import Delivery, decode_message
+from eventlog.bus import Delivery, PoisonMessage, decode_message
 from eventlog.events import ApiKeyRevoked, ClientDeleted, ClientPaused, ClientResumed, TierChanged
 
 KEY_CACHE_BINDINGS: tuple[str, ...] = tuple(
@@ -33,5 +33,13 @@ class KeyCacheEviction:
 
     async def handle(self, delivery: Delivery) -> None:
         # Eviction is idempotent, so redeliveries need no checkpoint; poison raises.
-        self._key_cache.apply([decode_message(delivery.body)])
+        try:
+            self._key_cache.apply([decode_message(delivery.body)])
+        except (PoisonMessage, ValueError, KeyError, TypeError) as exc:
+            # What it meant to evict is unknown: forget every cached key (the cache
+            # refills from the database), then dead-letter the message for good.
+            self._key_cache.evict_all()
+            if isinstance(exc, PoisonMessage):
+                raise
+            raise PoisonMessage(f"the event cannot be applied: {exc}") from exc
         self.applied += 1

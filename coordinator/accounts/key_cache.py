@@ -122,6 +122,13 @@ class KeyCache:
         for key_id in list(self._keys_of_client.get(client_id, ())):
             self.evict_key(key_id)
 
+    def evict_all(self) -> None:
+        """Drop every cached key (when an eviction message could not be understood)."""
+        self._generation += 1
+        self._cache.clear()
+        self._slot_of_key.clear()
+        self._keys_of_client.clear()
+
     def apply(self, events: Sequence[StoredEvent]) -> None:
         """Evict whatever these committed events make stale."""
         for stored in events:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from fastapi import FastAPI
 
 from api import dashboard
@@ -73,6 +75,10 @@ def create_app(
         app.include_router(module.router)
     app.include_router(metrics.router)
     app.include_router(admin_operations.router)
+    if os.environ.get("VP_TEST_HOOKS") == "1":  # fault injection for the test suite only
+        from api.routes import test_hooks
+
+        app.include_router(test_hooks.router)
     # Pages under /login and /dashboard; they read app.state.dashboard (set by bootstrap).
     app.include_router(dashboard.router)
     # Inside RequestContext (request id, body cap, request log), in front of routing.

@@ -106,7 +106,23 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
 
 
 def cmd_notifier(args: argparse.Namespace) -> int:
-    return _serve_until_signal(args, "notifier")
+    if args.action == "run":
+        return _serve_until_signal(args, "notifier")
+    from notifier.outbox import NotifierOutbox
+
+    settings = _settings(args)
+    outbox = NotifierOutbox(settings.notifier_db, settings.ops_email)
+    try:
+        if args.action == "dead":
+            for mail in outbox.dead():
+                print(f"{mail.event_id}\t{mail.recipient}\t{mail.event_type}\t{mail.reason}")
+            return 0
+        count = outbox.retry_dead()
+    finally:
+        outbox.close()
+    # a running notifier picks them up at its next delivery round
+    print(f"{count} quarantined email(s) put back in line for delivery")
+    return 0
 
 
 def cmd_fleet(args: argparse.Namespace) -> int:
@@ -170,6 +186,13 @@ def build_parser() -> argparse.ArgumentParser:
     scheduler.set_defaults(func=cmd_scheduler)
 
     notifier = sub.add_parser("notifier", help="run the notifier (events to emails)")
+    notifier.add_argument(
+        "action",
+        nargs="?",
+        default="run",
+        choices=["run", "dead", "retry-dead"],
+        help="run (default); dead: list quarantined emails; retry-dead: send them again",
+    )
     notifier.add_argument("--data-dir", default=None)
     notifier.set_defaults(func=cmd_notifier)
 

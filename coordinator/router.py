@@ -156,6 +156,8 @@ class TenantRouter:
                 "The tenant cannot be loaded right now; retry shortly.", retry_after=2
             )
         self._assignments[tenant] = Assignment(link.worker_id, epoch, time.monotonic())
+        if link.held is not None:  # until its next heartbeat says so itself
+            link.held[tenant] = epoch
         self.placement_changes += 1
         log.info("tenant %s assigned to %s at epoch %d", tenant, link.worker_id, epoch)
         self._served(tenant)
@@ -255,7 +257,7 @@ class TenantRouter:
             try:
                 await self._owner(tenant, deadline)
             except (TenantUnavailable, WorkerGone) as exc:
-                if tenant in self.unservable:
+                if tenant in self.unservable.due():  # not already pushed back by _assign
                     self.unservable.failed(tenant, str(exc))
             else:
                 self._served(tenant)

@@ -24,5 +24,5 @@ async def stall_event_loop(actor: AdminActor, seconds: float = 1.0) -> Response:
     """Block the coordinator's event loop, as parsing a huge body would (heartbeats wait)."""
     seconds = min(max(seconds, 0.0), MAX_STALL_S)
     log.warning("test hook: stalling the event loop for %.2f s (asked by %s)", seconds, actor)
-    time.sleep(seconds)  # on purpose: this is the stall
+    time.sleep(seconds)  # noqa: ASYNC251 - on purpose: this is the stall
     return json_response({"stalled_s": seconds})

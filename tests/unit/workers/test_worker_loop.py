@@ -174,3 +174,56 @@ async def test_frames_are_refused_once_the_lease_lapses(tmp_path: Path) -> None:
         assert not (tmp_path / "hot" / "t1").exists()
         stop.set()
         await asyncio.wait_for(worker, 10)
+
+
+async def test_lease_expiry_releases_every_tenant_and_the_next_hello_says_so(
+    tmp_path: Path,
+) -> None:
+    """A lapsed lease unlocks the tenant's files at once; heartbeats and the next hello tell."""
+
+    class StallingCoordinator(FakeCoordinator):
+        acking = True
+
+        async def handler(self, ws: ServerConnection) -> None:
+            await self.hellos.put(decode_frame(await ws.recv()).header)  # type: ignore[arg-type]
+            await ws.send(encode_frame({"op": "welcome", "rid": 0, "ok": True}))
+            self.connection = ws
+            async for raw in ws:
+                frame = decode_frame(raw)  # type: ignore[arg-type]
+                if frame.op == "heartbeat" and self.acking:
+                    ack = {"op": "heartbeat_ack", "rid": 0, "seq": frame.header.get("seq")}
+                    await ws.send(encode_frame(ack))
+                await self.frames.put(frame)
+
+    hub = StallingCoordinator()
+    hot = tmp_path / "hot"
+    async with serve(hub.handler, "127.0.0.1", 0, compression=None) as server:
+        port = server.sockets[0].getsockname()[1]
+        stop = asyncio.Event()
+        worker = asyncio.create_task(
+            run_worker(f"ws://127.0.0.1:{port}", "s3cret", "w-1", hot, 1 << 20, 0.05, stop)
+        )
+        first = await asyncio.wait_for(hub.hellos.get(), 5)
+        assert first["held"] == {} and first["released_on_expiry"] == []
+        reply = await hub.request(1, {"op": "assign", "tenant": "t1", "epoch": 7})
+        assert reply.header["ok"] is True
+
+        async def next_heartbeat() -> dict[str, Any]:
+            while True:
+                frame = await asyncio.wait_for(hub.frames.get(), 5)
+                if frame.op == "heartbeat":
+                    return frame.header
+
+        while (await next_heartbeat())["held"] != {"t1": 7}:
+            pass
+        hub.acking = False  # the coordinator stalls: no acks, the lease runs out
+        while (await next_heartbeat())["held"] != {}:
+            pass
+        # the directory lock is free while the worker is still connected
+        TenantStore.open(hot, "t1", 1 << 20).close()
+        assert hub.connection is not None
+        await hub.connection.close()  # the coordinator drops it; the worker reconnects
+        again = await asyncio.wait_for(hub.hellos.get(), 10)
+        assert again["held"] == {} and again["released_on_expiry"] == ["t1"]
+        stop.set()
+        await asyncio.wait_for(worker, 10)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.config import JsonDict
 
 from eventlog.store import StoredEvent
@@ -39,6 +39,24 @@ class CreateClientRequest(AdminRequest):
     name: str = Field(min_length=1, max_length=200)
     email: str = Field(max_length=254, pattern=EMAIL_PATTERN)
     tier: Literal["free", "standard", "premium"] = "free"
+
+    @field_validator("email")
+    @classmethod
+    def _deliverable(cls, email: str) -> str:
+        """Internationalised addresses are fine (IDNA domain, SMTPUTF8 local part), as long
+        as an email can actually be addressed to them; otherwise 422 now, not a dead email."""
+        if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in email):
+            raise ValueError("the email address contains control characters")
+        domain = email.rpartition("@")[2]
+        try:
+            domain.encode("idna")
+        except UnicodeError:
+            raise ValueError(
+                f"the email domain '{domain[:100]}' cannot be written in IDNA form "
+                "(each label 1-63 characters, no forbidden characters), so no email could "
+                "ever be sent to it"
+            ) from None
+        return email
 
 
 class IssueKeyRequest(AdminRequest):

@@ -23,7 +23,7 @@ from coordinator.errors import TenantUnavailable, WorkerRefused
 from coordinator.hub import WorkerGone, WorkerHub, WorkerLink
 from coordinator.placement import Candidate, Move, choose_owner, plan_rebalance
 from coordinator.unservable import UnservableTenants
-from workers.protocol import ErrorCode, Frame, Op
+from workers.protocol import TENANT_PAUSED_MESSAGE, ErrorCode, Frame, Op
 
 log = logging.getLogger("vectorpanda.router")
 _UNLOCKED = asyncio.Lock()  # stands in for a tenant that never had an assign lock
@@ -151,7 +151,8 @@ class TenantRouter:
         if not reply.header.get("ok"):
             err = reply.header.get("error") or {}
             log.error("worker %s refused tenant %s: %s", link.worker_id, tenant, err)
-            self.unservable.failed(tenant, f"worker {link.worker_id}: {err.get('message')}")
+            if err.get("message") != TENANT_PAUSED_MESSAGE:  # paused on purpose: not an outage
+                self.unservable.failed(tenant, f"worker {link.worker_id}: {err.get('message')}")
             raise TenantUnavailable(
                 "The tenant cannot be loaded right now; retry shortly.", retry_after=2
             )

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,12 +140,26 @@ class NotifierOutbox:
             "SELECT name, email FROM contacts WHERE client_id = ?", (e.client_id,)
         ).fetchone()
         name, email = (contact[0], contact[1]) if contact else (e.client_id, "")
-        data = orjson.dumps(e.to_event().model_dump(mode="json", exclude={"client_id"})).decode()
+        dead_at, reason = None, None
+        try:
+            event = e.to_event().model_dump(mode="json", exclude={"client_id"})
+        except Exception as exc:  # never becomes an email; must not hold up the ones after it
+            event, dead_at = dict(e.data), time.time()
+            reason = f"permanent failure: the event cannot be read: {exc}"[:500]
+            body = (
+                f"The {e.type} event {e.event_id} (seq {e.seq}, client {e.client_id}) cannot "
+                f"be read, so its emails were quarantined.\nReason: {reason}\n\nAfter a "
+                "fix, run: vectorpanda notifier retry-dead"
+            )
+            self._insert_alert(
+                f"dead-event:{e.event_id}", "VectorPanda: an email was quarantined", body
+            )
+        data = orjson.dumps(event).decode()
         for recipient in dict.fromkeys(r for r in (email, self.ops_email) if r):
             db.execute(
                 "INSERT OR IGNORE INTO outbox (event_id, recipient, seq, event_type, client_id,"
-                " client_name, data) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (e.event_id, recipient, e.seq, e.type, e.client_id, name, data),
+                " client_name, data, dead_at, dead_reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (e.event_id, recipient, e.seq, e.type, e.client_id, name, data, dead_at, reason),
             )
 
     def due(self, now: float, limit: int = 50) -> list[PendingMail]:
@@ -216,14 +231,17 @@ class NotifierOutbox:
 
     def queue_alert(self, key: str, subject: str, text: str) -> bool:
         """Queue one email to the operators; False if the alert ``key`` was queued before."""
-        data = orjson.dumps({"subject": subject, "text": text}).decode()
         with self._lock:
-            cur = self._db.execute(
-                "INSERT OR IGNORE INTO outbox (event_id, recipient, seq, event_type, client_id,"
-                " client_name, data) VALUES (?, ?, 0, ?, '', 'operations', ?)",
-                (f"alert:{key}"[:200], self.ops_email, OPERATIONS_ALERT, data),
-            )
-            return cur.rowcount == 1
+            return self._insert_alert(key, subject, text)
+
+    def _insert_alert(self, key: str, subject: str, text: str) -> bool:
+        data = orjson.dumps({"subject": subject, "text": text}).decode()
+        cur = self._db.execute(
+            "INSERT OR IGNORE INTO outbox (event_id, recipient, seq, event_type, client_id,"
+            " client_name, data) VALUES (?, ?, 0, ?, '', 'operations', ?)",
+            (f"alert:{key}"[:200], self.ops_email, OPERATIONS_ALERT, data),
+        )
+        return cur.rowcount == 1
 
 
 def queue_operations_alert(path: Path, ops_email: str, key: str, subject: str, text: str) -> bool:

@@ -106,9 +106,11 @@ def mail_sender(settings: Settings) -> MailSender:
 
 
 def build_notifier(settings: Settings, with_bus: bool) -> NotifierService:
-    from vectorpanda.event_wiring import build_bus
+    from vectorpanda.event_wiring import build_bus, dead_letter_hook
 
     bus = build_bus(settings) if with_bus else None
+    if bus is not None:
+        bus.on_dead_letter = dead_letter_hook(settings)
     store = SqliteEventStore(open_engine(settings.control_db))
     return NotifierService(
         NotifierOutbox(settings.notifier_db, settings.ops_email),

@@ -123,6 +123,11 @@ class ErrorCode(StrEnum):
     INTERNAL = "internal"
 
 
+# ASSIGN refused because the tenant's files are in cold storage: paused on purpose,
+# so the coordinator does not count it as unservable nor retry the hand-over.
+TENANT_PAUSED_MESSAGE = "tenant is paused; its data is in cold storage"
+
+
 class ProtocolError(ValueError):
     """A frame that cannot be decoded."""
 

@@ -16,7 +16,16 @@ from workers.collection_spec import check_tenant_id
 from workers.errors import StoreError
 from workers.handlers import HANDLERS
 from workers.ownership import Ownership
-from workers.protocol import DATA_OPS, STORAGE_OPS, ErrorCode, Frame, Op, reply_error, reply_ok
+from workers.protocol import (
+    DATA_OPS,
+    STORAGE_OPS,
+    TENANT_PAUSED_MESSAGE,
+    ErrorCode,
+    Frame,
+    Op,
+    reply_error,
+    reply_ok,
+)
 from workers.read_write_lock import WouldBlock
 from workers.tenant_move import TenantMover
 from workers.tenant_registry import TenantRegistry
@@ -121,7 +130,7 @@ class WorkerService:
         epoch = _epoch(header.get("epoch"))
         if await asyncio.to_thread(self.mover.is_cold, tenant):
             # Loading would create an empty hot copy next to the paused one.
-            raise StoreError(ErrorCode.UNAVAILABLE, "tenant is paused; its data is in cold storage")
+            raise StoreError(ErrorCode.UNAVAILABLE, TENANT_PAUSED_MESSAGE)
         async with self.ownership.gate(tenant).change():
             await asyncio.to_thread(self.registry.open, tenant)
             self.ownership.epochs[tenant] = epoch

@@ -261,3 +261,17 @@ def test_openapi_describes_the_admin_routes(http: TestClient) -> None:
     schemas = spec["components"]["schemas"]
     assert schemas["CreateClientRequest"]["additionalProperties"] is False
     assert schemas["CreateClientRequest"]["examples"]
+
+
+def test_internationalised_contact_emails_are_accepted_unaddressable_ones_refused(
+    http: TestClient,
+) -> None:
+    ok = http.post(
+        "/admin/v1/clients", json={"name": "J", "email": "jürgen@bücher.example"}, headers=AUTH
+    )
+    assert ok.status_code == 201 and ok.json()["email"] == "jürgen@bücher.example"
+    label = "x" * 64  # over the 63 characters a DNS label may have
+    r = http.post("/admin/v1/clients", json={"name": "K", "email": f"k@{label}.com"}, headers=AUTH)
+    assert_error(r, 422, "invalid")
+    assert "IDNA" in r.json()["error"]["message"]
+    assert len(http.get("/admin/v1/clients", headers=AUTH).json()["clients"]) == 1

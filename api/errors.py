@@ -24,6 +24,7 @@ WORKER_CODES = {
     "quota_exceeded": (429, "quota_exceeded"),
     "unavailable": (503, "unavailable"),
     "not_owner": (503, "unavailable"),
+    "insufficient_storage": (507, "insufficient_storage"),
 }
 
 
@@ -149,7 +150,8 @@ def install_error_handlers(app: FastAPI) -> None:
         status, code = WORKER_CODES.get(exc.code, (500, "internal"))
         # Workers word client-facing errors for clients (never paths or other
         # tenants); only internal failures are hidden behind a generic message.
-        message = exc.message if status < 500 or code == "unavailable" else "Internal error."
+        worded = status < 500 or code in ("unavailable", "insufficient_storage")
+        message = exc.message if worded else "Internal error."
         retry_after = 1 if status in (429, 503) else None
         return error_response(request, status, code, message, retry_after)
 

@@ -169,7 +169,7 @@ def test_frozen_worker_is_fenced_and_its_tenants_move(stack: Stack) -> None:
 def new_tenant(stack: Stack, name: str) -> tuple[str, str]:
     """A client with a read/write key: (client id, API key)."""
     with stack.admin() as admin:
-        body = {"name": name, "email": f"{name}@example.com", "tier": "free"}
+        body = {"name": name, "email": f"{name}@example.com", "tier": "premium"}
         r = admin.post("/admin/v1/clients", json=body)
         r.raise_for_status()
         client_id = str(r.json()["client_id"])

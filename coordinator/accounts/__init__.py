@@ -35,6 +35,7 @@ from coordinator.accounts.model import (
     ClientNotFound,
     InvalidCommand,
     Principal,
+    StoreUnavailable,
 )
 from coordinator.accounts.uow import AccountsUnitOfWork, SqliteUnitOfWork
 from coordinator.accounts.views import ApiKeyView, ClientView, IssuedApiKey
@@ -67,6 +68,7 @@ __all__ = [
     "RecordUsage",
     "ResumeClient",
     "RevokeApiKey",
+    "StoreUnavailable",
 ]
 
 

@@ -17,6 +17,7 @@ from api.app import create_app
 from coordinator.accounts import Accounts
 from coordinator.census import CensusTaker
 from coordinator.dataplane import DataPlane, Limits
+from coordinator.fencing import fence_local_worker
 from coordinator.health import HealthPolicy, HealthTracker
 from coordinator.hub import WorkerHub
 from coordinator.pause import PauseService, WorkerTenantFiles
@@ -95,6 +96,8 @@ def build_coordinator(settings: Settings) -> CoordinatorParts:
     warn_if_shared(settings.data_dir)
     accounts = Accounts(settings.control_db, pepper.encode(), settings.key_cache_size)
     hub = WorkerHub(worker_secret)
+    if settings.fence_local_workers:
+        hub.fencer = fence_local_worker
     router = TenantRouter(hub, settings.request_timeout_s)
     dataplane = MeteredDataPlane(router, limits_from(settings))
     files = WorkerTenantFiles(router)

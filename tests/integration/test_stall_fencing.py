@@ -15,7 +15,9 @@ import httpx
 import numpy as np
 import pytest
 
+from tests.fleet import Fleet
 from tests.stack import Stack, running_stack
+from vectorpanda.settings import ensure_env_file
 
 pytestmark = pytest.mark.integration
 
@@ -178,3 +180,47 @@ def new_tenant(stack: Stack, name: str) -> tuple[str, str]:
         )
         r.raise_for_status()
         return client_id, str(r.json()["api_key"])
+
+
+def test_fleet_coordinator_fences_its_local_frozen_worker(tmp_path: Path) -> None:
+    """``vectorpanda fleet`` runs the coordinator with VP_FENCE_LOCAL_WORKERS: it kills the
+    frozen worker itself (checked in /proc to be that worker) before handing tenants on."""
+    fleet = Fleet(tmp_path, workers=2)
+    ensure_env_file(tmp_path / "vectorpanda.env")
+    fleet.coordinator = fleet._spawn("coordinator", VP_FENCE_LOCAL_WORKERS="true")
+    try:
+        fleet.coordinator.wait_for("coordinator ready")
+        for worker_id in ("w1", "w2"):
+            fleet.start_worker(worker_id)
+        fleet.wait_live(2)
+        cid, key = fleet.new_client("fleetstall")
+        with fleet.client(key, timeout=30) as c:
+            r = c.post("/v1/collections", json={"name": "c", "dimension": DIM})
+            assert r.status_code == 201, r.text
+            data = np.random.default_rng(3).standard_normal((50, DIM)).astype(np.float32)
+            ids = [f"v{i}" for i in range(50)]
+            body = {"ids": ids, "values_b64": packed(data)}
+            assert c.post("/v1/collections/c/upsert", json=body).status_code == 200
+            owner = fleet.owner_of(cid)
+            assert owner is not None
+            frozen = fleet.worker_procs[owner]
+            frozen.signal(signal.SIGSTOP)
+            stopped_at = time.monotonic()
+            statuses = []
+            while time.monotonic() - stopped_at < 20:
+                r = c.post("/v1/collections/c/fetch", json={"ids": ids})
+                statuses.append(r.status_code)
+                if r.status_code == 200:
+                    break
+                time.sleep(0.05)
+            served_after = time.monotonic() - stopped_at
+            assert r.status_code == 200 and served_after <= SERVED_AGAIN_WITHIN_S, served_after
+            assert set(statuses) <= {200, 503}, statuses
+            got = r.json()["vectors"]
+            for i, vid in enumerate(ids):
+                assert np.array_equal(np.asarray(got[vid]["values"], np.float32), data[i])
+        assert frozen.popen.wait(10) == -signal.SIGKILL
+        assert "fencing worker" in "".join(fleet.coordinator.output)
+        assert "vectorpanda_worker_fences_total 1.0" in httpx.get(f"{fleet.url}/metrics").text
+    finally:
+        fleet.stop()

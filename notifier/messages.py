@@ -15,6 +15,9 @@ from email.policy import SMTP
 from email.utils import formataddr
 
 NOTIFIED_TYPES = ("client.paused", "client.resumed", "billing.anomaly_detected")
+# Fleet facts no client is told about: operations (VP_OPS_EMAIL) only.
+OPERATIONS_TYPES = ("worker.storage_low",)
+OPERATIONS_NAME = "VectorPanda operations"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
 
@@ -47,6 +50,20 @@ def subject_and_body(notice: Notice) -> tuple[str, str]:
                 "Its data is kept safe in cold storage and nothing is deleted. While paused, "
                 "API requests are answered with 423. To resume, reply to this email or ask "
                 f"the operators (admin: POST /admin/v1/clients/{cid}/resume).",
+            )
+        case "worker.storage_low":
+            worker, store = (
+                clean(str(notice.data.get("worker_id"))),
+                clean(str(notice.data.get("store"))),
+            )
+            free, floor = notice.data.get("free_bytes"), notice.data.get("min_free_bytes")
+            return (
+                f"VectorPanda worker {worker}: {store} store short of space",
+                f"The {store} store of worker {worker} has {free} bytes free, below its floor "
+                f"of {floor} bytes (VP_MIN_FREE_BYTES). Writes there (upserts, updates, new "
+                "collections) are refused with 507 insufficient_storage; reads and deletes "
+                "still work.\nFree space on that volume or grow it; writes resume on their "
+                "own, without a restart. /readyz lists every store short of space.",
             )
         case "client.resumed":
             return (

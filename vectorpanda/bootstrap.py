@@ -23,6 +23,7 @@ from coordinator.hub import WorkerHub
 from coordinator.pause import PauseService, WorkerTenantFiles
 from coordinator.rate_limit import RateLimiter
 from coordinator.router import TenantRouter
+from coordinator.storage_watch import StorageWatch
 from coordinator.usage import MeteredDataPlane, UsageMeter
 from vectorpanda.dashboard_wiring import build_dashboard
 from vectorpanda.duties import census_figures, stored_figures
@@ -159,6 +160,9 @@ async def serve_coordinator(
         asyncio.create_task(parts.app.state.pause.run(duties_stop), name="pause-reconcile"),
         asyncio.create_task(
             parts.app.state.usage_meter.run(duties_stop, settings.usage_flush_s), name="usage"
+        ),
+        asyncio.create_task(
+            StorageWatch(parts.hub, parts.accounts).run(duties_stop), name="storage-watch"
         ),
     ]
     try:

@@ -24,6 +24,7 @@ from coordinator.accounts.commands import (
     RecordCensus,
     RecordCollectionCreated,
     RecordCollectionDeleted,
+    RecordStorageLow,
     RecordUsage,
     ResumeClient,
     RevokeApiKey,
@@ -65,6 +66,7 @@ __all__ = [
     "RecordCensus",
     "RecordCollectionCreated",
     "RecordCollectionDeleted",
+    "RecordStorageLow",
     "RecordUsage",
     "ResumeClient",
     "RevokeApiKey",
@@ -129,7 +131,9 @@ class Accounts:
     @overload
     async def handle(self, cmd: PauseClient | ResumeClient) -> ClientView: ...
     @overload
-    async def handle(self, cmd: RecordUsage | RecordCensus | FlagBillingAnomaly) -> StoredEvent: ...
+    async def handle(
+        self, cmd: RecordUsage | RecordCensus | FlagBillingAnomaly | RecordStorageLow
+    ) -> StoredEvent: ...
     async def handle(self, cmd: Command) -> Any:
         """Run a command; raises ClientNotFound, ApiKeyNotFound or InvalidCommand."""
         return await handlers.HANDLERS[type(cmd)](cmd, self.uow, self._pepper)

@@ -7,6 +7,9 @@ import os
 import subprocess
 import time
 from collections.abc import Iterator
+from email import message_from_bytes
+from email.message import EmailMessage
+from email.policy import default
 from pathlib import Path
 
 import httpx
@@ -162,6 +165,11 @@ def test_full_hot_store_refuses_writes_with_507_and_recovers(
 
         assert 500 not in t.statuses and set(t.statuses) <= {200, 201, 507}, t.statuses
         assert_all_acknowledged_present(t, gone=some[:2])
+
+        # operations were emailed once, for the one crossing
+        alerts = storage_alerts(tmp_path / "data" / "mail")
+        assert len(alerts) == 1, alerts
+        assert "ops@localhost" in str(alerts[0]["To"])
         leftovers = [p for p in hot.rglob("*") if p.name.endswith(".tmp") or ".trash-" in p.name]
         assert leftovers == []
         assert not any("Traceback" in line for line in stack.output), "".join(stack.output)
@@ -172,6 +180,22 @@ def test_full_hot_store_refuses_writes_with_507_and_recovers(
     ) as again:
         t.client = again.client(t.client.headers["Authorization"].removeprefix("Bearer "))
         assert_all_acknowledged_present(t, gone=some[:2])
+
+
+def storage_alerts(mail: Path, timeout: float = 10.0) -> list[EmailMessage]:
+    """The operations emails about a store short of space (waiting for the first)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = [
+            m
+            for m in (
+                message_from_bytes(p.read_bytes(), policy=default) for p in mail.glob("*.eml")
+            )
+            if "short of space" in str(m["Subject"])
+        ]
+        if found or time.monotonic() > deadline:
+            return found  # type: ignore[return-value]
+        time.sleep(0.2)
 
 
 def assert_all_acknowledged_present(t: Tenant, gone: list[str]) -> None:

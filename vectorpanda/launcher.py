@@ -42,7 +42,6 @@ class WorkerSupervisor:
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
         self._fenced: set[int] = set()
-        self.fences = 0
 
     @property
     def pids(self) -> dict[str, int]:
@@ -114,7 +113,6 @@ class WorkerSupervisor:
         except TimeoutError:
             log.error("fenced worker %s (pid %s) has not exited yet", link.worker_id, proc.pid)
             return False
-        self.fences += 1
         return True
 
     async def stop(self) -> None:

@@ -13,6 +13,7 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.routing import json_response
+from coordinator.accounts.model import StoreUnavailable
 from coordinator.errors import TenantUnavailable, WorkerRefused
 
 # Worker error codes (workers.protocol.ErrorCode) as HTTP status and API code.
@@ -24,6 +25,7 @@ WORKER_CODES = {
     "quota_exceeded": (429, "quota_exceeded"),
     "unavailable": (503, "unavailable"),
     "not_owner": (503, "unavailable"),
+    "insufficient_storage": (507, "insufficient_storage"),
 }
 
 
@@ -149,11 +151,17 @@ def install_error_handlers(app: FastAPI) -> None:
         status, code = WORKER_CODES.get(exc.code, (500, "internal"))
         # Workers word client-facing errors for clients (never paths or other
         # tenants); only internal failures are hidden behind a generic message.
-        message = exc.message if status < 500 or code == "unavailable" else "Internal error."
+        worded = status < 500 or code in ("unavailable", "insufficient_storage")
+        message = exc.message if worded else "Internal error."
         retry_after = 1 if status in (429, 503) else None
         return error_response(request, status, code, message, retry_after)
 
+    async def on_store_unavailable(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StoreUnavailable)
+        return error_response(request, 503, "unavailable", str(exc), retry_after=5)
+
     app.add_exception_handler(ApiError, on_api_error)
+    app.add_exception_handler(StoreUnavailable, on_store_unavailable)
     app.add_exception_handler(TenantUnavailable, on_unavailable)
     app.add_exception_handler(WorkerRefused, on_refused)
     app.add_exception_handler(RequestValidationError, on_validation)

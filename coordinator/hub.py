@@ -49,6 +49,8 @@ class WorkerLink:
     connected_at: float = field(default_factory=time.monotonic)
     last_heartbeat: float = field(default_factory=time.monotonic)
     load: dict[str, Any] = field(default_factory=dict)
+    # free space per store ("hot", "cold"): {free_bytes, total_bytes, min_free_bytes}
+    space: dict[str, dict[str, int]] = field(default_factory=dict)
     pending: dict[int, asyncio.Future[Frame]] = field(default_factory=dict)
     alive: bool = True
     # Tenant -> epoch the worker says it owns (and has locked), from its latest
@@ -92,6 +94,10 @@ def _held(value: object) -> dict[str, int] | None:
     return {str(t): e for t, e in value.items() if isinstance(e, int) and not isinstance(e, bool)}
 
 
+# Makes sure a silent worker's process is dead; True if it was fenced (killed and reaped).
+Fencer = Callable[[WorkerLink], Awaitable[bool]]
+
+
 def _ignore_closed(task: asyncio.Future[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.debug("heartbeat ack not sent: %s", task.exception())
@@ -115,6 +121,9 @@ class WorkerHub:
         self._links: dict[str, WorkerLink] = {}
         self.departed: dict[str, DepartedWorker] = {}
         self.losses = 0
+        self.fences = 0
+        # Set by whoever supervises the worker processes (``vectorpanda up``).
+        self.fencer: Fencer | None = None
         self._rids = itertools.count(1)
         self._server: Server | None = None
         self.on_join: list[WorkerListener] = []
@@ -214,6 +223,9 @@ class WorkerHub:
                 link.held = held
                 for listener in self.on_held:
                     listener(link)
+            space = frame.header.get("space")
+            if isinstance(space, dict):
+                link.space = _space_report(space)
             seq = frame.header.get("seq")
             if isinstance(seq, int) and link.alive:
                 ack = encode_frame({"op": Op.HEARTBEAT_ACK.value, "rid": 0, "seq": seq})
@@ -242,5 +254,33 @@ class WorkerHub:
         closing.add_done_callback(_ignore_closed)
 
     async def mark_down(self, link: WorkerLink, why: str) -> None:
-        """Declare a worker down (e.g. missed heartbeats) and close its socket."""
+        """Declare a worker down (e.g. missed heartbeats) and close its socket.
+
+        A silent worker may only be frozen: it still holds its tenants' file
+        locks and could wake up. The fencer (if any) kills it first, so the
+        tenants can be loaded elsewhere as soon as the leave listeners hand
+        them on.
+        """
+        if self.fencer is not None and link.alive:
+            try:
+                fenced = await self.fencer(link)
+            except Exception:  # a failed fence must not keep the worker counted live
+                log.exception("fencing worker %s failed", link.worker_id)
+                fenced = False
+            if fenced:
+                self.fences += 1
+                why = f"{why}; fenced (process {link.pid} killed)"
         await self._drop(link, why)
+
+
+def _space_report(space: dict[str, Any]) -> dict[str, dict[str, int]]:
+    """The numeric part of a heartbeat's space report, per store."""
+    report: dict[str, dict[str, int]] = {}
+    for store, figures in space.items():
+        if isinstance(store, str) and isinstance(figures, dict):
+            report[store] = {
+                k: v
+                for k, v in figures.items()
+                if isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool)
+            }
+    return report

@@ -44,12 +44,14 @@ class WorkerSnapshot:
     assigned_tenants: int
     heartbeat_age_s: float
     load: dict[str, float] = field(default_factory=dict)
+    space: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 class _WorkerCollector(Collector):
     def __init__(self) -> None:
         self.workers: list[WorkerSnapshot] = []
         self.losses = 0
+        self.fences = 0
         self.placement_changes = 0
         self.unservable = 0
         self.unservable_over_bound = 0
@@ -99,11 +101,18 @@ class _WorkerCollector(Collector):
                 else:
                     other.add_metric([w.worker_id, name], value)
         yield from (assigned, loaded, memory, queue, age, other)
+        yield from _space_metrics(self.workers)
         losses = CounterMetricFamily(
             "vectorpanda_worker_losses", "Workers declared gone (socket closed or silent)."
         )
         losses.add_metric([], self.losses)
         yield losses
+        fences = CounterMetricFamily(
+            "vectorpanda_worker_fences",
+            "Silent workers whose process was killed before their tenants were handed on.",
+        )
+        fences.add_metric([], self.fences)
+        yield fences
         moves = CounterMetricFamily(
             "vectorpanda_placement_changes", "Tenant ownership assignments made by the router."
         )
@@ -125,6 +134,26 @@ class _WorkerCollector(Collector):
         )
         alerts.add_metric([], self.unservable_alerts)
         yield alerts
+
+
+def _space_metrics(workers: list[WorkerSnapshot]) -> Iterator[Metric]:
+    free = GaugeMetricFamily(
+        "vectorpanda_worker_free_bytes",
+        "Free bytes of each worker's hot and cold store (heartbeat).",
+        labels=["worker", "store"],
+    )
+    floor = GaugeMetricFamily(
+        "vectorpanda_worker_min_free_bytes",
+        "Free space below which each worker refuses writes (VP_MIN_FREE_BYTES).",
+        labels=["worker", "store"],
+    )
+    for w in workers:
+        for store, figures in w.space.items():
+            if "free_bytes" in figures:
+                free.add_metric([w.worker_id, store], figures["free_bytes"])
+            if "min_free_bytes" in figures:
+                floor.add_metric([w.worker_id, store], figures["min_free_bytes"])
+    yield from (free, floor)
 
 
 class EventLogProbe(Collector):
@@ -287,10 +316,12 @@ class Metrics:
                 assigned_tenants=len(self._router.tenants_of(link.worker_id)),
                 heartbeat_age_s=round(now - link.last_heartbeat, 3),
                 load=_numeric(link.load),
+                space=link.space,
             )
             for link in self._hub.live()
         ]
         self._workers.losses = self._hub.losses
+        self._workers.fences = self._hub.fences
         self._workers.placement_changes = self._router.placement_changes
         unservable = self._router.unservable
         self._workers.unservable = len(unservable)

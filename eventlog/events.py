@@ -178,6 +178,20 @@ class CensusSnapshotTaken(Event):
     head_hash: str = ""
 
 
+class StorageFloorReached(Event):
+    """A worker's store fell below its free-space floor: writes there are refused (507).
+
+    Recorded once per crossing, for the operations email; it concerns no client.
+    """
+
+    event_type: ClassVar[str] = "worker.storage_low"
+    worker_id: str = Field(min_length=1, max_length=200)
+    store: Literal["hot", "cold"]
+    free_bytes: int = Field(ge=0)
+    total_bytes: int = Field(ge=0)
+    min_free_bytes: int = Field(ge=0)
+
+
 CATALOGUE: tuple[type[Event], ...] = (
     ClientCreated,
     ApiKeyIssued,
@@ -195,6 +209,7 @@ CATALOGUE: tuple[type[Event], ...] = (
     BillingAnomalyDetected,
     CensusSnapshotTaken,
     ClientLoginEmailLinked,
+    StorageFloorReached,
 )
 
 EVENT_TYPES: dict[str, type[Event]] = {cls.event_type: cls for cls in CATALOGUE}

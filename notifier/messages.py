@@ -23,6 +23,9 @@ NOTIFIED_TYPES = ("client.paused", "client.resumed", "billing.anomaly_detected")
 # Not an event: an email to the operators queued by the service itself (dead letters,
 # unservable tenants); its data carries the subject and the text.
 OPERATIONS_ALERT = "operations.alert"
+# Fleet facts no client is told about: operations (VP_OPS_EMAIL) only.
+OPERATIONS_TYPES = ("worker.storage_low",)
+OPERATIONS_NAME = "VectorPanda operations"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
 
@@ -75,6 +78,20 @@ def subject_and_body(notice: Notice) -> tuple[str, str]:
                 "Its data is kept safe in cold storage and nothing is deleted. While paused, "
                 "API requests are answered with 423. To resume, reply to this email or ask "
                 f"the operators (admin: POST /admin/v1/clients/{cid}/resume).",
+            )
+        case "worker.storage_low":
+            worker, store = (
+                clean(str(notice.data.get("worker_id"))),
+                clean(str(notice.data.get("store"))),
+            )
+            free, floor = notice.data.get("free_bytes"), notice.data.get("min_free_bytes")
+            return (
+                f"VectorPanda worker {worker}: {store} store short of space",
+                f"The {store} store of worker {worker} has {free} bytes free, below its floor "
+                f"of {floor} bytes (VP_MIN_FREE_BYTES). Writes there (upserts, updates, new "
+                "collections) are refused with 507 insufficient_storage; reads and deletes "
+                "still work.\nFree space on that volume or grow it; writes resume on their "
+                "own, without a restart. /readyz lists every store short of space.",
             )
         case "client.resumed":
             return (

@@ -25,7 +25,7 @@ import orjson
 
 from eventlog.consumer import CheckpointGap
 from eventlog.store import StoredEvent
-from notifier.messages import NOTIFIED_TYPES, OPERATIONS_ALERT
+from notifier.messages import NOTIFIED_TYPES, OPERATIONS_ALERT, OPERATIONS_NAME, OPERATIONS_TYPES
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS checkpoints (consumer TEXT PRIMARY KEY, seq INTEGER NOT NULL);
@@ -134,6 +134,9 @@ class NotifierOutbox:
                 (e.client_id, str(e.data.get("name", "")), str(e.data.get("email", ""))),
             )
             return
+        if e.type in OPERATIONS_TYPES:
+            self._to_operations(e)
+            return
         if e.type not in NOTIFIED_TYPES or not e.client_id:
             return
         contact = db.execute(
@@ -161,6 +164,16 @@ class NotifierOutbox:
                 " client_name, data, dead_at, dead_reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (e.event_id, recipient, e.seq, e.type, e.client_id, name, data, dead_at, reason),
             )
+
+    def _to_operations(self, e: StoredEvent) -> None:
+        if not self.ops_email:
+            return
+        data = orjson.dumps(e.to_event().model_dump(mode="json")).decode()
+        self._db.execute(
+            "INSERT OR IGNORE INTO outbox (event_id, recipient, seq, event_type, client_id,"
+            " client_name, data) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (e.event_id, self.ops_email, e.seq, e.type, "", OPERATIONS_NAME, data),
+        )
 
     def due(self, now: float, limit: int = 50) -> list[PendingMail]:
         with self._lock:

@@ -17,11 +17,13 @@ from api.app import create_app
 from coordinator.accounts import Accounts
 from coordinator.census import CensusTaker
 from coordinator.dataplane import DataPlane, Limits
+from coordinator.fencing import fence_local_worker
 from coordinator.health import HealthPolicy, HealthTracker
 from coordinator.hub import WorkerHub
 from coordinator.pause import PauseService, WorkerTenantFiles
 from coordinator.rate_limit import RateLimiter
 from coordinator.router import TenantRouter
+from coordinator.storage_watch import StorageWatch
 from coordinator.usage import MeteredDataPlane, UsageMeter
 from vectorpanda.dashboard_wiring import build_dashboard
 from vectorpanda.duties import census_figures, stored_figures
@@ -100,6 +102,8 @@ def build_coordinator(settings: Settings) -> CoordinatorParts:
     warn_if_shared(settings.data_dir)
     accounts = Accounts(settings.control_db, pepper.encode(), settings.key_cache_size)
     hub = WorkerHub(worker_secret)
+    if settings.fence_local_workers:
+        hub.fencer = fence_local_worker
     router = TenantRouter(hub, settings.request_timeout_s, settings.tenant_unavailable_alert_s)
     router.on_unservable_alert = tenant_unavailable_alert(settings)
     dataplane = MeteredDataPlane(router, limits_from(settings))
@@ -162,6 +166,9 @@ async def serve_coordinator(
         asyncio.create_task(parts.app.state.pause.run(duties_stop), name="pause-reconcile"),
         asyncio.create_task(
             parts.app.state.usage_meter.run(duties_stop, settings.usage_flush_s), name="usage"
+        ),
+        asyncio.create_task(
+            StorageWatch(parts.hub, parts.accounts).run(duties_stop), name="storage-watch"
         ),
     ]
     try:

@@ -174,10 +174,11 @@ class Fleet:
         self.https_port = self.https_port or free_port()
         self.http_port = self.http_port or free_port()
         self._choose_broker()
-        self._vp("coordinator", "coordinator")
+        # Workers run here as our own user: the coordinator fences a frozen one itself.
+        self._vp("coordinator", "coordinator", VP_FENCE_LOCAL_WORKERS="true")
         self._wait("the coordinator", lambda: port_open(self.api_port))
         for i in range(1, self.workers + 1):
-            self._vp(f"worker-w{i}", "worker", VP_WORKER_ID=f"w{i}")
+            self._start_worker(f"w{i}")
         commands = cli_commands()
         for service in BACKGROUND_SERVICES:
             if service in commands:
@@ -188,6 +189,22 @@ class Fleet:
         self._start_nginx()
         self._wait("nginx", lambda: port_open(self.https_port) and port_open(self.http_port))
         return self
+
+    def _start_worker(self, worker_id: str) -> Child:
+        return self._vp(f"worker-{worker_id}", "worker", VP_WORKER_ID=worker_id)
+
+    def restart_worker(self, dead: Child) -> bool:
+        """Start a new worker in place of one that exited (fenced or crashed); False if
+        ``dead`` is not a worker."""
+        if not dead.name.startswith("worker-"):
+            return False
+        self.children.remove(dead)
+        self._print(
+            f"!!! {dead.name} exited with {dead.popen.returncode} "
+            f"(-9: fenced after missed heartbeats); starting a new one (its log: {dead.log_path})"
+        )
+        self._start_worker(dead.name.removeprefix("worker-"))
+        return True
 
     def _choose_broker(self) -> None:
         self.amqp_url = self.amqp_url or os.environ.get("VP_AMQP_URL")
@@ -291,6 +308,8 @@ def run_fleet(fleet: Fleet) -> int:
         fleet.announce()
         while not stopping["signal"]:
             dead = fleet.dead()
+            if dead is not None and fleet.restart_worker(dead):
+                continue
             if dead is not None:
                 fleet._print(
                     f"!!! {dead.name} exited with {dead.popen.returncode}; stopping the fleet "

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from coordinator.hub import WorkerLink
 from vectorpanda.bootstrap import build_coordinator, configure_logging, serve_coordinator
 from vectorpanda.duties import in_process_duties
 from vectorpanda.settings import Settings, env_file_path
@@ -26,6 +27,9 @@ log = logging.getLogger("vectorpanda.up")
 
 WORKER_STOP_GRACE_S = 10.0
 READY_WAIT_S = 60.0
+# A SIGKILLed process is gone at once, even a stopped one; this only bounds a
+# process stuck in uninterruptible I/O (D state), which the kernel kills on return.
+FENCE_WAIT_S = 5.0
 
 
 class WorkerSupervisor:
@@ -37,6 +41,7 @@ class WorkerSupervisor:
         self._procs: dict[str, asyncio.subprocess.Process] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
+        self._fenced: set[int] = set()
 
     @property
     def pids(self) -> dict[str, int]:
@@ -76,9 +81,39 @@ class WorkerSupervisor:
             code = await proc.wait()
             if self._stopping:
                 return
+            if proc.pid in self._fenced:
+                # A fenced worker was healthy until it froze: replace it at once.
+                self._fenced.discard(proc.pid)
+                log.warning("worker %s was fenced; starting a new one", worker_id)
+                continue
             backoff = 0.5 if time.monotonic() - started > 30 else min(backoff * 2, 10.0)
             log.warning("worker %s exited with %s; restarting in %.1fs", worker_id, code, backoff)
             await asyncio.sleep(backoff)
+
+    async def fence(self, link: WorkerLink) -> bool:
+        """SIGKILL our worker process that the hub declared down, and wait until it is gone.
+
+        Only a process this supervisor started under that worker id, with the pid
+        the worker announced, is killed; anything else is left alone (False).
+        """
+        proc = self._procs.get(link.worker_id)
+        if proc is None or proc.pid != link.pid or proc.returncode is not None:
+            return False
+        log.warning(
+            "fencing worker %s (pid %s): declared down after missed heartbeats; "
+            "killing it so its tenants' locks are released",
+            link.worker_id,
+            proc.pid,
+        )
+        self._fenced.add(proc.pid)
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        try:
+            await asyncio.wait_for(asyncio.shield(proc.wait()), FENCE_WAIT_S)
+        except TimeoutError:
+            log.error("fenced worker %s (pid %s) has not exited yet", link.worker_id, proc.pid)
+            return False
+        return True
 
     async def stop(self) -> None:
         self._stopping = True
@@ -115,6 +150,7 @@ async def run_up(settings: Settings, workers: int) -> int:
     parts = build_coordinator(settings)
     stop = stop_on_signals()
     supervisor = WorkerSupervisor(workers, settings)
+    parts.hub.fencer = supervisor.fence
     duties: list[asyncio.Task[None]] = []
 
     async def on_ready(port: int, hub_port: int) -> None:

@@ -48,6 +48,14 @@ class Settings(BaseSettings):
     worker_threads: int = 1
     # memory a worker may spend on loaded tenants before unloading idle ones (LRU)
     worker_memory_mb: int = Field(default=1024, ge=16)
+    # free bytes below which a worker refuses growing writes (507); None: the larger
+    # of 1 GiB and 5 % of the hot store's filesystem
+    min_free_bytes: int | None = Field(default=None, ge=0)
+    # coordinator: SIGKILL a silent worker running on this machine (same user) before
+    # handing its tenants on; ``vectorpanda fleet`` sets it
+    fence_local_workers: bool = False
+    # a file the worker touches every heartbeat interval, for a container liveness check
+    worker_liveness_file: Path | None = None
 
     # secrets
     admin_token: SecretStr | None = None

@@ -28,5 +28,7 @@ async def run_worker_process(settings: Settings) -> int:
         stop,
         memory_budget_mb=settings.worker_memory_mb,
         cold_dir=settings.cold,
+        min_free_bytes=settings.min_free_bytes,
+        liveness_file=settings.worker_liveness_file,
     )
     return 0

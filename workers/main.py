@@ -131,6 +131,7 @@ class WorkerSession:
                 "queue_depth": self.queue_depth,
                 **WAL_FSYNCS.report(),
             }
+            space = await asyncio.to_thread(self._service.space.report)
             self._beat_seq += 1
             self._beats_sent[self._beat_seq] = time.monotonic()
             beat = {
@@ -139,6 +140,7 @@ class WorkerSession:
                 "seq": self._beat_seq,
                 "load": load,
                 "held": self._service.held(),
+                "space": space,
             }
             await self._ws.send(encode_frame(beat))
             await asyncio.sleep(self._heartbeat_s)
@@ -214,11 +216,16 @@ async def run_worker(
     stop: asyncio.Event | None = None,
     memory_budget_mb: int = 1024,
     cold_dir: Path | None = None,
+    min_free_bytes: int | None = None,
+    liveness_file: Path | None = None,
 ) -> None:
     """Serve the coordinator at ``coordinator_url`` until ``stop`` is set, reconnecting forever.
 
     ``memory_budget_mb`` bounds the memory of loaded tenants (VP_WORKER_MEMORY_MB); past
-    it, idle tenants are unloaded, least recently used first.
+    it, idle tenants are unloaded, least recently used first. ``min_free_bytes`` is the
+    free-space floor of the hot store below which growing writes are refused.
+    ``liveness_file`` (if given) is touched every heartbeat interval, connected or not,
+    for a container liveness check (deploy/healthcheck.py alive).
     """
     faiss.omp_set_num_threads(1)
     stop = stop or asyncio.Event()
@@ -226,7 +233,11 @@ async def run_worker(
         TenantRegistry(hot_dir, wal_compact_bytes),
         memory_budget_mb * 1024 * 1024,
         cold_dir=cold_dir,
+        min_free_bytes=min_free_bytes,
     )
+    liveness = None
+    if liveness_file is not None:
+        liveness = asyncio.create_task(touch_liveness(liveness_file, heartbeat_interval_s))
     backoff = BACKOFF_FIRST_S
     while not stop.is_set():
         try:
@@ -250,4 +261,23 @@ async def run_worker(
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), backoff)
         backoff = min(backoff * 2, BACKOFF_MAX_S)
+    if liveness is not None:
+        liveness.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await liveness
     log.info("worker %s stopped", worker_id)
+
+
+async def touch_liveness(path: Path, interval_s: float) -> None:
+    """Keep ``path`` (holding our pid) fresh while this event loop runs.
+
+    A frozen process (SIGSTOP, a hung disk, a blocked loop) stops touching it; the
+    liveness check then kills the process, faster than the lease expires.
+    """
+    temp = path.with_name(f".{path.name}.tmp")
+    temp.write_text(str(os.getpid()), encoding="ascii")
+    os.replace(temp, path)
+    while True:
+        with contextlib.suppress(OSError):
+            os.utime(path)
+        await asyncio.sleep(interval_s)

@@ -12,6 +12,8 @@ import threading
 from collections import deque
 from typing import Protocol
 
+from workers.disk_space import is_out_of_space
+
 log = logging.getLogger(__name__)
 
 
@@ -79,8 +81,12 @@ class Maintenance:
             more = False
             try:
                 more = job.run_maintenance()
-            except Exception:
-                log.exception("background maintenance step failed")
+            except Exception as exc:
+                if is_out_of_space(exc):
+                    # expected on a full disk, retried on a later turn: no traceback flood
+                    log.warning("background maintenance step needs disk space: %s", exc)
+                else:
+                    log.exception("background maintenance step failed")
             with self._cond:
                 self._running = False
                 if more and id(job) not in self._queued:

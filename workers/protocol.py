@@ -120,6 +120,7 @@ class ErrorCode(StrEnum):
     UNAVAILABLE = "unavailable"  # tenant cannot be served (lock held, corrupt)
     BUSY = "busy"  # backpressure: try again later
     QUOTA_EXCEEDED = "quota_exceeded"  # the tenant's tier quota would be passed
+    INSUFFICIENT_STORAGE = "insufficient_storage"  # the disk is (nearly) full
     INTERNAL = "internal"
 
 

@@ -13,6 +13,7 @@ import numpy as np
 
 from workers import handlers
 from workers.collection_spec import check_tenant_id
+from workers.disk_space import SpaceGuard, is_out_of_space, out_of_space_error
 from workers.errors import StoreError
 from workers.handlers import HANDLERS
 from workers.ownership import Ownership
@@ -49,8 +50,10 @@ class WorkerService:
         memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET_BYTES,
         memory_check_interval_s: float = MEMORY_CHECK_INTERVAL_S,
         cold_dir: Path | None = None,
+        min_free_bytes: int | None = None,
     ) -> None:
         self.registry = registry
+        self.space = SpaceGuard(registry.hot_dir, cold_dir, min_free_bytes)
         self.mover = TenantMover(registry.hot_dir, cold_dir, registry.options.compact_bytes)
         self.ownership = Ownership()
         self.memory_budget_bytes = memory_budget_bytes
@@ -94,7 +97,12 @@ class WorkerService:
             return reply_error(rid, ErrorCode.INVALID, f"unknown op {op[:40]!r}"), {}
         except StoreError as exc:
             return reply_error(rid, exc.code, exc.message), {}
-        except Exception:
+        except Exception as exc:
+            if is_out_of_space(exc):
+                # The write undid itself (WAL truncated, temp files removed): a clear no.
+                log.warning("request %s (%s) hit a full disk: %s", rid, frame.op[:40], exc)
+                refusal = out_of_space_error()
+                return reply_error(rid, refusal.code, refusal.message), {}
             log.exception("request %s (%s) failed", rid, frame.op[:40])
             return reply_error(rid, ErrorCode.INTERNAL, "internal error in worker"), {}
 
@@ -155,6 +163,7 @@ class WorkerService:
         if not self.ownership.owns(tenant, epoch):
             raise StoreError(ErrorCode.NOT_OWNER, _NOT_OWNER)
         assert isinstance(tenant, str)
+        await asyncio.to_thread(self.space.check_write, op)
         gate = self.ownership.gate(tenant)
         if op == Op.DELETE_TENANT:
             async with gate.change():

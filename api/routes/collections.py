@@ -10,12 +10,23 @@ from api.deps import AccountsDep, DataPlaneDep, ManageKey, ReadKey, tier_limits
 from api.errors import Invalid, NotFound
 from api.routing import OrjsonRoute, json_response
 from api.schemas import NAME_PATTERN, NAME_RE, Collection, CollectionList, CreateCollection
-from coordinator.accounts import RecordCollectionCreated, RecordCollectionDeleted
+from coordinator.accounts import (
+    Accounts,
+    RecordCollectionCreated,
+    RecordCollectionDeleted,
+    StoreUnavailable,
+)
 from coordinator.tiers import dimension_refusal
 
 router = APIRouter(prefix="/v1/collections", tags=["collections"], route_class=OrjsonRoute)
 
 CollectionName = Annotated[str, Path(description=f"Matches {NAME_PATTERN}")]
+
+
+async def writable_control_store(accounts: Accounts) -> None:
+    """Refuse before acting when the collection event could not be recorded afterwards."""
+    if not await accounts.writable():
+        raise StoreUnavailable("it cannot take a write transaction")
 
 
 def known_name(name: str) -> str:
@@ -33,6 +44,7 @@ async def create_collection(
     refusal = dimension_refusal(key.tier, body.dimension, dataplane.limits.max_dimension)
     if refusal is not None:
         raise Invalid(refusal)
+    await writable_control_store(accounts)
     info = await dataplane.create_collection(
         key.client_id,
         body.name,
@@ -43,11 +55,21 @@ async def create_collection(
         max_collections=tier_limits(key).max_collections,
     )
     # Recorded only once the worker has confirmed; the actor is the key that asked.
-    await accounts.handle(
-        RecordCollectionCreated(
-            key.client_id, body.name, body.dimension, body.metric, body.index, f"key:{key.key_id}"
+    try:
+        await accounts.handle(
+            RecordCollectionCreated(
+                key.client_id,
+                body.name,
+                body.dimension,
+                body.metric,
+                body.index,
+                f"key:{key.key_id}",
+            )
         )
-    )
+    except StoreUnavailable:
+        # Unrecorded, the collection must not exist either: no partial state.
+        await dataplane.delete_collection(key.client_id, body.name)
+        raise
     return json_response(info, status_code=201)
 
 
@@ -68,6 +90,7 @@ async def delete_collection(
     name: CollectionName, key: ManageKey, dataplane: DataPlaneDep, accounts: AccountsDep
 ) -> Response:
     """Delete a collection and all its vectors."""
+    await writable_control_store(accounts)
     await dataplane.delete_collection(key.client_id, known_name(name))
     await accounts.handle(RecordCollectionDeleted(key.client_id, name, f"key:{key.key_id}"))
     return Response(status_code=204)

@@ -24,6 +24,7 @@ from coordinator.accounts.commands import (
     RecordCensus,
     RecordCollectionCreated,
     RecordCollectionDeleted,
+    RecordStorageLow,
     RecordUsage,
     ResumeClient,
     RevokeApiKey,
@@ -35,6 +36,7 @@ from coordinator.accounts.model import (
     ClientNotFound,
     InvalidCommand,
     Principal,
+    StoreUnavailable,
 )
 from coordinator.accounts.uow import AccountsUnitOfWork, SqliteUnitOfWork
 from coordinator.accounts.views import ApiKeyView, ClientView, IssuedApiKey
@@ -64,9 +66,11 @@ __all__ = [
     "RecordCensus",
     "RecordCollectionCreated",
     "RecordCollectionDeleted",
+    "RecordStorageLow",
     "RecordUsage",
     "ResumeClient",
     "RevokeApiKey",
+    "StoreUnavailable",
 ]
 
 
@@ -127,7 +131,9 @@ class Accounts:
     @overload
     async def handle(self, cmd: PauseClient | ResumeClient) -> ClientView: ...
     @overload
-    async def handle(self, cmd: RecordUsage | RecordCensus | FlagBillingAnomaly) -> StoredEvent: ...
+    async def handle(
+        self, cmd: RecordUsage | RecordCensus | FlagBillingAnomaly | RecordStorageLow
+    ) -> StoredEvent: ...
     async def handle(self, cmd: Command) -> Any:
         """Run a command; raises ClientNotFound, ApiKeyNotFound or InvalidCommand."""
         return await handlers.HANDLERS[type(cmd)](cmd, self.uow, self._pepper)

@@ -138,6 +138,18 @@ class FlagBillingAnomaly:
     actor: str = "scheduler"
 
 
+@dataclass(frozen=True, slots=True)
+class RecordStorageLow:
+    """A worker store crossed below its free-space floor (for the operations email)."""
+
+    worker_id: str
+    store: str
+    free_bytes: int
+    total_bytes: int
+    min_free_bytes: int
+    actor: str = "coordinator"
+
+
 Command = (
     CreateClient
     | IssueApiKey
@@ -153,4 +165,5 @@ Command = (
     | RecordUsage
     | RecordCensus
     | FlagBillingAnomaly
+    | RecordStorageLow
 )

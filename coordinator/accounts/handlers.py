@@ -22,6 +22,7 @@ from coordinator.accounts.commands import (
     RecordCensus,
     RecordCollectionCreated,
     RecordCollectionDeleted,
+    RecordStorageLow,
     RecordUsage,
     ResumeClient,
     RevokeApiKey,
@@ -243,6 +244,7 @@ HANDLERS: dict[type, Handler] = {
     RecordUsage: lifecycle.record_usage,
     RecordCensus: lifecycle.record_census,
     FlagBillingAnomaly: lifecycle.flag_billing_anomaly,
+    RecordStorageLow: lifecycle.record_storage_low,
 }
 
 

@@ -13,6 +13,7 @@ from coordinator.accounts.commands import (
     FlagBillingAnomaly,
     PauseClient,
     RecordCensus,
+    RecordStorageLow,
     RecordUsage,
     ResumeClient,
 )
@@ -25,6 +26,7 @@ from eventlog.events import (
     ClientPaused,
     ClientResumed,
     Event,
+    StorageFloorReached,
     UsageRecorded,
 )
 from eventlog.store import StoredEvent
@@ -148,6 +150,26 @@ async def flag_billing_anomaly(
 
     def body(tx: AccountsTransaction) -> StoredEvent:
         load_live_client(tx, cmd.client_id)
+        (stored,) = tx.append([event], cmd.actor)
+        return stored
+
+    return await uow.write(body)
+
+
+async def record_storage_low(
+    cmd: RecordStorageLow, uow: AccountsUnitOfWork, pepper: bytes
+) -> StoredEvent:
+    """Record StorageFloorReached: a worker store below its free-space floor."""
+    event = _validated(
+        StorageFloorReached,
+        worker_id=cmd.worker_id,
+        store=cmd.store,
+        free_bytes=cmd.free_bytes,
+        total_bytes=cmd.total_bytes,
+        min_free_bytes=cmd.min_free_bytes,
+    )
+
+    def body(tx: AccountsTransaction) -> StoredEvent:
         (stored,) = tx.append([event], cmd.actor)
         return stored
 

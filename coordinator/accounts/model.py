@@ -51,6 +51,20 @@ class InvalidCommand(AccountsError):
     """A command whose fields break a domain rule."""
 
 
+class StoreUnavailable(AccountsError):
+    """The control-plane store cannot be written (disk full, read-only, I/O error).
+
+    The transaction was rolled back: nothing of the action was recorded.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(
+            "The control-plane store cannot be written right now "
+            f"({reason}); nothing was changed. Retry once the operators have fixed it."
+        )
+        self.reason = reason
+
+
 # Client ids become directory names on the workers, hence the tight alphabet.
 CLIENT_ID_RE = re.compile(r"[a-z0-9][a-z0-9_]{0,63}")
 KEY_ID_RE = re.compile(r"[0-9a-f]{16}")

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeVar
 
 import orjson
 from sqlalchemy import Connection, Engine, Row, insert, select, update
+from sqlalchemy.exc import OperationalError
 
 from coordinator.accounts.model import (
     ApiKeyRecord,
@@ -25,6 +27,7 @@ from coordinator.accounts.model import (
     ClientStatus,
     Principal,
     Scope,
+    StoreUnavailable,
     Tier,
     principal_for,
 )
@@ -228,6 +231,20 @@ class SqliteTransaction(TransactionBase):
         return principal_for(_api_key(row), client)
 
 
+def _store_failure(exc: Exception) -> str:
+    """A short, path-free reason for an SQLite write failure."""
+    text = str(getattr(exc, "orig", exc)).lower()
+    if "full" in text:
+        return "its disk is full"
+    if "readonly" in text or "read-only" in text:
+        return "it is read-only"
+    if "locked" in text or "busy" in text:
+        return "it is busy"
+    if "i/o" in text:
+        return "a disk I/O error"
+    return "a database error"
+
+
 class SqliteUnitOfWork(CommitListeners):
     """Transactions on the control database file, BEGIN IMMEDIATE for writes."""
 
@@ -250,7 +267,13 @@ class SqliteUnitOfWork(CommitListeners):
             return body(SqliteTransaction(conn))
 
     async def write(self, body: Callable[[AccountsTransaction], T]) -> T:
-        result, appended = await asyncio.to_thread(self._write_sync, body)
+        try:
+            result, appended = await asyncio.to_thread(self._write_sync, body)
+        except (OperationalError, sqlite3.OperationalError) as exc:
+            # The transaction rolled back as a whole: the action left no trace.
+            reason = _store_failure(exc)
+            log.error("control database write failed (%s): %s", reason, exc)
+            raise StoreUnavailable(reason) from exc
         self._notify(appended)
         return result
 

@@ -78,6 +78,16 @@ class UnavailableError(VectorPandaError):
     code = "unavailable"
 
 
+class InsufficientStorageError(VectorPandaError):
+    """507: the service is short of disk space; writes are refused, reads still work.
+
+    Not retried automatically: space comes back when data is deleted or the
+    operators grow the volume, not within a retry's backoff.
+    """
+
+    code = "insufficient_storage"
+
+
 class ServerError(VectorPandaError):
     """An error code this SDK does not know, or a 5xx without a documented body."""
 
@@ -117,6 +127,7 @@ ERRORS_BY_CODE: dict[str, type[VectorPandaError]] = {
         RateLimitedError,
         QuotaExceededError,
         UnavailableError,
+        InsufficientStorageError,
     )
 }
 

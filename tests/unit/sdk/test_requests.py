@@ -92,6 +92,7 @@ def test_every_documented_code_has_its_own_error_class() -> None:
     documented = {
         "bad_request", "unauthorized", "forbidden", "not_found", "conflict",
         "payload_too_large", "invalid", "paused", "rate_limited", "quota_exceeded", "unavailable",
+        "insufficient_storage",
     }  # fmt: skip
     assert set(ERRORS_BY_CODE) == documented
     assert len(set(ERRORS_BY_CODE.values())) == len(documented)

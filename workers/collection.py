@@ -33,7 +33,7 @@ from workers.flat_index import exact_search
 from workers.hnsw_index import INSERT_CHUNK, HnswIndex
 from workers.integrity import FileChecksum, file_checksum
 from workers.maintenance import Maintenance
-from workers.metadata_filter import Predicate
+from workers.metadata_filter import Predicate, matching_rows
 from workers.protocol import ErrorCode
 from workers.read_write_lock import ReadWriteLock
 from workers.segment import (
@@ -47,6 +47,7 @@ from workers.segment import (
 )
 from workers.vector_table import VectorTable, normalized
 from workers.wal import DeleteRecord, UpsertRecord, WriteAheadLog
+from workers.work_budget import WorkBudget, unbounded
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,9 @@ INDEX_SAVE_MAX_AGE_S = 300.0
 INLINE_MAX_QUERIES = 4
 INLINE_MAX_EF = 256
 INLINE_MAX_FRESH = 2048
+# Query vectors searched between two looks at the request's budget: one vector's
+# search is bounded by the collection's size, so an abandoned batch stops soon.
+SEARCH_BATCH = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,13 +200,16 @@ class Collection:
             self._check_open()
             return self._delete_locked(list(dict.fromkeys(ids)))
 
-    def delete_where(self, predicate: Predicate) -> int:
-        """Remove every vector whose metadata matches; return how many. Durable on return."""
+    def delete_where(self, predicate: Predicate, budget: WorkBudget | None = None) -> int:
+        """Remove every vector whose metadata matches; return how many. Durable on return.
+
+        The budget is checked only while matching: once the delete is logged it finishes.
+        """
         with self._write_mutex:
             self._check_open()
             table = self._table
-            matched = [i for i, m in zip(table.ids, table.metadata, strict=True) if predicate(m)]
-            return self._delete_locked(matched)
+            mask = matching_rows(predicate, table.metadata, budget or unbounded())
+            return self._delete_locked([table.ids[r] for r in np.flatnonzero(mask)])
 
     def _delete_locked(self, ids: list[str]) -> int:
         present = [i for i in ids if self._table.row_of(i) is not None]
@@ -224,13 +231,16 @@ class Collection:
         predicate: Predicate | None = None,
         ef_search: int | None = None,
         wait: bool = True,
+        budget: WorkBudget | None = None,
     ) -> tuple[list[dict[str, Any]], np.ndarray | None]:
         """Top-k per query row among vectors matching ``predicate``; values if asked.
 
         ``wait=False`` (the worker's event loop) raises WouldBlock instead of waiting for
-        a lock a writer holds, and instead of any long exact scan.
+        a lock a writer holds, and instead of any long exact scan. ``budget`` stops the
+        work between chunks of the filter and batches of query vectors once abandoned.
         """
         self._check_vectors(queries, None)
+        budget = budget or unbounded()
         if self.spec.metric == "cosine":
             queries = normalized(queries)
         with self._rows.reading(wait):
@@ -238,19 +248,15 @@ class Collection:
             table = self._table
             mask = None
             if predicate is not None:
-                mask = np.fromiter(
-                    (predicate(m) for m in table.metadata), dtype=bool, count=table.count
-                )
-            if self._index is not None:
-                scores, rows = self._index.search(table, queries, top_k, mask, ef_search, wait)
-            elif mask is None:
-                scores, rows = exact_search(table.search_matrix(), queries, top_k, self.spec.metric)
-            else:
-                subset = np.flatnonzero(mask)
-                scores, local = exact_search(
-                    table.search_matrix()[subset], queries, top_k, self.spec.metric
-                )
-                rows = subset[local] if subset.size else local
+                mask = matching_rows(predicate, table.metadata, budget)
+            eligible = table.count if mask is None else int(mask.sum())
+            parts = []
+            for start in range(0, max(len(queries), 1), SEARCH_BATCH):
+                budget.check()
+                batch = queries[start : start + SEARCH_BATCH]
+                parts.append(self._search(table, batch, top_k, mask, ef_search, wait))
+                budget.spend(len(batch) * eligible)
+            scores, rows = _stacked(parts)
             results: list[dict[str, Any]] = []
             ids, meta = table.ids, table.metadata
             for score_row, row_ids in zip(scores, rows, strict=True):
@@ -266,6 +272,25 @@ class Collection:
             if include_values:
                 values = table.vectors()[rows[rows >= 0]]
         return results, values
+
+    def _search(
+        self,
+        table: VectorTable,
+        queries: np.ndarray,
+        top_k: int,
+        mask: np.ndarray | None,
+        ef_search: int | None,
+        wait: bool,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        if self._index is not None:
+            return self._index.search(table, queries, top_k, mask, ef_search, wait)
+        if mask is None:
+            return exact_search(table.search_matrix(), queries, top_k, self.spec.metric)
+        subset = np.flatnonzero(mask)
+        scores, local = exact_search(
+            table.search_matrix()[subset], queries, top_k, self.spec.metric
+        )
+        return scores, (subset[local] if subset.size else local)
 
     def fetch(self, ids: list[str]) -> tuple[list[str], list[Metadata], np.ndarray]:
         """Found ids in request order (missing ones absent), their metadata and values."""
@@ -410,6 +435,16 @@ class Collection:
             raise StoreError(ErrorCode.INVALID, "vectors must be float32")
         if not np.isfinite(vectors).all():
             raise StoreError(ErrorCode.INVALID, "vectors must not contain NaN or Inf")
+
+
+def _stacked(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """The batches' results as one (scores, rows) pair, short rows padded with -1."""
+    if len(parts) == 1:
+        return parts[0]
+    width = max(scores.shape[1] for scores, _ in parts)
+    scores = [np.pad(s, ((0, 0), (0, width - s.shape[1]))) for s, _ in parts]
+    rows = [np.pad(r, ((0, 0), (0, width - r.shape[1])), constant_values=-1) for _, r in parts]
+    return np.concatenate(scores), np.concatenate(rows)
 
 
 def _current_manifest(directory: Path) -> Manifest | None:

@@ -9,10 +9,11 @@ import numpy as np
 
 from workers.collection_spec import parse_collection_spec
 from workers.errors import StoreError
-from workers.metadata_filter import FilterError, Predicate, parse_filter
+from workers.metadata_filter import FilterError, Predicate, compile_filter
 from workers.protocol import ErrorCode, Frame, Op
 from workers.read_write_lock import WouldBlock
 from workers.tenant_store import TenantStore
+from workers.work_budget import WorkBudget, unbounded
 
 Result = tuple[dict[str, Any], dict[str, np.ndarray]]
 Handler = Callable[[TenantStore, Frame], Result]
@@ -53,20 +54,24 @@ def upsert(store: TenantStore, frame: Frame) -> Result:
     return {"upserted": store.upsert(name, ids, metadata, vectors, limit)}, {}
 
 
-def query(store: TenantStore, frame: Frame, wait: bool = True) -> Result:
+def query(
+    store: TenantStore, frame: Frame, wait: bool = True, budget: WorkBudget | None = None
+) -> Result:
     """QUERY {collection, top_k, include_*, filter, ef_search} + queries -> {results} (+ values).
 
     ``wait=False`` answers only a quick query of a loaded collection without waiting
     for any lock; anything else raises WouldBlock, to be answered in a thread.
+    ``budget`` bounds the work and counts its cost.
     """
     header = frame.header
+    budget = budget or unbounded()
     loaded = None if wait else store.loaded_collection(header.get("collection", ""))
     if not wait and (loaded is None or header.get("filter")):
         raise WouldBlock  # before any parsing: the thread parses the frame once
     top_k = header.get("top_k")
     if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
         raise StoreError(ErrorCode.INVALID, "top_k must be a positive integer")
-    predicate = _filter(header.get("filter"), allow_empty=True)
+    predicate = _filter(header.get("filter"), allow_empty=True, budget=budget)
     ef_search = header.get("ef_search")
     if ef_search is not None and (
         not isinstance(ef_search, int) or isinstance(ef_search, bool) or ef_search < 1
@@ -88,6 +93,7 @@ def query(store: TenantStore, frame: Frame, wait: bool = True) -> Result:
         predicate,
         ef_search,
         wait,
+        budget,
     )
     return {"results": results}, ({"values": values} if values is not None else {})
 
@@ -99,16 +105,17 @@ def fetch(store: TenantStore, frame: Frame) -> Result:
     return {"ids": found, "metadata": metadata}, {"vectors": vectors}
 
 
-def delete(store: TenantStore, frame: Frame) -> Result:
+def delete(store: TenantStore, frame: Frame, budget: WorkBudget | None = None) -> Result:
     """DELETE {collection, ids} or {collection, filter} -> {deleted}."""
     header = frame.header
+    budget = budget or unbounded()
     if header.get("filter") is not None:
         if header.get("ids") is not None:
             raise StoreError(ErrorCode.INVALID, "send either ids or filter, not both")
-        predicate = _filter(header["filter"], allow_empty=False)
+        predicate = _filter(header["filter"], allow_empty=False, budget=budget)
         assert predicate is not None
         collection = store.collection(header.get("collection", ""))
-        return {"deleted": collection.delete_where(predicate)}, {}
+        return {"deleted": collection.delete_where(predicate, budget)}, {}
     ids = _ids(header.get("ids"))
     collection = store.collection(header.get("collection", ""))
     return {"deleted": collection.delete(ids)}, {}
@@ -118,6 +125,11 @@ def usage(store: TenantStore, frame: Frame) -> Result:
     """USAGE {} -> {collections, vectors, bytes}."""
     return store.usage(), {}
 
+
+BudgetedHandler = Callable[..., Result]
+
+# Operations whose work grows with the data or the filter: they take the request's budget.
+BUDGETED: dict[str, BudgetedHandler] = {Op.QUERY: query, Op.DELETE: delete}
 
 HANDLERS: dict[str, Handler] = {
     Op.CREATE_COLLECTION: create_collection,
@@ -132,8 +144,10 @@ HANDLERS: dict[str, Handler] = {
 }
 
 
-def _filter(value: Any, allow_empty: bool) -> Predicate | None:
-    """Parse a filter before any data is touched; INVALID with the reason if malformed."""
+def _filter(value: Any, allow_empty: bool, budget: WorkBudget) -> Predicate | None:
+    """Compile a filter before any data is touched; INVALID with the reason if malformed.
+
+    Its operands count towards the request's cost (sets are built from them)."""
     if value is None:
         return None
     if not allow_empty and value == {}:
@@ -142,9 +156,10 @@ def _filter(value: Any, allow_empty: bool) -> Predicate | None:
             "an empty filter would delete every vector; delete the collection instead",
         )
     try:
-        predicate = parse_filter(value)
+        predicate, operands = compile_filter(value)
     except FilterError as exc:
         raise StoreError(ErrorCode.INVALID, f"invalid filter: {exc}") from exc
+    budget.spend(operands)
     return None if value == {} else predicate
 
 

@@ -27,6 +27,7 @@ from workers.protocol import (
 )
 from workers.service import WorkerService
 from workers.tenant_registry import TenantRegistry
+from workers.work_budget import WorkBudget
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ MAX_FRAME_BYTES = 256 * 1024 * 1024
 BACKOFF_FIRST_S = 0.1
 BACKOFF_MAX_S = 5.0
 WELCOME_TIMEOUT_S = 10.0
-MAX_CONCURRENT = 32  # requests running at once (each holds one thread)
+MAX_CONCURRENT = 32  # control requests running at once (data ones: see FairShare)
 MAX_QUEUED = 1024  # requests accepted but waiting; beyond this the worker answers BUSY
 # The ownership lease lasts this many heartbeat intervals from the SENDING of an
 # acknowledged heartbeat: shorter than the coordinator's 3 missed intervals, so a
@@ -52,6 +53,7 @@ class WorkerSession:
         self._heartbeat_s = heartbeat_s
         self._running = asyncio.Semaphore(MAX_CONCURRENT)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._budgets: dict[int, WorkBudget] = {}  # by rid, of data requests not yet answered
         self._beat_seq = 0
         self._beats_sent: dict[int, float] = {}
         self._lease_until = 0.0
@@ -111,6 +113,9 @@ class WorkerSession:
         finally:
             receiving.cancel()
             stopping.cancel()
+            # Nobody will read the replies of a closed socket: stop their work early.
+            for budget in self._budgets.values():
+                budget.cancel()
             # In-flight requests finish (and answer, if the socket is still up) first.
             if self._tasks:
                 await asyncio.wait(set(self._tasks))
@@ -180,6 +185,12 @@ class WorkerSession:
             if frame.op == Op.HEARTBEAT_ACK:
                 self._on_heartbeat_ack(frame.header.get("seq"))
                 continue
+            if frame.op == Op.CANCEL:
+                cancelled = frame.header.get("cancel")
+                budget = self._budgets.get(cancelled) if isinstance(cancelled, int) else None
+                if budget is not None:
+                    budget.cancel()
+                continue
             if len(self._tasks) >= MAX_QUEUED:
                 rid = frame.header.get("rid")
                 rid = rid if isinstance(rid, int) else 0
@@ -191,7 +202,20 @@ class WorkerSession:
             task.add_done_callback(self._tasks.discard)
 
     async def _answer(self, frame: Frame) -> None:
-        async with self._running:
+        budget = WorkBudget.from_header(frame.header)
+        if frame.op in DATA_OPS:
+            self._budgets[frame.rid] = budget
+        try:
+            await self._answer_within(frame, budget)
+        finally:
+            if self._budgets.get(frame.rid) is budget:
+                del self._budgets[frame.rid]
+
+    async def _answer_within(self, frame: Frame, budget: WorkBudget) -> None:
+        # Data requests wait in the service's fair share (per-tenant threads and queue):
+        # one shared semaphore here would let one tenant's backlog hold every place.
+        limit = contextlib.nullcontext() if frame.op in DATA_OPS else self._running
+        async with limit:
             if (frame.op in DATA_OPS or frame.op == Op.ASSIGN) and not self.lease_valid():
                 # Frames that queued up while we were frozen must not write:
                 # the coordinator may already have handed the tenant on.
@@ -199,7 +223,7 @@ class WorkerSession:
                 reply = reply_error(frame.rid, ErrorCode.NOT_OWNER, "ownership lease expired")
                 arrays: dict[str, np.ndarray] = {}
             else:
-                reply, arrays = await self._service.handle(frame)
+                reply, arrays = await self._service.handle(frame, budget)
         try:
             await self._ws.send(encode_frame(reply, arrays))
         except ConnectionClosed:

@@ -1,4 +1,8 @@
-"""Metadata filters (Mongo-style, as in shared/API.md): parse once, then test rows.
+"""Metadata filters (Mongo-style, as in shared/API.md): compile once, then test rows.
+
+A filter is compiled once per request into closures; ``$in``/``$nin`` operands become
+sets (one per kind), so testing a row costs a set lookup per element, not a pass over
+the operands. ``matching_rows`` tests the rows in chunks under the request's budget.
 
 Grammar: a filter is an object. ``{"field": value}`` means ``{"field": {"$eq": value}}``;
 an operator object may hold several operators (all must hold). ``$and`` / ``$or`` take a
@@ -19,8 +23,14 @@ Semantics (chosen to match MongoDB where it has an answer):
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from workers.work_budget import WorkBudget
 
 Metadata = dict[str, Any] | None
 Predicate = Callable[[Metadata], bool]
@@ -28,6 +38,11 @@ Predicate = Callable[[Metadata], bool]
 MAX_DEPTH = 16
 MAX_NODES = 1024
 _MISSING = object()
+# Rows are tested in chunks sized to take about this long, so the budget is looked at
+# often enough (a single row costs at most MAX_NODES tests over one bounded metadata
+# object) and rarely enough to cost nothing measurable.
+CHUNK_TARGET_S = 0.005
+MAX_CHUNK_ROWS = 4096
 
 
 class FilterError(ValueError):
@@ -55,6 +70,7 @@ def _elements(stored: object) -> Sequence[object]:
 class _Parser:
     def __init__(self) -> None:
         self.nodes = 0
+        self.operands = 0
 
     def filter(self, doc: object, depth: int, where: str) -> Predicate:
         if not isinstance(doc, dict):
@@ -102,6 +118,7 @@ class _Parser:
                 raise FilterError(
                     f"field '{field}': {op} needs a list of strings, numbers or booleans"
                 )
+            self.operands += len(operand)
             member = _in_test(operand)
             return member if op == "$in" else _negate(member)
         if op in ("$gt", "$gte", "$lt", "$lte"):
@@ -126,10 +143,23 @@ def _eq_test(operand: object) -> Callable[[object], bool]:
 
 
 def _in_test(operands: list[object]) -> Callable[[object], bool]:
+    # One set per kind keeps the evaluator's equality: 1 matches 1.0 but not true,
+    # "1" matches only "1". A stored element is looked up in the set of its own kind.
+    by_kind: dict[str | None, frozenset[object]] = {
+        kind: frozenset(o for o in operands if _kind(o) == kind)
+        for kind in ("bool", "number", "string")
+    }
+
+    def member(element: object) -> bool:
+        kind = _kind(element)
+        return kind is not None and element in by_kind[kind]
+
     def test(stored: object) -> bool:
         if stored is _MISSING:
             return False
-        return any(_same_kind_eq(e, o) for e in _elements(stored) for o in operands)
+        if isinstance(stored, list):
+            return any(member(e) for e in stored)
+        return member(stored)
 
     return test
 
@@ -170,6 +200,32 @@ def _any(parts: list[Predicate]) -> Predicate:
     return lambda meta: any(p(meta) for p in parts)
 
 
+def compile_filter(doc: object) -> tuple[Predicate, int]:
+    """Check a filter document; return a predicate over one row's metadata and the
+    number of ``$in``/``$nin`` operands it holds (part of the request's cost)."""
+    parser = _Parser()
+    predicate = parser.filter(doc, 0, "filter")
+    return predicate, parser.operands
+
+
 def parse_filter(doc: object) -> Predicate:
     """Check a filter document and return a predicate over one row's metadata."""
-    return _Parser().filter(doc, 0, "filter")
+    return compile_filter(doc)[0]
+
+
+def matching_rows(
+    predicate: Predicate, metadata: Sequence[Metadata], budget: WorkBudget
+) -> np.ndarray:
+    """A boolean mask of the rows whose metadata matches, stopping if the budget runs out."""
+    mask = np.zeros(len(metadata), dtype=bool)
+    start, size = 0, 1
+    while start < len(metadata):
+        budget.check()
+        began = time.perf_counter()
+        chunk = metadata[start : start + size]
+        mask[start : start + len(chunk)] = [predicate(m) for m in chunk]
+        budget.spend(len(chunk))
+        start += len(chunk)
+        fast = time.perf_counter() - began < CHUNK_TARGET_S
+        size = min(size * 2, MAX_CHUNK_ROWS) if fast else max(1, size // 2)
+    return mask

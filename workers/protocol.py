@@ -32,6 +32,18 @@ Additions (issue 4; all backwards compatible, no new ops or fields required):
   message naming the field, checked before any data is loaded.
 * DELETE ``{collection, filter}`` deletes every matching vector -> ``{deleted}``; an empty
   filter is INVALID (deleting a whole collection has its own op).
+
+Cost control (issue 12; backwards compatible):
+
+* Every data frame may carry ``deadline_ms``: how long the coordinator will still wait
+  for the reply (relative, so the two clocks need not agree). The worker stops a query's
+  or filtered delete's work between chunks once it passes (default 60 s if absent).
+* CANCEL ``{cancel: rid}`` (coordinator -> worker, no reply): the coordinator answered
+  the client without waiting for request ``rid`` (deadline, client gone); the worker
+  stops its work at the next chunk, or skips it if it has not started.
+* A reply to QUERY or DELETE may carry ``cost``: rows examined (filter evaluation, plus
+  rows compared per query vector) plus the filter's ``$in``/``$nin`` operands; the
+  coordinator charges it to the client's rate limit.
 """
 
 from __future__ import annotations
@@ -83,6 +95,7 @@ class Op(StrEnum):
     FETCH = "fetch"  # {collection, ids}
     DELETE = "delete"  # {collection, ids} or {collection, filter}
     USAGE = "usage"  # {}
+    CANCEL = "cancel"  # {cancel: rid}: stop that request's work; never answered
     DELETE_TENANT = "delete_tenant"  # {}: remove every file of the tenant
     # coordinator -> worker, storage tiering (no ownership; the tenant must be released)
     MOVE_TENANT = "move_tenant"  # {tenant, to: "hot"|"cold"} -> {tenant, location, ...}

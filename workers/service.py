@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +18,8 @@ from workers import handlers
 from workers.collection_spec import check_tenant_id
 from workers.disk_space import SpaceGuard, is_out_of_space, out_of_space_error
 from workers.errors import StoreError
-from workers.handlers import HANDLERS
+from workers.fair_share import FairShare
+from workers.handlers import BUDGETED, HANDLERS
 from workers.ownership import Ownership
 from workers.protocol import (
     DATA_OPS,
@@ -30,6 +34,8 @@ from workers.protocol import (
 from workers.read_write_lock import WouldBlock
 from workers.tenant_move import TenantMover
 from workers.tenant_registry import TenantRegistry
+from workers.tenant_store import TenantStore
+from workers.work_budget import WorkBudget
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +57,13 @@ class WorkerService:
         memory_check_interval_s: float = MEMORY_CHECK_INTERVAL_S,
         cold_dir: Path | None = None,
         min_free_bytes: int | None = None,
+        fair_share: FairShare | None = None,
     ) -> None:
         self.registry = registry
         self.space = SpaceGuard(registry.hot_dir, cold_dir, min_free_bytes)
+        # Request threads are handed out by the fair share, so the pool never queues.
+        self.fair_share = fair_share or FairShare()
+        self._threads = ThreadPoolExecutor(self.fair_share.slots, thread_name_prefix="request")
         self.mover = TenantMover(registry.hot_dir, cold_dir, registry.options.compact_bytes)
         self.ownership = Ownership()
         self.memory_budget_bytes = memory_budget_bytes
@@ -76,8 +86,12 @@ class WorkerService:
         """Tenant -> epoch of everything this worker owns (reported in every heartbeat)."""
         return dict(self.ownership.epochs)
 
-    async def handle(self, frame: Frame) -> Reply:
-        """Run the frame's operation and build its reply (never raises)."""
+    async def handle(self, frame: Frame, budget: WorkBudget | None = None) -> Reply:
+        """Run the frame's operation and build its reply (never raises).
+
+        ``budget`` (default: from the frame's ``deadline_ms``) bounds a query's or a
+        filtered delete's work; the reply reports its cost.
+        """
         rid = frame.header.get("rid", 0)
         if not isinstance(rid, int) or isinstance(rid, bool):
             rid = 0
@@ -92,7 +106,10 @@ class WorkerService:
             if op in STORAGE_OPS:
                 return reply_ok(rid, await self._storage(op, frame.header)), {}
             if op in DATA_OPS:
-                result, arrays = await self._data(op, frame)
+                budget = budget or WorkBudget.from_header(frame.header)
+                result, arrays = await self._data(op, frame, budget)
+                if budget.cost:
+                    result = {**result, "cost": budget.cost}
                 return reply_ok(rid, result), arrays
             return reply_error(rid, ErrorCode.INVALID, f"unknown op {op[:40]!r}"), {}
         except StoreError as exc:
@@ -157,7 +174,7 @@ class WorkerService:
             self._last_use.pop(tenant, None)
             await asyncio.to_thread(self.registry.release, tenant)
 
-    async def _data(self, op: str, frame: Frame) -> Reply:
+    async def _data(self, op: str, frame: Frame, budget: WorkBudget) -> Reply:
         tenant, epoch = frame.header.get("tenant"), frame.header.get("epoch")
         # Checked before anything else, so a stray frame never creates or opens a file.
         if not self.ownership.owns(tenant, epoch):
@@ -170,15 +187,23 @@ class WorkerService:
                 self._recheck(tenant, epoch)
                 await asyncio.to_thread(self.registry.delete_tenant, tenant)
             return {}, {}
-        handler = HANDLERS[op]
+        handler: Callable[[TenantStore, Frame], Reply] = HANDLERS[op]
+        if op in BUDGETED:
+            handler = functools.partial(BUDGETED[op], budget=budget)
         try:
             async with gate.data():
                 self._recheck(tenant, epoch)
                 if op == Op.QUERY:
-                    quick = self._quick_query(tenant, frame)
+                    quick = self._quick_query(tenant, frame, budget)
                     if quick is not None:
                         return quick
-                return await asyncio.to_thread(lambda: handler(self.registry.open(tenant), frame))
+                async with self.fair_share.slot(tenant):
+                    if op in BUDGETED:
+                        budget.check()  # abandoned while it waited for a thread
+                    loop = asyncio.get_running_loop()
+                    return await loop.run_in_executor(
+                        self._threads, lambda: handler(self.registry.open(tenant), frame)
+                    )
         finally:
             self._last_use[tenant] = time.monotonic()
             self._last_use.move_to_end(tenant)
@@ -190,7 +215,9 @@ class WorkerService:
                 self._background.add(task)
                 task.add_done_callback(self._background.discard)
 
-    def _quick_query(self, tenant: str, frame: Frame) -> Reply | None:
+    def _quick_query(
+        self, tenant: str, frame: Frame, budget: WorkBudget | None = None
+    ) -> Reply | None:
         """A small HNSW query of a loaded collection, answered here on the event loop.
 
         The thread hop costs more than such a search; anything that would wait for a
@@ -200,7 +227,7 @@ class WorkerService:
         if store is None:
             return None
         try:
-            return handlers.query(store, frame, wait=False)
+            return handlers.query(store, frame, wait=False, budget=budget)
         except WouldBlock:
             return None
 

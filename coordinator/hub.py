@@ -75,6 +75,15 @@ class WorkerLink:
             raise WorkerGone(self.worker_id) from exc
         return fut
 
+    def cancel(self, rid: int) -> None:
+        """Tell the worker nobody waits for request ``rid`` any more (best effort)."""
+        self.pending.pop(rid, None)
+        if not self.alive:
+            return
+        frame = encode_frame({"op": Op.CANCEL.value, "rid": 0, "cancel": rid})
+        task = asyncio.ensure_future(self.socket.send(frame))
+        task.add_done_callback(_ignore_closed)
+
     def fail_pending(self) -> None:
         self.alive = False
         for fut in self.pending.values():

@@ -19,6 +19,7 @@ class TokenBucket:
 
     tokens: float
     updated: float
+    burst: float = 0.0  # at the last acquire: bounds the debt a cost charge may run up
 
     def refill(self, now: float, rate: float, burst: float) -> None:
         elapsed = max(0.0, now - self.updated)
@@ -35,6 +36,16 @@ class Decision:
 
 
 ALLOW = Decision(True)
+
+# A request's cost beyond its token: rows a worker examined for it (filter, scan) and
+# its filter operands, one token per this many. A scan of a million rows weighs as
+# much as 100 simple requests.
+ROWS_PER_TOKEN = 10_000
+
+
+def cost_tokens(cost: int) -> float:
+    """Tokens a worker-reported cost takes from the client's bucket, after the request."""
+    return max(0, cost) / ROWS_PER_TOKEN
 
 
 class RateLimiter:
@@ -66,12 +77,24 @@ class RateLimiter:
             bucket = self._buckets[client_id] = TokenBucket(tokens=burst, updated=now)
         else:
             bucket.refill(now, rate, burst)
+        bucket.burst = burst
         if bucket.tokens >= cost:
             bucket.tokens -= cost
             return ALLOW
         # A refused request takes nothing, so a client that backs off is not punished twice.
         wait = (cost - bucket.tokens) / rate
         return Decision(False, max(1, math.ceil(wait)))
+
+    def charge(self, client_id: str, tokens: float) -> None:
+        """Take ``tokens`` for work already done, into debt down to minus the burst.
+
+        The client's next requests wait until the bucket refills past the debt, so
+        expensive requests are paid for even though their cost is known only after.
+        """
+        bucket = self._buckets.get(client_id)
+        if bucket is None or tokens <= 0:
+            return  # no bucket: the client has no rate limit (or it was pruned as idle)
+        bucket.tokens = max(-bucket.burst, bucket.tokens - tokens)
 
     def _prune(self, now: float) -> None:
         """Forget buckets idle long enough to be full again (at any plausible rate)."""

@@ -35,6 +35,10 @@ def _ignore_frame(op: str, outcome: str, seconds: float) -> None:
     return None
 
 
+def _ignore_cost(tenant: str, cost: int) -> None:
+    return None
+
+
 class TenantRouter(OwnershipConvergence):
     """Routes data frames to tenant owners with deadlines and one retry."""
 
@@ -56,6 +60,8 @@ class TenantRouter(OwnershipConvergence):
         self.on_unservable_alert: AlertHook = no_alert
         self._reconciling: set[str] = set()
         self._background: set[asyncio.Task[None]] = set()
+        # rate-limit hook: (tenant, cost) for each worker reply that reports the work done
+        self.charge_cost: Callable[[str, int], None] = _ignore_cost
         # Epochs only grow: a base from the wall clock at start-up (so a
         # restarted coordinator issues higher epochs) plus a counter.
         self._epoch = time.time_ns()
@@ -269,6 +275,8 @@ class TenantRouter(OwnershipConvergence):
             raise TenantUnavailable("The request deadline passed; retry shortly.")
         rid = self._hub.next_rid()
         started = time.perf_counter()
+        # The worker stops the work itself when this passes (and on CANCEL below).
+        header = {**header, "deadline_ms": int(remaining * 1000)}
         fut = await link.request(rid, header, arrays)
         try:
             reply = await asyncio.wait_for(fut, remaining)
@@ -277,10 +285,13 @@ class TenantRouter(OwnershipConvergence):
             return reply
         except TimeoutError as exc:
             self.observe_frame(str(header.get("op")), "timeout", time.perf_counter() - started)
-            link.pending.pop(rid, None)
+            link.cancel(rid)
             raise TenantUnavailable(
                 "The worker did not answer before the deadline; retry shortly."
             ) from exc
+        except asyncio.CancelledError:
+            link.cancel(rid)  # the client went away: its work is wasted
+            raise
 
     async def call(
         self,
@@ -338,6 +349,9 @@ class TenantRouter(OwnershipConvergence):
                 ) from None
             finally:
                 self._leave(tenant)
+            cost = reply.header.get("cost")
+            if isinstance(cost, int) and not isinstance(cost, bool) and cost > 0:
+                self.charge_cost(tenant, cost)
             if reply.header.get("ok"):
                 self._hits[tenant] = self._hits.get(tenant, 0) + 1
                 return reply

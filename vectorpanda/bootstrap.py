@@ -21,7 +21,7 @@ from coordinator.fencing import fence_local_worker
 from coordinator.health import HealthPolicy, HealthTracker
 from coordinator.hub import WorkerHub
 from coordinator.pause import PauseService, WorkerTenantFiles
-from coordinator.rate_limit import RateLimiter
+from coordinator.rate_limit import RateLimiter, cost_tokens
 from coordinator.router import TenantRouter
 from coordinator.storage_watch import StorageWatch
 from coordinator.usage import MeteredDataPlane, UsageMeter
@@ -113,12 +113,17 @@ def build_coordinator(settings: Settings) -> CoordinatorParts:
     scheduler_token = (
         settings.scheduler_token.get_secret_value() if settings.scheduler_token else None
     )
+    rate_limiter = RateLimiter() if settings.rate_limits else None
+    if rate_limiter is not None:
+        # A tenant is its client: the work a worker reports is charged to that client.
+        limiter = rate_limiter
+        router.charge_cost = lambda tenant, cost: limiter.charge(tenant, cost_tokens(cost))
     app = create_app(
         accounts=accounts,
         dataplane=dataplane,
         hub=hub,
         admin_token=admin_token,
-        rate_limiter=RateLimiter() if settings.rate_limits else None,
+        rate_limiter=rate_limiter,
         scheduler_token=scheduler_token,
         usage_meter=meter,
         admission=ClientAdmission(settings.client_max_running, settings.client_max_waiting),

@@ -19,10 +19,10 @@ from workers.errors import StoreError
 from workers.protocol import ErrorCode
 
 _CORES = os.cpu_count() or 1
-# FAISS and numpy release the GIL, so more threads than cores still help; each
-# tenant may use as many threads as there are cores, but never all the threads.
+# FAISS and numpy release the GIL, so more threads than cores still help. A tenant
+# may use all cores but one: the last core (and the GIL's turns) stays for the others.
 WORKER_THREADS = 4 * max(_CORES, 2)
-TENANT_THREADS = max(_CORES, 2)
+TENANT_THREADS = max(_CORES - 1, 1)
 TENANT_QUEUE = 128
 
 

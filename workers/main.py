@@ -6,7 +6,9 @@ import asyncio
 import contextlib
 import logging
 import os
+import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import faiss
@@ -42,6 +44,12 @@ MAX_QUEUED = 1024  # requests accepted but waiting; beyond this the worker answe
 # worker that was frozen (SIGSTOP, long GC, swap) stops writing before its
 # tenants can be handed to another worker.
 LEASE_INTERVALS = 2.5
+# Frames this large (a filter with tens of thousands of operands) are decoded in a
+# thread of their own, one at a time, so the event loop keeps serving small frames.
+BIG_FRAME_BYTES = 64 * 1024
+# The GIL passes between threads this often (Python's default is 5 ms): a tenant's
+# short request does not wait behind another tenant's long Python work for long.
+SWITCH_INTERVAL_S = 0.001
 
 
 class WorkerSession:
@@ -54,6 +62,7 @@ class WorkerSession:
         self._running = asyncio.Semaphore(MAX_CONCURRENT)
         self._tasks: set[asyncio.Task[None]] = set()
         self._budgets: dict[int, WorkBudget] = {}  # by rid, of data requests not yet answered
+        self._decoder = ThreadPoolExecutor(1, thread_name_prefix="decode")
         self._beat_seq = 0
         self._beats_sent: dict[int, float] = {}
         self._lease_until = 0.0
@@ -113,6 +122,7 @@ class WorkerSession:
         finally:
             receiving.cancel()
             stopping.cancel()
+            self._decoder.shutdown(wait=False, cancel_futures=True)
             # Nobody will read the replies of a closed socket: stop their work early.
             for budget in self._budgets.values():
                 budget.cancel()
@@ -177,29 +187,47 @@ class WorkerSession:
             if not isinstance(raw, bytes):
                 log.warning("ignoring a text frame from the coordinator")
                 continue
+            if len(raw) >= BIG_FRAME_BYTES:
+                task = asyncio.create_task(self._decode_and_answer(raw))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+                continue
             try:
                 frame = decode_frame(raw)
             except ValueError as exc:  # ProtocolError, or a shape decode_frame let through
                 log.warning("ignoring a malformed frame: %s", exc)
                 continue
-            if frame.op == Op.HEARTBEAT_ACK:
-                self._on_heartbeat_ack(frame.header.get("seq"))
-                continue
-            if frame.op == Op.CANCEL:
-                cancelled = frame.header.get("cancel")
-                budget = self._budgets.get(cancelled) if isinstance(cancelled, int) else None
-                if budget is not None:
-                    budget.cancel()
-                continue
-            if len(self._tasks) >= MAX_QUEUED:
-                rid = frame.header.get("rid")
-                rid = rid if isinstance(rid, int) else 0
-                busy = reply_error(rid, ErrorCode.BUSY, "worker is busy; try again")
-                await self._ws.send(encode_frame(busy))
-                continue
-            task = asyncio.create_task(self._answer(frame))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            await self._dispatch(frame)
+
+    async def _decode_and_answer(self, raw: bytes) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            frame = await loop.run_in_executor(self._decoder, decode_frame, raw)
+        except ValueError as exc:
+            log.warning("ignoring a malformed frame: %s", exc)
+            return
+        await self._dispatch(frame)
+
+    async def _dispatch(self, frame: Frame) -> None:
+        """Act on one decoded frame: an acknowledgement, a cancel, or a request to answer."""
+        if frame.op == Op.HEARTBEAT_ACK:
+            self._on_heartbeat_ack(frame.header.get("seq"))
+            return
+        if frame.op == Op.CANCEL:
+            cancelled = frame.header.get("cancel")
+            budget = self._budgets.get(cancelled) if isinstance(cancelled, int) else None
+            if budget is not None:
+                budget.cancel()
+            return
+        if len(self._tasks) >= MAX_QUEUED:
+            rid = frame.header.get("rid")
+            rid = rid if isinstance(rid, int) else 0
+            busy = reply_error(rid, ErrorCode.BUSY, "worker is busy; try again")
+            await self._ws.send(encode_frame(busy))
+            return
+        task = asyncio.create_task(self._answer(frame))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _answer(self, frame: Frame) -> None:
         budget = WorkBudget.from_header(frame.header)
@@ -252,6 +280,7 @@ async def run_worker(
     for a container liveness check (deploy/healthcheck.py alive).
     """
     faiss.omp_set_num_threads(1)
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     stop = stop or asyncio.Event()
     service = WorkerService(
         TenantRegistry(hot_dir, wal_compact_bytes),

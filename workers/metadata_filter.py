@@ -114,12 +114,14 @@ class _Parser:
             eq = _eq_test(operand)
             return eq if op == "$eq" else _negate(eq)
         if op in ("$in", "$nin"):
-            if not isinstance(operand, list) or any(_kind(v) is None for v in operand):
+            by_kind = _by_kind(operand) if isinstance(operand, list) else None
+            if by_kind is None:
                 raise FilterError(
                     f"field '{field}': {op} needs a list of strings, numbers or booleans"
                 )
+            assert isinstance(operand, list)
             self.operands += len(operand)
-            member = _in_test(operand)
+            member = _in_test(by_kind)
             return member if op == "$in" else _negate(member)
         if op in ("$gt", "$gte", "$lt", "$lte"):
             kind = _kind(operand)
@@ -142,14 +144,25 @@ def _eq_test(operand: object) -> Callable[[object], bool]:
     return test
 
 
-def _in_test(operands: list[object]) -> Callable[[object], bool]:
-    # One set per kind keeps the evaluator's equality: 1 matches 1.0 but not true,
-    # "1" matches only "1". A stored element is looked up in the set of its own kind.
-    by_kind: dict[str | None, frozenset[object]] = {
-        kind: frozenset(o for o in operands if _kind(o) == kind)
-        for kind in ("bool", "number", "string")
-    }
+def _by_kind(operands: list[object]) -> dict[str, frozenset[object]] | None:
+    """The operands as one set per kind, or None if one is of no kind (refused).
 
+    One set per kind keeps the evaluator's equality: 1 matches 1.0 but not true,
+    "1" matches only "1". Built in one pass per kind; the common all-strings list
+    (what a large $nin usually is) costs a single set construction.
+    """
+    if set(map(type, operands)) <= {str}:
+        return {"bool": frozenset(), "number": frozenset(), "string": frozenset(operands)}
+    groups: dict[str, set[object]] = {"bool": set(), "number": set(), "string": set()}
+    for o in operands:
+        kind = _kind(o)
+        if kind is None:
+            return None
+        groups[kind].add(o)
+    return {kind: frozenset(values) for kind, values in groups.items()}
+
+
+def _in_test(by_kind: dict[str, frozenset[object]]) -> Callable[[object], bool]:
     def member(element: object) -> bool:
         kind = _kind(element)
         return kind is not None and element in by_kind[kind]

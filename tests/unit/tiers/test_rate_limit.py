@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from coordinator.rate_limit import RateLimiter
+from coordinator.rate_limit import RateLimiter, cost_tokens
 
 
 class Clock:
@@ -75,3 +75,24 @@ def test_memory_stays_bounded_and_idle_clients_are_forgotten() -> None:
 def test_zero_rate_means_unlimited() -> None:
     limiter = RateLimiter(clock=Clock())
     assert all(limiter.acquire("a", rate=0, burst=0).allowed for _ in range(1000))
+
+
+def test_work_reported_after_a_request_is_charged_as_debt() -> None:
+    clock = Clock()
+    limiter = RateLimiter(clock=clock)
+    assert limiter.acquire("c", rate=10, burst=20).allowed
+    # A scan of 500,000 rows costs 50 tokens: more than the bucket holds, down to -burst.
+    limiter.charge("c", cost_tokens(500_000))
+    refused = limiter.acquire("c", rate=10, burst=20)
+    assert not refused.allowed and refused.retry_after == 3  # (1 + 20) / 10 s
+    clock.now += 2.0
+    assert not limiter.acquire("c", rate=10, burst=20).allowed
+    clock.now += 1.0
+    assert limiter.acquire("c", rate=10, burst=20).allowed
+
+
+def test_cost_of_a_client_without_a_bucket_is_ignored() -> None:
+    limiter = RateLimiter(clock=Clock())
+    limiter.charge("never-seen", 100.0)  # no rate limit applied to it: nothing to charge
+    assert len(limiter) == 0
+    assert cost_tokens(0) == 0 and cost_tokens(-5) == 0

@@ -29,6 +29,11 @@ log = logging.getLogger("vectorpanda.router")
 
 # How long a request waits for some worker to appear before answering 503.
 WAIT_FOR_WORKER_S = 3.0
+# Filtered queries and deletes of one tenant in flight at once; more wait here, behind
+# the tenant's own, so a tenant flooding expensive filters does not crowd the worker
+# its neighbours share (measured: B's p99 5x better with A at 2 in flight than at 8,
+# for nearly the same throughput of A).
+TENANT_FILTERED_INFLIGHT = 2
 
 
 def _ignore_frame(op: str, outcome: str, seconds: float) -> None:
@@ -50,6 +55,7 @@ class TenantRouter(OwnershipConvergence):
         self._inflight: dict[str, int] = {}
         self._idle: dict[str, asyncio.Event] = {}
         self._hits: dict[str, int] = {}
+        self._filtered: dict[str, asyncio.Semaphore] = {}
         self._sampled_at = time.monotonic()
         self.draining: set[str] = set()
         self.placement_changes = 0
@@ -308,7 +314,20 @@ class TenantRouter(OwnershipConvergence):
         owner answered in time. ``retry`` says the frame may be sent again to
         a new owner if the first one vanished (idempotent operations).
         """
-        return await self._call(tenant, op, args, arrays, retry)
+        if not (args or {}).get("filter"):
+            return await self._call(tenant, op, args, arrays, retry)
+        deadline = time.monotonic() + self._timeout_s
+        gate = self._filtered.setdefault(tenant, asyncio.Semaphore(TENANT_FILTERED_INFLIGHT))
+        try:
+            await asyncio.wait_for(gate.acquire(), deadline - time.monotonic())
+        except TimeoutError:
+            raise TenantUnavailable(
+                "Too many of this client's filtered requests are running; retry shortly."
+            ) from None
+        try:
+            return await self._call(tenant, op, args, arrays, retry, deadline)
+        finally:
+            gate.release()
 
     def _enter(self, tenant: str) -> None:
         self._inflight[tenant] = self._inflight.get(tenant, 0) + 1
@@ -330,8 +349,9 @@ class TenantRouter(OwnershipConvergence):
         args: dict[str, Any] | None,
         arrays: dict[str, np.ndarray] | None,
         retry: bool,
+        deadline: float | None = None,
     ) -> Frame:
-        deadline = time.monotonic() + self._timeout_s
+        deadline = deadline or time.monotonic() + self._timeout_s
         attempts = 2 if retry else 1
         for attempt in range(attempts):
             link, epoch = await self._owner(tenant, deadline)

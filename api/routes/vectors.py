@@ -8,9 +8,10 @@ from typing import Any
 
 import numpy as np
 import orjson
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 
 from api.deps import DataPlaneDep, ReadKey, WriteKey, tier_limits
+from api.disconnect import unless_disconnected
 from api.errors import BadRequest, Invalid, PayloadTooLarge
 from api.routes.collections import CollectionName, known_name
 from api.routing import OrjsonRoute, json_response
@@ -126,7 +127,11 @@ def _render(matches: list[Match]) -> list[dict[str, Any]]:
     description="`vector` answers `{matches}`; `vectors` answers `{results: [{matches}]}`.",
 )
 async def query(
-    name: CollectionName, body: QueryRequest, key: ReadKey, dataplane: DataPlaneDep
+    name: CollectionName,
+    body: QueryRequest,
+    key: ReadKey,
+    dataplane: DataPlaneDep,
+    request: Request,
 ) -> Response:
     """Nearest neighbours of one vector or a batch, best first."""
     limits = dataplane.limits
@@ -134,15 +139,18 @@ async def query(
         raise Invalid(f"top_k must be between 1 and {limits.max_top_k}")
     rows = [body.vector] if body.vector is not None else body.vectors or []
     _check_count(len(rows), limits.max_query_vectors, "query vectors")
-    results = await dataplane.query(
-        key.client_id,
-        known_name(name),
-        _matrix(rows),
-        body.top_k,
-        include_metadata=body.include_metadata,
-        include_values=body.include_values,
-        filter=body.filter,
-        ef_search=body.ef_search,
+    results = await unless_disconnected(
+        request,
+        dataplane.query(
+            key.client_id,
+            known_name(name),
+            _matrix(rows),
+            body.top_k,
+            include_metadata=body.include_metadata,
+            include_values=body.include_values,
+            filter=body.filter,
+            ef_search=body.ef_search,
+        ),
     )
     if body.vector is not None:
         return json_response({"matches": _render(results[0])})

@@ -1,0 +1,200 @@
+"""Noisy neighbours on one worker (issue 12): expensive filters, deadlines, cancellation.
+
+One stack with a single worker, so every tenant shares it. Client A sends the kind of
+request that used to take the worker away from everyone (a ``$nin`` of 50,000 strings,
+8 at a time); client B's simple queries must keep their latency and never get 503.
+Work the coordinator gave up on (deadline passed, client gone) must stop on the worker:
+its CPU time, read from /proc, falls to idle within a second.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import orjson
+import pytest
+
+from tests.stack import Stack, running_stack
+
+pytestmark = pytest.mark.integration
+
+DIM = 8
+DEADLINE_S = 3.0  # the coordinator's request deadline in this stack (VP_REQUEST_TIMEOUT_S)
+FLOODERS = 8
+NOISY_S = 12.0  # how long A floods (the issue's 30 s, shortened to keep `make test` quick)
+ALONE_S = 5.0
+B_PAUSE_S = 0.02  # B is a modest steady client (under its standard tier's rate)
+# The bound on B's p99 is 2x its p99 alone, with the alone figure floored at this: on a
+# loaded 2-core box a few-millisecond baseline is mostly scheduler noise.
+P99_FLOOR_S = 0.05
+# A worker doing nothing but heartbeats uses well under this much CPU in one second.
+IDLE_CPU_S = 0.1
+
+
+@pytest.fixture(scope="module")
+def one_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    data_dir: Path = tmp_path_factory.mktemp("vp-noisy")
+    with running_stack(data_dir, workers=1, VP_REQUEST_TIMEOUT_S=str(DEADLINE_S)) as stack:
+        yield stack
+
+
+def _worker_pid(stack: Stack) -> int:
+    for pid in stack.worker_pids():
+        if b"worker" in Path(f"/proc/{pid}/cmdline").read_bytes():
+            return pid
+    raise AssertionError("no worker process")
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / 100  # utime + stime, in clock ticks
+
+
+def _cpu_between(pid: int, start: float, end: float) -> float:
+    """The worker's CPU seconds from monotonic time ``start`` to ``end`` (waits for both)."""
+    time.sleep(max(0.0, start - time.monotonic()))
+    before = _cpu_seconds(pid)
+    time.sleep(max(0.0, end - time.monotonic()))
+    return _cpu_seconds(pid) - before
+
+
+def _collection(client: httpx.Client, name: str, rows: list[dict[str, object]]) -> None:
+    r = client.post("/v1/collections", json={"name": name, "dimension": DIM, "metric": "l2"})
+    assert r.status_code == 201, r.text
+    for start in range(0, len(rows), 1000):
+        r = client.post(
+            f"/v1/collections/{name}/upsert", json={"vectors": rows[start : start + 1000]}
+        )
+        assert r.status_code == 200, r.text
+
+
+def _rows(count: int, meta: object) -> list[dict[str, object]]:
+    rng = np.random.default_rng(count)
+    return [
+        {"id": f"v{i}", "values": rng.standard_normal(DIM).tolist(),
+         "metadata": meta(i) if callable(meta) else meta}
+        for i in range(count)
+    ]  # fmt: skip
+
+
+def _p99(latencies: list[float]) -> float:
+    return float(np.percentile(latencies, 99))
+
+
+def _simple_queries(client: httpx.Client, seconds: float) -> tuple[list[float], Counter[int]]:
+    latencies: list[float] = []
+    statuses: Counter[int] = Counter()
+    body = {"vector": [0.5] * DIM, "top_k": 5}
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        started = time.perf_counter()
+        r = client.post("/v1/collections/quiet/query", json=body)
+        latencies.append(time.perf_counter() - started)
+        statuses[r.status_code] += 1
+        time.sleep(B_PAUSE_S)
+    return latencies, statuses
+
+
+def test_a_tenant_flooding_expensive_filters_leaves_its_neighbour_alone(
+    one_worker: Stack,
+) -> None:
+    a_key = one_worker.new_client("noisy", tier="premium")
+    b_key = one_worker.new_client("quiet", tier="standard")
+    with one_worker.client(a_key) as a, one_worker.client(b_key) as b:
+        _collection(a, "noisy", _rows(200, lambda i: {"color": f"c{i % 7}", "n": i}))
+        _collection(b, "quiet", _rows(200, lambda i: {"n": i}))
+        assert b.post("/v1/collections/quiet/query", json={"vector": [0.5] * DIM}).status_code
+        alone, alone_statuses = _simple_queries(b, ALONE_S)
+        assert set(alone_statuses) == {200}, alone_statuses
+
+        strings = [f"x{i:07d}" for i in range(50_000)]
+        bodies = [
+            orjson.dumps({"vector": [0.1] * DIM, "top_k": 10, "filter": doc})
+            for doc in (
+                {"color": {"$nin": strings}},
+                {"color": {"$in": strings}, "n": {"$gte": 0}},
+                {"$or": [{"color": {"$nin": strings}}, {"n": {"$in": list(range(10_000))}}]},
+            )
+        ]
+        stop = threading.Event()
+        a_statuses: Counter[int] = Counter()
+
+        def flood(turn: int) -> None:
+            headers = {"content-type": "application/json"}
+            with one_worker.client(a_key) as client:
+                while not stop.is_set():
+                    body = bodies[turn % len(bodies)]
+                    turn += 1
+                    r = client.post("/v1/collections/noisy/query", content=body, headers=headers)
+                    a_statuses[r.status_code] += 1
+
+        threads = [threading.Thread(target=flood, args=(n,)) for n in range(FLOODERS)]
+        for thread in threads:
+            thread.start()
+        try:
+            time.sleep(1.0)  # A's load is up before B measures
+            noisy, noisy_statuses = _simple_queries(b, NOISY_S - 1.0)
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join()
+
+    bound = 2 * max(_p99(alone), P99_FLOOR_S)
+    report = (
+        f"B p99 alone {_p99(alone) * 1000:.1f} ms ({len(alone)} queries), with A "
+        f"{_p99(noisy) * 1000:.1f} ms ({len(noisy)} queries), bound {bound * 1000:.1f} ms; "
+        f"A answered {dict(a_statuses)}"
+    )
+    print(report)
+    assert set(noisy_statuses) == {200}, f"B got {dict(noisy_statuses)}; {report}"
+    assert a_statuses[200] >= 8 * NOISY_S / 2, f"A was not really sending load: {report}"
+    assert _p99(noisy) <= bound, report
+
+
+def test_abandoned_work_stops_using_the_worker_within_a_second(one_worker: Stack) -> None:
+    key = one_worker.new_client("heavy", tier="premium")
+    tags = [f"t{j:03d}" for j in range(400)]
+    # 200 range conditions over 2,000 rows of 400 tags: minutes of work if run to the end.
+    body = {
+        "vector": [0.0] * DIM,
+        "top_k": 5,
+        "filter": {"$or": [{"tags": {"$gt": f"z{i}"}} for i in range(200)]},
+    }
+    pid = _worker_pid(one_worker)
+    with one_worker.client(key) as client:
+        _collection(client, "heavy", _rows(2000, {"tags": tags}))
+        started = time.monotonic()
+        answers: list[httpx.Response] = []
+        sender = threading.Thread(
+            target=lambda: answers.append(client.post("/v1/collections/heavy/query", json=body))
+        )
+        sender.start()
+        busy = _cpu_between(pid, started + 0.5, started + 2.5)
+        sender.join()
+        answered = time.monotonic()
+    assert answers[0].status_code == 503, answers[0].text
+    assert answered - started == pytest.approx(DEADLINE_S, abs=1.5)
+    idle = _cpu_between(pid, answered + 1.0, answered + 2.0)
+    # Busy is measured over 2 s, idle over 1 s; on a loaded box one busy thread gets a
+    # fraction of a core, so "still working" is judged against what it got while busy.
+    assert busy > 2 * IDLE_CPU_S, f"the query did not keep the worker busy ({busy:.2f} s)"
+    assert idle < min(IDLE_CPU_S, busy / 4), (
+        f"worker still used {idle:.2f} s CPU a second after the deadline (busy: {busy:.2f} s)"
+    )
+
+    # A client that gives up before the deadline: its disconnect stops the work too.
+    started = time.monotonic()
+    with pytest.raises(httpx.TimeoutException):
+        one_worker.client(key).post("/v1/collections/heavy/query", json=body, timeout=0.8)
+    gone = time.monotonic()
+    idle = _cpu_between(pid, gone + 1.0, gone + 2.0)
+    assert gone + 2.0 < started + DEADLINE_S + 0.5  # measured before the deadline could act
+    assert idle < min(IDLE_CPU_S, busy / 4), (
+        f"worker still used {idle:.2f} s CPU after the client left (busy: {busy:.2f} s)"
+    )

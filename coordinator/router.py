@@ -55,7 +55,7 @@ class TenantRouter(OwnershipConvergence):
         self._inflight: dict[str, int] = {}
         self._idle: dict[str, asyncio.Event] = {}
         self._hits: dict[str, int] = {}
-        self._filtered: dict[str, asyncio.Semaphore] = {}
+        self._filtered: dict[str, tuple[asyncio.Semaphore, int]] = {}  # gate, users
         self._sampled_at = time.monotonic()
         self.draining: set[str] = set()
         self.placement_changes = 0
@@ -317,17 +317,25 @@ class TenantRouter(OwnershipConvergence):
         if not (args or {}).get("filter"):
             return await self._call(tenant, op, args, arrays, retry)
         deadline = time.monotonic() + self._timeout_s
-        gate = self._filtered.setdefault(tenant, asyncio.Semaphore(TENANT_FILTERED_INFLIGHT))
+        gate, users = self._filtered.get(tenant) or (asyncio.Semaphore(TENANT_FILTERED_INFLIGHT), 0)
+        self._filtered[tenant] = (gate, users + 1)
         try:
-            await asyncio.wait_for(gate.acquire(), deadline - time.monotonic())
-        except TimeoutError:
-            raise TenantUnavailable(
-                "Too many of this client's filtered requests are running; retry shortly."
-            ) from None
-        try:
-            return await self._call(tenant, op, args, arrays, retry, deadline)
+            try:
+                await asyncio.wait_for(gate.acquire(), deadline - time.monotonic())
+            except TimeoutError:
+                raise TenantUnavailable(
+                    "Too many of this client's filtered requests are running; retry shortly."
+                ) from None
+            try:
+                return await self._call(tenant, op, args, arrays, retry, deadline)
+            finally:
+                gate.release()
         finally:
-            gate.release()
+            gate, users = self._filtered[tenant]
+            if users > 1:
+                self._filtered[tenant] = (gate, users - 1)
+            else:
+                del self._filtered[tenant]  # no one waits: forget the tenant
 
     def _enter(self, tenant: str) -> None:
         self._inflight[tenant] = self._inflight.get(tenant, 0) + 1

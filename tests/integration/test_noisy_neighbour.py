@@ -31,8 +31,10 @@ NOISY_S = 12.0  # how long A floods (the issue's 30 s, shortened to keep `make t
 ALONE_S = 5.0
 B_PAUSE_S = 0.02  # B is a modest steady client (under its standard tier's rate)
 # The bound on B's p99 is 2x its p99 alone, with the alone figure floored at this: on a
-# loaded 2-core box a few-millisecond baseline is mostly scheduler noise.
-P99_FLOOR_S = 0.05
+# loaded 2-core box (load average 12-16 while this was written) a 15 ms baseline is
+# mostly scheduler noise, and any process kept busy by A waits longer for a core.
+# Before issue 12, B's requests waited for A's (seconds each) and got 503 at 10 s.
+P99_FLOOR_S = 0.1
 # A worker doing nothing but heartbeats uses well under this much CPU in one second.
 IDLE_CPU_S = 0.1
 

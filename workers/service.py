@@ -90,11 +90,13 @@ class WorkerService:
         """Run the frame's operation and build its reply (never raises).
 
         ``budget`` (default: from the frame's ``deadline_ms``) bounds a query's or a
-        filtered delete's work; the reply reports its cost.
+        filtered delete's work; the reply reports its cost, refusals included (work
+        stopped at the deadline was still done).
         """
         rid = frame.header.get("rid", 0)
         if not isinstance(rid, int) or isinstance(rid, bool):
             rid = 0
+        budget = budget or WorkBudget.from_header(frame.header)
         try:
             op = frame.op
             if op == Op.ASSIGN:
@@ -106,14 +108,14 @@ class WorkerService:
             if op in STORAGE_OPS:
                 return reply_ok(rid, await self._storage(op, frame.header)), {}
             if op in DATA_OPS:
-                budget = budget or WorkBudget.from_header(frame.header)
                 result, arrays = await self._data(op, frame, budget)
                 if budget.cost:
                     result = {**result, "cost": budget.cost}
                 return reply_ok(rid, result), arrays
             return reply_error(rid, ErrorCode.INVALID, f"unknown op {op[:40]!r}"), {}
         except StoreError as exc:
-            return reply_error(rid, exc.code, exc.message), {}
+            refusal = reply_error(rid, exc.code, exc.message)
+            return ({**refusal, "cost": budget.cost} if budget.cost else refusal), {}
         except Exception as exc:
             if is_out_of_space(exc):
                 # The write undid itself (WAL truncated, temp files removed): a clear no.

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from collections.abc import Set as AbstractSet
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -43,6 +44,7 @@ _MISSING = object()
 # object) and rarely enough to cost nothing measurable.
 CHUNK_TARGET_S = 0.005
 MAX_CHUNK_ROWS = 4096
+SET_CHUNK = 4096  # $in/$nin operands added to their set per call
 
 
 class FilterError(ValueError):
@@ -144,25 +146,33 @@ def _eq_test(operand: object) -> Callable[[object], bool]:
     return test
 
 
-def _by_kind(operands: list[object]) -> dict[str, frozenset[object]] | None:
+def _by_kind(operands: list[object]) -> dict[str, AbstractSet[object]] | None:
     """The operands as one set per kind, or None if one is of no kind (refused).
 
     One set per kind keeps the evaluator's equality: 1 matches 1.0 but not true,
-    "1" matches only "1". Built in one pass per kind; the common all-strings list
-    (what a large $nin usually is) costs a single set construction.
+    "1" matches only "1". The common all-strings list (what a large $nin usually
+    is) costs one pass. The sets are never changed after this.
     """
-    if set(map(type, operands)) <= {str}:
-        return {"bool": frozenset(), "number": frozenset(), "string": frozenset(operands)}
+    strings: set[object] = set()
+    for start in range(0, len(operands), SET_CHUNK):
+        # In chunks: one C call over 50,000 strings would hold the GIL for milliseconds
+        # while other tenants' requests on this worker wait for it.
+        chunk = operands[start : start + SET_CHUNK]
+        if not set(map(type, chunk)) <= {str}:
+            break
+        strings.update(chunk)
+    else:
+        return {"bool": frozenset(), "number": frozenset(), "string": strings}
     groups: dict[str, set[object]] = {"bool": set(), "number": set(), "string": set()}
     for o in operands:
         kind = _kind(o)
         if kind is None:
             return None
         groups[kind].add(o)
-    return {kind: frozenset(values) for kind, values in groups.items()}
+    return dict(groups)
 
 
-def _in_test(by_kind: dict[str, frozenset[object]]) -> Callable[[object], bool]:
+def _in_test(by_kind: dict[str, AbstractSet[object]]) -> Callable[[object], bool]:
     def member(element: object) -> bool:
         kind = _kind(element)
         return kind is not None and element in by_kind[kind]

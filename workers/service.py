@@ -114,8 +114,8 @@ class WorkerService:
                 return reply_ok(rid, result), arrays
             return reply_error(rid, ErrorCode.INVALID, f"unknown op {op[:40]!r}"), {}
         except StoreError as exc:
-            refusal = reply_error(rid, exc.code, exc.message)
-            return ({**refusal, "cost": budget.cost} if budget.cost else refusal), {}
+            refused = reply_error(rid, exc.code, exc.message)
+            return ({**refused, "cost": budget.cost} if budget.cost else refused), {}
         except Exception as exc:
             if is_out_of_space(exc):
                 # The write undid itself (WAL truncated, temp files removed): a clear no.

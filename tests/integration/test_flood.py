@@ -18,9 +18,10 @@ from tests.stack import Stack, running_stack
 pytestmark = pytest.mark.integration
 
 FLOOD_S = 12
-# The steady clients' pace is 50 requests/s each; sub-millisecond noise on an
-# idle loop is not a slowdown anyone would notice, so p99s under this floor count as it.
-P99_FLOOR_S = 0.005
+# The steady clients' pace is 50 requests/s each. On a shared 2-core machine a
+# quiet run's p99 wanders between 3 and 15 ms from one run to the next, which
+# nobody would notice; p99s under this floor count as the floor.
+P99_FLOOR_S = 0.015
 
 
 def require_wrk() -> None:

@@ -20,6 +20,7 @@ from api.routes import (
     health,
     metrics,
     usage,
+    vector_records,
     vectors,
 )
 from coordinator.accounts import Accounts
@@ -75,6 +76,7 @@ def create_app(
         app.include_router(module.router)
     app.include_router(metrics.router)
     app.include_router(admin_operations.router)
+    app.include_router(vector_records.router)
     if os.environ.get("VP_TEST_HOOKS") == "1":  # fault injection for the test suite only
         from api.routes import test_hooks
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from coordinator.list_cursor import ListCursors
 from coordinator.router import TenantRouter
 from workers.protocol import Op
 
@@ -32,6 +33,23 @@ class FetchedVector:
 
 
 @dataclass(frozen=True, slots=True)
+class ListedVector:
+    """One vector of a listing page: its id, and metadata and values when asked."""
+
+    id: str
+    metadata: dict[str, Any] | None = None
+    values: np.ndarray | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class VectorPage:
+    """A page of a listing and the cursor of the next one (None on the last page)."""
+
+    vectors: list[ListedVector]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class Limits:
     """Per-request limits, from settings."""
 
@@ -50,6 +68,8 @@ class DataPlane:
     def __init__(self, router: TenantRouter, limits: Limits) -> None:
         self._router = router
         self.limits = limits
+        # Replaced by the composition root with a key derived from the pepper.
+        self.cursors = ListCursors.ephemeral()
 
     @property
     def router(self) -> TenantRouter:
@@ -172,3 +192,70 @@ class DataPlane:
     async def usage(self, tenant: str) -> dict[str, int]:
         reply = await self._router.call(tenant, Op.USAGE)
         return {k: int(reply.header.get(k, 0)) for k in ("collections", "vectors", "bytes")}
+
+    async def list_vectors(
+        self,
+        tenant: str,
+        name: str,
+        *,
+        limit: int,
+        cursor: str | None,
+        filter: dict[str, Any] | None,
+        include_metadata: bool,
+        include_values: bool,
+    ) -> VectorPage:
+        """One page of ids in ascending order; raises CursorError for a cursor not ours."""
+        after = self.cursors.open(tenant, name, cursor) if cursor is not None else None
+        args = {
+            "collection": name,
+            "after": after,
+            "limit": limit,
+            "filter": filter,
+            "include_metadata": include_metadata,
+            "include_values": include_values,
+        }
+        reply = await self._router.call(tenant, Op.LIST_VECTORS, args)
+        ids: list[str] = reply.header["ids"]
+        metas = reply.header.get("metadata") if include_metadata else None
+        values = reply.arrays.get("values") if include_values else None
+        vectors = [
+            ListedVector(
+                id=vid,
+                metadata=(metas[i] or {}) if metas is not None else None,
+                values=values[i] if values is not None else None,
+            )
+            for i, vid in enumerate(ids)
+        ]
+        more = bool(reply.header.get("more")) and bool(ids)
+        next_cursor = self.cursors.issue(tenant, name, ids[-1]) if more else None
+        return VectorPage(vectors, next_cursor)
+
+    async def count_vectors(self, tenant: str, name: str, filter: dict[str, Any] | None) -> int:
+        """Exact number of vectors (matching ``filter``, if given)."""
+        args = {"collection": name, "filter": filter}
+        reply = await self._router.call(tenant, Op.COUNT_VECTORS, args)
+        return int(reply.header["count"])
+
+    async def update_metadata(
+        self,
+        tenant: str,
+        name: str,
+        ids: list[str] | None,
+        filter: dict[str, Any] | None,
+        set_fields: dict[str, Any] | None,
+        unset: list[str] | None,
+    ) -> int:
+        """Merge/remove metadata fields by ids or filter; durable before it returns."""
+        args: dict[str, Any] = {
+            "collection": name,
+            "set": set_fields,
+            "unset": unset,
+            "max_metadata_bytes": self.limits.max_metadata_bytes,
+        }
+        if filter is not None:
+            args["filter"] = filter
+        else:
+            args["ids"] = ids
+        # Setting and removing fields is idempotent: a retry on a new owner is safe.
+        reply = await self._router.call(tenant, Op.UPDATE_METADATA, args)
+        return int(reply.header["updated"])

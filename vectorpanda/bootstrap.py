@@ -20,6 +20,7 @@ from coordinator.dataplane import DataPlane, Limits
 from coordinator.fencing import fence_local_worker
 from coordinator.health import HealthPolicy, HealthTracker
 from coordinator.hub import WorkerHub
+from coordinator.list_cursor import ListCursors
 from coordinator.pause import PauseService, WorkerTenantFiles
 from coordinator.rate_limit import RateLimiter, cost_tokens
 from coordinator.router import TenantRouter
@@ -107,6 +108,7 @@ def build_coordinator(settings: Settings) -> CoordinatorParts:
     router = TenantRouter(hub, settings.request_timeout_s, settings.tenant_unavailable_alert_s)
     router.on_unservable_alert = tenant_unavailable_alert(settings)
     dataplane = MeteredDataPlane(router, limits_from(settings))
+    dataplane.cursors = ListCursors.from_pepper(pepper.encode())
     files = WorkerTenantFiles(router)
     meter = UsageMeter(accounts, stored_figures(dataplane))
     dataplane.meter = meter

@@ -26,11 +26,13 @@ from workers.collection_files import (
     read_collection,
     write_new_collection,
 )
+from workers.collection_records import CollectionRecords
 from workers.collection_spec import CollectionSpec
 from workers.durable_files import write_bytes_durably
 from workers.errors import StoreError
 from workers.flat_index import exact_search
 from workers.hnsw_index import INSERT_CHUNK, HnswIndex
+from workers.id_order import IdOrder
 from workers.integrity import FileChecksum, file_checksum
 from workers.maintenance import Maintenance
 from workers.metadata_filter import Predicate, matching_rows
@@ -75,7 +77,7 @@ class StoreOptions:
     maintenance: Maintenance = field(default_factory=Maintenance.shared)
 
 
-class Collection:
+class Collection(CollectionRecords):
     """Writes go to the WAL (fsynced) then to memory; searches run under a shared lock."""
 
     def __init__(
@@ -102,6 +104,7 @@ class Collection:
         self._rows = ReadWriteLock()
         self._closed: StoreError | None = None
         self._index_saved_at = time.monotonic()
+        self._id_order = IdOrder()
         self._request_maintenance()
 
     @classmethod
@@ -191,6 +194,7 @@ class Collection:
             self._wal.append([record])
             with self._rows.writing():
                 apply_record(self._table, self._index, record)
+                self._id_order.added(record.ids)
         self._request_maintenance()
         return len(ids)
 

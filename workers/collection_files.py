@@ -21,6 +21,7 @@ from workers.collection_spec import CollectionSpec
 from workers.durable_files import fsync_dir, write_bytes_durably
 from workers.hnsw_index import CorruptIndexError, HnswIndex
 from workers.integrity import FileChecksum, IntegrityError, verify_files
+from workers.metadata_patch import patched
 from workers.segment import (
     SPEC_FILE,
     Manifest,
@@ -34,7 +35,7 @@ from workers.segment import (
     write_segment,
 )
 from workers.vector_table import VectorTable
-from workers.wal import DeleteRecord, WalRecord, WriteAheadLog
+from workers.wal import DeleteRecord, MetadataRecord, WalRecord, WriteAheadLog
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +113,13 @@ def apply_record(table: VectorTable, index: HnswIndex | None, record: WalRecord)
         table.remove(record.ids)
         if index is not None:
             index.remove(record.ids)
+        return
+    if isinstance(record, MetadataRecord):
+        # Metadata only: the vectors, and so the index, stay as they are.
+        for vector_id in record.ids:
+            row = table.row_of(vector_id)
+            if row is not None:
+                table.metadata[row] = patched(table.metadata[row], record.set, record.unset)
         return
     if record.vectors.shape[1] != table.dimension:
         raise ValueError("write-ahead log record has the wrong dimension")

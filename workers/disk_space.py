@@ -22,8 +22,8 @@ log = logging.getLogger(__name__)
 
 GIB = 1024 * 1024 * 1024
 DEFAULT_FLOOR_FRACTION = 0.05
-# Operations that make a tenant's files grow. "update" is the metadata update op.
-GROWING_OPS = frozenset({Op.CREATE_COLLECTION.value, Op.UPSERT.value, "update"})
+# Operations that make a tenant's files grow.
+GROWING_OPS = frozenset({Op.CREATE_COLLECTION.value, Op.UPSERT.value, Op.UPDATE_METADATA.value})
 NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 

@@ -10,6 +10,7 @@ import numpy as np
 from workers.collection_spec import parse_collection_spec
 from workers.errors import StoreError
 from workers.metadata_filter import FilterError, Predicate, compile_filter
+from workers.metadata_patch import PatchError, check_patch
 from workers.protocol import ErrorCode, Frame, Op
 from workers.read_write_lock import WouldBlock
 from workers.tenant_store import TenantStore
@@ -19,6 +20,7 @@ Result = tuple[dict[str, Any], dict[str, np.ndarray]]
 Handler = Callable[[TenantStore, Frame], Result]
 
 MAX_ID_BYTES = 256
+MAX_LIST_LIMIT = 1000
 
 
 def create_collection(store: TenantStore, frame: Frame) -> Result:
@@ -121,6 +123,60 @@ def delete(store: TenantStore, frame: Frame, budget: WorkBudget | None = None) -
     return {"deleted": collection.delete(ids)}, {}
 
 
+def list_vectors(store: TenantStore, frame: Frame, budget: WorkBudget | None = None) -> Result:
+    """LIST_VECTORS {collection, after, limit, filter?, include_*} -> {ids, metadata?, more}."""
+    header = frame.header
+    budget = budget or unbounded()
+    after = header.get("after")
+    if after is not None and not isinstance(after, str):
+        raise StoreError(ErrorCode.INVALID, "after must be a string or null")
+    limit = header.get("limit")
+    if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_LIST_LIMIT:
+        raise StoreError(ErrorCode.INVALID, f"limit must be an integer from 1 to {MAX_LIST_LIMIT}")
+    predicate = _filter(header.get("filter"), allow_empty=True, budget=budget)
+    include_metadata = _flag(header, "include_metadata")
+    include_values = _flag(header, "include_values")
+    collection = store.collection(header.get("collection", ""))
+    ids, metadata, values, more = collection.list_page(
+        after, limit, predicate, include_metadata, include_values, budget
+    )
+    result: dict[str, Any] = {"ids": ids, "more": more}
+    if metadata is not None:
+        result["metadata"] = metadata
+    return result, ({"values": values} if values is not None else {})
+
+
+def count_vectors(store: TenantStore, frame: Frame, budget: WorkBudget | None = None) -> Result:
+    """COUNT_VECTORS {collection, filter?} -> {count}."""
+    budget = budget or unbounded()
+    predicate = _filter(frame.header.get("filter"), allow_empty=True, budget=budget)
+    collection = store.collection(frame.header.get("collection", ""))
+    return {"count": collection.count(predicate, budget)}, {}
+
+
+def update_metadata(store: TenantStore, frame: Frame, budget: WorkBudget | None = None) -> Result:
+    """UPDATE_METADATA {collection, ids | filter, set?, unset?, max_metadata_bytes?}."""
+    header = frame.header
+    budget = budget or unbounded()
+    ids: list[str] | None = None
+    predicate: Predicate | None = None
+    if header.get("filter") is not None:
+        if header.get("ids") is not None:
+            raise StoreError(ErrorCode.INVALID, "send either ids or filter, not both")
+        # {} updates every vector
+        predicate = _filter(header["filter"], allow_empty=True, budget=budget)
+    else:
+        ids = _ids(header.get("ids"))
+    max_bytes = _limit(header, "max_metadata_bytes")
+    try:
+        fields, unset = check_patch(header.get("set"), header.get("unset"))
+        collection = store.collection(header.get("collection", ""))
+        updated = collection.update_metadata(ids, predicate, fields, unset, max_bytes, budget)
+    except PatchError as exc:
+        raise StoreError(ErrorCode.INVALID, str(exc)) from exc
+    return {"updated": updated}, {}
+
+
 def usage(store: TenantStore, frame: Frame) -> Result:
     """USAGE {} -> {collections, vectors, bytes}."""
     return store.usage(), {}
@@ -129,7 +185,13 @@ def usage(store: TenantStore, frame: Frame) -> Result:
 BudgetedHandler = Callable[..., Result]
 
 # Operations whose work grows with the data or the filter: they take the request's budget.
-BUDGETED: dict[str, BudgetedHandler] = {Op.QUERY: query, Op.DELETE: delete}
+BUDGETED: dict[str, BudgetedHandler] = {
+    Op.QUERY: query,
+    Op.DELETE: delete,
+    Op.LIST_VECTORS: list_vectors,
+    Op.COUNT_VECTORS: count_vectors,
+    Op.UPDATE_METADATA: update_metadata,
+}
 
 HANDLERS: dict[str, Handler] = {
     Op.CREATE_COLLECTION: create_collection,
@@ -141,6 +203,9 @@ HANDLERS: dict[str, Handler] = {
     Op.FETCH: fetch,
     Op.DELETE: delete,
     Op.USAGE: usage,
+    Op.LIST_VECTORS: list_vectors,
+    Op.COUNT_VECTORS: count_vectors,
+    Op.UPDATE_METADATA: update_metadata,
 }
 
 

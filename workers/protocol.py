@@ -44,6 +44,17 @@ Cost control (issue 12; backwards compatible):
 * A reply to QUERY or DELETE may carry ``cost``: rows examined (filter evaluation, plus
   rows compared per query vector) plus the filter's ``$in``/``$nin`` operands; the
   coordinator charges it to the client's rate limit.
+
+Additions (issue 14, everyday data operations; new ops only):
+
+* LIST_VECTORS ``{collection, after, limit, filter?, include_metadata, include_values}`` ->
+  ``{ids, metadata?, more}`` + ``values`` (m, d) <f4 when asked: up to ``limit`` ids
+  greater than ``after`` (a string or null) in ascending code point (= UTF-8 byte) order,
+  and whether more matching ids follow. The coordinator turns ``after`` into a cursor.
+* COUNT_VECTORS ``{collection, filter?}`` -> ``{count}``, exact.
+* UPDATE_METADATA ``{collection, ids | filter, set?, unset?, max_metadata_bytes?}`` ->
+  ``{updated}``: metadata only, one WAL record, durable before the reply; a result over
+  ``max_metadata_bytes`` is INVALID and nothing is written. ``filter: {}`` matches all.
 """
 
 from __future__ import annotations
@@ -94,6 +105,9 @@ class Op(StrEnum):
     QUERY = "query"  # {collection, top_k, include_metadata, include_values, ...}
     FETCH = "fetch"  # {collection, ids}
     DELETE = "delete"  # {collection, ids} or {collection, filter}
+    LIST_VECTORS = "list_vectors"  # {collection, after, limit, filter, include_*}
+    COUNT_VECTORS = "count_vectors"  # {collection, filter}
+    UPDATE_METADATA = "update_metadata"  # {collection, ids | filter, set, unset, ...}
     USAGE = "usage"  # {}
     CANCEL = "cancel"  # {cancel: rid}: stop that request's work; never answered
     DELETE_TENANT = "delete_tenant"  # {}: remove every file of the tenant
@@ -117,6 +131,9 @@ DATA_OPS = frozenset(
         Op.DELETE,
         Op.USAGE,
         Op.DELETE_TENANT,
+        Op.LIST_VECTORS,
+        Op.COUNT_VECTORS,
+        Op.UPDATE_METADATA,
     }
 )
 

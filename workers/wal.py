@@ -1,8 +1,9 @@
-"""The write-ahead log: every acknowledged upsert or delete, fsynced, in order.
+"""The write-ahead log: every acknowledged upsert, delete or metadata update, fsynced, in order.
 
 File layout: a sequence of records ``u32 LE length | u32 LE CRC32(payload) | payload``.
 Payload: one kind byte, then for an upsert ``u32 n | u32 d | u32 len | ids JSON |
-u32 len | metadata JSON | n*d float32 LE``, for a delete ``u32 len | ids JSON``.
+u32 len | metadata JSON | n*d float32 LE``, for a delete ``u32 len | ids JSON``, for a
+metadata update ``u32 len | ids JSON | u32 len | {"set": {...}, "unset": [...]} JSON``.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ _HEAD = struct.Struct("<II")
 _U32 = struct.Struct("<I")
 _UPSERT = 1
 _DELETE = 2
+_METADATA = 3
 _F32 = np.dtype("<f4")
 
 
@@ -48,7 +50,20 @@ class DeleteRecord:
     ids: list[str]
 
 
-WalRecord = UpsertRecord | DeleteRecord
+@dataclass(frozen=True, slots=True)
+class MetadataRecord:
+    """One update request: ``set`` merged into, ``unset`` removed from each id's metadata.
+
+    The ids are the ones present when the update was accepted (a filter is resolved
+    before logging), so replaying the record redoes exactly what was acknowledged.
+    """
+
+    ids: list[str]
+    set: dict[str, Any]
+    unset: list[str]
+
+
+WalRecord = UpsertRecord | DeleteRecord | MetadataRecord
 
 
 class CorruptRecordError(ValueError):
@@ -60,6 +75,11 @@ def encode_record(record: WalRecord) -> bytes:
     ids = orjson.dumps(record.ids)
     if isinstance(record, DeleteRecord):
         return b"".join([bytes([_DELETE]), _U32.pack(len(ids)), ids])
+    if isinstance(record, MetadataRecord):
+        patch = orjson.dumps({"set": record.set, "unset": record.unset})
+        return b"".join(
+            [bytes([_METADATA]), _U32.pack(len(ids)), ids, _U32.pack(len(patch)), patch]
+        )
     vectors = np.ascontiguousarray(record.vectors, dtype=_F32)
     n, d = vectors.shape
     meta = orjson.dumps(record.metadata)
@@ -86,6 +106,8 @@ def decode_record(payload: bytes) -> WalRecord:
             if end != len(payload):
                 raise CorruptRecordError("trailing bytes in delete record")
             return DeleteRecord(ids=_as_ids(ids))
+        if kind == _METADATA:
+            return _decode_metadata(payload)
         if kind != _UPSERT:
             raise CorruptRecordError(f"unknown record kind {kind}")
         n, d = _HEAD.unpack_from(payload, 1)
@@ -97,6 +119,21 @@ def decode_record(payload: bytes) -> WalRecord:
         return UpsertRecord(ids=_as_ids(ids), metadata=list(meta), vectors=vectors)
     except (IndexError, struct.error, orjson.JSONDecodeError, TypeError) as exc:
         raise CorruptRecordError(str(exc)) from exc
+
+
+def _decode_metadata(payload: bytes) -> MetadataRecord:
+    ids, offset = _read_json(payload, 1)
+    patch, end = _read_json(payload, offset)
+    if end != len(payload):
+        raise CorruptRecordError("trailing bytes in metadata record")
+    if not isinstance(patch, dict) or set(patch) != {"set", "unset"}:
+        raise CorruptRecordError("metadata record patch is not {set, unset}")
+    fields, unset = patch["set"], patch["unset"]
+    if not isinstance(fields, dict) or not isinstance(unset, list):
+        raise CorruptRecordError("metadata record patch has the wrong types")
+    if not all(isinstance(name, str) for name in unset):
+        raise CorruptRecordError("metadata record unset names are not strings")
+    return MetadataRecord(ids=_as_ids(ids), set=fields, unset=unset)
 
 
 def _read_json(payload: bytes, offset: int) -> tuple[Any, int]:

@@ -37,6 +37,9 @@ ROUTES = [
     ("POST", "/v1/collections/{name}/query", {"vector": [1.0] * DIM}),
     ("POST", "/v1/collections/{name}/fetch", {"ids": ["s1"]}),
     ("POST", "/v1/collections/{name}/delete", {"ids": ["s1"]}),
+    ("POST", "/v1/collections/{name}/list", {"include_metadata": True}),
+    ("POST", "/v1/collections/{name}/count", {"filter": {"pii": "yes"}}),
+    ("POST", "/v1/collections/{name}/update", {"filter": {}, "unset": ["pii"]}),
 ]
 
 

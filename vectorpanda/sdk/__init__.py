@@ -19,6 +19,7 @@ from vectorpanda.sdk.errors import (
     VectorPandaError,
 )
 from vectorpanda.sdk.models import CollectionInfo, FetchedVector, Match, QueryResult, Usage
+from vectorpanda.sdk.records import ListedVector, VectorPage
 from vectorpanda.sdk.retry import NO_RETRIES, RetryPolicy
 from vectorpanda.sdk.sync_client import Client, Collection
 
@@ -36,6 +37,7 @@ __all__ = [
     "ForbiddenError",
     "InsufficientStorageError",
     "InvalidError",
+    "ListedVector",
     "Match",
     "NotFoundError",
     "PausedError",
@@ -48,5 +50,6 @@ __all__ = [
     "UnauthorizedError",
     "UnavailableError",
     "Usage",
+    "VectorPage",
     "VectorPandaError",
 ]

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
 import httpx
 
 from vectorpanda.sdk import operations as ops
+from vectorpanda.sdk import records
 from vectorpanda.sdk.base import DEFAULT_TIMEOUT_S, ClientConfig, tls_verify
 from vectorpanda.sdk.exchange import Call, Operation, Outcome
 from vectorpanda.sdk.models import CollectionInfo, FetchedVector, QueryResult, Usage
 from vectorpanda.sdk.operations import Metadata
+from vectorpanda.sdk.records import ListedVector, VectorPage
 from vectorpanda.sdk.retry import RetryPolicy
 
 T = TypeVar("T")
@@ -152,3 +154,62 @@ class AsyncCollection:
     async def delete(self, ids: Sequence[str] | None = None, filter: Metadata | None = None) -> int:
         """Delete by ids or by metadata filter; returns how many were deleted."""
         return await self._client._run(ops.delete(self.name, ids, filter))
+
+    async def count(self, filter: Metadata | None = None) -> int:
+        """The exact number of vectors, or of those matching ``filter``."""
+        return await self._client._run(records.count(self.name, filter))
+
+    async def update(
+        self,
+        ids: Sequence[str] | None = None,
+        *,
+        filter: Metadata | None = None,
+        set: Metadata | None = None,
+        unset: Sequence[str] | None = None,
+    ) -> int:
+        """Change metadata by ids or filter without re-sending vectors: ``set`` merges
+        fields, ``unset`` removes them. Returns how many vectors matched."""
+        return await self._client._run(records.update(self.name, ids, filter, set, unset))
+
+    async def list_page(
+        self,
+        *,
+        limit: int = 100,
+        cursor: str | None = None,
+        filter: Metadata | None = None,
+        include_metadata: bool = False,
+        include_values: bool = False,
+    ) -> VectorPage:
+        """One page of ids in ascending byte order; pass ``next_cursor`` back for the next."""
+        return await self._client._run(
+            records.list_page(self.name, limit, cursor, filter, include_metadata, include_values)
+        )
+
+    # Last in the class: the name ``list`` would shadow the builtin in annotations below it.
+    async def list(
+        self,
+        *,
+        filter: Metadata | None = None,
+        include_metadata: bool = False,
+        include_values: bool = False,
+        page_size: int = 100,
+    ) -> AsyncIterator[ListedVector]:
+        """Every vector (matching ``filter``), in ascending id byte order, page by page.
+
+        A walk, not a snapshot: vectors written meanwhile may or may not appear, but no
+        id appears twice and none present throughout is skipped.
+        """
+        cursor = None
+        while True:
+            page = await self.list_page(
+                limit=page_size,
+                cursor=cursor,
+                filter=filter,
+                include_metadata=include_metadata,
+                include_values=include_values,
+            )
+            for vector in page.vectors:
+                yield vector
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor

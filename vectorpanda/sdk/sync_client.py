@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
 import httpx
 
 from vectorpanda.sdk import operations as ops
+from vectorpanda.sdk import records
 from vectorpanda.sdk.base import DEFAULT_TIMEOUT_S, ClientConfig, tls_verify
 from vectorpanda.sdk.exchange import Call, Operation, Outcome
 from vectorpanda.sdk.models import CollectionInfo, FetchedVector, QueryResult, Usage
 from vectorpanda.sdk.operations import Metadata
+from vectorpanda.sdk.records import ListedVector, VectorPage
 from vectorpanda.sdk.retry import RetryPolicy
 
 T = TypeVar("T")
@@ -151,3 +153,61 @@ class Collection:
     def delete(self, ids: Sequence[str] | None = None, filter: Metadata | None = None) -> int:
         """Delete by ids or by metadata filter; returns how many were deleted."""
         return self._client._run(ops.delete(self.name, ids, filter))
+
+    def count(self, filter: Metadata | None = None) -> int:
+        """The exact number of vectors, or of those matching ``filter``."""
+        return self._client._run(records.count(self.name, filter))
+
+    def update(
+        self,
+        ids: Sequence[str] | None = None,
+        *,
+        filter: Metadata | None = None,
+        set: Metadata | None = None,
+        unset: Sequence[str] | None = None,
+    ) -> int:
+        """Change metadata by ids or filter without re-sending vectors: ``set`` merges
+        fields, ``unset`` removes them. Returns how many vectors matched."""
+        return self._client._run(records.update(self.name, ids, filter, set, unset))
+
+    def list_page(
+        self,
+        *,
+        limit: int = 100,
+        cursor: str | None = None,
+        filter: Metadata | None = None,
+        include_metadata: bool = False,
+        include_values: bool = False,
+    ) -> VectorPage:
+        """One page of ids in ascending byte order; pass ``next_cursor`` back for the next."""
+        return self._client._run(
+            records.list_page(self.name, limit, cursor, filter, include_metadata, include_values)
+        )
+
+    # Last in the class: the name ``list`` would shadow the builtin in annotations below it.
+    def list(
+        self,
+        *,
+        filter: Metadata | None = None,
+        include_metadata: bool = False,
+        include_values: bool = False,
+        page_size: int = 100,
+    ) -> Iterator[ListedVector]:
+        """Every vector (matching ``filter``), in ascending id byte order, page by page.
+
+        A walk, not a snapshot: vectors written meanwhile may or may not appear, but no
+        id appears twice and none present throughout is skipped.
+        """
+        cursor = None
+        while True:
+            page = self.list_page(
+                limit=page_size,
+                cursor=cursor,
+                filter=filter,
+                include_metadata=include_metadata,
+                include_values=include_values,
+            )
+            yield from page.vectors
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor

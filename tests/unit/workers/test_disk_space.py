@@ -17,12 +17,13 @@ from workers.wal import DeleteRecord, UpsertRecord, WriteAheadLog
 
 def test_growing_writes_are_refused_below_the_floor(tmp_path: Path) -> None:
     short = SpaceGuard(tmp_path, None, min_free_bytes=1 << 62)
-    for op in (Op.UPSERT, Op.CREATE_COLLECTION, "update"):
+    for op in (Op.UPSERT, Op.CREATE_COLLECTION, Op.UPDATE_METADATA):
         with pytest.raises(StoreError) as refused:
             short.check_write(op)
         assert refused.value.code == ErrorCode.INSUFFICIENT_STORAGE
         assert "delet" in refused.value.message.lower()
-    for op in (Op.QUERY, Op.FETCH, Op.DELETE, Op.DELETE_COLLECTION, Op.LIST_COLLECTIONS):
+    for op in (Op.QUERY, Op.FETCH, Op.DELETE, Op.DELETE_COLLECTION, Op.LIST_COLLECTIONS,
+               Op.LIST_VECTORS, Op.COUNT_VECTORS):  # fmt: skip
         short.check_write(op)
     SpaceGuard(tmp_path, None, min_free_bytes=0).check_write(Op.UPSERT)
 

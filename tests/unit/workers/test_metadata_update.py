@@ -11,13 +11,14 @@ import pytest
 from workers.collection import Collection
 from workers.collection_spec import parse_collection_spec
 from workers.errors import StoreError
-from workers.handlers import HANDLERS
+from workers.handlers import BUDGETED, HANDLERS
 from workers.metadata_filter import parse_filter
 from workers.metadata_patch import PatchError, check_patch
 from workers.protocol import ErrorCode, Frame, Op
 from workers.segment import wal_name
 from workers.tenant_store import TenantStore
 from workers.wal import CorruptRecordError, MetadataRecord, decode_record, encode_record
+from workers.work_budget import WorkBudget
 
 from .conftest import SMALL_WAL
 
@@ -217,4 +218,29 @@ def test_update_handler_refuses_bad_frames_and_changes_nothing(hot: Path) -> Non
     assert _metadata(coll) == before
     reply, _ = update(store, _frame(Op.UPDATE_METADATA, filter={}, set={"all": True}))
     assert reply == {"updated": 10}
+    store.close()
+
+
+def test_abandoned_list_count_and_update_stop_and_report_their_cost(hot: Path) -> None:
+    store, coll = _open(hot)
+    _fill(coll, 5000)
+    before = _metadata(coll)
+    frames = [
+        (Op.LIST_VECTORS, {"limit": 10, "filter": {"n": -1}}),  # no match: walks every id
+        (Op.COUNT_VECTORS, {"filter": {"n": 3}}),
+        (Op.UPDATE_METADATA, {"filter": {"n": 3}, "set": {"late": True}}),
+    ]
+    for op, header in frames:
+        budget = WorkBudget()
+        budget.cancel()
+        with pytest.raises(StoreError) as err:
+            BUDGETED[op](store, _frame(op, **header), budget=budget)
+        assert err.value.code == ErrorCode.UNAVAILABLE, op
+        budget = WorkBudget()
+        BUDGETED[op](store, _frame(op, **header), budget=budget)
+        assert budget.cost >= 5000, op  # every row was examined once
+    assert coll.count(parse_filter({"late": True})) == 1
+    assert {k: v for k, v in _metadata(coll).items() if k != "v003"} == {
+        k: v for k, v in before.items() if k != "v003"
+    }
     store.close()

@@ -1,7 +1,8 @@
 """The daily census: every client's tier, status, data and last-day usage, archived.
 
 ``<archive>/census/YYYY-MM-DD.jsonl.gz``: the first line is a header (date,
-taken_at, the event log's head seq and hash), then one line per client. The
+taken_at, the event log's head seq and hash, signed as ``head_anchor`` when an
+anchor key is configured), then one line per client. The
 file is written to a temp name, fsynced and renamed, and its SHA-256 recorded
 in ``CensusSnapshotTaken`` with the same head hash, so the archive, the event
 and the log vouch for each other. The date names the UTC day the census was
@@ -28,6 +29,7 @@ import orjson
 from coordinator.accounts import Accounts, RecordCensus
 from coordinator.accounts.lifecycle import find_census
 from coordinator.usage import RECORDING_SLACK, iso, seq_before, utc_clock
+from eventlog.anchors import HeadAnchorer
 from eventlog.events import CensusSnapshotTaken, UsageRecorded
 from eventlog.store import MAX_READ_LIMIT, StoredEvent
 
@@ -74,6 +76,7 @@ class CensusTaker:
         figures: TenantFigures | None = None,
         clock: Callable[[], datetime] = utc_clock,
         flush_usage: Callable[[], Awaitable[object]] | None = None,
+        anchorer: HeadAnchorer | None = None,
     ) -> None:
         self._accounts = accounts
         self._archive = archive_dir
@@ -82,6 +85,9 @@ class CensusTaker:
         # Records the usage counted so far, so a period that began before the census
         # day ended is in this census and not left between two of them.
         self._flush_usage = flush_usage
+        # Signs the log head into the archive and <data>/anchors, so the archive can
+        # later prove how long the log was even if its tail is cut.
+        self._anchorer = anchorer
         self._lock = asyncio.Lock()
 
     async def list(self) -> list[StoredEvent]:
@@ -138,13 +144,19 @@ class CensusTaker:
                 **{f: sum(r["usage_24h"][f] for r in rows) for f in USAGE_FIELDS},
             }
             head = await self._accounts.uow.read(lambda tx: tx.events.head())
-            header = {
+            taken_at = iso(self._clock())
+            header: dict[str, Any] = {
                 "census": day,
-                "taken_at": iso(self._clock()),
+                "taken_at": taken_at,
                 "head_seq": head.seq,
                 "head_hash": head.hash,
                 "totals": totals,
             }
+            if self._anchorer is not None:
+                anchorer = self._anchorer
+                header["head_anchor"] = await asyncio.to_thread(
+                    anchorer.anchor, head.seq, head.hash, taken_at, f"census-{day}"
+                )
             data = encode_archive([header, *rows])
             path = archive_path(self._archive, day)
             await asyncio.to_thread(write_durably, path, data)

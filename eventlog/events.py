@@ -192,6 +192,23 @@ class StorageFloorReached(Event):
     min_free_bytes: int = Field(ge=0)
 
 
+class AuditCheckpointRecorded(Event):
+    """An audit verify found the log and the audit tables sound through ``verified_seq``.
+
+    Fleet-wide. ``audit verify --since-checkpoint`` starts after the newest one:
+    it checks that the event at ``verified_seq`` still has ``verified_hash`` and
+    walks only what came after. ``mode`` says whether the verify that recorded
+    it was full or itself incremental.
+    """
+
+    event_type: ClassVar[str] = "audit.checkpoint_recorded"
+    verified_seq: int = Field(ge=1)
+    verified_hash: str = Field(pattern=r"^[0-9a-f]{64}$")
+    verified_at: str
+    tool_version: str
+    mode: Literal["full", "incremental"] = "full"
+
+
 CATALOGUE: tuple[type[Event], ...] = (
     ClientCreated,
     ApiKeyIssued,
@@ -210,6 +227,7 @@ CATALOGUE: tuple[type[Event], ...] = (
     CensusSnapshotTaken,
     ClientLoginEmailLinked,
     StorageFloorReached,
+    AuditCheckpointRecorded,
 )
 
 EVENT_TYPES: dict[str, type[Event]] = {cls.event_type: cls for cls in CATALOGUE}

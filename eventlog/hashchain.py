@@ -81,33 +81,40 @@ class ChainReport:
     mismatches: list[Mismatch] = field(default_factory=list)
 
 
-def _check_row(row: ChainRow, prev_seq: int, prev_hash: str) -> str | None:
+def check_link(row: ChainRow, prev_seq: int, prev_hash: str) -> tuple[str | None, Any]:
+    """Why ``row`` does not link after (prev_seq, prev_hash), or None; plus its parsed data."""
     if row.seq != prev_seq + 1:
-        return f"seq gap: expected {prev_seq + 1}, found {row.seq}"
+        return f"seq gap: expected {prev_seq + 1}, found {row.seq}", None
     if row.prev_hash != prev_hash:
-        return "prev_hash does not match the previous event's hash"
+        return "prev_hash does not match the previous event's hash", None
     try:
         data = orjson.loads(row.data_json)
     except orjson.JSONDecodeError:
-        return "data is not valid JSON"
+        return "data is not valid JSON", None
     if not isinstance(data, dict):
-        return "data is not a JSON object"
+        return "data is not a JSON object", None
     if canonical_json(data).decode("utf-8") != row.data_json:
-        return "data is not in canonical form"
-    expected = chain_hash(
-        row.prev_hash,
-        seq=row.seq,
-        event_id=row.event_id,
-        type=row.type,
-        schema_version=row.schema_version,
-        occurred_at=row.occurred_at,
-        actor=row.actor,
-        client_id=row.client_id,
-        data=data,
+        return "data is not in canonical form", data
+    # The stored text is canonical, so it can stand in for re-serialising the dict.
+    body = canonical_json(
+        {
+            "seq": row.seq,
+            "event_id": row.event_id,
+            "type": row.type,
+            "schema_version": row.schema_version,
+            "occurred_at": row.occurred_at,
+            "actor": row.actor,
+            "client_id": row.client_id,
+            "data": orjson.Fragment(row.data_json),
+        }
     )
-    if expected != row.hash:
-        return "hash does not match the event's contents"
-    return None
+    if hashlib.sha256(row.prev_hash.encode("ascii") + body).hexdigest() != row.hash:
+        return "hash does not match the event's contents", data
+    return None, data
+
+
+def _check_row(row: ChainRow, prev_seq: int, prev_hash: str) -> str | None:
+    return check_link(row, prev_seq, prev_hash)[0]
 
 
 def verify_rows(rows: Iterable[ChainRow]) -> ChainReport:

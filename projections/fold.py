@@ -14,6 +14,7 @@ from typing import Any
 from eventlog.events import (
     ApiKeyIssued,
     ApiKeyRevoked,
+    AuditCheckpointRecorded,
     BillingAnomalyDetected,
     CensusSnapshotTaken,
     ClientCreated,
@@ -98,6 +99,8 @@ def summarise(event: Event) -> str:
             )
         case CensusSnapshotTaken():
             return f"census snapshot of {event.clients} clients: {event.archive}"
+        case AuditCheckpointRecorded():
+            return f"audit verified ({event.mode}) through seq {event.verified_seq}"
     return type(event).event_type
 
 

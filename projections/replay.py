@@ -1,51 +1,123 @@
 """Rebuild the audit tables from the event log, and check the live ones against it.
 
 Both read only the event store (SQLite) and the audit database, so they work
-with the broker down.
+with the broker down. Both stream: one pass over the log in keyset pages,
+holding the running hash and each client's current state, never a whole table.
 """
 
 from __future__ import annotations
 
-import tempfile
+from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import Table
 
-from eventlog.consumer import EventReader
-from eventlog.hashchain import ChainReport, Mismatch
-from eventlog.sqlite import read_transaction
-from eventlog.store import MAX_READ_LIMIT
-from projections.audit_store import AuditProjection, _checkpoint, table_rows
-from projections.tables import PROJECTED
+from eventlog.hashchain import Mismatch
+from eventlog.scan import head_row, scan_chain_rows, snapshot_cursor
+from eventlog.store import SqliteEventStore
+from projections.audit_store import AUDIT_CONSUMER, AuditProjection
+from projections.fold import ClientState
+from projections.tables import client_state
+from projections.walk import (
+    SEQ_TABLES,
+    LiveTable,
+    LogWalk,
+    StateLoader,
+    compare_client_state,
+    row_tuple,
+)
+
+# Events per replay transaction: big enough to amortise the commit, small enough to bound memory.
+_REPLAY_COMMIT = 20_000
+_REPLAY_CACHE_KIB = 64 * 1024
+_TABLES: dict[str, Table] = {t.name: t for t in SEQ_TABLES}
+Progress = Callable[[int, int], None]
 
 
 class ReplayTargetExists(FileExistsError):
     """Replay writes only into a fresh database."""
 
 
-def replay_into(events: EventReader, path: Path, through_seq: int | None = None) -> int:
+def _insert_sql(table: Table) -> str:
+    cols = [c.name for c in table.columns]
+    marks = ", ".join("?" * len(cols))
+    # Names come from our own table definitions, values are bound.
+    return f"INSERT INTO {table.name} ({', '.join(cols)}) VALUES ({marks})"  # noqa: S608
+
+
+def _state_tuple(s: ClientState) -> tuple[Any, ...]:
+    return (s.client_id, s.name, s.email, s.tier, s.status, s.updated_seq)
+
+
+def replay_into(
+    events: SqliteEventStore,
+    path: Path,
+    through_seq: int | None = None,
+    progress: Progress | None = None,
+) -> int:
     """Fold the log (up to ``through_seq``) into a fresh database at ``path``; return its seq."""
     if path.exists():
         raise ReplayTargetExists(f"{path} exists; replay writes only into a fresh database")
     projection = AuditProjection.at(path)
+    inserts = {name: _insert_sql(t) for name, t in _TABLES.items()}
+    walk = LogWalk(check=False)
+    raw = projection.engine.raw_connection()
     try:
-        cp = 0
-        while through_seq is None or cp < through_seq:
-            page = events.read(after_seq=cp, limit=MAX_READ_LIMIT)
+        out = raw.cursor()
+        # A half-written replay is worthless (and refused as a target), so skip the
+        # per-commit fsync and make the finished file durable once, at the end; a
+        # larger page cache keeps the random-order client indexes off the disk.
+        out.execute("PRAGMA synchronous=OFF")
+        out.execute(f"PRAGMA cache_size=-{_REPLAY_CACHE_KIB}")
+        with snapshot_cursor(events.engine) as log:
+            head = head_row(log)
+            total = head[0] if head is not None else 0
             if through_seq is not None:
-                page = [e for e in page if e.seq <= through_seq]
-            if not page:
-                break
-            cp = projection.apply(page)
-        return cp
+                total = min(total, through_seq)
+            pending: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
+            since_commit = 0
+            out.execute("BEGIN IMMEDIATE")
+            for seq, effects in walk.fold_rows(scan_chain_rows(log, 0, through_seq)):
+                for name, row in effects.rows:
+                    pending[name].append(row_tuple(_TABLES[name], row))
+                since_commit += 1
+                if since_commit >= _REPLAY_COMMIT:
+                    _flush(out, inserts, pending, seq)
+                    out.execute("COMMIT")
+                    out.execute("BEGIN IMMEDIATE")
+                    since_commit = 0
+                    if progress is not None:
+                        progress(seq, total)
+            states = [_state_tuple(s) for s in walk.states.values() if s is not None]
+            out.executemany(_insert_sql(client_state), states)
+            _flush(out, inserts, pending, walk.prev_seq)
+            out.execute("COMMIT")
+            if progress is not None:
+                progress(walk.prev_seq, total)
+        out.execute("PRAGMA synchronous=FULL")
+        out.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        out.close()
+        return walk.prev_seq
     finally:
+        raw.close()
         projection.close()
 
 
-class ChainVerifier(EventReader, Protocol):
-    def verify_chain(self) -> ChainReport: ...
+def _flush(
+    out: Any, inserts: dict[str, str], pending: dict[str, list[tuple[Any, ...]]], seq: int
+) -> None:
+    for name, rows in pending.items():
+        if rows:
+            out.executemany(inserts[name], rows)
+    pending.clear()
+    out.execute(
+        "INSERT INTO checkpoints (consumer, seq) VALUES (?, ?) "
+        "ON CONFLICT (consumer) DO UPDATE SET seq = excluded.seq",
+        (AUDIT_CONSUMER, seq),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,78 +129,96 @@ class AuditReport:
     head_hash: str
     checkpoint: int
     mismatches: list[Mismatch] = field(default_factory=list)
+    # Incremental verify: the verified prefix it started after (0 for a full verify).
+    since_seq: int = 0
+    head_seq: int = 0
+    # How far both the chain and the tables were checked: what a checkpoint may record.
+    verified_seq: int = 0
+    verified_hash: str = ""
+    tables: dict[str, int] = field(default_factory=dict)
 
     @property
     def first_bad_seq(self) -> int | None:
         return self.mismatches[0].seq if self.mismatches else None
 
 
-def _first_difference(
-    table: Table, live: list[dict[str, Any]], fresh: list[dict[str, Any]]
-) -> int | None:
-    if table.name == "client_state":
-        by_id = {r["client_id"]: r for r in live}
-        fresh_by_id = {r["client_id"]: r for r in fresh}
-        seqs = [
-            min(
-                by_id.get(cid, {}).get("updated_seq", 1 << 62),
-                fresh_by_id.get(cid, {}).get("updated_seq", 1 << 62),
-            )
-            for cid in by_id.keys() | fresh_by_id.keys()
-            if by_id.get(cid) != fresh_by_id.get(cid)
-        ]
-        return min(seqs) if seqs else None
-    for a, b in zip(live, fresh, strict=False):
-        if a != b:
-            return int(min(a["seq"], b["seq"]))
-    if len(live) != len(fresh):
-        longer = live if len(live) > len(fresh) else fresh
-        return int(longer[min(len(live), len(fresh))]["seq"])
-    return None
+def _live_checkpoint(cursor: Any) -> int:
+    cursor.execute("SELECT seq FROM checkpoints WHERE consumer = ?", (AUDIT_CONSUMER,))
+    row = cursor.fetchone()
+    return 0 if row is None else int(row[0])
 
 
-Snapshot = dict[str, list[dict[str, Any]]]
-
-
-def snapshot(projection: AuditProjection) -> tuple[int, Snapshot]:
-    """The checkpoint and every projected row, read in one consistent transaction."""
-    with read_transaction(projection.engine) as conn:
-        return _checkpoint(conn, projection.name), {t.name: table_rows(conn, t) for t in PROJECTED}
-
-
-def compare_tables(live: Snapshot, fresh: Snapshot) -> list[Mismatch]:
-    """Per table, the first seq at which the two snapshots differ."""
-    found: list[Mismatch] = []
-    for table in PROJECTED:
-        seq = _first_difference(table, live[table.name], fresh[table.name])
-        if seq is not None:
-            found.append(Mismatch(seq=seq, reason=f"{table.name} differs from the replay"))
-    return found
-
-
-def verify_audit(events: ChainVerifier, audit_db: Path) -> AuditReport:
-    """Check the chain, then replay through the live checkpoint and compare every table."""
-    chain = events.verify_chain()
-    live = AuditProjection.at(audit_db)
+def walk_and_compare(
+    store: SqliteEventStore,
+    audit_db: Path,
+    *,
+    after_seq: int = 0,
+    prev_hash: str | None = None,
+    state_loader: Callable[[Any], StateLoader] | None = None,
+    progress: Progress | None = None,
+) -> AuditReport:
+    """Walk the chain after ``after_seq`` and compare every live table through its checkpoint."""
+    live = AuditProjection.at(audit_db)  # creates the tables when the audit db is new
+    raw = live.engine.raw_connection()
     try:
-        checkpoint, live_rows = snapshot(live)
+        audit = raw.cursor()
+        audit.execute("BEGIN DEFERRED")
+        checkpoint = _live_checkpoint(audit)
+        loader = state_loader(audit) if state_loader is not None else None
+        with snapshot_cursor(store.engine) as log:
+            head = head_row(log)
+            head_seq = head[0] if head is not None else 0
+            walk = LogWalk(after_seq, prev_hash or "0" * 64)
+            if loader is not None:
+                walk.load_state = loader
+            tables = {t.name: LiveTable(raw.cursor(), t, after_seq) for t in SEQ_TABLES}
+            state_bad: int | None = None
+            verified = (after_seq, prev_hash or "")
+            if checkpoint <= after_seq:
+                state_bad = compare_client_state(audit, walk.states, after_seq)
+            for seq, effects in walk.fold_rows(scan_chain_rows(log, after_seq)):
+                if seq <= checkpoint:
+                    for name, row in effects.rows:
+                        table = tables[name]
+                        table.expect(row_tuple(table.table, row))
+                    if seq == checkpoint:
+                        verified = (seq, walk.prev_hash)
+                        state_bad = compare_client_state(audit, walk.states, after_seq)
+                if progress is not None and seq % 10_000 == 0:
+                    progress(seq - after_seq, head_seq - after_seq)
+            if checkpoint > walk.prev_seq:
+                # The log ends before the projections do: compare what there is.
+                state_bad = compare_client_state(audit, walk.states, after_seq)
+        found = list(walk.mismatches)
+        for table in tables.values():
+            table.finish()
+            if table.first_bad is not None:
+                found.append(
+                    Mismatch(table.first_bad, f"{table.table.name} differs from the replay")
+                )
+        if state_bad is not None:
+            found.append(Mismatch(state_bad, "client_state differs from the replay"))
+        audit.execute("COMMIT")
     finally:
+        raw.close()
         live.close()
-    with tempfile.TemporaryDirectory(prefix="vp-verify-") as tmp:
-        fresh_path = Path(tmp) / "replay.sqlite3"
-        replay_into(events, fresh_path, through_seq=checkpoint)
-        fresh = AuditProjection.at(fresh_path)
-        try:
-            _, fresh_rows = snapshot(fresh)
-        finally:
-            fresh.close()
-    mismatches = sorted(
-        [*chain.mismatches, *compare_tables(live_rows, fresh_rows)], key=lambda m: m.seq
-    )
+    found.sort(key=lambda m: m.seq)
     return AuditReport(
-        ok=not mismatches,
-        events=chain.events,
-        head_hash=chain.head_hash,
+        ok=not found,
+        events=walk.events,
+        head_hash=walk.prev_hash,
         checkpoint=checkpoint,
-        mismatches=mismatches,
+        mismatches=found,
+        since_seq=after_seq,
+        head_seq=walk.prev_seq,
+        verified_seq=verified[0],
+        verified_hash=verified[1],
+        tables={name: t.rows for name, t in tables.items()},
     )
+
+
+def verify_audit(
+    events: SqliteEventStore, audit_db: Path, progress: Progress | None = None
+) -> AuditReport:
+    """Check the whole chain, then the live tables through their checkpoint against a replay."""
+    return walk_and_compare(events, audit_db, progress=progress)

@@ -16,6 +16,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from vectorpanda.audit_progress import audit_progress, print_verdict
 from vectorpanda.settings import Settings, load_settings
 from vectorpanda.shutdown import stop_on_signals
 
@@ -50,7 +51,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     store = _event_store(_settings(args))
     target = Path(args.into)
     try:
-        seq = replay_into(store, target)
+        with audit_progress("replay", enabled=_show_progress(args)) as progress:
+            seq = replay_into(store, target, progress=progress)
     except ReplayTargetExists as exc:
         print(f"vectorpanda audit replay: {exc}", file=sys.stderr)
         return 2
@@ -61,21 +63,96 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _show_progress(args: argparse.Namespace) -> bool:
+    return sys.stdout.isatty() and not getattr(args, "json", False)
+
+
+def _anchor_key(settings: Settings, args: argparse.Namespace) -> Any:
+    from eventlog.anchors import public_key_from_hex, signing_key
+
+    if args.anchor_public_key:
+        try:
+            return public_key_from_hex(args.anchor_public_key)
+        except ValueError as exc:
+            raise SystemExit(f"vectorpanda audit verify: bad --anchor-public-key: {exc}") from exc
+    if settings.anchor_signing_key is None:
+        return None
+    return signing_key(settings.anchor_signing_key.get_secret_value()).public_key()
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
-    from projections.replay import verify_audit
+    from projections.audit_checkpoint import NoAuditCheckpoint
+    from projections.audit_verify import run_verify
 
     settings = _settings(args)
-    report = verify_audit(_event_store(settings), settings.audit_db)
-    out = {
-        "ok": report.ok,
-        "events": report.events,
-        "head_hash": report.head_hash,
-        "checkpoint": report.checkpoint,
-        "first_bad_seq": report.first_bad_seq,
-        "mismatches": [asdict(m) for m in report.mismatches],
-    }
-    print(json.dumps(out, indent=2))
-    return 0 if report.ok else 1
+    store = _event_store(settings)
+    anchors_dir = Path(args.anchors) if args.anchors else settings.anchors_dir
+    if args.anchors and not anchors_dir.is_dir():
+        print(f"vectorpanda audit verify: no anchors directory {anchors_dir}", file=sys.stderr)
+        return 2
+    key = _anchor_key(settings, args) if anchors_dir.is_dir() else None
+    if args.anchors and key is None:
+        print(
+            "vectorpanda audit verify: no key to check anchors with "
+            "(VP_ANCHOR_SIGNING_KEY or --anchor-public-key)",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        with audit_progress("verify", enabled=_show_progress(args)) as progress:
+            verdict = run_verify(
+                store,
+                settings.audit_db,
+                since_checkpoint=args.since_checkpoint,
+                anchors_dir=anchors_dir if key is not None else None,
+                anchor_key=key,
+                progress=progress,
+            )
+    except NoAuditCheckpoint as exc:
+        print(f"vectorpanda audit verify: {exc}", file=sys.stderr)
+        return 2
+    out = verdict.summary()
+    if verdict.ok and args.record_checkpoint:
+        out["recorded_checkpoint"] = _record(store, settings, verdict)
+    if _show_progress(args):
+        print_verdict(out)
+    else:
+        print(json.dumps(out, indent=2))
+    return 0 if verdict.ok else 1
+
+
+def _record(store: Any, settings: Settings, verdict: Any) -> dict[str, Any] | None:
+    """Record the checkpoint event and anchor the head that now includes it."""
+    from eventlog.anchors import sign_head, signing_key, write_anchor
+    from eventlog.store import utc_now
+    from projections.audit_checkpoint import record_checkpoint
+    from vectorpanda import __version__
+
+    stored = record_checkpoint(store, verdict.report, __version__)
+    if stored is None:
+        return None
+    out: dict[str, Any] = {"seq": stored.seq, "verified_seq": verdict.report.verified_seq}
+    if settings.anchor_signing_key is not None:
+        key = signing_key(settings.anchor_signing_key.get_secret_value())
+        anchor = sign_head(key, stored.seq, stored.hash, utc_now(), "audit-checkpoint")
+        out["anchor"] = str(write_anchor(settings.anchors_dir, anchor))
+    return out
+
+
+def cmd_anchor(args: argparse.Namespace) -> int:
+    from eventlog.anchors import sign_head, signing_key, write_anchor
+    from eventlog.store import utc_now
+
+    settings = _settings(args)
+    if settings.anchor_signing_key is None:
+        print("vectorpanda audit anchor: VP_ANCHOR_SIGNING_KEY is not set", file=sys.stderr)
+        return 2
+    head = _event_store(settings).head()
+    key = signing_key(settings.anchor_signing_key.get_secret_value())
+    anchor = sign_head(key, head.seq, head.hash, utc_now(), "manual")
+    path = write_anchor(Path(args.out) if args.out else settings.anchors_dir, anchor)
+    print(json.dumps({**anchor, "file": str(path)}, indent=2))
+    return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -143,8 +220,32 @@ def add_audit_commands(sub: Any) -> None:
     verify = audit_sub.add_parser(
         "verify", help="check the hash chain and the live audit tables against a replay"
     )
+    verify.add_argument(
+        "--since-checkpoint",
+        action="store_true",
+        help="check only what came after the newest recorded audit checkpoint",
+    )
+    verify.add_argument(
+        "--record-checkpoint",
+        action="store_true",
+        help="when the log is sound, record how far it was verified (an event) and anchor it",
+    )
+    verify.add_argument(
+        "--anchors",
+        default=None,
+        help="directory of signed anchors the log must still reach (default <data>/anchors)",
+    )
+    verify.add_argument(
+        "--anchor-public-key", default=None, help="hex Ed25519 key to check anchors with"
+    )
+    verify.add_argument("--json", action="store_true", help="JSON summary, no progress bar")
     _data_dir_arg(verify)
     verify.set_defaults(func=cmd_verify)
+
+    anchor = audit_sub.add_parser("anchor", help="sign the log's current head into an anchor file")
+    anchor.add_argument("--out", default=None, help="directory (default <data>/anchors)")
+    _data_dir_arg(anchor)
+    anchor.set_defaults(func=cmd_anchor)
 
     export = audit_sub.add_parser("export", help="write a self-verifying export of the log")
     export.add_argument(

@@ -26,6 +26,7 @@ from coordinator.rate_limit import RateLimiter, cost_tokens
 from coordinator.router import TenantRouter
 from coordinator.storage_watch import StorageWatch
 from coordinator.usage import MeteredDataPlane, UsageMeter
+from eventlog.anchors import HeadAnchorer
 from vectorpanda.dashboard_wiring import build_dashboard
 from vectorpanda.duties import census_figures, stored_figures
 from vectorpanda.event_wiring import (
@@ -132,8 +133,17 @@ def build_coordinator(settings: Settings) -> CoordinatorParts:
         refusal_delay_s=settings.refusal_delay_s,
     )
     app.state.pause = PauseService(accounts, files)
+    anchorer = None
+    if settings.anchor_signing_key is not None:
+        anchorer = HeadAnchorer(
+            settings.anchor_signing_key.get_secret_value(), settings.anchors_dir
+        )
     app.state.census = CensusTaker(
-        accounts, settings.archive, census_figures(dataplane, files), flush_usage=meter.flush
+        accounts,
+        settings.archive,
+        census_figures(dataplane, files),
+        flush_usage=meter.flush,
+        anchorer=anchorer,
     )
     app.state.usage_meter = meter
     events = build_event_services(settings, accounts, app.state.metrics.count_dead_letter)

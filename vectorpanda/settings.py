@@ -18,7 +18,13 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_FILE_NAME = "vectorpanda.env"
-SECRET_NAMES = ("VP_ADMIN_TOKEN", "VP_KEY_PEPPER", "VP_WORKER_SECRET", "VP_SCHEDULER_TOKEN")
+SECRET_NAMES = (
+    "VP_ADMIN_TOKEN",
+    "VP_KEY_PEPPER",
+    "VP_WORKER_SECRET",
+    "VP_SCHEDULER_TOKEN",
+    "VP_ANCHOR_SIGNING_KEY",
+)
 
 
 class InsecureEnvFileError(RuntimeError):
@@ -105,6 +111,8 @@ class Settings(BaseSettings):
 
     # scheduler: acts through the admin API with its own token (actor "scheduler")
     scheduler_token: SecretStr | None = None
+    # seeds the Ed25519 key that signs the event log's head in census archives and anchors
+    anchor_signing_key: SecretStr | None = None
     admin_url: str | None = None  # default http://<host>:<port> of this data dir's coordinator
     census_cron: str = "5 0 * * *"  # crontab, UTC
     free_idle_days: int = Field(default=14, ge=1)
@@ -165,6 +173,11 @@ class Settings(BaseSettings):
     @property
     def audit_db(self) -> Path:
         return self.data_dir / "audit.sqlite3"
+
+    @property
+    def anchors_dir(self) -> Path:
+        """Signed chain heads, one JSON file each; copy them somewhere the database is not."""
+        return self.data_dir / "anchors"
 
     @property
     def scheduler_db(self) -> Path:

@@ -1,0 +1,81 @@
+"""Walk the events table in bounded keyset pages on a raw DB-API cursor.
+
+Audit work reads every row once; SQLAlchemy Core's per-row cost dominated a
+million-event walk, so this reads tuples straight from sqlite3, one page of
+``batch`` rows at a time (``WHERE seq > ? ORDER BY seq LIMIT ?``), inside one
+read transaction so the whole walk sees one snapshot of the log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Engine
+
+from eventlog.hashchain import ChainRow
+
+SCAN_BATCH = 5000
+_COLUMNS = (
+    "seq, event_id, type, schema_version, occurred_at, actor, client_id, data, prev_hash, hash"
+)
+
+# A constant column list; every value is bound.
+_PAGE_SQL = f"SELECT {_COLUMNS} FROM events WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?"  # noqa: S608
+_LAST_OF_TYPE_SQL = f"SELECT {_COLUMNS} FROM events WHERE type = ? ORDER BY seq DESC LIMIT 1"  # noqa: S608
+
+
+@contextmanager
+def snapshot_cursor(engine: Engine) -> Iterator[Any]:
+    """A raw cursor inside one deferred read transaction (a consistent WAL snapshot)."""
+    raw = engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        cursor.execute("BEGIN DEFERRED")
+        try:
+            yield cursor
+        finally:
+            cursor.execute("COMMIT")
+            cursor.close()
+    finally:
+        raw.close()
+
+
+def scan_chain_rows(
+    cursor: Any, after_seq: int = 0, through_seq: int | None = None, batch: int = SCAN_BATCH
+) -> Iterator[ChainRow]:
+    """Rows with ``after_seq < seq <= through_seq`` in seq order, ``batch`` at a time."""
+    last = after_seq
+    limit = through_seq if through_seq is not None else (1 << 62)
+    while True:
+        cursor.execute(
+            _PAGE_SQL,
+            (last, limit, batch),
+        )
+        page = cursor.fetchall()
+        if not page:
+            return
+        for row in page:
+            yield ChainRow(*row)
+        last = page[-1][0]
+
+
+def row_at(cursor: Any, seq: int) -> tuple[int, str] | None:
+    """(seq, hash) of the event at ``seq``, or None when the log has no such row."""
+    cursor.execute("SELECT seq, hash FROM events WHERE seq = ?", (seq,))
+    found = cursor.fetchone()
+    return None if found is None else (int(found[0]), str(found[1]))
+
+
+def last_of_type(cursor: Any, event_type: str) -> ChainRow | None:
+    """The newest event of ``event_type`` (the type index makes this one seek)."""
+    cursor.execute(_LAST_OF_TYPE_SQL, (event_type,))
+    found = cursor.fetchone()
+    return None if found is None else ChainRow(*found)
+
+
+def head_row(cursor: Any) -> tuple[int, str] | None:
+    cursor.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1")
+    found = cursor.fetchone()
+    return None if found is None else (int(found[0]), str(found[1]))

@@ -21,7 +21,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from eventlog.hashchain import Mismatch, canonical_json
+from eventlog.hashchain import GENESIS_HASH, Mismatch, canonical_json
 from eventlog.scan import head_row, row_at
 
 # Signed bytes are prefixed so an anchor signature can never be replayed as another message.
@@ -126,8 +126,13 @@ def check_anchors(cursor: Any, directory: Path, key: Ed25519PublicKey) -> Anchor
             continue
         if report.last_anchored_seq is None or seq > report.last_anchored_seq:
             report.last_anchored_seq, report.last_anchor = seq, path.name
-        found = row_at(cursor, seq)
-        if found is None:
+        # An anchor of the empty log (a census at first start) names the genesis hash.
+        found = (0, GENESIS_HASH) if seq == 0 else row_at(cursor, seq)
+        if found is None and seq <= head_seq:
+            report.mismatches.append(
+                Mismatch(seq, f"the event anchored in {path.name} is missing from the log")
+            )
+        elif found is None:
             report.mismatches.append(
                 Mismatch(
                     seq,

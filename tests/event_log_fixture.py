@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from eventlog.events import (
     ApiKeyIssued,
@@ -44,7 +45,8 @@ def _iso(when: datetime) -> str:
 class FleetStory:
     """Generates events one at a time, keeping just enough state to stay plausible."""
 
-    def __init__(self, clients: int, seed: int) -> None:
+    def __init__(self, clients: int, seed: int, prefix: str = "c") -> None:
+        self.prefix = prefix
         self.rng = random.Random(seed)
         self.clients = clients
         self.created = 0
@@ -54,7 +56,7 @@ class FleetStory:
         self.count = 0
 
     def _cid(self, i: int) -> str:
-        return f"c{i:08x}"
+        return f"{self.prefix}{i:08x}"
 
     def next(self) -> tuple[Event, str]:
         """The next event and its actor."""
@@ -154,10 +156,18 @@ class FleetStory:
 
 
 def build_log(
-    store: SqliteEventStore, events: int, *, clients: int | None = None, seed: int = 20
+    store: SqliteEventStore,
+    events: int,
+    *,
+    clients: int | None = None,
+    seed: int = 20,
+    prefix: str = "c",
 ) -> int:
-    """Append ``events`` generated events in batches; return the head seq."""
-    story = FleetStory(clients if clients is not None else max(events // 100, 10), seed)
+    """Append ``events`` generated events in batches; return the head seq.
+
+    ``prefix`` starts the client ids, so a second build on one log makes new clients.
+    """
+    story = FleetStory(clients if clients is not None else max(events // 100, 10), seed, prefix)
     head = store.head().seq
     done = 0
     while done < events:
@@ -175,7 +185,7 @@ def build_log(
     return head
 
 
-def build_log_at(path: Path, events: int, **kwargs: int) -> SqliteEventStore:
+def build_log_at(path: Path, events: int, **kwargs: Any) -> SqliteEventStore:
     """A fresh control database at ``path`` holding ``events`` generated events."""
     store = SqliteEventStore(open_engine(path))
     build_log(store, events, **kwargs)

@@ -1,0 +1,163 @@
+"""Audit at scale: verify, replay and incremental verify of a generated log, and admin actions/s.
+
+    .venv/bin/python -m benchmarks.audit_scale                    # 1,000,000 events (minutes)
+    .venv/bin/python -m benchmarks.audit_scale --events 100000 --admin-seconds 5
+
+The log is built through the store (tests/event_log_fixture.py); the tools
+are timed as an operator runs them (``vectorpanda audit ...`` in a child
+process, peak RSS from that child's own rusage). Admin actions/s: 32
+concurrent clients changing tiers and recording billing through the HTTP API
+of a real ``vectorpanda up`` (control database with synchronous=FULL).
+Run by ``make bench`` too (BENCH_AUDIT_EVENTS=0 skips it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from eventlog.store import MAX_READ_LIMIT, SqliteEventStore
+from projections.audit_store import AuditProjection
+from tests.event_log_fixture import build_log, build_log_at
+from tests.stack import running_stack
+
+ANCHOR_SECRET = "benchmark-anchor-secret"
+
+
+def timed_cli(data: Path, *args: str) -> dict[str, Any]:
+    """Run ``vectorpanda audit <args>``; its wall time, peak RSS and JSON output."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VP_")}
+    started = time.perf_counter()
+    with tempfile.TemporaryFile() as err:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "vectorpanda", "audit", *args, "--data-dir", str(data)],
+            stdout=subprocess.PIPE,
+            stderr=err,
+            env=env,
+        )
+        assert child.stdout is not None
+        out = child.stdout.read()
+        # wait4, not wait: the rusage of this one child is its own peak RSS.
+        _, status, usage = os.wait4(child.pid, 0)
+        child.returncode = os.waitstatus_to_exitcode(status)
+        seconds = time.perf_counter() - started
+        err.seek(0)
+        if child.returncode not in (0, 1):
+            raise RuntimeError(f"audit {args} failed: {err.read().decode()[-2000:]}")
+    peak_kib = usage.ru_maxrss
+    return {"seconds": round(seconds, 2), "peak_rss_mb": round(peak_kib / 1024, 1), "out": out}
+
+
+def project(store: SqliteEventStore, audit_db: Path) -> None:
+    """Catch the live audit tables up the way the projector does."""
+    projection = AuditProjection.at(audit_db)
+    cp = projection.checkpoint()
+    while page := store.read(after_seq=cp, limit=MAX_READ_LIMIT):
+        cp = projection.apply(page)
+    projection.close()
+
+
+def run_audit_scale(events: int, tmp: Path) -> dict[str, Any]:
+    """Build, replay, verify in full, then verify the last 10,000 events incrementally."""
+    data = tmp / "audit-data"
+    data.mkdir()
+    env_file = data / "vectorpanda.env"
+    env_file.write_text(f"VP_ANCHOR_SIGNING_KEY={ANCHOR_SECRET}\n")
+    env_file.chmod(0o600)
+    started = time.perf_counter()
+    store = build_log_at(data / "control.sqlite3", events)
+    built = time.perf_counter() - started
+    print(f"audit: built {events:,} events in {built:.1f}s", flush=True)
+    # The live tables are the replay's output (the same fold; tests check they are equal).
+    replay = timed_cli(data, "replay", "--into", str(data / "audit.sqlite3"))
+    print(f"audit: replay {replay['seconds']}s, peak {replay['peak_rss_mb']} MB", flush=True)
+    full = timed_cli(data, "verify", "--json", "--record-checkpoint")
+    verdict = json.loads(full["out"])
+    print(f"audit: full verify {full['seconds']}s, peak {full['peak_rss_mb']} MB", flush=True)
+    build_log(store, 10_000, seed=21, prefix="d")
+    project(store, data / "audit.sqlite3")
+    since = timed_cli(data, "verify", "--json", "--since-checkpoint")
+    incremental = json.loads(since["out"])
+    print(f"audit: incremental {since['seconds']}s, peak {since['peak_rss_mb']} MB", flush=True)
+    return {
+        "events": events,
+        "build_seconds": round(built, 1),
+        "replay": {k: v for k, v in replay.items() if k != "out"},
+        "full_verify": {k: v for k, v in full.items() if k != "out"} | {"ok": verdict["ok"]},
+        "incremental_verify": {k: v for k, v in since.items() if k != "out"}
+        | {"ok": incremental["ok"], "events": incremental["events"]},
+    }
+
+
+async def _admin_load(url: str, token: str, concurrency: int, seconds: float) -> float:
+    headers = {"Authorization": f"Bearer {token}"}
+    limits = httpx.Limits(max_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits, timeout=60) as http:
+        ids = []
+        for i in range(concurrency):
+            body = {"name": f"bench {i}", "email": f"b{i}@example.com", "tier": "free"}
+            made = await http.post("/admin/v1/clients", json=body)
+            ids.append(made.raise_for_status().json()["client_id"])
+        done = 0
+        deadline = time.perf_counter() + seconds
+
+        async def actor(cid: str) -> None:
+            nonlocal done
+            tiers = ("standard", "premium", "free")
+            n = 0
+            while time.perf_counter() < deadline:
+                if n % 2:
+                    body = {
+                        "kind": "invoice_issued",
+                        "amount_cents": 100 + n,
+                        "currency": "EUR",
+                        "reference": f"B-{n}",
+                    }
+                    r = await http.post(f"/admin/v1/clients/{cid}/billing", json=body)
+                else:
+                    tier = {"tier": tiers[(n // 2) % 3]}
+                    r = await http.post(f"/admin/v1/clients/{cid}/tier", json=tier)
+                r.raise_for_status()
+                n += 1
+                done += 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*(actor(cid) for cid in ids))
+        return done / (time.perf_counter() - started)
+
+
+def run_admin_throughput(tmp: Path, concurrency: int = 32, seconds: float = 10.0) -> float:
+    """Admin actions per second through the HTTP API (each one event plus write-model rows)."""
+    with running_stack(tmp / "admin", workers=1) as stack:
+        return asyncio.run(_admin_load(stack.url, stack.admin_token, concurrency, seconds))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--admin-seconds", type=float, default=10.0, help="0 skips")
+    parser.add_argument("--concurrency", type=int, default=32)
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="vp-bench-audit-") as tmp:
+        results: dict[str, Any] = {}
+        if args.events:
+            results["audit"] = run_audit_scale(args.events, Path(tmp))
+        if args.admin_seconds:
+            rate = run_admin_throughput(Path(tmp), args.concurrency, args.admin_seconds)
+            results["admin_actions_per_s"] = round(rate)
+            print(f"admin actions/s ({args.concurrency} clients, HTTP): {rate:,.0f}", flush=True)
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

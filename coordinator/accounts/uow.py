@@ -45,6 +45,11 @@ from eventlog.store import (
 
 T = TypeVar("T")
 CommitListener = Callable[[Sequence[StoredEvent]], None]
+WriteBody = Callable[["AccountsTransaction"], Any]
+# (committed, result or exception, events appended) for each body of a group commit.
+Outcome = tuple[bool, Any, list[StoredEvent]]
+# Bounds one transaction's length (and so the wait of the first writer in it).
+MAX_GROUP_COMMIT = 256
 log = logging.getLogger(__name__)
 
 
@@ -231,6 +236,20 @@ class SqliteTransaction(TransactionBase):
         return principal_for(_api_key(row), client)
 
 
+def _is_store_failure(exc: BaseException) -> bool:
+    return isinstance(exc, (OperationalError, sqlite3.OperationalError))
+
+
+def _unavailable(exc: BaseException) -> StoreUnavailable:
+    """The error a caller sees when the control database refused its write."""
+    assert isinstance(exc, Exception)
+    reason = _store_failure(exc)
+    log.error("control database write failed (%s): %s", reason, exc)
+    failure = StoreUnavailable(reason)
+    failure.__cause__ = exc
+    return failure
+
+
 def _store_failure(exc: Exception) -> str:
     """A short, path-free reason for an SQLite write failure."""
     text = str(getattr(exc, "orig", exc)).lower()
@@ -253,29 +272,97 @@ class SqliteUnitOfWork(CommitListeners):
         self._engine = engine
         # In-process writers queue here instead of spinning on SQLite's busy timeout.
         self._write_lock = threading.Lock()
+        # Writes waiting for the next group commit, and whether one is running.
+        self._queued: list[tuple[WriteBody, asyncio.Future[Any]]] = []
+        self._committing = False
+        self._committer: asyncio.Task[None] | None = None
+        self._committer_loop: asyncio.AbstractEventLoop | None = None
         with self._write_lock, write_transaction(engine) as conn:
             install_event_schema(conn)
             accounts_metadata.create_all(conn)
 
-    def _write_sync(self, body: Callable[[AccountsTransaction], T]) -> tuple[T, list[StoredEvent]]:
+    def _write_batch_sync(self, bodies: Sequence[WriteBody]) -> list[Outcome]:
+        """Run queued bodies in one transaction, each in its own savepoint; one COMMIT.
+
+        A body that raises rolls back to its savepoint alone, so the others still
+        commit; each sees the ones before it, exactly as if run one after another.
+        """
+        outcomes: list[Outcome] = []
         with self._write_lock, write_transaction(self._engine) as conn:
-            tx = SqliteTransaction(conn)
-            return body(tx), tx.appended
+            for body in bodies:
+                tx = SqliteTransaction(conn)
+                savepoint = conn.begin_nested()
+                try:
+                    result = body(tx)
+                except Exception as exc:
+                    savepoint.rollback()
+                    outcomes.append((False, exc, []))
+                else:
+                    savepoint.commit()
+                    outcomes.append((True, result, tx.appended))
+        return outcomes
 
     def _read_sync(self, body: Callable[[AccountsTransaction], T]) -> T:
         with read_transaction(self._engine) as conn:
             return body(SqliteTransaction(conn))
 
     async def write(self, body: Callable[[AccountsTransaction], T]) -> T:
-        try:
-            result, appended = await asyncio.to_thread(self._write_sync, body)
-        except (OperationalError, sqlite3.OperationalError) as exc:
-            # The transaction rolled back as a whole: the action left no trace.
-            reason = _store_failure(exc)
-            log.error("control database write failed (%s): %s", reason, exc)
-            raise StoreUnavailable(reason) from exc
-        self._notify(appended)
+        """Run ``body`` in a write transaction; return once that transaction has committed.
+
+        Writes that arrive while a commit is in flight are queued and committed together
+        (group commit: one fsync for the batch); each caller still returns only after
+        the commit that holds its own changes.
+        """
+        loop = asyncio.get_running_loop()
+        if self._committing and self._committer_loop is not loop:
+            # Another event loop owns the queue (a second loop in this process): no grouping.
+            try:
+                [(ok, value, appended)] = await asyncio.to_thread(self._write_batch_sync, [body])
+            except (OperationalError, sqlite3.OperationalError) as exc:
+                raise _unavailable(exc) from exc
+            if not ok:
+                raise _unavailable(value) if _is_store_failure(value) else value
+            self._notify(appended)
+            return value
+        future: asyncio.Future[Any] = loop.create_future()
+        self._queued.append((body, future))
+        if not self._committing:
+            self._committing, self._committer_loop = True, loop
+            self._committer = asyncio.create_task(self._commit_queued())
+        result: T = await future
         return result
+
+    async def _commit_queued(self) -> None:
+        try:
+            while self._queued:
+                batch = self._queued[:MAX_GROUP_COMMIT]
+                del self._queued[: len(batch)]
+                try:
+                    outcomes = await asyncio.to_thread(
+                        self._write_batch_sync, [body for body, _ in batch]
+                    )
+                except BaseException as exc:
+                    # The transaction itself failed (no commit): every body in it failed,
+                    # and the batch left no trace.
+                    failure = _unavailable(exc) if _is_store_failure(exc) else exc
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(failure)
+                    if not isinstance(exc, Exception):
+                        raise
+                    continue
+                for (_, future), (ok, value, appended) in zip(batch, outcomes, strict=True):
+                    if ok:
+                        self._notify(appended)  # listeners see the events before the caller
+                    if future.done():
+                        continue  # the caller was cancelled; its changes are committed anyway
+                    if ok:
+                        future.set_result(value)
+                    else:
+                        failure = _unavailable(value) if _is_store_failure(value) else value
+                        future.set_exception(failure)
+        finally:
+            self._committing = False
 
     async def read(self, body: Callable[[AccountsTransaction], T]) -> T:
         return await asyncio.to_thread(self._read_sync, body)

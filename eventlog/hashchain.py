@@ -117,9 +117,14 @@ def _check_row(row: ChainRow, prev_seq: int, prev_hash: str) -> str | None:
     return check_link(row, prev_seq, prev_hash)[0]
 
 
-def verify_rows(rows: Iterable[ChainRow]) -> ChainReport:
-    """Walk rows in seq order and report every broken link (first ones first)."""
-    prev_seq, prev_hash, count = 0, GENESIS_HASH, 0
+def verify_rows(
+    rows: Iterable[ChainRow], prev_seq: int = 0, prev_hash: str = GENESIS_HASH
+) -> ChainReport:
+    """Walk rows in seq order and report every broken link (first ones first).
+
+    ``prev_seq`` / ``prev_hash``: the link the first row must follow (genesis by default).
+    """
+    count = 0
     mismatches: list[Mismatch] = []
     for row in rows:
         count += 1

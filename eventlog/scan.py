@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
 
-from eventlog.hashchain import ChainRow
+from eventlog.hashchain import ChainReport, ChainRow, verify_rows
 
 SCAN_BATCH = 5000
 _COLUMNS = (
@@ -79,3 +80,20 @@ def head_row(cursor: Any) -> tuple[int, str] | None:
     cursor.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1")
     found = cursor.fetchone()
     return None if found is None else (int(found[0]), str(found[1]))
+
+
+def verify_range(db_path: str, after_seq: int, prev_hash: str, through_seq: int) -> ChainReport:
+    """The chain after ``after_seq`` through ``through_seq``, on a connection of its own.
+
+    Picklable and self-contained, so an audit can run it in a second process while
+    the first folds the same rows.
+    """
+    from eventlog.sqlite import open_engine
+
+    engine = open_engine(Path(db_path))
+    try:
+        with snapshot_cursor(engine) as cursor:
+            rows = scan_chain_rows(cursor, after_seq, through_seq)
+            return verify_rows(rows, after_seq, prev_hash)
+    finally:
+        engine.dispose()

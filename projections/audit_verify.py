@@ -66,12 +66,13 @@ def run_verify(
     anchors_dir: Path | None = None,
     anchor_key: Ed25519PublicKey | None = None,
     progress: Progress | None = None,
+    chain_apart_over: int | None = None,
 ) -> AuditVerdict:
     """Verify the log and the audit tables, then every anchor in ``anchors_dir`` (if given)."""
     if since_checkpoint:
         report = verify_since_checkpoint(store, audit_db, progress)
     else:
-        report = verify_audit(store, audit_db, progress)
+        report = verify_audit(store, audit_db, progress, chain_apart_over)
     anchors = None
     if anchors_dir is not None and anchor_key is not None:
         with snapshot_cursor(store.engine) as cursor:

@@ -21,6 +21,7 @@ from vectorpanda.settings import Settings, load_settings
 from vectorpanda.shutdown import stop_on_signals
 
 _SEQ_RE = re.compile(r"\d+")
+CHAIN_APART_OVER = 100_000
 
 
 def _data_dir_arg(parser: argparse.ArgumentParser) -> None:
@@ -107,6 +108,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
                 anchors_dir=anchors_dir if key is not None else None,
                 anchor_key=key,
                 progress=progress,
+                # A long log is checked on two cores: links in one process, tables in this.
+                chain_apart_over=CHAIN_APART_OVER,
             )
     except NoAuditCheckpoint as exc:
         print(f"vectorpanda audit verify: {exc}", file=sys.stderr)

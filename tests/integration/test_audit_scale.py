@@ -96,7 +96,10 @@ def test_streaming_replay_equals_the_projector_and_verify_passes(
     assert report.head_hash == store.head().hash
 
 
-def test_a_changed_field_is_named_by_its_seq(fleet: tuple[SqliteEventStore, Path]) -> None:
+@pytest.mark.parametrize("chain_apart_over", [None, 0], ids=["one-process", "two-processes"])
+def test_a_changed_field_is_named_by_its_seq(
+    fleet: tuple[SqliteEventStore, Path], chain_apart_over: int | None
+) -> None:
     store, audit = fleet
     db = audit.with_name("control.sqlite3")
     sql(
@@ -104,7 +107,8 @@ def test_a_changed_field_is_named_by_its_seq(fleet: tuple[SqliteEventStore, Path
         ("DROP TRIGGER events_no_update", ()),
         ("UPDATE events SET actor = 'mallory' WHERE seq = ?", (1234,)),
     )
-    report = verify_audit(store, audit)
+    report = verify_audit(store, audit, chain_apart_over=chain_apart_over)
+    assert report.events == EVENTS and report.head_hash == store.head().hash
     assert not report.ok and report.first_bad_seq == 1234
     reasons = {m.reason for m in report.mismatches if m.seq == 1234}
     assert "hash does not match the event's contents" in reasons

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.audit_scale import audit_markdown, run_admin_throughput, run_audit_scale
 from benchmarks.baseline import run_baseline
 from benchmarks.data import gaussian_mixture
 from benchmarks.report import chart, markdown
@@ -31,7 +32,14 @@ from benchmarks.timing import Throughput, wait_until_idle
 from tests.stack import running_stack
 
 RESULTS = Path(__file__).parent / "results"
-QUICK = {"n": 10_000, "dim": 64, "queries": 200, "tenants": 100, "ef": "16,64"}
+QUICK = {
+    "n": 10_000,
+    "dim": 64,
+    "queries": 200,
+    "tenants": 100,
+    "ef": "16,64",
+    "audit_events": 20_000,
+}
 
 
 def _env(name: str, default: Any) -> Any:
@@ -52,6 +60,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--tenants", type=int, default=_env("tenants", 10_000), help="0 skips")
     p.add_argument("--tenant-vectors", type=int, default=_env("tenant_vectors", 100))
     p.add_argument("--churn-seconds", type=float, default=_env("churn_seconds", 10.0))
+    p.add_argument(
+        "--audit-events",
+        type=int,
+        default=_env("audit_events", 1_000_000),
+        help="generated event log for audit verify/replay (BENCH_AUDIT_EVENTS); 0 skips",
+    )
     args = p.parse_args(argv)
     if args.quick:
         for key, value in QUICK.items():
@@ -99,6 +113,11 @@ def main(argv: list[str] | None = None) -> None:
                 args.churn_seconds,
                 env={},
             )
+        audit = None
+        if args.audit_events > 0:
+            print(f"audit at scale: {args.audit_events:,} generated events")
+            audit = run_audit_scale(args.audit_events, Path(tmp))
+            audit["admin_actions_per_s"] = round(run_admin_throughput(Path(tmp)))
     meta = {
         "when": when,
         "n": args.n,
@@ -110,7 +129,7 @@ def main(argv: list[str] | None = None) -> None:
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, "
         f"Python {platform.python_version()}",
     }
-    write_results(when, meta, baseline, service, notes, tenancy)
+    write_results(when, meta, baseline, service, notes, tenancy, audit)
 
 
 def _premium_key(stack: Any) -> str:
@@ -129,14 +148,16 @@ def write_results(
     service: dict[str, Any],
     notes: list[str],
     tenancy: dict[str, Any] | None,
+    audit: dict[str, Any] | None = None,
 ) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     stem = RESULTS / f"bench-{when}"
-    report = markdown(meta, baseline, service, notes, tenancy)
+    report = markdown(meta, baseline, service, notes, tenancy) + audit_markdown(audit)
     stem.with_suffix(".md").write_text(report)
     stem.with_suffix(".png").write_bytes(chart(meta, baseline, service))
     raw = {"meta": meta, "baseline": baseline, "service": service, "notes": notes}
     raw["tenancy"] = tenancy
+    raw["audit"] = audit
     stem.with_suffix(".json").write_text(json.dumps(_plain(raw), indent=2))
     for suffix in (".md", ".png", ".json"):
         shutil.copyfile(stem.with_suffix(suffix), RESULTS / f"latest{suffix}")

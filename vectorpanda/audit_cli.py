@@ -12,6 +12,7 @@ import json
 import os
 import re
 import sys
+import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -99,6 +100,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    started = time.perf_counter()
     try:
         with audit_progress("verify", enabled=_show_progress(args)) as progress:
             verdict = run_verify(
@@ -115,6 +117,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         print(f"vectorpanda audit verify: {exc}", file=sys.stderr)
         return 2
     out = verdict.summary()
+    out["seconds"] = round(time.perf_counter() - started, 3)
     if verdict.ok and args.record_checkpoint:
         out["recorded_checkpoint"] = _record(store, settings, verdict)
     if _show_progress(args):

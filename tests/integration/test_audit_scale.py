@@ -298,3 +298,10 @@ def test_the_cli_records_a_checkpoint_anchors_it_and_verifies_since(tmp_path: Pa
         "last_anchored_seq": 2001,
         "last_anchor": "000000002001-audit-checkpoint.json",
     }
+    build_log(store, 10, seed=5, prefix="e")
+    code, anchored = cli("anchor")
+    assert code == 0 and anchored["seq"] == 2011 and anchored["hash"] == store.head().hash
+    assert Path(str(anchored["file"])).parent == data / "anchors"
+    project(store, data / "audit.sqlite3")
+    code, again = cli("verify", "--json")
+    assert code == 0 and again["anchors"]["checked"] == 2  # type: ignore[index]

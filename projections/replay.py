@@ -183,7 +183,8 @@ def walk_and_compare(
             tables = {t.name: LiveTable(raw.cursor(), t, after_seq) for t in SEQ_TABLES}
             state_bad: int | None = None
             verified = (after_seq, prev_hash or "")
-            if checkpoint <= after_seq:
+            state_done = checkpoint <= after_seq
+            if state_done:
                 state_bad = compare_client_state(audit, walk.states, after_seq)
             for seq, effects in walk.fold_rows(scan_chain_rows(log, after_seq, head_seq)):
                 if seq <= checkpoint:
@@ -193,10 +194,12 @@ def walk_and_compare(
                     if seq == checkpoint:
                         verified = (seq, walk.prev_hash)
                         state_bad = compare_client_state(audit, walk.states, after_seq)
+                        state_done = True
                 if progress is not None and seq % 10_000 == 0:
                     progress(seq - after_seq, head_seq - after_seq)
-            if checkpoint > walk.prev_seq:
-                # The log ends before the projections do: compare what there is.
+            if not state_done:
+                # The log ends before the projections' checkpoint (or lacks the event at
+                # it): compare what there is; the chain or the tables name the cause.
                 state_bad = compare_client_state(audit, walk.states, after_seq)
         if chain is not None:
             walk.mismatches = chain.result().mismatches

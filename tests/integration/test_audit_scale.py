@@ -15,6 +15,7 @@ import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -305,3 +306,94 @@ def test_the_cli_records_a_checkpoint_anchors_it_and_verifies_since(tmp_path: Pa
     project(store, data / "audit.sqlite3")
     code, again = cli("verify", "--json")
     assert code == 0 and again["anchors"]["checked"] == 2  # type: ignore[index]
+
+
+def old_verdict(store: SqliteEventStore, audit: Path, tmp: Path) -> list[tuple[int, str]]:
+    """The verify this replaced: whole tables as lists, a full replay, first difference each."""
+    from eventlog.sqlite import read_transaction
+    from projections.audit_store import _checkpoint, table_rows
+    from projections.tables import PROJECTED
+
+    def snapshot(db: Path) -> tuple[int, dict[str, list[dict[str, Any]]]]:
+        projection = AuditProjection.at(db)
+        try:
+            with read_transaction(projection.engine) as conn:
+                rows = {t.name: table_rows(conn, t) for t in PROJECTED}
+                return _checkpoint(conn, projection.name), rows
+        finally:
+            projection.close()
+
+    checkpoint, live = snapshot(audit)
+    fresh_db = AuditProjection.at(tmp / "old-replay.sqlite3")
+    cp = 0
+    while cp < checkpoint and (page := store.read(after_seq=cp, limit=MAX_READ_LIMIT)):
+        cp = fresh_db.apply([e for e in page if e.seq <= checkpoint])
+    fresh_db.close()
+    _, fresh = snapshot(tmp / "old-replay.sqlite3")
+    found = [(m.seq, m.reason) for m in store.verify_chain().mismatches]
+    for table in PROJECTED:
+        a, b = live[table.name], fresh[table.name]
+        if table.name == "client_state":
+            ids = {r["client_id"]: r for r in a}, {r["client_id"]: r for r in b}
+            seqs = [
+                min(int(x.get("updated_seq", 1 << 62)), int(y.get("updated_seq", 1 << 62)))
+                for cid in ids[0].keys() | ids[1].keys()
+                if (x := ids[0].get(cid, {})) != (y := ids[1].get(cid, {}))
+            ]
+            first = min(seqs) if seqs else None
+        else:
+            diffs = [
+                min(int(x["seq"]), int(y["seq"])) for x, y in zip(a, b, strict=False) if x != y
+            ]
+            first = diffs[0] if diffs else None
+            if first is None and len(a) != len(b):
+                longer = a if len(a) > len(b) else b
+                first = int(longer[min(len(a), len(b))]["seq"])
+        if first is not None:
+            found.append((first, f"{table.name} differs from the replay"))
+    return sorted(found)
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    ["none", "event-field", "live-row", "live-state", "missing-live-row", "lagging"],
+)
+def test_streaming_verify_gives_the_old_verdict(
+    fleet: tuple[SqliteEventStore, Path], tmp_path: Path, tamper: str
+) -> None:
+    store, audit = fleet
+    db = audit.with_name("control.sqlite3")
+    if tamper == "event-field":
+        sql(
+            db,
+            ("DROP TRIGGER events_no_update", ()),
+            ("UPDATE events SET occurred_at = 'x' WHERE seq = 777", ()),
+        )
+    elif tamper == "live-row":
+        sql(
+            audit,
+            (
+                "UPDATE billing_ledger SET amount_cents = 1 "
+                "WHERE seq = (SELECT max(seq) FROM billing_ledger)",
+                (),
+            ),
+        )
+    elif tamper == "live-state":
+        sql(
+            audit,
+            (
+                "UPDATE client_state SET tier = 'premium', status = 'x' "
+                "WHERE client_id = 'c00000003'",
+                (),
+            ),
+        )
+    elif tamper == "missing-live-row":
+        sql(
+            audit,
+            ("DELETE FROM usage WHERE seq = (SELECT min(seq) FROM usage WHERE seq > 2500)", ()),
+        )
+    elif tamper == "lagging":
+        build_log(store, 300, seed=9, prefix="z")
+    new = verify_audit(store, audit)
+    assert sorted((m.seq, m.reason) for m in new.mismatches) == old_verdict(store, audit, tmp_path)
+    assert new.ok == (tamper in ("none", "lagging"))

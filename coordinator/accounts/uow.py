@@ -21,6 +21,7 @@ import orjson
 from sqlalchemy import Connection, Engine, Row, insert, select, update
 from sqlalchemy.exc import OperationalError
 
+from coordinator.accounts.group_commit import GroupCommitter, Outcome, WriteBody
 from coordinator.accounts.model import (
     ApiKeyRecord,
     ClientRecord,
@@ -45,11 +46,6 @@ from eventlog.store import (
 
 T = TypeVar("T")
 CommitListener = Callable[[Sequence[StoredEvent]], None]
-WriteBody = Callable[["AccountsTransaction"], Any]
-# (committed, result or exception, events appended) for each body of a group commit.
-Outcome = tuple[bool, Any, list[StoredEvent]]
-# Bounds one transaction's length (and so the wait of the first writer in it).
-MAX_GROUP_COMMIT = 256
 log = logging.getLogger(__name__)
 
 
@@ -236,13 +232,11 @@ class SqliteTransaction(TransactionBase):
         return principal_for(_api_key(row), client)
 
 
-def _is_store_failure(exc: BaseException) -> bool:
-    return isinstance(exc, (OperationalError, sqlite3.OperationalError))
-
-
-def _unavailable(exc: BaseException) -> StoreUnavailable:
-    """The error a caller sees when the control database refused its write."""
-    assert isinstance(exc, Exception)
+def _caller_error(exc: BaseException) -> BaseException:
+    """What a writer sees: StoreUnavailable when the control database refused the write."""
+    if not isinstance(exc, (OperationalError, sqlite3.OperationalError)):
+        return exc
+    # The transaction (or the body's savepoint) rolled back: the action left no trace.
     reason = _store_failure(exc)
     log.error("control database write failed (%s): %s", reason, exc)
     failure = StoreUnavailable(reason)
@@ -272,11 +266,7 @@ class SqliteUnitOfWork(CommitListeners):
         self._engine = engine
         # In-process writers queue here instead of spinning on SQLite's busy timeout.
         self._write_lock = threading.Lock()
-        # Writes waiting for the next group commit, and whether one is running.
-        self._queued: list[tuple[WriteBody, asyncio.Future[Any]]] = []
-        self._committing = False
-        self._committer: asyncio.Task[None] | None = None
-        self._committer_loop: asyncio.AbstractEventLoop | None = None
+        self._group = GroupCommitter(self._write_batch_sync, self._notify, _caller_error)
         with self._write_lock, write_transaction(engine) as conn:
             install_event_schema(conn)
             accounts_metadata.create_all(conn)
@@ -309,60 +299,11 @@ class SqliteUnitOfWork(CommitListeners):
     async def write(self, body: Callable[[AccountsTransaction], T]) -> T:
         """Run ``body`` in a write transaction; return once that transaction has committed.
 
-        Writes that arrive while a commit is in flight are queued and committed together
-        (group commit: one fsync for the batch); each caller still returns only after
-        the commit that holds its own changes.
+        Writes that arrive while a commit is in flight share the next one (group
+        commit: one fsync for the batch); each still returns only after its own commit.
         """
-        loop = asyncio.get_running_loop()
-        if self._committing and self._committer_loop is not loop:
-            # Another event loop owns the queue (a second loop in this process): no grouping.
-            try:
-                [(ok, value, appended)] = await asyncio.to_thread(self._write_batch_sync, [body])
-            except (OperationalError, sqlite3.OperationalError) as exc:
-                raise _unavailable(exc) from exc
-            if not ok:
-                raise _unavailable(value) if _is_store_failure(value) else value
-            self._notify(appended)
-            return value
-        future: asyncio.Future[Any] = loop.create_future()
-        self._queued.append((body, future))
-        if not self._committing:
-            self._committing, self._committer_loop = True, loop
-            self._committer = asyncio.create_task(self._commit_queued())
-        result: T = await future
+        result: T = await self._group.write(body)
         return result
-
-    async def _commit_queued(self) -> None:
-        try:
-            while self._queued:
-                batch = self._queued[:MAX_GROUP_COMMIT]
-                del self._queued[: len(batch)]
-                try:
-                    outcomes = await asyncio.to_thread(
-                        self._write_batch_sync, [body for body, _ in batch]
-                    )
-                except BaseException as exc:
-                    # The transaction itself failed (no commit): every body in it failed,
-                    # and the batch left no trace.
-                    failure = _unavailable(exc) if _is_store_failure(exc) else exc
-                    for _, future in batch:
-                        if not future.done():
-                            future.set_exception(failure)
-                    if not isinstance(exc, Exception):
-                        raise
-                    continue
-                for (_, future), (ok, value, appended) in zip(batch, outcomes, strict=True):
-                    if ok:
-                        self._notify(appended)  # listeners see the events before the caller
-                    if future.done():
-                        continue  # the caller was cancelled; its changes are committed anyway
-                    if ok:
-                        future.set_result(value)
-                    else:
-                        failure = _unavailable(value) if _is_store_failure(value) else value
-                        future.set_exception(failure)
-        finally:
-            self._committing = False
 
     async def read(self, body: Callable[[AccountsTransaction], T]) -> T:
         return await asyncio.to_thread(self._read_sync, body)

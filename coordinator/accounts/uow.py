@@ -37,6 +37,7 @@ from coordinator.accounts.tables import metadata as accounts_metadata
 from eventlog.events import Event
 from eventlog.sqlite import read_transaction, write_transaction
 from eventlog.store import (
+    ChainHead,
     EventStore,
     SqliteEventSession,
     StoredEvent,
@@ -158,10 +159,10 @@ def _api_key(row: Row[Any]) -> ApiKeyRecord:
 class SqliteTransaction(TransactionBase):
     """A transaction on the control database: write model and event log share ``conn``."""
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, head: ChainHead | None = None) -> None:
         super().__init__()
         self._conn = conn
-        self.events = SqliteEventSession(conn)
+        self.events = SqliteEventSession(conn, head)
 
     def get_client(self, client_id: str) -> ClientRecord | None:
         query = select(clients_table).where(clients_table.c.client_id == client_id)
@@ -278,18 +279,21 @@ class SqliteUnitOfWork(CommitListeners):
         commit; each sees the ones before it, exactly as if run one after another.
         """
         outcomes: list[Outcome] = []
+        head: ChainHead | None = None  # known after the first body that appended
         with self._write_lock, write_transaction(self._engine) as conn:
             for body in bodies:
-                tx = SqliteTransaction(conn)
+                tx = SqliteTransaction(conn, head)
                 savepoint = conn.begin_nested()
                 try:
                     result = body(tx)
                 except Exception as exc:
-                    savepoint.rollback()
+                    savepoint.rollback()  # its appends are gone: the head stays as it was
                     outcomes.append((False, exc, []))
                 else:
                     savepoint.commit()
                     outcomes.append((True, result, tx.appended))
+                    if tx.appended:
+                        head = ChainHead(tx.appended[-1].seq, tx.appended[-1].hash)
         return outcomes
 
     def _read_sync(self, body: Callable[[AccountsTransaction], T]) -> T:

@@ -8,6 +8,7 @@ from fastapi import FastAPI
 
 from api import dashboard
 from api.admission import AdmissionGate, ClientAdmission
+from api.deps import StrictQuery
 from api.docs_ui import declare_security, install_docs
 from api.errors import install_error_handlers
 from api.middleware import RequestContext, RequestObserver
@@ -59,6 +60,8 @@ def create_app(
         redoc_url=None,
         # /metrics is ours; FastAPI's own OpenTelemetry hooks would only cost every request.
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
+        # Paths are matched exactly: a trailing slash is a 404, never a redirect.
+        redirect_slashes=False,
     )
     app.state.accounts = accounts
     app.state.dataplane = dataplane
@@ -73,10 +76,10 @@ def create_app(
     install_docs(app)
     declare_security(app)
     for module in (health, collections, vectors, usage, admin_clients, admin_events, admin_workers):
-        app.include_router(module.router)
-    app.include_router(metrics.router)
-    app.include_router(admin_operations.router)
-    app.include_router(vector_records.router)
+        app.include_router(module.router, dependencies=[StrictQuery])
+    app.include_router(metrics.router, dependencies=[StrictQuery])
+    app.include_router(admin_operations.router, dependencies=[StrictQuery])
+    app.include_router(vector_records.router, dependencies=[StrictQuery])
     if os.environ.get("VP_TEST_HOOKS") == "1":  # fault injection for the test suite only
         from api.routes import test_hooks
 
@@ -99,5 +102,6 @@ def create_app(
             if usage_meter is None
             else RequestObservers(app.state.metrics, usage_meter)
         ),
+        on_defect=app.state.metrics.observe_defect,
     )
     return app

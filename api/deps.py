@@ -6,8 +6,10 @@ import hmac
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
 
-from api.errors import Forbidden, Paused, RateLimited, Unauthorized
+from api.errors import Forbidden, Invalid, Paused, RateLimited, Unauthorized
 from coordinator.accounts import Accounts
 from coordinator.accounts.model import Principal
 from coordinator.dataplane import DataPlane
@@ -96,6 +98,38 @@ async def require_key(request: Request) -> Principal:
         raise Paused()
     check_rate(request, principal)
     return principal
+
+
+def _query_names(dependant: Dependant) -> set[str]:
+    names = {param.alias for param in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names
+
+
+def declared_query(route: APIRoute) -> frozenset[str]:
+    """The query parameters a route declares (its own and its dependencies'), kept on it."""
+    names: frozenset[str] | None = getattr(route, "_vp_declared_query", None)
+    if names is None:
+        names = frozenset(_query_names(route.dependant))
+        setattr(route, "_vp_declared_query", names)  # noqa: B010 (not a declared attribute)
+    return names
+
+
+async def reject_unknown_query(request: Request) -> None:
+    """An unknown query parameter is a 422 naming it: a filter silently ignored misleads."""
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute):
+        return
+    allowed = declared_query(route)
+    unknown = sorted({name for name in request.query_params if name not in allowed})
+    if unknown:
+        named = ", ".join(repr(name[:64]) for name in unknown[:5])
+        takes = ", ".join(sorted(allowed)) or "none"
+        raise Invalid(f"unknown query parameter {named}; this route takes: {takes}")
+
+
+StrictQuery = Depends(reject_unknown_query)
 
 
 def tier_limits(principal: Principal) -> TierLimits:

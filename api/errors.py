@@ -138,9 +138,13 @@ def install_error_handlers(app: FastAPI) -> None:
             404: "not_found",
             405: "method_not_allowed",
             413: "payload_too_large",
+            422: "invalid",
         }
         code = codes.get(exc.status_code, "http_error")
-        return error_response(request, exc.status_code, code, str(exc.detail))
+        message = str(exc.detail)
+        if exc.status_code == 404 and message == "Not Found":
+            message = "No such route (paths are matched exactly, without a trailing slash)."
+        return error_response(request, exc.status_code, code, message)
 
     async def on_unavailable(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, TenantUnavailable)

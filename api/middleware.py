@@ -6,6 +6,7 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import orjson
@@ -13,6 +14,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 request_log = logging.getLogger("vectorpanda.requests")
+defect_log = logging.getLogger("vectorpanda.errors")
 
 _INCOMING_ID = re.compile(r"^[A-Za-z0-9._-]{8,128}$")
 
@@ -38,15 +40,22 @@ class RequestContext:
     """Assigns ``X-Request-Id``, caps body size, and logs one JSON line per request.
 
     An incoming ``X-Request-Id`` (from nginx) is kept when it is well formed.
-    The log line never holds headers, keys or bodies.
+    The log line never holds headers, keys or bodies. An exception that escapes
+    the app is answered with the documented 500 body, logged with its traceback
+    and reported to ``on_defect``.
     """
 
     def __init__(
-        self, app: ASGIApp, max_body_bytes: int, metrics: RequestObserver | None = None
+        self,
+        app: ASGIApp,
+        max_body_bytes: int,
+        metrics: RequestObserver | None = None,
+        on_defect: Callable[[Scope], None] | None = None,
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.metrics = metrics
+        self.on_defect = on_defect
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -56,12 +65,13 @@ class RequestContext:
         request_id = self._request_id(scope)
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
-        status = {"code": 500}
+        status = {"code": 500, "started": False}
         id_header = (b"x-request-id", request_id.encode())
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
+                status["started"] = True
                 message["headers"] = [*message.get("headers", []), id_header]
             await send(message)
 
@@ -73,6 +83,11 @@ class RequestContext:
                 await self.app(scope, self._capped(receive), send_with_id)
         except BodyTooLarge:
             await self._too_large(send_with_id, request_id)
+        except Exception:
+            self._defect(scope, request_id)
+            if status["started"]:
+                raise  # too late for an error body; the server closes the connection
+            await self._send_error(send_with_id, 500, "internal", "Internal error.", request_id)
         finally:
             self._log(scope, request_id, status["code"], started)
             if self.metrics is not None:
@@ -112,15 +127,35 @@ class RequestContext:
         return capped
 
     async def _too_large(self, send: Send, request_id: str) -> None:
-        body = _error_body(
+        await self._send_error(
+            send,
+            413,
             "payload_too_large",
             f"The request body is over the limit of {self.max_body_bytes} bytes.",
             request_id,
         )
+
+    def _defect(self, scope: Scope, request_id: str) -> None:
+        """A handler raised what no error handler maps: a defect, never a client error."""
+        route = getattr(scope.get("route"), "path", None) or "unmatched"
+        defect_log.exception(
+            "unhandled exception in %s %s (request %s)", scope.get("method"), route, request_id
+        )
+        if self.on_defect is not None:
+            try:
+                self.on_defect(scope)
+            except Exception:
+                defect_log.exception("counting a defect failed")
+
+    @staticmethod
+    async def _send_error(
+        send: Send, status: int, code: str, message: str, request_id: str
+    ) -> None:
+        body = _error_body(code, message, request_id)
         await send(
             {
                 "type": "http.response.start",
-                "status": 413,
+                "status": status,
                 "headers": [
                     (b"content-type", b"application/json"),
                     (b"content-length", str(len(body)).encode()),

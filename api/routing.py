@@ -9,24 +9,57 @@ from typing import Any
 import orjson
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException
 
 JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 
 
-class OrjsonRequest(Request):
-    """Parses bodies with orjson; falls back to the stdlib for NaN/Infinity tokens.
+class _NonStandardToken(ValueError):
+    """NaN, Infinity or -Infinity: accepted by Python's json module, not by JSON."""
 
-    The fallback lets a body carrying NaN or Infinity reach validation, which
-    answers 422 (non-finite value) rather than 400 (malformed JSON).
+
+def _refuse_constant(token: str) -> Any:
+    raise _NonStandardToken(token)
+
+
+class BodyRefused(HTTPException):
+    """A body that is not strict JSON (an HTTPException, so FastAPI's body parsing keeps it)."""
+
+
+def strict_json(body: bytes) -> Any:
+    """Parse standard JSON only: no NaN/Infinity, valid UTF-8 strings, bounded nesting.
+
+    orjson is strict already; the stdlib only runs on the error path, to tell the
+    client which rule the body broke: malformed JSON is a 400, well-formed JSON
+    that breaks the rules of the contract is a 422.
     """
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        reason = str(exc)
+    if "surrogate" in reason or "UTF-8" in reason:
+        raise BodyRefused(422, "strings must be valid UTF-8 (no lone UTF-16 surrogates)")
+    if "depth limit" in reason:
+        raise BodyRefused(422, "the body is nested too deeply")
+    if "infinity" in reason:
+        raise BodyRefused(422, "numbers must be finite (within the range of a double)")
+    try:
+        json.loads(body, parse_constant=_refuse_constant)
+    except _NonStandardToken as token:
+        raise BodyRefused(
+            422, f"standard JSON only: {token} is not a JSON value (numbers must be finite)"
+        ) from None
+    except (ValueError, RecursionError):
+        pass
+    raise BodyRefused(400, "The request body is not valid JSON.")
+
+
+class OrjsonRequest(Request):
+    """Parses bodies with :func:`strict_json`, once."""
 
     async def json(self) -> Any:
         if not hasattr(self, "_json"):
-            body = await self.body()
-            try:
-                self._json = orjson.loads(body)
-            except orjson.JSONDecodeError:
-                self._json = json.loads(body)
+            self._json = strict_json(await self.body())
         return self._json
 
 

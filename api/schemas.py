@@ -5,13 +5,46 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 NAME_RE = re.compile(NAME_PATTERN)
 
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 MetadataValue = str | int | float | bool | list[str]
+
+
+def _is_metadata_value(value: object) -> bool:
+    if isinstance(value, list):
+        return all(isinstance(v, str) for v in value)
+    return isinstance(value, str | int | float | bool)
+
+
+def _flat_metadata(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    """One clear sentence for a nested value, instead of a dump of every union member."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not _is_metadata_value(item):
+                raise PydanticCustomError(
+                    "metadata_value",
+                    "metadata is a flat object of strings, numbers, booleans and lists of "
+                    "strings; the value of '{key}' is none of these",
+                    {"key": str(key)[:64]},
+                )
+    return handler(value)
+
+
+Metadata = Annotated[dict[str, MetadataValue], WrapValidator(_flat_metadata)]
 
 
 def check_vector_id(value: str) -> str:
@@ -23,9 +56,9 @@ def check_vector_id(value: str) -> str:
 
 
 class Strict(BaseModel):
-    """Unknown fields are rejected everywhere."""
+    """Unknown fields are rejected everywhere, and no value is coerced (``"5"`` is no int)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class HnswParams(Strict):
@@ -65,7 +98,7 @@ class CollectionList(BaseModel):
 class VectorIn(Strict):
     id: str
     values: list[FiniteFloat]
-    metadata: dict[str, MetadataValue] | None = None
+    metadata: Metadata | None = None
 
     @field_validator("id")
     @classmethod
@@ -81,7 +114,7 @@ class UpsertRequest(Strict):
     values_b64: str | None = Field(
         default=None, description="little-endian float32, row-major, base64"
     )
-    metadata: list[dict[str, MetadataValue] | None] | None = None
+    metadata: list[Metadata | None] | None = None
 
     model_config = ConfigDict(
         extra="forbid",

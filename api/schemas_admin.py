@@ -23,9 +23,9 @@ _CLIENT_EXAMPLE: JsonDict = {
 
 
 class AdminRequest(BaseModel):
-    """Unknown fields are rejected (422 invalid)."""
+    """Unknown fields are rejected and no value is coerced (422 invalid)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class CreateClientRequest(AdminRequest):

@@ -60,6 +60,8 @@ class Limits:
     max_ids_per_request: int = 1000
     max_top_k: int = 1000
     max_metadata_bytes: int = 16 * 1024
+    max_filter_depth: int = 8
+    max_filter_operands: int = 1024
 
 
 class DataPlane:

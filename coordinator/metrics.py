@@ -250,6 +250,12 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.internal_errors = Counter(
+            "vectorpanda_internal_errors",
+            "Exceptions that escaped a request handler (answered 500 internal), by route.",
+            ["route", "method"],
+            registry=self.registry,
+        )
         self.frame_seconds = Histogram(
             "vectorpanda_worker_frame_duration_seconds",
             "Coordinator-to-worker round trip by operation and outcome. For upsert "
@@ -288,6 +294,10 @@ class Metrics:
         labels = (route_template(scope), str(scope.get("method", "")), str(status))
         self.requests.labels(*labels).inc()
         self.request_seconds.labels(*labels).observe(seconds)
+
+    def observe_defect(self, scope: dict[str, Any]) -> None:
+        """Called by the request middleware when an exception escaped a handler."""
+        self.internal_errors.labels(route_template(scope), str(scope.get("method", ""))).inc()
 
     def observe_frame(self, op: str, outcome: str, seconds: float) -> None:
         """Called by the router for every frame exchanged with a worker."""

@@ -66,6 +66,8 @@ def limits_from(settings: Settings) -> Limits:
         max_ids_per_request=settings.max_ids_per_request,
         max_top_k=settings.max_top_k,
         max_metadata_bytes=settings.max_metadata_bytes,
+        max_filter_depth=settings.max_filter_depth,
+        max_filter_operands=settings.max_filter_operands,
     )
 
 

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 
 from api.deps import AccountsDep, AdminActor, DataPlaneDep
 from api.errors import Invalid, NotFound
+from api.routing import OrjsonRoute
 from api.schemas_admin import (
     AdminRequest,
     ApiKeyListOut,
@@ -43,7 +44,7 @@ from coordinator.accounts import (
 )
 from coordinator.usage import usage_since
 
-router = APIRouter(prefix="/admin/v1", tags=["admin: clients"])
+router = APIRouter(prefix="/admin/v1", tags=["admin: clients"], route_class=OrjsonRoute)
 
 ClientIdPath = Annotated[str, Path(max_length=64, description="The client's id, e.g. c3f2a9...")]
 KeyIdPath = Annotated[str, Path(max_length=64, description="The key's 16-character id")]

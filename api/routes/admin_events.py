@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Request
 
 from api.deps import AccountsDep, AdminActor
 from api.errors import Invalid
+from api.routing import OrjsonRoute
 from api.schemas_admin import (
     CLIENT_ID_PATTERN,
     ChainReportOut,
@@ -20,7 +21,7 @@ from eventlog.events import EVENT_TYPES
 from eventlog.hashchain import ChainReport
 from eventlog.store import MAX_READ_LIMIT
 
-router = APIRouter(prefix="/admin/v1", tags=["admin: events"])
+router = APIRouter(prefix="/admin/v1", tags=["admin: events"], route_class=OrjsonRoute)
 
 
 @router.get("/events", response_model=EventPageOut)

@@ -11,13 +11,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.deps import AccountsDep, AdminActor
 from api.errors import Invalid, Unavailable
 from api.routes.admin_clients import ClientIdPath, domain_errors
+from api.routing import OrjsonRoute
 from api.schemas_admin import AdminRequest, ClientOut, EventOut, event_out
 from coordinator.accounts import FlagBillingAnomaly
 from coordinator.census import CensusTaker
 from coordinator.pause import PauseService
 from coordinator.usage import usage_since
 
-router = APIRouter(prefix="/admin/v1", tags=["admin: operations"])
+router = APIRouter(prefix="/admin/v1", tags=["admin: operations"], route_class=OrjsonRoute)
 
 
 class PauseRequest(AdminRequest):

@@ -11,9 +11,9 @@ from pydantic import BaseModel
 
 from api.deps import AdminActor, DataPlaneDep
 from api.errors import NotFound
-from api.routing import json_response
+from api.routing import OrjsonRoute, json_response
 
-router = APIRouter(prefix="/admin/v1", tags=["admin: workers"])
+router = APIRouter(prefix="/admin/v1", tags=["admin: workers"], route_class=OrjsonRoute)
 log = logging.getLogger("vectorpanda.admin")
 
 MAX_LISTED = 1000  # tenant ids listed per worker; the count is always exact

@@ -53,6 +53,8 @@ async def usage(key: ReadKey, dataplane: DataPlaneDep) -> Response:
     limits = asdict(dataplane.limits)
     limits.pop("max_query_vectors", None)
     limits.pop("max_ids_per_request", None)
+    limits.pop("max_filter_depth", None)
+    limits.pop("max_filter_operands", None)
     limits.update(usage_limits(key.tier, dataplane.limits.max_dimension))
     return json_response(
         {

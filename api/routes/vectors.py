@@ -13,6 +13,7 @@ from fastapi import APIRouter, Request, Response
 from api.deps import DataPlaneDep, ReadKey, WriteKey, tier_limits
 from api.disconnect import unless_disconnected
 from api.errors import BadRequest, Invalid, PayloadTooLarge
+from api.filter_bounds import check_filter_bounds
 from api.routes.collections import CollectionName, known_name
 from api.routing import OrjsonRoute, json_response
 from api.schemas import (
@@ -139,6 +140,7 @@ async def query(
         raise Invalid(f"top_k must be between 1 and {limits.max_top_k}")
     rows = [body.vector] if body.vector is not None else body.vectors or []
     _check_count(len(rows), limits.max_query_vectors, "query vectors")
+    check_filter_bounds(body.filter, limits)
     results = await unless_disconnected(
         request,
         dataplane.query(
@@ -175,5 +177,6 @@ async def delete(
     """Delete vectors by id or by metadata filter (durable before the response)."""
     if body.ids is not None:
         _check_count(len(body.ids), dataplane.limits.max_ids_per_request, "ids")
+    check_filter_bounds(body.filter, dataplane.limits)
     deleted = await dataplane.delete(key.client_id, known_name(name), body.ids, body.filter)
     return json_response({"deleted": deleted})

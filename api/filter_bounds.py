@@ -1,0 +1,65 @@
+"""The size of a metadata filter, checked at the edge before it reaches a worker.
+
+Only the shape that bounds the work is checked here: how deeply ``$and`` / ``$or``
+nest (``VP_MAX_FILTER_DEPTH``) and how many operands the filter compares against
+(``VP_MAX_FILTER_OPERANDS``, each element of an ``$in`` / ``$nin`` list counting
+one). The worker checks the grammar (operators, operand kinds) and answers a
+bad one with its own 422. A filter past a bound never leaves the coordinator,
+so no worker spends time on it and no frame has to carry it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from api.errors import Invalid
+from coordinator.dataplane import Limits
+
+_SCALAR = (str, int, float, bool, type(None))
+
+
+class _Walk:
+    def __init__(self, limits: Limits) -> None:
+        self.max_depth = limits.max_filter_depth
+        self.max_operands = limits.max_filter_operands
+        self.operands = 0
+
+    def filter(self, doc: Any, depth: int) -> None:
+        if depth > self.max_depth:
+            raise Invalid(
+                f"filter: $and/$or are nested more than {self.max_depth} levels deep "
+                "(VP_MAX_FILTER_DEPTH)"
+            )
+        if not isinstance(doc, dict):
+            raise Invalid("filter: each filter must be an object")
+        for key, value in doc.items():
+            if key in ("$and", "$or"):
+                if not isinstance(value, list):
+                    raise Invalid(f"filter: '{key}' must be a non-empty list of filters")
+                for sub in value:
+                    self.filter(sub, depth + 1)
+            elif isinstance(value, dict):
+                for operand in value.values():
+                    self.operand(key, operand)
+            else:
+                self.operand(key, value)
+
+    def operand(self, field: str, value: Any) -> None:
+        values = value if isinstance(value, list) else [value]
+        if not all(isinstance(v, _SCALAR) for v in values):
+            raise Invalid(
+                f"filter: field '{field[:64]}': operands are strings, numbers, booleans "
+                "or lists of them"
+            )
+        self.operands += len(values)
+        if self.operands > self.max_operands:
+            raise Invalid(
+                f"filter: more than {self.max_operands} operands in one filter "
+                "(VP_MAX_FILTER_OPERANDS)"
+            )
+
+
+def check_filter_bounds(doc: dict[str, Any] | None, limits: Limits) -> None:
+    """Refuse (422) a filter nested or sized past the configured limits."""
+    if doc is not None:
+        _Walk(limits).filter(doc, 0)

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 RUNTIME_LOCK := requirements/runtime.txt
 TEST_LOCK := requirements/test.txt
 
-.PHONY: run test lint typecheck security pytest lock bench audit clean-venv services
+.PHONY: run test lint typecheck security pytest lock bench audit clean-venv services fuzz
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,11 @@ security: $(VENV)/.test-installed
 # "PyPI has no record of this version" from a failure to a warning.
 audit: $(VENV)/.test-installed
 	bash scripts/audit.sh
+
+# schemathesis against a throwaway stack's /openapi.json, 100 examples per operation and
+# generation mode (make test runs the same test with fewer).
+fuzz: $(VENV)/.test-installed services
+	VP_FUZZ_EXAMPLES=$${VP_FUZZ_EXAMPLES:-100} $(BIN)/python -m pytest -q tests/integration/test_openapi_fuzz.py
 
 bench: $(VENV)/.test-installed
 	$(BIN)/python -m benchmarks.run

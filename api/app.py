@@ -10,7 +10,7 @@ from api import dashboard
 from api.admission import AdmissionGate, ClientAdmission
 from api.deps import StrictQuery
 from api.docs_ui import declare_security, install_docs
-from api.errors import install_error_handlers
+from api.errors import ERROR_RESPONSES, install_error_handlers
 from api.middleware import RequestContext, RequestObserver
 from api.routes import (
     admin_clients,
@@ -75,11 +75,12 @@ def create_app(
     install_error_handlers(app)
     install_docs(app)
     declare_security(app)
-    for module in (health, collections, vectors, usage, admin_clients, admin_events, admin_workers):
-        app.include_router(module.router, dependencies=[StrictQuery])
+    app.include_router(health.router, dependencies=[StrictQuery])
+    for module in (collections, vectors, usage, admin_clients, admin_events, admin_workers):
+        app.include_router(module.router, dependencies=[StrictQuery], responses=ERROR_RESPONSES)
     app.include_router(metrics.router, dependencies=[StrictQuery])
-    app.include_router(admin_operations.router, dependencies=[StrictQuery])
-    app.include_router(vector_records.router, dependencies=[StrictQuery])
+    for module in (admin_operations, vector_records):
+        app.include_router(module.router, dependencies=[StrictQuery], responses=ERROR_RESPONSES)
     if os.environ.get("VP_TEST_HOOKS") == "1":  # fault injection for the test suite only
         from api.routes import test_hooks
 

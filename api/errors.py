@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.routing import json_response
@@ -90,6 +91,40 @@ class QuotaExceeded(ApiError):
 class Unavailable(ApiError):
     status, code = 503, "unavailable"
     default_message = "No worker can serve this tenant right now; retry shortly."
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(examples=["invalid"])
+    message: str = Field(examples=["top_k: Input should be a valid integer"])
+    request_id: str
+
+
+class ErrorBody(BaseModel):
+    """The body of every error answer."""
+
+    error: ErrorDetail
+
+
+_ERROR_STATUSES = {
+    400: "Malformed JSON or base64 (bad_request)",
+    401: "Missing, malformed, unknown or revoked credential (unauthorized)",
+    403: "The key lacks the scope (forbidden)",
+    404: "No such resource, or a path that is not a route (not_found)",
+    405: "The path does not take this method (method_not_allowed)",
+    409: "Conflict (conflict)",
+    413: "Body or per-request counts over the limits (payload_too_large)",
+    422: "Schema violation, non-standard JSON, bad filter, unknown query parameter (invalid)",
+    423: "The client is paused (paused)",
+    429: "Over the rate (rate_limited) or a quota (quota_exceeded); Retry-After set",
+    500: "A defect (internal); the request id is in the body",
+    503: "No worker can serve the tenant right now (unavailable); Retry-After set",
+}
+
+# Documented on every API route, so the OpenAPI document lists every status it can answer.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": description}
+    for status, description in _ERROR_STATUSES.items()
+}
 
 
 def request_id_of(request: Request) -> str:

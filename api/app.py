@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -75,7 +76,8 @@ def create_app(
     install_error_handlers(app)
     install_docs(app)
     declare_security(app)
-    app.include_router(health.router, dependencies=[StrictQuery])
+    probe_errors: dict[int | str, dict[str, Any]] = {s: ERROR_RESPONSES[s] for s in (422, 500)}
+    app.include_router(health.router, dependencies=[StrictQuery], responses=probe_errors)
     for module in (collections, vectors, usage, admin_clients, admin_events, admin_workers):
         app.include_router(module.router, dependencies=[StrictQuery], responses=ERROR_RESPONSES)
     app.include_router(metrics.router, dependencies=[StrictQuery])

@@ -2,10 +2,11 @@
 
 Only the shape that bounds the work is checked here: how deeply ``$and`` / ``$or``
 nest (``VP_MAX_FILTER_DEPTH``) and how many operands the filter compares against
-(``VP_MAX_FILTER_OPERANDS``, each element of an ``$in`` / ``$nin`` list counting
-one). The worker checks the grammar (operators, operand kinds) and answers a
-bad one with its own 422. A filter past a bound never leaves the coordinator,
-so no worker spends time on it and no frame has to carry it.
+(``VP_MAX_FILTER_OPERANDS``: each element of an ``$in`` / ``$nin`` list and each
+entry of an ``$and`` / ``$or`` list counts one). The worker checks the grammar
+(operators, operand kinds) and answers a bad one with its own 422. A filter past
+a bound never leaves the coordinator, so no worker spends time on it and no
+frame has to carry it.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class _Walk:
             if key in ("$and", "$or"):
                 if not isinstance(value, list):
                     raise Invalid(f"filter: '{key}' must be a non-empty list of filters")
+                self.count(len(value))
                 for sub in value:
                     self.filter(sub, depth + 1)
             elif isinstance(value, dict):
@@ -51,7 +53,10 @@ class _Walk:
                 f"filter: field '{field[:64]}': operands are strings, numbers, booleans "
                 "or lists of them"
             )
-        self.operands += len(values)
+        self.count(len(values))
+
+    def count(self, operands: int) -> None:
+        self.operands += operands
         if self.operands > self.max_operands:
             raise Invalid(
                 f"filter: more than {self.max_operands} operands in one filter "

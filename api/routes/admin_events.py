@@ -28,7 +28,9 @@ router = APIRouter(prefix="/admin/v1", tags=["admin: events"], route_class=Orjso
 async def list_events(
     actor: AdminActor,
     accounts: AccountsDep,
-    after_seq: Annotated[int, Query(ge=0, description="Return events with seq > after_seq.")] = 0,
+    after_seq: Annotated[
+        int, Query(ge=0, le=2**63 - 1, description="Return events with seq > after_seq.")
+    ] = 0,
     limit: Annotated[int, Query(ge=1, le=MAX_READ_LIMIT)] = 100,
     client_id: Annotated[str | None, Query(pattern=CLIENT_ID_PATTERN)] = None,
     type: Annotated[

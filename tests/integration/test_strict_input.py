@@ -7,11 +7,11 @@ with small filter bounds so that the settings are shown to reach the edge.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 
 from tests.stack import Stack, running_stack
@@ -175,7 +175,7 @@ def test_huge_integers_are_stored_and_read_back_as_valid_json(stack: Stack, key:
         body = b'{"vectors": [{"id": "big", "values": [1, 2], "metadata": {"big": %s}}]}' % huge
         assert raw(c, "/v1/collections/c/upsert", body).status_code == 200
         r = c.post("/v1/collections/c/fetch", json={"ids": ["big"]})
-        stored = json.loads(r.content)["vectors"]["big"]["metadata"]["big"]  # standard JSON
+        stored = orjson.loads(r.content)["vectors"]["big"]["metadata"]["big"]  # strict JSON
         assert stored == pytest.approx(1.2345678901234568e29)
         # a filter with a huge integer operand is answered, never a 500
         for op in (b"$eq", b"$gt", b"$in"):

@@ -108,7 +108,9 @@ def test_every_operation_conforms_to_the_openapi_document(
                     pass  # nothing to negate: an operation without parameters or body
                 except (Exception, BaseExceptionGroup) as exc:
                     plane = "other plane's credential" if other_plane else mode.value
-                    failures.append(f"{operation.label} ({plane}): {exc}")
+                    causes = getattr(exc, "exceptions", ())  # a group: say what was inside
+                    detail = "; ".join(f"{type(c).__name__}: {c}" for c in causes)
+                    failures.append(f"{operation.label} ({plane}): {exc} {detail}")
         server_errors = sum(n for status, n in statuses.items() if status >= 500)
         with capsys.disabled():
             print(

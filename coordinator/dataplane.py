@@ -61,7 +61,7 @@ class Limits:
     max_top_k: int = 1000
     max_metadata_bytes: int = 16 * 1024
     max_filter_depth: int = 8
-    max_filter_operands: int = 1024
+    max_filter_operands: int = 100_000
 
 
 class DataPlane:

@@ -86,9 +86,10 @@ class Settings(BaseSettings):
     max_ids_per_request: int = Field(default=1000, ge=1)
     max_top_k: int = Field(default=1000, ge=1)
     max_metadata_bytes: int = Field(default=16 * 1024, ge=16)
-    # filters: nesting of $and/$or, and operands (values compared against) in one filter
+    # filters: nesting of $and/$or, and operands (values compared against) in one filter;
+    # workers compile $in/$nin into sets, so the operand bound caps parse and compile work
     max_filter_depth: int = Field(default=8, ge=1, le=64)
-    max_filter_operands: int = Field(default=1024, ge=1)
+    max_filter_operands: int = Field(default=100_000, ge=1)
 
     # a separate `vectorpanda notifier` serves its email counters here (internal only)
     notifier_metrics_host: str = "127.0.0.1"

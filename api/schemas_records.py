@@ -14,7 +14,7 @@ from pydantic import (
     model_validator,
 )
 
-from api.schemas import MetadataValue, Strict, check_vector_id
+from api.schemas import Metadata, Strict, check_vector_id
 from coordinator.list_cursor import MAX_CURSOR_CHARS
 
 MAX_LIST_LIMIT = 1000
@@ -95,7 +95,7 @@ class UpdateRequest(Strict):
 
     ids: list[str] | None = None
     filter: dict[str, Any] | None = Field(default=None, description="`{}` updates every vector")
-    set: dict[str, MetadataValue] | None = Field(default=None, description="fields merged in")
+    set: Metadata | None = Field(default=None, description="fields merged in")
     unset: list[str] | None = Field(default=None, description="fields removed")
 
     model_config = ConfigDict(

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Response
 
 from api.deps import DataPlaneDep, ReadKey, WriteKey
 from api.errors import Invalid, PayloadTooLarge
+from api.filter_bounds import check_filter_bounds
 from api.routes.collections import CollectionName, known_name
 from api.routing import OrjsonRoute, json_response
 from api.schemas_records import (
@@ -40,6 +41,7 @@ async def list_vectors(
     name: CollectionName, body: ListRequest, key: ReadKey, dataplane: DataPlaneDep
 ) -> Response:
     """One page of the collection's vector ids (with metadata and values if asked)."""
+    check_filter_bounds(body.filter, dataplane.limits)
     try:
         page = await dataplane.list_vectors(
             key.client_id,
@@ -68,6 +70,7 @@ async def count_vectors(
     name: CollectionName, body: CountRequest, key: ReadKey, dataplane: DataPlaneDep
 ) -> Response:
     """The exact number of vectors, or of those matching the filter."""
+    check_filter_bounds(body.filter, dataplane.limits)
     count = await dataplane.count_vectors(key.client_id, known_name(name), body.filter)
     return json_response({"count": count})
 
@@ -86,6 +89,7 @@ async def update_metadata(
     limit = dataplane.limits.max_ids_per_request
     if body.ids is not None and len(body.ids) > limit:
         raise PayloadTooLarge(f"at most {limit} ids per request; got {len(body.ids)}")
+    check_filter_bounds(body.filter, dataplane.limits)
     updated = await dataplane.update_metadata(
         key.client_id,
         known_name(name),

@@ -88,6 +88,8 @@ SURROGATE_BODIES = [
     ),
     ("/v1/collections/c/query", rb'{"vector": [1, 2], "filter": {"n": "\ud800"}}'),
     ("/v1/collections/c/delete", rb'{"filter": {"n": {"$in": ["\ud800"]}}}'),
+    ("/v1/collections/c/update", rb'{"ids": ["v1"], "set": {"k": "\ud800"}}'),
+    ("/v1/collections/c/count", rb'{"filter": {"n": "\ud800"}}'),
 ]
 
 
@@ -119,6 +121,13 @@ def test_deep_filters_are_refused(stack: Stack, key: str, levels: int) -> None:
         expect(
             c.post("/v1/collections/c/delete", json=delete), 422, "invalid", "VP_MAX_FILTER_DEPTH"
         )
+        for path, body in (
+            ("count", {"filter": nested("$or", levels)}),
+            ("list", {"filter": nested("$and", levels)}),
+            ("update", {"filter": nested("$or", levels), "set": {"k": "v"}}),
+        ):
+            r = c.post(f"/v1/collections/c/{path}", json=body)
+            expect(r, 422, "invalid", "VP_MAX_FILTER_DEPTH")
         assert state(c) == before
 
 
@@ -144,6 +153,8 @@ def test_operand_counts_are_bounded(stack: Stack, key: str) -> None:
                 "/v1/collections/c/delete",
                 {"filter": {"$or": [{"n": {"$in": many[:30]}}, {"n": {"$in": many[30:]}}]}},
             ),
+            ("/v1/collections/c/count", {"filter": {"n": {"$in": many}}}),
+            ("/v1/collections/c/update", {"filter": {"n": {"$nin": many}}, "set": {"k": "v"}}),
         ):
             expect(c.post(path, json=body), 422, "invalid", "VP_MAX_FILTER_OPERANDS")
         assert state(c) == before
@@ -221,6 +232,9 @@ def test_nested_metadata_gets_one_clear_sentence(stack: Stack, key: str) -> None
         r = c.post("/v1/collections/c/upsert", json=body)
         expect(r, 422, "invalid", "flat object", "'deep'")
         assert r.json()["error"]["message"].count("Input should") == 0  # not a union dump
+        update = {"ids": ["v1"], "set": {"deep": [{"x": 1}]}}
+        r = c.post("/v1/collections/c/update", json=update)
+        expect(r, 422, "invalid", "flat object", "'deep'")
         assert state(c) == before
 
 

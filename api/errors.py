@@ -15,14 +15,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.routing import json_response
 from coordinator.accounts.model import StoreUnavailable
-from coordinator.errors import TenantUnavailable, WorkerRefused
+from coordinator.errors import OutcomeUnknown, TenantUnavailable, WorkerRefused
 
 # Worker error codes (workers.protocol.ErrorCode) as HTTP status and API code.
 WORKER_CODES = {
     "not_found": (404, "not_found"),
     "conflict": (409, "conflict"),
     "invalid": (422, "invalid"),
-    "busy": (429, "rate_limited"),
+    # Worker back-pressure: the server is overloaded, not the client too fast.
+    "busy": (503, "busy"),
     "quota_exceeded": (429, "quota_exceeded"),
     "unavailable": (503, "unavailable"),
     "not_owner": (503, "unavailable"),
@@ -190,7 +191,7 @@ def install_error_handlers(app: FastAPI) -> None:
         status, code = WORKER_CODES.get(exc.code, (500, "internal"))
         # Workers word client-facing errors for clients (never paths or other
         # tenants); only internal failures are hidden behind a generic message.
-        worded = status < 500 or code in ("unavailable", "insufficient_storage")
+        worded = status < 500 or code in ("unavailable", "busy", "insufficient_storage")
         message = exc.message if worded else "Internal error."
         retry_after = 1 if status in (429, 503) else None
         return error_response(request, status, code, message, retry_after)
@@ -199,8 +200,13 @@ def install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, StoreUnavailable)
         return error_response(request, 503, "unavailable", str(exc), retry_after=5)
 
+    async def on_outcome_unknown(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, OutcomeUnknown)
+        return error_response(request, 503, "outcome_unknown", exc.message, exc.retry_after)
+
     app.add_exception_handler(ApiError, on_api_error)
     app.add_exception_handler(StoreUnavailable, on_store_unavailable)
+    app.add_exception_handler(OutcomeUnknown, on_outcome_unknown)
     app.add_exception_handler(TenantUnavailable, on_unavailable)
     app.add_exception_handler(WorkerRefused, on_refused)
     app.add_exception_handler(RequestValidationError, on_validation)

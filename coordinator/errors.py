@@ -19,3 +19,16 @@ class WorkerRefused(Exception):
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
+
+
+class OutcomeUnknown(Exception):
+    """A write reached a worker that vanished or fell silent before answering.
+
+    It may or may not have been applied; repeating the same request is safe
+    (upserts and deletes by id are idempotent).
+    """
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after = retry_after

@@ -6,6 +6,13 @@ data frame carries that epoch, and a worker refuses frames for a tenant it
 does not own at exactly that epoch. When the owner's socket closes, its
 assignments are dropped and idempotent requests are retried once on the new
 owner.
+
+A write whose frame went out but whose answer never came (the socket closed,
+or the deadline passed) has an unknown outcome: the worker may have applied
+it. Such a write is retried on the new owner when it is idempotent and
+answered with the retry's result; otherwise, or if the retry does not succeed,
+it is answered ``OutcomeUnknown``, never with an error that claims nothing was
+written.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from coordinator.convergence import AlertHook, Assignment, OwnershipConvergence, no_alert
-from coordinator.errors import TenantUnavailable, WorkerRefused
+from coordinator.errors import OutcomeUnknown, TenantUnavailable, WorkerRefused
 from coordinator.hub import WorkerGone, WorkerHub, WorkerLink
 from coordinator.placement import Candidate, Move, choose_owner, plan_rebalance
 from coordinator.unservable import UnservableTenants
@@ -34,6 +41,24 @@ WAIT_FOR_WORKER_S = 3.0
 # its neighbours share (measured: B's p99 5x better with A at 2 in flight than at 8,
 # for nearly the same throughput of A).
 TENANT_FILTERED_INFLIGHT = 2
+
+
+# Frames that change stored data: their outcome matters when an answer is lost.
+WRITE_OPS = frozenset(
+    {Op.UPSERT, Op.DELETE, Op.CREATE_COLLECTION, Op.DELETE_COLLECTION, Op.DELETE_TENANT}
+)
+_UNKNOWN = (
+    "The worker handling this write went away before answering, so it may or may not "
+    "have been applied; repeating the same request is safe."
+)
+
+
+class FrameLost(WorkerGone):
+    """The frame was sent, then the worker's socket closed before it replied."""
+
+
+class ReplyOverdue(TenantUnavailable):
+    """The frame was sent, and no reply came before the deadline."""
 
 
 def _ignore_frame(op: str, outcome: str, seconds: float) -> None:
@@ -283,16 +308,18 @@ class TenantRouter(OwnershipConvergence):
         started = time.perf_counter()
         # The worker stops the work itself when this passes (and on CANCEL below).
         header = {**header, "deadline_ms": int(remaining * 1000)}
-        fut = await link.request(rid, header, arrays)
+        fut = await link.request(rid, header, arrays)  # WorkerGone here: nothing was sent
         try:
             reply = await asyncio.wait_for(fut, remaining)
             outcome = "ok" if reply.header.get("ok") else "refused"
             self.observe_frame(str(header.get("op")), outcome, time.perf_counter() - started)
             return reply
+        except WorkerGone as exc:
+            raise FrameLost(link.worker_id) from exc
         except TimeoutError as exc:
             self.observe_frame(str(header.get("op")), "timeout", time.perf_counter() - started)
             link.cancel(rid)
-            raise TenantUnavailable(
+            raise ReplyOverdue(
                 "The worker did not answer before the deadline; retry shortly."
             ) from exc
         except asyncio.CancelledError:
@@ -361,20 +388,39 @@ class TenantRouter(OwnershipConvergence):
     ) -> Frame:
         deadline = deadline or time.monotonic() + self._timeout_s
         attempts = 2 if retry else 1
+        # Set once a write frame went out and its answer was lost: from then on
+        # only a successful reply may be answered as anything but OutcomeUnknown.
+        unknown = False
         for attempt in range(attempts):
-            link, epoch = await self._owner(tenant, deadline)
+            try:
+                link, epoch = await self._owner(tenant, deadline)
+            except TenantUnavailable:
+                if unknown:
+                    raise OutcomeUnknown(_UNKNOWN) from None
+                raise
             header = {"op": op.value, "tenant": tenant, "epoch": epoch, **(args or {})}
             # Counted only once routed, so a drain never waits on a request
             # that is itself waiting for the tenant's lock.
             self._enter(tenant)
             try:
                 reply = await self._exchange(link, header, arrays, deadline)
-            except WorkerGone:
+            except ReplyOverdue:
+                if unknown or op in WRITE_OPS:
+                    raise OutcomeUnknown(_UNKNOWN) from None
+                raise
+            except WorkerGone as exc:
+                unknown = unknown or (isinstance(exc, FrameLost) and op in WRITE_OPS)
                 if attempt + 1 < attempts:
                     continue
+                if unknown:
+                    raise OutcomeUnknown(_UNKNOWN) from None
                 raise TenantUnavailable(
                     "The worker serving this tenant went away; retry shortly."
                 ) from None
+            except TenantUnavailable:
+                if unknown:
+                    raise OutcomeUnknown(_UNKNOWN) from None
+                raise
             finally:
                 self._leave(tenant)
             cost = reply.header.get("cost")
@@ -388,5 +434,11 @@ class TenantRouter(OwnershipConvergence):
             if code == ErrorCode.NOT_OWNER and attempt + 1 < attempts:
                 self._assignments.pop(tenant, None)
                 continue
+            if unknown:
+                # The lost first attempt may have been applied: a refusal of the
+                # retry (busy, quota, not owner) says nothing about it.
+                raise OutcomeUnknown(_UNKNOWN)
             raise WorkerRefused(code, str(err.get("message", "worker error")))
+        if unknown:
+            raise OutcomeUnknown(_UNKNOWN)
         raise TenantUnavailable("No worker could serve the tenant; retry shortly.")

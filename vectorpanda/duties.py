@@ -182,9 +182,14 @@ def expose_notifier_metrics(notifier: Any, settings: Settings) -> None:
 def in_process_duties(
     settings: Settings, port: int, stop: asyncio.Event, metrics: Any = None
 ) -> list[asyncio.Task[None]]:
-    """``vectorpanda up``: the scheduler (over loopback HTTP) and the notifier (polling)."""
+    """``vectorpanda up``: the scheduler (over loopback HTTP) and the notifier.
+
+    With ``VP_AMQP_URL`` the coordinator declares the notifier's durable queue, so the
+    notifier here consumes it (a queue nobody reads would grow for ever); without a
+    broker it polls the event log.
+    """
     scheduler = build_scheduler_service(settings, admin_url(settings, port))
-    notifier = build_notifier(settings, with_bus=False)
+    notifier = build_notifier(settings, with_bus=True)
     if metrics is not None:
         notifier.on_sent = metrics.emails_sent.inc
         notifier.on_failed = metrics.emails_failed.inc

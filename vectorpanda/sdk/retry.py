@@ -10,7 +10,7 @@ from vectorpanda.sdk.errors import ConnectionFailed, VectorPandaError
 
 # Codes that mean "the same request will succeed later". quota_exceeded is a 429
 # too, but waiting does not free quota, so it is not retried.
-RETRYABLE_CODES = frozenset({"rate_limited", "unavailable"})
+RETRYABLE_CODES = frozenset({"rate_limited", "unavailable", "busy"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,4 +52,6 @@ def retryable(error: VectorPandaError, idempotent: bool) -> bool:
         return not error.sent or idempotent
     if error.code in RETRYABLE_CODES:
         return True
+    if error.code == "outcome_unknown":  # the write may have been applied
+        return idempotent
     return error.status == 503

@@ -17,6 +17,7 @@ from api.routes import (
     admin_clients,
     admin_events,
     admin_operations,
+    admin_operators,
     admin_workers,
     collections,
     health,
@@ -81,7 +82,7 @@ def create_app(
     for module in (collections, vectors, usage, admin_clients, admin_events, admin_workers):
         app.include_router(module.router, dependencies=[StrictQuery], responses=ERROR_RESPONSES)
     app.include_router(metrics.router, dependencies=[StrictQuery])
-    for module in (admin_operations, vector_records):
+    for module in (admin_operations, vector_records, admin_operators):
         app.include_router(module.router, dependencies=[StrictQuery], responses=ERROR_RESPONSES)
     if os.environ.get("VP_TEST_HOOKS") == "1":  # fault injection for the test suite only
         from api.routes import test_hooks

@@ -29,7 +29,10 @@ def bearer_token(request: Request) -> str | None:
 
 
 async def require_admin(request: Request) -> str:
-    """Admin plane: constant-time compare against the admin token; returns the actor."""
+    """Admin plane: the bootstrap token (actor ``admin``), the scheduler's, or an operator's.
+
+    Returns the actor the event log records: ``admin``, ``scheduler`` or ``operator:<name>``.
+    """
     token = bearer_token(request)
     expected: bytes = request.app.state.admin_token
     if token is None:
@@ -43,7 +46,11 @@ async def require_admin(request: Request) -> str:
         return "admin"
     if is_scheduler:
         return "scheduler"
-    raise Unauthorized()
+    accounts: Accounts = request.app.state.accounts
+    operator = await accounts.operator_actor(token)
+    if operator is None:
+        raise Unauthorized()
+    return operator
 
 
 async def get_accounts(request: Request) -> Accounts:

@@ -76,7 +76,7 @@ class ChangeTierRequest(AdminRequest):
     )
 
     tier: Literal["free", "standard", "premium"]
-    reason: str | None = Field(default=None, min_length=1, max_length=500)
+    reason: str = Field(min_length=1, max_length=500, description="Why; recorded in the event")
 
 
 class BillingRequest(AdminRequest):
@@ -89,6 +89,7 @@ class BillingRequest(AdminRequest):
                     "amount_cents": 4900,
                     "currency": "EUR",
                     "reference": "INV-2025-0042",
+                    "reason": "monthly invoice, standard tier",
                 }
             ]
         },
@@ -98,6 +99,17 @@ class BillingRequest(AdminRequest):
     amount_cents: int = Field(ge=0, le=10**15)
     currency: str = Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code, e.g. EUR")
     reference: str = Field(min_length=1, max_length=200)
+    reason: str = Field(min_length=1, max_length=500, description="Why; recorded in the event")
+
+
+class ReasonRequest(AdminRequest):
+    """Why an operator does something; recorded in the event (resume, delete)."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"reason": "invoice INV-42 paid"}]}
+    )
+
+    reason: str = Field(min_length=1, max_length=500)
 
 
 class ClientOut(BaseModel):

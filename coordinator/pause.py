@@ -91,7 +91,7 @@ class PauseService:
         await self._place(client_id, COLD)
         return view
 
-    async def resume(self, client_id: str, actor: str) -> ClientView:
+    async def resume(self, client_id: str, actor: str, reason: str | None = None) -> ClientView:
         """Move the files back to hot, then record the resume (data served again)."""
         view = await self._accounts.get_client(client_id)
         if view.status != "paused":
@@ -101,7 +101,9 @@ class PauseService:
                 "The client's data could not be moved back from cold storage yet; retry shortly.",
                 retry_after=5,
             )
-        return await self._accounts.handle(ResumeClient(client_id=client_id, actor=actor))
+        return await self._accounts.handle(
+            ResumeClient(client_id=client_id, actor=actor, reason=reason)
+        )
 
     async def storage(self, client_id: str) -> dict[str, Any]:
         """Where the client's data is and, when cold, its collections and counts."""

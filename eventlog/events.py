@@ -94,11 +94,19 @@ class ClientPaused(ClientEvent):
 
 
 class ClientResumed(ClientEvent):
+    """v2 added ``reason`` (required of operators since; v1 resumes carried none)."""
+
     event_type: ClassVar[str] = "client.resumed"
+    schema_version: ClassVar[int] = 2
+    reason: str | None = None
 
 
 class ClientDeleted(ClientEvent):
+    """v2 added ``reason`` (required of operators since; v1 deletions carried none)."""
+
     event_type: ClassVar[str] = "client.deleted"
+    schema_version: ClassVar[int] = 2
+    reason: str | None = None
 
 
 class CollectionCreated(ClientEvent):
@@ -115,17 +123,25 @@ class CollectionDeleted(ClientEvent):
 
 
 class InvoiceIssued(ClientEvent):
+    """v2 added ``reason``: why the entry was recorded (v1 entries carried none)."""
+
     event_type: ClassVar[str] = "billing.invoice_issued"
+    schema_version: ClassVar[int] = 2
     amount_cents: int = Field(ge=0)
     currency: Currency
     reference: str
+    reason: str | None = None
 
 
 class PaymentReceived(ClientEvent):
+    """v2 added ``reason``: why the entry was recorded (v1 entries carried none)."""
+
     event_type: ClassVar[str] = "billing.payment_received"
+    schema_version: ClassVar[int] = 2
     amount_cents: int = Field(ge=0)
     currency: Currency
     reference: str
+    reason: str | None = None
 
 
 class PaymentFailed(ClientEvent):
@@ -209,6 +225,32 @@ class AuditCheckpointRecorded(Event):
     mode: Literal["full", "incremental"] = "full"
 
 
+OperatorName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$")]
+OperatorId = Annotated[str, Field(pattern=r"^[0-9a-f]{16}$")]
+
+
+class OperatorIssued(Event):
+    """A named admin identity got its own token; the token and its digest never enter an event.
+
+    Fleet-wide: it concerns no client. Admin actions taken with the token are
+    recorded with the actor ``operator:<name>``.
+    """
+
+    event_type: ClassVar[str] = "operator.issued"
+    operator_id: OperatorId
+    name: OperatorName
+    email: str
+
+
+class OperatorRevoked(Event):
+    """An operator's token stopped working; the name is never given to anyone else."""
+
+    event_type: ClassVar[str] = "operator.revoked"
+    operator_id: OperatorId
+    name: OperatorName
+    reason: str | None = None
+
+
 CATALOGUE: tuple[type[Event], ...] = (
     ClientCreated,
     ApiKeyIssued,
@@ -228,6 +270,8 @@ CATALOGUE: tuple[type[Event], ...] = (
     ClientLoginEmailLinked,
     StorageFloorReached,
     AuditCheckpointRecorded,
+    OperatorIssued,
+    OperatorRevoked,
 )
 
 EVENT_TYPES: dict[str, type[Event]] = {cls.event_type: cls for cls in CATALOGUE}
@@ -238,6 +282,10 @@ def _client_paused_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def _tier_changed_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
+    return {**data, "reason": None}
+
+
+def _reason_none(data: dict[str, Any]) -> dict[str, Any]:
     return {**data, "reason": None}
 
 
@@ -255,6 +303,10 @@ UPCASTERS: dict[tuple[str, int], Upcaster] = {
     (TierChanged.event_type, 1): _tier_changed_v1_to_v2,
     (CensusSnapshotTaken.event_type, 1): _census_v1_to_v2,
     (UsageRecorded.event_type, 1): _usage_v1_to_v2,
+    (ClientResumed.event_type, 1): _reason_none,
+    (ClientDeleted.event_type, 1): _reason_none,
+    (InvoiceIssued.event_type, 1): _reason_none,
+    (PaymentReceived.event_type, 1): _reason_none,
 }
 
 

@@ -25,6 +25,8 @@ from eventlog.events import (
     CollectionDeleted,
     Event,
     InvoiceIssued,
+    OperatorIssued,
+    OperatorRevoked,
     PaymentFailed,
     PaymentReceived,
     TierChanged,
@@ -76,9 +78,14 @@ def summarise(event: Event) -> str:
             how = "automatically" if event.automatic else "by hand"
             return f"client paused {how}: {event.reason}"
         case ClientResumed():
-            return "client resumed"
+            return "client resumed" + (f": {event.reason}" if event.reason else "")
         case ClientDeleted():
-            return "client deleted"
+            return "client deleted" + (f": {event.reason}" if event.reason else "")
+        case OperatorIssued():
+            return f"operator {event.name} <{event.email}> issued an admin token"
+        case OperatorRevoked():
+            why = f": {event.reason}" if event.reason else ""
+            return f"operator {event.name}'s admin token revoked{why}"
         case CollectionCreated():
             return (
                 f"collection {event.name} created ({event.dimension}-d {event.metric}, "
@@ -89,7 +96,8 @@ def summarise(event: Event) -> str:
         case InvoiceIssued() | PaymentReceived() | PaymentFailed():
             kind = type(event).event_type.split(".", 1)[1].replace("_", " ")
             amount = f"{event.amount_cents / 100:.2f} {event.currency}"
-            return f"{kind}: {amount} (ref {event.reference})"
+            why = f": {event.reason}" if event.reason else ""
+            return f"{kind}: {amount} (ref {event.reference}){why}"
         case UsageRecorded():
             return f"usage {event.period_start}..{event.period_end}: {event.requests} requests"
         case BillingAnomalyDetected():

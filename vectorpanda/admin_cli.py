@@ -166,6 +166,34 @@ def cmd_billing(api: AdminApi, args: argparse.Namespace) -> None:
     _show(args, event, f"recorded {event['type']} as event {event['seq']}")
 
 
+def cmd_operators_create(api: AdminApi, args: argparse.Namespace) -> None:
+    body = {"name": args.name, "email": args.email}
+    out = api.call("POST", "/admin/v1/operators", json=body)
+    # The token is shown only now, on the last line, for the operator to keep privately.
+    human = (
+        f"operator {out['name']} <{out['email']}> created: id {out['operator_id']}\n"
+        f"events will name this operator as: {out['actor']}\n"
+        f"admin token (shown only now; hand it over privately):\n{out['token']}"
+    )
+    _show(args, out, human)
+
+
+def cmd_operators_list(api: AdminApi, args: argparse.Namespace) -> None:
+    operators = api.call("GET", "/admin/v1/operators")["operators"]
+    lines = [
+        f"{o['operator_id']}  {o['name']:<20} {o['email']:<32} "
+        f"{('revoked ' + o['revoked_at']) if o['revoked_at'] else 'active'}"
+        for o in operators
+    ]
+    _show(args, operators, "\n".join(lines) or "(no operators)")
+
+
+def cmd_operators_revoke(api: AdminApi, args: argparse.Namespace) -> None:
+    body = _with_reason({}, args)
+    out = api.call("DELETE", f"/admin/v1/operators/{args.operator_id}", json=body or None)
+    _show(args, out, f"operator {out['name']} revoked at {out['revoked_at']}")
+
+
 def _event_line(e: dict[str, Any]) -> str:
     return f"{e['seq']:>8}  {e['occurred_at']}  {e['type']:<28} {e['actor']:<16} {e['client_id']}"
 
@@ -270,13 +298,13 @@ def add_admin_commands(sub: Any) -> None:
     p = _command(groups, "tier", "change a client's tier", cmd_tier)
     p.add_argument("client_id")
     p.add_argument("tier", choices=["free", "standard", "premium"])
-    p.add_argument("--reason", default=None, help="why (recorded in the audit log)")
+    p.add_argument("--reason", required=True, help="why (recorded in the audit log)")
     p = _command(groups, "pause", "pause a client (data moves to cold storage)", cmd_pause)
     p.add_argument("client_id")
-    p.add_argument("--reason", default=None, help="why (recorded in the audit log)")
+    p.add_argument("--reason", required=True, help="why (recorded in the audit log)")
     p = _command(groups, "resume", "resume a paused client", cmd_resume)
     p.add_argument("client_id")
-    p.add_argument("--reason", default=None, help="why (recorded in the audit log)")
+    p.add_argument("--reason", required=True, help="why (recorded in the audit log)")
     p = _command(groups, "billing", "record an invoice, a payment or a failed payment", cmd_billing)
     p.add_argument("client_id")
     p.add_argument(
@@ -285,7 +313,23 @@ def add_admin_commands(sub: Any) -> None:
     p.add_argument("--amount-cents", type=int, required=True, help="amount in cents")
     p.add_argument("--currency", default="EUR", help="ISO 4217 code")
     p.add_argument("--reference", required=True, help="invoice or payment reference")
+    p.add_argument("--reason", required=True, help="why (recorded in the audit log)")
+    operators = groups.add_parser(
+        "operators", help="named admin identities with their own tokens (issue, list, revoke)"
+    )
+    osub = operators.add_subparsers(dest="operators_command", required=True)
+    p = _command(
+        osub, "create", "issue an operator; prints its admin token once", cmd_operators_create
+    )
+    p.add_argument("--name", required=True, help="the handle events show, e.g. alice")
+    p.add_argument("--email", required=True, help="the operator's address")
+    _command(
+        osub, "list", "list operators, revoked ones included (never tokens)", cmd_operators_list
+    )
+    p = _command(osub, "revoke", "revoke an operator's token at once", cmd_operators_revoke)
+    p.add_argument("operator_id")
     p.add_argument("--reason", default=None, help="why (recorded in the audit log)")
+
     p = _command(groups, "events", "print the event log (oldest first)", cmd_events)
     p.add_argument("--after-seq", type=int, default=0, help="start after this seq")
     p.add_argument("--limit", type=int, default=100, help="events per request (1-1000)")

@@ -149,7 +149,9 @@ def _pause_service(request: Request) -> PauseService | None:
 async def change_tier(client_id: str, request: Request) -> Response:
     async def run(form: Any, actor: str) -> None:
         tier = str(form.get("tier", ""))
-        reason = str(form.get("reason") or "").strip()[:500] or None
+        reason = str(form.get("reason") or "").strip()[:500]
+        if not reason:
+            raise InvalidCommand("give a reason for the tier change")
         await request.app.state.accounts.handle(
             ChangeTier(client_id, tier, actor=actor, reason=reason)
         )
@@ -175,10 +177,14 @@ async def pause(client_id: str, request: Request) -> Response:
 @router.post("/clients/{client_id}/resume")
 async def resume(client_id: str, request: Request) -> Response:
     async def run(form: Any, actor: str) -> None:
+        reason = str(form.get("reason") or "").strip()[:500]
+        if not reason:
+            raise InvalidCommand("give a reason for resuming")
         service = _pause_service(request)
         if service is not None:
-            await service.resume(client_id, actor)
+            await service.resume(client_id, actor, reason)
         else:
-            await request.app.state.accounts.handle(ResumeClient(client_id, actor=actor))
+            cmd = ResumeClient(client_id, actor=actor, reason=reason)
+            await request.app.state.accounts.handle(cmd)
 
     return await _act(request, client_id, run)

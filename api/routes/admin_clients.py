@@ -7,7 +7,7 @@ from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from api.deps import AccountsDep, AdminActor, DataPlaneDep
@@ -26,6 +26,7 @@ from api.schemas_admin import (
     EventOut,
     IssuedKeyOut,
     IssueKeyRequest,
+    ReasonRequest,
     event_out,
 )
 from coordinator.accounts import (
@@ -181,6 +182,7 @@ async def record_billing(
                 currency=body.currency,
                 reference=body.reference,
                 actor=actor,
+                reason=body.reason,
             )
         )
     return event_out(stored)
@@ -193,14 +195,20 @@ async def delete_client(
     accounts: AccountsDep,
     dataplane: DataPlaneDep,
     request: Request,
+    body: ReasonRequest | None = None,
+    reason: Annotated[str | None, Query(min_length=1, max_length=500)] = None,
 ) -> Response:
     """Delete the client: its keys stop at once, then its data is removed.
 
+    A reason is required, as ``?reason=`` or a ``{"reason"}`` body (not both).
     Records ClientDeleted. If the data cannot be removed right now (503), the
     client stays deleted and repeating the DELETE retries the removal.
     """
+    if (body is None) == (reason is None):
+        raise Invalid('give a reason, as ?reason=... or a {"reason"} body (not both)')
+    why = body.reason if body is not None else reason
     with domain_errors():
-        await accounts.handle(DeleteClient(client_id=client_id, actor=actor))
+        await accounts.handle(DeleteClient(client_id=client_id, actor=actor, reason=why))
     pause = getattr(request.app.state, "pause", None)
     if pause is not None:  # a paused client's data is in cold storage
         await pause.purge_cold(client_id)

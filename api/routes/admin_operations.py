@@ -12,7 +12,7 @@ from api.deps import AccountsDep, AdminActor
 from api.errors import Invalid, Unavailable
 from api.routes.admin_clients import ClientIdPath, domain_errors
 from api.routing import OrjsonRoute
-from api.schemas_admin import AdminRequest, ClientOut, EventOut, event_out
+from api.schemas_admin import AdminRequest, ClientOut, EventOut, ReasonRequest, event_out
 from coordinator.accounts import FlagBillingAnomaly
 from coordinator.census import CensusTaker
 from coordinator.pause import PauseService
@@ -27,10 +27,6 @@ class PauseRequest(AdminRequest):
     )
 
     reason: str = Field(min_length=1, max_length=200)
-
-
-class ResumeRequest(AdminRequest):
-    """No fields; an empty body (or none) resumes."""
 
 
 class CensusRequest(AdminRequest):
@@ -122,14 +118,11 @@ async def pause_client(
 
 @router.post("/clients/{client_id}/resume", response_model=ClientOut)
 async def resume_client(
-    client_id: ClientIdPath,
-    actor: AdminActor,
-    request: Request,
-    body: ResumeRequest | None = None,
+    client_id: ClientIdPath, body: ReasonRequest, actor: AdminActor, request: Request
 ) -> ClientOut:
-    """Resume: the data moves back to hot storage, then requests are served again."""
+    """Resume (``{"reason"}`` required): the data moves back to hot, then requests are served."""
     with domain_errors():
-        view = await _pause(request).resume(client_id, actor)
+        view = await _pause(request).resume(client_id, actor, body.reason)
     return ClientOut.model_validate(view, from_attributes=True)
 
 

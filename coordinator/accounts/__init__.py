@@ -10,7 +10,7 @@ import asyncio
 from pathlib import Path
 from typing import Any, overload
 
-from coordinator.accounts import handlers, login_emails, views
+from coordinator.accounts import handlers, login_emails, operators, views
 from coordinator.accounts.commands import (
     ChangeTier,
     Command,
@@ -18,6 +18,7 @@ from coordinator.accounts.commands import (
     DeleteClient,
     FlagBillingAnomaly,
     IssueApiKey,
+    IssueOperator,
     LinkLoginEmail,
     PauseClient,
     RecordBilling,
@@ -28,6 +29,7 @@ from coordinator.accounts.commands import (
     RecordUsage,
     ResumeClient,
     RevokeApiKey,
+    RevokeOperator,
 )
 from coordinator.accounts.key_cache import KeyCache
 from coordinator.accounts.memory_uow import InMemoryUnitOfWork
@@ -37,6 +39,12 @@ from coordinator.accounts.model import (
     InvalidCommand,
     Principal,
     StoreUnavailable,
+)
+from coordinator.accounts.operators import (
+    IssuedOperator,
+    OperatorNameTaken,
+    OperatorNotFound,
+    OperatorView,
 )
 from coordinator.accounts.uow import AccountsUnitOfWork, SqliteUnitOfWork
 from coordinator.accounts.views import ApiKeyView, ClientView, IssuedApiKey
@@ -58,8 +66,13 @@ __all__ = [
     "FlagBillingAnomaly",
     "InvalidCommand",
     "IssueApiKey",
+    "IssueOperator",
     "IssuedApiKey",
+    "IssuedOperator",
     "LinkLoginEmail",
+    "OperatorNameTaken",
+    "OperatorNotFound",
+    "OperatorView",
     "PauseClient",
     "Principal",
     "RecordBilling",
@@ -70,6 +83,7 @@ __all__ = [
     "RecordUsage",
     "ResumeClient",
     "RevokeApiKey",
+    "RevokeOperator",
     "StoreUnavailable",
 ]
 
@@ -134,6 +148,10 @@ class Accounts:
     async def handle(
         self, cmd: RecordUsage | RecordCensus | FlagBillingAnomaly | RecordStorageLow
     ) -> StoredEvent: ...
+    @overload
+    async def handle(self, cmd: IssueOperator) -> IssuedOperator: ...
+    @overload
+    async def handle(self, cmd: RevokeOperator) -> OperatorView: ...
     async def handle(self, cmd: Command) -> Any:
         """Run a command; raises ClientNotFound, ApiKeyNotFound or InvalidCommand."""
         return await handlers.HANDLERS[type(cmd)](cmd, self.uow, self._pepper)
@@ -166,6 +184,13 @@ class Accounts:
 
     async def verify_chain(self) -> ChainReport:
         return await views.verify_chain(self.uow)
+
+    async def list_operators(self) -> list[OperatorView]:
+        return await operators.list_operators(self.uow)
+
+    async def operator_actor(self, presented: str) -> str | None:
+        """The actor (``operator:<name>``) of a valid operator token, or None."""
+        return await operators.authenticate(self.uow, self._pepper, presented)
 
     async def authenticate(self, presented: str) -> Principal | None:
         """The principal of a valid API key, or None (malformed, unknown, revoked, deleted)."""

@@ -55,12 +55,14 @@ class RecordBilling:
     currency: str
     reference: str
     actor: str = "admin"
+    reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class DeleteClient:
     client_id: str
     actor: str = "admin"
+    reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +98,23 @@ class PauseClient:
 class ResumeClient:
     client_id: str
     actor: str = "admin"
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IssueOperator:
+    """Give a person their own admin token (shown once) under a unique name."""
+
+    name: str
+    email: str
+    actor: str = "admin"
+
+
+@dataclass(frozen=True, slots=True)
+class RevokeOperator:
+    operator_id: str
+    actor: str = "admin"
+    reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,4 +185,6 @@ Command = (
     | RecordCensus
     | FlagBillingAnomaly
     | RecordStorageLow
+    | IssueOperator
+    | RevokeOperator
 )

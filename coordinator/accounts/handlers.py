@@ -8,7 +8,7 @@ from typing import Any, overload
 
 import pydantic
 
-from coordinator.accounts import lifecycle, login_emails
+from coordinator.accounts import lifecycle, login_emails, operators
 from coordinator.accounts.commands import (
     ChangeTier,
     Command,
@@ -16,6 +16,7 @@ from coordinator.accounts.commands import (
     DeleteClient,
     FlagBillingAnomaly,
     IssueApiKey,
+    IssueOperator,
     LinkLoginEmail,
     PauseClient,
     RecordBilling,
@@ -26,6 +27,7 @@ from coordinator.accounts.commands import (
     RecordUsage,
     ResumeClient,
     RevokeApiKey,
+    RevokeOperator,
 )
 from coordinator.accounts.model import (
     ApiKeyRecord,
@@ -45,6 +47,7 @@ from coordinator.accounts.model import (
     valid_email,
     valid_label,
     valid_name,
+    valid_reason,
     valid_reference,
     valid_scopes,
     valid_tier,
@@ -130,7 +133,7 @@ async def revoke_api_key(cmd: RevokeApiKey, uow: AccountsUnitOfWork, pepper: byt
 
 async def change_tier(cmd: ChangeTier, uow: AccountsUnitOfWork, pepper: bytes) -> ClientView:
     """Move a client to another tier; the same tier again changes nothing."""
-    tier = valid_tier(cmd.tier)
+    tier, reason = valid_tier(cmd.tier), valid_reason(cmd.reason)
 
     def body(tx: AccountsTransaction) -> ClientView:
         client = load_live_client(tx, cmd.client_id)
@@ -142,7 +145,7 @@ async def change_tier(cmd: ChangeTier, uow: AccountsUnitOfWork, pepper: bytes) -
             client_id=client.client_id,
             from_tier=client.tier.value,
             to_tier=tier.value,
-            reason=cmd.reason,
+            reason=reason,
         )
         tx.append([event], cmd.actor)
         return ClientView.of(changed)
@@ -154,7 +157,7 @@ async def record_billing(cmd: RecordBilling, uow: AccountsUnitOfWork, pepper: by
     """Record an invoice, payment or failed payment; returns the stored event."""
     cls = _BILLING_EVENTS[valid_billing_kind(cmd.kind)]
     amount, currency = valid_amount(cmd.amount_cents), valid_currency(cmd.currency)
-    reference = valid_reference(cmd.reference)
+    reference, reason = valid_reference(cmd.reference), valid_reason(cmd.reason)
 
     def body(tx: AccountsTransaction) -> StoredEvent:
         client = load_live_client(tx, cmd.client_id)
@@ -163,6 +166,7 @@ async def record_billing(cmd: RecordBilling, uow: AccountsUnitOfWork, pepper: by
             amount_cents=amount,
             currency=currency,
             reference=reference,
+            reason=reason,
         )
         (stored,) = tx.append([event], cmd.actor)
         return stored
@@ -172,6 +176,7 @@ async def record_billing(cmd: RecordBilling, uow: AccountsUnitOfWork, pepper: by
 
 async def delete_client(cmd: DeleteClient, uow: AccountsUnitOfWork, pepper: bytes) -> bool:
     """Mark a client deleted (its keys stop at once); False if it already was."""
+    reason = valid_reason(cmd.reason)
 
     def body(tx: AccountsTransaction) -> bool:
         client = tx.get_client(cmd.client_id) if valid_client_id(cmd.client_id) else None
@@ -180,7 +185,7 @@ async def delete_client(cmd: DeleteClient, uow: AccountsUnitOfWork, pepper: byte
         if client.status is ClientStatus.DELETED:
             return False
         tx.update_client(replace(client, status=ClientStatus.DELETED))
-        tx.append([ClientDeleted(client_id=client.client_id)], cmd.actor)
+        tx.append([ClientDeleted(client_id=client.client_id, reason=reason)], cmd.actor)
         return True
 
     return await uow.write(body)
@@ -245,6 +250,8 @@ HANDLERS: dict[type, Handler] = {
     RecordCensus: lifecycle.record_census,
     FlagBillingAnomaly: lifecycle.flag_billing_anomaly,
     RecordStorageLow: lifecycle.record_storage_low,
+    IssueOperator: operators.issue_operator,
+    RevokeOperator: operators.revoke_operator,
 }
 
 

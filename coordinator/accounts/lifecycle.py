@@ -17,7 +17,12 @@ from coordinator.accounts.commands import (
     RecordUsage,
     ResumeClient,
 )
-from coordinator.accounts.model import ClientStatus, InvalidCommand, valid_reference
+from coordinator.accounts.model import (
+    ClientStatus,
+    InvalidCommand,
+    valid_reason,
+    valid_reference,
+)
 from coordinator.accounts.uow import AccountsTransaction, AccountsUnitOfWork
 from coordinator.accounts.views import ClientView, load_live_client
 from eventlog.events import (
@@ -64,6 +69,7 @@ async def pause_client(cmd: PauseClient, uow: AccountsUnitOfWork, pepper: bytes)
 
 async def resume_client(cmd: ResumeClient, uow: AccountsUnitOfWork, pepper: bytes) -> ClientView:
     """Mark the client active again and record ClientResumed (once its data is back hot)."""
+    reason = valid_reason(cmd.reason)
 
     def body(tx: AccountsTransaction) -> ClientView:
         client = load_live_client(tx, cmd.client_id)
@@ -71,7 +77,7 @@ async def resume_client(cmd: ResumeClient, uow: AccountsUnitOfWork, pepper: byte
             return ClientView.of(client)
         active = replace(client, status=ClientStatus.ACTIVE)
         tx.update_client(active)
-        tx.append([ClientResumed(client_id=client.client_id)], cmd.actor)
+        tx.append([ClientResumed(client_id=client.client_id, reason=reason)], cmd.actor)
         return ClientView.of(active)
 
     return await uow.write(body)

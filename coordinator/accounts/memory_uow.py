@@ -7,7 +7,13 @@ import threading
 from collections.abc import Callable
 from dataclasses import replace
 
-from coordinator.accounts.model import ApiKeyRecord, ClientRecord, Principal, principal_for
+from coordinator.accounts.model import (
+    ApiKeyRecord,
+    ClientRecord,
+    OperatorRecord,
+    Principal,
+    principal_for,
+)
 from coordinator.accounts.uow import (
     AccountsTransaction,
     CommitListeners,
@@ -57,6 +63,19 @@ class InMemoryTransaction(TransactionBase):
         client = self._uow.clients.get(key.client_id) if key else None
         return principal_for(key, client) if key and client else None
 
+    def get_operator(self, operator_id: str) -> OperatorRecord | None:
+        return self._uow.operators.get(operator_id)
+
+    def list_operators(self) -> list[OperatorRecord]:
+        return sorted(self._uow.operators.values(), key=lambda o: (o.created_at, o.name))
+
+    def add_operator(self, operator: OperatorRecord) -> None:
+        self._uow.operators[operator.operator_id] = operator
+
+    def revoke_operator(self, operator_id: str, revoked_at: str) -> None:
+        operator = self._uow.operators[operator_id]
+        self._uow.operators[operator_id] = replace(operator, revoked_at=revoked_at)
+
 
 class InMemoryUnitOfWork(CommitListeners):
     """Dicts and an in-memory event log; a failed body is rolled back from a snapshot."""
@@ -65,19 +84,20 @@ class InMemoryUnitOfWork(CommitListeners):
         super().__init__()
         self.clients: dict[str, ClientRecord] = {}
         self.api_keys: dict[str, ApiKeyRecord] = {}
+        self.operators: dict[str, OperatorRecord] = {}
         self.event_store = InMemoryEventStore()
         self.reads = 0
         self._lock = threading.Lock()
 
     def _write_sync(self, body: Callable[[AccountsTransaction], T]) -> tuple[T, list[StoredEvent]]:
         with self._lock:
-            clients, keys = dict(self.clients), dict(self.api_keys)
+            clients, keys, operators = dict(self.clients), dict(self.api_keys), dict(self.operators)
             mark = self.event_store.snapshot()
             tx = InMemoryTransaction(self)
             try:
                 return body(tx), tx.appended
             except BaseException:
-                self.clients, self.api_keys = clients, keys
+                self.clients, self.api_keys, self.operators = clients, keys, operators
                 self.event_store.restore(mark)
                 raise
 

@@ -104,6 +104,18 @@ class ApiKeyRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class OperatorRecord:
+    """An operator row: the digest of the token, never the token."""
+
+    operator_id: str
+    name: str
+    email: str
+    digest: str = field(repr=False)
+    created_at: str
+    revoked_at: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Principal:
     """Who a valid API key speaks for, as the data plane needs it."""
 
@@ -220,6 +232,14 @@ def valid_currency(currency: str) -> str:
 
 def valid_reference(reference: str) -> str:
     return _clean_text(reference, "reference", MAX_REFERENCE_LENGTH)
+
+
+MAX_REASON_LENGTH = 500
+
+
+def valid_reason(reason: str | None) -> str | None:
+    """Why an operator did something, trimmed (None where no reason was asked for)."""
+    return None if reason is None else _clean_text(reason, "reason", MAX_REASON_LENGTH)
 
 
 def valid_client_id(client_id: str) -> bool:

@@ -30,3 +30,15 @@ api_keys_table = Table(
     Column("revoked_at", Text, nullable=True),
     Index("ix_api_keys_client", "client_id", "created_at"),
 )
+
+# Named admin identities; like API keys, only the HMAC digest of a token is kept.
+operators_table = Table(
+    "operators",
+    metadata,
+    Column("operator_id", Text, primary_key=True),
+    Column("name", Text, nullable=False, unique=True),
+    Column("email", Text, nullable=False),
+    Column("digest", Text, nullable=False),
+    Column("created_at", Text, nullable=False),
+    Column("revoked_at", Text, nullable=True),
+)

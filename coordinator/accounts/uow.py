@@ -26,13 +26,14 @@ from coordinator.accounts.model import (
     ApiKeyRecord,
     ClientRecord,
     ClientStatus,
+    OperatorRecord,
     Principal,
     Scope,
     StoreUnavailable,
     Tier,
     principal_for,
 )
-from coordinator.accounts.tables import api_keys_table, clients_table
+from coordinator.accounts.tables import api_keys_table, clients_table, operators_table
 from coordinator.accounts.tables import metadata as accounts_metadata
 from eventlog.events import Event
 from eventlog.sqlite import read_transaction, write_transaction
@@ -76,6 +77,14 @@ class AccountsTransaction(Protocol):
     def revoke_api_key(self, key_id: str, revoked_at: str) -> None: ...
 
     def find_principal(self, key_id: str) -> Principal | None: ...
+
+    def get_operator(self, operator_id: str) -> OperatorRecord | None: ...
+
+    def list_operators(self) -> list[OperatorRecord]: ...
+
+    def add_operator(self, operator: OperatorRecord) -> None: ...
+
+    def revoke_operator(self, operator_id: str, revoked_at: str) -> None: ...
 
     def append(self, events: Sequence[Event], actor: str) -> list[StoredEvent]: ...
 
@@ -231,6 +240,24 @@ class SqliteTransaction(TransactionBase):
             created_at=m["client_created_at"],
         )
         return principal_for(_api_key(row), client)
+
+    def get_operator(self, operator_id: str) -> OperatorRecord | None:
+        query = select(operators_table).where(operators_table.c.operator_id == operator_id)
+        row = self._conn.execute(query).first()
+        return None if row is None else OperatorRecord(**row._mapping)
+
+    def list_operators(self) -> list[OperatorRecord]:
+        order = (operators_table.c.created_at, operators_table.c.name)
+        rows = self._conn.execute(select(operators_table).order_by(*order))
+        return [OperatorRecord(**r._mapping) for r in rows]
+
+    def add_operator(self, operator: OperatorRecord) -> None:
+        values = {f: getattr(operator, f) for f in OperatorRecord.__dataclass_fields__}
+        self._conn.execute(insert(operators_table).values(**values))
+
+    def revoke_operator(self, operator_id: str, revoked_at: str) -> None:
+        query = update(operators_table).where(operators_table.c.operator_id == operator_id)
+        self._conn.execute(query.values(revoked_at=revoked_at))
 
 
 def _caller_error(exc: BaseException) -> BaseException:

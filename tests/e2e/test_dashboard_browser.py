@@ -222,6 +222,7 @@ def test_operator_view(browser: Any, stack: Stack) -> None:
     assert "This account is paused" in (page.text_content(".banner.paused") or "")
     assert page.text_content("#vector-total") == "3"  # described from cold storage
     page.screenshot(path=str(ARTIFACTS / "operator-client-paused.png"), full_page=True)
+    page.fill("#operate form[action$='/resume'] input[name=reason]", "card updated")
     page.click("#operate button:has-text('Resume')")
     assert page.text_content("#status") == "active"
 

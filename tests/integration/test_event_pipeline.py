@@ -78,10 +78,16 @@ def admin_actions(admin: httpx.Client, count: int) -> None:
         assert r.status_code == 201, r.text
         base = f"/admin/v1/clients/{r.json()['client_id']}"
         done += 1
-        bill = {"kind": "invoice_issued", "amount_cents": done, "currency": "EUR", "reference": "I"}
+        bill = {
+            "kind": "invoice_issued",
+            "amount_cents": done,
+            "currency": "EUR",
+            "reference": "I",
+            "reason": "monthly",
+        }
         for path, body in (
             ("/keys", {"scopes": ["read"]}),
-            ("/tier", {"tier": "premium"}),  # free -> premium: one event
+            ("/tier", {"tier": "premium", "reason": "upgrade"}),  # free -> premium: one event
             ("/billing", bill),
         ):
             if done >= count:

@@ -80,7 +80,8 @@ def test_pause_moves_to_cold_answers_423_and_resume_serves_the_same_data(stack: 
         paused = admin.get("/admin/v1/events", params={"type": "client.paused", "client_id": cid})
         assert [e["actor"] for e in paused.json()["events"]] == ["admin"]
 
-        r = admin.post(f"/admin/v1/clients/{cid}/resume")
+        assert admin.post(f"/admin/v1/clients/{cid}/resume").status_code == 422  # no reason
+        r = admin.post(f"/admin/v1/clients/{cid}/resume", json={"reason": "paid"})
         assert r.status_code == 200 and r.json()["status"] == "active"
         assert (hot / cid).is_dir() and not (cold / cid).exists()
         assert tree_checksums(hot / cid) == cold_sums
@@ -193,7 +194,7 @@ def test_restart_finishes_an_interrupted_move_and_deletes_only_on_request(stack:
         assert tree_checksums(cold / cid) == sums
         storage = admin.get(f"/admin/v1/clients/{cid}/storage").json()
         assert storage["location"] == "cold" and storage["vectors"] == 25
-        admin.post(f"/admin/v1/clients/{cid}/resume").raise_for_status()
+        admin.post(f"/admin/v1/clients/{cid}/resume", json={"reason": "paid"}).raise_for_status()
         assert location(hot, cid) == "hot" and not (cold / cid).exists()
         assert tree_checksums(hot / cid) == sums
         got = api.post("/v1/collections/c/fetch", json={"ids": ["7"]}).json()
@@ -203,7 +204,9 @@ def test_restart_finishes_an_interrupted_move_and_deletes_only_on_request(stack:
         # Paused again, then explicitly deleted: only now does the cold copy go.
         admin.post(f"/admin/v1/clients/{cid}/pause", json={"reason": "y"}).raise_for_status()
         assert (cold / cid).is_dir()
-        assert admin.delete(f"/admin/v1/clients/{cid}").status_code == 204
+        assert (
+            admin.delete(f"/admin/v1/clients/{cid}", params={"reason": "closed"}).status_code == 204
+        )
         assert not (cold / cid).exists() and not (hot / cid).exists()
         assert location(hot, cid) == "hot"
     # This stack flushes usage hourly: the queries above are recorded by the shutdown flush.

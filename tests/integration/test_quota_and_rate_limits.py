@@ -108,7 +108,7 @@ def test_tier_change_takes_effect_within_one_second(stack: Stack) -> None:
         wide = {"name": "wide", "dimension": FREE.max_dimension + 1}
         assert c.post("/v1/collections", json=wide).status_code == 422
         exhaust_rate(c)
-        r = admin.post(f"/admin/v1/clients/{cid}/tier", json={"tier": "premium"})
+        r = admin.post(f"/admin/v1/clients/{cid}/tier", json={"tier": "premium", "reason": "test"})
         if r.status_code in (404, 405):
             pytest.skip("POST /admin/v1/clients/{id}/tier is not built yet (another engineer)")
         assert r.status_code == 200, r.text
@@ -126,7 +126,9 @@ def test_tier_change_takes_effect_within_one_second(stack: Stack) -> None:
         # and the premium rate: far more than the free burst, back to back
         assert all(c.get("/v1/usage").status_code == 200 for _ in range(FREE.burst * 2))
         # back down to free: the lower cap applies again
-        assert admin.post(f"/admin/v1/clients/{cid}/tier", json={"tier": "free"}).is_success
+        assert admin.post(
+            f"/admin/v1/clients/{cid}/tier", json={"tier": "free", "reason": "test"}
+        ).is_success
         time.sleep(1.0)
         again = c.post("/v1/collections", json={**wide, "name": "wide2"})
         assert again.status_code == 422

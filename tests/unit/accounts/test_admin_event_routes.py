@@ -79,28 +79,41 @@ def test_tier_change_records_one_event_and_is_idempotent(http: TestClient) -> No
     body = {"tier": "premium", "reason": "annual contract"}
     r = http.post(f"/admin/v1/clients/{cid}/tier", json=body, headers=AUTH)
     assert r.status_code == 200 and r.json()["tier"] == "premium"
-    again = http.post(f"/admin/v1/clients/{cid}/tier", json={"tier": "premium"}, headers=AUTH)
+    again = http.post(f"/admin/v1/clients/{cid}/tier", json=body, headers=AUTH)
     assert again.status_code == 200
+    # A reason is required: without one (or a blank one) nothing changes.
+    for reasonless in ({"tier": "standard"}, {"tier": "standard", "reason": "  "}):
+        r = http.post(f"/admin/v1/clients/{cid}/tier", json=reasonless, headers=AUTH)
+        assert r.status_code == 422, r.text
     changes = events(http, type="client.tier_changed")
     assert [e["data"] for e in changes] == [
         {"from_tier": "free", "to_tier": "premium", "reason": "annual contract"}
     ]
     assert [e["schema_version"] for e in changes] == [2]
     assert http.get(f"/admin/v1/clients/{cid}", headers=AUTH).json()["tier"] == "premium"
-    bad = http.post(f"/admin/v1/clients/{cid}/tier", json={"tier": "gold"}, headers=AUTH)
-    assert bad.status_code == 422
-    gone = http.post("/admin/v1/clients/cnope/tier", json={"tier": "free"}, headers=AUTH)
+    bad = {"tier": "gold", "reason": "x"}
+    assert http.post(f"/admin/v1/clients/{cid}/tier", json=bad, headers=AUTH).status_code == 422
+    gone = http.post(
+        "/admin/v1/clients/cnope/tier", json={"tier": "free", "reason": "x"}, headers=AUTH
+    )
     assert gone.status_code == 404
 
 
 def test_billing_returns_the_recorded_event(http: TestClient) -> None:
     cid = new_client(http)
-    body = {"kind": "payment_failed", "amount_cents": 1250, "currency": "EUR", "reference": "P-9"}
+    body = {
+        "kind": "payment_failed",
+        "amount_cents": 1250,
+        "currency": "EUR",
+        "reference": "P-9",
+        "reason": "card declined, entered by hand",
+    }
     r = http.post(f"/admin/v1/clients/{cid}/billing", json=body, headers=AUTH)
     assert r.status_code == 201, r.text
     event = r.json()
     assert event["type"] == "billing.payment_failed" and event["client_id"] == cid
     assert event["data"]["amount_cents"] == 1250 and event["actor"] == "admin"
+    assert event["data"]["reason"] == "card declined, entered by hand"
     assert set(event) == {
         "seq",
         "event_id",
@@ -119,6 +132,7 @@ def test_billing_returns_the_recorded_event(http: TestClient) -> None:
         {**body, "amount_cents": -1},
         {**body, "kind": "refund"},
         {**body, "extra": 1},
+        {k: v for k, v in body.items() if k != "reason"},
     ):
         r = http.post(f"/admin/v1/clients/{cid}/billing", json=bad, headers=AUTH)
         assert r.status_code == 422, bad
@@ -131,16 +145,22 @@ def test_delete_stops_keys_at_once_and_removes_data(
     cid = new_client(http)
     issued = asyncio.run(accounts.handle(IssueApiKey(cid, ("read",))))
     assert asyncio.run(accounts.authenticate(issued.api_key)) is not None  # now cached
-    r = http.delete(f"/admin/v1/clients/{cid}", headers=AUTH)
+    assert http.delete(f"/admin/v1/clients/{cid}", headers=AUTH).status_code == 422  # no reason
+    r = http.delete(f"/admin/v1/clients/{cid}", params={"reason": "contract ended"}, headers=AUTH)
     assert r.status_code == 204
     assert asyncio.run(accounts.authenticate(issued.api_key)) is None
     assert dataplane.deleted == [cid]
     assert http.get(f"/admin/v1/clients/{cid}", headers=AUTH).status_code == 404
     # Repeating retries the data removal without a second event.
-    assert http.delete(f"/admin/v1/clients/{cid}", headers=AUTH).status_code == 204
+    again = http.request(
+        "DELETE", f"/admin/v1/clients/{cid}", json={"reason": "retry removal"}, headers=AUTH
+    )
+    assert again.status_code == 204
     assert dataplane.deleted == [cid, cid]
-    assert len(events(http, type="client.deleted")) == 1
-    assert http.delete("/admin/v1/clients/cnope", headers=AUTH).status_code == 404
+    deleted = events(http, type="client.deleted")
+    assert [e["data"] for e in deleted] == [{"reason": "contract ended"}]
+    gone = http.delete("/admin/v1/clients/cnope", params={"reason": "x"}, headers=AUTH)
+    assert gone.status_code == 404
 
 
 def test_audit_verify_uses_the_configured_check(http: TestClient, app: FastAPI) -> None:

@@ -181,6 +181,7 @@ def test_async_client_follows_the_same_policy(monkeypatch: pytest.MonkeyPatch) -
     [
         (429, "rate_limited", True),
         (503, "unavailable", True),
+        (503, "busy", True),
         (503, "", True),  # a bare 503 from a proxy
         (429, "quota_exceeded", False),
         (422, "invalid", False),
@@ -271,3 +272,13 @@ def test_verify_comes_from_the_argument_or_vp_ca_bundle(monkeypatch: pytest.Monk
     monkeypatch.setenv("VP_CA_BUNDLE", "/etc/vp/ca.pem")
     assert tls_verify(None) == "/etc/vp/ca.pem"
     assert tls_verify("/other.pem") == "/other.pem"
+
+
+def test_outcome_unknown_is_retried_only_when_repeating_is_safe() -> None:
+    from vectorpanda.sdk.errors import error_from_response
+
+    body = b'{"error": {"code": "outcome_unknown", "message": "m"}}'
+    err = error_from_response(503, {}, body)
+    rng = random.Random(0)
+    assert RetryPolicy().delay(0, err, idempotent=True, rng=rng) is not None
+    assert RetryPolicy().delay(0, err, idempotent=False, rng=rng) is None

@@ -398,6 +398,15 @@ class TenantRouter(OwnershipConvergence):
                 if unknown:
                     raise OutcomeUnknown(_UNKNOWN) from None
                 raise
+            except WorkerGone:
+                # The chosen owner died during ASSIGN: no data frame went to it.
+                if attempt + 1 < attempts:
+                    continue
+                if unknown:
+                    raise OutcomeUnknown(_UNKNOWN) from None
+                raise TenantUnavailable(
+                    "The worker chosen for this tenant went away; retry shortly."
+                ) from None
             header = {"op": op.value, "tenant": tenant, "epoch": epoch, **(args or {})}
             # Counted only once routed, so a drain never waits on a request
             # that is itself waiting for the tenant's lock.

@@ -37,7 +37,8 @@ UPSERT = {"collection": "c", "ids": ["a"], "metadata": [None]}
 
 
 class ScriptedWorker:
-    """Answers ASSIGN; answers data frames as ``behaviour`` says: ok, busy, vanish, silent."""
+    """Answers ASSIGN (unless ``die_on_assign``); data frames as ``behaviour`` says:
+    ok, busy, vanish, silent."""
 
     def __init__(self, worker_id: str, behaviour: str) -> None:
         self.worker_id, self.behaviour = worker_id, behaviour
@@ -55,6 +56,8 @@ class ScriptedWorker:
                 assert isinstance(raw, bytes)
                 frame = decode_frame(raw)
                 rid = int(frame.header["rid"])
+                if frame.op == Op.ASSIGN and self.behaviour == "die_on_assign":
+                    return
                 if frame.op == Op.ASSIGN:
                     await ws.send(encode_frame(reply_ok(rid)))
                     continue
@@ -165,3 +168,19 @@ async def test_plain_back_pressure_is_busy_and_nothing_else(hub: WorkerHub) -> N
         await router.call("t1", Op.UPSERT, UPSERT, VECTORS)
     assert refused.value.code == ErrorCode.BUSY
     await stop(only)
+
+
+async def test_owner_dying_during_assign_is_retried_not_an_internal_error(hub: WorkerHub) -> None:
+    first, second = ScriptedWorker("w1", "die_on_assign"), ScriptedWorker("w2", "ok")
+    await join(hub, first, second)
+    router = TenantRouter(hub, timeout_s=5)
+    # Rendezvous hashing decides who is asked first; try tenants until w1 is.
+    tenant = next(
+        t
+        for t in (f"t{i}" for i in range(100))
+        if router_module.choose_owner(t, [router_module.Candidate(w, 1.0) for w in ("w1", "w2")])
+        == "w1"
+    )
+    reply = await router.call(tenant, Op.UPSERT, UPSERT, VECTORS)
+    assert reply.header["ok"] is True and second.received == [Op.UPSERT]
+    await stop(first, second)

@@ -46,8 +46,8 @@ def stack(provider: RunningProvider, tmp_path_factory: pytest.TempPathFactory) -
 def admin_cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
     """``vectorpanda admin ...`` with no admin token in the environment or argv."""
     env = {k: v for k, v in os.environ.items() if k != "VP_ADMIN_TOKEN"}
-    cmd = [sys.executable, "-m", "vectorpanda", "admin", "--url", stack.url]
-    cmd += ["--data-dir", str(stack.data_dir), *args]
+    cmd = [sys.executable, "-m", "vectorpanda", "admin", *args]
+    cmd += ["--url", stack.url, "--data-dir", str(stack.data_dir)]
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60)
 
 

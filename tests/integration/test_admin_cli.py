@@ -68,7 +68,7 @@ def test_from_a_new_client_to_a_working_key_and_the_audit_trail(stack: Stack) ->
     assert json.loads(ok(tier))["tier"] == "standard"
     paused = admin(stack, "pause", cid, "--reason", "unpaid invoice", "--json", token_env=True)
     assert json.loads(ok(paused))["status"] == "paused"
-    resumed = admin(stack, "resume", cid, "--json")
+    resumed = admin(stack, "resume", cid, "--reason", "invoice paid", "--json")
     assert json.loads(ok(resumed))["status"] == "active"
     billing = admin(
         stack,
@@ -82,6 +82,8 @@ def test_from_a_new_client_to_a_working_key_and_the_audit_trail(stack: Stack) ->
         "EUR",
         "--reference",
         "inv-1",
+        "--reason",
+        "paid by transfer",
     )
     assert "billing.payment_received" in ok(billing)
     ok(admin(stack, "keys", "revoke", cid, keys[0]["key_id"]))

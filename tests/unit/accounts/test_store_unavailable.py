@@ -67,7 +67,7 @@ def test_admin_writes_answer_503_and_record_nothing(http: TestClient, accounts: 
     actions = [
         ("/admin/v1/clients", {"name": "Beta", "email": "b@beta.io"}),
         (f"/admin/v1/clients/{client_id}/keys", {"scopes": ["read"]}),
-        (f"/admin/v1/clients/{client_id}/tier", {"tier": "premium"}),
+        (f"/admin/v1/clients/{client_id}/tier", {"tier": "premium", "reason": "upgrade"}),
     ]
     for path, body in actions:
         r = http.post(path, json=body, headers=AUTH)

@@ -211,7 +211,6 @@ def build_parser() -> argparse.ArgumentParser:
     add_record_commands(sub)  # list, count, update
     add_admin_commands(sub)  # admin clients/keys/tier/pause/resume/billing/events
     add_audit_commands(sub)  # audit replay/verify/export, projections
-    add_admin_commands(sub)  # admin operators create/list/revoke
     return parser
 
 

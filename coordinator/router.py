@@ -45,7 +45,14 @@ TENANT_FILTERED_INFLIGHT = 2
 
 # Frames that change stored data: their outcome matters when an answer is lost.
 WRITE_OPS = frozenset(
-    {Op.UPSERT, Op.DELETE, Op.CREATE_COLLECTION, Op.DELETE_COLLECTION, Op.DELETE_TENANT}
+    {
+        Op.UPSERT,
+        Op.DELETE,
+        Op.UPDATE_METADATA,
+        Op.CREATE_COLLECTION,
+        Op.DELETE_COLLECTION,
+        Op.DELETE_TENANT,
+    }
 )
 _UNKNOWN = (
     "The worker handling this write went away before answering, so it may or may not "

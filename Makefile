@@ -43,9 +43,9 @@ test: $(VENV)/.test-installed services lint typecheck security pytest
 security: $(VENV)/.test-installed
 	AUDIT_ALLOW_UNAUDITED=1 bash scripts/audit.sh
 
-# Known vulnerabilities in both lock files (pip-audit, PyPI's data; needs network) and bandit.
-# Not part of `make test`: it depends on pypi.org answering. AUDIT_ALLOW_UNAUDITED=1 downgrades
-# "PyPI has no record of this version" from a failure to a warning.
+# Known vulnerabilities in both lock files (pip-audit, the package index's data; needs network) and bandit.
+# Not part of `make test`: it depends on the package index answering. AUDIT_ALLOW_UNAUDITED=1 downgrades
+# "the package index has no record of this version" from a failure to a warning.
 audit: $(VENV)/.test-installed
 	bash scripts/audit.sh
 

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # `make audit`: known vulnerabilities in the locked dependencies, and bandit over our code.
 #
-# pip-audit checks every pinned version of both lock files against PyPI's
-# vulnerability data (needs network access to pypi.org). A dependency PyPI
-# cannot vouch for (e.g. a version that is not on PyPI) fails the audit too,
+# pip-audit checks every pinned version of both lock files against the package index's
+# vulnerability data (needs network access to the package index). A dependency the index
+# cannot vouch for (e.g. a version that is not on the package index) fails the audit too,
 # because "nothing found" would be a lie; AUDIT_ALLOW_UNAUDITED=1 turns that
 # into a warning. bandit fails on medium or high severity findings.
 set -uo pipefail

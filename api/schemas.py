@@ -67,6 +67,23 @@ class HnswParams(Strict):
 
 
 class CreateCollection(Strict):
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={
+            "examples": [
+                {"name": "products", "dimension": 384, "metric": "cosine", "index": "flat"},
+                {
+                    "name": "articles",
+                    "dimension": 768,
+                    "metric": "ip",
+                    "index": "hnsw",
+                    "hnsw": {"m": 16, "ef_construction": 200},
+                },
+            ]
+        },
+    )
+
     name: str = Field(examples=["products"], description=f"Matches {NAME_PATTERN}")
     dimension: int = Field(ge=1, examples=[384])
     metric: Literal["cosine", "l2", "ip"] = "cosine"
@@ -157,6 +174,22 @@ class UpsertResponse(BaseModel):
 
 
 class QueryRequest(Strict):
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={
+            "examples": [
+                {"vector": [0.1, 0.2, 0.3], "top_k": 5, "include_metadata": True},
+                {
+                    "vector": [0.1, 0.2, 0.3],
+                    "top_k": 10,
+                    "filter": {"$and": [{"lang": "en"}, {"year": {"$gte": 2023}}]},
+                },
+                {"vectors": [[0.1, 0.2, 0.3], [0.3, 0.2, 0.1]], "top_k": 3},
+            ]
+        },
+    )
+
     vector: list[FiniteFloat] | None = None
     vectors: list[list[FiniteFloat]] | None = None
     top_k: int = Field(default=10, ge=1)
@@ -194,6 +227,10 @@ class BatchQueryResponse(BaseModel):
 
 
 class IdsRequest(Strict):
+    model_config = ConfigDict(
+        extra="forbid", strict=True, json_schema_extra={"examples": [{"ids": ["doc-1", "doc-2"]}]}
+    )
+
     ids: list[str]
 
     @field_validator("ids")
@@ -205,6 +242,14 @@ class IdsRequest(Strict):
 
 
 class DeleteRequest(Strict):
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={
+            "examples": [{"ids": ["doc-1", "doc-2"]}, {"filter": {"lang": {"$in": ["de", "fr"]}}}]
+        },
+    )
+
     ids: list[str] | None = None
     filter: dict[str, Any] | None = None
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import AccountsDep, AdminActor, DataPlaneDep
 from api.errors import Invalid, NotFound
@@ -217,6 +217,10 @@ async def delete_client(
 
 
 class LinkLoginEmailRequest(AdminRequest):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"email": "ops-team@acme.example"}]}
+    )
+
     email: str = Field(max_length=254, examples=["ops-team@acme.example"])
 
 

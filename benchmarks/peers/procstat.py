@@ -1,0 +1,62 @@
+"""Server CPU and memory from /proc: a process and all its descendants.
+
+Stdlib only, so the Chroma driver (which runs in Chroma's own venv) uses it too.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _stat(pid: int) -> list[str]:
+    # Fields after the command name, which may itself contain spaces and parentheses.
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def tree(root: int) -> list[int]:
+    """``root`` and every live descendant."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents.setdefault(int(_stat(int(entry.name))[1]), []).append(int(entry.name))
+            except (OSError, IndexError):
+                continue
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(parents.get(pid, []))
+    return found
+
+
+def cpu_seconds(roots: list[int]) -> float:
+    """User + system CPU of the trees under ``roots`` (live processes, plus the
+    children they have already reaped)."""
+    total = 0.0
+    for root in roots:
+        for pid in tree(root):
+            try:
+                f = _stat(pid)
+            except OSError:
+                continue
+            total += sum(int(x) for x in f[11:15]) / TICKS
+    return total
+
+
+def pss_mib(roots: list[int]) -> float:
+    """Proportional set size of the trees (shared pages split between their users, so
+    PostgreSQL's shared buffers are not counted once per backend), in MiB."""
+    total_kib = 0
+    for root in roots:
+        for pid in tree(root):
+            try:
+                for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                    if line.startswith("Pss:"):
+                        total_kib += int(line.split()[1])
+            except OSError:
+                continue
+    return total_kib / 1024

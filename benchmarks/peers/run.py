@@ -1,0 +1,122 @@
+"""``make bench-peers``: VectorPanda, PostgreSQL + pgvector, Chroma and raw FAISS on the
+same real sentence embeddings, at equal recall.
+
+    make bench-peers                                  # 100,000 vectors (first run embeds them)
+    .venv/bin/python -m benchmarks.peers.run --quick  # 10,000 vectors
+    .venv/bin/python -m benchmarks.peers.run --systems faiss,pgvector --wrk-seconds 0
+
+Results: benchmarks/results/peers-<size>-<time>.md / .png / .json (and peers-<size>-latest.*).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import shutil
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from benchmarks.peers import dataset, report, wrk
+from benchmarks.peers.measure import EF_CONSTRUCTION, HNSW_M, Figures
+
+RESULTS = Path(__file__).resolve().parents[1] / "results"
+SYSTEMS = ("faiss", "vectorpanda", "pgvector", "chroma")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="10,000 vectors, 3 s wrk runs")
+    p.add_argument("--n", type=int, default=100_000, help="vectors in the collection")
+    p.add_argument("--queries", type=int, default=1000, help="held-out queries")
+    p.add_argument("--exact-queries", type=int, default=200, help="queries timed for exact search")
+    p.add_argument("--wrk-seconds", type=float, default=5.0, help="per wrk run; 0 skips wrk")
+    p.add_argument("--workers", type=int, default=1, help="VectorPanda workers")
+    p.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated subset")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.n, args.wrk_seconds = 10_000, min(args.wrk_seconds, 3.0)
+    unknown = set(args.systems.split(",")) - set(SYSTEMS)
+    if unknown:
+        p.error(f"unknown systems {sorted(unknown)}; choose from {SYSTEMS}")
+    return args
+
+
+def _attempt(name: str, measure: Callable[[], Figures]) -> Figures:
+    """One system's figures; a system that fails is reported as failed, not fatal."""
+    print(f"== {name}", flush=True)
+    started = time.perf_counter()
+    try:
+        figures = measure()
+    except Exception as exc:  # one peer failing (not installed, crashed) must not lose the others
+        traceback.print_exc()
+        figures = Figures(name, notes=[f"FAILED: {type(exc).__name__}: {exc}"])
+    print(f"== {name}: {time.perf_counter() - started:.0f} s", flush=True)
+    return figures
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    chosen = args.systems.split(",")
+    when = time.strftime("%Y-%m-%dT%H-%M-%SZ", time.gmtime())
+    data, label = dataset.load(args.n, args.queries)
+    print(f"data: {label}")
+    wrk_seconds = args.wrk_seconds if args.wrk_seconds > 0 and wrk.available() else None
+    runs: dict[str, Callable[[], Figures]] = {}
+    if "faiss" in chosen:
+        from benchmarks.peers import faiss_peer
+
+        runs["raw FAISS"] = lambda: faiss_peer.run(data, args.exact_queries)
+    if "vectorpanda" in chosen:
+        from benchmarks.peers import vectorpanda_peer
+
+        runs["VectorPanda"] = lambda: vectorpanda_peer.run(
+            data, args.exact_queries, args.workers, wrk_seconds
+        )
+    if "pgvector" in chosen:
+        from benchmarks.peers import pgvector_peer
+
+        runs["PostgreSQL + pgvector"] = lambda: pgvector_peer.run(data, args.exact_queries)
+    if "chroma" in chosen:
+        from benchmarks.peers import chroma_peer
+
+        runs["Chroma"] = lambda: chroma_peer.run(data, wrk_seconds)
+    systems = [_attempt(name, measure) for name, measure in runs.items()]
+    meta: dict[str, Any] = {
+        "when": when,
+        "n": args.n,
+        "queries": args.queries,
+        "exact_queries": args.exact_queries,
+        "data": label,
+        "hnsw_m": HNSW_M,
+        "ef_construction": EF_CONSTRUCTION,
+        "wrk_seconds": wrk_seconds or "no wrk:",
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, "
+        f"Python {platform.python_version()}",
+        "command": " ".join(["python -m benchmarks.peers.run", *map(shlex.quote, sys.argv[1:])]),
+    }
+    write(meta, systems, "10k" if args.n == 10_000 else f"{args.n // 1000}k")
+
+
+def write(meta: dict[str, Any], systems: list[Figures], size: str) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stem = RESULTS / f"peers-{size}-{meta['when']}"
+    text = report.markdown(meta, systems)
+    stem.with_suffix(".md").write_text(text)
+    stem.with_suffix(".png").write_bytes(report.chart(meta, systems))
+    raw = {"meta": meta, "systems": [s.plain() for s in systems]}
+    stem.with_suffix(".json").write_text(json.dumps(raw, indent=1))
+    for suffix in (".md", ".png", ".json"):
+        shutil.copyfile(stem.with_suffix(suffix), RESULTS / f"peers-{size}-latest{suffix}")
+    print(text)
+    print(f"results: {stem}.md / .png / .json (and peers-{size}-latest.*)")
+
+
+if __name__ == "__main__":
+    main()

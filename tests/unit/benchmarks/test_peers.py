@@ -1,0 +1,103 @@
+"""The peers benchmark's pure parts: corpus extraction, pgvector's COPY format, wrk's
+output, the choice of equal-recall points and the report."""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+
+from benchmarks.peers import wrk
+from benchmarks.peers.corpus import page_sentences
+from benchmarks.peers.measure import Figures, Point, choose, recall_at_k
+from benchmarks.peers.pgvector_peer import copy_binary
+from benchmarks.peers.report import comparison, markdown, point_for
+
+ROFF = r""".\" a comment that is not text
+.TH LS 1
+.SH DESCRIPTION
+List information about the \fBFILEs\fR in the current directory by default.
+Sort entries alphabetically if none of the other options is given.
+.PP
+.B \-a
+short
+.SH SEE ALSO
+The full documentation for ls is maintained as a Texinfo manual here.
+"""
+
+
+def test_sentences_come_from_running_text_without_roff_markup() -> None:
+    found = list(page_sentences(ROFF))
+    assert found == [
+        "List information about the FILEs in the current directory by default.",
+        "Sort entries alphabetically if none of the other options is given.",
+        "The full documentation for ls is maintained as a Texinfo manual here.",
+    ]
+
+
+def test_copy_binary_is_postgres_binary_copy_with_pgvector_values() -> None:
+    vectors = np.array([[1.0, -2.5], [0.25, 3.0]], dtype=np.float32)
+    payload = copy_binary(vectors)
+    assert payload.startswith(b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0))
+    assert payload.endswith(struct.pack(">h", -1))
+    body = payload[19:-2]
+    row = (
+        struct.pack(">hii", 2, 4, 1) + struct.pack(">ihh", 12, 2, 0) + struct.pack(">ff", 0.25, 3.0)
+    )
+    assert body[len(body) // 2 :] == row
+    assert len(body) == 2 * len(row)
+
+
+def test_wrk_output_is_parsed_with_units_and_errors() -> None:
+    output = """Running 3s test @ http://127.0.0.1:1/v1/collections/x/query
+  Latency Distribution
+     50%  812.00us
+     75%    1.20ms
+     99%    1.50s
+  2400 requests in 3.00s, 1.00MB read
+  Non-2xx or 3xx responses: 7
+Requests/sec:    800.25
+"""
+    parsed = wrk.parse(output)
+    assert parsed["qps"] == 800.25
+    assert parsed["p50_ms"] == 0.812
+    assert parsed["p99_ms"] == 1500.0
+    assert parsed["requests"] == 2400
+    assert parsed["errors"] == 7
+
+
+def test_the_smallest_ef_reaching_each_target_is_chosen() -> None:
+    sweep = {10: 0.90, 16: 0.951, 24: 0.97, 32: 0.991, 48: 0.995}
+    assert choose(sweep) == {16: [0.95], 32: [0.99]}
+    assert choose({10: 0.96, 16: 0.98}) == {10: [0.95], 16: [0.99]}  # 0.99 never reached
+    assert choose({10: 0.995}) == {10: [0.95, 0.99]}
+
+
+def test_recall_counts_the_true_neighbours_found() -> None:
+    truth = np.array([[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]])
+    assert recall_at_k([[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]], truth) == 1.0
+    assert recall_at_k([[1, 2, 3, 4, 5, 0, 0, 0, 0, 0]], truth) == 0.5
+
+
+def _system(name: str, qps16: float, ef: int | None = 16) -> Figures:
+    run = {"qps": qps16, "p50_ms": 1.0, "p99_ms": 2.0, "server_cpu_ms_per_q": 0.5}
+    point = Point(f"hnsw ef={ef}", ef, 0.97, [0.95], {"c1": run, "c16": run})
+    return Figures(name, 1000.0, 10.0, 5.0, 100.0, {16: 0.97}, [point])
+
+
+def test_ratios_are_to_the_fastest_other_peer_and_to_faiss() -> None:
+    systems = [
+        _system("raw FAISS (in-process)", 4000.0),
+        _system("VectorPanda (SDK)", 600.0),
+        _system("PostgreSQL + pgvector (psycopg)", 400.0),
+        _system("Chroma", 200.0),
+    ]
+    table = comparison(systems, 0.95)
+    vectorpanda = next(line for line in table.splitlines() if line.startswith("| VectorPanda"))
+    assert vectorpanda.endswith("| 1.50x | 0.15x |")
+    assert point_for(systems[0], 0.99) is None
+    meta = {"when": "t", "data": "d", "hnsw_m": 16, "ef_construction": 100, "machine": "m",
+            "command": "c", "wrk_seconds": 3, "exact_queries": 200}  # fmt: skip
+    text = markdown(meta, systems)
+    assert "shared with other engineers" in text
+    assert "## HNSW at recall@10 ≥ 0.99" in text

@@ -4,6 +4,7 @@ dependencies never touch the project's venv); measured by ``chroma_driver`` ther
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -23,15 +24,18 @@ VENV = CACHE / "chroma-venv"
 
 
 def ensure_venv() -> Path:
-    """Chroma's venv, installed from its lock when the lock is newer than the venv."""
+    """Chroma's venv, (re)installed from its lock when the lock's packages changed."""
     python = VENV / "bin" / "python"
     stamp = VENV / ".installed"
-    if not stamp.exists() or stamp.stat().st_mtime < LOCK.stat().st_mtime:
+    pins = "\n".join(line for line in LOCK.read_text().splitlines() if not line.startswith("#"))
+    wanted = hashlib.sha256(pins.encode()).hexdigest()
+    if not stamp.exists() or stamp.read_text() != wanted:
         print(f"chroma: installing {LOCK.name} into {VENV}")
-        venv.create(VENV, with_pip=True)
+        if not python.exists():
+            venv.create(VENV, with_pip=True)
         pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
         subprocess.run([*pip, "--require-hashes", "-r", str(LOCK)], check=True)
-        stamp.touch()
+        stamp.write_text(wanted)
     return python
 
 

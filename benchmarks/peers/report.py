@@ -44,12 +44,14 @@ def _qps(point: Point | None, key: str = "c16") -> float:
 def comparison(systems: list[Figures], target: float | None) -> str:
     rows = [(s, point_for(s, target)) for s in systems]
     faiss = next((p for s, p in rows if s.system.startswith(FAISS)), None)
+    # FAISS's best: its 16 Python threads can be slower than one on a busy box.
+    floor = max(_qps(faiss, "c1"), _qps(faiss, "c16"))
     peers = [_qps(p) for s, p in rows if not s.system.startswith((FAISS, VECTORPANDA))]
     fastest = max(peers, default=0.0)
     head = (
         "| system | point | recall@10 | q/s c1 | p50 c1 ms | p99 c1 ms | q/s c16 | p50 c16 ms "
         "| p99 c16 ms | server CPU ms/q (c1 / c16) | wrk q/s c1 / c16 | wrk p50 c16 ms "
-        "| wrk server CPU ms/q (c16) | c16 ÷ fastest peer | c16 ÷ FAISS |"
+        "| wrk server CPU ms/q (c16) | c16 ÷ fastest peer | c16 ÷ FAISS best |"
     )
     lines = [head, "|" + "---|" * 15]
     for system, point in rows:
@@ -69,7 +71,7 @@ def comparison(systems: list[Figures], target: float | None) -> str:
             f"| {_f(c16.get('qps'))} | {_f(c16.get('p50_ms'), 2)} | {_f(c16.get('p99_ms'), 2)} "
             f"| {cpu} | {wrk_qps} | {_f(w16.get('p50_ms'), 2)} "
             f"| {_f(w16.get('server_cpu_ms_per_q'), 2)} "
-            f"| {_ratio(_qps(point), fastest)} | {_ratio(_qps(point), _qps(faiss))} |"
+            f"| {_ratio(_qps(point), fastest)} | {_ratio(_qps(point), floor)} |"
         )
     return "\n".join(lines)
 
@@ -148,11 +150,11 @@ def chart(meta: dict[str, Any], systems: list[Figures]) -> bytes:
         for i, (key, label) in enumerate(series):
             values = [_qps(point_for(s, target), key) for s in systems]
             xs = [x + (i - 1) * width for x in range(len(systems))]
-            ax.bar(xs, values, width, label=label)
+            bars = ax.bar(xs, values, width, label=label)
+            ax.bar_label(bars, labels=[f"{v:.0f}" if v else "" for v in values], fontsize=6)
         ax.set_xticks(range(len(systems)), names, rotation=20, ha="right", fontsize=8)
         ax.set_title(title)
         ax.set_ylabel("queries/s")
-        ax.set_yscale("log")
     axes[0].legend(fontsize=8)
     fig.suptitle(f"Peers, {meta['n']:,} x 384 real embeddings, {meta['when']} (noisy, shared box)")
     fig.tight_layout()

@@ -39,6 +39,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--wrk-seconds", type=float, default=5.0, help="per wrk run; 0 skips wrk")
     p.add_argument("--workers", type=int, default=1, help="VectorPanda workers")
     p.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated subset")
+    p.add_argument("--report-only", metavar="JSON", help="rewrite the .md/.png of a results file")
     args = p.parse_args(argv)
     if args.quick:
         args.n, args.wrk_seconds = 10_000, min(args.wrk_seconds, 3.0)
@@ -63,6 +64,11 @@ def _attempt(name: str, measure: Callable[[], Figures]) -> Figures:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.report_only:
+        raw = json.loads(Path(args.report_only).read_text())
+        systems = [Figures.from_plain(s) for s in raw["systems"]]
+        write(raw["meta"], systems, _size(raw["meta"]["n"]))
+        return
     chosen = args.systems.split(",")
     when = time.strftime("%Y-%m-%dT%H-%M-%SZ", time.gmtime())
     data, label = dataset.load(args.n, args.queries)
@@ -101,7 +107,11 @@ def main(argv: list[str] | None = None) -> None:
         f"Python {platform.python_version()}",
         "command": " ".join(["python -m benchmarks.peers.run", *map(shlex.quote, sys.argv[1:])]),
     }
-    write(meta, systems, "10k" if args.n == 10_000 else f"{args.n // 1000}k")
+    write(meta, systems, _size(args.n))
+
+
+def _size(n: int) -> str:
+    return f"{n // 1000}k" if n >= 1000 else str(n)
 
 
 def write(meta: dict[str, Any], systems: list[Figures], size: str) -> None:

@@ -175,6 +175,10 @@ def run(data: Dataset, exact_queries: int) -> Figures:
             def runner(w: int) -> Callable[[np.ndarray], list[int]]:
                 conn = conns[w]
                 sql = "SELECT id FROM items ORDER BY embedding <-> %s::vector LIMIT 10"
+                if ef is None:
+                    # Another statement text: a prepared statement keeps the plan it was
+                    # made with (the index scan) whatever enable_indexscan says later.
+                    sql += " -- exact"
 
                 def ask(q: np.ndarray) -> list[int]:
                     return [row[0] for row in conn.execute(sql, (_literal(q),), prepare=True)]

@@ -32,6 +32,7 @@ from coordinator.accounts import (
     RevokeApiKey,
 )
 from coordinator.dataplane import DataPlane
+from coordinator.tiers import limits_for
 
 router = APIRouter(include_in_schema=False)
 log = logging.getLogger("vectorpanda.dashboard")
@@ -101,6 +102,7 @@ async def client_context(dash: Dashboard, request: Request, client_id: str) -> d
         "charts": charts,
         "trail": trail,
         "scopes": SCOPES,
+        "limits": limits_for(client.tier),
     }
 
 

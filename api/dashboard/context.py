@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -50,6 +51,23 @@ class Dashboard:
     providers: dict[str, LoginProvider] = field(default_factory=dict)
     operator_emails: frozenset[str] = frozenset()
     policy: SessionPolicy = field(default_factory=SessionPolicy)
+
+    def foreign_host(self, request: Request) -> str | None:
+        """Why signing in cannot work at the host this request came to, or None if it can.
+
+        The provider sends the browser back to the public URL; a login started on
+        another name for the server (localhost vs 127.0.0.1) loses its cookie there.
+        """
+        expected = (urlsplit(self.public_url).hostname or "").lower()
+        came_to = (request.url.hostname or "").lower()
+        if not expected or came_to == expected:
+            return None
+        return (
+            f"This page was opened at {came_to}, but sign-in works only at "
+            f"{self.public_url.rstrip('/')} (VP_PUBLIC_URL): the browser would lose its "
+            f"sign-in cookie on the way back from the provider. "
+            f"Open {self.public_url.rstrip('/')}/login instead."
+        )
 
     def redirect_uri(self, provider: str) -> str:
         """Exact and fixed: from the configured public URL, never from the Host header."""

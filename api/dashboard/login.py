@@ -49,8 +49,10 @@ async def login_page(request: Request) -> Response:
         return message(request, "Dashboard unavailable", NOT_CONFIGURED, 404)
     if await load_session(dash, request) is not None:
         return redirect("/dashboard")
-    notice = None
-    if request.query_params.get("expired"):
+    notice = dash.foreign_host(request)
+    if notice is not None:
+        pass  # wrong host: that is what the user needs to know first
+    elif request.query_params.get("expired"):
         notice = "Your session expired. Please sign in again."
     elif request.query_params.get("bye"):
         notice = "You are signed out."
@@ -66,6 +68,9 @@ async def login_start(provider: str, request: Request) -> Response:
     chosen = dash.providers.get(provider)
     if chosen is None:
         return message(request, "Unknown sign-in provider", "Choose one on the login page.", 404)
+    wrong_host = dash.foreign_host(request)
+    if wrong_host is not None:
+        return message(request, "Sign in at the service's own address", wrong_host, 400)
     if await load_session(dash, request) is not None:
         return redirect("/dashboard")  # signed in already: log out first to switch accounts
     old = cookie_hash(request)

@@ -86,12 +86,15 @@ async def audit_log(request: Request) -> Response:
     before_seq = int(before) if before and before.isdigit() else None
     rows = await asyncio.to_thread(dash.audit.audit, client_id, type_, before_seq, 50)
     types = await asyncio.to_thread(dash.audit.event_types)
+    clients = await request.app.state.accounts.list_clients()
+    names = {c.client_id: c.name for c in clients}
     return page(
         request,
         "audit.html",
         session=session,
         rows=rows,
         types=types,
+        names=names,
         client_id=client_id or "",
         type=type_ or "",
         next_before=rows[-1].seq if len(rows) == 50 else None,

@@ -132,6 +132,10 @@ def test_client_journey(browser: Any, stack: Stack, provider: RunningProvider) -
     assert today_bar.get_attribute("data-day") in {day_before, utc_today()}
     assert today_bar.get_attribute("data-value") == "3"
     assert "bob-secret-notes" not in page.content()
+    # Usage against the tier's quotas (alice is on the free tier).
+    assert page.text_content("#quota-collections") == "1 of 5"
+    assert page.text_content("#quota-vectors") == "3 of 100,000"
+    assert page.text_content("#quota-rate") == "25/s (burst 50)"
     page.screenshot(path=str(ARTIFACTS / "client.png"), full_page=True)
 
     (cookie,) = [c for c in context.cookies() if c["name"] == COOKIE]
@@ -236,6 +240,44 @@ def test_operator_view(browser: Any, stack: Stack) -> None:
     assert ours[1]["data"]["reason"] == "card expired"
 
     page.goto(f"{stack.url}/dashboard/operator/audit?type=client.tier_changed")
-    assert OPERATOR_EMAIL in (page.text_content("#audit") or "")
+    audit = page.text_content("#audit") or ""
+    assert OPERATOR_EMAIL in audit
+    assert "alice" in audit  # the client's name beside its id
     page.screenshot(path=str(ARTIFACTS / "operator-audit.png"), full_page=True)
+
+    # On a phone the whole audit table fits: no element inside it sticks out or clips.
+    context.close()
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
+    page = context.new_page()
+    login(page, stack, OPERATOR_EMAIL)
+    page.wait_for_url(f"{stack.url}/dashboard/operator")
+    page.goto(f"{stack.url}/dashboard/operator/audit")
+    clipped = page.evaluate(
+        """() => {
+          const width = document.documentElement.clientWidth;
+          const out = [];
+          for (const el of document.querySelectorAll('#audit, #audit *')) {
+            const r = el.getBoundingClientRect();
+            if (r.width === 0) continue;
+            if (r.right > width + 0.5 || r.left < -0.5 || el.scrollWidth > el.clientWidth + 1)
+              out.push(el.tagName + ' ' + (el.textContent || '').slice(0, 40));
+          }
+          return out;
+        }"""
+    )
+    page.screenshot(path=str(ARTIFACTS / "operator-audit-phone.png"), full_page=True)
+    assert not clipped, clipped
+    context.close()
+
+
+def test_a_login_at_another_name_for_the_server_says_so(browser: Any, stack: Stack) -> None:
+    other = stack.url.replace("localhost", "127.0.0.1")
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(f"{other}/login")
+    notice = page.text_content(".notice") or ""
+    assert "sign-in works only at " + stack.url in notice
+    page.click("#login-google")
+    assert "Sign in at the service's own address" in (page.text_content("h1") or "")
+    assert "expired" not in (page.text_content("main") or "")
     context.close()

@@ -123,6 +123,16 @@ class VectorIn(Strict):
         return check_vector_id(value)
 
 
+def first_repeat(ids: list[str]) -> str | None:
+    """The first id that occurs a second time, or None when all are distinct."""
+    seen: set[str] = set()
+    for vid in ids:
+        if vid in seen:
+            return vid
+        seen.add(vid)
+    return None
+
+
 class UpsertRequest(Strict):
     """Either ``vectors`` (JSON rows) or ``ids`` + ``values_b64`` (+ ``metadata``)."""
 
@@ -166,6 +176,13 @@ class UpsertRequest(Strict):
             and len(self.metadata) != len(self.ids)
         ):
             raise ValueError("'metadata' must have one entry per id")
+        ids = self.ids if self.ids is not None else [v.id for v in self.vectors or []]
+        repeated = first_repeat(ids)
+        if repeated is not None:
+            raise ValueError(
+                f"id {repeated!r} appears more than once in this upsert; "
+                "ids within one upsert must be unique"
+            )
         return self
 
 

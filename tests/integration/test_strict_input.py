@@ -328,3 +328,14 @@ def test_no_request_was_a_server_error(stack: Stack, key: str) -> None:
     ]
     assert statuses == []
     assert "vectorpanda_internal_errors_total{" not in text
+
+
+def test_a_repeated_id_in_one_upsert_is_refused_by_name(stack: Stack, key: str) -> None:
+    with stack.client(key) as c:
+        before = state(c)
+        rows = [{"id": "twice", "values": [1.0, 2.0]}, {"id": "twice", "values": [3.0, 4.0]}]
+        r = c.post("/v1/collections/c/upsert", json={"vectors": rows})
+        expect(r, 422, "invalid", "'twice'", "more than once")
+        packed = {"ids": ["v9", "v9"], "values_b64": "AACAPwAAAEAAAEBAAACAQA=="}
+        expect(c.post("/v1/collections/c/upsert", json=packed), 422, "invalid", "'v9'")
+        assert state(c) == before

@@ -7,11 +7,14 @@ parsed and before routing, dependency solving or any per-route work. A flood
 of such requests then costs the coordinator tens of microseconds each instead
 of a whole request, so it cannot take the event loop from other clients.
 
-A refusal for a bad credential or for the rate is answered after a short
-delay (``refusal_delay_s``). It costs nothing to hold, and a flooding client
-waits for each answer before it sends again on that connection, so 64
-connections at full speed become 64 requests per delay instead of tens of
-thousands a second that the coordinator would have to parse.
+A credential that keeps being refused (the same unknown key, or a client over
+its rate) is answered after a pause (``refusal_delay_s``) once it has had
+``REFUSALS_PER_S`` refusals a second (burst ``REFUSAL_BURST``) answered at
+once. Holding an answer costs nothing, and a flooding client waits for each
+answer before it sends again on that connection, so 64 connections at full
+speed become 64 requests per pause instead of tens of thousands a second that
+the coordinator would have to parse. A client that makes a mistake now and
+then is told at once.
 
 Requests that pass carry their principal in the ASGI scope's state, so the
 route's key dependency neither authenticates nor takes a rate token again.
@@ -34,6 +37,8 @@ from coordinator.tiers import limits_for
 DATA_PLANE_PREFIX = "/v1/"
 _BEARER = b"bearer "
 _MAX_AUTHORIZATION = 1024
+REFUSALS_PER_S = 5
+REFUSAL_BURST = 20
 
 Authenticate = Callable[[str], Awaitable[Principal | None]]
 
@@ -137,6 +142,8 @@ class AdmissionGate:
         self.authenticate = authenticate
         self.rate_limiter = rate_limiter
         self.admission = admission
+        # Refusals answered at once, per credential; past them, answers are held.
+        self._refusals = RateLimiter(max_clients=10_000)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not scope["path"].startswith(DATA_PLANE_PREFIX):
@@ -145,7 +152,10 @@ class AdmissionGate:
         token = bearer_of(scope)
         principal = None if token is None else await self.authenticate(token)
         if principal is None:
-            await self._hold()
+            # Keyed by the presented key's id: behind nginx every caller shares one address,
+            # and requests without a well-formed key are limited per address at the edge.
+            if token is not None and token.startswith("vp_"):
+                await self._hold("key:" + token[3:19])
             await self._refuse(scope, send, 401, "unauthorized", UNAUTHORIZED)
             return
         state = scope.setdefault("state", {})
@@ -163,7 +173,7 @@ class AdmissionGate:
                     f"Over the {principal.tier} tier's rate of {tier.requests_per_second:g} "
                     f"requests/s (burst {tier.burst}); retry after {decision.retry_after} s."
                 )
-                await self._hold()
+                await self._hold(principal.client_id)
                 await self._refuse(scope, send, 429, "rate_limited", message, decision.retry_after)
                 return
         if not await self.admission.enter(principal.client_id):
@@ -172,7 +182,7 @@ class AdmissionGate:
                 f"(at most {self.admission.max_running} running and "
                 f"{self.admission.max_waiting} waiting); retry after 1 s."
             )
-            await self._hold()
+            await self._hold(principal.client_id)
             await self._refuse(scope, send, 429, "rate_limited", message, 1)
             return
         state["principal"] = principal
@@ -181,8 +191,10 @@ class AdmissionGate:
         finally:
             self.admission.leave(principal.client_id)
 
-    async def _hold(self) -> None:
-        if self.refusal_delay_s > 0:
+    async def _hold(self, who: str) -> None:
+        if self.refusal_delay_s <= 0:
+            return
+        if not self._refusals.acquire(who, REFUSALS_PER_S, REFUSAL_BURST).allowed:
             await asyncio.sleep(self.refusal_delay_s)
 
     async def _refuse(

@@ -101,9 +101,9 @@ class Settings(BaseSettings):
     # both it gets 429 at once, so one client's backlog never fills the coordinator
     client_max_running: int = Field(default=64, ge=1)
     client_max_waiting: int = Field(default=256, ge=0)
-    # a 401 or 429 on the data plane is answered after this pause: a flooding
-    # connection then sends one request per pause, whatever its client does
-    refusal_delay_s: float = Field(default=0.1, ge=0, le=5)
+    # a key refused again and again (unknown, or over its rate) gets its 401/429 after
+    # this pause: a flooding connection then sends one request per pause
+    refusal_delay_s: float = Field(default=1.0, ge=0, le=5)
 
     # timing
     request_timeout_s: float = Field(default=10.0, gt=0)

@@ -160,7 +160,9 @@ async def test_a_slot_handed_to_a_cancelled_waiter_is_passed_on() -> None:
     assert admission.running("c") == 0
 
 
-async def test_refusals_for_credentials_and_rate_are_held_for_the_delay() -> None:
+async def test_a_key_refused_again_and_again_is_held_for_the_delay() -> None:
+    from api.admission import REFUSAL_BURST
+
     app = App()
     g = AdmissionGate(
         app,
@@ -170,9 +172,16 @@ async def test_refusals_for_credentials_and_rate_are_held_for_the_delay() -> Non
         refusal_delay_s=0.2,
     )
     loop = asyncio.get_running_loop()
+    unknown = "vp_0123456789abcdef_" + "x" * 43
     started = loop.time()
-    status, *_ = await call(g, "nonsense")
+    for _ in range(REFUSAL_BURST):  # an occasional mistake is answered at once
+        assert (await call(g, unknown))[0] == 401
+    assert loop.time() - started < 0.2 * REFUSAL_BURST / 2
+    started = loop.time()
+    status, *_ = await call(g, unknown)  # a flood is held
     assert status == 401 and loop.time() - started >= 0.2
     started = loop.time()
-    status, *_ = await call(g, PAUSED)  # a paused client is told at once
-    assert status == 423 and loop.time() - started < 0.2
+    other = "vp_fedcba9876543211_" + "y" * 43
+    assert (await call(g, other))[0] == 401  # another key is not punished for it
+    assert (await call(g, PAUSED))[0] == 423  # a paused client is told at once
+    assert loop.time() - started < 0.2

@@ -181,9 +181,14 @@ def test_code_bound_to_another_pkce_verifier_is_refused(
 def test_redirect_uri_is_fixed_and_foreign_ones_fail(
     stack: Stack, provider: RunningProvider, browser: CookieClient
 ) -> None:
+    # A sign-in started under another host name is refused, naming the real address.
     r = browser.get(
         "/login/google", headers={"Host": "evil.example", "X-Forwarded-Host": "evil.example"}
     )
+    assert r.status_code == 400 and f"{stack.url}/login" in r.text
+    assert "location" not in r.headers
+    # Whatever the forwarded host says, the redirect URI is the configured one.
+    r = browser.get("/login/google", headers={"X-Forwarded-Host": "evil.example"})
     authorize = httpx.URL(r.headers["location"])
     assert authorize.params["redirect_uri"] == f"{stack.url}/login/google/callback"
     # A foreign redirect URI is not honoured by the provider (exact match).

@@ -23,8 +23,8 @@ _COLUMNS = (
 )
 
 # A constant column list; every value is bound.
-_PAGE_SQL = f"SELECT {_COLUMNS} FROM events WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?"  # noqa: S608
-_LAST_OF_TYPE_SQL = f"SELECT {_COLUMNS} FROM events WHERE type = ? ORDER BY seq DESC LIMIT 1"  # noqa: S608
+_PAGE_SQL = f"SELECT {_COLUMNS} FROM events WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?"  # noqa: S608  # nosec B608
+_LAST_OF_TYPE_SQL = f"SELECT {_COLUMNS} FROM events WHERE type = ? ORDER BY seq DESC LIMIT 1"  # noqa: S608  # nosec B608
 
 
 @contextmanager

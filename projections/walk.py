@@ -117,7 +117,7 @@ class LiveTable:
         self._cursor = cursor
         cols = ", ".join(c.name for c in table.columns)
         # Names come from our own table definitions, values are bound.
-        query = f"SELECT {cols} FROM {table.name} "  # noqa: S608
+        query = f"SELECT {cols} FROM {table.name} "  # noqa: S608  # nosec B608
         self._sql = query + "WHERE seq > ? ORDER BY seq LIMIT ?"
         self._page: list[tuple[Any, ...]] = []
         self._pos = 0

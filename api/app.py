@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from api import dashboard
-from api.admission import AdmissionGate, ClientAdmission
+from api.admission import AdmissionGate
 from api.deps import StrictQuery
 from api.docs_ui import declare_security, install_docs
 from api.errors import ERROR_RESPONSES, install_error_handlers
@@ -27,6 +27,7 @@ from api.routes import (
     vectors,
 )
 from coordinator.accounts import Accounts
+from coordinator.admission import ClientAdmission
 from coordinator.dataplane import DataPlane
 from coordinator.hub import WorkerHub
 from coordinator.metrics import Metrics

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from coordinator.admission import ClientAdmission
 from coordinator.convergence import AlertHook, Assignment, OwnershipConvergence, no_alert
 from coordinator.errors import OutcomeUnknown, TenantUnavailable, WorkerRefused
 from coordinator.hub import WorkerGone, WorkerHub, WorkerLink
@@ -41,6 +42,8 @@ WAIT_FOR_WORKER_S = 3.0
 # its neighbours share (measured: B's p99 5x better with A at 2 in flight than at 8,
 # for nearly the same throughput of A).
 TENANT_FILTERED_INFLIGHT = 2
+# Past the admission gate's own per-client bound, so a request waits until its deadline.
+TENANT_FILTERED_WAITING = 1024
 
 
 # Frames that change stored data: their outcome matters when an answer is lost.
@@ -87,7 +90,8 @@ class TenantRouter(OwnershipConvergence):
         self._inflight: dict[str, int] = {}
         self._idle: dict[str, asyncio.Event] = {}
         self._hits: dict[str, int] = {}
-        self._filtered: dict[str, tuple[asyncio.Semaphore, int]] = {}  # gate, users
+        # A client's filtered requests (the expensive kind): a few at a time, the rest wait.
+        self._filtered = ClientAdmission(TENANT_FILTERED_INFLIGHT, TENANT_FILTERED_WAITING)
         self._sampled_at = time.monotonic()
         self.draining: set[str] = set()
         self.placement_changes = 0
@@ -351,25 +355,20 @@ class TenantRouter(OwnershipConvergence):
         if not (args or {}).get("filter"):
             return await self._call(tenant, op, args, arrays, retry)
         deadline = time.monotonic() + self._timeout_s
-        gate, users = self._filtered.get(tenant) or (asyncio.Semaphore(TENANT_FILTERED_INFLIGHT), 0)
-        self._filtered[tenant] = (gate, users + 1)
         try:
-            try:
-                await asyncio.wait_for(gate.acquire(), deadline - time.monotonic())
-            except TimeoutError:
-                raise TenantUnavailable(
-                    "Too many of this client's filtered requests are running; retry shortly."
-                ) from None
-            try:
-                return await self._call(tenant, op, args, arrays, retry, deadline)
-            finally:
-                gate.release()
+            admitted = await asyncio.wait_for(
+                self._filtered.enter(tenant), deadline - time.monotonic()
+            )
+        except TimeoutError:
+            admitted = False
+        if not admitted:
+            raise TenantUnavailable(
+                "Too many of this client's filtered requests are running; retry shortly."
+            )
+        try:
+            return await self._call(tenant, op, args, arrays, retry, deadline)
         finally:
-            gate, users = self._filtered[tenant]
-            if users > 1:
-                self._filtered[tenant] = (gate, users - 1)
-            else:
-                del self._filtered[tenant]  # no one waits: forget the tenant
+            self._filtered.leave(tenant)
 
     def _enter(self, tenant: str) -> None:
         self._inflight[tenant] = self._inflight.get(tenant, 0) + 1

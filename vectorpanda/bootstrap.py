@@ -12,9 +12,9 @@ from pathlib import Path
 import uvicorn
 from fastapi import FastAPI
 
-from api.admission import ClientAdmission
 from api.app import create_app
 from coordinator.accounts import Accounts
+from coordinator.admission import ClientAdmission
 from coordinator.census import CensusTaker
 from coordinator.dataplane import DataPlane, Limits
 from coordinator.fencing import fence_local_worker

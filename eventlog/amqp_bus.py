@@ -37,6 +37,7 @@ from eventlog.bus import (
     PoisonMessage,
     PublishRefused,
     encode_message,
+    tell_dead_letter,
 )
 from eventlog.store import StoredEvent
 
@@ -212,12 +213,7 @@ class RabbitBus:
                 await _settle(message.ack())
 
     async def _dead_letter(self, queue: str, body: bytes, reason: str, attempt: int) -> None:
-        if self.on_dead_letter is None:
-            return
-        try:
-            await self.on_dead_letter(queue, body, reason, attempt)
-        except Exception:  # recording must never stop the consumer
-            log.exception("could not record a dead letter of %s", queue)
+        await tell_dead_letter(self.on_dead_letter, queue, body, reason, attempt)
 
     async def dead_letters(self, queue: str) -> list[bytes]:
         """Bodies waiting in ``queue``'s dead-letter queue; they stay there."""

@@ -13,6 +13,7 @@ and the consumer goes on with the next message.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -48,6 +49,20 @@ class Delivery:
 Handler = Callable[[Delivery], Awaitable[None]]
 # Told of every message a consumer gives up on: (queue, body, reason, attempts).
 DeadLetterHook = Callable[[str, bytes, str, int], Awaitable[None]]
+
+
+async def tell_dead_letter(
+    hook: DeadLetterHook | None, queue: str, body: bytes, reason: str, attempt: int
+) -> None:
+    """Give a dead letter to the bus's hook; recording it must never stop the consumer."""
+    if hook is None:
+        return
+    try:
+        await hook(queue, body, reason, attempt)
+    except Exception:
+        logging.getLogger("vectorpanda.bus").exception(
+            "could not record a dead letter of %s", queue
+        )
 
 
 class Subscription(Protocol):

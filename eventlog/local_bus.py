@@ -24,6 +24,7 @@ from eventlog.bus import (
     PoisonMessage,
     PublishRefused,
     encode_message,
+    tell_dead_letter,
     topic_matches,
 )
 from eventlog.store import StoredEvent
@@ -130,12 +131,7 @@ class LocalBus:
                     await asyncio.sleep(min(0.05 * attempt, 1.0))
 
     async def _dead_letter(self, queue: str, body: bytes, reason: str, attempt: int) -> None:
-        if self.on_dead_letter is None:
-            return
-        try:
-            await self.on_dead_letter(queue, body, reason, attempt)
-        except Exception:  # recording must never stop the consumer
-            log.exception("could not record a dead letter of %s", queue)
+        await tell_dead_letter(self.on_dead_letter, queue, body, reason, attempt)
 
     async def dead_letters(self, queue: str) -> list[bytes]:
         """Messages dead-lettered from ``queue``, oldest first."""

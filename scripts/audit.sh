@@ -12,7 +12,7 @@ BIN=.venv/bin
 status=0
 
 for lock in requirements/runtime.txt requirements/test.txt; do
-  echo "== pip-audit $lock (vulnerability data: PyPI)"
+  echo "== pip-audit $lock (vulnerability data: the package index)"
   report=$(mktemp)
   timeout 300 "$BIN/pip-audit" -r "$lock" --require-hashes --disable-pip \
     --vulnerability-service pypi --progress-spinner off --format json --output "$report" 2>/tmp/pip-audit.err
@@ -39,7 +39,7 @@ audited = len(deps) - len(skipped)
 print(f"  {audited}/{len(deps)} pinned packages audited, {len(vulnerable)} vulnerable")
 if skipped:
     names = ", ".join(d["name"] for d in skipped)
-    print(f"  NOT AUDITED ({len(skipped)}): PyPI has no record of these versions: {names}")
+    print(f"  NOT AUDITED ({len(skipped)}): the package index has no record of these versions: {names}")
 allow = os.environ.get("AUDIT_ALLOW_UNAUDITED") == "1"
 if skipped and allow:
     print("  AUDIT_ALLOW_UNAUDITED=1: unaudited packages are a warning, not a failure")

@@ -28,6 +28,8 @@ from collections.abc import Awaitable, Callable
 import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from api.client_address import client_address
+from coordinator.accounts.key_policy import IPNetwork, address_allowed
 from coordinator.accounts.model import Principal
 from coordinator.admission import ClientAdmission
 from coordinator.rate_limit import RateLimiter
@@ -42,6 +44,8 @@ REFUSAL_BURST = 20
 Authenticate = Callable[[str], Awaitable[Principal | None]]
 
 UNAUTHORIZED = "Missing, malformed, unknown or revoked credential."
+# Sent only after the key's secret was proven: it tells nothing to someone without it.
+ADDRESS_REFUSED = "This key may not be used from this address (the key's allowed_cidrs)."
 PAUSED = (
     "This account is paused. Ask the operators to resume it "
     "(admin: POST /admin/v1/clients/{id}/resume)."
@@ -73,8 +77,10 @@ class AdmissionGate:
         rate_limiter: RateLimiter | None,
         admission: ClientAdmission,
         refusal_delay_s: float = 0.0,
+        trusted_proxies: tuple[IPNetwork, ...] = (),
     ) -> None:
         self.app = app
+        self.trusted_proxies = trusted_proxies
         self.refusal_delay_s = refusal_delay_s
         self.authenticate = authenticate
         self.rate_limiter = rate_limiter
@@ -97,6 +103,12 @@ class AdmissionGate:
             return
         state = scope.setdefault("state", {})
         state["client_id"] = principal.client_id
+        if principal.networks and not address_allowed(
+            principal.networks, client_address(scope, self.trusted_proxies)
+        ):
+            await self._hold(principal.client_id)
+            await self._refuse(scope, send, 403, "forbidden", ADDRESS_REFUSED)
+            return
         if principal.status == "paused":
             await self._refuse(scope, send, 423, "paused", PAUSED)
             return

@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from api import dashboard
 from api.admission import AdmissionGate
+from api.client_address import DEFAULT_TRUSTED_PROXIES, trusted_proxy_networks
 from api.deps import StrictQuery
 from api.docs_ui import declare_security, install_docs
 from api.errors import ERROR_RESPONSES, install_error_handlers
@@ -27,6 +28,7 @@ from api.routes import (
     vectors,
 )
 from coordinator.accounts import Accounts
+from coordinator.accounts.key_policy import IPNetwork
 from coordinator.admission import ClientAdmission
 from coordinator.dataplane import DataPlane
 from coordinator.hub import WorkerHub
@@ -53,6 +55,7 @@ def create_app(
     usage_meter: RequestObserver | None = None,
     admission: ClientAdmission | None = None,
     refusal_delay_s: float = 0.0,
+    trusted_proxies: tuple[IPNetwork, ...] | None = None,
 ) -> FastAPI:
     """Build the app around already-constructed coordinator parts."""
     app = FastAPI(
@@ -73,6 +76,10 @@ def create_app(
     # The scheduler's own admin token: same powers, recorded as actor "scheduler".
     app.state.scheduler_token = scheduler_token.encode() if scheduler_token else None
     app.state.rate_limiter = rate_limiter
+    # Peers whose X-Real-IP / X-Forwarded-For is believed (api/client_address.py).
+    if trusted_proxies is None:
+        trusted_proxies = trusted_proxy_networks(DEFAULT_TRUSTED_PROXIES)
+    app.state.trusted_proxies = trusted_proxies
     app.state.metrics = Metrics()
     app.state.metrics.watch_workers(hub, dataplane.router)
     install_error_handlers(app)
@@ -98,6 +105,7 @@ def create_app(
         rate_limiter=rate_limiter,
         admission=admission or ClientAdmission(max_running=64, max_waiting=256),
         refusal_delay_s=refusal_delay_s,
+        trusted_proxies=trusted_proxies,
     )
     app.add_middleware(
         RequestContext,

@@ -9,8 +9,11 @@ from fastapi import Depends, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 
+from api.admission import ADDRESS_REFUSED
+from api.client_address import client_address
 from api.errors import Forbidden, Invalid, Paused, RateLimited, Unauthorized
 from coordinator.accounts import Accounts
+from coordinator.accounts.key_policy import address_allowed
 from coordinator.accounts.model import Principal
 from coordinator.dataplane import DataPlane
 from coordinator.rate_limit import RateLimiter
@@ -101,6 +104,10 @@ async def require_key(request: Request) -> Principal:
     if principal is None:
         raise Unauthorized()
     request.state.client_id = principal.client_id
+    if principal.networks:
+        trusted = getattr(request.app.state, "trusted_proxies", ())
+        if not address_allowed(principal.networks, client_address(request.scope, trusted)):
+            raise Forbidden(ADDRESS_REFUSED)
     if principal.status == "paused":
         raise Paused()
     check_rate(request, principal)

@@ -20,6 +20,9 @@ class TierLimits:
     max_dimension: int
     requests_per_second: float  # sustained data-plane request rate
     burst: int  # requests allowed at once after an idle spell
+    # Longest an API key may live, and what a key issued without ``expires_at`` gets;
+    # None: keys of this tier may be issued without an expiry.
+    max_key_lifetime_days: int | None = None
 
 
 # The single source of tier limits. Change a tier here and nowhere else.
@@ -30,6 +33,7 @@ TIERS: dict[str, TierLimits] = {
         max_dimension=1536,
         requests_per_second=25,
         burst=50,
+        max_key_lifetime_days=90,
     ),
     "standard": TierLimits(
         max_collections=50,
@@ -37,6 +41,7 @@ TIERS: dict[str, TierLimits] = {
         max_dimension=4096,
         requests_per_second=250,
         burst=500,
+        max_key_lifetime_days=365,
     ),
     "premium": TierLimits(
         max_collections=500,

@@ -61,12 +61,19 @@ class ClientLoginEmailLinked(ClientEvent):
 
 
 class ApiKeyIssued(ClientEvent):
-    """A key was issued; the secret and its digest never enter an event."""
+    """A key was issued; the secret and its digest never enter an event.
+
+    v2 added ``expires_at`` (RFC 3339 UTC; None: never) and ``allowed_cidrs`` (empty:
+    any address); v1 keys had neither.
+    """
 
     event_type: ClassVar[str] = "api_key.issued"
+    schema_version: ClassVar[int] = 2
     key_id: KeyId
     scopes: tuple[ScopeName, ...]
     label: str | None = None
+    expires_at: str | None = None
+    allowed_cidrs: tuple[str, ...] = ()
 
 
 class ApiKeyRevoked(ClientEvent):
@@ -289,6 +296,10 @@ def _reason_none(data: dict[str, Any]) -> dict[str, Any]:
     return {**data, "reason": None}
 
 
+def _api_key_issued_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
+    return {**data, "expires_at": None, "allowed_cidrs": []}
+
+
 def _usage_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
     return {**data, "rejected": 0}
 
@@ -303,6 +314,7 @@ UPCASTERS: dict[tuple[str, int], Upcaster] = {
     (TierChanged.event_type, 1): _tier_changed_v1_to_v2,
     (CensusSnapshotTaken.event_type, 1): _census_v1_to_v2,
     (UsageRecorded.event_type, 1): _usage_v1_to_v2,
+    (ApiKeyIssued.event_type, 1): _api_key_issued_v1_to_v2,
     (ClientResumed.event_type, 1): _reason_none,
     (ClientDeleted.event_type, 1): _reason_none,
     (InvoiceIssued.event_type, 1): _reason_none,

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, Table, create_engine, event
 
 BUSY_TIMEOUT_MS = 10_000
 _BEGIN_OPTION = "vp_sqlite_begin"
@@ -62,3 +62,24 @@ def read_transaction(engine: Engine) -> Iterator[Connection]:
         conn.execution_options(**{_BEGIN_OPTION: "DEFERRED"})
         with conn.begin():
             yield conn
+
+
+def add_missing_columns(conn: Connection, table: Table) -> list[str]:
+    """Upgrade a table in place: add each nullable column of ``table`` the file lacks.
+
+    ``create_all`` creates missing tables but never alters existing ones, so a
+    column added to a table definition reaches databases made before it here.
+    Returns the names of the columns added.
+    """
+    present = {row[1] for row in conn.exec_driver_sql(f"PRAGMA table_info({table.name})")}
+    added = []
+    for column in table.columns:
+        if column.name in present:
+            continue
+        if not column.nullable:
+            raise RuntimeError(f"{table.name}.{column.name} is missing and not nullable")
+        kind = column.type.compile(dialect=conn.dialect)
+        # Names and types come from our own table definitions, never from input.
+        conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}")  # noqa: S608  # nosec B608
+        added.append(column.name)
+    return added

@@ -14,10 +14,10 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from eventlog.consumer import CheckpointGap
 from eventlog.hashchain import canonical_json
-from eventlog.sqlite import open_engine, read_transaction, write_transaction
+from eventlog.sqlite import add_missing_columns, open_engine, read_transaction, write_transaction
 from eventlog.store import StoredEvent
 from projections.fold import ClientState, fold
-from projections.tables import PROJECTED, checkpoints, client_state, metadata
+from projections.tables import PROJECTED, checkpoints, client_state, key_history, metadata
 
 AUDIT_CONSUMER = "audit"
 _TABLES: dict[str, Table] = {t.name: t for t in PROJECTED}
@@ -38,6 +38,7 @@ class AuditProjection:
         self._write_lock = threading.Lock()
         with self._write_lock, write_transaction(engine) as conn:
             metadata.create_all(conn)
+            add_missing_columns(conn, key_history)
 
     @classmethod
     def at(cls, path: Path, name: str = AUDIT_CONSUMER) -> AuditProjection:

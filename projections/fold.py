@@ -68,7 +68,13 @@ def summarise(event: Event) -> str:
         case ClientCreated():
             return f"client created: {event.name} <{event.email}> on the {event.tier} tier"
         case ApiKeyIssued():
-            return f"API key {event.key_id} issued with scopes {','.join(event.scopes)}"
+            limits = "".join(
+                (
+                    f", expires {event.expires_at}" if event.expires_at else "",
+                    f", from {','.join(event.allowed_cidrs)}" if event.allowed_cidrs else "",
+                )
+            )
+            return f"API key {event.key_id} issued with scopes {','.join(event.scopes)}{limits}"
         case ApiKeyRevoked():
             return f"API key {event.key_id} revoked"
         case TierChanged():
@@ -183,6 +189,10 @@ def fold(stored: StoredEvent, state: ClientState | None) -> Effects:
                         "action": "issued",
                         "scopes": _json(list(event.scopes)),
                         "label": event.label,
+                        "expires_at": event.expires_at,
+                        "allowed_cidrs": (
+                            _json(list(event.allowed_cidrs)) if event.allowed_cidrs else None
+                        ),
                     },
                 )
             )
@@ -197,6 +207,8 @@ def fold(stored: StoredEvent, state: ClientState | None) -> Effects:
                         "action": "revoked",
                         "scopes": None,
                         "label": None,
+                        "expires_at": None,
+                        "allowed_cidrs": None,
                     },
                 )
             )

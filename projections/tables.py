@@ -65,6 +65,9 @@ key_history = Table(
     Column("action", Text, nullable=False),
     Column("scopes", Text, nullable=True),
     Column("label", Text, nullable=True),
+    # From api_key.issued v2; NULL for keys issued before (and for revocations).
+    Column("expires_at", Text, nullable=True),
+    Column("allowed_cidrs", Text, nullable=True),
     Index("ix_key_history_key", "key_id", "seq"),
 )
 

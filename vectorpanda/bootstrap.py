@@ -13,6 +13,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from api.app import create_app
+from api.client_address import trusted_proxy_networks
 from coordinator.accounts import Accounts
 from coordinator.admission import ClientAdmission
 from coordinator.census import CensusTaker
@@ -133,6 +134,7 @@ def build_coordinator(settings: Settings) -> CoordinatorParts:
         usage_meter=meter,
         admission=ClientAdmission(settings.client_max_running, settings.client_max_waiting),
         refusal_delay_s=settings.refusal_delay_s,
+        trusted_proxies=trusted_proxy_networks(settings.trusted_proxies),
     )
     app.state.pause = PauseService(accounts, files)
     anchorer = None
@@ -170,6 +172,8 @@ async def serve_coordinator(
         log_config=None,
         access_log=False,
         lifespan="off",
+        # The client address is ours to decide (api/client_address.py, VP_TRUSTED_PROXIES).
+        proxy_headers=False,
         ws="none",
         server_header=False,
         timeout_graceful_shutdown=10,
@@ -188,6 +192,9 @@ async def serve_coordinator(
         ),
         asyncio.create_task(
             StorageWatch(parts.hub, parts.accounts).run(duties_stop), name="storage-watch"
+        ),
+        asyncio.create_task(
+            parts.accounts.key_uses.run(duties_stop, settings.key_use_flush_s), name="key-uses"
         ),
     ]
     try:

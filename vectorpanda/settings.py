@@ -8,13 +8,14 @@ readable by group or others; loading refuses it otherwise.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 import stat
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_FILE_NAME = "vectorpanda.env"
@@ -109,6 +110,13 @@ class Settings(BaseSettings):
     request_timeout_s: float = Field(default=10.0, gt=0)
     heartbeat_interval_s: float = Field(default=1.0, gt=0)
     key_cache_size: int = Field(default=100_000, ge=1)
+    # how often noted key uses are written as last_used_at (each key at most once a minute)
+    key_use_flush_s: float = Field(default=10.0, gt=0, le=60)
+
+    # peers whose X-Real-IP / X-Forwarded-For names the client (comma-separated CIDRs;
+    # empty: trust none); from any other peer the socket address is the client's.
+    # Keys' allowed_cidrs are checked against that address.
+    trusted_proxies: str = "127.0.0.1/32,::1/128"
 
     # storage
     wal_compact_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
@@ -152,6 +160,17 @@ class Settings(BaseSettings):
     session_idle_s: int = Field(default=30 * 60, ge=1)
     session_absolute_s: int = Field(default=12 * 3600, ge=1)
     login_timeout_s: int = Field(default=10 * 60, ge=1)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _trusted_proxies_are_cidrs(cls, value: str) -> str:
+        for part in value.split(","):
+            if part.strip():
+                try:
+                    ipaddress.ip_network(part.strip(), strict=True)
+                except ValueError as exc:
+                    raise ValueError(f"VP_TRUSTED_PROXIES: {part.strip()!r}: {exc}") from None
+        return value
 
     @property
     def hot(self) -> Path:

@@ -32,6 +32,7 @@ from coordinator.accounts.commands import (
     RevokeOperator,
 )
 from coordinator.accounts.key_cache import KeyCache
+from coordinator.accounts.key_usage import KeyUseRecorder
 from coordinator.accounts.memory_uow import InMemoryUnitOfWork
 from coordinator.accounts.model import (
     ApiKeyNotFound,
@@ -98,6 +99,7 @@ class Accounts:
 
     uow: AccountsUnitOfWork
     key_cache: KeyCache
+    key_uses: KeyUseRecorder
 
     def __init__(self, db_path: Path, pepper: bytes, cache_size: int = 100_000) -> None:
         """Open (creating if needed) the control database at ``db_path``."""
@@ -123,6 +125,7 @@ class Accounts:
         self.uow = uow
         self._pepper = pepper
         self.key_cache = KeyCache(uow, pepper, cache_size)
+        self.key_uses = KeyUseRecorder(uow, max_keys=max(cache_size, 1000))
         # In-process eviction happens before a command returns, so a revoked key fails at once.
         uow.subscribe(self.key_cache.apply)
 
@@ -193,8 +196,12 @@ class Accounts:
         return await operators.authenticate(self.uow, self._pepper, presented)
 
     async def authenticate(self, presented: str) -> Principal | None:
-        """The principal of a valid API key, or None (malformed, unknown, revoked, deleted)."""
-        return await self.key_cache.authenticate(presented)
+        """The principal of a valid API key, or None (malformed, unknown, revoked, expired,
+        deleted). A success is noted for the key's ``last_used_at`` (written later)."""
+        principal = await self.key_cache.authenticate(presented)
+        if principal is not None:
+            self.key_uses.note(principal.key_id)
+        return principal
 
     async def writable(self) -> bool:
         """Whether the control database can take a write right now (readiness)."""

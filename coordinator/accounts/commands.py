@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +29,10 @@ class IssueApiKey:
     scopes: tuple[str, ...]
     label: str | None = None
     actor: str = "admin"
+    # None: the tier's maximum key lifetime, if it has one (coordinator/tiers.py).
+    expires_at: datetime | None = None
+    # Networks the key may be used from; empty: any address.
+    allowed_cidrs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

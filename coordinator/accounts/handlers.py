@@ -29,6 +29,7 @@ from coordinator.accounts.commands import (
     RevokeApiKey,
     RevokeOperator,
 )
+from coordinator.accounts.key_policy import key_expiry, parse_iso_utc, valid_cidrs
 from coordinator.accounts.model import (
     ApiKeyRecord,
     ClientNotFound,
@@ -98,23 +99,37 @@ async def create_client(cmd: CreateClient, uow: AccountsUnitOfWork, pepper: byte
 async def issue_api_key(cmd: IssueApiKey, uow: AccountsUnitOfWork, pepper: bytes) -> IssuedApiKey:
     """Issue a key; only its digest is stored and only the caller ever sees the secret."""
     scopes, label = valid_scopes(cmd.scopes), valid_label(cmd.label)
+    cidrs = valid_cidrs(cmd.allowed_cidrs)
 
     def body(tx: AccountsTransaction) -> IssuedApiKey:
         client = load_live_client(tx, cmd.client_id)
+        expires_at = key_expiry(client.tier.value, cmd.expires_at, parse_iso_utc(tx.now))
         key_id = new_key_id()
         while tx.get_api_key(key_id) is not None:
             key_id = new_key_id()
         api_key = new_api_key(key_id)
         digest = key_digest(pepper, api_key)
-        tx.add_api_key(ApiKeyRecord(key_id, client.client_id, label, scopes, digest, tx.now))
+        record = ApiKeyRecord(
+            key_id,
+            client.client_id,
+            label,
+            scopes,
+            digest,
+            tx.now,
+            expires_at=expires_at,
+            allowed_cidrs=cidrs,
+        )
+        tx.add_api_key(record)
         event = ApiKeyIssued(
             client_id=client.client_id,
             key_id=key_id,
             scopes=tuple(s.value for s in scopes),
             label=label,
+            expires_at=expires_at,
+            allowed_cidrs=cidrs,
         )
         tx.append([event], cmd.actor)
-        return IssuedApiKey(key_id=key_id, api_key=api_key)
+        return IssuedApiKey(key_id=key_id, api_key=api_key, expires_at=expires_at)
 
     return await uow.write(body)
 

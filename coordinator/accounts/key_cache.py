@@ -3,16 +3,23 @@
 Entries are found by a seeded xxHash3-128 of the presented key, which only
 makes the lookup fast; every hit is still proven by a constant-time compare
 of the key's HMAC digest against the stored one.
+
+A refusal does the same work whatever its reason (unknown key id, wrong secret,
+revoked, expired, refused before): each computes one digest and compares it,
+so neither the body nor the time of a 401 says whether a key id exists. Expiry
+is checked at every lookup, not only when an entry is filled.
 """
 
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Callable, Sequence
 
 import xxhash
 from cachetools import LRUCache
 
+from coordinator.accounts.key_policy import expired
 from coordinator.accounts.model import Principal, digest_matches, parse_api_key
 from coordinator.accounts.uow import AccountsUnitOfWork
 from eventlog.events import (
@@ -23,6 +30,9 @@ from eventlog.events import (
     TierChanged,
 )
 from eventlog.store import StoredEvent
+
+# Compared against when there is no stored digest, so that path costs one digest too.
+_NO_DIGEST = "0" * 64
 
 # Events after which a client's cached principals (tier, status) are stale.
 _CLIENT_CHANGES = frozenset(
@@ -46,9 +56,17 @@ class _PrincipalLRU(LRUCache[int, Principal]):
 class KeyCache:
     """Bounded LRU of principals in front of the accounts database."""
 
-    def __init__(self, uow: AccountsUnitOfWork, pepper: bytes, maxsize: int) -> None:
+    def __init__(
+        self,
+        uow: AccountsUnitOfWork,
+        pepper: bytes,
+        maxsize: int,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._uow = uow
         self._pepper = pepper
+        # Wall-clock seconds; expiry is judged against it on every lookup.
+        self.clock = clock
         # A per-process seed so nobody can precompute colliding keys.
         self._seed = secrets.randbits(64)
         self._cache = _PrincipalLRU(maxsize, self._forget)
@@ -79,13 +97,28 @@ class KeyCache:
         slot = self._slot(presented)
         cached = self._cache.get(slot)
         if cached is not None:
-            return cached if digest_matches(self._pepper, presented, cached.digest) else None
+            if not digest_matches(self._pepper, presented, cached.digest):
+                return None
+            if expired(cached.expires_at_s, self.clock()):
+                self.evict_key(cached.key_id)
+                self._refused[slot] = presented
+                return None
+            return cached
         if self._refused.get(slot) == presented:
+            digest_matches(self._pepper, presented, _NO_DIGEST)  # same work as any refusal
             return None
         key_id = parsed[0]
         generation = self._generation
         principal = await self._uow.read(lambda tx: tx.find_principal(key_id))
-        if principal is None or not digest_matches(self._pepper, presented, principal.digest):
+        stored = _NO_DIGEST if principal is None else principal.digest
+        # Unknown, revoked and deleted keys compute and compare a digest as well.
+        matches = digest_matches(self._pepper, presented, stored)
+        if (
+            principal is None
+            or not matches
+            or expired(principal.expires_at_s, self.clock())
+        ):
+            # Nothing makes a refused string valid later: not a revoked key, not an expired one.
             self._refused[slot] = presented
             return None
         if generation == self._generation:

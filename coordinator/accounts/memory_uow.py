@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 
 from coordinator.accounts.model import (
@@ -57,6 +57,12 @@ class InMemoryTransaction(TransactionBase):
     def revoke_api_key(self, key_id: str, revoked_at: str) -> None:
         key = self._uow.api_keys[key_id]
         self._uow.api_keys[key_id] = replace(key, revoked_at=revoked_at)
+
+    def touch_api_keys(self, used: Mapping[str, str]) -> None:
+        for key_id, at in used.items():
+            key = self._uow.api_keys.get(key_id)
+            if key is not None:
+                self._uow.api_keys[key_id] = replace(key, last_used_at=at)
 
     def find_principal(self, key_id: str) -> Principal | None:
         key = self._uow.api_keys.get(key_id)

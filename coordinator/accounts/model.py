@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import re
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 
 
@@ -101,6 +103,11 @@ class ApiKeyRecord:
     digest: str = field(repr=False)
     created_at: str
     revoked_at: str | None = None
+    expires_at: str | None = None
+    # Normalised CIDR texts; empty: usable from any address.
+    allowed_cidrs: tuple[str, ...] = ()
+    # Coarse (see key_policy.LAST_USED_GRANULARITY_S); not an admin action, so no event.
+    last_used_at: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +132,9 @@ class Principal:
     digest: str = field(repr=False)
     tier: str
     status: str
+    # Epoch seconds, checked on every use (the key cache too); None: never expires.
+    expires_at_s: float | None = None
+    networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
 
 
 def new_client_id() -> str:
@@ -264,6 +274,9 @@ def principal_for(key: ApiKeyRecord, client: ClientRecord) -> Principal | None:
     """The principal a stored key grants, or None if it grants nothing any more."""
     if key.revoked_at is not None or client.status is ClientStatus.DELETED:
         return None
+    expires_at_s = None
+    if key.expires_at is not None:
+        expires_at_s = datetime.fromisoformat(key.expires_at.replace("Z", "+00:00")).timestamp()
     return Principal(
         client_id=client.client_id,
         key_id=key.key_id,
@@ -271,4 +284,6 @@ def principal_for(key: ApiKeyRecord, client: ClientRecord) -> Principal | None:
         digest=key.digest,
         tier=client.tier.value,
         status=client.status.value,
+        expires_at_s=expires_at_s,
+        networks=tuple(ipaddress.ip_network(c) for c in key.allowed_cidrs),
     )

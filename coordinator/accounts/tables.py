@@ -28,6 +28,12 @@ api_keys_table = Table(
     Column("digest", Text, nullable=False),
     Column("created_at", Text, nullable=False),
     Column("revoked_at", Text, nullable=True),
+    # Added later: databases made before them get them at start-up (add_missing_columns).
+    Column("expires_at", Text, nullable=True),
+    # JSON list of normalised CIDRs; NULL: usable from any address.
+    Column("allowed_cidrs", Text, nullable=True),
+    # Coarse, written off the request path at most once a minute per key.
+    Column("last_used_at", Text, nullable=True),
     Index("ix_api_keys_client", "client_id", "created_at"),
 )
 

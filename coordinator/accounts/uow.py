@@ -14,7 +14,7 @@ import asyncio
 import logging
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
 import orjson
@@ -36,7 +36,7 @@ from coordinator.accounts.model import (
 from coordinator.accounts.tables import api_keys_table, clients_table, operators_table
 from coordinator.accounts.tables import metadata as accounts_metadata
 from eventlog.events import Event
-from eventlog.sqlite import read_transaction, write_transaction
+from eventlog.sqlite import add_missing_columns, read_transaction, write_transaction
 from eventlog.store import (
     ChainHead,
     EventStore,
@@ -75,6 +75,10 @@ class AccountsTransaction(Protocol):
     def add_api_key(self, key: ApiKeyRecord) -> None: ...
 
     def revoke_api_key(self, key_id: str, revoked_at: str) -> None: ...
+
+    def touch_api_keys(self, used: Mapping[str, str]) -> None:
+        """Set ``last_used_at`` of each key (no event: a use is not an admin action)."""
+        ...
 
     def find_principal(self, key_id: str) -> Principal | None: ...
 
@@ -162,6 +166,9 @@ def _api_key(row: Row[Any]) -> ApiKeyRecord:
         digest=m["digest"],
         created_at=m["created_at"],
         revoked_at=m["revoked_at"],
+        expires_at=m["expires_at"],
+        allowed_cidrs=tuple(orjson.loads(m["allowed_cidrs"])) if m["allowed_cidrs"] else (),
+        last_used_at=m["last_used_at"],
     )
 
 
@@ -207,7 +214,14 @@ class SqliteTransaction(TransactionBase):
     def add_api_key(self, key: ApiKeyRecord) -> None:
         values = {f: getattr(key, f) for f in ApiKeyRecord.__dataclass_fields__}
         values["scopes"] = orjson.dumps([s.value for s in key.scopes]).decode("utf-8")
+        cidrs = list(key.allowed_cidrs)
+        values["allowed_cidrs"] = orjson.dumps(cidrs).decode("utf-8") if cidrs else None
         self._conn.execute(insert(api_keys_table).values(**values))
+
+    def touch_api_keys(self, used: Mapping[str, str]) -> None:
+        for key_id, at in used.items():
+            query = update(api_keys_table).where(api_keys_table.c.key_id == key_id)
+            self._conn.execute(query.values(last_used_at=at))
 
     def revoke_api_key(self, key_id: str, revoked_at: str) -> None:
         query = update(api_keys_table).where(api_keys_table.c.key_id == key_id)
@@ -298,6 +312,9 @@ class SqliteUnitOfWork(CommitListeners):
         with self._write_lock, write_transaction(engine) as conn:
             install_event_schema(conn)
             accounts_metadata.create_all(conn)
+            upgraded = add_missing_columns(conn, api_keys_table)
+            if upgraded:
+                log.info("control database: api_keys gained columns %s", ", ".join(upgraded))
 
     def _write_batch_sync(self, bodies: Sequence[WriteBody]) -> list[Outcome]:
         """Run queued bodies in one transaction, each in its own savepoint; one COMMIT.

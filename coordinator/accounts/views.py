@@ -45,6 +45,9 @@ class ApiKeyView:
     scopes: tuple[str, ...]
     created_at: str
     revoked_at: str | None
+    expires_at: str | None = None
+    allowed_cidrs: tuple[str, ...] = ()
+    last_used_at: str | None = None
 
     @classmethod
     def of(cls, key: ApiKeyRecord) -> ApiKeyView:
@@ -54,6 +57,9 @@ class ApiKeyView:
             scopes=tuple(s.value for s in key.scopes),
             created_at=key.created_at,
             revoked_at=key.revoked_at,
+            expires_at=key.expires_at,
+            allowed_cidrs=key.allowed_cidrs,
+            last_used_at=key.last_used_at,
         )
 
 
@@ -63,6 +69,7 @@ class IssuedApiKey:
 
     key_id: str
     api_key: str = field(repr=False)
+    expires_at: str | None = None
 
 
 def load_live_client(tx: AccountsTransaction, client_id: str) -> ClientRecord:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -62,11 +63,63 @@ class CreateClientRequest(AdminRequest):
 class IssueKeyRequest(AdminRequest):
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"examples": [{"scopes": ["read", "write"], "label": "ingest job"}]},
+        json_schema_extra={
+            "examples": [
+                {"scopes": ["read", "write"], "label": "ingest job"},
+                {
+                    "scopes": ["read"],
+                    "label": "search frontend",
+                    "expires_at": "2030-06-30T00:00:00Z",
+                    "allowed_cidrs": ["203.0.113.0/24", "2001:db8::/32"],
+                },
+            ]
+        },
     )
 
     scopes: list[Literal["read", "write", "manage"]] = Field(min_length=1, max_length=3)
     label: str | None = Field(default=None, min_length=1, max_length=100)
+    expires_at: str | None = Field(
+        default=None,
+        max_length=64,
+        description=(
+            "RFC 3339 time with an offset after which the key stops working (401). In the "
+            "future and within the tier's maximum key lifetime; omitted: that maximum "
+            "(none on premium)."
+        ),
+        json_schema_extra={"format": "date-time"},
+    )
+    allowed_cidrs: list[str] | None = Field(
+        default=None,
+        max_length=32,
+        description=(
+            "Networks the key may be used from (e.g. 203.0.113.0/24); a request from "
+            "elsewhere gets 403. Omitted or empty: any address."
+        ),
+    )
+
+    @field_validator("expires_at")
+    @classmethod
+    def _rfc3339(cls, value: str | None) -> str | None:
+        if value is not None:
+            expiry_moment(value)
+        return value
+
+    def expiry(self) -> datetime | None:
+        """``expires_at`` as an aware UTC datetime (validated already)."""
+        return None if self.expires_at is None else expiry_moment(self.expires_at)
+
+
+def expiry_moment(text: str) -> datetime:
+    """An RFC 3339 time with an offset, in UTC; ValueError otherwise."""
+    try:
+        moment = datetime.fromisoformat(text)
+        if moment.tzinfo is None or moment.utcoffset() is None:
+            raise ValueError("no offset")
+        return moment.astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise ValueError(
+            "expires_at must be an RFC 3339 time with an offset, e.g. 2030-01-31T00:00:00Z"
+        ) from None
 
 
 class ChangeTierRequest(AdminRequest):
@@ -144,6 +197,7 @@ class IssuedKeyOut(BaseModel):
                 {
                     "key_id": "9f1c2e3d4b5a6978",
                     "api_key": "vp_9f1c2e3d4b5a6978_3q2-7wEXAMPLEsecretEXAMPLEsecretEXAMPLE_0",
+                    "expires_at": "2025-04-01T09:16:40.000001Z",
                 }
             ]
         }
@@ -151,6 +205,9 @@ class IssuedKeyOut(BaseModel):
 
     key_id: str
     api_key: str
+    expires_at: str | None = Field(
+        default=None, description="When the key stops working (UTC); null: never"
+    )
 
 
 class ApiKeyOut(BaseModel):
@@ -163,6 +220,9 @@ class ApiKeyOut(BaseModel):
                     "scopes": ["read", "write"],
                     "created_at": "2025-01-31T09:16:40.000001Z",
                     "revoked_at": None,
+                    "expires_at": "2025-04-01T09:16:40.000001Z",
+                    "allowed_cidrs": ["203.0.113.0/24"],
+                    "last_used_at": "2025-02-03T11:02:17.531200Z",
                 }
             ]
         }
@@ -173,6 +233,17 @@ class ApiKeyOut(BaseModel):
     scopes: list[str]
     created_at: str
     revoked_at: str | None
+    expires_at: str | None = Field(default=None, description="UTC; null: never expires")
+    allowed_cidrs: list[str] = Field(
+        default_factory=list, description="Networks it may be used from; empty: any"
+    )
+    last_used_at: str | None = Field(
+        default=None,
+        description=(
+            "Last successful authentication (UTC), coarse: written at most once a minute "
+            "per key, a few seconds after the use; null: never used"
+        ),
+    )
 
 
 class ApiKeyListOut(BaseModel):

@@ -82,5 +82,6 @@ def dimension_refusal(tier: str, dimension: int, server_max: int) -> str | None:
 def usage_limits(tier: str, server_max_dimension: int) -> dict[str, Any]:
     """The tier's limits as ``GET /v1/usage`` reports them."""
     limits = asdict(limits_for(tier))
+    limits.pop("max_key_lifetime_days")  # an admin-plane rule, not a data-plane limit
     limits["max_dimension"] = effective_max_dimension(tier, server_max_dimension)
     return limits

@@ -108,6 +108,10 @@ def cmd_keys_create(api: AdminApi, args: argparse.Namespace) -> None:
     body: dict[str, Any] = {"scopes": args.scopes.split(",")}
     if args.label:
         body["label"] = args.label
+    if args.expires_at:
+        body["expires_at"] = args.expires_at
+    if args.allowed_cidr:
+        body["allowed_cidrs"] = args.allowed_cidr
     issued = api.call("POST", f"/admin/v1/clients/{args.client_id}/keys", json=body)
     # The only time the secret is shown; as a line to paste into the client's shell.
     _show(args, issued, f"export VP_API_KEY={issued['api_key']}")
@@ -117,7 +121,10 @@ def cmd_keys_list(api: AdminApi, args: argparse.Namespace) -> None:
     keys = api.call("GET", f"/admin/v1/clients/{args.client_id}/keys")["keys"]
     lines = [
         f"{k['key_id']}  {','.join(k['scopes']):<18} "
-        f"{'revoked' if k.get('revoked_at') else 'active':<7} {k.get('label') or ''}"
+        f"{'revoked' if k.get('revoked_at') else 'active':<7} "
+        f"expires {(k.get('expires_at') or 'never')[:19]:<19} "
+        f"used {(k.get('last_used_at') or 'never')[:19]:<19} "
+        f"{','.join(k.get('allowed_cidrs') or []) or 'anywhere'} {k.get('label') or ''}"
         for k in keys
     ]
     _show(args, keys, "\n".join(lines) or "(no keys)")
@@ -289,6 +296,18 @@ def add_admin_commands(sub: Any) -> None:
         "--scopes", default="read,write,manage", help="comma-separated: read, write, manage"
     )
     p.add_argument("--label", default=None, help="a label to recognise the key by")
+    p.add_argument(
+        "--expires-at",
+        default=None,
+        help="RFC 3339 time the key stops working, e.g. 2030-01-31T00:00:00Z "
+        "(default: the tier's maximum key lifetime)",
+    )
+    p.add_argument(
+        "--allowed-cidr",
+        action="append",
+        default=None,
+        help="a network the key may be used from (repeat for several; default: anywhere)",
+    )
     p = _command(ksub, "list", "list a client's keys (never secrets)", cmd_keys_list)
     p.add_argument("client_id")
     p = _command(ksub, "revoke", "revoke a key; it stops working within 1 s", cmd_keys_revoke)

@@ -119,10 +119,15 @@ async def issue_key(
     with domain_errors():
         issued = await accounts.handle(
             IssueApiKey(
-                client_id=client_id, scopes=tuple(body.scopes), label=body.label, actor=actor
+                client_id=client_id,
+                scopes=tuple(body.scopes),
+                label=body.label,
+                actor=actor,
+                expires_at=body.expiry(),
+                allowed_cidrs=tuple(body.allowed_cidrs or ()),
             )
         )
-    return IssuedKeyOut(key_id=issued.key_id, api_key=issued.api_key)
+    return IssuedKeyOut(key_id=issued.key_id, api_key=issued.api_key, expires_at=issued.expires_at)
 
 
 @router.get("/clients/{client_id}/keys", response_model=ApiKeyListOut)
@@ -140,6 +145,9 @@ async def list_keys(
                 scopes=list(k.scopes),
                 created_at=k.created_at,
                 revoked_at=k.revoked_at,
+                expires_at=k.expires_at,
+                allowed_cidrs=list(k.allowed_cidrs),
+                last_used_at=k.last_used_at,
             )
             for k in keys
         ]

@@ -113,11 +113,7 @@ class KeyCache:
         stored = _NO_DIGEST if principal is None else principal.digest
         # Unknown, revoked and deleted keys compute and compare a digest as well.
         matches = digest_matches(self._pepper, presented, stored)
-        if (
-            principal is None
-            or not matches
-            or expired(principal.expires_at_s, self.clock())
-        ):
+        if principal is None or not matches or expired(principal.expires_at_s, self.clock()):
             # Nothing makes a refused string valid later: not a revoked key, not an expired one.
             self._refused[slot] = presented
             return None

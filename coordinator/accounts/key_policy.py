@@ -69,7 +69,9 @@ def valid_cidrs(cidrs: tuple[str, ...] | list[str] | None) -> tuple[str, ...]:
         try:
             network = ipaddress.ip_network(text.strip(), strict=True)
         except ValueError as exc:
-            raise InvalidCommand(f"allowed_cidrs: {text[:64]!r} is not a valid CIDR ({exc})") from None
+            raise InvalidCommand(
+                f"allowed_cidrs: {text[:64]!r} is not a valid CIDR ({exc})"
+            ) from None
         if str(network) not in out:
             out.append(str(network))
     return tuple(out)

@@ -10,6 +10,7 @@ recorded: the event log stays the record of what people decided.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -77,10 +78,8 @@ class KeyUseRecorder:
     async def run(self, stop: asyncio.Event, interval_s: float) -> None:
         """Flush every ``interval_s`` until ``stop`` is set, then once more."""
         while not stop.is_set():
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=interval_s)
-            except TimeoutError:
-                pass
             try:
                 await self.flush()
             except Exception:

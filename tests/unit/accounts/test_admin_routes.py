@@ -138,7 +138,7 @@ def test_key_lifecycle(http: TestClient, accounts: Accounts, db: Path) -> None:
         json={"scopes": ["read", "write"], "label": "ingest"},
         headers=AUTH,
     )
-    assert r.status_code == 201 and set(r.json()) == {"key_id", "api_key"}
+    assert r.status_code == 201 and set(r.json()) == {"key_id", "api_key", "expires_at"}
     key_id, api_key = r.json()["key_id"], r.json()["api_key"]
     assert api_key.startswith(f"vp_{key_id}_")
     listed = http.get(f"/admin/v1/clients/{client_id}/keys", headers=AUTH)
@@ -151,6 +151,10 @@ def test_key_lifecycle(http: TestClient, accounts: Accounts, db: Path) -> None:
                 "scopes": ["read", "write"],
                 "created_at": listed.json()["keys"][0]["created_at"],
                 "revoked_at": None,
+                # The free tier's maximum lifetime applies when none is asked for.
+                "expires_at": r.json()["expires_at"],
+                "allowed_cidrs": [],
+                "last_used_at": None,
             }
         ]
     }

@@ -65,10 +65,14 @@ class UnitOfWorkContract:
         assert view.revoked_at is None and not hasattr(view, "digest")
         events = await all_events(uow)
         assert events[-1].type == "api_key.issued"
+        # A free-tier key issued without expires_at gets the tier's maximum lifetime.
+        assert issued.expires_at is not None and view.expires_at == issued.expires_at
         assert events[-1].data == {
             "key_id": issued.key_id,
             "scopes": ["read", "write"],
             "label": "ci",
+            "expires_at": issued.expires_at,
+            "allowed_cidrs": [],
         }
         secret = issued.api_key.split("_", 2)[2]
         assert all(secret not in repr(e) and record.digest not in repr(e) for e in events)

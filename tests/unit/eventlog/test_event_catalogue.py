@@ -51,7 +51,14 @@ def test_events_are_frozen_and_reject_unknown_fields() -> None:
 
 
 def test_key_issued_has_no_place_for_a_secret_or_digest() -> None:
-    assert set(ApiKeyIssued.model_fields) == {"client_id", "key_id", "scopes", "label"}
+    assert set(ApiKeyIssued.model_fields) == {
+        "client_id",
+        "key_id",
+        "scopes",
+        "label",
+        "expires_at",
+        "allowed_cidrs",
+    }
 
 
 def test_encode_keeps_client_id_out_of_data_and_decode_restores_it() -> None:

@@ -21,6 +21,7 @@ import orjson
 from sqlalchemy import Connection, Engine, Row, insert, select, update
 from sqlalchemy.exc import OperationalError
 
+from coordinator.accounts import key_lookup
 from coordinator.accounts.group_commit import GroupCommitter, Outcome, WriteBody
 from coordinator.accounts.model import (
     ApiKeyRecord,
@@ -28,10 +29,8 @@ from coordinator.accounts.model import (
     ClientStatus,
     OperatorRecord,
     Principal,
-    Scope,
     StoreUnavailable,
     Tier,
-    principal_for,
 )
 from coordinator.accounts.tables import api_keys_table, clients_table, operators_table
 from coordinator.accounts.tables import metadata as accounts_metadata
@@ -157,19 +156,7 @@ def _client(row: Row[Any]) -> ClientRecord:
 
 
 def _api_key(row: Row[Any]) -> ApiKeyRecord:
-    m = row._mapping
-    return ApiKeyRecord(
-        key_id=m["key_id"],
-        client_id=m["client_id"],
-        label=m["label"],
-        scopes=tuple(Scope(s) for s in orjson.loads(m["scopes"])),
-        digest=m["digest"],
-        created_at=m["created_at"],
-        revoked_at=m["revoked_at"],
-        expires_at=m["expires_at"],
-        allowed_cidrs=tuple(orjson.loads(m["allowed_cidrs"])) if m["allowed_cidrs"] else (),
-        last_used_at=m["last_used_at"],
-    )
+    return key_lookup.api_key_record(row._mapping)
 
 
 class SqliteTransaction(TransactionBase):
@@ -229,31 +216,7 @@ class SqliteTransaction(TransactionBase):
 
     def find_principal(self, key_id: str) -> Principal | None:
         # One primary-key lookup joined to its client: the whole cost of a cache miss.
-        query = (
-            select(
-                api_keys_table,
-                clients_table.c.name,
-                clients_table.c.email,
-                clients_table.c.tier,
-                clients_table.c.status,
-                clients_table.c.created_at.label("client_created_at"),
-            )
-            .join(clients_table, clients_table.c.client_id == api_keys_table.c.client_id)
-            .where(api_keys_table.c.key_id == key_id)
-        )
-        row = self._conn.execute(query).first()
-        if row is None:
-            return None
-        m = row._mapping
-        client = ClientRecord(
-            client_id=m["client_id"],
-            name=m["name"],
-            email=m["email"],
-            tier=Tier(m["tier"]),
-            status=ClientStatus(m["status"]),
-            created_at=m["client_created_at"],
-        )
-        return principal_for(_api_key(row), client)
+        return key_lookup.find_principal(self._conn, key_id)
 
     def get_operator(self, operator_id: str) -> OperatorRecord | None:
         query = select(operators_table).where(operators_table.c.operator_id == operator_id)

@@ -185,3 +185,60 @@ async def test_a_key_refused_again_and_again_is_held_for_the_delay() -> None:
     assert (await call(g, other))[0] == 401  # another key is not punished for it
     assert (await call(g, PAUSED))[0] == 423  # a paused client is told at once
     assert loop.time() - started < 0.2
+
+
+async def test_a_key_used_outside_its_allowed_cidrs_is_forbidden_before_the_body() -> None:
+    from dataclasses import replace
+
+    from api.client_address import trusted_proxy_networks
+    from coordinator.accounts.key_policy import networks_of
+
+    restricted = "vp_00000000000000cc_" + "c" * 43
+    allowed = replace(principal(), networks=networks_of(("10.0.0.0/8",)))
+
+    async def auth(token: str) -> Principal | None:
+        return allowed if token == restricted else None
+
+    app = App()
+    g = AdmissionGate(
+        app,
+        authenticate=auth,
+        rate_limiter=None,
+        admission=ClientAdmission(4, 4),
+        trusted_proxies=trusted_proxy_networks("127.0.0.1/32"),
+    )
+
+    async def from_peer(peer: str, **headers: str) -> tuple[int, dict[str, Any], bool]:
+        raw = [(b"authorization", f"Bearer {restricted}".encode())]
+        raw += [(k.replace("_", "-").encode(), v.encode()) for k, v in headers.items()]
+        scope = {
+            "type": "http",
+            "path": "/v1/collections",
+            "headers": raw,
+            "client": (peer, 40000),
+            "state": {"request_id": "r1"},
+        }
+        sent: list[dict[str, Any]] = []
+        read: list[bool] = []
+
+        async def receive() -> dict[str, Any]:
+            read.append(True)
+            return {"type": "http.request", "body": b"{}", "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        await g(scope, receive, send)
+        return sent[0]["status"], orjson.loads(sent[1]["body"]), bool(read)
+
+    assert (await from_peer("10.1.2.3"))[0] == 200
+    status, body, read = await from_peer("192.0.2.1")
+    assert status == 403 and body["error"]["code"] == "forbidden" and not read
+    assert "allowed_cidrs" in body["error"]["message"]
+    # An untrusted peer cannot claim an allowed address with proxy headers...
+    assert (await from_peer("192.0.2.1", x_real_ip="10.0.0.1", x_forwarded_for="10.0.0.1"))[
+        0
+    ] == 403
+    # ...a trusted proxy can.
+    assert (await from_peer("127.0.0.1", x_real_ip="10.0.0.1"))[0] == 200
+    assert (await from_peer("127.0.0.1", x_real_ip="192.0.2.1"))[0] == 403

@@ -23,6 +23,8 @@ from coordinator.accounts.memory_uow import InMemoryUnitOfWork
 from coordinator.accounts.model import InvalidCommand
 from coordinator.tiers import TIERS
 from eventlog.events import ApiKeyIssued, decode_event
+from eventlog.store import StoredEvent
+from projections.fold import fold
 
 PEPPER = b"key-policy-pepper-0123456789abcdef"
 NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
@@ -267,3 +269,41 @@ async def test_a_refused_key_is_not_noted() -> None:
     accounts = Accounts.in_memory(PEPPER)
     await accounts.authenticate("vp_0123456789abcdef_" + "x" * 43)
     assert accounts.key_uses.pending == 0
+
+
+# --- the audit tables ----------------------------------------------------------------
+
+
+def stored_issue(version: int, data: dict[str, object]) -> StoredEvent:
+    return StoredEvent(
+        seq=7,
+        event_id="e7",
+        type="api_key.issued",
+        schema_version=version,
+        occurred_at="2030-01-01T00:00:00.000000Z",
+        actor="admin",
+        client_id="c1",
+        data=data,
+        prev_hash="0" * 64,
+        hash="1" * 64,
+    )
+
+
+def test_key_history_and_audit_summary_show_expiry_and_networks() -> None:
+    data = {
+        "key_id": "0123456789abcdef",
+        "scopes": ["read"],
+        "label": None,
+        "expires_at": "2030-02-01T00:00:00.000000Z",
+        "allowed_cidrs": ["10.0.0.0/8"],
+    }
+    effects = fold(stored_issue(2, data), None)
+    tables = dict(effects.rows)
+    assert tables["key_history"]["expires_at"] == "2030-02-01T00:00:00.000000Z"
+    assert tables["key_history"]["allowed_cidrs"] == '["10.0.0.0/8"]'
+    assert "expires 2030-02-01" in tables["audit_log"]["summary"]
+    assert "from 10.0.0.0/8" in tables["audit_log"]["summary"]
+    # A v1 event (before expiry existed) folds to NULLs and the old summary.
+    old = dict(fold(stored_issue(1, {"key_id": "0123456789abcdef", "scopes": ["read"]}), None).rows)
+    assert old["key_history"]["expires_at"] is None and old["key_history"]["allowed_cidrs"] is None
+    assert old["audit_log"]["summary"] == "API key 0123456789abcdef issued with scopes read"

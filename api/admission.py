@@ -1,8 +1,9 @@
 """The data plane's front door: a cheap "no" and a fair share of the coordinator per client.
 
-A request that will be refused (no or malformed credential, unknown or revoked
-key, paused client, over the tier's rate, too many of the client's requests
-already in the coordinator) is answered here, before its body is read or
+A request that will be refused (no or malformed credential, unknown, revoked or
+expired key, a key used from outside its ``allowed_cidrs``, paused client, over
+the tier's rate, too many of the client's requests already in the coordinator)
+is answered here, before its body is read or
 parsed and before routing, dependency solving or any per-route work. A flood
 of such requests then costs the coordinator tens of microseconds each instead
 of a whole request, so it cannot take the event loop from other clients.

@@ -17,6 +17,7 @@ from api.middleware import RequestContext, RequestObserver
 from api.routes import (
     admin_clients,
     admin_events,
+    admin_history,
     admin_operations,
     admin_operators,
     admin_workers,
@@ -31,6 +32,7 @@ from coordinator.accounts import Accounts
 from coordinator.accounts.key_policy import IPNetwork
 from coordinator.admission import ClientAdmission
 from coordinator.dataplane import DataPlane
+from coordinator.history.service import ClientHistory
 from coordinator.hub import WorkerHub
 from coordinator.metrics import Metrics
 from coordinator.rate_limit import RateLimiter
@@ -70,6 +72,7 @@ def create_app(
         redirect_slashes=False,
     )
     app.state.accounts = accounts
+    app.state.history = ClientHistory(accounts.uow)
     app.state.dataplane = dataplane
     app.state.hub = hub
     app.state.admin_token = admin_token.encode()
@@ -90,7 +93,7 @@ def create_app(
     for module in (collections, vectors, usage, admin_clients, admin_events, admin_workers):
         app.include_router(module.router, dependencies=[StrictQuery], responses=ERROR_RESPONSES)
     app.include_router(metrics.router, dependencies=[StrictQuery])
-    for module in (admin_operations, vector_records, admin_operators):
+    for module in (admin_operations, vector_records, admin_operators, admin_history):
         app.include_router(module.router, dependencies=[StrictQuery], responses=ERROR_RESPONSES)
     if os.environ.get("VP_TEST_HOOKS") == "1":  # fault injection for the test suite only
         from api.routes import test_hooks

@@ -16,6 +16,7 @@ from coordinator.accounts import Accounts
 from coordinator.accounts.key_policy import address_allowed
 from coordinator.accounts.model import Principal
 from coordinator.dataplane import DataPlane
+from coordinator.history.service import ClientHistory
 from coordinator.rate_limit import RateLimiter
 from coordinator.tiers import TierLimits, limits_for
 
@@ -59,6 +60,11 @@ async def require_admin(request: Request) -> str:
 async def get_accounts(request: Request) -> Accounts:
     accounts: Accounts = request.app.state.accounts
     return accounts
+
+
+async def get_history(request: Request) -> ClientHistory:
+    history: ClientHistory = request.app.state.history
+    return history
 
 
 async def get_dataplane(request: Request) -> DataPlane:
@@ -167,6 +173,7 @@ def scoped(scope: str) -> object:
 AdminActor = Annotated[str, Depends(require_admin)]
 AccountsDep = Annotated[Accounts, Depends(get_accounts)]
 DataPlaneDep = Annotated[DataPlane, Depends(get_dataplane)]
+HistoryDep = Annotated[ClientHistory, Depends(get_history)]
 ReadKey = Annotated[Principal, scoped("read")]
 WriteKey = Annotated[Principal, scoped("write")]
 ManageKey = Annotated[Principal, scoped("manage")]

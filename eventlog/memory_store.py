@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from eventlog.events import Event
 from eventlog.hashchain import GENESIS_HASH, ChainReport, ChainRow, canonical_json, verify_rows
@@ -46,6 +46,16 @@ class InMemoryEventStore:
             if len(found) == limit:
                 break
         return found
+
+    def client_events(
+        self, client_id: str, until: str, types: Sequence[str] | None = None
+    ) -> Iterator[StoredEvent]:
+        wanted = None if types is None else frozenset(types)
+        for ev in list(self._events):
+            if ev.client_id != client_id or ev.occurred_at > until:
+                continue
+            if wanted is None or ev.type in wanted:
+                yield ev
 
     def head(self) -> ChainHead:
         if not self._events:

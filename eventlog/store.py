@@ -63,6 +63,8 @@ events_table = Table(
     Column("hash", Text, nullable=False),
     Index("ix_events_client_seq", "client_id", "seq"),
     Index("ix_events_type_seq", "type", "seq"),
+    # One client's events up to a moment (the history reads) without walking the rest.
+    Index("ix_events_client_time", "client_id", "occurred_at"),
     sqlite_autoincrement=True,
 )
 
@@ -70,6 +72,12 @@ outbox_table = Table(
     "outbox",
     metadata,
     Column("seq", Integer, ForeignKey("events.seq"), primary_key=True, autoincrement=False),
+)
+
+# create_all adds indexes only with a new table: a log made before an index existed gets
+# it here, once (IF NOT EXISTS makes every later start-up a no-op).
+_LATER_INDEXES = (
+    "CREATE INDEX IF NOT EXISTS ix_events_client_time ON events (client_id, occurred_at)",
 )
 
 _APPEND_ONLY_TRIGGERS = (
@@ -127,6 +135,10 @@ class EventStore(Protocol):
         client_id: str | None = None,
         type: str | None = None,
     ) -> list[StoredEvent]: ...
+
+    def client_events(
+        self, client_id: str, until: str, types: Sequence[str] | None = None
+    ) -> Iterator[StoredEvent]: ...
 
     def head(self) -> ChainHead: ...
 
@@ -243,6 +255,21 @@ class SqliteEventSession:
         rows = self._conn.execute(query.order_by(events_table.c.seq).limit(limit))
         return [_stored(row) for row in rows]
 
+    def client_events(
+        self, client_id: str, until: str, types: Sequence[str] | None = None
+    ) -> Iterator[StoredEvent]:
+        """One client's events with ``occurred_at <= until`` (as stored text), in seq order.
+
+        Streamed from the cursor, so a long history is never held whole; consume it
+        inside the transaction.
+        """
+        c = events_table.c
+        query = select(events_table).where(c.client_id == client_id, c.occurred_at <= until)
+        if types is not None:
+            query = query.where(c.type.in_(list(types)))
+        for row in self._conn.execute(query.order_by(c.seq)):
+            yield _stored(row)
+
     def head(self) -> ChainHead:
         query = select(events_table.c.seq, events_table.c.hash)
         row = self._conn.execute(query.order_by(events_table.c.seq.desc()).limit(1)).first()
@@ -296,7 +323,7 @@ class SqliteEventSession:
 def install_event_schema(conn: Connection) -> None:
     """Create the events and outbox tables and the append-only triggers if missing."""
     metadata.create_all(conn)
-    for ddl in _APPEND_ONLY_TRIGGERS:
+    for ddl in (*_LATER_INDEXES, *_APPEND_ONLY_TRIGGERS):
         conn.exec_driver_sql(ddl)
 
 
@@ -325,6 +352,13 @@ class SqliteEventStore:
     ) -> list[StoredEvent]:
         with read_transaction(self._engine) as conn:
             return SqliteEventSession(conn).read(after_seq, limit, client_id, type)
+
+    def client_events(
+        self, client_id: str, until: str, types: Sequence[str] | None = None
+    ) -> Iterator[StoredEvent]:
+        """As ``SqliteEventSession.client_events``, in one read transaction of its own."""
+        with read_transaction(self._engine) as conn:
+            yield from SqliteEventSession(conn).client_events(client_id, until, types)
 
     def head(self) -> ChainHead:
         with read_transaction(self._engine) as conn:

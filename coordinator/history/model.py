@@ -1,0 +1,337 @@
+"""A client as of any moment: a pure fold of its events, and the changes between them.
+
+Pure: no framework, ORM or database. Events are read from their stored data
+with ``.get`` so every schema version folds (fields added later, such as a
+key's ``expires_at``, are simply absent from older events).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+# The events that shape a client's state; everything else about it (usage, anomalies)
+# is left out of the fold and of the read.
+STATE_EVENT_TYPES: tuple[str, ...] = (
+    "client.created",
+    "client.tier_changed",
+    "client.paused",
+    "client.resumed",
+    "client.deleted",
+    "api_key.issued",
+    "api_key.revoked",
+    "collection.created",
+    "collection.deleted",
+    "billing.invoice_issued",
+    "billing.payment_received",
+    "billing.payment_failed",
+)
+FIELDS: tuple[str, ...] = ("name", "email", "tier", "status", "keys", "collections", "billing")
+STORED_TIME = "%Y-%m-%dT%H:%M:%S.%fZ"
+_RFC3339 = re.compile(
+    r"(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2})"
+)
+
+ChangeValue = str | list[str] | None
+
+
+class StoredFact(Protocol):
+    """What the fold reads of a stored event (``eventlog.store.StoredEvent`` has it)."""
+
+    @property
+    def seq(self) -> int: ...
+    @property
+    def type(self) -> str: ...
+    @property
+    def occurred_at(self) -> str: ...
+    @property
+    def actor(self) -> str: ...
+    @property
+    def data(self) -> dict[str, Any]: ...
+    @property
+    def hash(self) -> str: ...
+
+
+def parse_moment(text: str) -> datetime:
+    """An RFC 3339 time with its offset, as an aware UTC datetime; ValueError otherwise."""
+    m = _RFC3339.fullmatch(text.strip()) if len(text) <= 64 else None
+    if m is None:
+        raise ValueError(
+            "give a time in RFC 3339 with an offset, e.g. 2026-03-03T12:00:00Z "
+            "(a date alone or a time without Z or an offset is ambiguous)"
+        )
+    day, clock, fraction, offset = m.groups()
+    micro = (fraction or "").ljust(6, "0")[:6]
+    zone = "+00:00" if offset in ("Z", "z") else offset
+    return datetime.fromisoformat(f"{day}T{clock}.{micro}{zone}").astimezone(UTC)
+
+
+def stored_time(moment: datetime) -> str:
+    """``moment`` written the way the event store writes ``occurred_at``."""
+    return moment.astimezone(UTC).strftime(STORED_TIME)
+
+
+def read_bound(moment: datetime) -> str:
+    """A stored-text upper bound sure to include every event at or before ``moment``.
+
+    A second wider than needed: ``occurred_at`` written without microseconds sorts
+    after the same second with them, so the exact cut is made on the folded side.
+    """
+    return stored_time(moment + timedelta(seconds=1))
+
+
+def normal_time(occurred_at: str) -> str:
+    """A stored ``occurred_at`` in the store's own format, which sorts as text."""
+    if len(occurred_at) == 27 and occurred_at.endswith("Z"):
+        return occurred_at
+    try:
+        return stored_time(parse_moment(occurred_at))
+    except ValueError:
+        return "~"  # unreadable: after every moment, so never folded in by mistake
+
+
+@dataclass(frozen=True, slots=True)
+class KeyAsOf:
+    key_id: str
+    scopes: tuple[str, ...]
+    label: str | None
+    issued_at: str
+    issued_by: str
+    revoked_at: str | None = None
+    revoked_by: str | None = None
+    expires_at: str | None = None
+    allowed_cidrs: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CollectionAsOf:
+    name: str
+    dimension: int | None
+    metric: str | None
+    index: str | None
+    created_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class BalanceAsOf:
+    """Per currency: ``balance_cents`` is invoiced minus paid (what the client owes)."""
+
+    currency: str
+    invoiced_cents: int = 0
+    paid_cents: int = 0
+    failed_cents: int = 0
+
+    @property
+    def balance_cents(self) -> int:
+        return self.invoiced_cents - self.paid_cents
+
+
+@dataclass(frozen=True, slots=True)
+class ClientAsOf:
+    client_id: str
+    name: str
+    email: str
+    tier: str
+    status: str
+    created_at: str
+    keys: tuple[KeyAsOf, ...]
+    collections: tuple[CollectionAsOf, ...]
+    balances: tuple[BalanceAsOf, ...]
+    failed_payments: int
+    event_seq: int
+    event_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    at: str
+    field: str
+    from_: ChangeValue
+    to: ChangeValue
+    actor: str
+    reason: str | None
+    event_seq: int
+
+
+def _money(balance: BalanceAsOf) -> str:
+    sign = "-" if balance.balance_cents < 0 else ""
+    cents = abs(balance.balance_cents)
+    return f"{sign}{cents // 100}.{cents % 100:02d} {balance.currency}"
+
+
+@dataclass(slots=True)
+class ClientFold:
+    """The running fold of one client's events, in seq order."""
+
+    client_id: str
+    created: dict[str, str] = field(default_factory=dict)  # name, email, tier, created_at
+    status: str = "active"
+    keys: dict[str, KeyAsOf] = field(default_factory=dict)
+    collections: dict[str, CollectionAsOf] = field(default_factory=dict)
+    balances: dict[str, BalanceAsOf] = field(default_factory=dict)
+    failed_payments: int = 0
+    last_seq: int = 0
+    last_hash: str = ""
+
+    @property
+    def exists(self) -> bool:
+        return bool(self.created)
+
+    def values(self) -> dict[str, ChangeValue]:
+        """Each field of ``FIELDS`` as ``changes`` reports it (None before creation)."""
+        if not self.exists:
+            return dict.fromkeys(FIELDS)
+        live = [k.key_id for k in self.keys.values() if k.revoked_at is None]
+        owed = [_money(b) for _, b in sorted(self.balances.items())]
+        return {
+            "name": self.created["name"],
+            "email": self.created["email"],
+            "tier": self.created["tier"],
+            "status": self.status,
+            "keys": live,
+            "collections": sorted(self.collections),
+            "billing": "; ".join(owed) if owed else None,
+        }
+
+    def apply(self, ev: StoredFact) -> None:
+        """Fold one event (types outside ``STATE_EVENT_TYPES`` change nothing)."""
+        if ev.type not in STATE_EVENT_TYPES:
+            return
+        d, kind = ev.data, ev.type
+        if kind == "client.created":
+            self.created = {
+                "name": str(d.get("name", "")),
+                "email": str(d.get("email", "")),
+                "tier": str(d.get("tier", "")),
+                "created_at": ev.occurred_at,
+            }
+            self.status = "active"
+        elif not self.exists:
+            return  # nothing about a client folds before it existed
+        elif kind == "client.tier_changed":
+            self.created["tier"] = str(d.get("to_tier", self.created["tier"]))
+        elif kind == "client.paused":
+            self.status = "paused"
+        elif kind == "client.resumed":
+            self.status = "active"
+        elif kind == "client.deleted":
+            self.status = "deleted"
+        elif kind == "api_key.issued":
+            self._issue(ev)
+        elif kind == "api_key.revoked":
+            key = self.keys.get(str(d.get("key_id")))
+            if key is not None and key.revoked_at is None:
+                self.keys[key.key_id] = replace(
+                    key, revoked_at=ev.occurred_at, revoked_by=ev.actor
+                )
+        elif kind == "collection.created":
+            name = str(d.get("name"))
+            self.collections[name] = CollectionAsOf(
+                name, d.get("dimension"), d.get("metric"), d.get("index"), ev.occurred_at
+            )
+        elif kind == "collection.deleted":
+            self.collections.pop(str(d.get("name")), None)
+        else:
+            self._bill(kind, d)
+        self.last_seq, self.last_hash = ev.seq, ev.hash
+
+    def _issue(self, ev: StoredFact) -> None:
+        d = ev.data
+        cidrs = d.get("allowed_cidrs")
+        key = KeyAsOf(
+            key_id=str(d.get("key_id")),
+            scopes=tuple(d.get("scopes") or ()),
+            label=d.get("label"),
+            issued_at=ev.occurred_at,
+            issued_by=ev.actor,
+            expires_at=d.get("expires_at"),
+            allowed_cidrs=None if cidrs is None else tuple(cidrs),
+        )
+        self.keys[key.key_id] = key
+
+    def _bill(self, kind: str, d: dict[str, Any]) -> None:
+        currency = str(d.get("currency", ""))
+        amount = int(d.get("amount_cents") or 0)
+        now = self.balances.get(currency, BalanceAsOf(currency))
+        if kind == "billing.invoice_issued":
+            now = replace(now, invoiced_cents=now.invoiced_cents + amount)
+        elif kind == "billing.payment_received":
+            now = replace(now, paid_cents=now.paid_cents + amount)
+        else:
+            now = replace(now, failed_cents=now.failed_cents + amount)
+            self.failed_payments += 1
+        self.balances[currency] = now
+
+    def state(self) -> ClientAsOf | None:
+        """The client as folded so far, or None if it did not exist yet."""
+        if not self.exists:
+            return None
+        return ClientAsOf(
+            client_id=self.client_id,
+            name=self.created["name"],
+            email=self.created["email"],
+            tier=self.created["tier"],
+            status=self.status,
+            created_at=self.created["created_at"],
+            keys=tuple(self.keys.values()),
+            collections=tuple(sorted(self.collections.values(), key=lambda c: c.name)),
+            balances=tuple(b for _, b in sorted(self.balances.items())),
+            failed_payments=self.failed_payments,
+            event_seq=self.last_seq,
+            event_hash=self.last_hash,
+        )
+
+
+def _until(events: Iterable[StoredFact], cut: str) -> Iterator[StoredFact]:
+    return (ev for ev in events if normal_time(ev.occurred_at) <= cut)
+
+
+def client_as_of(client_id: str, events: Iterable[StoredFact], at: datetime) -> ClientAsOf | None:
+    """Fold the client's events (seq order) that occurred at or before ``at``."""
+    fold = ClientFold(client_id)
+    for ev in _until(events, stored_time(at)):
+        fold.apply(ev)
+    return fold.state()
+
+
+def client_changes(
+    client_id: str,
+    events: Iterable[StoredFact],
+    since: datetime | None = None,
+    until: datetime | None = None,
+    only: str | None = None,
+) -> tuple[bool, list[Change]]:
+    """(whether the client existed by ``until``, its field changes in ``[since, until]``).
+
+    Each event is folded and the fields before and after it compared, so a change is
+    reported exactly when the state ``client_as_of`` answers changes.
+    """
+    if only is not None and only not in FIELDS:
+        raise ValueError(f"unknown field {only!r}; fields: {', '.join(FIELDS)}")
+    fold = ClientFold(client_id)
+    start = stored_time(since) if since is not None else ""
+    found: list[Change] = []
+    for ev in _until(events, stored_time(until)) if until is not None else events:
+        before = fold.values()
+        fold.apply(ev)
+        if normal_time(ev.occurred_at) < start:
+            continue  # folded for the values it leaves, reported only from ``since``
+        after = fold.values()
+        reason = ev.data.get("reason")
+        for name in (only,) if only is not None else FIELDS:
+            if before[name] != after[name]:
+                found.append(
+                    Change(
+                        at=ev.occurred_at,
+                        field=name,
+                        from_=before[name],
+                        to=after[name],
+                        actor=ev.actor,
+                        reason=reason if isinstance(reason, str) else None,
+                        event_seq=ev.seq,
+                    )
+                )
+    return fold.exists, found

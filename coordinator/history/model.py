@@ -322,7 +322,8 @@ def client_changes(
         after = fold.values()
         reason = ev.data.get("reason")
         for name in (only,) if only is not None else FIELDS:
-            if before[name] != after[name]:
+            # Creation reports the values it sets, not the empty lists it starts.
+            if before[name] != after[name] and not (before[name] is None and after[name] == []):
                 found.append(
                     Change(
                         at=ev.occurred_at,

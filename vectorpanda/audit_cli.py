@@ -214,7 +214,7 @@ def cmd_projections(args: argparse.Namespace) -> int:
 
 
 def add_audit_commands(sub: Any) -> None:
-    """Register ``audit`` (replay, verify, export, check-export) and ``projections``."""
+    """Register ``audit`` (replay, verify, export, state, changes, check-export), ``projections``."""
     audit = sub.add_parser("audit", help="replay, verify and export the event log")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
 
@@ -261,6 +261,10 @@ def add_audit_commands(sub: Any) -> None:
     export.add_argument("--out", default=None, help="file to write (default stdout)")
     _data_dir_arg(export)
     export.set_defaults(func=cmd_export)
+
+    from vectorpanda.history_cli import add_history_commands
+
+    add_history_commands(audit_sub, _data_dir_arg)
 
     check = audit_sub.add_parser("check-export", help="verify the hashes of an export file")
     check.add_argument("file")

@@ -60,9 +60,9 @@ async def client_changes(
     since: Annotated[
         str | None, Query(max_length=64, description=f"{_MOMENT} Default: the beginning.")
     ] = None,
-    until: Annotated[str | None, Query(max_length=64, description=f"{_MOMENT} Default: now.")] = (
-        None
-    ),
+    until: Annotated[
+        str | None, Query(max_length=64, description=f"{_MOMENT} Default: the end of the log.")
+    ] = (None),
     field: Annotated[FieldName | None, Query(description="Only changes of this field.")] = None,
 ) -> ChangesOut:
     """Who changed which field of the client, when, and the reason they gave, oldest first."""

@@ -224,9 +224,7 @@ class ClientFold:
         elif kind == "api_key.revoked":
             key = self.keys.get(str(d.get("key_id")))
             if key is not None and key.revoked_at is None:
-                self.keys[key.key_id] = replace(
-                    key, revoked_at=ev.occurred_at, revoked_by=ev.actor
-                )
+                self.keys[key.key_id] = replace(key, revoked_at=ev.occurred_at, revoked_by=ev.actor)
         elif kind == "collection.created":
             name = str(d.get("name"))
             self.collections[name] = CollectionAsOf(

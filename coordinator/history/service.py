@@ -8,7 +8,7 @@ coordinator down.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from coordinator.accounts.model import ClientNotFound, valid_client_id
 from coordinator.accounts.uow import AccountsTransaction, AccountsUnitOfWork
@@ -21,6 +21,9 @@ from coordinator.history.model import (
     client_changes,
     read_bound,
 )
+
+# Sorts after every stored time: "until the end of the log".
+END_OF_TIME = "9999-12-31T23:59:59.999999Z"
 from eventlog.store import EventStore
 
 __all__ = ["FIELDS", "Change", "ClientAsOf", "ClientHistory", "changes_between", "state_as_of"]
@@ -51,15 +54,15 @@ def changes_between(
 ) -> list[Change]:
     """Who changed which field of the client, when and why, in ``[since, until]``.
 
-    ValueError for an unknown ``field``; ClientNotFound if the client did not exist
-    by ``until``.
+    No ``until`` means to the end of the log. ValueError for an unknown ``field``;
+    ClientNotFound if the client did not exist by ``until``.
     """
     if field is not None and field not in FIELDS:
         raise ValueError(f"unknown field {field!r}; fields: {', '.join(FIELDS)}")
     _known(client_id)
-    cut = until if until is not None else datetime.now(UTC)
-    stream = events.client_events(client_id, read_bound(cut), STATE_EVENT_TYPES)
-    existed, found = client_changes(client_id, stream, since, cut, field)
+    bound = read_bound(until) if until is not None else END_OF_TIME
+    stream = events.client_events(client_id, bound, STATE_EVENT_TYPES)
+    existed, found = client_changes(client_id, stream, since, until, field)
     if not existed:
         raise ClientNotFound("no such client")
     return found

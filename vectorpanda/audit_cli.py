@@ -214,7 +214,7 @@ def cmd_projections(args: argparse.Namespace) -> int:
 
 
 def add_audit_commands(sub: Any) -> None:
-    """Register ``audit`` (replay, verify, export, state, changes, check-export), ``projections``."""
+    """Register ``audit`` (replay, verify, export, state, changes, ...) and ``projections``."""
     audit = sub.add_parser("audit", help="replay, verify and export the event log")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
 

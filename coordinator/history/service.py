@@ -21,10 +21,10 @@ from coordinator.history.model import (
     client_changes,
     read_bound,
 )
+from eventlog.store import EventStore
 
 # Sorts after every stored time: "until the end of the log".
 END_OF_TIME = "9999-12-31T23:59:59.999999Z"
-from eventlog.store import EventStore
 
 __all__ = ["FIELDS", "Change", "ClientAsOf", "ClientHistory", "changes_between", "state_as_of"]
 

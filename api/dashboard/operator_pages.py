@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,10 +17,14 @@ from api.dashboard.session_model import Session, actor_of
 from coordinator.accounts import ChangeTier, ClientNotFound, InvalidCommand
 from coordinator.accounts.commands import PauseClient, ResumeClient
 from coordinator.errors import TenantUnavailable
+from coordinator.history.model import ClientAsOf, parse_moment, stored_time
+from coordinator.history.service import ClientHistory
 from coordinator.pause import PauseService
 from coordinator.tiers import TIERS
 
 router = APIRouter(prefix="/dashboard/operator", include_in_schema=False)
+# What a browser's datetime-local input sends (no seconds, no zone): read as UTC.
+_LOCAL_MINUTES = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}")
 
 
 async def operator(request: Request) -> tuple[Dashboard, Session] | Response:
@@ -88,6 +93,8 @@ async def audit_log(request: Request) -> Response:
     types = await asyncio.to_thread(dash.audit.event_types)
     clients = await request.app.state.accounts.list_clients()
     names = {c.client_id: c.name for c in clients}
+    as_of = (q.get("as_of") or "").strip()[:64]
+    state, as_of_error = await _state_as_of(request, client_id, as_of)
     return page(
         request,
         "audit.html",
@@ -97,8 +104,33 @@ async def audit_log(request: Request) -> Response:
         names=names,
         client_id=client_id or "",
         type=type_ or "",
+        as_of=as_of,
+        state=state,
+        as_of_error=as_of_error,
         next_before=rows[-1].seq if len(rows) == 50 else None,
     )
+
+
+async def _state_as_of(
+    request: Request, client_id: str | None, as_of: str
+) -> tuple[ClientAsOf | None, str | None]:
+    """The client as of the "as of" field (a UTC date-time input, or RFC 3339), or why not."""
+    if not as_of:
+        return None, None
+    if client_id is None:
+        return None, "Give a client id to see its state as of a moment."
+    try:
+        at = parse_moment(as_of + (":00Z" if _LOCAL_MINUTES.fullmatch(as_of) else "Z"))
+    except ValueError:
+        try:
+            at = parse_moment(as_of)
+        except ValueError as exc:
+            return None, str(exc)
+    history: ClientHistory = request.app.state.history
+    try:
+        return await history.as_of(client_id, at), None
+    except ClientNotFound:
+        return None, f"No client {client_id} existed at {stored_time(at)}."
 
 
 @router.get("/clients/{client_id}")

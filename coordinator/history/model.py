@@ -31,6 +31,8 @@ STATE_EVENT_TYPES: tuple[str, ...] = (
 )
 FIELDS: tuple[str, ...] = ("name", "email", "tier", "status", "keys", "collections", "billing")
 STORED_TIME = "%Y-%m-%dT%H:%M:%S.%fZ"
+# Sorts after every stored time (whatever its format): "until the end of the log".
+END_OF_TIME = "~"
 _RFC3339 = re.compile(
     r"(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2})"
 )
@@ -66,7 +68,10 @@ def parse_moment(text: str) -> datetime:
     day, clock, fraction, offset = m.groups()
     micro = (fraction or "").ljust(6, "0")[:6]
     zone = "+00:00" if offset in ("Z", "z") else offset
-    return datetime.fromisoformat(f"{day}T{clock}.{micro}{zone}").astimezone(UTC)
+    try:
+        return datetime.fromisoformat(f"{day}T{clock}.{micro}{zone}").astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise ValueError(f"{text[:64]!r} is not a valid time") from None
 
 
 def stored_time(moment: datetime) -> str:
@@ -80,7 +85,10 @@ def read_bound(moment: datetime) -> str:
     A second wider than needed: ``occurred_at`` written without microseconds sorts
     after the same second with them, so the exact cut is made on the folded side.
     """
-    return stored_time(moment + timedelta(seconds=1))
+    try:
+        return stored_time(moment + timedelta(seconds=1))
+    except OverflowError:
+        return END_OF_TIME
 
 
 def normal_time(occurred_at: str) -> str:
@@ -90,7 +98,7 @@ def normal_time(occurred_at: str) -> str:
     try:
         return stored_time(parse_moment(occurred_at))
     except ValueError:
-        return "~"  # unreadable: after every moment, so never folded in by mistake
+        return END_OF_TIME  # unreadable: after every moment, so never folded in by mistake
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ from datetime import datetime
 from coordinator.accounts.model import ClientNotFound, valid_client_id
 from coordinator.accounts.uow import AccountsTransaction, AccountsUnitOfWork
 from coordinator.history.model import (
+    END_OF_TIME,
     FIELDS,
     STATE_EVENT_TYPES,
     Change,
@@ -22,9 +23,6 @@ from coordinator.history.model import (
     read_bound,
 )
 from eventlog.store import EventStore
-
-# Sorts after every stored time: "until the end of the log".
-END_OF_TIME = "9999-12-31T23:59:59.999999Z"
 
 __all__ = ["FIELDS", "Change", "ClientAsOf", "ClientHistory", "changes_between", "state_as_of"]
 

@@ -190,7 +190,16 @@ def test_rfc3339_moments_parse_to_utc(text: str, expected: datetime) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["2026-03-03", "2026-03-03T12:00:00", "yesterday", "2026-13-03T12:00:00Z", "", "1" * 100],
+    [
+        "2026-03-03",
+        "2026-03-03T12:00:00",
+        "yesterday",
+        "2026-13-03T12:00:00Z",
+        "2026-02-30T12:00:00Z",
+        "0001-01-01T00:00:00+01:00",
+        "",
+        "1" * 100,
+    ],
 )
 def test_ambiguous_or_malformed_moments_are_refused(text: str) -> None:
     with pytest.raises(ValueError):
@@ -200,6 +209,7 @@ def test_ambiguous_or_malformed_moments_are_refused(text: str) -> None:
 def test_the_read_bound_covers_times_stored_without_microseconds() -> None:
     moment = datetime(2026, 3, 3, 12, tzinfo=UTC)
     assert read_bound(moment) >= "2026-03-03T12:00:00Z"
+    assert read_bound(parse_moment("9999-12-31T23:59:59.999999Z")) >= "9999-12-31T23:59:59Z"
     events = log((0, ClientCreated(client_id=CID, name="A", email="a@x.test", tier="free"),
                   "admin"))  # fmt: skip
     short = replace(events[0], occurred_at="2026-03-01T00:00:00Z")

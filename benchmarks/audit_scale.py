@@ -26,6 +26,7 @@ from typing import Any
 
 import httpx
 
+from benchmarks.history_scale import time_history
 from eventlog.store import MAX_READ_LIMIT, SqliteEventStore
 from projections.audit_store import AuditProjection
 from tests.event_log_fixture import build_log, build_log_at
@@ -85,6 +86,9 @@ def run_audit_scale(events: int, tmp: Path) -> dict[str, Any]:
     store = build_log_at(data / "control.sqlite3", events)
     built = time.perf_counter() - started
     print(f"audit: built {events:,} events in {built:.1f}s", flush=True)
+    history = time_history(data, store)
+    median = history["fold_random"]["median_ms"]
+    print(f"audit: state as of a moment, median {median} ms", flush=True)
     # The live tables are the replay's output (the same fold; tests check they are equal).
     replay = timed_cli(data, "replay", "--into", str(data / "audit.sqlite3"))
     print(f"audit: replay {replay['seconds']}s, peak {replay['peak_rss_mb']} MB", flush=True)
@@ -99,6 +103,7 @@ def run_audit_scale(events: int, tmp: Path) -> dict[str, Any]:
     return {
         "events": events,
         "build_seconds": round(built, 1),
+        "history": history,
         "replay": {k: v for k, v in replay.items() if k != "out"},
         "full_verify": {k: v for k, v in full.items() if k != "out"}
         | {"ok": verdict["ok"], "verify_seconds": verdict["seconds"]},
@@ -177,6 +182,14 @@ def audit_markdown(audit: dict[str, Any] | None) -> str:
         "",
         f"Log built through the store in {audit['build_seconds']} s.",
     ]
+    if "history" in audit:
+        h = audit["history"]
+        lines.append(
+            f"A client as of a moment (`audit state`): {h['fold_random']['median_ms']} ms "
+            f"median, {h['fold_random']['p95_ms']} ms p95 in process over "
+            f"{h['fold_random']['samples']} random clients and moments; the whole command "
+            f"{h['cli_audit_state_seconds'][0]} s (interpreter start-up included)."
+        )
     if "admin_actions_per_s" in audit:
         lines.append(
             f"Admin actions/s, 32 concurrent clients over HTTP: {audit['admin_actions_per_s']}."

@@ -161,3 +161,20 @@ def test_concurrent_writers_keep_one_valid_chain(open_store) -> None:
     assert errors == []
     report = stores[0].verify_chain()
     assert report.ok and report.events == 160
+
+
+def test_a_log_made_before_the_client_time_index_gets_it_at_start_up(
+    open_store, db_path: Path
+) -> None:
+    store = open_store()
+    store.append([created(1), created(2)], actor="admin")
+    conn = raw(db_path)
+    conn.execute("DROP INDEX ix_events_client_time")  # as a log from before the index was
+    indexes = "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events'"
+    assert "ix_events_client_time" not in {r[0] for r in conn.execute(indexes)}
+    open_store()
+    open_store()  # and a second start-up is a no-op
+    assert "ix_events_client_time" in {r[0] for r in conn.execute(indexes)}
+    reopened = open_store()
+    assert [e.seq for e in reopened.client_events(created(1).client_id, "~")] == [1]
+    conn.close()

@@ -126,3 +126,23 @@ class EventStoreContract:
         assert [e.seq for e in store.pending_outbox()] == [3]
         # Publishing removes outbox rows only; the log itself is untouched.
         assert len(store.read()) == 3 and store.verify_chain().ok
+
+    def test_client_events_are_one_clients_up_to_a_time_in_seq_order(
+        self, store: EventStore
+    ) -> None:
+        a, b = created(1), created(2)
+        store.append([a, b], actor="admin", occurred_at="2025-01-01T00:00:00.000000Z")
+        key = ApiKeyIssued(client_id=a.client_id, key_id="a" * 16, scopes=("read",))
+        store.append([key], actor="admin", occurred_at="2025-01-02T00:00:00.000000Z")
+        revoke = ApiKeyRevoked(client_id=a.client_id, key_id="a" * 16)
+        store.append([revoke], actor="admin", occurred_at="2025-01-03T00:00:00.000000Z")
+        # Stamped earlier than the event before it (a clock step back): still in seq order.
+        store.append([revoke], actor="admin", occurred_at="2025-01-01T12:00:00.000000Z")
+        every = list(store.client_events(a.client_id, "~"))
+        assert [e.seq for e in every] == [1, 3, 4, 5]
+        upto = store.client_events(a.client_id, "2025-01-02T00:00:00.000000Z")
+        assert [e.seq for e in upto] == [1, 3, 5]  # the bound is inclusive
+        typed = store.client_events(a.client_id, "~", ["api_key.revoked"])
+        assert [e.seq for e in typed] == [4, 5]
+        assert list(store.client_events("c" + "9" * 16, "~")) == []
+        assert [e.type for e in store.client_events(b.client_id, "~")] == ["client.created"]

@@ -62,7 +62,7 @@ async def client_changes(
     ] = None,
     until: Annotated[
         str | None, Query(max_length=64, description=f"{_MOMENT} Default: the end of the log.")
-    ] = (None),
+    ] = None,
     field: Annotated[FieldName | None, Query(description="Only changes of this field.")] = None,
 ) -> ChangesOut:
     """Who changed which field of the client, when, and the reason they gave, oldest first."""

@@ -24,7 +24,7 @@ _HISTORY_EXAMPLE: JsonDict = {
             "revoked_at": None,
             "revoked_by": None,
             "expires_at": None,
-            "allowed_cidrs": None,
+            "allowed_cidrs": [],
         }
     ],
     "collections": [
@@ -62,7 +62,7 @@ class KeyAsOfOut(BaseModel):
     revoked_at: str | None
     revoked_by: str | None
     expires_at: str | None = Field(description="Null when the key never expires.")
-    allowed_cidrs: list[str] | None = Field(description="Null when any address may use it.")
+    allowed_cidrs: list[str] = Field(description="Empty when any address may use it.")
 
 
 class CollectionAsOfOut(BaseModel):
@@ -163,7 +163,7 @@ def history_out(state: ClientAsOf) -> ClientHistoryOut:
                 revoked_at=k.revoked_at,
                 revoked_by=k.revoked_by,
                 expires_at=k.expires_at,
-                allowed_cidrs=None if k.allowed_cidrs is None else list(k.allowed_cidrs),
+                allowed_cidrs=list(k.allowed_cidrs),
             )
             for k in state.keys
         ],

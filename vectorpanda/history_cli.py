@@ -39,7 +39,7 @@ def state_document(state: ClientAsOf) -> dict[str, Any]:
             {
                 **asdict(k),
                 "scopes": list(k.scopes),
-                "allowed_cidrs": None if k.allowed_cidrs is None else list(k.allowed_cidrs),
+                "allowed_cidrs": list(k.allowed_cidrs),
             }
             for k in state.keys
         ],

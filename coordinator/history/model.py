@@ -111,7 +111,7 @@ class KeyAsOf:
     revoked_at: str | None = None
     revoked_by: str | None = None
     expires_at: str | None = None
-    allowed_cidrs: tuple[str, ...] | None = None
+    allowed_cidrs: tuple[str, ...] = ()  # empty: any address (and every v1 key)
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,7 +246,6 @@ class ClientFold:
 
     def _issue(self, ev: StoredFact) -> None:
         d = ev.data
-        cidrs = d.get("allowed_cidrs")
         key = KeyAsOf(
             key_id=str(d.get("key_id")),
             scopes=tuple(d.get("scopes") or ()),
@@ -254,7 +253,7 @@ class ClientFold:
             issued_at=ev.occurred_at,
             issued_by=ev.actor,
             expires_at=d.get("expires_at"),
-            allowed_cidrs=None if cidrs is None else tuple(cidrs),
+            allowed_cidrs=tuple(d.get("allowed_cidrs") or ()),
         )
         self.keys[key.key_id] = key
 

@@ -236,7 +236,7 @@ def naive_state(events: list[StoredEvent], cid: str, at: datetime) -> dict[str, 
                 "key_id": d["key_id"], "scopes": d["scopes"], "label": d["label"],
                 "issued_at": e.occurred_at, "issued_by": e.actor, "revoked_at": None,
                 "revoked_by": None, "expires_at": d.get("expires_at"),
-                "allowed_cidrs": d.get("allowed_cidrs"),
+                "allowed_cidrs": d.get("allowed_cidrs") or [],
             }  # fmt: skip
         elif e.type == "api_key.revoked":
             keys[d["key_id"]]["revoked_at"] = e.occurred_at

@@ -96,7 +96,7 @@ def test_each_moment_folds_exactly_the_events_up_to_it(story: list[StoredEvent])
     (key,) = paused.keys
     assert (key.key_id, key.scopes, key.label, key.revoked_at) == ("a" * 16, ("read",), "ci", None)
     assert key.issued_at == stored_time(day(1)) and key.issued_by == "admin"
-    assert key.expires_at is None and key.allowed_cidrs is None
+    assert key.expires_at is None and key.allowed_cidrs == ()
     assert [(c.name, c.dimension, c.metric, c.index) for c in paused.collections] == [
         ("docs", 4, "l2", "flat")
     ]

@@ -13,7 +13,8 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
-from coordinator.history.model import FIELDS, ClientAsOf, parse_moment
+from coordinator.history.model import FIELDS, ClientAsOf
+from coordinator.history.moments import parse_moment
 
 
 def _moment(flag: str, text: str) -> datetime:

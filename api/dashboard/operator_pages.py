@@ -17,7 +17,8 @@ from api.dashboard.session_model import Session, actor_of
 from coordinator.accounts import ChangeTier, ClientNotFound, InvalidCommand
 from coordinator.accounts.commands import PauseClient, ResumeClient
 from coordinator.errors import TenantUnavailable
-from coordinator.history.model import ClientAsOf, parse_moment, stored_time
+from coordinator.history.model import ClientAsOf
+from coordinator.history.moments import parse_moment, stored_time
 from coordinator.history.service import ClientHistory
 from coordinator.pause import PauseService
 from coordinator.tiers import TIERS

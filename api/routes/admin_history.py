@@ -15,7 +15,7 @@ from api.errors import Invalid, NotFound
 from api.routing import OrjsonRoute
 from api.schemas_history import ChangesOut, ClientHistoryOut, changes_out, history_out
 from coordinator.accounts.model import ClientNotFound
-from coordinator.history.model import parse_moment
+from coordinator.history.moments import parse_moment
 
 router = APIRouter(prefix="/admin/v1", tags=["admin: history"], route_class=OrjsonRoute)
 

@@ -1,5 +1,6 @@
 """A client as of any moment, folded from the event log (issue 17).
 
-``model`` folds; ``service`` reads one client's events and answers the admin
-API, the dashboard and ``vectorpanda audit state`` / ``audit changes``.
+``moments`` parses times, ``model`` folds, ``service`` reads one client's
+events and answers the admin API, the dashboard and ``vectorpanda audit
+state`` / ``audit changes``.
 """

@@ -13,15 +13,14 @@ from datetime import datetime
 from coordinator.accounts.model import ClientNotFound, valid_client_id
 from coordinator.accounts.uow import AccountsTransaction, AccountsUnitOfWork
 from coordinator.history.model import (
-    END_OF_TIME,
     FIELDS,
     STATE_EVENT_TYPES,
     Change,
     ClientAsOf,
     client_as_of,
     client_changes,
-    read_bound,
 )
+from coordinator.history.moments import END_OF_TIME, read_bound
 from eventlog.store import EventStore
 
 __all__ = ["FIELDS", "Change", "ClientAsOf", "ClientHistory", "changes_between", "state_as_of"]

@@ -8,14 +8,8 @@ from typing import Any
 
 import pytest
 
-from coordinator.history.model import (
-    FIELDS,
-    client_as_of,
-    client_changes,
-    parse_moment,
-    read_bound,
-    stored_time,
-)
+from coordinator.history.model import FIELDS, client_as_of, client_changes
+from coordinator.history.moments import parse_moment, read_bound, stored_time
 from eventlog.events import (
     ApiKeyIssued,
     ApiKeyRevoked,

@@ -15,6 +15,7 @@ from api.docs_ui import declare_security, install_docs
 from api.errors import ERROR_RESPONSES, install_error_handlers
 from api.middleware import RequestContext, RequestObserver
 from api.routes import (
+    admin_backups,
     admin_clients,
     admin_events,
     admin_history,
@@ -24,6 +25,7 @@ from api.routes import (
     collections,
     health,
     metrics,
+    snapshots,
     usage,
     vector_records,
     vectors,
@@ -93,7 +95,14 @@ def create_app(
     for module in (collections, vectors, usage, admin_clients, admin_events, admin_workers):
         app.include_router(module.router, dependencies=[StrictQuery], responses=ERROR_RESPONSES)
     app.include_router(metrics.router, dependencies=[StrictQuery])
-    for module in (admin_operations, vector_records, admin_operators, admin_history):
+    for module in (
+        admin_operations,
+        vector_records,
+        admin_operators,
+        admin_history,
+        admin_backups,
+        snapshots,
+    ):
         app.include_router(module.router, dependencies=[StrictQuery], responses=ERROR_RESPONSES)
     if os.environ.get("VP_TEST_HOOKS") == "1":  # fault injection for the test suite only
         from api.routes import test_hooks

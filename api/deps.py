@@ -11,10 +11,11 @@ from fastapi.routing import APIRoute
 
 from api.admission import ADDRESS_REFUSED
 from api.client_address import client_address
-from api.errors import Forbidden, Invalid, Paused, RateLimited, Unauthorized
+from api.errors import Forbidden, Invalid, Paused, RateLimited, Unauthorized, Unavailable
 from coordinator.accounts import Accounts
 from coordinator.accounts.key_policy import address_allowed
 from coordinator.accounts.model import Principal
+from coordinator.backups import BackupService
 from coordinator.dataplane import DataPlane
 from coordinator.history.service import ClientHistory
 from coordinator.rate_limit import RateLimiter
@@ -70,6 +71,13 @@ async def get_history(request: Request) -> ClientHistory:
 async def get_dataplane(request: Request) -> DataPlane:
     dataplane: DataPlane = request.app.state.dataplane
     return dataplane
+
+
+async def get_backups(request: Request) -> BackupService:
+    service: BackupService | None = getattr(request.app.state, "backups", None)
+    if service is None:
+        raise Unavailable("backups are not configured in this process")
+    return service
 
 
 def get_rate_limiter(request: Request) -> RateLimiter | None:
@@ -174,6 +182,7 @@ AdminActor = Annotated[str, Depends(require_admin)]
 AccountsDep = Annotated[Accounts, Depends(get_accounts)]
 DataPlaneDep = Annotated[DataPlane, Depends(get_dataplane)]
 HistoryDep = Annotated[ClientHistory, Depends(get_history)]
+BackupsDep = Annotated[BackupService, Depends(get_backups)]
 ReadKey = Annotated[Principal, scoped("read")]
 WriteKey = Annotated[Principal, scoped("write")]
 ManageKey = Annotated[Principal, scoped("manage")]

@@ -89,6 +89,12 @@ class CreateCollection(Strict):
     metric: Literal["cosine", "l2", "ip"] = "cosine"
     index: Literal["flat", "hnsw"] = "flat"
     hnsw: HnswParams | None = None
+    from_snapshot: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9][a-z0-9-]{0,63}$",
+        description="Restore a snapshot of one of the caller's collections into this new "
+        "collection; dimension, metric and index must match the snapshot's.",
+    )
 
     @field_validator("name")
     @classmethod

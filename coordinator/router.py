@@ -345,15 +345,18 @@ class TenantRouter(OwnershipConvergence):
         arrays: dict[str, np.ndarray] | None = None,
         *,
         retry: bool = True,
+        timeout_s: float | None = None,
     ) -> Frame:
         """Send one data frame to the tenant's owner and return the OK reply.
 
         Raises WorkerRefused for an error reply and TenantUnavailable when no
         owner answered in time. ``retry`` says the frame may be sent again to
         a new owner if the first one vanished (idempotent operations).
+        ``timeout_s`` replaces the request timeout (backups and restores take long).
         """
         if not (args or {}).get("filter"):
-            return await self._call(tenant, op, args, arrays, retry)
+            deadline = time.monotonic() + timeout_s if timeout_s else None
+            return await self._call(tenant, op, args, arrays, retry, deadline)
         deadline = time.monotonic() + self._timeout_s
         try:
             admitted = await asyncio.wait_for(

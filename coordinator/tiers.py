@@ -85,3 +85,13 @@ def usage_limits(tier: str, server_max_dimension: int) -> dict[str, Any]:
     limits.pop("max_key_lifetime_days")  # an admin-plane rule, not a data-plane limit
     limits["max_dimension"] = effective_max_dimension(tier, server_max_dimension)
     return limits
+
+
+# Daily backups kept per tier (the scheduler takes one a day for a client with changes);
+# a client's newest backup is never pruned, so a paused client always keeps one.
+BACKUP_RETENTION: dict[str, int] = {"free": 7, "standard": 30, "premium": 90}
+
+
+def backup_retention(tier: str) -> int:
+    """How many daily backups of a client on ``tier`` are kept."""
+    return BACKUP_RETENTION.get(tier, BACKUP_RETENTION[FALLBACK_TIER])

@@ -232,6 +232,69 @@ class AuditCheckpointRecorded(Event):
     mode: Literal["full", "incremental"] = "full"
 
 
+BackupId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")]
+BackupKind = Literal["backup", "snapshot"]
+
+
+class BackupTaken(ClientEvent):
+    """A complete backup (or a client's one-collection snapshot) is in the backup store.
+
+    ``head_seq`` is the event log's head signed into its manifest when it was taken.
+    """
+
+    event_type: ClassVar[str] = "backup.taken"
+    backup_id: BackupId
+    kind: BackupKind = "backup"
+    collections: tuple[str, ...] = ()
+    vectors: int = Field(default=0, ge=0)
+    bytes: int = Field(default=0, ge=0)
+    head_seq: int = Field(default=0, ge=0)
+    location: Literal["hot", "cold"] = "hot"
+
+
+class BackupFailed(ClientEvent):
+    """A backup could not be taken; nothing of it is listed. Operations get an email."""
+
+    event_type: ClassVar[str] = "backup.failed"
+    backup_id: BackupId
+    kind: BackupKind = "backup"
+    reason: str = Field(max_length=500)
+
+
+class BackupPruned(ClientEvent):
+    """Retention removed a backup from the store."""
+
+    event_type: ClassVar[str] = "backup.pruned"
+    backup_id: BackupId
+    reason: str = Field(max_length=500)
+
+
+class BackupRestored(ClientEvent):
+    """Collections were restored from a backup: ``collections[i]`` became ``into[i]``."""
+
+    event_type: ClassVar[str] = "backup.restored"
+    backup_id: BackupId
+    restore_id: str = Field(min_length=1, max_length=80)
+    collections: tuple[str, ...]
+    into: tuple[str, ...]
+    vectors: int = Field(default=0, ge=0)
+
+
+class RestoreDrillCompleted(Event):
+    """The restore drill restored each client's newest backup into a scratch directory.
+
+    Fleet-wide. ``ok`` is false when any backup failed its checksums or counts;
+    ``failures`` names them. Operations get an email either way.
+    """
+
+    event_type: ClassVar[str] = "backup.drill_completed"
+    ok: bool
+    clients: int = Field(ge=0)
+    backups: int = Field(ge=0)
+    bytes: int = Field(ge=0)
+    failures: tuple[str, ...] = ()
+
+
 OperatorName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$")]
 OperatorId = Annotated[str, Field(pattern=r"^[0-9a-f]{16}$")]
 
@@ -279,6 +342,11 @@ CATALOGUE: tuple[type[Event], ...] = (
     AuditCheckpointRecorded,
     OperatorIssued,
     OperatorRevoked,
+    BackupTaken,
+    BackupFailed,
+    BackupPruned,
+    BackupRestored,
+    RestoreDrillCompleted,
 )
 
 EVENT_TYPES: dict[str, type[Event]] = {cls.event_type: cls for cls in CATALOGUE}

@@ -24,7 +24,7 @@ NOTIFIED_TYPES = ("client.paused", "client.resumed", "billing.anomaly_detected")
 # unservable tenants); its data carries the subject and the text.
 OPERATIONS_ALERT = "operations.alert"
 # Fleet facts no client is told about: operations (VP_OPS_EMAIL) only.
-OPERATIONS_TYPES = ("worker.storage_low",)
+OPERATIONS_TYPES = ("worker.storage_low", "backup.failed", "backup.drill_completed")
 OPERATIONS_NAME = "VectorPanda operations"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
@@ -92,6 +92,28 @@ def subject_and_body(notice: Notice) -> tuple[str, str]:
                 "collections) are refused with 507 insufficient_storage; reads and deletes "
                 "still work.\nFree space on that volume or grow it; writes resume on their "
                 "own, without a restart. /readyz lists every store short of space.",
+            )
+        case "backup.failed":
+            backup = clean(str(notice.data.get("backup_id")))
+            cid = clean(str(notice.data.get("client_id") or cid))
+            return (
+                f"VectorPanda backup failed: {cid}",
+                f"Backup {backup} of client {cid} failed: "
+                f"{clean(str(notice.data.get('reason')), 500)}\n"
+                "The client's earlier backups are kept. Check the workers and the backup "
+                f"store, then retry: POST /admin/v1/clients/{cid}/backups",
+            )
+        case "backup.drill_completed":
+            ok = bool(notice.data.get("ok"))
+            failures = notice.data.get("failures")
+            named = failures[:50] if isinstance(failures, list) else []
+            listed = "\n".join(clean(str(f), 300) for f in named)
+            return (
+                f"VectorPanda restore drill {'passed' if ok else 'FAILED'}",
+                f"The restore drill restored the newest backup of {notice.data.get('clients')} "
+                f"clients ({notice.data.get('bytes')} bytes) into a scratch directory and "
+                f"compared checksums and counts.\n"
+                + ("Every backup restored intact." if ok else f"Failures:\n{listed}"),
             )
         case "client.resumed":
             return (

@@ -16,6 +16,7 @@ from api.app import create_app
 from api.client_address import trusted_proxy_networks
 from coordinator.accounts import Accounts
 from coordinator.admission import ClientAdmission
+from coordinator.backups import BackupService, WorkerTenantBackups
 from coordinator.census import CensusTaker
 from coordinator.dataplane import DataPlane, Limits
 from coordinator.fencing import fence_local_worker
@@ -38,6 +39,7 @@ from vectorpanda.event_wiring import (
 )
 from vectorpanda.request_log import request_log_handler
 from vectorpanda.settings import Settings
+from workers.backup_store import LocalBackupStore
 
 log = logging.getLogger("vectorpanda")
 
@@ -142,6 +144,9 @@ def build_coordinator(settings: Settings) -> CoordinatorParts:
         anchorer = HeadAnchorer(
             settings.anchor_signing_key.get_secret_value(), settings.anchors_dir
         )
+    app.state.backups = BackupService(
+        accounts, WorkerTenantBackups(router), LocalBackupStore(settings.backups), anchorer
+    )
     app.state.census = CensusTaker(
         accounts,
         settings.archive,

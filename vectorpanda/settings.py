@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     hot_dir: Path | None = None
     cold_dir: Path | None = None
     archive_dir: Path | None = None
+    # per-client backups (BackupStore, local-directory adapter); default <data>/backups
+    backup_dir: Path | None = None
     log_dir: Path | None = None
 
     # coordinator HTTP API
@@ -127,6 +129,8 @@ class Settings(BaseSettings):
     anchor_signing_key: SecretStr | None = None
     admin_url: str | None = None  # default http://<host>:<port> of this data dir's coordinator
     census_cron: str = "5 0 * * *"  # crontab, UTC
+    # daily backup of every client with changes since its last one (crontab, UTC)
+    backup_cron: str = "30 1 * * *"
     free_idle_days: int = Field(default=14, ge=1)
     payment_grace_days: int = Field(default=7, ge=1)
     usage_flush_s: float = Field(default=3600.0, gt=0)
@@ -183,6 +187,10 @@ class Settings(BaseSettings):
     @property
     def archive(self) -> Path:
         return self.archive_dir or self.data_dir / "archive"
+
+    @property
+    def backups(self) -> Path:
+        return self.backup_dir or self.data_dir / "backups"
 
     @property
     def logs(self) -> Path:

@@ -30,5 +30,6 @@ async def run_worker_process(settings: Settings) -> int:
         cold_dir=settings.cold,
         min_free_bytes=settings.min_free_bytes,
         liveness_file=settings.worker_liveness_file,
+        backup_dir=settings.backups,
     )
     return 0

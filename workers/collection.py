@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from workers.backup_files import CollectionCut, current_files, link_files
 from workers.collection_files import (
     INDEX_FILE,
     apply_record,
@@ -310,6 +311,23 @@ class Collection(CollectionRecords):
             meta = [self._table.metadata[r] for r in rows]
             values = self._table.vectors()[np.asarray(rows, dtype=np.int64)]
         return found, meta, values
+
+    def cut(self, staging: Path) -> CollectionCut:
+        """Fix a consistency point for a backup: hard-link the current files into ``staging``.
+
+        Held under the maintenance lock (no compaction or index save moves files) and the
+        write lock (no write is half in the log), for a few links only; each log's length
+        at this moment is where the backup's copy of it stops.
+        """
+        with self._maint_lock, self._write_mutex:
+            self._check_open()
+            names = current_files(self.directory, self._manifest)
+            lengths = {wal_name(self._wal_number): self._wal.size}
+            for name in names:
+                if name.startswith("wal-") and name not in lengths:
+                    lengths[name] = (self.directory / name).stat().st_size
+            files = link_files(self.directory, names, lengths, staging)
+            return CollectionCut(self.spec.name, self.spec.to_json(), self._table.count, files)
 
     # ---- background work ----------------------------------------------------------
 

@@ -16,6 +16,7 @@ import numpy as np
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
+from workers.backup_store import LocalBackupStore
 from workers.fsync_stats import WAL_FSYNCS
 from workers.protocol import (
     DATA_OPS,
@@ -270,6 +271,7 @@ async def run_worker(
     cold_dir: Path | None = None,
     min_free_bytes: int | None = None,
     liveness_file: Path | None = None,
+    backup_dir: Path | None = None,
 ) -> None:
     """Serve the coordinator at ``coordinator_url`` until ``stop`` is set, reconnecting forever.
 
@@ -287,6 +289,7 @@ async def run_worker(
         memory_budget_mb * 1024 * 1024,
         cold_dir=cold_dir,
         min_free_bytes=min_free_bytes,
+        backups=LocalBackupStore(backup_dir) if backup_dir is not None else None,
     )
     liveness = None
     if liveness_file is not None:

@@ -55,6 +55,17 @@ Additions (issue 14, everyday data operations; new ops only):
 * UPDATE_METADATA ``{collection, ids | filter, set?, unset?, max_metadata_bytes?}`` ->
   ``{updated}``: metadata only, one WAL record, durable before the reply; a result over
   ``max_metadata_bytes`` is INVALID and nothing is written. ``filter: {}`` matches all.
+
+Backups (issue 17; new ops only, see ``workers.backup_files``):
+
+* BACKUP_TENANT ``{backup_id, kind, collections?, head, started_at}`` (data op, owner)
+  -> ``{backup_id, collections, vectors, bytes, head_seq, ...}``: a consistent backup of
+  the tenant's collections (all, or the listed ones) written to the backup store.
+* BACKUP_COLD_TENANT (storage op, tenant released): the same from a paused tenant's
+  cold copy.
+* RESTORE_TENANT ``{backup_id, collections?, suffix?, rename?, replace}`` (data op)
+  -> ``{restored, from, vectors}``: every file's SHA-256 checked before anything live
+  is replaced; ``replace: false`` refuses (CONFLICT) to overwrite a live collection.
 """
 
 from __future__ import annotations
@@ -109,12 +120,15 @@ class Op(StrEnum):
     COUNT_VECTORS = "count_vectors"  # {collection, filter}
     UPDATE_METADATA = "update_metadata"  # {collection, ids | filter, set, unset, ...}
     USAGE = "usage"  # {}
+    BACKUP_TENANT = "backup_tenant"  # {backup_id, kind, collections?, head, started_at}
+    RESTORE_TENANT = "restore_tenant"  # {backup_id, collections?, suffix?, rename?, replace}
     CANCEL = "cancel"  # {cancel: rid}: stop that request's work; never answered
     DELETE_TENANT = "delete_tenant"  # {}: remove every file of the tenant
     # coordinator -> worker, storage tiering (no ownership; the tenant must be released)
     MOVE_TENANT = "move_tenant"  # {tenant, to: "hot"|"cold"} -> {tenant, location, ...}
     TENANT_SUMMARY = "tenant_summary"  # {tenant} -> {tenant, location, collections?, ...}
     DELETE_COLD_TENANT = "delete_cold_tenant"  # {tenant}: explicit delete of a cold copy
+    BACKUP_COLD_TENANT = "backup_cold_tenant"  # {tenant, backup_id, ...}: a paused tenant
     # either direction
     REPLY = "reply"  # {rid, ok, error?: {code, message}, ...result}
 
@@ -134,10 +148,14 @@ DATA_OPS = frozenset(
         Op.LIST_VECTORS,
         Op.COUNT_VECTORS,
         Op.UPDATE_METADATA,
+        Op.BACKUP_TENANT,
+        Op.RESTORE_TENANT,
     }
 )
 
-STORAGE_OPS = frozenset({Op.MOVE_TENANT, Op.TENANT_SUMMARY, Op.DELETE_COLD_TENANT})
+STORAGE_OPS = frozenset(
+    {Op.MOVE_TENANT, Op.TENANT_SUMMARY, Op.DELETE_COLD_TENANT, Op.BACKUP_COLD_TENANT}
+)
 
 
 class ErrorCode(StrEnum):

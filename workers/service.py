@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 
 from workers import handlers
+from workers.backup_files import backup_cold, backup_owned, restore_owned
+from workers.backup_store import BackupStore, LocalBackupStore
 from workers.collection_spec import check_tenant_id
 from workers.disk_space import SpaceGuard, is_out_of_space, out_of_space_error
 from workers.errors import StoreError
@@ -58,8 +60,10 @@ class WorkerService:
         cold_dir: Path | None = None,
         min_free_bytes: int | None = None,
         fair_share: FairShare | None = None,
+        backups: BackupStore | None = None,
     ) -> None:
         self.registry = registry
+        self.backups = backups or LocalBackupStore(registry.hot_dir.parent / "backups")
         self.space = SpaceGuard(registry.hot_dir, cold_dir, min_free_bytes)
         # Request threads are handed out by the fair share, so the pool never queues.
         self.fair_share = fair_share or FairShare()
@@ -147,6 +151,11 @@ class WorkerService:
         async with self.ownership.gate(tenant).change():
             if tenant in self.ownership.epochs:
                 raise StoreError(ErrorCode.UNAVAILABLE, "tenant is still owned; release it first")
+            if op == Op.BACKUP_COLD_TENANT:
+                cold = self.mover.cold
+                return await asyncio.to_thread(
+                    backup_cold, self.mover.hot, cold, tenant, self.backups, header
+                )
             if op == Op.DELETE_COLD_TENANT:
                 await asyncio.to_thread(self.mover.delete_cold, tenant)
                 return {"tenant": tenant}
@@ -189,7 +198,11 @@ class WorkerService:
                 self._recheck(tenant, epoch)
                 await asyncio.to_thread(self.registry.delete_tenant, tenant)
             return {}, {}
-        handler: Callable[[TenantStore, Frame], Reply] = HANDLERS[op]
+        handler: Callable[[TenantStore, Frame], Reply]
+        if op in (Op.BACKUP_TENANT, Op.RESTORE_TENANT):
+            handler = functools.partial(self._backup_op, op)
+        else:
+            handler = HANDLERS[op]
         if op in BUDGETED:
             handler = functools.partial(BUDGETED[op], budget=budget)
         try:
@@ -216,6 +229,10 @@ class WorkerService:
                 task = asyncio.create_task(self.enforce_memory_budget(keep=tenant))
                 self._background.add(task)
                 task.add_done_callback(self._background.discard)
+
+    def _backup_op(self, op: str, store: TenantStore, frame: Frame) -> Reply:
+        act = backup_owned if op == Op.BACKUP_TENANT else restore_owned
+        return act(store, self.backups, frame.header), {}
 
     def _quick_query(
         self, tenant: str, frame: Frame, budget: WorkBudget | None = None

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from workers.backup_files import finish_restores, swap_in
 from workers.collection import Collection, Metadata, StoreOptions
 from workers.collection_spec import CollectionSpec, check_collection_name, check_tenant_id
 from workers.durable_files import fsync_dir, is_trash_name, remove_tree_durably, trash_name_for
@@ -277,6 +278,21 @@ class TenantStore:
                 loaded.close(collection_not_found(name), save_index=False)
             remove_tree_durably(path, trash_name_for(name))
 
+    def install_restored(self, name: str, ready: Path) -> None:
+        """Swap a verified restored copy in as collection ``name`` (replacing the live one)."""
+        check_collection_name(name)
+        with self._lock:
+            self._check_open()
+            loaded = self._collections.pop(name, None)
+            self._unloaded_counts.pop(name, None)
+            self._damaged.pop(name, None)
+            if loaded is not None:
+                loaded.close(
+                    StoreError(ErrorCode.UNAVAILABLE, f"collection '{name}' was restored; retry"),
+                    save_index=False,
+                )
+            swap_in(self.directory, name, ready, trash_name_for(name))
+
     def usage(self) -> dict[str, int]:
         """Collections, live vectors and bytes on disk for this tenant."""
         counts = self.vector_counts()
@@ -329,6 +345,7 @@ class TenantStore:
     def take_ownership(self) -> None:
         """Lock the tenant directory and clear leftovers of interrupted removals."""
         self._lock_directory()
+        finish_restores(self.directory)
         self._remove_leftovers()
 
     def _lock_directory(self) -> None:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Response
+from fastapi import APIRouter, Path, Request, Response
 
-from api.deps import AccountsDep, DataPlaneDep, ManageKey, ReadKey, tier_limits
+from api.deps import AccountsDep, DataPlaneDep, ManageKey, ReadKey, get_backups, tier_limits
 from api.errors import Invalid, NotFound
+from api.routes.snapshots import create_from_snapshot
 from api.routing import OrjsonRoute, json_response
 from api.schemas import NAME_PATTERN, NAME_RE, Collection, CollectionList, CreateCollection
 from coordinator.accounts import (
@@ -38,22 +39,29 @@ def known_name(name: str) -> str:
 
 @router.post("", status_code=201, response_model=Collection)
 async def create_collection(
-    body: CreateCollection, key: ManageKey, dataplane: DataPlaneDep, accounts: AccountsDep
+    body: CreateCollection,
+    key: ManageKey,
+    dataplane: DataPlaneDep,
+    accounts: AccountsDep,
+    request: Request,
 ) -> Response:
-    """Create a collection for the calling client."""
+    """Create a collection for the calling client (empty, or from one of its snapshots)."""
     refusal = dimension_refusal(key.tier, body.dimension, dataplane.limits.max_dimension)
     if refusal is not None:
         raise Invalid(refusal)
     await writable_control_store(accounts)
-    info = await dataplane.create_collection(
-        key.client_id,
-        body.name,
-        body.dimension,
-        body.metric,
-        body.index,
-        body.hnsw.model_dump() if body.hnsw else None,
-        max_collections=tier_limits(key).max_collections,
-    )
+    if body.from_snapshot is not None:
+        info = await create_from_snapshot(body, key, dataplane, await get_backups(request))
+    else:
+        info = await dataplane.create_collection(
+            key.client_id,
+            body.name,
+            body.dimension,
+            body.metric,
+            body.index,
+            body.hnsw.model_dump() if body.hnsw else None,
+            max_collections=tier_limits(key).max_collections,
+        )
     # Recorded only once the worker has confirmed; the actor is the key that asked.
     try:
         await accounts.handle(

@@ -21,6 +21,7 @@ from coordinator.accounts.commands import (
     IssueOperator,
     LinkLoginEmail,
     PauseClient,
+    RecordBackupActivity,
     RecordBilling,
     RecordCensus,
     RecordCollectionCreated,
@@ -76,6 +77,7 @@ __all__ = [
     "OperatorView",
     "PauseClient",
     "Principal",
+    "RecordBackupActivity",
     "RecordBilling",
     "RecordCensus",
     "RecordCollectionCreated",
@@ -149,7 +151,12 @@ class Accounts:
     async def handle(self, cmd: PauseClient | ResumeClient) -> ClientView: ...
     @overload
     async def handle(
-        self, cmd: RecordUsage | RecordCensus | FlagBillingAnomaly | RecordStorageLow
+        self,
+        cmd: RecordUsage
+        | RecordCensus
+        | FlagBillingAnomaly
+        | RecordStorageLow
+        | RecordBackupActivity,
     ) -> StoredEvent: ...
     @overload
     async def handle(self, cmd: IssueOperator) -> IssuedOperator: ...

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +175,14 @@ class RecordStorageLow:
     actor: str = "coordinator"
 
 
+@dataclass(frozen=True, slots=True)
+class RecordBackupActivity:
+    """A backup, snapshot, prune, restore or restore drill happened (``event`` says which)."""
+
+    event: Any
+    actor: str = "coordinator"
+
+
 Command = (
     CreateClient
     | IssueApiKey
@@ -192,4 +201,5 @@ Command = (
     | RecordStorageLow
     | IssueOperator
     | RevokeOperator
+    | RecordBackupActivity
 )

@@ -19,6 +19,7 @@ from coordinator.accounts.commands import (
     IssueOperator,
     LinkLoginEmail,
     PauseClient,
+    RecordBackupActivity,
     RecordBilling,
     RecordCensus,
     RecordCollectionCreated,
@@ -265,6 +266,7 @@ HANDLERS: dict[type, Handler] = {
     RecordCensus: lifecycle.record_census,
     FlagBillingAnomaly: lifecycle.flag_billing_anomaly,
     RecordStorageLow: lifecycle.record_storage_low,
+    RecordBackupActivity: lifecycle.record_backup_activity,
     IssueOperator: operators.issue_operator,
     RevokeOperator: operators.revoke_operator,
 }

@@ -12,6 +12,7 @@ import pydantic
 from coordinator.accounts.commands import (
     FlagBillingAnomaly,
     PauseClient,
+    RecordBackupActivity,
     RecordCensus,
     RecordStorageLow,
     RecordUsage,
@@ -26,11 +27,16 @@ from coordinator.accounts.model import (
 from coordinator.accounts.uow import AccountsTransaction, AccountsUnitOfWork
 from coordinator.accounts.views import ClientView, load_live_client
 from eventlog.events import (
+    BackupFailed,
+    BackupPruned,
+    BackupRestored,
+    BackupTaken,
     BillingAnomalyDetected,
     CensusSnapshotTaken,
     ClientPaused,
     ClientResumed,
     Event,
+    RestoreDrillCompleted,
     StorageFloorReached,
     UsageRecorded,
 )
@@ -177,6 +183,23 @@ async def record_storage_low(
 
     def body(tx: AccountsTransaction) -> StoredEvent:
         (stored,) = tx.append([event], cmd.actor)
+        return stored
+
+    return await uow.write(body)
+
+
+BACKUP_EVENTS = (BackupTaken, BackupFailed, BackupPruned, BackupRestored, RestoreDrillCompleted)
+
+
+async def record_backup_activity(
+    cmd: RecordBackupActivity, uow: AccountsUnitOfWork, pepper: bytes
+) -> StoredEvent:
+    """Record one backup fact; only the backup events may come this way."""
+    if not isinstance(cmd.event, BACKUP_EVENTS):
+        raise InvalidCommand("not a backup event")
+
+    def body(tx: AccountsTransaction) -> StoredEvent:
+        (stored,) = tx.append([cmd.event], cmd.actor)
         return stored
 
     return await uow.write(body)

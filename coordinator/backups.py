@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Protocol
 
 from coordinator.accounts import Accounts, RecordBackupActivity
@@ -33,7 +34,9 @@ from eventlog.events import (
     BackupRestored,
     BackupTaken,
     Event,
+    RestoreDrillCompleted,
 )
+from workers.backup_drill import DrillReport, run_drill
 from workers.backup_store import (
     BackupDamaged,
     BackupNotFound,
@@ -339,6 +342,21 @@ class BackupService:
             ),
             actor,
         )
+
+    async def drill(self, actor: str, scratch: Path | None = None) -> DrillReport:
+        """The restore drill over every client's newest backup; recorded as an event."""
+        report = await asyncio.to_thread(run_drill, self.store, scratch)
+        await self._record(
+            RestoreDrillCompleted(
+                ok=report.ok,
+                clients=report.clients,
+                backups=report.backups,
+                bytes=report.bytes,
+                failures=tuple(report.failures),
+            ),
+            actor,
+        )
+        return report
 
     async def settle(self, job: Job, wait_s: float | None) -> Job:
         """Wait up to ``wait_s`` (None: until done), so a small job answers with its outcome."""

@@ -30,7 +30,7 @@ from coordinator.accounts import Accounts, RecordCensus
 from coordinator.accounts.lifecycle import find_census
 from coordinator.usage import RECORDING_SLACK, iso, seq_before, utc_clock
 from eventlog.anchors import HeadAnchorer
-from eventlog.events import CensusSnapshotTaken, UsageRecorded
+from eventlog.events import CensusSnapshotTaken, RestoreDrillCompleted, UsageRecorded
 from eventlog.store import MAX_READ_LIMIT, StoredEvent
 
 TenantFigures = Callable[[str, str], Awaitable[dict[str, Any]]]
@@ -152,6 +152,14 @@ class CensusTaker:
                 "head_hash": head.hash,
                 "totals": totals,
             }
+            drill = await self._accounts.uow.read(_last_drill)
+            if drill is not None:
+                # The newest restore drill: can the backups actually be restored?
+                header["restore_drill"] = {
+                    **drill.data,
+                    "seq": drill.seq,
+                    "occurred_at": drill.occurred_at,
+                }
             if self._anchorer is not None:
                 anchorer = self._anchorer
                 header["head_anchor"] = await asyncio.to_thread(
@@ -198,3 +206,14 @@ class CensusTaker:
 
         result: dict[str, dict[str, int]] = await self._accounts.uow.read(body)
         return result
+
+
+def _last_drill(tx: Any) -> StoredEvent | None:
+    """The newest RestoreDrillCompleted, if any drill ran."""
+    last, after = None, 0
+    while True:
+        page = tx.events.read(after, MAX_READ_LIMIT, None, RestoreDrillCompleted.event_type)
+        if page:
+            last, after = page[-1], page[-1].seq
+        if len(page) < MAX_READ_LIMIT:
+            return last

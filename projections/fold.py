@@ -15,6 +15,10 @@ from eventlog.events import (
     ApiKeyIssued,
     ApiKeyRevoked,
     AuditCheckpointRecorded,
+    BackupFailed,
+    BackupPruned,
+    BackupRestored,
+    BackupTaken,
     BillingAnomalyDetected,
     CensusSnapshotTaken,
     ClientCreated,
@@ -29,6 +33,7 @@ from eventlog.events import (
     OperatorRevoked,
     PaymentFailed,
     PaymentReceived,
+    RestoreDrillCompleted,
     TierChanged,
     UnknownEventType,
     UnknownEventVersion,
@@ -115,6 +120,23 @@ def summarise(event: Event) -> str:
             return f"census snapshot of {event.clients} clients: {event.archive}"
         case AuditCheckpointRecorded():
             return f"audit verified ({event.mode}) through seq {event.verified_seq}"
+        case BackupTaken():
+            return (
+                f"{event.kind} {event.backup_id} taken: {len(event.collections)} collections, "
+                f"{event.vectors} vectors, {event.bytes} bytes, log head {event.head_seq}"
+            )
+        case BackupFailed():
+            return f"{event.kind} {event.backup_id} failed: {event.reason}"
+        case BackupPruned():
+            return f"backup {event.backup_id} pruned: {event.reason}"
+        case BackupRestored():
+            pairs = ", ".join(
+                f"{a}->{b}" for a, b in zip(event.collections, event.into, strict=False)
+            )
+            return f"restored from {event.backup_id}: {pairs}"
+        case RestoreDrillCompleted():
+            verdict = "passed" if event.ok else f"FAILED ({len(event.failures)} backups)"
+            return f"restore drill {verdict}: {event.backups} backups, {event.bytes} bytes"
     return type(event).event_type
 
 

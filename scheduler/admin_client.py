@@ -70,3 +70,19 @@ class AdminClient:
         r.raise_for_status()
         result: dict[str, Any] = r.json()
         return result
+
+    async def backups(self, client_id: str) -> list[dict[str, Any]]:
+        body = await self._get(f"/admin/v1/clients/{client_id}/backups")
+        return list(body["backups"])
+
+    async def start_backup(self, client_id: str) -> dict[str, Any]:
+        r = await self._http.post(f"/admin/v1/clients/{client_id}/backups", json={})
+        r.raise_for_status()
+        result: dict[str, Any] = r.json()
+        return result
+
+    async def restore_drill(self) -> dict[str, Any]:
+        r = await self._http.post("/admin/v1/backups/drill", json={})
+        r.raise_for_status()
+        result: dict[str, Any] = r.json()
+        return result

@@ -146,3 +146,44 @@ class AnomalyJob:
             await self._admin.flag_anomaly(a.client_id, figures)
             log.info("billing anomaly for %s: %s", a.client_id, figures)
         return [a.client_id for a in found]
+
+
+class BackupJob:
+    """A backup of every client with changes since its last one (paused clients too).
+
+    A change is any data-plane request metered since the last backup began, or no
+    backup at all yet. Retention per tier is applied by the coordinator after each
+    backup; failures are events (and an email to operations) recorded there.
+    """
+
+    def __init__(self, admin: AdminClient) -> None:
+        self._admin = admin
+
+    async def run(self, now: datetime) -> list[str]:
+        started = []
+        for c in await self._admin.clients():
+            cid = c["client_id"]
+            done = [b for b in await self._admin.backups(cid) if b["status"] == "complete"]
+            if done:
+                since = parse_time(str(done[-1]["started_at"]))
+                row = (await self._admin.usage(since)).get(cid)
+                if not row or row["requests"] <= 0:
+                    continue
+            await self._admin.start_backup(cid)
+            started.append(cid)
+        if started:
+            log.info("daily backups started for %d clients", len(started))
+        return started
+
+
+class RestoreDrillJob:
+    """The weekly restore drill, through the admin API (its result is an event)."""
+
+    def __init__(self, admin: AdminClient) -> None:
+        self._admin = admin
+
+    async def run(self, now: datetime) -> dict[str, Any]:
+        report = await self._admin.restore_drill()
+        level = logging.INFO if report["ok"] else logging.ERROR
+        log.log(level, "restore drill: %s", report)
+        return report

@@ -19,7 +19,14 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 
 from scheduler.admin_client import AdminClient
-from scheduler.jobs import AnomalyJob, AutoPauseJob, CensusJob, client_facts
+from scheduler.jobs import (
+    AnomalyJob,
+    AutoPauseJob,
+    BackupJob,
+    CensusJob,
+    RestoreDrillJob,
+    client_facts,
+)
 
 log = logging.getLogger("vectorpanda.scheduler")
 
@@ -32,13 +39,14 @@ def utc_now() -> datetime:
 
 
 class SchedulerService:
-    """The three duties, each callable with an explicit ``now`` (tests drive a fake clock)."""
+    """Census, auto-pause, anomalies, backups and the drill; each takes ``now`` from ``clock``."""
 
     def __init__(
         self,
         admin: AdminClient,
         *,
         census_cron: str = "5 0 * * *",
+        backup_cron: str = "30 1 * * *",
         idle_days: int = 14,
         grace_days: int = 7,
         clock: Clock = utc_now,
@@ -46,11 +54,14 @@ class SchedulerService:
         self.admin = admin
         self.clock = clock
         self.census_cron = census_cron
+        self.backup_cron = backup_cron
         minute, hour = census_cron.split()[:2]
         due = (int(hour), int(minute)) if hour.isdigit() and minute.isdigit() else (0, 5)
         self.census = CensusJob(admin, *due)
         self.auto_pause = AutoPauseJob(admin, idle_days, grace_days)
         self.anomalies = AnomalyJob(admin)
+        self.backups = BackupJob(admin)
+        self.drill = RestoreDrillJob(admin)
 
     async def census_tick(self) -> None:
         await self.census.run(self.clock())
@@ -60,6 +71,24 @@ class SchedulerService:
         facts = await client_facts(self.admin, now, self.auto_pause.idle_days)
         paused = set(await self.auto_pause.decide_and_pause(facts, now))
         await self.anomalies.run(now, [c for c in facts if c.client_id not in paused])
+
+    async def backup_tick(self) -> None:
+        await self.backups.run(self.clock())
+
+    async def drill_tick(self) -> None:
+        await self.drill.run(self.clock())
+
+
+async def run_backups() -> None:
+    """Job function (stored by reference in the job store)."""
+    if _current is not None:
+        await _current.backup_tick()
+
+
+async def run_drill() -> None:
+    """Job function (stored by reference in the job store)."""
+    if _current is not None:
+        await _current.drill_tick()
 
 
 async def run_census() -> None:
@@ -92,6 +121,18 @@ def build_scheduler(service: SchedulerService, job_db: Path) -> AsyncIOScheduler
         "scheduler.service:run_hourly",
         CronTrigger(minute=17, timezone=UTC),
         id="auto_pause_and_anomalies",
+        replace_existing=True,
+    )
+    scheduler.add_job(
+        "scheduler.service:run_backups",
+        CronTrigger.from_crontab(service.backup_cron, timezone=UTC),
+        id="backups",
+        replace_existing=True,
+    )
+    scheduler.add_job(
+        "scheduler.service:run_drill",
+        CronTrigger(day_of_week="sun", hour=3, minute=30, timezone=UTC),
+        id="restore_drill",
         replace_existing=True,
     )
     return scheduler

@@ -139,6 +139,19 @@ def cmd_fleet(args: argparse.Namespace) -> int:
     return run_fleet(fleet)
 
 
+def cmd_backup_verify(args: argparse.Namespace) -> int:
+    """The restore drill, run locally on the backup store; exit 1 if any backup fails."""
+    import json
+
+    from workers.backup_drill import run_drill
+    from workers.backup_store import LocalBackupStore
+
+    settings = _settings(args)
+    report = run_drill(LocalBackupStore(settings.backups), settings.backups)
+    print(json.dumps(report.to_json(), indent=2))
+    return 0 if report.ok else 1
+
+
 def _settings(args: argparse.Namespace) -> Settings:
     data_dir = Path(args.data_dir) if args.data_dir else None
     return load_settings(data_dir)
@@ -206,6 +219,16 @@ def build_parser() -> argparse.ArgumentParser:
     fleet.add_argument("--http-port", type=int, default=8088, help="0 picks a free port")
     fleet.add_argument("--runtime-dir", default=None, help="nginx config/pid/logs (default: temp)")
     fleet.set_defaults(func=cmd_fleet)
+
+    backup = sub.add_parser("backup", help="per-client backups")
+    backup_sub = backup.add_subparsers(dest="backup_command", required=True)
+    verify = backup_sub.add_parser(
+        "verify",
+        help="restore drill: restore the newest backup of each client into a scratch "
+        "directory and compare checksums and counts (exit 1 on any failure)",
+    )
+    verify.add_argument("--data-dir", default=os.environ.get("VP_DATA_DIR", "./vp-data"))
+    verify.set_defaults(func=cmd_backup_verify)
 
     add_client_commands(sub)  # import, query
     add_record_commands(sub)  # list, count, update

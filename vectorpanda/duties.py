@@ -86,6 +86,7 @@ def build_scheduler_service(settings: Settings, url: str) -> SchedulerService:
     return SchedulerService(
         admin,
         census_cron=settings.census_cron,
+        backup_cron=settings.backup_cron,
         idle_days=settings.free_idle_days,
         grace_days=settings.payment_grace_days,
     )

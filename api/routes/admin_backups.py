@@ -97,7 +97,7 @@ async def start_backup(
 ) -> BackupStartedOut:
     """Take a consistent backup of every collection of the client, in the background."""
     with domain_errors():
-        job = await backups.start(client_id, actor)
+        job = await backups.start(client_id, actor, prune=True)
     return BackupStartedOut(backup_id=job.job_id, status="running", started_at=job.started_at)
 
 
@@ -135,3 +135,23 @@ async def restore_backup(
         restored=list(job.result.get("restored", [])) if job.status == "complete" else [],
         error=job.error,
     )
+
+
+class DrillOut(BaseModel):
+    ok: bool = Field(description="False when any backup failed its checksums or counts.")
+    clients: int
+    backups: int
+    bytes: int
+    vectors: int
+    failures: list[str]
+
+
+class DrillRequest(AdminRequest):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{}]})
+
+
+@router.post("/backups/drill", response_model=DrillOut)
+async def restore_drill(body: DrillRequest, actor: AdminActor, backups: BackupsDep) -> DrillOut:
+    """Restore each client's newest backup into a scratch directory and check it (an event)."""
+    report = await backups.drill(actor)
+    return DrillOut.model_validate(report.to_json())

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.audit_scale import audit_markdown, run_admin_throughput, run_audit_scale
+from benchmarks.backup import backup_markdown, run_backup_bench
 from benchmarks.baseline import run_baseline
 from benchmarks.data import gaussian_mixture
 from benchmarks.report import chart, markdown
@@ -39,6 +40,7 @@ QUICK = {
     "tenants": 100,
     "ef": "16,64",
     "audit_events": 20_000,
+    "backup_vectors": 20_000,
 }
 
 
@@ -65,6 +67,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=int,
         default=_env("audit_events", 1_000_000),
         help="generated event log for audit verify/replay (BENCH_AUDIT_EVENTS); 0 skips",
+    )
+    p.add_argument(
+        "--backup-vectors",
+        type=int,
+        default=_env("backup_vectors", 1_000_000),
+        help="vectors of the client backed up and restored (BENCH_BACKUP_VECTORS); 0 skips",
     )
     args = p.parse_args(argv)
     if args.quick:
@@ -118,6 +126,10 @@ def main(argv: list[str] | None = None) -> None:
             print(f"audit at scale: {args.audit_events:,} generated events")
             audit = run_audit_scale(args.audit_events, Path(tmp))
             audit["admin_actions_per_s"] = round(run_admin_throughput(Path(tmp)))
+        backup = None
+        if args.backup_vectors > 0:
+            print(f"backup and restore: one client of {args.backup_vectors:,} vectors")
+            backup = run_backup_bench(args.backup_vectors, 128, Path(tmp))
     meta = {
         "when": when,
         "n": args.n,
@@ -129,7 +141,7 @@ def main(argv: list[str] | None = None) -> None:
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, "
         f"Python {platform.python_version()}",
     }
-    write_results(when, meta, baseline, service, notes, tenancy, audit)
+    write_results(when, meta, baseline, service, notes, tenancy, audit, backup)
 
 
 def _premium_key(stack: Any) -> str:
@@ -149,15 +161,18 @@ def write_results(
     notes: list[str],
     tenancy: dict[str, Any] | None,
     audit: dict[str, Any] | None = None,
+    backup: dict[str, Any] | None = None,
 ) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     stem = RESULTS / f"bench-{when}"
     report = markdown(meta, baseline, service, notes, tenancy) + audit_markdown(audit)
+    report += backup_markdown(backup)
     stem.with_suffix(".md").write_text(report)
     stem.with_suffix(".png").write_bytes(chart(meta, baseline, service))
     raw = {"meta": meta, "baseline": baseline, "service": service, "notes": notes}
     raw["tenancy"] = tenancy
     raw["audit"] = audit
+    raw["backup"] = backup
     stem.with_suffix(".json").write_text(json.dumps(_plain(raw), indent=2))
     for suffix in (".md", ".png", ".json"):
         shutil.copyfile(stem.with_suffix(suffix), RESULTS / f"latest{suffix}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from fastapi import APIRouter, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from api.deps import BackupsDep, DataPlaneDep, ManageKey, tier_limits
 from api.errors import Conflict, NotFound, QuotaExceeded
@@ -26,6 +26,8 @@ router = APIRouter(prefix="/v1/collections", tags=["snapshots"], route_class=Orj
 
 class TakeSnapshot(Strict):
     """No fields: the snapshot is of the collection named in the path."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"examples": [{}]})
 
 
 class SnapshotStarted(BaseModel):

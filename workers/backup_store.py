@@ -16,6 +16,7 @@ No FAISS here: the coordinator lists, prunes and verifies backups with it.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import re
 import shutil
@@ -222,6 +223,61 @@ class LocalBackupStore:
         if not self.root.is_dir():
             return []
         return sorted(e.name for e in self.root.iterdir() if e.is_dir() and e.name[0] != ".")
+
+
+class _MemoryWriter:
+    def __init__(self, store: InMemoryBackupStore, client_id: str, backup_id: str) -> None:
+        self._store, self._key = store, (client_id, backup_id)
+        self._files: dict[str, bytes] = {}
+
+    def add(self, path: str, source: BinaryIO, length: int | None = None) -> StoredFile:
+        _safe_relative(path)
+        data = source.read() if length is None else source.read(length)
+        if length is not None and len(data) != length:
+            raise OSError(f"short read: {len(data)} of {length} bytes")
+        self._files[path] = data
+        return StoredFile(path, len(data), hashlib.sha256(data).hexdigest())
+
+    def commit(self, manifest: dict[str, Any]) -> None:
+        self._store.backups[self._key] = (orjson.loads(orjson.dumps(manifest)), self._files)
+
+    def abort(self) -> None:
+        self._files = {}
+
+
+class InMemoryBackupStore:
+    """Backups held in memory (tests); the same contract as ``LocalBackupStore``."""
+
+    def __init__(self) -> None:
+        self.backups: dict[tuple[str, str], tuple[dict[str, Any], dict[str, bytes]]] = {}
+
+    def begin(self, client_id: str, backup_id: str) -> BackupWriter:
+        if (client_id, check_backup_id(backup_id)) in self.backups:
+            raise FileExistsError(f"backup {backup_id} exists")
+        return _MemoryWriter(self, client_id, backup_id)
+
+    def manifests(self, client_id: str) -> list[dict[str, Any]]:
+        out = [m for (c, _b), (m, _f) in self.backups.items() if c == client_id]
+        out.sort(key=lambda m: (str(m.get("started_at", "")), str(m.get("backup_id", ""))))
+        return out
+
+    def manifest(self, client_id: str, backup_id: str) -> dict[str, Any]:
+        found = self.backups.get((client_id, backup_id))
+        if found is None:
+            raise BackupNotFound(backup_id)
+        return found[0]
+
+    def open(self, client_id: str, backup_id: str, path: str) -> BinaryIO:
+        found = self.backups.get((client_id, backup_id))
+        if found is None or path not in found[1]:
+            raise FileNotFoundError(path)
+        return io.BytesIO(found[1][path])
+
+    def delete(self, client_id: str, backup_id: str) -> None:
+        self.backups.pop((client_id, backup_id), None)
+
+    def clients(self) -> list[str]:
+        return sorted({c for c, _b in self.backups})
 
 
 def manifest_files(manifest: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:

@@ -23,7 +23,14 @@ log = logging.getLogger(__name__)
 GIB = 1024 * 1024 * 1024
 DEFAULT_FLOOR_FRACTION = 0.05
 # Operations that make a tenant's files grow.
-GROWING_OPS = frozenset({Op.CREATE_COLLECTION.value, Op.UPSERT.value, Op.UPDATE_METADATA.value})
+GROWING_OPS = frozenset(
+    {
+        Op.CREATE_COLLECTION.value,
+        Op.UPSERT.value,
+        Op.UPDATE_METADATA.value,
+        Op.RESTORE_TENANT.value,
+    }
+)
 NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 

@@ -10,6 +10,7 @@ either listed and intact or not listed at all.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -167,3 +168,30 @@ def test_sigkill_during_a_restore(tmp_path: Path, step: str, nth: int, restored:
         assert counts["flat"] == 100, "the interrupted swap was not finished"
         assert counts["graph"] == 200, "a collection whose swap never began changed"
     assert not [p for p in (hot / TENANT).iterdir() if p.name.startswith(".restore-")]
+
+
+def test_backup_verify_is_the_restore_drill(tmp_path: Path) -> None:
+    """``vectorpanda backup verify`` restores each newest backup; a flipped byte fails it."""
+    data = tmp_path / "vp-data"
+    hot, backups = data / "hot", data / "backups"
+    _seed(hot, 2)
+    store = TenantStore.open(hot, TENANT, 1 << 30)
+    backup_owned(store, LocalBackupStore(backups), {"backup_id": "b-old", "head": {}})
+    backup_owned(store, LocalBackupStore(backups), {"backup_id": "b-new", "head": {}})
+    store.close()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VP_")}
+    env["PYTHONPATH"] = str(REPO)
+    cmd = [sys.executable, "-m", "vectorpanda", "backup", "verify", "--data-dir", str(data)]
+    ok = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    report = json.loads(ok.stdout)
+    assert report["ok"] and report["clients"] == 1 and report["vectors"] == 200
+    victim = next((backups / TENANT / "b-new").rglob("vectors.npy"))
+    raw = bytearray(victim.read_bytes())
+    raw[-1] ^= 0xFF
+    victim.write_bytes(bytes(raw))
+    bad = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
+    assert bad.returncode == 1
+    failed = json.loads(bad.stdout)
+    assert not failed["ok"] and "b-new" in failed["failures"][0]
+    assert not list(backups.glob(".drill-*")), "the scratch directory was left behind"

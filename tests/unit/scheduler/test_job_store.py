@@ -23,13 +23,18 @@ def test_jobs_persist_across_restarts(tmp_path: Path) -> None:
         await service.admin.close()
         return ids
 
-    assert asyncio.run(start_and_stop()) == ["auto_pause_and_anomalies", "census"]
+    every = ["auto_pause_and_anomalies", "backups", "census", "restore_drill"]
+    assert asyncio.run(start_and_stop()) == every
     store = SQLAlchemyJobStore(url=f"sqlite:///{db}")
     store.start(None, "default")  # type: ignore[arg-type]
     jobs = {job.id: job for job in store.get_all_jobs()}
-    assert set(jobs) == {"auto_pause_and_anomalies", "census"}
+    assert set(jobs) == set(every)
     assert (
         str(jobs["census"].trigger)
         == "cron[month='*', day='*', day_of_week='*', hour='0', minute='5']"
     )
-    assert asyncio.run(start_and_stop()) == ["auto_pause_and_anomalies", "census"]
+    assert (
+        str(jobs["backups"].trigger)
+        == "cron[month='*', day='*', day_of_week='*', hour='1', minute='30']"
+    )
+    assert asyncio.run(start_and_stop()) == every

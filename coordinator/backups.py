@@ -184,8 +184,10 @@ class BackupService:
             head = await self._accounts.uow.read(lambda tx: tx.events.head())
             anchor: dict[str, Any] = {"seq": head.seq, "hash": head.hash}
             if self._anchorer is not None:
+                # Signed into the manifest itself: one file per backup in <data>/anchors
+                # would pile up (a backup per client per day).
                 anchor = await asyncio.to_thread(
-                    self._anchorer.anchor,
+                    self._anchorer.sign,
                     head.seq,
                     head.hash,
                     job.started_at,

@@ -154,6 +154,10 @@ class HeadAnchorer:
         self._key = signing_key(secret)
         self.directory = directory
 
+    def sign(self, seq: int, hash: str, anchored_at: str, source: str) -> dict[str, Any]:
+        """The signed anchor record alone, for a place that keeps it itself (a backup manifest)."""
+        return sign_head(self._key, seq, hash, anchored_at, source)
+
     def anchor(self, seq: int, hash: str, anchored_at: str, source: str) -> dict[str, Any]:
         """Sign (seq, hash), write the anchor file durably and return the anchor record."""
         record = sign_head(self._key, seq, hash, anchored_at, source)

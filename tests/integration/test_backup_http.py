@@ -89,12 +89,17 @@ def _upsert(api: httpx.Client, k: int) -> None:
         "values_b64": base64.b64encode(values.astype("<f4").tobytes()).decode(),
         "metadata": [{"batch": k}] * len(ids),
     }
-    r = api.post("/v1/collections/docs/upsert", json=body)
-    assert r.status_code == 200, r.text
+    while True:
+        r = api.post("/v1/collections/docs/upsert", json=body)
+        if r.status_code == 503 and r.json()["error"]["code"] == "busy":
+            time.sleep(0.02)  # back-pressure (the graph is behind): nothing was written
+            continue
+        assert r.status_code == 200, r.text
+        return
 
 
 def test_backup_under_writes_restores_a_prefix_of_the_acknowledged_writes(stack: Stack) -> None:
-    key = stack.new_client("busy")
+    key = stack.new_client("busy", tier="premium")
     cid = _client_id(stack, "busy")
     spec = {"name": "docs", "dimension": DIM, "metric": "l2", "index": "hnsw"}
     acked: list[int] = []
@@ -102,12 +107,18 @@ def test_backup_under_writes_restores_a_prefix_of_the_acknowledged_writes(stack:
     with stack.client(key) as api, stack.admin() as admin:
         assert api.post("/v1/collections", json=spec).status_code == 201
 
+        errors: list[BaseException] = []
+
         def writer() -> None:
             with stack.client(key) as own:
                 k = 0
                 while not stop.is_set():
                     k += 1
-                    _upsert(own, k)
+                    try:
+                        _upsert(own, k)
+                    except BaseException as exc:  # surfaced below, in the test's thread
+                        errors.append(exc)
+                        return
                     acked.append(k)
 
         thread = threading.Thread(target=writer)
@@ -124,6 +135,7 @@ def test_backup_under_writes_restores_a_prefix_of_the_acknowledged_writes(stack:
         time.sleep(0.2)
         stop.set()
         thread.join()
+        assert not errors, errors
         assert done["status"] == "complete" and done["collections"] == ["docs"]
         assert done["head_seq"] > 0 and done["bytes"] > 0
 

@@ -96,6 +96,25 @@ def write_anchor(directory: Path, anchor: dict[str, Any]) -> Path:
     return path
 
 
+# workers.backup_store.MANIFEST_FILE: backups sign the log head into their manifest.
+BACKUP_MANIFEST = "backup.json"
+
+
+def _anchor_files(directory: Path) -> list[Path]:
+    """Anchor files in ``directory``, and the manifests of a backup store laid out there
+    (``<client>/<backup>/backup.json``) whose log head is signed."""
+    found = sorted(directory.glob("*.json"))
+    for path in sorted(directory.glob(f"*/*/{BACKUP_MANIFEST}")):
+        try:
+            head = orjson.loads(path.read_bytes()).get("head") or {}
+        except (OSError, orjson.JSONDecodeError, AttributeError):
+            found.append(path)  # unreadable: reported as such
+            continue
+        if isinstance(head, dict) and "signature" in head:
+            found.append(path)
+    return found
+
+
 @dataclass(slots=True)
 class AnchorReport:
     """What the anchors say about the log: how many held, and the newest one."""
@@ -107,42 +126,46 @@ class AnchorReport:
 
 
 def check_anchors(cursor: Any, directory: Path, key: Ed25519PublicKey) -> AnchorReport:
-    """Check every ``*.json`` anchor in ``directory`` against the log under ``cursor``."""
+    """Check every ``*.json`` anchor in ``directory`` (or the signed heads in the backup
+    manifests of a backup store there) against the log under ``cursor``."""
     report = AnchorReport()
     head = head_row(cursor)
     head_seq = head[0] if head is not None else 0
-    for path in sorted(directory.glob("*.json")):
+    for path in _anchor_files(directory):
         report.checked += 1
+        name = str(path.relative_to(directory))
         try:
             anchor = orjson.loads(path.read_bytes())
+            if path.name == BACKUP_MANIFEST:
+                anchor = anchor["head"]  # a backup manifest carries the head it was taken at
             seq, expected = int(anchor["seq"]), str(anchor["hash"])
         except (OSError, orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-            report.mismatches.append(Mismatch(0, f"anchor {path.name} is unreadable"))
+            report.mismatches.append(Mismatch(0, f"anchor {name} is unreadable"))
             continue
         if not signature_ok(anchor, key):
             report.mismatches.append(
-                Mismatch(seq, f"anchor {path.name} has no valid signature: forged or altered")
+                Mismatch(seq, f"anchor {name} has no valid signature: forged or altered")
             )
             continue
         if report.last_anchored_seq is None or seq > report.last_anchored_seq:
-            report.last_anchored_seq, report.last_anchor = seq, path.name
+            report.last_anchored_seq, report.last_anchor = seq, name
         # An anchor of the empty log (a census at first start) names the genesis hash.
         found = (0, GENESIS_HASH) if seq == 0 else row_at(cursor, seq)
         if found is None and seq <= head_seq:
             report.mismatches.append(
-                Mismatch(seq, f"the event anchored in {path.name} is missing from the log")
+                Mismatch(seq, f"the event anchored in {name} is missing from the log")
             )
         elif found is None:
             report.mismatches.append(
                 Mismatch(
                     seq,
-                    f"the log ends at seq {head_seq} but anchor {path.name} proves it reached "
+                    f"the log ends at seq {head_seq} but anchor {name} proves it reached "
                     f"seq {seq}: events were cut from the log",
                 )
             )
         elif found[1] != expected:
             report.mismatches.append(
-                Mismatch(seq, f"event hash differs from the one signed in anchor {path.name}")
+                Mismatch(seq, f"event hash differs from the one signed in anchor {name}")
             )
     return report
 

@@ -11,9 +11,11 @@ census.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import json
 import shutil
+import sqlite3
 import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -34,7 +36,7 @@ from coordinator.hub import WorkerHub
 from coordinator.pause import PauseService
 from coordinator.router import TenantRouter
 from coordinator.tiers import backup_retention
-from eventlog.anchors import HeadAnchorer, signature_ok, signing_key
+from eventlog.anchors import HeadAnchorer, check_anchors, signature_ok, signing_key
 from scheduler.admin_client import AdminClient
 from scheduler.service import SchedulerService
 from tests.integration.test_scheduler_year import LocalTenantFiles, SimClock
@@ -226,6 +228,11 @@ async def _days(tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
             assert signature_ok(head, key), manifest["backup_id"]
             (at,) = await accounts.list_events(after_seq=head["seq"] - 1, limit=1)
             assert at.hash == head["hash"]
+    # `audit verify --anchors <backup store>` checks those heads against the log.
+    with contextlib.closing(sqlite3.connect(tmp / "control.sqlite3")) as conn:
+        anchored = check_anchors(conn.cursor(), tmp / "backups", key)
+    assert anchored.checked == sum(len(store.manifests(c)) for c in ids.values())
+    assert anchored.mismatches == [] and anchored.last_anchor is not None
     # Weekly drills passed, each an event, and the census reports the latest.
     drill_events = await accounts.list_events(limit=1000, type="backup.drill_completed")
     assert len(drill_events) == drills and all(e.data["ok"] for e in drill_events)

@@ -22,7 +22,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from coordinator.accounts import Accounts, RecordBackupActivity
+from coordinator.accounts import Accounts, RecordBackupActivity, RecordCollectionCreated
 from coordinator.errors import WorkerRefused
 from coordinator.router import TenantRouter
 from coordinator.tiers import backup_retention
@@ -296,8 +296,13 @@ class BackupService:
         collections: list[str] | None = None,
         suffix: str | None = None,
         rename: dict[str, str] | None = None,
+        record_created: bool = True,
     ) -> Job:
-        """Check the request, then restore in the background (checksums first)."""
+        """Check the request, then restore in the background (checksums first).
+
+        Collections the restore brings into being (a deleted one, or beside the live
+        data) are recorded as created too, unless the caller records them itself.
+        """
         view = await self._accounts.get_client(client_id)
         if view.status == "paused":
             raise BackupRefused("conflict", "the client is paused; resume it before a restore")
@@ -317,11 +322,16 @@ class BackupService:
         job = Job(f"r-{uuid.uuid4().hex[:16]}", client_id, "restore", "running", iso(self._clock()))
         job.collections = collections
         self._jobs[job.job_id] = job
-        job.task = asyncio.create_task(self._restore(job, manifest, request, actor))
+        job.task = asyncio.create_task(self._restore(job, manifest, request, actor, record_created))
         return job
 
     async def _restore(
-        self, job: Job, manifest: dict[str, Any], request: dict[str, Any], actor: str
+        self,
+        job: Job,
+        manifest: dict[str, Any],
+        request: dict[str, Any],
+        actor: str,
+        record_created: bool,
     ) -> None:
         try:
             await asyncio.to_thread(verify_backup, self.store, job.client_id, manifest)
@@ -344,6 +354,22 @@ class BackupService:
             ),
             actor,
         )
+        if not record_created:
+            return
+        sources = dict(zip(result.get("restored", []), result.get("from", []), strict=False))
+        specs = {c["name"]: c.get("spec", {}) for c in manifest.get("collections", [])}
+        for name in result.get("created", []):
+            spec = specs.get(sources.get(name, name), {})
+            await self._accounts.handle(
+                RecordCollectionCreated(
+                    job.client_id,
+                    name,
+                    int(spec.get("dimension", 1)),
+                    str(spec.get("metric", "cosine")),
+                    str(spec.get("index", "flat")),
+                    actor,
+                )
+            )
 
     async def drill(self, actor: str, scratch: Path | None = None) -> DrillReport:
         """The restore drill over every client's newest backup; recorded as an event."""

@@ -343,6 +343,8 @@ def restore_owned(
     return {
         "restored": list(targets.values()),
         "from": list(targets),
+        # Targets that were not live before: collections (re)created by this restore.
+        "created": [t for t in targets.values() if t not in live],
         "vectors": sum(counts[n] for n in targets),
     }
 

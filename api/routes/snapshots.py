@@ -121,6 +121,7 @@ async def create_from_snapshot(
         body.from_snapshot,
         f"key:{key.key_id}",
         rename={source["name"]: body.name},
+        record_created=False,  # the create route records it, as for any new collection
     )
     await backups.settle(job, None)
     if job.status != "complete":

@@ -191,6 +191,11 @@ def test_restore_after_delete_brings_the_collection_back_bit_identical(stack: St
             assert hashlib.sha256(live.read_bytes()).hexdigest() == entry["sha256"], entry
         assert _all_vectors(api, "docs") == before
         assert api.get("/v1/collections/docs").json()["vector_count"] == len(before)
+        # The log says the collection exists again (what `history?at=` folds).
+        params = {"client_id": cid, "type": "collection.created"}
+        created = admin.get("/admin/v1/events", params=params).json()["events"]
+        assert [e["actor"] for e in created] == [created[0]["actor"], "admin"]
+        assert created[-1]["data"]["name"] == "docs" and created[-1]["data"]["metric"] == "cosine"
 
 
 def test_snapshots_are_the_clients_own(stack: Stack) -> None:

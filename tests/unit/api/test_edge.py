@@ -134,7 +134,7 @@ async def _authenticate(token: str) -> Principal | None:
 
 def _stub_app() -> FastAPI:
     parts: Any = SimpleNamespace(
-        limits=Limits(), router=SimpleNamespace(), authenticate=_authenticate
+        limits=Limits(), router=SimpleNamespace(), authenticate=_authenticate, uow=None
     )
     return create_app(accounts=parts, dataplane=parts, hub=parts, admin_token="t")
 

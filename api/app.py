@@ -6,6 +6,7 @@ import os
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 
 from api import dashboard
 from api.admission import AdmissionGate
@@ -13,6 +14,7 @@ from api.client_address import DEFAULT_TRUSTED_PROXIES, trusted_proxy_networks
 from api.deps import StrictQuery
 from api.docs_ui import declare_security, install_docs
 from api.errors import ERROR_RESPONSES, install_error_handlers
+from api.lean_query import LeanQuery
 from api.middleware import RequestContext, RequestObserver
 from api.routes import (
     admin_backups,
@@ -110,6 +112,11 @@ def create_app(
         app.include_router(test_hooks.router)
     # Pages under /login and /dashboard; they read app.state.dashboard (set by bootstrap).
     app.include_router(dashboard.router)
+    # Inside the admission gate: valid queries answered without FastAPI's per-request work.
+    query_route = next(
+        r for r in vectors.router.routes if isinstance(r, APIRoute) and r.path == vectors.QUERY_PATH
+    )
+    app.add_middleware(LeanQuery, dataplane=dataplane, route=query_route)
     # Inside RequestContext (request id, body cap, request log), in front of routing.
     app.add_middleware(
         AdmissionGate,

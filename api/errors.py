@@ -142,7 +142,7 @@ def error_response(
     return response
 
 
-def _describe_validation(exc: RequestValidationError) -> tuple[int, str, str]:
+def describe_validation(exc: RequestValidationError) -> tuple[int, str, str]:
     errors: list[Any] = list(exc.errors())
     for err in errors:
         if err.get("type") == "json_invalid":
@@ -154,16 +154,51 @@ def _describe_validation(exc: RequestValidationError) -> tuple[int, str, str]:
     return 422, "invalid", "; ".join(parts) or "The request is invalid."
 
 
+def _worker_refusal(exc: WorkerRefused) -> tuple[int, str, str, int | None]:
+    status, code = WORKER_CODES.get(exc.code, (500, "internal"))
+    # Workers word client-facing errors for clients (never paths or other
+    # tenants); only internal failures are hidden behind a generic message.
+    worded = status < 500 or code in ("unavailable", "busy", "insufficient_storage")
+    message = exc.message if worded else "Internal error."
+    return status, code, message, (1 if status in (429, 503) else None)
+
+
+def error_parts(exc: Exception) -> tuple[int, str, str, int | None] | None:
+    """Status, code, message and Retry-After of an error the API answers; None for a defect.
+
+    The exception handlers below and the lean query path (api/lean_query.py) both use it.
+    """
+    if isinstance(exc, ApiError):
+        return exc.status, exc.code, exc.message, exc.retry_after
+    if isinstance(exc, StoreUnavailable):
+        return 503, "unavailable", str(exc), 5
+    if isinstance(exc, OutcomeUnknown):
+        return 503, "outcome_unknown", exc.message, exc.retry_after
+    if isinstance(exc, TenantUnavailable):
+        return 503, "unavailable", exc.message, exc.retry_after
+    if isinstance(exc, WorkerRefused):
+        return _worker_refusal(exc)
+    return None
+
+
+def error_body(status: int, code: str, message: str, request_id: str) -> bytes:
+    """The documented error body, as error_response renders it."""
+    body = {"error": {"code": code, "message": message, "request_id": request_id}}
+    return bytes(json_response(body, status_code=status).body)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Map every error, including framework ones, to the documented body."""
 
-    async def on_api_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, ApiError)
-        return error_response(request, exc.status, exc.code, exc.message, exc.retry_after)
+    async def on_error(request: Request, exc: Exception) -> Response:
+        parts = error_parts(exc)
+        assert parts is not None
+        status, code, message, retry_after = parts
+        return error_response(request, status, code, message, retry_after)
 
     async def on_validation(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
-        status, code, message = _describe_validation(exc)
+        status, code, message = describe_validation(exc)
         return error_response(request, status, code, message)
 
     async def on_http(request: Request, exc: Exception) -> Response:
@@ -182,32 +217,7 @@ def install_error_handlers(app: FastAPI) -> None:
             message = "No such route (paths are matched exactly, without a trailing slash)."
         return error_response(request, exc.status_code, code, message)
 
-    async def on_unavailable(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, TenantUnavailable)
-        return error_response(request, 503, "unavailable", exc.message, exc.retry_after)
-
-    async def on_refused(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, WorkerRefused)
-        status, code = WORKER_CODES.get(exc.code, (500, "internal"))
-        # Workers word client-facing errors for clients (never paths or other
-        # tenants); only internal failures are hidden behind a generic message.
-        worded = status < 500 or code in ("unavailable", "busy", "insufficient_storage")
-        message = exc.message if worded else "Internal error."
-        retry_after = 1 if status in (429, 503) else None
-        return error_response(request, status, code, message, retry_after)
-
-    async def on_store_unavailable(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, StoreUnavailable)
-        return error_response(request, 503, "unavailable", str(exc), retry_after=5)
-
-    async def on_outcome_unknown(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, OutcomeUnknown)
-        return error_response(request, 503, "outcome_unknown", exc.message, exc.retry_after)
-
-    app.add_exception_handler(ApiError, on_api_error)
-    app.add_exception_handler(StoreUnavailable, on_store_unavailable)
-    app.add_exception_handler(OutcomeUnknown, on_outcome_unknown)
-    app.add_exception_handler(TenantUnavailable, on_unavailable)
-    app.add_exception_handler(WorkerRefused, on_refused)
+    for kind in (ApiError, StoreUnavailable, OutcomeUnknown, TenantUnavailable, WorkerRefused):
+        app.add_exception_handler(kind, on_error)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)

@@ -14,6 +14,7 @@ import numpy as np
 from coordinator.list_cursor import ListCursors
 from coordinator.router import TenantRouter
 from workers.protocol import Op
+from workers.query_answer import render_answer
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +169,44 @@ class DataPlane:
                 row += 1
             out.append(matches)
         return out
+
+    async def query_json(
+        self,
+        tenant: str,
+        name: str,
+        queries: np.ndarray,
+        top_k: int,
+        *,
+        include_metadata: bool,
+        include_values: bool,
+        filter: dict[str, Any] | None,
+        ef_search: int | None,
+        single: bool,
+    ) -> bytes:
+        """The client's JSON answer, rendered by the worker and passed on as it is.
+
+        ``single`` answers ``{"matches"}`` (one query vector), else ``{"results"}``.
+        """
+        form = "single" if single else "batch"
+        args = {
+            "collection": name,
+            "top_k": top_k,
+            "include_metadata": include_metadata,
+            "include_values": include_values,
+            "filter": filter,
+            "ef_search": ef_search,
+            "render": form,
+        }
+        reply = await self._router.call(tenant, Op.QUERY, args, {"queries": queries})
+        body = reply.arrays.get("body")
+        if body is not None and reply.header.get("rendered") is True:
+            return body.tobytes()
+        # A worker from before rendering: its results, rendered the same way here.
+        values = reply.arrays.get("values") if include_values else None
+        results = reply.header["results"]
+        if not include_metadata:
+            results = [{k: v for k, v in r.items() if k != "metadata"} for r in results]
+        return render_answer(results, values, form).tobytes()
 
     async def fetch(self, tenant: str, name: str, ids: list[str]) -> dict[str, FetchedVector]:
         reply = await self._router.call(tenant, Op.FETCH, {"collection": name, "ids": ids})

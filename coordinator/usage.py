@@ -218,6 +218,34 @@ class MeteredDataPlane(DataPlane):
             self.meter.record_queries(tenant, len(queries))
         return out
 
+    async def query_json(
+        self,
+        tenant: str,
+        name: str,
+        queries: np.ndarray,
+        top_k: int,
+        *,
+        include_metadata: bool,
+        include_values: bool,
+        filter: dict[str, Any] | None,
+        ef_search: int | None,
+        single: bool,
+    ) -> bytes:
+        body = await super().query_json(
+            tenant,
+            name,
+            queries,
+            top_k,
+            include_metadata=include_metadata,
+            include_values=include_values,
+            filter=filter,
+            ef_search=ef_search,
+            single=single,
+        )
+        if self.meter is not None:
+            self.meter.record_queries(tenant, len(queries))
+        return body
+
 
 class RequestObservers:
     """Fans one request outcome out to several observers (metrics, usage)."""

@@ -12,6 +12,7 @@ from workers.errors import StoreError
 from workers.metadata_filter import FilterError, Predicate, compile_filter
 from workers.metadata_patch import PatchError, check_patch
 from workers.protocol import ErrorCode, Frame, Op
+from workers.query_answer import RENDER_FORMS, render_answer
 from workers.read_write_lock import WouldBlock
 from workers.tenant_store import TenantStore
 from workers.work_budget import WorkBudget, unbounded
@@ -80,6 +81,9 @@ def query(
     ):
         raise StoreError(ErrorCode.INVALID, "ef_search must be a positive integer")
     include_values = _flag(header, "include_values")
+    render = header.get("render")
+    if render is not None and render not in RENDER_FORMS:
+        raise StoreError(ErrorCode.INVALID, "render must be 'single', 'batch' or null")
     queries = _array(frame, "queries")
     if loaded is None:
         collection = store.collection(header.get("collection", ""))
@@ -97,6 +101,8 @@ def query(
         wait,
         budget,
     )
+    if render is not None:
+        return {"rendered": True}, {"body": render_answer(results, values, render)}
     return {"results": results}, ({"values": values} if values is not None else {})
 
 

@@ -220,6 +220,14 @@ class WorkerSession:
             if budget is not None:
                 budget.cancel()
             return
+        if frame.op == Op.QUERY and self.lease_valid():
+            answered = self._service.handle_now(frame)
+            if answered is not None:  # a quick query: answered here, without a task
+                try:
+                    await self._ws.send(encode_frame(*answered))
+                except ConnectionClosed:
+                    log.warning("reply to request %s lost: connection closed", frame.rid)
+                return
         if len(self._tasks) >= MAX_QUEUED:
             rid = frame.header.get("rid")
             rid = rid if isinstance(rid, int) else 0

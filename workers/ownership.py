@@ -16,6 +16,11 @@ class TenantGate:
         self._changing = False
         self._changes_waiting = 0
 
+    @property
+    def open_for_data(self) -> bool:
+        """No ownership change holds or waits for the gate (a data operation would pass)."""
+        return not self._changing and not self._changes_waiting
+
     @asynccontextmanager
     async def data(self) -> AsyncIterator[None]:
         """Hold the gate for one data operation."""

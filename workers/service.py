@@ -18,7 +18,7 @@ from workers import handlers
 from workers.backup_files import backup_cold, backup_owned, restore_owned
 from workers.backup_store import BackupStore, LocalBackupStore
 from workers.collection_spec import check_tenant_id
-from workers.disk_space import SpaceGuard, is_out_of_space, out_of_space_error
+from workers.disk_space import GROWING_OPS, SpaceGuard, is_out_of_space, out_of_space_error
 from workers.errors import StoreError
 from workers.fair_share import FairShare
 from workers.handlers import BUDGETED, HANDLERS
@@ -117,17 +117,40 @@ class WorkerService:
                     result = {**result, "cost": budget.cost}
                 return reply_ok(rid, result), arrays
             return reply_error(rid, ErrorCode.INVALID, f"unknown op {op[:40]!r}"), {}
-        except StoreError as exc:
-            refused = reply_error(rid, exc.code, exc.message)
-            return ({**refused, "cost": budget.cost} if budget.cost else refused), {}
         except Exception as exc:
-            if is_out_of_space(exc):
-                # The write undid itself (WAL truncated, temp files removed): a clear no.
-                log.warning("request %s (%s) hit a full disk: %s", rid, frame.op[:40], exc)
-                refusal = out_of_space_error()
-                return reply_error(rid, refusal.code, refusal.message), {}
-            log.exception("request %s (%s) failed", rid, frame.op[:40])
-            return reply_error(rid, ErrorCode.INTERNAL, "internal error in worker"), {}
+            return _refusal(rid, frame.op, exc, budget), {}
+
+    def handle_now(self, frame: Frame) -> Reply | None:
+        """A quick query (see ``_quick_query``) answered synchronously, or None.
+
+        Called by the session on the event loop as the frame arrives: no task, no gate
+        and no thread, since nothing can change ownership while it runs. None means
+        the frame takes the usual way (``handle``), which also gives every refusal of
+        ownership or lease.
+        """
+        header = frame.header
+        tenant = header.get("tenant")
+        if not self.ownership.owns(tenant, header.get("epoch")):
+            return None
+        assert isinstance(tenant, str)
+        if not self.ownership.gate(tenant).open_for_data:
+            return None
+        rid = header.get("rid", 0)
+        if not isinstance(rid, int) or isinstance(rid, bool):
+            rid = 0
+        budget = WorkBudget.from_header(header)
+        try:
+            answer = self._quick_query(tenant, frame, budget)
+            if answer is None:
+                return None
+            result, arrays = answer
+            if budget.cost:
+                result = {**result, "cost": budget.cost}
+            return reply_ok(rid, result), arrays
+        except Exception as exc:
+            return _refusal(rid, frame.op, exc, budget), {}
+        finally:
+            self._used(tenant)
 
     async def settled(self) -> None:
         """Return once the memory-budget checks started in the background have finished."""
@@ -191,7 +214,8 @@ class WorkerService:
         if not self.ownership.owns(tenant, epoch):
             raise StoreError(ErrorCode.NOT_OWNER, _NOT_OWNER)
         assert isinstance(tenant, str)
-        await asyncio.to_thread(self.space.check_write, op)
+        if op in GROWING_OPS:  # no thread hop for the others: the check would pass at once
+            await asyncio.to_thread(self.space.check_write, op)
         gate = self.ownership.gate(tenant)
         if op == Op.DELETE_TENANT:
             async with gate.change():
@@ -220,15 +244,19 @@ class WorkerService:
                         self._threads, lambda: handler(self.registry.open(tenant), frame)
                     )
         finally:
-            self._last_use[tenant] = time.monotonic()
-            self._last_use.move_to_end(tenant)
-            due = time.monotonic() - self._last_check >= self._check_interval
-            if due and not self._evicting:
-                # In the background: the reply to this request must not wait for unloads.
-                self._last_check = time.monotonic()
-                task = asyncio.create_task(self.enforce_memory_budget(keep=tenant))
-                self._background.add(task)
-                task.add_done_callback(self._background.discard)
+            self._used(tenant)
+
+    def _used(self, tenant: str) -> None:
+        """Note the tenant's use (for unloading) and check the memory budget now and then."""
+        now = time.monotonic()
+        self._last_use[tenant] = now
+        self._last_use.move_to_end(tenant)
+        if now - self._last_check >= self._check_interval and not self._evicting:
+            # In the background: the reply to this request must not wait for unloads.
+            self._last_check = now
+            task = asyncio.create_task(self.enforce_memory_budget(keep=tenant))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
     def _backup_op(self, op: str, store: TenantStore, frame: Frame) -> Reply:
         act = backup_owned if op == Op.BACKUP_TENANT else restore_owned
@@ -285,6 +313,20 @@ class WorkerService:
         # Ownership may have changed while this request waited at the gate.
         if not self.ownership.owns(tenant, epoch):
             raise StoreError(ErrorCode.NOT_OWNER, _NOT_OWNER)
+
+
+def _refusal(rid: int, op: str, exc: Exception, budget: WorkBudget) -> dict[str, Any]:
+    """The reply header for a request that raised ``exc``."""
+    if isinstance(exc, StoreError):
+        refused = reply_error(rid, exc.code, exc.message)
+        return {**refused, "cost": budget.cost} if budget.cost else refused
+    if is_out_of_space(exc):
+        # The write undid itself (WAL truncated, temp files removed): a clear no.
+        log.warning("request %s (%s) hit a full disk: %s", rid, op[:40], exc)
+        refusal = out_of_space_error()
+        return reply_error(rid, refusal.code, refusal.message)
+    log.error("request %s (%s) failed", rid, op[:40], exc_info=exc)
+    return reply_error(rid, ErrorCode.INTERNAL, "internal error in worker")
 
 
 def _epoch(value: Any) -> int:

@@ -27,9 +27,11 @@ from api.schemas import (
     UpsertRequest,
     UpsertResponse,
 )
-from coordinator.dataplane import Limits, Match
+from coordinator.dataplane import Limits
 
 router = APIRouter(prefix="/v1/collections", tags=["vectors"], route_class=OrjsonRoute)
+# Also served by the lean path (api/lean_query.py); this route stays the reference.
+QUERY_PATH = "/v1/collections/{name}/query"
 
 
 def _matrix(rows: list[list[float]]) -> np.ndarray:
@@ -110,16 +112,18 @@ async def upsert(
     return json_response({"upserted": count})
 
 
-def _render(matches: list[Match]) -> list[dict[str, Any]]:
-    out = []
-    for m in matches:
-        item: dict[str, Any] = {"id": m.id, "score": m.score}
-        if m.metadata is not None:
-            item["metadata"] = m.metadata
-        if m.values is not None:
-            item["values"] = m.values
-        out.append(item)
-    return out
+def query_matrix(
+    name: str, rows: list[Any], top_k: int, filter: dict[str, Any] | None, limits: Limits
+) -> tuple[str, np.ndarray]:
+    """The checks of a schema-valid query, in the order the API makes them: name and matrix.
+
+    Shared by the route below and the lean path (api/lean_query.py), so both refuse alike.
+    """
+    if top_k > limits.max_top_k:
+        raise Invalid(f"top_k must be between 1 and {limits.max_top_k}")
+    _check_count(len(rows), limits.max_query_vectors, "query vectors")
+    check_filter_bounds(filter, limits)
+    return known_name(name), _matrix(rows)
 
 
 @router.post(
@@ -135,28 +139,23 @@ async def query(
     request: Request,
 ) -> Response:
     """Nearest neighbours of one vector or a batch, best first."""
-    limits = dataplane.limits
-    if body.top_k > limits.max_top_k:
-        raise Invalid(f"top_k must be between 1 and {limits.max_top_k}")
     rows = [body.vector] if body.vector is not None else body.vectors or []
-    _check_count(len(rows), limits.max_query_vectors, "query vectors")
-    check_filter_bounds(body.filter, limits)
-    results = await unless_disconnected(
+    collection, matrix = query_matrix(name, rows, body.top_k, body.filter, dataplane.limits)
+    answer = await unless_disconnected(
         request,
-        dataplane.query(
+        dataplane.query_json(
             key.client_id,
-            known_name(name),
-            _matrix(rows),
+            collection,
+            matrix,
             body.top_k,
             include_metadata=body.include_metadata,
             include_values=body.include_values,
             filter=body.filter,
             ef_search=body.ef_search,
+            single=body.vector is not None,
         ),
     )
-    if body.vector is not None:
-        return json_response({"matches": _render(results[0])})
-    return json_response({"results": [{"matches": _render(r)} for r in results]})
+    return Response(answer, media_type="application/json")
 
 
 @router.post("/{name}/fetch", response_model=FetchResponse)

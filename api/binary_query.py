@@ -1,0 +1,123 @@
+"""The binary query format: the query's vectors as raw float32, not as JSON numbers.
+
+``POST /v1/collections/{name}/query`` with ``Content-Type: application/x-vectorpanda``::
+
+    b"VPQ1" | u32 little-endian length of P | P | float32 little-endian values
+
+P is a JSON object with the JSON body's fields except ``vector``/``vectors``
+(``top_k``, ``filter``, ``include_metadata``, ``include_values``, ``ef_search``, same
+defaults and rules) plus ``shape``: ``[d]`` for one vector (answered ``{matches}``)
+or ``[n, d]`` for a batch (answered ``{results}``). The values follow P, row after
+row; their number must be exactly the shape's. The answer is the same JSON as for
+the JSON body. A malformed frame is a 400; fields that break the rules are the
+same 422 as in a JSON body.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+import numpy as np
+import orjson
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+
+from api.errors import ApiError, BadRequest, Invalid, describe_validation
+from api.schemas import QueryRequest
+
+BINARY_TYPE = b"application/x-vectorpanda"
+MAGIC = b"VPQ1"
+_LEN = struct.Struct("<I")
+_FIELDS = frozenset({"top_k", "filter", "include_metadata", "include_values", "ef_search", "shape"})
+MAX_EF_SEARCH = 10_000
+
+
+class BinaryQueryError(Exception):
+    """A binary query the API refuses."""
+
+    def __init__(self, error: ApiError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+    def as_api_error(self) -> ApiError:
+        return self.error
+
+
+def encode_binary_query(vectors: np.ndarray, single: bool, **params: Any) -> bytes:
+    """The request body for ``vectors`` (the SDK's side); None-valued params are left out."""
+    matrix = np.ascontiguousarray(vectors, dtype="<f4")
+    shape = [matrix.shape[-1]] if single else list(matrix.shape)
+    head = orjson.dumps({**{k: v for k, v in params.items() if v is not None}, "shape": shape})
+    return b"".join([MAGIC, _LEN.pack(len(head)), head, matrix.tobytes()])
+
+
+def _refuse(doc: dict[str, Any], rows: np.ndarray, single: bool) -> BinaryQueryError:
+    """The 422 the JSON body with these fields would get (QueryRequest's own message)."""
+    as_json = {k: v for k, v in doc.items() if k != "shape"}
+    as_json["vector" if single else "vectors"] = rows[0].tolist() if single else rows.tolist()
+    try:
+        QueryRequest.model_validate(as_json)
+    except ValidationError as exc:
+        _, _, message = describe_validation(RequestValidationError(exc.errors()))
+        return BinaryQueryError(Invalid(message))
+    return BinaryQueryError(Invalid("The request is invalid."))
+
+
+def parse_binary_query(body: bytes) -> dict[str, Any]:
+    """The query in ``body`` as api/lean_query.py's parse_json_query returns it."""
+    if len(body) < 8 or body[:4] != MAGIC:
+        raise BinaryQueryError(BadRequest("a binary query starts with VPQ1 and P's length"))
+    (length,) = _LEN.unpack_from(body, 4)
+    if 8 + length > len(body):
+        raise BinaryQueryError(BadRequest("the binary query is shorter than its header says"))
+    try:
+        doc = orjson.loads(body[8 : 8 + length])
+    except orjson.JSONDecodeError:
+        raise BinaryQueryError(BadRequest("the binary query's P is not valid JSON")) from None
+    if type(doc) is not dict:
+        raise BinaryQueryError(BadRequest("the binary query's P must be a JSON object"))
+    shape = doc.get("shape")
+    if (
+        type(shape) is not list
+        or len(shape) not in (1, 2)
+        or not all(type(n) is int and n > 0 for n in shape)
+    ):
+        raise BinaryQueryError(Invalid("shape must be [d] or [n, d] with positive integers"))
+    payload = memoryview(body)[8 + length :]
+    count = 1
+    for n in shape:
+        count *= n
+    if len(payload) != 4 * count:
+        raise BinaryQueryError(
+            Invalid(f"shape {shape} needs {4 * count} bytes of float32 values; got {len(payload)}")
+        )
+    single = len(shape) == 1
+    rows = np.frombuffer(payload, dtype="<f4").reshape(1 if single else shape[0], shape[-1])
+    top_k = doc.get("top_k", 10)
+    include_metadata = doc.get("include_metadata", False)
+    include_values = doc.get("include_values", False)
+    ef_search = doc.get("ef_search")
+    filter_ = doc.get("filter")
+    if (
+        not doc.keys() <= _FIELDS
+        or type(top_k) is not int
+        or top_k < 1
+        or type(include_metadata) is not bool
+        or type(include_values) is not bool
+        or (
+            ef_search is not None
+            and (type(ef_search) is not int or not 1 <= ef_search <= MAX_EF_SEARCH)
+        )
+        or (filter_ is not None and type(filter_) is not dict)
+    ):
+        raise _refuse(doc, rows, single)
+    return {
+        "rows": rows,
+        "single": single,
+        "top_k": top_k,
+        "include_metadata": include_metadata,
+        "include_values": include_values,
+        "ef_search": ef_search,
+        "filter": filter_,
+    }

@@ -44,14 +44,6 @@ class BinaryQueryError(Exception):
         return self.error
 
 
-def encode_binary_query(vectors: np.ndarray, single: bool, **params: Any) -> bytes:
-    """The request body for ``vectors`` (the SDK's side); None-valued params are left out."""
-    matrix = np.ascontiguousarray(vectors, dtype="<f4")
-    shape = [matrix.shape[-1]] if single else list(matrix.shape)
-    head = orjson.dumps({**{k: v for k, v in params.items() if v is not None}, "shape": shape})
-    return b"".join([MAGIC, _LEN.pack(len(head)), head, matrix.tobytes()])
-
-
 def _refuse(doc: dict[str, Any], rows: np.ndarray, single: bool) -> BinaryQueryError:
     """The 422 the JSON body with these fields would get (QueryRequest's own message)."""
     as_json = {k: v for k, v in doc.items() if k != "shape"}
@@ -94,14 +86,25 @@ def parse_binary_query(body: bytes) -> dict[str, Any]:
         )
     single = len(shape) == 1
     rows = np.frombuffer(payload, dtype="<f4").reshape(1 if single else shape[0], shape[-1])
+    options = query_options(doc) if doc.keys() <= _FIELDS else None
+    if options is None:
+        raise _refuse(doc, rows, single)
+    return {"rows": rows, "single": single, **options}
+
+
+def query_options(doc: dict[str, Any]) -> dict[str, Any] | None:
+    """The options of a query body as QueryRequest accepts them (defaults filled in), or None.
+
+    The same rules as the model (strict types, ``top_k >= 1``, ``ef_search`` 1-10000),
+    for the lean path (api/lean_query.py) and the binary format.
+    """
     top_k = doc.get("top_k", 10)
     include_metadata = doc.get("include_metadata", False)
     include_values = doc.get("include_values", False)
     ef_search = doc.get("ef_search")
     filter_ = doc.get("filter")
     if (
-        not doc.keys() <= _FIELDS
-        or type(top_k) is not int
+        type(top_k) is not int
         or top_k < 1
         or type(include_metadata) is not bool
         or type(include_values) is not bool
@@ -111,10 +114,8 @@ def parse_binary_query(body: bytes) -> dict[str, Any]:
         )
         or (filter_ is not None and type(filter_) is not dict)
     ):
-        raise _refuse(doc, rows, single)
+        return None
     return {
-        "rows": rows,
-        "single": single,
         "top_k": top_k,
         "include_metadata": include_metadata,
         "include_values": include_values,

@@ -22,7 +22,7 @@ import orjson
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.binary_query import BINARY_TYPE, BinaryQueryError, parse_binary_query
+from api.binary_query import BINARY_TYPE, BinaryQueryError, parse_binary_query, query_options
 from api.errors import error_body, error_parts
 from api.routes.vectors import query_matrix
 from coordinator.accounts.model import Principal
@@ -36,7 +36,6 @@ _FIELDS = frozenset(
     {"vector", "vectors", "top_k", "filter", "include_metadata", "include_values", "ef_search"}
 )
 _NUMBERS = frozenset({float, int})
-MAX_EF_SEARCH = 10_000  # QueryRequest.ef_search's bound
 
 T = TypeVar("T")
 
@@ -69,32 +68,10 @@ def parse_json_query(body: bytes) -> dict[str, Any]:
         rows = [_row(v) for v in vectors]
     else:
         raise _Fallback
-    top_k = doc.get("top_k", 10)
-    include_metadata = doc.get("include_metadata", False)
-    include_values = doc.get("include_values", False)
-    ef_search = doc.get("ef_search")
-    filter_ = doc.get("filter")
-    if (
-        type(top_k) is not int
-        or top_k < 1
-        or type(include_metadata) is not bool
-        or type(include_values) is not bool
-        or (
-            ef_search is not None
-            and (type(ef_search) is not int or not 1 <= ef_search <= MAX_EF_SEARCH)
-        )
-        or (filter_ is not None and type(filter_) is not dict)
-    ):
+    options = query_options(doc)
+    if options is None:
         raise _Fallback
-    return {
-        "rows": rows,
-        "single": vector is not None,
-        "top_k": top_k,
-        "include_metadata": include_metadata,
-        "include_values": include_values,
-        "ef_search": ef_search,
-        "filter": filter_,
-    }
+    return {"rows": rows, "single": vector is not None, **options}
 
 
 def _header(scope: Scope, name: bytes) -> bytes | None:

@@ -34,9 +34,9 @@ router = APIRouter(prefix="/v1/collections", tags=["vectors"], route_class=Orjso
 QUERY_PATH = "/v1/collections/{name}/query"
 
 
-def _matrix(rows: list[list[float]]) -> np.ndarray:
-    """Rows of floats as one float32 matrix; ragged rows are a 422."""
-    width = len(rows[0]) if rows else 0
+def _matrix(rows: list[list[float]] | np.ndarray) -> np.ndarray:
+    """Rows of floats (or a float32 matrix already) as one float32 matrix; ragged rows are a 422."""
+    width = len(rows[0]) if len(rows) else 0
     if width == 0 or any(len(r) != width for r in rows):
         raise Invalid("all vectors must have the same, non-zero number of values")
     matrix = np.asarray(rows, dtype=np.float32)

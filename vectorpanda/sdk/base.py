@@ -39,7 +39,10 @@ class ClientConfig:
 
     @staticmethod
     def request_args(call: Call) -> dict[str, Any]:
-        return {"method": call.method, "url": call.path, "content": call.content()}
+        args = {"method": call.method, "url": call.path, "content": call.content()}
+        if call.content_type is not None:
+            args["headers"] = {"Content-Type": call.content_type}
+        return args
 
     @staticmethod
     def answer(response: httpx.Response) -> Answer:

@@ -22,17 +22,19 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class Call:
-    """One HTTP request to make. ``body`` is JSON-able (numpy arrays included)."""
+    """One HTTP request to make. ``body`` is JSON-able (numpy arrays included), or bytes
+    sent as they are with ``content_type``."""
 
     method: str
     path: str
     body: Any = None
     # Safe to repeat after an exchange broke off mid-way (the server may have acted).
     idempotent: bool = True
+    content_type: str | None = None  # None: application/json
 
     def content(self) -> bytes | None:
-        if self.body is None:
-            return None
+        if self.body is None or isinstance(self.body, bytes):
+            return self.body
         return orjson.dumps(self.body, option=orjson.OPT_SERIALIZE_NUMPY)
 
 

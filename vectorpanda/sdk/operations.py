@@ -12,6 +12,7 @@ from urllib.parse import quote
 
 import numpy as np
 
+from vectorpanda.sdk.binary import CONTENT_TYPE, encode_query
 from vectorpanda.sdk.errors import InvalidError
 from vectorpanda.sdk.exchange import Call, Operation
 from vectorpanda.sdk.models import CollectionInfo, FetchedVector, QueryResult, Usage
@@ -125,13 +126,15 @@ def query(
     if ef_search is not None:
         options["ef_search"] = ef_search
     path = collection_path(name, "query")
+    # The vectors go as raw float32 (vectorpanda/sdk/binary.py); the answer is JSON.
     if single:
-        answer = yield Call("POST", path, {"vector": matrix[0], **options})
+        body = encode_query(matrix[:1], True, options)
+        answer = yield Call("POST", path, body, content_type=CONTENT_TYPE)
         return QueryResult.from_json(answer.json())
     results: list[QueryResult] = []
     for start in chunks(len(matrix), MAX_QUERY_VECTORS):
-        batch = matrix[start : start + MAX_QUERY_VECTORS]
-        answer = yield Call("POST", path, {"vectors": batch, **options})
+        body = encode_query(matrix[start : start + MAX_QUERY_VECTORS], False, options)
+        answer = yield Call("POST", path, body, content_type=CONTENT_TYPE)
         results.extend(QueryResult.from_json(r) for r in answer.json()["results"])
     return results
 

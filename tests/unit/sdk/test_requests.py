@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import struct
 
 import numpy as np
 import orjson
@@ -10,6 +11,7 @@ import pytest
 
 from vectorpanda.sdk import errors as sdk_errors
 from vectorpanda.sdk import operations as ops
+from vectorpanda.sdk.binary import CONTENT_TYPE
 from vectorpanda.sdk.errors import ERRORS_BY_CODE, InvalidError, ServerError, error_from_response
 from vectorpanda.sdk.exchange import Answer, Call, Operation
 
@@ -55,22 +57,30 @@ def test_query_one_vector_or_a_matrix_in_batches_of_100() -> None:
         ops.query("c", np.array([1.0, 2.0]), 5, {"k": "v"}, True, True, 64),
         [{"matches": [match]}],
     )
-    body = orjson.loads(calls[0].content() or b"")
-    assert body == {
-        "vector": [1.0, 2.0],
+    assert calls[0].content_type == CONTENT_TYPE
+    body = calls[0].content() or b""
+    # b"VPQ1" | u32 length of the options | options (JSON, with the shape) | float32 values
+    assert body[:4] == b"VPQ1"
+    (length,) = struct.unpack_from("<I", body, 4)
+    assert orjson.loads(body[8 : 8 + length]) == {
         "top_k": 5,
         "filter": {"k": "v"},
         "include_metadata": True,
         "include_values": True,
         "ef_search": 64,
+        "shape": [2],
     }
+    assert np.frombuffer(body[8 + length :], dtype="<f4").tolist() == [1.0, 2.0]
     assert result.ids == ["a"] and result.scores.tolist() == [0.5]  # type: ignore[attr-defined]
     assert result.values.dtype == np.float32  # type: ignore[attr-defined]
     matrix = np.ones((250, 2), dtype=np.float32)
     answers = [{"results": [{"matches": []}] * n} for n in (100, 100, 50)]
     calls, results = drive(ops.query("c", matrix, 10, None, False, False, None), answers)
     assert len(calls) == 3 and len(results) == 250  # type: ignore[arg-type]
-    assert set(orjson.loads(calls[0].content() or b"")) == {"vectors", "top_k"}
+    first = calls[0].content() or b""
+    (length,) = struct.unpack_from("<I", first, 4)
+    assert orjson.loads(first[8 : 8 + length]) == {"top_k": 10, "shape": [100, 2]}
+    assert len(first) == 8 + length + 100 * 2 * 4
 
 
 def test_delete_needs_exactly_one_of_ids_and_filter() -> None:

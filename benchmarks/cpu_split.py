@@ -7,6 +7,9 @@ system, from ``/proc/<pid>/stat`` and ``getrusage``) by the queries answered.
 Raw FAISS in-process on the same data is the baseline, in the same run.
 
     .venv/bin/python -m benchmarks.cpu_split [--n 20000] [--dim 384] [--queries 3000]
+        [--wire sdk json]
+
+``sdk`` drives the SDK (binary queries), ``json`` plain JSON bodies over httpx.
 """
 
 from __future__ import annotations
@@ -19,12 +22,16 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import faiss
+import httpx
 import numpy as np
+import orjson
 
 from benchmarks.data import standard_normal
 from benchmarks.timing import own_cpu, process_cpu, wait_until_idle
 from tests.stack import running_stack
 from vectorpanda.sdk import Client
+
+OPT_NUMPY = orjson.OPT_SERIALIZE_NUMPY
 
 
 def raw_faiss_cpu_us(data: np.ndarray, queries: np.ndarray, ef: int) -> float:
@@ -39,13 +46,31 @@ def raw_faiss_cpu_us(data: np.ndarray, queries: np.ndarray, ef: int) -> float:
 
 
 def measure(
-    url: str, key: str, queries: np.ndarray, concurrency: int, coordinator: int, worker: int
+    url: str,
+    key: str,
+    queries: np.ndarray,
+    concurrency: int,
+    coordinator: int,
+    worker: int,
+    wire: str = "sdk",
 ) -> str:
-    """One markdown row: q/s, p50 and CPU per query of each process at ``concurrency``."""
+    """One markdown row: q/s, p50 and CPU per query of each process at ``concurrency``.
+
+    ``wire``: ``sdk`` (the SDK, binary queries) or ``json`` (JSON bodies over httpx).
+    """
     clients = [Client(url, key) for _ in range(concurrency)]
     latencies: list[float] = []
 
     def work(w: int) -> None:
+        if wire == "json":
+            headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+            with httpx.Client(base_url=url, headers=headers) as http:
+                for q in queries[w::concurrency]:
+                    started = time.perf_counter()
+                    body = orjson.dumps({"vector": q, "top_k": 10}, option=OPT_NUMPY)
+                    http.post("/v1/collections/h/query", content=body).raise_for_status()
+                    latencies.append(time.perf_counter() - started)
+            return
         collection = clients[w].collection("h")
         for q in queries[w::concurrency]:
             started = time.perf_counter()
@@ -63,7 +88,7 @@ def measure(
     cpu_us = [(own_cpu() - m0), process_cpu(coordinator) - c0, process_cpu(worker) - w0]
     cells = " | ".join(f"{x / n * 1e6:.0f}" for x in cpu_us)
     p50 = statistics.median(latencies) * 1e3
-    return f"| {concurrency} | {n / elapsed:.0f} | {p50:.2f} | {cells} |"
+    return f"| {wire} | {concurrency} | {n / elapsed:.0f} | {p50:.2f} | {cells} |"
 
 
 def main() -> None:
@@ -71,6 +96,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=20_000)
     parser.add_argument("--dim", type=int, default=384)
     parser.add_argument("--queries", type=int, default=3000)
+    parser.add_argument("--wire", nargs="+", choices=["sdk", "json"], default=["sdk", "json"])
     args = parser.parse_args()
     data, queries = standard_normal(args.n, args.dim, args.queries)
     print(f"raw FAISS (HNSW m=32, ef 64): {raw_faiss_cpu_us(data, queries, 64):.0f} us CPU/query")
@@ -83,10 +109,11 @@ def main() -> None:
             client.create_collection("h", args.dim, metric="l2", index="hnsw")
             client.collection("h").upsert([str(i) for i in range(args.n)], data)
         wait_until_idle([worker], budget_s=600)  # graph insertion has finished
-        print("| concurrency | q/s | p50 ms | client us | coordinator us | worker us |")
-        print("|---|---|---|---|---|---|")
-        for concurrency in (1, 16):
-            print(measure(stack.url, key, queries, concurrency, coordinator, worker))
+        print("| client | concurrency | q/s | p50 ms | client us | coordinator us | worker us |")
+        print("|---|---|---|---|---|---|---|")
+        for wire in args.wire:
+            for concurrency in (1, 16):
+                print(measure(stack.url, key, queries, concurrency, coordinator, worker, wire))
 
 
 if __name__ == "__main__":

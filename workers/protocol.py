@@ -66,6 +66,13 @@ Backups (issue 17; new ops only, see ``workers.backup_files``):
 * RESTORE_TENANT ``{backup_id, collections?, suffix?, rename?, replace}`` (data op)
   -> ``{restored, from, vectors}``: every file's SHA-256 checked before anything live
   is replaced; ``replace: false`` refuses (CONFLICT) to overwrite a live collection.
+
+The lean query path (issue 11; backwards compatible):
+
+* QUERY ``render`` (``"single"``, ``"batch"`` or null): the worker renders the client's
+  JSON answer itself (``workers.query_answer``) and replies ``{rendered: true}`` plus
+  the uint8 array ``body``; the coordinator forwards those bytes to the client as they
+  are. A worker that leaves ``rendered`` out answered ``results`` as before.
 """
 
 from __future__ import annotations

@@ -31,6 +31,10 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2
 _FIELD_RE = re.compile(r"^[a-z_][a-z0-9_]{0,63}$")
 
 
+# Label sets of the request metrics whose children are kept (methods come from clients).
+MAX_CACHED_LABEL_SETS = 1024
+
+
 def route_template(scope: dict[str, Any]) -> str:
     """The matched route's path template (``/v1/collections/{name}``), never the raw path."""
     return getattr(scope.get("route"), "path", None) or "unmatched"
@@ -288,12 +292,20 @@ class Metrics:
         self._hub: WorkerHub | None = None
         self._router: TenantRouter | None = None
         self._event_log: EventLogProbe | None = None
+        # Labelled children of the per-request metrics, looked up once (ops are a fixed set).
+        self._request_children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+        self._frame_children: dict[tuple[str, str], Any] = {}
 
     def observe_request(self, scope: dict[str, Any], status: int, seconds: float) -> None:
         """Called by the request middleware once per HTTP request."""
         labels = (route_template(scope), str(scope.get("method", "")), str(status))
-        self.requests.labels(*labels).inc()
-        self.request_seconds.labels(*labels).observe(seconds)
+        children = self._request_children.get(labels)
+        if children is None:  # labels() validates and locks: once per label set, not per request
+            children = (self.requests.labels(*labels), self.request_seconds.labels(*labels))
+            if len(self._request_children) < MAX_CACHED_LABEL_SETS:
+                self._request_children[labels] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def observe_defect(self, scope: dict[str, Any]) -> None:
         """Called by the request middleware when an exception escaped a handler."""
@@ -301,7 +313,10 @@ class Metrics:
 
     def observe_frame(self, op: str, outcome: str, seconds: float) -> None:
         """Called by the router for every frame exchanged with a worker."""
-        self.frame_seconds.labels(op, outcome).observe(seconds)
+        child = self._frame_children.get((op, outcome))
+        if child is None:
+            child = self._frame_children[(op, outcome)] = self.frame_seconds.labels(op, outcome)
+        child.observe(seconds)
 
     def count_dead_letter(self, queue: str) -> None:
         self.dead_letters.labels(queue).inc()

@@ -71,6 +71,11 @@ class ReplyOverdue(TenantUnavailable):
     """The frame was sent, and no reply came before the deadline."""
 
 
+def _overdue(fut: asyncio.Future[Frame]) -> None:
+    if not fut.done():
+        fut.set_exception(TimeoutError())
+
+
 def _ignore_frame(op: str, outcome: str, seconds: float) -> None:
     return None
 
@@ -148,6 +153,12 @@ class TenantRouter(OwnershipConvergence):
 
     async def _owner(self, tenant: str, deadline: float) -> tuple[WorkerLink, int]:
         lock = self._assign_locks.setdefault(tenant, asyncio.Lock())
+        if not lock.locked():  # the usual case, without taking the lock: no change is under way
+            current = self._assignments.get(tenant)
+            if current is not None:
+                link = self._hub.links.get(current.worker_id)
+                if link is not None and link.alive:
+                    return link, current.epoch
         async with lock:
             current = self._assignments.get(tenant)
             if current is not None:
@@ -320,8 +331,10 @@ class TenantRouter(OwnershipConvergence):
         # The worker stops the work itself when this passes (and on CANCEL below).
         header = {**header, "deadline_ms": int(remaining * 1000)}
         fut = await link.request(rid, header, arrays)  # WorkerGone here: nothing was sent
+        # A timer on the reply's future itself: what wait_for does, without its extra future.
+        expiry = asyncio.get_running_loop().call_later(remaining, _overdue, fut)
         try:
-            reply = await asyncio.wait_for(fut, remaining)
+            reply = await fut
             outcome = "ok" if reply.header.get("ok") else "refused"
             self.observe_frame(str(header.get("op")), outcome, time.perf_counter() - started)
             return reply
@@ -336,6 +349,8 @@ class TenantRouter(OwnershipConvergence):
         except asyncio.CancelledError:
             link.cancel(rid)  # the client went away: its work is wasted
             raise
+        finally:
+            expiry.cancel()
 
     async def call(
         self,

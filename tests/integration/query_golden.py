@@ -46,9 +46,8 @@ def setup(stack: Stack) -> dict[str, str]:
     full = stack.new_client("golden", tier="premium")
     write_only = stack.new_client("golden-w", scopes=("write",), tier="premium")
     with stack.client(full) as c:
-        for name, metric, index in (("flat", "l2", "flat"), ("cos", "cosine", "flat")) + (
-            ("hn", "ip", "hnsw"),
-        ):
+        collections = (("flat", "l2", "flat"), ("cos", "cosine", "flat"), ("hn", "ip", "hnsw"))
+        for name, metric, index in collections:
             body = {"name": name, "dimension": DIM, "metric": metric, "index": index}
             c.post("/v1/collections", json=body).raise_for_status()
             vectors = [

@@ -39,7 +39,7 @@ class ClientConfig:
 
     @staticmethod
     def request_args(call: Call) -> dict[str, Any]:
-        args = {"method": call.method, "url": call.path, "content": call.content()}
+        args: dict[str, Any] = {"method": call.method, "url": call.path, "content": call.content()}
         if call.content_type is not None:
             args["headers"] = {"Content-Type": call.content_type}
         return args

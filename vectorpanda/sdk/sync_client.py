@@ -17,6 +17,7 @@ from vectorpanda.sdk.models import CollectionInfo, FetchedVector, QueryResult, U
 from vectorpanda.sdk.operations import Metadata
 from vectorpanda.sdk.records import ListedVector, VectorPage
 from vectorpanda.sdk.retry import RetryPolicy
+from vectorpanda.sdk.transport import LeanTransport
 
 T = TypeVar("T")
 
@@ -36,12 +37,14 @@ class Client:
         verify: str | bool | None = None,
     ) -> None:
         self._config = ClientConfig(url, api_key, retry, seed)
+        verify = tls_verify(verify)
         self._http = httpx.Client(
             base_url=self._config.url,
             headers=self._config.headers,
             timeout=timeout,
-            transport=transport,
-            verify=tls_verify(verify),
+            # One write per request on kept-alive sockets (vectorpanda/sdk/transport.py).
+            transport=transport or LeanTransport(verify),
+            verify=verify,
         )
 
     def _exchange(self, call: Call) -> Outcome:

@@ -1,0 +1,158 @@
+"""The SDK's lean transport against a real socket server: framing, keep-alive, failures."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Callable, Iterator
+
+import httpx
+import pytest
+
+from vectorpanda.sdk.transport import LeanTransport
+
+Reply = Callable[[bytes], bytes | None]
+
+
+class Server:
+    """Answers each request read from a connection with ``reply(request)``; None closes it."""
+
+    def __init__(self, reply: Reply) -> None:
+        self.reply = reply
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.connections = 0
+        self.requests: list[bytes] = []
+        self.close_after_answer = False  # close while the client thinks it kept the connection
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        buffer = b""
+        with conn:
+            while True:
+                while b"\r\n\r\n" not in buffer:
+                    data = conn.recv(65536)
+                    if not data:
+                        return
+                    buffer += data
+                head, _, rest = buffer.partition(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n")[1:]:
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"content-length":
+                        length = int(value)
+                while len(rest) < length:
+                    rest += conn.recv(65536)
+                request, buffer = head + b"\r\n\r\n" + rest[:length], rest[length:]
+                self.requests.append(request)
+                answer = self.reply(request)
+                if answer is None:
+                    return
+                conn.sendall(answer)
+                if b"Connection: close" in answer or self.close_after_answer:
+                    return
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[[Reply], Server]]:
+    servers: list[Server] = []
+
+    def start(reply: Reply) -> Server:
+        servers.append(Server(reply))
+        return servers[-1]
+
+    yield start
+    for s in servers:
+        s.close()
+
+
+def _client(server: Server) -> httpx.Client:
+    return httpx.Client(base_url=server.url, transport=LeanTransport(), timeout=5)
+
+
+def test_content_length_answers_reuse_one_connection_and_send_one_request_each(
+    serve: Callable[[Reply], Server],
+) -> None:
+    server = serve(lambda r: b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: b\r\n\r\nhello")
+    with _client(server) as http:
+        for i in range(5):
+            r = http.post("/v1/x?q=1", content=b"body%d" % i, headers={"Content-Type": "a/b"})
+            assert r.status_code == 200 and r.content == b"hello" and r.headers["x-a"] == "b"
+    assert server.connections == 1 and len(server.requests) == 5
+    first = server.requests[0]
+    assert first.startswith(b"POST /v1/x?q=1 HTTP/1.1\r\n") and first.endswith(b"\r\n\r\nbody0")
+    assert b"content-type: a/b" in first.lower() and b"host: 127.0.0.1" in first.lower()
+
+
+def test_chunked_and_close_delimited_bodies(serve: Callable[[Reply], Server]) -> None:
+    chunked = serve(
+        lambda r: (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"3\r\nabc\r\n4;x=y\r\ndefg\r\n0\r\nT: 1\r\n\r\n"
+        )
+    )
+    with _client(chunked) as http:
+        assert http.get("/").content == b"abcdefg"
+        assert http.get("/").content == b"abcdefg"
+    assert chunked.connections == 1
+
+    # neither a length nor chunks: the body runs until the server closes
+    closing = serve(lambda r: b"HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\nnot here")
+    with _client(closing) as http:
+        for _ in range(2):
+            r = http.get("/")
+            assert r.status_code == 404 and r.content == b"not here"
+    assert closing.connections == 2
+
+
+def test_a_connection_the_server_closed_while_idle_is_not_reused(
+    serve: Callable[[Reply], Server],
+) -> None:
+    server = serve(lambda r: b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    server.close_after_answer = True
+    with _client(server) as http:
+        assert http.get("/").content == b"ok"
+        threading.Event().wait(0.2)  # the server's close reaches us
+        assert http.get("/").content == b"ok"
+    assert server.connections == 2
+
+
+def test_failures_are_httpx_errors_saying_whether_anything_was_sent(
+    serve: Callable[[Reply], Server],
+) -> None:
+    unused = socket.create_server(("127.0.0.1", 0))
+    port = unused.getsockname()[1]
+    unused.close()
+    with (
+        httpx.Client(transport=LeanTransport(), timeout=2) as http,
+        pytest.raises(httpx.ConnectError),
+    ):
+        http.get(f"http://127.0.0.1:{port}/")
+    silent = serve(lambda r: None)
+    with _client(silent) as http, pytest.raises(httpx.RemoteProtocolError):
+        http.get("/")
+    garbage = serve(lambda r: b"NOT HTTP\r\n\r\n")
+    with _client(garbage) as http, pytest.raises(httpx.RemoteProtocolError):
+        http.get("/")
+    slow = serve(lambda r: (threading.Event().wait(1.0), b"")[1] or None)
+    with (
+        httpx.Client(base_url=slow.url, transport=LeanTransport(), timeout=0.2) as http,
+        pytest.raises(httpx.ReadTimeout),
+    ):
+        http.get("/")

@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from api.app import create_app
 from api.client_address import trusted_proxy_networks
 from coordinator.accounts import Accounts
+from coordinator.accounts.uow import SqliteUnitOfWork
 from coordinator.admission import ClientAdmission
 from coordinator.backups import BackupService, WorkerTenantBackups
 from coordinator.census import CensusTaker
@@ -29,6 +30,7 @@ from coordinator.router import TenantRouter
 from coordinator.storage_watch import StorageWatch
 from coordinator.usage import MeteredDataPlane, UsageMeter
 from eventlog.anchors import HeadAnchorer
+from vectorpanda.control_db import control_engine
 from vectorpanda.dashboard_wiring import build_dashboard
 from vectorpanda.duties import census_figures, stored_figures
 from vectorpanda.event_wiring import (
@@ -107,7 +109,8 @@ def build_coordinator(settings: Settings) -> CoordinatorParts:
     worker_secret = require_secret(settings, "worker_secret")
     settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     warn_if_shared(settings.data_dir)
-    accounts = Accounts(settings.control_db, pepper.encode(), settings.key_cache_size)
+    uow = SqliteUnitOfWork(control_engine(settings))
+    accounts = Accounts.with_unit_of_work(uow, pepper.encode(), settings.key_cache_size)
     hub = WorkerHub(worker_secret)
     if settings.fence_local_workers:
         hub.fencer = fence_local_worker

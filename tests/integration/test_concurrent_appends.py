@@ -1,0 +1,73 @@
+"""Several processes append at once: seq stays gap-free and the hash chain unbroken.
+
+Real processes (spawned, each with its own engine and pool) against the real
+SQLite file and the real PostgreSQL server, as several coordinators would be.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from eventlog.database import open_control_engine
+from eventlog.hashchain import GENESIS_HASH
+from eventlog.store import MAX_READ_LIMIT, SqliteEventStore
+from tests.unit.eventlog.event_store_contract import created
+
+pytestmark = pytest.mark.integration
+
+PROCESSES = 3
+EACH = 1000
+
+
+def append_many(url: str | None, path: str, base: int, count: int, start: Any) -> None:
+    """One writer process: ``count`` single-event appends, as fast as it can."""
+    store = SqliteEventStore(open_control_engine(url, Path(path)))
+    start.wait()
+    for n in range(count):
+        store.append([created(base + n)], actor=f"writer-{base}")
+    store.engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def location(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str | None, Path]:
+    if request.param == "sqlite":
+        return None, tmp_path / "control.sqlite3"
+    return request.getfixturevalue("pg_url"), tmp_path / "unused.sqlite3"
+
+
+def test_concurrent_processes_keep_one_gap_free_chain(location: tuple[str | None, Path]) -> None:
+    url, path = location
+    store = SqliteEventStore(open_control_engine(url, path))  # the schema, before the race
+    ctx = multiprocessing.get_context("spawn")
+    start = ctx.Barrier(PROCESSES)
+    procs = [
+        ctx.Process(target=append_many, args=(url, str(path), i * 1_000_000, EACH, start))
+        for i in range(PROCESSES)
+    ]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=150)
+    assert [p.exitcode for p in procs] == [0] * PROCESSES
+
+    events = []
+    while len(page := store.read(after_seq=len(events), limit=MAX_READ_LIMIT)):
+        events += page
+    total = PROCESSES * EACH
+    assert [e.seq for e in events] == list(range(1, total + 1))
+    assert len({e.client_id for e in events}) == total
+    assert events[0].prev_hash == GENESIS_HASH
+    assert all(b.prev_hash == a.hash for a, b in zip(events, events[1:], strict=False))
+    # The writers really interleaved: no process's events form one block.
+    actors = [e.actor for e in events]
+    switches = sum(1 for a, b in zip(actors, actors[1:], strict=False) if a != b)
+    assert switches > PROCESSES - 1  # sequential blocks would switch PROCESSES - 1 times
+    report = store.verify_chain()
+    assert report.ok, report.mismatches[:3]
+    assert report.events == total and report.head_hash == events[-1].hash
+    assert len(store.pending_outbox(limit=MAX_READ_LIMIT)) == MAX_READ_LIMIT
+    store.engine.dispose()

@@ -35,7 +35,6 @@ from sqlalchemy import (
 from eventlog.database import (
     OrderedText,
     install_append_only,
-    is_postgres,
     read_transaction,
     write_transaction,
 )
@@ -373,9 +372,6 @@ class SqliteEventStore:
         return self._engine
 
     def verify_chain(self) -> ChainReport:
-        if is_postgres(self._engine):
-            with read_transaction(self._engine) as conn:
-                return SqliteEventSession(conn).verify_chain()
         with snapshot_cursor(self._engine) as cursor:
             return verify_rows(scan_chain_rows(cursor))
 

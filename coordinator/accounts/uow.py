@@ -34,8 +34,8 @@ from coordinator.accounts.model import (
 )
 from coordinator.accounts.tables import api_keys_table, clients_table, operators_table
 from coordinator.accounts.tables import metadata as accounts_metadata
-from eventlog.events import Event
 from eventlog.database import add_missing_columns, read_transaction, write_transaction
+from eventlog.events import Event
 from eventlog.store import (
     ChainHead,
     EventStore,

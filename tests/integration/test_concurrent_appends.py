@@ -6,6 +6,7 @@ SQLite file and the real PostgreSQL server, as several coordinators would be.
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 from pathlib import Path
 from typing import Any
@@ -61,10 +62,10 @@ def test_concurrent_processes_keep_one_gap_free_chain(location: tuple[str | None
     assert [e.seq for e in events] == list(range(1, total + 1))
     assert len({e.client_id for e in events}) == total
     assert events[0].prev_hash == GENESIS_HASH
-    assert all(b.prev_hash == a.hash for a, b in zip(events, events[1:], strict=False))
+    assert all(b.prev_hash == a.hash for a, b in itertools.pairwise(events))
     # The writers really interleaved: no process's events form one block.
     actors = [e.actor for e in events]
-    switches = sum(1 for a, b in zip(actors, actors[1:], strict=False) if a != b)
+    switches = sum(1 for a, b in itertools.pairwise(actors) if a != b)
     assert switches > PROCESSES - 1  # sequential blocks would switch PROCESSES - 1 times
     report = store.verify_chain()
     assert report.ok, report.mismatches[:3]

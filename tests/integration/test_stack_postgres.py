@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -37,3 +41,12 @@ def test_admin_actions_land_in_postgresql_and_keys_work(pg_url: str, tmp_path: P
     assert [(e["seq"], e["type"]) for e in events] == [tuple(r) for r in stored][: len(events)]
     assert {"client.created", "api_key.issued"} <= {t for _, t in stored}
     assert clients == ["acme"]
+
+    # The audit CLI reads the same log from the server (its own process, env as a coordinator's).
+    env = {**os.environ, "VP_DATABASE_URL": pg_url}
+    env.pop("VP_DATA_DIR", None)
+    cmd = [sys.executable, "-m", "vectorpanda", "audit", "verify", "--data-dir", str(data), "--json"]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["ok"] is True and summary["events"] == len(stored)

@@ -45,7 +45,8 @@ def test_admin_actions_land_in_postgresql_and_keys_work(pg_url: str, tmp_path: P
     # The audit CLI reads the same log from the server (its own process, env as a coordinator's).
     env = {**os.environ, "VP_DATABASE_URL": pg_url}
     env.pop("VP_DATA_DIR", None)
-    cmd = [sys.executable, "-m", "vectorpanda", "audit", "verify", "--data-dir", str(data), "--json"]
+    cmd = [sys.executable, "-m", "vectorpanda", "audit", "verify", "--json"]
+    cmd += ["--data-dir", str(data)]
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     summary = json.loads(done.stdout)

@@ -80,6 +80,8 @@ def open_control_engine(url: str | None, sqlite_path: Path) -> Engine:
         return sqlite.open_engine(sqlite_path)
     return create_engine(
         postgres_url(url),
+        # Writes rely on it (see write_transaction), whatever the server's default.
+        isolation_level="READ COMMITTED",
         pool_pre_ping=True,
         # Bound values (key digests, emails) stay out of error messages and logs.
         hide_parameters=True,
@@ -97,13 +99,11 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
         with sqlite.write_transaction(engine) as conn:
             yield conn
         return
-    with engine.connect() as conn:
-        conn.execution_options(isolation_level="READ COMMITTED")
-        with conn.begin():
-            # First statement: nothing is read before the lock is held, and READ COMMITTED
-            # gives every later statement a snapshot taken after it was granted.
-            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK_KEY,))
-            yield conn
+    with engine.connect() as conn, conn.begin():
+        # First statement: nothing is read before the lock is held, and READ COMMITTED
+        # gives every later statement a snapshot taken after it was granted.
+        conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK_KEY,))
+        yield conn
 
 
 @contextmanager
@@ -113,10 +113,10 @@ def read_transaction(engine: Engine) -> Iterator[Connection]:
         with sqlite.read_transaction(engine) as conn:
             yield conn
         return
-    with engine.connect() as conn:
-        conn.execution_options(isolation_level="REPEATABLE READ")
-        with conn.begin():
-            yield conn
+    with engine.connect() as conn, conn.begin():
+        # First statement of the transaction: its snapshot holds for every later one.
+        conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        yield conn
 
 
 def install_append_only(conn: Connection) -> None:

@@ -7,11 +7,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy.engine import make_url
 
 from coordinator.accounts import Accounts, CreateClient, IssueApiKey, RevokeApiKey
 from coordinator.accounts.handlers import handle
+from coordinator.accounts.model import StoreUnavailable
 from coordinator.accounts.uow import AccountsUnitOfWork, SqliteUnitOfWork
 from eventlog.database import open_control_engine
+from tests.stack import TcpProxy
 from tests.unit.accounts.uow_contract import PEPPER, MakeUow, UnitOfWorkContract
 
 pytestmark = pytest.mark.integration
@@ -71,3 +74,24 @@ async def test_writable_probe_writes_nothing(make_pg_uow: MakeUow) -> None:
     uow = make_pg_uow()
     assert await uow.writable() is True
     assert (await uow.read(lambda tx: tx.events.verify_chain())).events == 0
+
+
+async def test_a_server_cut_mid_traffic_is_store_unavailable_then_recovers(
+    pg_url: str, tmp_path: Path
+) -> None:
+    proxy = TcpProxy("127.0.0.1", 5432)
+    via = make_url(pg_url).set(host="127.0.0.1", port=proxy.port).render_as_string(False)
+    uow = SqliteUnitOfWork(open_control_engine(via, tmp_path / "unused.sqlite3"))
+    try:
+        await handle(CreateClient("Before", "b@x.io"), uow, PEPPER)
+        proxy.cut()
+        with pytest.raises(StoreUnavailable):
+            await handle(CreateClient("During", "d@x.io"), uow, PEPPER)
+        assert await uow.writable() is False
+        proxy.restore()
+        await handle(CreateClient("After", "a@x.io"), uow, PEPPER)
+        report = await uow.read(lambda tx: tx.events.verify_chain())
+        assert report.ok and report.events == 2  # the refused action left no trace
+    finally:
+        uow.close()
+        proxy.close()

@@ -1,4 +1,4 @@
-"""``vectorpanda migrate`` and VP_DATABASE_URL read from the env file."""
+"""``vectorpanda migrate`` (schema, and the copy from SQLite) and VP_DATABASE_URL."""
 
 from __future__ import annotations
 
@@ -8,7 +8,10 @@ import pytest
 from sqlalchemy import create_engine, inspect
 from sqlalchemy.engine import make_url
 
-from eventlog.database import DatabaseUrlError, postgres_url
+from coordinator.accounts import Accounts, CreateClient, IssueApiKey, RevokeApiKey
+from coordinator.accounts.uow import SqliteUnitOfWork
+from eventlog.database import DatabaseUrlError, open_control_engine, postgres_url
+from tests.unit.accounts.uow_contract import PEPPER
 from vectorpanda.cli import main
 from vectorpanda.settings import ENV_FILE_NAME, load_settings
 
@@ -72,3 +75,42 @@ def test_urls_that_name_no_postgresql_database_are_refused_without_echoing_them(
 def test_postgres_urls_get_the_psycopg_driver() -> None:
     assert postgres_url("postgres://u@h:5433/vp").startswith("postgresql+psycopg://u@h:5433/vp")
     assert postgres_url("postgresql://u@h/vp").startswith("postgresql+psycopg://")
+
+
+async def test_an_sqlite_control_plane_copies_into_postgresql_with_the_same_chain(
+    pg_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch
+) -> None:
+    monkeypatch.delenv("VP_ENV_FILE", raising=False)
+    monkeypatch.delenv("VP_DATABASE_URL", raising=False)
+    db = tmp_path / "old" / "control.sqlite3"
+    db.parent.mkdir()
+    old = Accounts(db, PEPPER, cache_size=10)
+    client = await old.handle(CreateClient("Acme", "ops@acme.io"))
+    kept = await old.handle(IssueApiKey(client.client_id, ("read",), "kept"))
+    gone = await old.handle(IssueApiKey(client.client_id, ("read",), "gone"))
+    await old.handle(RevokeApiKey(client.client_id, gone.key_id))
+    before = await old.verify_chain()
+    await old.close()
+
+    env_file(tmp_path / "new", VP_DATABASE_URL=pg_url)
+    args = ["migrate", "--data-dir", str(tmp_path / "new"), "--from-sqlite", str(db)]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "events: 4 rows" in out and "api_keys: 2 rows" in out and "outbox: 4 rows" in out
+    assert "source chain verifies" in out and "target chain verifies" in out
+
+    engine = open_control_engine(pg_url, tmp_path / "unused.sqlite3")
+    new = Accounts.with_unit_of_work(SqliteUnitOfWork(engine), PEPPER, cache_size=10)
+    try:
+        after = await new.verify_chain()
+        assert after.ok and after.events == 4 and after.head_hash == before.head_hash
+        principal = await new.authenticate(kept.api_key)
+        assert principal is not None and principal.client_id == client.client_id
+        assert await new.authenticate(gone.api_key) is None
+        await new.handle(CreateClient("Next", "n@x.io"))  # the chain goes on from the copy
+        assert (await new.verify_chain()).events == 5
+    finally:
+        await new.close()
+
+    assert main(args) == 1  # a second copy into a database that has a control plane
+    assert "refused" in capsys.readouterr().out

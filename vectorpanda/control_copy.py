@@ -55,10 +55,11 @@ def copy_control_plane(source: Engine, target: Engine) -> CopyReport:
     # Both schemas as a coordinator's start-up leaves them (an older file gains its columns).
     for engine in (source, target):
         SqliteUnitOfWork(engine).close()
-    report = CopyReport(source=SqliteEventStore(source).verify_chain())
-    if not report.source.ok:
-        first = report.source.mismatches[0]
+    chain = SqliteEventStore(source).verify_chain()
+    if not chain.ok:
+        first = chain.mismatches[0]
         raise CopyRefused(f"the source chain does not verify: seq {first.seq}, {first.reason}")
+    report = CopyReport(source=chain)
     with read_transaction(source) as src, write_transaction(target) as dst:
         for table in _tables():
             if dst.execute(select(func.count()).select_from(table)).scalar_one():

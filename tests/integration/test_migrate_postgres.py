@@ -114,3 +114,31 @@ async def test_an_sqlite_control_plane_copies_into_postgresql_with_the_same_chai
 
     assert main(args) == 1  # a second copy into a database that has a control plane
     assert "refused" in capsys.readouterr().out
+
+
+def test_a_source_whose_chain_does_not_verify_is_not_copied(pg_url: str, tmp_path: Path) -> None:
+    import sqlite3
+
+    from eventlog.sqlite import open_engine
+    from eventlog.store import SqliteEventStore
+    from tests.unit.eventlog.event_store_contract import created
+    from vectorpanda.control_copy import CopyRefused, copy_control_plane
+
+    db = tmp_path / "control.sqlite3"
+    source = open_engine(db)
+    SqliteEventStore(source).append([created(1), created(2)], actor="admin")
+    raw = sqlite3.connect(db, isolation_level=None)
+    raw.execute("DROP TRIGGER events_no_update")
+    raw.execute("UPDATE events SET actor = 'mallory' WHERE seq = 2")
+    raw.close()
+    target = open_control_engine(pg_url, tmp_path / "unused.sqlite3")
+    try:
+        with pytest.raises(CopyRefused, match="seq 2"):
+            copy_control_plane(source, target)
+        # Nothing landed: the target has no events table rows (or no table at all).
+        assert (
+            "events" not in inspect(target).get_table_names() or not SqliteEventStore(target).read()
+        )
+    finally:
+        source.dispose()
+        target.dispose()

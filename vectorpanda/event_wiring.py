@@ -25,10 +25,12 @@ from coordinator.accounts.eviction import (
 from eventlog.amqp_bus import RabbitBus
 from eventlog.anchors import signing_key
 from eventlog.bus import Bus, DeadLetterHook, Subscription
+from eventlog.database import is_postgres
 from eventlog.dead_letters import DeadLetterBook
 from eventlog.hashchain import ChainReport
 from eventlog.local_bus import LocalBus
 from eventlog.relay import OutboxRelay
+from eventlog.relay_leader import LeaderOutbox, RelayLeadership
 from eventlog.store import SqliteEventStore
 from notifier.messages import NOTIFIED_TYPES
 from notifier.outbox import queue_operations_alert
@@ -186,7 +188,9 @@ def build_event_services(
     bus.on_dead_letter = dead_letter_hook(settings, count_dead_letter)
     services = EventServices(bus=bus, store=store)
     if settings.relay_enabled:
-        services.relay = OutboxRelay(store, bus)
+        # On PostgreSQL every coordinator runs a relay and the lock holder alone publishes.
+        outbox = LeaderOutbox(store, RelayLeadership(store.engine))
+        services.relay = OutboxRelay(outbox if is_postgres(store.engine) else store, bus)
         accounts.uow.subscribe(services.relay.wake)
     services.eviction = KeyCacheEviction(accounts.key_cache)
     services.eviction_queue = key_cache_queue(settings.amqp_exchange, coordinator_id(settings))

@@ -30,7 +30,7 @@ from coordinator.router import TenantRouter
 from coordinator.storage_watch import StorageWatch
 from coordinator.usage import MeteredDataPlane, UsageMeter
 from eventlog.anchors import HeadAnchorer
-from vectorpanda.control_db import control_engine
+from vectorpanda.control_db import control_engine, database_url
 from vectorpanda.dashboard_wiring import build_dashboard
 from vectorpanda.duties import census_figures, stored_figures
 from vectorpanda.event_wiring import (
@@ -160,7 +160,9 @@ def build_coordinator(settings: Settings) -> CoordinatorParts:
     app.state.usage_meter = meter
     events = build_event_services(settings, accounts, app.state.metrics.count_dead_letter)
     app.state.audit_verify = audit_verifier(settings, events.store)
-    app.state.metrics.watch_event_log(settings.control_db, settings.audit_db)
+    on_server = database_url(settings) is not None
+    control = events.store.engine if on_server else settings.control_db
+    app.state.metrics.watch_event_log(control, settings.audit_db)
     app.state.dashboard = build_dashboard(settings)
     return CoordinatorParts(settings, accounts, hub, router, dataplane, app, events)
 

@@ -26,6 +26,8 @@ def test_admin_actions_land_in_postgresql_and_keys_work(pg_url: str, tmp_path: P
             assert r.status_code in (200, 201), r.text
         with stack.admin() as admin:
             events = admin.get("/admin/v1/events", params={"limit": 1000}).json()["events"]
+            metrics = admin.get("/metrics").text
+            assert "vectorpanda_event_log_probe_up 1.0" in metrics, metrics[-2000:]
             r = admin.get("/admin/v1/audit/verify")
             assert r.status_code == 200 and r.json()["ok"] is True, r.text
         assert "Traceback" not in "".join(stack.output), "".join(stack.output)[-3000:]

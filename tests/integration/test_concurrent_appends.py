@@ -72,3 +72,55 @@ def test_concurrent_processes_keep_one_gap_free_chain(location: tuple[str | None
     assert report.events == total and report.head_hash == events[-1].hash
     assert len(store.pending_outbox(limit=MAX_READ_LIMIT)) == MAX_READ_LIMIT
     store.engine.dispose()
+
+
+def admin_actions(url: str, base: int, count: int, start: Any) -> None:
+    """One coordinator process: ``count`` CreateClient commands through the unit of work."""
+    import asyncio
+
+    from coordinator.accounts import Accounts, CreateClient
+    from coordinator.accounts.uow import SqliteUnitOfWork
+    from tests.unit.accounts.uow_contract import PEPPER
+
+    async def run() -> None:
+        engine = open_control_engine(url, Path("/nonexistent/control.sqlite3"))
+        accounts = Accounts.with_unit_of_work(SqliteUnitOfWork(engine), PEPPER, cache_size=10)
+        start.wait()
+        # Ten at a time, as concurrent requests on one coordinator (group commit batches them).
+        for first in range(0, count, 10):
+            await asyncio.gather(
+                *(
+                    accounts.handle(CreateClient(f"C{base + n}", f"c{base + n}@x.io"))
+                    for n in range(first, min(first + 10, count))
+                )
+            )
+        await accounts.close()
+
+    asyncio.run(run())
+
+
+def test_admin_actions_from_three_coordinator_processes_on_postgresql(pg_url: str) -> None:
+    store = SqliteEventStore(open_control_engine(pg_url, Path("/nonexistent/control.sqlite3")))
+    ctx = multiprocessing.get_context("spawn")
+    start = ctx.Barrier(PROCESSES)
+    procs = [
+        ctx.Process(target=admin_actions, args=(pg_url, i * 1_000_000, EACH, start))
+        for i in range(PROCESSES)
+    ]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=150)
+    assert [p.exitcode for p in procs] == [0] * PROCESSES
+    total = PROCESSES * EACH
+    events = []
+    while len(page := store.read(after_seq=len(events), limit=MAX_READ_LIMIT)):
+        events += page
+    assert [e.seq for e in events] == list(range(1, total + 1))
+    assert {e.type for e in events} == {"client.created"}
+    assert len({e.client_id for e in events}) == total
+    report = store.verify_chain()
+    assert report.ok and report.events == total
+    with store.engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM clients").scalar() == total
+    store.engine.dispose()

@@ -20,6 +20,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from coordinator.hub import WorkerHub
 from coordinator.router import TenantRouter
@@ -164,12 +166,19 @@ class EventLogProbe(Collector):
     """Relay and consumer lag, read from the event store and the audit database.
 
     Read-only sqlite3 opens (``mode=ro``): a scrape must never create a file,
-    take a write lock or hold up a writer.
+    take a write lock or hold up a writer. With the control plane on PostgreSQL
+    ``control_db`` is its engine, and the two reads go through a pooled connection.
     """
 
-    def __init__(self, control_db: Path, audit_db: Path) -> None:
+    def __init__(self, control_db: Path | Engine, audit_db: Path) -> None:
         self.control_db = control_db
         self.audit_db = audit_db
+
+    def _control(self, sql: str) -> list[tuple[Any, ...]]:
+        if isinstance(self.control_db, Path):
+            return self._query(self.control_db, sql)
+        with self.control_db.connect() as conn:
+            return [tuple(row) for row in conn.exec_driver_sql(sql)]
 
     @staticmethod
     def _query(path: Path, sql: str) -> list[tuple[Any, ...]]:
@@ -184,17 +193,14 @@ class EventLogProbe(Collector):
             "vectorpanda_event_log_probe_up", "1 when the event log could be read for lag metrics."
         )
         try:
-            head = int(
-                self._query(self.control_db, "SELECT COALESCE(MAX(seq), 0) FROM events")[0][0]
-            )
-            pending, oldest = self._query(
-                self.control_db,
+            head = int(self._control("SELECT COALESCE(MAX(seq), 0) FROM events")[0][0])
+            pending, oldest = self._control(
                 "SELECT COUNT(*), MIN(e.occurred_at) FROM outbox o JOIN events e ON e.seq = o.seq",
             )[0]
             checkpoints: list[tuple[Any, ...]] = []
             if self.audit_db.exists():
                 checkpoints = self._query(self.audit_db, "SELECT consumer, seq FROM checkpoints")
-        except (sqlite3.Error, IndexError, ValueError) as exc:
+        except (sqlite3.Error, SQLAlchemyError, IndexError, ValueError) as exc:
             log.debug("event log probe failed: %s", exc)
             up.add_metric([], 0)
             yield up
@@ -325,7 +331,7 @@ class Metrics:
         self._hub, self._router = hub, router
         router.observe_frame = self.observe_frame
 
-    def watch_event_log(self, control_db: Path, audit_db: Path) -> None:
+    def watch_event_log(self, control_db: Path | Engine, audit_db: Path) -> None:
         if self._event_log is None:
             self._event_log = EventLogProbe(control_db, audit_db)
             self.registry.register(self._event_log)

@@ -27,10 +27,42 @@ _PAGE_SQL = f"SELECT {_COLUMNS} FROM events WHERE seq > ? AND seq <= ? ORDER BY 
 _LAST_OF_TYPE_SQL = f"SELECT {_COLUMNS} FROM events WHERE type = ? ORDER BY seq DESC LIMIT 1"  # noqa: S608  # nosec B608
 
 
+class _QmarkCursor:
+    """A psycopg cursor that takes this module's ``?`` placeholders (PostgreSQL's are %s)."""
+
+    def __init__(self, cursor: Any) -> None:
+        self._cursor = cursor
+
+    def execute(self, sql: str, params: Any = None) -> Any:
+        return self._cursor.execute(sql.replace("?", "%s"), params)
+
+    def fetchall(self) -> Any:
+        return self._cursor.fetchall()
+
+    def fetchone(self) -> Any:
+        return self._cursor.fetchone()
+
+    def close(self) -> None:
+        self._cursor.close()
+
+
 @contextmanager
 def snapshot_cursor(engine: Engine) -> Iterator[Any]:
-    """A raw cursor inside one deferred read transaction (a consistent WAL snapshot)."""
+    """A raw cursor inside one read transaction (a consistent snapshot of the log)."""
     raw = engine.raw_connection()
+    if engine.dialect.name == "postgresql":
+        try:
+            pg = _QmarkCursor(raw.cursor())
+            # The driver has begun a transaction implicitly; this is its first statement.
+            pg.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            try:
+                yield pg
+            finally:
+                pg.close()
+                raw.rollback()
+        finally:
+            raw.close()
+        return
     try:
         cursor = raw.cursor()
         cursor.execute("BEGIN DEFERRED")

@@ -1,4 +1,4 @@
-"""The append-only event store: SQLite with a hash chain and an outbox.
+"""The append-only event store: SQLite or PostgreSQL, a hash chain and an outbox.
 
 Every append also writes one ``outbox`` row per event in the same
 transaction; the relay publishes outbox rows in ``seq`` order and deletes them
@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 import orjson
 from sqlalchemy import (
+    BigInteger,
     Column,
     Connection,
     Engine,
@@ -31,6 +32,12 @@ from sqlalchemy import (
     select,
 )
 
+from eventlog.database import (
+    OrderedText,
+    install_append_only,
+    read_transaction,
+    write_transaction,
+)
 from eventlog.events import Event, client_id_of, decode_event, encode_event
 from eventlog.hashchain import (
     GENESIS_HASH,
@@ -41,21 +48,22 @@ from eventlog.hashchain import (
     verify_rows,
 )
 from eventlog.scan import scan_chain_rows, snapshot_cursor
-from eventlog.sqlite import read_transaction, write_transaction
 
 MAX_READ_LIMIT = 1000
 _VERIFY_BATCH = 1000
 
 metadata = MetaData()
+# 64-bit on PostgreSQL; on SQLite INTEGER PRIMARY KEY (the rowid) already is.
+SeqType = BigInteger().with_variant(Integer(), "sqlite")
 
 events_table = Table(
     "events",
     metadata,
-    Column("seq", Integer, primary_key=True),
+    Column("seq", SeqType, primary_key=True),
     Column("event_id", Text, nullable=False, unique=True),
     Column("type", Text, nullable=False),
     Column("schema_version", Integer, nullable=False),
-    Column("occurred_at", Text, nullable=False),
+    Column("occurred_at", OrderedText, nullable=False),
     Column("actor", Text, nullable=False),
     Column("client_id", Text, nullable=True),
     Column("data", Text, nullable=False),
@@ -71,20 +79,13 @@ events_table = Table(
 outbox_table = Table(
     "outbox",
     metadata,
-    Column("seq", Integer, ForeignKey("events.seq"), primary_key=True, autoincrement=False),
+    Column("seq", SeqType, ForeignKey("events.seq"), primary_key=True, autoincrement=False),
 )
 
 # create_all adds indexes only with a new table: a log made before an index existed gets
 # it here, once (IF NOT EXISTS makes every later start-up a no-op).
 _LATER_INDEXES = (
     "CREATE INDEX IF NOT EXISTS ix_events_client_time ON events (client_id, occurred_at)",
-)
-
-_APPEND_ONLY_TRIGGERS = (
-    "CREATE TRIGGER IF NOT EXISTS events_no_update BEFORE UPDATE ON events "
-    "BEGIN SELECT RAISE(ABORT, 'events are append-only'); END",
-    "CREATE TRIGGER IF NOT EXISTS events_no_delete BEFORE DELETE ON events "
-    "BEGIN SELECT RAISE(ABORT, 'events are append-only'); END",
 )
 
 
@@ -323,8 +324,9 @@ class SqliteEventSession:
 def install_event_schema(conn: Connection) -> None:
     """Create the events and outbox tables and the append-only triggers if missing."""
     metadata.create_all(conn)
-    for ddl in (*_LATER_INDEXES, *_APPEND_ONLY_TRIGGERS):
+    for ddl in _LATER_INDEXES:
         conn.exec_driver_sql(ddl)
+    install_append_only(conn)
 
 
 class SqliteEventStore:

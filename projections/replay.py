@@ -236,6 +236,8 @@ def _chain_apart(
 ) -> Future[ChainReport] | None:
     if over is None or through_seq - after_seq <= over or store.engine.url.database is None:
         return None
+    if store.engine.dialect.name != "sqlite":  # the second process opens the SQLite file
+        return None
     # forkserver: the child is not a fork of this process and its open connections.
     context = multiprocessing.get_context("forkserver")
     pool = ProcessPoolExecutor(1, mp_context=context)

@@ -17,6 +17,13 @@ else
   echo "RabbitMQ: not available (tests that need it will skip, or fail under CI)" >&2
 fi
 
+# PostgreSQL: the control-plane suites make a throwaway database there (VP_TEST_DATABASE_URL).
+if port_open 5432; then
+  echo "PostgreSQL: listening on 127.0.0.1:5432"
+else
+  echo "PostgreSQL: not available (its tests will skip, or fail under CI)" >&2
+fi
+
 # nginx, Chromium and wrk (the flood tests) come from Debian's packages.
 missing=()
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.postgres import pg_database, pg_url  # noqa: F401  (fixtures)
 from tests.stack import Stack, running_stack
 
 

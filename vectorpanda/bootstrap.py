@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from api.app import create_app
 from api.client_address import trusted_proxy_networks
 from coordinator.accounts import Accounts
+from coordinator.accounts.uow import SqliteUnitOfWork
 from coordinator.admission import ClientAdmission
 from coordinator.backups import BackupService, WorkerTenantBackups
 from coordinator.census import CensusTaker
@@ -29,6 +30,7 @@ from coordinator.router import TenantRouter
 from coordinator.storage_watch import StorageWatch
 from coordinator.usage import MeteredDataPlane, UsageMeter
 from eventlog.anchors import HeadAnchorer
+from vectorpanda.control_db import control_engine, database_url
 from vectorpanda.dashboard_wiring import build_dashboard
 from vectorpanda.duties import census_figures, stored_figures
 from vectorpanda.event_wiring import (
@@ -107,7 +109,8 @@ def build_coordinator(settings: Settings) -> CoordinatorParts:
     worker_secret = require_secret(settings, "worker_secret")
     settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     warn_if_shared(settings.data_dir)
-    accounts = Accounts(settings.control_db, pepper.encode(), settings.key_cache_size)
+    uow = SqliteUnitOfWork(control_engine(settings))
+    accounts = Accounts.with_unit_of_work(uow, pepper.encode(), settings.key_cache_size)
     hub = WorkerHub(worker_secret)
     if settings.fence_local_workers:
         hub.fencer = fence_local_worker
@@ -157,7 +160,9 @@ def build_coordinator(settings: Settings) -> CoordinatorParts:
     app.state.usage_meter = meter
     events = build_event_services(settings, accounts, app.state.metrics.count_dead_letter)
     app.state.audit_verify = audit_verifier(settings, events.store)
-    app.state.metrics.watch_event_log(settings.control_db, settings.audit_db)
+    on_server = database_url(settings) is not None
+    control = events.store.engine if on_server else settings.control_db
+    app.state.metrics.watch_event_log(control, settings.audit_db)
     app.state.dashboard = build_dashboard(settings)
     return CoordinatorParts(settings, accounts, hub, router, dataplane, app, events)
 

@@ -12,6 +12,7 @@ from vectorpanda import __version__
 from vectorpanda.admin_cli import DefaultsInHelp, add_admin_commands
 from vectorpanda.audit_cli import add_audit_commands
 from vectorpanda.client_cli import add_client_commands
+from vectorpanda.migrate_cli import add_migrate_command
 from vectorpanda.records_cli import add_record_commands
 from vectorpanda.settings import (
     InsecureEnvFileError,
@@ -234,6 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_record_commands(sub)  # list, count, update
     add_admin_commands(sub)  # admin clients/keys/tier/pause/resume/billing/events
     add_audit_commands(sub)  # audit replay/verify/export, projections
+    add_migrate_command(sub)  # migrate: the control database schema
     return parser
 
 

@@ -17,12 +17,12 @@ from typing import Any
 from coordinator.dataplane import DataPlane
 from coordinator.errors import TenantUnavailable
 from coordinator.pause import WorkerTenantFiles
-from eventlog.sqlite import open_engine
 from eventlog.store import SqliteEventStore
 from notifier.outbox import NotifierOutbox
 from notifier.service import EmlFileSender, MailSender, NotifierService, SmtpSender, notifier_queue
 from scheduler.admin_client import AdminClient
 from scheduler.service import SchedulerService, run_scheduler
+from vectorpanda.control_db import control_engine
 from vectorpanda.settings import Settings
 
 log = logging.getLogger("vectorpanda.duties")
@@ -112,7 +112,7 @@ def build_notifier(settings: Settings, with_bus: bool) -> NotifierService:
     bus = build_bus(settings) if with_bus else None
     if bus is not None:
         bus.on_dead_letter = dead_letter_hook(settings)
-    store = SqliteEventStore(open_engine(settings.control_db))
+    store = SqliteEventStore(control_engine(settings))
     return NotifierService(
         NotifierOutbox(settings.notifier_db, settings.ops_email),
         store,

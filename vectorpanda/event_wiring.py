@@ -25,11 +25,12 @@ from coordinator.accounts.eviction import (
 from eventlog.amqp_bus import RabbitBus
 from eventlog.anchors import signing_key
 from eventlog.bus import Bus, DeadLetterHook, Subscription
+from eventlog.database import is_postgres
 from eventlog.dead_letters import DeadLetterBook
 from eventlog.hashchain import ChainReport
 from eventlog.local_bus import LocalBus
 from eventlog.relay import OutboxRelay
-from eventlog.sqlite import open_engine
+from eventlog.relay_leader import LeaderOutbox, RelayLeadership
 from eventlog.store import SqliteEventStore
 from notifier.messages import NOTIFIED_TYPES
 from notifier.outbox import queue_operations_alert
@@ -37,6 +38,7 @@ from notifier.service import notifier_queue
 from projections.audit_store import AuditProjection
 from projections.audit_verify import run_verify
 from projections.service import ProjectorService, projections_queue
+from vectorpanda.control_db import control_engine
 from vectorpanda.settings import Settings
 
 log = logging.getLogger("vectorpanda.events")
@@ -180,13 +182,15 @@ def build_event_services(
     count_dead_letter: Callable[[str], None] | None = None,
 ) -> EventServices:
     """The coordinator's share: relay, key-cache eviction and (embedded) the projector."""
-    store = SqliteEventStore(open_engine(settings.control_db))
+    store = SqliteEventStore(control_engine(settings))
     rabbit = build_bus(settings)
     bus: Bus = rabbit if rabbit is not None else LocalBus(settings.bus_delivery_limit)
     bus.on_dead_letter = dead_letter_hook(settings, count_dead_letter)
     services = EventServices(bus=bus, store=store)
     if settings.relay_enabled:
-        services.relay = OutboxRelay(store, bus)
+        # On PostgreSQL every coordinator runs a relay and the lock holder alone publishes.
+        outbox = LeaderOutbox(store, RelayLeadership(store.engine))
+        services.relay = OutboxRelay(outbox if is_postgres(store.engine) else store, bus)
         accounts.uow.subscribe(services.relay.wake)
     services.eviction = KeyCacheEviction(accounts.key_cache)
     services.eviction_queue = key_cache_queue(settings.amqp_exchange, coordinator_id(settings))
@@ -229,7 +233,7 @@ def audit_verifier(
 
 async def run_projections(settings: Settings, stop: asyncio.Event) -> None:
     """``vectorpanda projections``: follow RabbitMQ, or poll the log without a broker."""
-    store = SqliteEventStore(open_engine(settings.control_db))
+    store = SqliteEventStore(control_engine(settings))
     bus = build_bus(settings)
     if bus is not None:
         bus.on_dead_letter = dead_letter_hook(settings)

@@ -71,6 +71,10 @@ class Settings(BaseSettings):
     key_pepper: SecretStr | None = None
     worker_secret: SecretStr | None = None
 
+    # control database: a SQLAlchemy URL naming PostgreSQL (event store, write model,
+    # outbox); None: the SQLite file control.sqlite3 in the data dir, as always
+    database_url: SecretStr | None = None
+
     # event bus
     amqp_url: SecretStr | None = None
     amqp_exchange: str = Field(default="vectorpanda.events", pattern=r"^[A-Za-z0-9_.-]{1,200}$")

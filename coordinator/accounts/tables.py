@@ -1,8 +1,10 @@
-"""SQLite tables of the accounts write model (same file as the event store)."""
+"""Tables of the accounts write model (same database as the event store)."""
 
 from __future__ import annotations
 
 from sqlalchemy import Column, ForeignKey, Index, MetaData, Table, Text
+
+from eventlog.database import OrderedText
 
 metadata = MetaData()
 
@@ -14,7 +16,7 @@ clients_table = Table(
     Column("email", Text, nullable=False),
     Column("tier", Text, nullable=False),
     Column("status", Text, nullable=False),
-    Column("created_at", Text, nullable=False),
+    Column("created_at", OrderedText, nullable=False),
 )
 
 api_keys_table = Table(
@@ -26,7 +28,7 @@ api_keys_table = Table(
     # JSON list in canonical scope order, e.g. ["read","write"].
     Column("scopes", Text, nullable=False),
     Column("digest", Text, nullable=False),
-    Column("created_at", Text, nullable=False),
+    Column("created_at", OrderedText, nullable=False),
     Column("revoked_at", Text, nullable=True),
     # Added later: databases made before them get them at start-up (add_missing_columns).
     Column("expires_at", Text, nullable=True),
@@ -42,9 +44,9 @@ operators_table = Table(
     "operators",
     metadata,
     Column("operator_id", Text, primary_key=True),
-    Column("name", Text, nullable=False, unique=True),
+    Column("name", OrderedText, nullable=False, unique=True),
     Column("email", Text, nullable=False),
     Column("digest", Text, nullable=False),
-    Column("created_at", Text, nullable=False),
+    Column("created_at", OrderedText, nullable=False),
     Column("revoked_at", Text, nullable=True),
 )

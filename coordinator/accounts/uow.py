@@ -34,8 +34,8 @@ from coordinator.accounts.model import (
 )
 from coordinator.accounts.tables import api_keys_table, clients_table, operators_table
 from coordinator.accounts.tables import metadata as accounts_metadata
+from eventlog.database import add_missing_columns, read_transaction, write_transaction
 from eventlog.events import Event
-from eventlog.sqlite import add_missing_columns, read_transaction, write_transaction
 from eventlog.store import (
     ChainHead,
     EventStore,
@@ -264,7 +264,11 @@ def _store_failure(exc: Exception) -> str:
 
 
 class SqliteUnitOfWork(CommitListeners):
-    """Transactions on the control database file, BEGIN IMMEDIATE for writes."""
+    """Transactions on the control database: one writer at a time across processes.
+
+    Despite the name, it runs on either dialect ``eventlog.database`` supports: the
+    SQLite file (BEGIN IMMEDIATE) or PostgreSQL (an advisory transaction lock).
+    """
 
     def __init__(self, engine: Engine) -> None:
         super().__init__()

@@ -1,0 +1,143 @@
+"""The control database adapter: every SQLite/PostgreSQL difference lives here.
+
+The event store, the accounts write model and the outbox run one code path
+through SQLAlchemy Core; what differs between the embedded SQLite file and a
+PostgreSQL server (how a write transaction serialises, snapshot reads, the
+append-only triggers, in-place column upgrades) is decided in this module.
+
+Writes are serialised the same way on both: SQLite takes its write lock up
+front (BEGIN IMMEDIATE); PostgreSQL takes one transaction-level advisory lock
+(``pg_advisory_xact_lock``) as the first statement of a READ COMMITTED
+transaction, so any number of processes on any number of hosts append one at a
+time, each reading the chain head only once it holds the lock: ``seq`` stays
+gap-free and the hash chain unbroken.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import Connection, Engine, Table, Text, create_engine, inspect
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from eventlog import sqlite
+
+# One arbitrary 64-bit key, "VPCTRL01" in ASCII: the control database's write lock.
+WRITE_LOCK_KEY = 0x56504354524C3031
+_PG_DRIVER = "postgresql+psycopg"
+
+# Text that is ordered or range-compared (timestamps, names): byte order on PostgreSQL,
+# as SQLite compares, whatever the database's default collation.
+OrderedText = Text().with_variant(postgresql.TEXT(collation="C"), "postgresql")
+
+_PG_APPEND_ONLY = (
+    "CREATE OR REPLACE FUNCTION vp_events_append_only() RETURNS trigger "
+    "LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'events are append-only' "
+    "USING ERRCODE = 'integrity_constraint_violation'; END $$",
+    "CREATE OR REPLACE TRIGGER events_no_update BEFORE UPDATE ON events "
+    "FOR EACH ROW EXECUTE FUNCTION vp_events_append_only()",
+    "CREATE OR REPLACE TRIGGER events_no_delete BEFORE DELETE ON events "
+    "FOR EACH ROW EXECUTE FUNCTION vp_events_append_only()",
+    "CREATE OR REPLACE TRIGGER events_no_truncate BEFORE TRUNCATE ON events "
+    "FOR EACH STATEMENT EXECUTE FUNCTION vp_events_append_only()",
+)
+_SQLITE_APPEND_ONLY = (
+    "CREATE TRIGGER IF NOT EXISTS events_no_update BEFORE UPDATE ON events "
+    "BEGIN SELECT RAISE(ABORT, 'events are append-only'); END",
+    "CREATE TRIGGER IF NOT EXISTS events_no_delete BEFORE DELETE ON events "
+    "BEGIN SELECT RAISE(ABORT, 'events are append-only'); END",
+)
+
+
+class DatabaseUrlError(ValueError):
+    """``VP_DATABASE_URL`` names no database this control plane can run on."""
+
+
+def postgres_url(url: str) -> str:
+    """``url`` with the psycopg (v3) driver; raises DatabaseUrlError for anything else.
+
+    Accepts ``postgresql://``, ``postgres://`` and ``postgresql+psycopg://``. The
+    message never repeats the URL: it may hold a password.
+    """
+    try:
+        parsed = make_url(url.replace("postgres://", "postgresql://", 1))
+    except ArgumentError:
+        raise DatabaseUrlError("VP_DATABASE_URL is not a database URL") from None
+    if parsed.get_backend_name() != "postgresql":
+        raise DatabaseUrlError("VP_DATABASE_URL must name a PostgreSQL database")
+    if parsed.get_driver_name() not in ("psycopg", "psycopg2", "") or not parsed.database:
+        raise DatabaseUrlError("VP_DATABASE_URL must be postgresql://user@host:port/database")
+    return parsed.set(drivername=_PG_DRIVER).render_as_string(hide_password=False)
+
+
+def open_control_engine(url: str | None, sqlite_path: Path) -> Engine:
+    """PostgreSQL when ``url`` is set, else the SQLite file at ``sqlite_path`` as always."""
+    if not url:
+        return sqlite.open_engine(sqlite_path)
+    return create_engine(
+        postgres_url(url),
+        # Writes rely on it (see write_transaction), whatever the server's default.
+        isolation_level="READ COMMITTED",
+        pool_pre_ping=True,
+        # Bound values (key digests, emails) stay out of error messages and logs.
+        hide_parameters=True,
+    )
+
+
+def is_postgres(engine: Engine | Connection) -> bool:
+    return engine.dialect.name == "postgresql"
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """One writer at a time across every process sharing the database."""
+    if not is_postgres(engine):
+        with sqlite.write_transaction(engine) as conn:
+            yield conn
+        return
+    with engine.connect() as conn, conn.begin():
+        # First statement: nothing is read before the lock is held, and READ COMMITTED
+        # gives every later statement a snapshot taken after it was granted.
+        conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK_KEY,))
+        yield conn
+
+
+@contextmanager
+def read_transaction(engine: Engine) -> Iterator[Connection]:
+    """One consistent snapshot, no write lock."""
+    if not is_postgres(engine):
+        with sqlite.read_transaction(engine) as conn:
+            yield conn
+        return
+    with engine.connect() as conn, conn.begin():
+        # First statement of the transaction: its snapshot holds for every later one.
+        conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        yield conn
+
+
+def install_append_only(conn: Connection) -> None:
+    """Triggers that refuse UPDATE and DELETE (and TRUNCATE) of ``events``; idempotent."""
+    for ddl in _PG_APPEND_ONLY if is_postgres(conn) else _SQLITE_APPEND_ONLY:
+        conn.exec_driver_sql(ddl)
+
+
+def add_missing_columns(conn: Connection, table: Table) -> list[str]:
+    """Add each nullable column of ``table`` the database lacks (either dialect)."""
+    if not is_postgres(conn):
+        return sqlite.add_missing_columns(conn, table)
+    present = {c["name"] for c in inspect(conn).get_columns(table.name)}
+    added = []
+    for column in table.columns:
+        if column.name in present:
+            continue
+        if not column.nullable:
+            raise RuntimeError(f"{table.name}.{column.name} is missing and not nullable")
+        kind = column.type.compile(dialect=conn.dialect)
+        # Names and types come from our own table definitions, never from input.
+        conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}")  # nosec B608
+        added.append(column.name)
+    return added

@@ -1,0 +1,28 @@
+"""The control database engine for these settings: PostgreSQL or the SQLite file."""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
+
+from eventlog.database import open_control_engine, postgres_url
+from vectorpanda.settings import Settings
+
+
+def database_url(settings: Settings) -> str | None:
+    """``VP_DATABASE_URL``, or None for the embedded SQLite file (never logged)."""
+    secret = settings.database_url
+    return secret.get_secret_value() if secret is not None else None
+
+
+def control_engine(settings: Settings) -> Engine:
+    """An engine on the control database these settings name."""
+    return open_control_engine(database_url(settings), settings.control_db)
+
+
+def control_location(settings: Settings) -> str:
+    """Where the control database is, fit for a log line or an error (no password)."""
+    url = database_url(settings)
+    if url is None:
+        return str(settings.control_db)
+    return make_url(postgres_url(url)).render_as_string(hide_password=True)

@@ -29,6 +29,7 @@ from workers.collection_files import (
 )
 from workers.collection_records import CollectionRecords
 from workers.collection_spec import CollectionSpec
+from workers.crash_points import crash_point
 from workers.durable_files import write_bytes_durably
 from workers.errors import StoreError
 from workers.flat_index import exact_search
@@ -39,6 +40,7 @@ from workers.maintenance import Maintenance
 from workers.metadata_filter import Predicate, matching_rows
 from workers.protocol import ErrorCode
 from workers.read_write_lock import ReadWriteLock
+from workers.sealed import Keyring, seal_or_plain
 from workers.segment import (
     SPEC_FILE,
     Manifest,
@@ -76,6 +78,8 @@ class StoreOptions:
     compact_bytes: int
     fresh_limit: int = DEFAULT_FRESH_LIMIT
     maintenance: Maintenance = field(default_factory=Maintenance.shared)
+    # The tenant's data keys (None: files are written in plaintext)
+    keyring: Keyring | None = None
 
 
 class Collection(CollectionRecords):
@@ -111,7 +115,7 @@ class Collection(CollectionRecords):
     @classmethod
     def create(cls, tenant_dir: Path, spec: CollectionSpec, options: StoreOptions) -> Collection:
         """Build the collection in a temp dir and rename it into place, so it appears whole."""
-        return cls.load(write_new_collection(tenant_dir, spec), options)
+        return cls.load(write_new_collection(tenant_dir, spec, options.keyring), options)
 
     @classmethod
     def load(cls, directory: Path, options: StoreOptions) -> Collection:
@@ -120,9 +124,40 @@ class Collection(CollectionRecords):
         The manifest's checksums are verified before anything is read or changed; on a
         mismatch this raises IntegrityError and leaves every file as it was.
         """
-        st = read_collection(directory, options.fresh_limit)
-        return cls(
+        st = read_collection(directory, options.fresh_limit, options.keyring)
+        collection = cls(
             directory, st.spec, st.manifest, st.wal, st.wal_number, st.table, st.index, options
+        )
+        keyring = options.keyring
+        if keyring is not None and st.manifest.key_version != keyring.current:
+            collection.reseal()
+        return collection
+
+    def reseal(self) -> None:
+        """Rewrite every file under the current data key (upgrade from plaintext, rotation).
+
+        Crash-safe by construction: the index is saved sealed first (readable under the
+        old manifest too), then a compaction writes a new sealed generation and switches
+        the manifest atomically; the old generation stays readable until that switch and
+        is removed only after it. Running it again after a crash finishes the job.
+        """
+        keyring = self._options.keyring
+        assert keyring is not None
+        was = self._manifest.key_version
+        with self._maint_lock:
+            self._check_open()
+            crash_point("reseal-start")
+            if self._index is not None:
+                self._save_index()
+            crash_point("reseal-index-saved")
+            self._compact_locked()
+            crash_point("reseal-done")
+        log.info(
+            "tenant %s: collection %s re-encrypted (key version %s -> %d)",
+            self.directory.parent.name,
+            self.spec.name,
+            "plaintext" if was is None else was,
+            keyring.current,
         )
 
     @property
@@ -403,7 +438,7 @@ class Collection(CollectionRecords):
 
     def _save_index(self) -> None:
         assert self._index is not None
-        data = self._index.serialize()
+        data = seal_or_plain(self._index.serialize(), self._options.keyring)
         self._index.dirty = False
         write_bytes_durably(self.directory / INDEX_FILE, data)
         self._index_saved_at = time.monotonic()
@@ -413,15 +448,21 @@ class Collection(CollectionRecords):
         remove_orphans(self.directory, self._manifest)
         number = self._wal_number + 1
         # Writes wait only for this swap of logs and the copy of the rows.
+        keyring = self._options.keyring
         with self._write_mutex:
             self._check_open()
-            new_wal = WriteAheadLog(self.directory / wal_name(number))
+            new_wal = WriteAheadLog(self.directory / wal_name(number), keyring)
             old_wal, self._wal, self._wal_number = self._wal, new_wal, number
             snapshot = self._table.snapshot()
         old_wal.close()
-        checksums = write_segment(self.directory, Manifest.for_generation(number).segment, snapshot)
+        segment = Manifest.for_generation(number).segment
+        checksums = write_segment(self.directory, segment, snapshot, keyring)
         checksums[SPEC_FILE] = self._spec_checksum()
-        nxt = Manifest.for_generation(number, checksums, rows=len(snapshot.ids))
+        crash_point("compact-segment-written")
+        version = None if keyring is None else keyring.current
+        nxt = Manifest.for_generation(
+            number, checksums, rows=len(snapshot.ids), key_version=version
+        )
         try:
             write_manifest(self.directory, nxt)
         except BaseException:

@@ -22,6 +22,7 @@ from workers.durable_files import fsync_dir, write_bytes_durably
 from workers.hnsw_index import CorruptIndexError, HnswIndex
 from workers.integrity import FileChecksum, IntegrityError, verify_files
 from workers.metadata_patch import patched
+from workers.sealed import WAL_HEADER_SIZE, WAL_MAGIC, Keyring, open_bytes
 from workers.segment import (
     SPEC_FILE,
     Manifest,
@@ -54,7 +55,9 @@ class LoadedCollection:
     index: HnswIndex | None
 
 
-def write_new_collection(tenant_dir: Path, spec: CollectionSpec) -> Path:
+def write_new_collection(
+    tenant_dir: Path, spec: CollectionSpec, keyring: Keyring | None = None
+) -> Path:
     """Write an empty collection in a temp dir and rename it into place; its directory."""
     final = tenant_dir / spec.name
     temp = tenant_dir / f".{spec.name}-{uuid.uuid4().hex}.tmp"
@@ -64,10 +67,11 @@ def write_new_collection(tenant_dir: Path, spec: CollectionSpec) -> Path:
         write_bytes_durably(temp / SPEC_FILE, spec_bytes)
         segment = Manifest.for_generation(0).segment
         empty = np.zeros((0, spec.dimension), dtype=np.float32)
-        checksums = write_segment(temp, segment, SegmentData([], [], empty))
+        checksums = write_segment(temp, segment, SegmentData([], [], empty), keyring)
         checksums[SPEC_FILE] = FileChecksum.of_bytes(spec_bytes)
-        manifest = Manifest.for_generation(0, checksums, rows=0)
-        WriteAheadLog(temp / manifest.wal).close()
+        version = None if keyring is None else keyring.current
+        manifest = Manifest.for_generation(0, checksums, rows=0, key_version=version)
+        WriteAheadLog(temp / manifest.wal, keyring).close()
         write_manifest(temp, manifest)
         os.rename(temp, final)
     except BaseException:
@@ -77,21 +81,28 @@ def write_new_collection(tenant_dir: Path, spec: CollectionSpec) -> Path:
     return final
 
 
-def read_collection(directory: Path, fresh_limit: int) -> LoadedCollection:
-    """Verify, then read: the manifest's segment, a replay of its WALs, its saved index."""
+def read_collection(
+    directory: Path, fresh_limit: int, keyring: Keyring | None = None
+) -> LoadedCollection:
+    """Verify, then read: the manifest's segment, a replay of its WALs, its saved index.
+
+    Sealed files are decrypted with ``keyring``; plaintext ones are accepted only under
+    a manifest written before encryption (the caller then re-encrypts the collection).
+    """
     manifest = read_manifest(directory)
     if manifest.checksums is None:
         _note_unverified(directory)
     else:
         verify_files(directory, manifest.checksums)
     spec = _read_spec(directory)
-    segment = read_segment(directory / manifest.segment, spec.dimension)
+    plain_ok = not manifest.sealed
+    segment = read_segment(directory / manifest.segment, spec.dimension, keyring, plain_ok)
     remove_orphans(directory, manifest)
     table = VectorTable(spec.dimension, normalize=spec.metric == "cosine")
     table.load(segment)
     numbers = wal_numbers(directory, manifest)
     for number in numbers:
-        wal = WriteAheadLog(directory / wal_name(number))
+        wal = WriteAheadLog(directory / wal_name(number), keyring, plain_ok)
         try:
             for record in wal.replay():
                 apply_record(table, None, record)
@@ -99,12 +110,19 @@ def read_collection(directory: Path, fresh_limit: int) -> LoadedCollection:
             wal.close()
     # An empty log after the manifest's own one holds nothing; appending goes to the
     # last log that does (or would) hold records.
-    while len(numbers) > 1 and (directory / wal_name(numbers[-1])).stat().st_size == 0:
+    while len(numbers) > 1 and _holds_nothing(directory / wal_name(numbers[-1])):
         (directory / wal_name(numbers.pop())).unlink()
         fsync_dir(directory)
-    wal = WriteAheadLog(directory / wal_name(numbers[-1]))
-    index = _load_index(directory, spec, table, fresh_limit) if spec.index == "hnsw" else None
+    wal = WriteAheadLog(directory / wal_name(numbers[-1]), keyring, plain_ok)
+    index = None
+    if spec.index == "hnsw":
+        index = _load_index(directory, spec, table, fresh_limit, keyring, plain_ok)
     return LoadedCollection(spec, manifest, wal, numbers[-1], table, index)
+
+
+def _holds_nothing(path: Path) -> bool:
+    size = path.stat().st_size
+    return size == 0 or (size == WAL_HEADER_SIZE and path.read_bytes().startswith(WAL_MAGIC))
 
 
 def apply_record(table: VectorTable, index: HnswIndex | None, record: WalRecord) -> None:
@@ -155,7 +173,12 @@ def _note_unverified(directory: Path) -> None:
 
 
 def _load_index(
-    directory: Path, spec: CollectionSpec, table: VectorTable, fresh_limit: int
+    directory: Path,
+    spec: CollectionSpec,
+    table: VectorTable,
+    fresh_limit: int,
+    keyring: Keyring | None,
+    plain_ok: bool,
 ) -> HnswIndex:
     params = spec.hnsw or {}
     index = HnswIndex(
@@ -167,7 +190,9 @@ def _load_index(
     )
     path = directory / INDEX_FILE
     try:
-        index.restore(path.read_bytes(), table)
+        # A sealed index that fails authentication is tampering or damage: IntegrityError
+        # (the collection is refused), not a silent rebuild over the evidence.
+        index.restore(open_bytes(path.read_bytes(), keyring, INDEX_FILE, plain_ok), table)
         return index
     except FileNotFoundError:
         pass

@@ -12,10 +12,17 @@ The manifest records the size and CRC32 of ``collection.json`` and of every file
 its segment, and a CRC32 of itself; a load verifies them before it reads anything
 (see ``workers.integrity``). A manifest without them predates the checks: it loads
 unverified, and the next compaction writes a manifest that has them.
+
+For a tenant with a data key the segment files and the index are sealed (see
+``workers.sealed``; the checksums are of the ciphertext) and the manifest says
+``"key_version": n``: from then on a plaintext file in their place is refused. The
+manifest and ``collection.json`` stay plaintext; they hold only the collection's
+shape (name, dimension, metric, index parameters), file sizes and checksums.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import shutil
@@ -31,6 +38,7 @@ import orjson
 
 from workers.durable_files import fsync_dir, is_trash_name, write_bytes_durably
 from workers.integrity import ChecksummingWriter, FileChecksum, IntegrityError
+from workers.sealed import Keyring, SealedWriter, is_sealed, open_bytes, seal_or_plain
 
 MANIFEST = "manifest.json"
 SPEC_FILE = "collection.json"
@@ -50,6 +58,14 @@ class Manifest:
     # manifest written before checksums existed (loaded unverified).
     checksums: Mapping[str, FileChecksum] | None = None
     rows: int | None = None  # live rows in the segment (a hint while it cannot load)
+    # The data key version its segment and index are sealed with; None: plaintext (written
+    # before encryption, or for a tenant without a key). Once set, plaintext is refused.
+    key_version: int | None = None
+
+    @property
+    def sealed(self) -> bool:
+        """Whether the collection's files are encrypted."""
+        return self.key_version is not None
 
     @classmethod
     def for_generation(
@@ -57,9 +73,12 @@ class Manifest:
         generation: int,
         checksums: Mapping[str, FileChecksum] | None = None,
         rows: int | None = None,
+        key_version: int | None = None,
     ) -> Manifest:
         """The manifest naming generation ``generation``'s files."""
-        return cls(generation, f"seg-{generation}", f"wal-{generation}.log", checksums, rows)
+        return cls(
+            generation, f"seg-{generation}", f"wal-{generation}.log", checksums, rows, key_version
+        )
 
     def expected_files(self) -> list[str]:
         """The files whose checksums a complete manifest records."""
@@ -90,7 +109,10 @@ def read_manifest(directory: Path) -> Manifest:
         rows = doc.get("rows")
         if rows is not None and (not isinstance(rows, int) or rows < 0):
             raise ValueError("manifest row count is malformed")
-        manifest = Manifest.for_generation(int(doc["generation"]), checksums, rows)
+        version = doc.get("key_version")
+        if version is not None and (not isinstance(version, int) or version < 0):
+            raise ValueError("manifest key version is malformed")
+        manifest = Manifest.for_generation(int(doc["generation"]), checksums, rows, version)
         if doc.get("segment") != manifest.segment or doc.get("wal") != manifest.wal:
             raise ValueError("manifest names unexpected files")
         if checksums is not None and sorted(checksums) != sorted(manifest.expected_files()):
@@ -111,30 +133,42 @@ def write_manifest(directory: Path, manifest: Manifest) -> None:
     }
     if manifest.rows is not None:
         doc["rows"] = manifest.rows
+    if manifest.key_version is not None:
+        doc["key_version"] = manifest.key_version
     if manifest.checksums is not None:
         doc["files"] = {k: v.to_json() for k, v in sorted(manifest.checksums.items())}
         doc["check"] = _self_check(doc)
     write_bytes_durably(directory / MANIFEST, orjson.dumps(doc))
 
 
-def write_segment(directory: Path, name: str, data: SegmentData) -> dict[str, FileChecksum]:
+def write_segment(
+    directory: Path, name: str, data: SegmentData, keyring: Keyring | None = None
+) -> dict[str, FileChecksum]:
     """Write a complete segment as ``directory/name`` via a temp dir and rename.
 
     Returns the checksum of each file (keyed ``name/file``) as written, for the manifest.
+    With a keyring every file is sealed under its current key (streamed, chunk by chunk).
     """
     temp = directory / f".{name}-{uuid.uuid4().hex}.tmp"
     temp.mkdir()
     checksums: dict[str, FileChecksum] = {}
     try:
-        ids = orjson.dumps(data.ids)
+        ids = seal_or_plain(orjson.dumps(data.ids), keyring)
         _write_synced(temp / "ids.json", ids)
         checksums[f"{name}/ids.json"] = FileChecksum.of_bytes(ids)
         lines = b"".join(orjson.dumps(m) + b"\n" for m in data.metadata)
+        lines = seal_or_plain(lines, keyring)
         _write_synced(temp / "metadata.jsonl", lines)
         checksums[f"{name}/metadata.jsonl"] = FileChecksum.of_bytes(lines)
         with (temp / "vectors.npy").open("wb") as fh:
             writer = ChecksummingWriter(fh)
-            np.save(writer, np.ascontiguousarray(data.vectors, dtype="<f4"), allow_pickle=False)
+            matrix = np.ascontiguousarray(data.vectors, dtype="<f4")
+            if keyring is None:
+                np.save(writer, matrix, allow_pickle=False)
+            else:
+                sealer = SealedWriter(writer, keyring)
+                np.save(sealer, matrix, allow_pickle=False)
+                sealer.close()
             fh.flush()
             os.fsync(fh.fileno())
         checksums[f"{name}/vectors.npy"] = writer.checksum
@@ -147,25 +181,41 @@ def write_segment(directory: Path, name: str, data: SegmentData) -> dict[str, Fi
     return checksums
 
 
-def read_segment(path: Path, dimension: int) -> SegmentData:
-    """Read a segment; IntegrityError (naming the file) if a part is unreadable or they disagree."""
+def read_segment(
+    path: Path, dimension: int, keyring: Keyring | None = None, allow_plain: bool = True
+) -> SegmentData:
+    """Read a segment; IntegrityError (naming the file) if a part is unreadable or they disagree.
+
+    Sealed files are decrypted (every chunk authenticated); plaintext ones are read as
+    they are only when ``allow_plain`` (a manifest written before encryption).
+    """
     name = path.name
 
     def damaged(file: str, exc: Exception) -> IntegrityError:
         return IntegrityError(f"{name}/{file}", f"unreadable ({exc})")
 
+    def plain(file: str) -> bytes:
+        raw = (path / file).read_bytes()
+        return open_bytes(raw, keyring, f"{name}/{file}", allow_plain)
+
     try:
-        ids = orjson.loads((path / "ids.json").read_bytes())
+        ids = orjson.loads(plain("ids.json"))
     except (ValueError, FileNotFoundError) as exc:
+        if isinstance(exc, IntegrityError):
+            raise
         raise damaged("ids.json", exc) from exc
     try:
-        lines = (path / "metadata.jsonl").read_bytes().splitlines()
+        lines = plain("metadata.jsonl").splitlines()
         metadata = [orjson.loads(line) for line in lines]
     except (ValueError, FileNotFoundError) as exc:
+        if isinstance(exc, IntegrityError):
+            raise
         raise damaged("metadata.jsonl", exc) from exc
     try:
-        vectors = np.load(path / "vectors.npy", mmap_mode="r", allow_pickle=False)
+        vectors = _load_vectors(path / "vectors.npy", keyring, f"{name}/vectors.npy", allow_plain)
     except (ValueError, OSError, EOFError) as exc:
+        if isinstance(exc, IntegrityError):
+            raise
         raise damaged("vectors.npy", exc) from exc
     if vectors.dtype != np.dtype("<f4") or vectors.ndim != 2 or vectors.shape[1] != dimension:
         raise IntegrityError(f"{name}/vectors.npy", "not a float32 matrix of the dimension")
@@ -173,6 +223,17 @@ def read_segment(path: Path, dimension: int) -> SegmentData:
     if not isinstance(ids, list) or len(ids) != n or len(metadata) != n:
         raise IntegrityError(name, "segment parts do not agree")
     return SegmentData(ids=list(ids), metadata=metadata, vectors=vectors)
+
+
+def _load_vectors(path: Path, keyring: Keyring | None, file: str, allow_plain: bool) -> np.ndarray:
+    with path.open("rb") as fh:
+        sealed = is_sealed(fh.read(8))
+    if not sealed:
+        if not allow_plain:
+            raise IntegrityError(file, "file is not encrypted, but the collection is")
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    data = open_bytes(path.read_bytes(), keyring, file, allow_plain)
+    return np.load(io.BytesIO(data), allow_pickle=False)
 
 
 def wal_numbers(directory: Path, manifest: Manifest) -> list[int]:

@@ -34,6 +34,7 @@ from workers.protocol import (
     reply_ok,
 )
 from workers.read_write_lock import WouldBlock
+from workers.sealed import Keyring
 from workers.tenant_move import TenantMover
 from workers.tenant_registry import TenantRegistry
 from workers.tenant_store import TenantStore
@@ -190,10 +191,16 @@ class WorkerService:
         if await asyncio.to_thread(self.mover.is_cold, tenant):
             # Loading would create an empty hot copy next to the paused one.
             raise StoreError(ErrorCode.UNAVAILABLE, TENANT_PAUSED_MESSAGE)
+        keyring = _keyring(header.get("keys"))
         async with self.ownership.gate(tenant).change():
-            await asyncio.to_thread(self.registry.open, tenant)
+            await asyncio.to_thread(self.registry.set_keys, tenant, keyring)
+            store = await asyncio.to_thread(self.registry.open, tenant)
             self.ownership.epochs[tenant] = epoch
-        return {"tenant": tenant, "epoch": epoch}
+            if header.get("reseal") is True:
+                # Key rotation (or the upgrade of plaintext data): every collection is
+                # rewritten under the current key before the coordinator drops older ones.
+                await asyncio.to_thread(store.reseal_all)
+        return {"tenant": tenant, "epoch": epoch, "key_version": _version(keyring)}
 
     async def _release(self, header: dict[str, Any]) -> None:
         tenant = check_tenant_id(header.get("tenant"))
@@ -327,6 +334,19 @@ def _refusal(rid: int, op: str, exc: Exception, budget: WorkBudget) -> dict[str,
         return reply_error(rid, refusal.code, refusal.message)
     log.error("request %s (%s) failed", rid, op[:40], exc_info=exc)
     return reply_error(rid, ErrorCode.INTERNAL, "internal error in worker")
+
+
+def _keyring(value: Any) -> Keyring | None:
+    if value is None:
+        return None
+    try:
+        return Keyring.from_wire(value)
+    except ValueError as exc:
+        raise StoreError(ErrorCode.INVALID, f"malformed data keys: {exc}") from None
+
+
+def _version(keyring: Keyring | None) -> int | None:
+    return None if keyring is None else keyring.current
 
 
 def _epoch(value: Any) -> int:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from pathlib import Path
 
 from workers.collection import DEFAULT_FRESH_LIMIT, StoreOptions
 from workers.collection_spec import check_tenant_id
 from workers.maintenance import Maintenance
+from workers.sealed import Keyring
 from workers.tenant_store import TenantStore
 
 
@@ -26,6 +28,33 @@ class TenantRegistry:
         self.options = StoreOptions(compact_bytes, fresh_limit, maintenance or Maintenance.shared())
         self._lock = threading.Lock()
         self._stores: dict[str, TenantStore] = {}
+        # Plaintext data keys of owned tenants (from ASSIGN); dropped on release or delete.
+        self._keys: dict[str, Keyring] = {}
+
+    def set_keys(self, tenant: str, keyring: Keyring | None) -> bool:
+        """Hold the tenant's data keys (None: it writes plaintext); True if they changed.
+
+        An open store whose keys changed drops its loaded collections, so each is read
+        again (and re-encrypted under the new current key) on its next use.
+        """
+        check_tenant_id(tenant)
+        with self._lock:
+            if self._keys.get(tenant) == keyring:
+                return False
+            if keyring is None:
+                self._keys.pop(tenant, None)
+            else:
+                self._keys[tenant] = keyring
+            store = self._stores.get(tenant)
+        if store is not None:
+            store.set_keyring(keyring)
+        return True
+
+    def _options_for(self, tenant: str) -> StoreOptions:
+        keyring = self._keys.get(tenant)
+        if keyring is None:
+            return self.options
+        return dataclasses.replace(self.options, keyring=keyring)
 
     def open(self, tenant: str) -> TenantStore:
         """The tenant's store, opening it (taking its directory lock) if needed."""
@@ -33,7 +62,7 @@ class TenantRegistry:
         with self._lock:
             store = self._stores.get(tenant)
             if store is None:
-                store = TenantStore(self.hot_dir, tenant, self.options)
+                store = TenantStore(self.hot_dir, tenant, self._options_for(tenant))
                 store.take_ownership()
                 self._stores[tenant] = store
             return store
@@ -42,6 +71,7 @@ class TenantRegistry:
         """Close the tenant's store and unlock its directory (no-op if not open)."""
         with self._lock:
             store = self._stores.pop(tenant, None)
+            self._keys.pop(tenant, None)
         if store is not None:
             store.close()
 
@@ -56,6 +86,7 @@ class TenantRegistry:
         store = self.open(tenant)
         with self._lock:
             self._stores.pop(tenant, None)
+            self._keys.pop(tenant, None)
         store.delete_everything()
 
     def release_all(self) -> None:
@@ -63,6 +94,7 @@ class TenantRegistry:
         with self._lock:
             stores = list(self._stores.values())
             self._stores.clear()
+            self._keys.clear()
         for store in stores:
             store.close()
 

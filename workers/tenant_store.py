@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import logging
 import os
@@ -23,6 +24,7 @@ from workers.errors import StoreError, collection_not_found
 from workers.integrity import IntegrityError
 from workers.maintenance import Maintenance
 from workers.protocol import COLLECTION_RE, ErrorCode
+from workers.sealed import Keyring
 from workers.segment import MANIFEST, SPEC_FILE, read_manifest
 
 log = logging.getLogger(__name__)
@@ -69,11 +71,14 @@ class TenantStore:
         *,
         fresh_limit: int | None = None,
         maintenance: Maintenance | None = None,
+        keyring: Keyring | None = None,
     ) -> TenantStore:
         """Take the tenant's directory lock (UNAVAILABLE if another process holds it)."""
-        options = StoreOptions(compact_bytes, maintenance=maintenance or Maintenance.shared())
+        options = StoreOptions(
+            compact_bytes, maintenance=maintenance or Maintenance.shared(), keyring=keyring
+        )
         if fresh_limit is not None:
-            options = StoreOptions(compact_bytes, fresh_limit, options.maintenance)
+            options = dataclasses.replace(options, fresh_limit=fresh_limit)
         store = cls(hot_dir, tenant, options)
         store.take_ownership()
         return store
@@ -170,6 +175,24 @@ class TenantStore:
             self._unloaded_counts[name] = collection.vector_count
             collection.close(StoreError(ErrorCode.UNAVAILABLE, "collection was unloaded; retry"))
         return freed
+
+    def set_keyring(self, keyring: Keyring | None) -> None:
+        """Use new data keys: loaded collections are closed and re-read (and re-sealed) later."""
+        with self._lock:
+            self._check_open()
+            self._options = dataclasses.replace(self._options, keyring=keyring)
+            loaded = dict(self._collections)
+            self._collections.clear()
+            self._damaged.clear()
+        for collection in loaded.values():
+            collection.close(StoreError(ErrorCode.UNAVAILABLE, "data key changed; retry"))
+
+    def reseal_all(self) -> list[str]:
+        """Load every collection now, re-encrypting those not under the current key."""
+        names = self.collection_names()
+        for name in names:
+            self.collection(name)
+        return names
 
     @property
     def maintenance(self) -> Maintenance:

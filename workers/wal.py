@@ -4,6 +4,13 @@ File layout: a sequence of records ``u32 LE length | u32 LE CRC32(payload) | pay
 Payload: one kind byte, then for an upsert ``u32 n | u32 d | u32 len | ids JSON |
 u32 len | metadata JSON | n*d float32 LE``, for a delete ``u32 len | ids JSON``, for a
 metadata update ``u32 len | ids JSON | u32 len | {"set": {...}, "unset": [...]} JSON``.
+
+A tenant with a data key writes a sealed log instead (see ``workers.sealed``): a
+28-byte header (magic, key version, random file id), then records ``u32 LE length |
+nonce | AES-GCM(payload)``, each authenticated with the header and its own byte offset
+as associated data. The tag replaces the CRC: a torn or damaged record fails to
+authenticate. A log's format is read from its first bytes, so a plaintext log written
+before encryption is still replayed (once; the collection is then re-encrypted).
 """
 
 from __future__ import annotations
@@ -12,7 +19,7 @@ import logging
 import os
 import struct
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +30,15 @@ import orjson
 from workers.durable_files import fsync_dir
 from workers.fsync_stats import WAL_FSYNCS
 from workers.integrity import IntegrityError
+from workers.sealed import (
+    WAL_HEADER_SIZE,
+    WAL_MAGIC,
+    Keyring,
+    new_wal_header,
+    open_record,
+    seal_record,
+    wal_header_version,
+)
 
 log = logging.getLogger(__name__)
 
@@ -158,14 +174,49 @@ def frame_record(payload: bytes) -> bytes:
 class WriteAheadLog:
     """An append-only, fsynced log of records; replay drops a torn or corrupt tail."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(
+        self, path: Path, keyring: Keyring | None = None, allow_plain: bool = True
+    ) -> None:
         created = not path.exists()
         self.path = path
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            self._header = self._open_header(keyring, allow_plain)
+        except BaseException:
+            os.close(self._fd)
+            raise
+        self._aead = None
+        if self._header is not None:
+            assert keyring is not None
+            self._aead = keyring.aead(wal_header_version(self._header), path.name)
         if created:
             os.fsync(self._fd)
             fsync_dir(path.parent)
         self._size = os.fstat(self._fd).st_size
+
+    def _open_header(self, keyring: Keyring | None, allow_plain: bool) -> bytes | None:
+        """The sealed header (written now for a new log of a keyed tenant), or None if plain."""
+        size = os.fstat(self._fd).st_size
+        head = os.pread(self._fd, WAL_HEADER_SIZE, 0)
+        if head[: len(WAL_MAGIC)] == WAL_MAGIC and size >= WAL_HEADER_SIZE:
+            if keyring is None:
+                raise IntegrityError(self.path.name, "log is encrypted and no data key was given")
+            return head
+        if keyring is not None and (size == 0 or WAL_MAGIC.startswith(head)):
+            # New (or a header torn before anything followed it): start it sealed.
+            os.ftruncate(self._fd, 0)
+            header = new_wal_header(keyring)
+            os.write(self._fd, header)
+            os.fsync(self._fd)
+            return header
+        if not allow_plain and size > 0:
+            raise IntegrityError(self.path.name, "log is not encrypted, but the collection is")
+        return None
+
+    @property
+    def sealed(self) -> bool:
+        """Whether this log's records are encrypted."""
+        return self._header is not None
 
     @property
     def size(self) -> int:
@@ -174,10 +225,13 @@ class WriteAheadLog:
 
     def append(self, records: Sequence[WalRecord]) -> None:
         """Write records and fsync; when this returns they survive a crash."""
-        data = b"".join(frame_record(encode_record(r)) for r in records)
-        if not data:
+        if not records:
             return
         start = self._size
+        if self._header is None:
+            data = b"".join(frame_record(encode_record(r)) for r in records)
+        else:
+            data = self._seal_all(start, records)
         try:
             view = memoryview(data)
             while view:
@@ -191,6 +245,15 @@ class WriteAheadLog:
             raise
         self._size = start + len(data)
 
+    def _seal_all(self, start: int, records: Sequence[WalRecord]) -> bytes:
+        assert self._aead is not None and self._header is not None
+        parts, offset = [], start
+        for record in records:
+            body = seal_record(self._aead, self._header, offset, encode_record(record))
+            parts.append(_U32.pack(len(body)) + body)
+            offset += _U32.size + len(body)
+        return b"".join(parts)
+
     def replay(self) -> Iterator[WalRecord]:
         """Yield records in order; cut off a torn tail, refuse damage in the middle.
 
@@ -202,6 +265,23 @@ class WriteAheadLog:
         unacknowledged append too: the collection waits for an operator rather
         than risk cutting off acknowledged data.)
         """
+        if self._header is not None:
+            good = yield from self._replay_sealed()
+        else:
+            good = yield from self._replay_plain()
+        end = os.fstat(self._fd).st_size
+        if good < end and self._valid_record_after(good):
+            raise IntegrityError(
+                self.path.name, f"damaged record at byte {good} with intact records after it"
+            )
+        if good < end:
+            log.warning(
+                "write-ahead log %s: dropping %d bytes of torn tail", self.path.name, end - good
+            )
+            self._truncate(good)
+        self._size = good
+
+    def _replay_plain(self) -> Generator[WalRecord, None, int]:
         good = 0
         with self.path.open("rb") as fh:
             while True:
@@ -219,17 +299,44 @@ class WriteAheadLog:
                     break
                 good += _HEAD.size + length
                 yield record
-        end = os.fstat(self._fd).st_size
-        if good < end and _valid_record_after(self.path, good):
-            raise IntegrityError(
-                self.path.name, f"damaged record at byte {good} with intact records after it"
-            )
-        if good < end:
-            log.warning(
-                "write-ahead log %s: dropping %d bytes of torn tail", self.path.name, end - good
-            )
-            self._truncate(good)
-        self._size = good
+        return good
+
+    def _replay_sealed(self) -> Generator[WalRecord, None, int]:
+        assert self._aead is not None and self._header is not None
+        good = WAL_HEADER_SIZE
+        with self.path.open("rb") as fh:
+            fh.seek(good)
+            while True:
+                head = fh.read(_U32.size)
+                if len(head) < _U32.size:
+                    break
+                (length,) = _U32.unpack(head)
+                body = fh.read(length)
+                payload = open_record(self._aead, self._header, good, body)
+                if payload is None:
+                    break
+                try:
+                    record = decode_record(payload)
+                except CorruptRecordError:
+                    break
+                good += _U32.size + length
+                yield record
+        return good
+
+    def _valid_record_after(self, bad_at: int) -> bool:
+        if self._header is None:
+            return _valid_record_after(self.path, bad_at)
+        assert self._aead is not None
+        data = self.path.read_bytes()
+        for start in range(bad_at + 1, len(data) - _U32.size + 1):
+            (length,) = _U32.unpack_from(data, start)
+            end = start + _U32.size + length
+            if length < 28 or end > len(data):
+                continue
+            payload = open_record(self._aead, self._header, start, data[start + _U32.size : end])
+            if payload is not None:
+                return True
+        return False
 
     def _truncate(self, size: int) -> None:
         try:

@@ -108,11 +108,59 @@ class ClientResumed(ClientEvent):
     reason: str | None = None
 
 
+class RemovedFile(BaseModel):
+    """One file removed with a client or collection: its path and the SHA-256 of its bytes.
+
+    ``path`` is relative to the data directory (``hot/<client>/...``, ``cold/<client>/...``);
+    the bytes hashed are the ciphertext as stored.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    path: str = Field(max_length=1000)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class DeletionReceipt(BaseModel):
+    """What a client's deletion destroyed: its data keys and the files removed after.
+
+    ``data_key_ids`` name the wrapped data keys destroyed in the same transaction as
+    the event (from then on no key that exists opens the files); ``files`` lists every
+    file of the client found just before that commit, hashed; ``chain_head_*`` is the
+    event log's head before this event, so the receipt pins the history it follows.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    data_key_ids: tuple[str, ...]
+    files: tuple[RemovedFile, ...]
+    files_hashed_at: str
+    chain_head_seq: int = Field(ge=0)
+    chain_head_hash: str
+
+
 class ClientDeleted(ClientEvent):
-    """v2 added ``reason`` (required of operators since; v1 deletions carried none)."""
+    """v2 added ``reason`` (required of operators since; v1 deletions carried none).
+
+    v3 added ``receipt`` (crypto-shredding; deletions before it carried none).
+    """
 
     event_type: ClassVar[str] = "client.deleted"
-    schema_version: ClassVar[int] = 2
+    schema_version: ClassVar[int] = 3
+    reason: str | None = None
+    receipt: DeletionReceipt | None = None
+
+
+class ClientDataKeyRotated(ClientEvent):
+    """The client's data was re-encrypted under a new data key; the older ones were destroyed.
+
+    Recorded when the re-encryption has finished (requested by an operator or not).
+    """
+
+    event_type: ClassVar[str] = "client.data_key_rotated"
+    key_id: str
+    key_version: int = Field(ge=1)
+    previous_key_ids: tuple[str, ...]
     reason: str | None = None
 
 
@@ -125,8 +173,12 @@ class CollectionCreated(ClientEvent):
 
 
 class CollectionDeleted(ClientEvent):
+    """v2 added ``files``: the removed files with the SHA-256 of each (v1 carried none)."""
+
     event_type: ClassVar[str] = "collection.deleted"
+    schema_version: ClassVar[int] = 2
     name: str
+    files: tuple[RemovedFile, ...] = ()
 
 
 class InvoiceIssued(ClientEvent):
@@ -347,6 +399,7 @@ CATALOGUE: tuple[type[Event], ...] = (
     BackupPruned,
     BackupRestored,
     RestoreDrillCompleted,
+    ClientDataKeyRotated,
 )
 
 EVENT_TYPES: dict[str, type[Event]] = {cls.event_type: cls for cls in CATALOGUE}
@@ -368,6 +421,14 @@ def _api_key_issued_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
     return {**data, "expires_at": None, "allowed_cidrs": []}
 
 
+def _receipt_none(data: dict[str, Any]) -> dict[str, Any]:
+    return {**data, "receipt": None}
+
+
+def _no_files(data: dict[str, Any]) -> dict[str, Any]:
+    return {**data, "files": []}
+
+
 def _usage_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
     return {**data, "rejected": 0}
 
@@ -385,6 +446,8 @@ UPCASTERS: dict[tuple[str, int], Upcaster] = {
     (ApiKeyIssued.event_type, 1): _api_key_issued_v1_to_v2,
     (ClientResumed.event_type, 1): _reason_none,
     (ClientDeleted.event_type, 1): _reason_none,
+    (ClientDeleted.event_type, 2): _receipt_none,
+    (CollectionDeleted.event_type, 1): _no_files,
     (InvoiceIssued.event_type, 1): _reason_none,
     (PaymentReceived.event_type, 1): _reason_none,
 }

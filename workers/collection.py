@@ -166,6 +166,11 @@ class Collection(CollectionRecords):
         return self._manifest.generation
 
     @property
+    def key_version(self) -> int | None:
+        """The data key version the current generation is sealed with (None: plaintext)."""
+        return self._manifest.key_version
+
+    @property
     def vector_count(self) -> int:
         """Number of live vectors."""
         return self._table.count

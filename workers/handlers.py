@@ -42,9 +42,13 @@ def get_collection(store: TenantStore, frame: Frame) -> Result:
 
 
 def delete_collection(store: TenantStore, frame: Frame) -> Result:
-    """DELETE_COLLECTION {collection} -> {}."""
-    store.delete_collection(frame.header.get("collection", ""))
-    return {}, {}
+    """DELETE_COLLECTION {collection} -> {files}: the removed files and their SHA-256."""
+    return {"files": store.delete_collection(frame.header.get("collection", ""))}, {}
+
+
+def reseal(store: TenantStore, frame: Frame) -> Result:
+    """RESEAL {} -> {collections}: every collection now under the current data key."""
+    return {"collections": store.reseal_all()}, {}
 
 
 def upsert(store: TenantStore, frame: Frame) -> Result:
@@ -197,6 +201,7 @@ BUDGETED: dict[str, BudgetedHandler] = {
     Op.LIST_VECTORS: list_vectors,
     Op.COUNT_VECTORS: count_vectors,
     Op.UPDATE_METADATA: update_metadata,
+    Op.RESEAL: reseal,
 }
 
 HANDLERS: dict[str, Handler] = {
@@ -212,6 +217,7 @@ HANDLERS: dict[str, Handler] = {
     Op.LIST_VECTORS: list_vectors,
     Op.COUNT_VECTORS: count_vectors,
     Op.UPDATE_METADATA: update_metadata,
+    Op.RESEAL: reseal,
 }
 
 

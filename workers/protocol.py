@@ -45,6 +45,17 @@ Cost control (issue 12; backwards compatible):
   rows compared per query vector) plus the filter's ``$in``/``$nin`` operands; the
   coordinator charges it to the client's rate limit.
 
+Encryption at rest (issue 15; backwards compatible):
+
+* ASSIGN may carry ``keys: {current, keys: {version: hex}}``: the tenant's plaintext
+  data keys (only over this authenticated socket). The worker seals every file it writes
+  for the tenant under ``current`` and holds the keys only while it owns the tenant.
+  Without ``keys`` the tenant's files are plaintext (and sealed ones cannot be read).
+* RESEAL ``{}`` -> ``{collections}``: rewrite the collections not yet under the current key.
+* DIGEST_TENANT ``{tenant}`` -> ``{files: [{path, sha256}]}`` (storage op): the tenant's
+  files as stored, hot and cold, for a deletion receipt.
+* DELETE_COLLECTION's reply carries ``files: [{path, sha256}]``: what it removed.
+
 Additions (issue 14, everyday data operations; new ops only):
 
 * LIST_VECTORS ``{collection, after, limit, filter?, include_metadata, include_values}`` ->
@@ -131,11 +142,16 @@ class Op(StrEnum):
     RESTORE_TENANT = "restore_tenant"  # {backup_id, collections?, suffix?, rename?, replace}
     CANCEL = "cancel"  # {cancel: rid}: stop that request's work; never answered
     DELETE_TENANT = "delete_tenant"  # {}: remove every file of the tenant
+    # {}: -> {collections}: rewrite every collection not yet under the tenant's current
+    # data key (key rotation, upgrade of plaintext data); idempotent
+    RESEAL = "reseal"
     # coordinator -> worker, storage tiering (no ownership; the tenant must be released)
     MOVE_TENANT = "move_tenant"  # {tenant, to: "hot"|"cold"} -> {tenant, location, ...}
     TENANT_SUMMARY = "tenant_summary"  # {tenant} -> {tenant, location, collections?, ...}
     DELETE_COLD_TENANT = "delete_cold_tenant"  # {tenant}: explicit delete of a cold copy
     BACKUP_COLD_TENANT = "backup_cold_tenant"  # {tenant, backup_id, ...}: a paused tenant
+    # {tenant} -> {files: [{path, sha256}]}: every file of the tenant, hot and cold
+    DIGEST_TENANT = "digest_tenant"
     # either direction
     REPLY = "reply"  # {rid, ok, error?: {code, message}, ...result}
 
@@ -157,11 +173,18 @@ DATA_OPS = frozenset(
         Op.UPDATE_METADATA,
         Op.BACKUP_TENANT,
         Op.RESTORE_TENANT,
+        Op.RESEAL,
     }
 )
 
 STORAGE_OPS = frozenset(
-    {Op.MOVE_TENANT, Op.TENANT_SUMMARY, Op.DELETE_COLD_TENANT, Op.BACKUP_COLD_TENANT}
+    {
+        Op.MOVE_TENANT,
+        Op.TENANT_SUMMARY,
+        Op.DELETE_COLD_TENANT,
+        Op.BACKUP_COLD_TENANT,
+        Op.DIGEST_TENANT,
+    }
 )
 
 

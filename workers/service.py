@@ -172,6 +172,8 @@ class WorkerService:
         tenant = check_tenant_id(header.get("tenant"))
         if op == Op.TENANT_SUMMARY:
             return await asyncio.to_thread(self.mover.describe, tenant)
+        if op == Op.DIGEST_TENANT:
+            return {"files": await asyncio.to_thread(self.mover.digests, tenant)}
         async with self.ownership.gate(tenant).change():
             if tenant in self.ownership.epochs:
                 raise StoreError(ErrorCode.UNAVAILABLE, "tenant is still owned; release it first")
@@ -183,7 +185,8 @@ class WorkerService:
             if op == Op.DELETE_COLD_TENANT:
                 await asyncio.to_thread(self.mover.delete_cold, tenant)
                 return {"tenant": tenant}
-            return await asyncio.to_thread(self.mover.move, tenant, header.get("to"))
+            keyring = _keyring(header.get("keys"))
+            return await asyncio.to_thread(self.mover.move, tenant, header.get("to"), keyring)
 
     async def _assign(self, header: dict[str, Any]) -> dict[str, Any]:
         tenant = check_tenant_id(header.get("tenant"))
@@ -194,12 +197,8 @@ class WorkerService:
         keyring = _keyring(header.get("keys"))
         async with self.ownership.gate(tenant).change():
             await asyncio.to_thread(self.registry.set_keys, tenant, keyring)
-            store = await asyncio.to_thread(self.registry.open, tenant)
+            await asyncio.to_thread(self.registry.open, tenant)
             self.ownership.epochs[tenant] = epoch
-            if header.get("reseal") is True:
-                # Key rotation (or the upgrade of plaintext data): every collection is
-                # rewritten under the current key before the coordinator drops older ones.
-                await asyncio.to_thread(store.reseal_all)
         return {"tenant": tenant, "epoch": epoch, "key_version": _version(keyring)}
 
     async def _release(self, header: dict[str, Any]) -> None:

@@ -42,8 +42,10 @@ import orjson
 from workers.collection_spec import check_tenant_id
 from workers.durable_files import fsync_dir, remove_tree_durably, write_bytes_durably
 from workers.errors import StoreError
+from workers.file_digests import tree_digests
 from workers.integrity import FileChecksum, file_checksum
 from workers.protocol import ErrorCode
+from workers.sealed import Keyring
 
 LOCATIONS_DIR = ".locations"
 LOCK_FILE = ".lock"  # workers.tenant_store.LOCK_FILE (not imported: it pulls in FAISS)
@@ -170,13 +172,19 @@ def _tenant_lock(hot: Path, tenant: str) -> Iterator[None]:
         os.close(fd)
 
 
-def summarize_hot(hot: Path, tenant: str, compact_bytes: int) -> dict[str, Any]:
-    """Collections, vector count and bytes of a hot tenant (opens it briefly, then closes)."""
+def summarize_hot(
+    hot: Path, tenant: str, compact_bytes: int, keyring: Keyring | None = None
+) -> dict[str, Any]:
+    """Collections, vector count and bytes of a hot tenant (opens it briefly, then closes).
+
+    An encrypted tenant's files are read with ``keyring``, the keys the coordinator sent
+    with the move; they are dropped with the store when it closes.
+    """
     if not (hot / tenant).is_dir():
         return {"collections": [], "vectors": 0, "bytes": 0}
     from workers.tenant_store import TenantStore  # FAISS and friends: only when needed
 
-    store = TenantStore.open(hot, tenant, compact_bytes)
+    store = TenantStore.open(hot, tenant, compact_bytes, keyring=keyring)
     try:
         infos = store.list_collections()
         figures = store.usage()
@@ -186,9 +194,17 @@ def summarize_hot(hot: Path, tenant: str, compact_bytes: int) -> dict[str, Any]:
 
 
 def move_tenant(
-    hot: Path, cold: Path, tenant: str, to: str, compact_bytes: int = 64 << 20
+    hot: Path,
+    cold: Path,
+    tenant: str,
+    to: str,
+    compact_bytes: int = 64 << 20,
+    keyring: Keyring | None = None,
 ) -> dict[str, Any]:
-    """Make ``to`` (``hot`` or ``cold``) the tenant's copy in use; safe to repeat after a crash."""
+    """Make ``to`` (``hot`` or ``cold``) the tenant's copy in use; safe to repeat after a crash.
+
+    The files are copied byte for byte: an encrypted tenant's cold copy is encrypted too.
+    """
     check_tenant_id(tenant)
     if to not in (HOT, COLD):
         raise StoreError(ErrorCode.INVALID, "to must be 'hot' or 'cold'")
@@ -198,7 +214,7 @@ def move_tenant(
     if to == COLD and location(hot, tenant) == HOT:
         # Taken first: opening the store replays its WAL and closing it saves indexes,
         # so every file is final before the copy starts.
-        summary = summarize_hot(hot, tenant, compact_bytes)
+        summary = summarize_hot(hot, tenant, compact_bytes, keyring)
     with _tenant_lock(hot, tenant):
         settle(hot, cold, tenant)
         if location(hot, tenant) == to:
@@ -265,10 +281,16 @@ class TenantMover:
     def is_cold(self, tenant: str) -> bool:
         return location(self.hot, tenant) == COLD
 
-    def move(self, tenant: str, to: object) -> dict[str, Any]:
+    def move(self, tenant: str, to: object, keyring: Keyring | None = None) -> dict[str, Any]:
         if not isinstance(to, str):
             raise StoreError(ErrorCode.INVALID, "to must be 'hot' or 'cold'")
-        return move_tenant(self.hot, self.cold, tenant, to, self.compact_bytes)
+        return move_tenant(self.hot, self.cold, tenant, to, self.compact_bytes, keyring)
+
+    def digests(self, tenant: str) -> list[dict[str, str]]:
+        """Every file of the tenant, hot and cold, with its SHA-256 (for deletion receipts)."""
+        check_tenant_id(tenant)
+        hot = tree_digests(self.hot / tenant, f"{self.hot.name}/{tenant}")
+        return hot + tree_digests(self.cold / tenant, f"{self.cold.name}/{tenant}")
 
     def describe(self, tenant: str) -> dict[str, Any]:
         return describe(self.hot, self.cold, check_tenant_id(tenant))

@@ -21,6 +21,7 @@ from workers.collection import Collection, Metadata, StoreOptions
 from workers.collection_spec import CollectionSpec, check_collection_name, check_tenant_id
 from workers.durable_files import fsync_dir, is_trash_name, remove_tree_durably, trash_name_for
 from workers.errors import StoreError, collection_not_found
+from workers.file_digests import tree_digests
 from workers.integrity import IntegrityError
 from workers.maintenance import Maintenance
 from workers.protocol import COLLECTION_RE, ErrorCode
@@ -188,11 +189,24 @@ class TenantStore:
             collection.close(StoreError(ErrorCode.UNAVAILABLE, "data key changed; retry"))
 
     def reseal_all(self) -> list[str]:
-        """Load every collection now, re-encrypting those not under the current key."""
-        names = self.collection_names()
-        for name in names:
-            self.collection(name)
-        return names
+        """Re-encrypt now every collection not under the current key; the names done.
+
+        A collection already sealed under it is skipped after reading its manifest.
+        """
+        keyring = self._options.keyring
+        done = []
+        for name in self.collection_names():
+            try:
+                version = read_manifest(self.directory / name).key_version
+            except (OSError, IntegrityError):
+                version = None
+            if keyring is not None and version == keyring.current:
+                continue
+            loaded = self.collection(name)  # loading re-seals it
+            if keyring is not None and loaded.key_version != keyring.current:
+                loaded.reseal()
+            done.append(name)
+        return done
 
     @property
     def maintenance(self) -> Maintenance:
@@ -286,8 +300,11 @@ class TenantStore:
                     infos.append(damaged.info)
         return infos
 
-    def delete_collection(self, name: str) -> None:
-        """Remove a collection's files durably; NOT_FOUND if it does not exist."""
+    def delete_collection(self, name: str) -> list[dict[str, str]]:
+        """Remove a collection's files durably; NOT_FOUND if it does not exist.
+
+        Returns the removed files with the SHA-256 of each (as stored: ciphertext).
+        """
         check_collection_name(name)
         with self._lock:
             self._check_open()
@@ -299,7 +316,10 @@ class TenantStore:
                 raise collection_not_found(name)
             if loaded is not None:
                 loaded.close(collection_not_found(name), save_index=False)
+            label = f"{self.directory.parent.name}/{self.tenant}/{name}"
+            removed = tree_digests(path, label)
             remove_tree_durably(path, trash_name_for(name))
+            return removed
 
     def install_restored(self, name: str, ready: Path) -> None:
         """Swap a verified restored copy in as collection ``name`` (replacing the live one)."""

@@ -7,6 +7,7 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 
+from coordinator.accounts.data_key_rows import DataKeyRecord, MemoryDataKeyRows
 from coordinator.accounts.model import (
     ApiKeyRecord,
     ClientRecord,
@@ -31,6 +32,7 @@ class InMemoryTransaction(TransactionBase):
         super().__init__()
         self._uow = uow
         self.events = uow.event_store
+        self.data_keys = MemoryDataKeyRows(uow.data_keys)
 
     def get_client(self, client_id: str) -> ClientRecord | None:
         return self._uow.clients.get(client_id)
@@ -91,6 +93,7 @@ class InMemoryUnitOfWork(CommitListeners):
         self.clients: dict[str, ClientRecord] = {}
         self.api_keys: dict[str, ApiKeyRecord] = {}
         self.operators: dict[str, OperatorRecord] = {}
+        self.data_keys: dict[tuple[str, int], DataKeyRecord] = {}
         self.event_store = InMemoryEventStore()
         self.reads = 0
         self._lock = threading.Lock()
@@ -98,12 +101,15 @@ class InMemoryUnitOfWork(CommitListeners):
     def _write_sync(self, body: Callable[[AccountsTransaction], T]) -> tuple[T, list[StoredEvent]]:
         with self._lock:
             clients, keys, operators = dict(self.clients), dict(self.api_keys), dict(self.operators)
+            data_keys = dict(self.data_keys)
             mark = self.event_store.snapshot()
             tx = InMemoryTransaction(self)
             try:
                 return body(tx), tx.appended
             except BaseException:
                 self.clients, self.api_keys, self.operators = clients, keys, operators
+                self.data_keys.clear()
+                self.data_keys.update(data_keys)
                 self.event_store.restore(mark)
                 raise
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Column, ForeignKey, Index, MetaData, Table, Text
+from sqlalchemy import Column, ForeignKey, Index, Integer, MetaData, Table, Text
 
 from eventlog.database import OrderedText
 
@@ -49,4 +49,19 @@ operators_table = Table(
     Column("digest", Text, nullable=False),
     Column("created_at", OrderedText, nullable=False),
     Column("revoked_at", Text, nullable=True),
+)
+
+# Each client's data keys, stored only wrapped by the master key (a mutable table, never
+# an event: a key must be destroyable). Deleting the client deletes its rows in the same
+# transaction as its client.deleted event (crypto-shredding).
+data_keys_table = Table(
+    "client_data_keys",
+    metadata,
+    Column("client_id", Text, primary_key=True),
+    Column("key_version", Integer, primary_key=True),
+    Column("key_id", Text, nullable=False, unique=True),
+    # hex of the AES-KW wrapped key; ``wrapper_key_id`` names the master key that wrapped it
+    Column("wrapped", Text, nullable=False),
+    Column("wrapper_key_id", Text, nullable=False),
+    Column("created_at", Text, nullable=False),
 )

@@ -22,6 +22,7 @@ from sqlalchemy import Connection, Engine, Row, insert, select, update
 from sqlalchemy.exc import OperationalError
 
 from coordinator.accounts import key_lookup
+from coordinator.accounts.data_key_rows import DataKeyRows, SqliteDataKeyRows
 from coordinator.accounts.group_commit import GroupCommitter, Outcome, WriteBody
 from coordinator.accounts.model import (
     ApiKeyRecord,
@@ -90,6 +91,9 @@ class AccountsTransaction(Protocol):
     def revoke_operator(self, operator_id: str, revoked_at: str) -> None: ...
 
     def append(self, events: Sequence[Event], actor: str) -> list[StoredEvent]: ...
+
+    @property
+    def data_keys(self) -> DataKeyRows: ...
 
 
 class AccountsUnitOfWork(Protocol):
@@ -166,6 +170,7 @@ class SqliteTransaction(TransactionBase):
         super().__init__()
         self._conn = conn
         self.events = SqliteEventSession(conn, head)
+        self.data_keys = SqliteDataKeyRows(conn)
 
     def get_client(self, client_id: str) -> ClientRecord | None:
         query = select(clients_table).where(clients_table.c.client_id == client_id)

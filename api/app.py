@@ -19,6 +19,7 @@ from api.middleware import RequestContext, RequestObserver
 from api.routes import (
     admin_backups,
     admin_clients,
+    admin_encryption,
     admin_events,
     admin_history,
     admin_operations,
@@ -104,6 +105,7 @@ def create_app(
         admin_history,
         admin_backups,
         snapshots,
+        admin_encryption,
     ):
         app.include_router(module.router, dependencies=[StrictQuery], responses=ERROR_RESPONSES)
     if os.environ.get("VP_TEST_HOOKS") == "1":  # fault injection for the test suite only

@@ -110,8 +110,26 @@ class DataPlane:
         info: dict[str, Any] = reply.header["collection"]
         return info
 
-    async def delete_collection(self, tenant: str, name: str) -> None:
-        await self._router.call(tenant, Op.DELETE_COLLECTION, {"collection": name}, retry=False)
+    async def delete_collection(self, tenant: str, name: str) -> list[tuple[str, str]]:
+        """Delete a collection; the removed files as (path, sha256) of their stored bytes."""
+        args = {"collection": name}
+        reply = await self._router.call(tenant, Op.DELETE_COLLECTION, args, retry=False)
+        files = reply.header.get("files") or []
+        return [(str(f["path"]), str(f["sha256"])) for f in files if isinstance(f, dict)]
+
+    async def reseal_tenant(self, tenant: str) -> list[str]:
+        """Have the owner rewrite the tenant's collections under its current data key.
+
+        The tenant is released first so the next ASSIGN carries its keys as they are now.
+        """
+        await self._router.release(tenant)
+        reply = await self._router.call(tenant, Op.RESEAL)
+        done: list[str] = reply.header.get("collections", [])
+        return done
+
+    async def release_tenant(self, tenant: str) -> None:
+        """Unload the tenant from its owner (which drops its keys); the next request reloads."""
+        await self._router.release(tenant)
 
     async def delete_tenant(self, tenant: str) -> None:
         """Remove every file of a (deleted) client; safe to repeat."""

@@ -47,9 +47,7 @@ def derive_master_key(secret: str) -> bytes:
     """The 256-bit key-encryption key derived from the configured secret string."""
     if len(secret) < 32:
         raise ValueError("VP_MASTER_KEY must be at least 32 characters of random text")
-    hkdf = HKDF(
-        algorithm=hashes.SHA256(), length=32, salt=None, info=b"vectorpanda master key v1"
-    )
+    hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"vectorpanda master key v1")
     return hkdf.derive(secret.encode("utf-8"))
 
 

@@ -57,8 +57,18 @@ class WorkerTenantFiles:
         await self._router.release(tenant)
 
     async def move(self, tenant: str, to: str) -> dict[str, Any]:
-        reply = await self._router.call_any(tenant, Op.MOVE_TENANT, {"to": to}, self._timeout_s)
+        args: dict[str, Any] = {"to": to}
+        keys = await self._router.tenant_keys(tenant)  # to read an encrypted tenant's summary
+        if keys is not None:
+            args["keys"] = keys
+        reply = await self._router.call_any(tenant, Op.MOVE_TENANT, args, self._timeout_s)
         return _result(reply.header)
+
+    async def digests(self, tenant: str) -> list[dict[str, str]]:
+        """Every file of the tenant (hot and cold) with the SHA-256 of its bytes."""
+        reply = await self._router.call_any(tenant, Op.DIGEST_TENANT, None, self._timeout_s)
+        files: list[dict[str, str]] = reply.header.get("files", [])
+        return files
 
     async def describe(self, tenant: str) -> dict[str, Any]:
         reply = await self._router.call_any(tenant, Op.TENANT_SUMMARY)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import numpy as np
@@ -84,6 +84,10 @@ def _ignore_cost(tenant: str, cost: int) -> None:
     return None
 
 
+async def _no_keys(tenant: str) -> dict[str, Any] | None:
+    return None
+
+
 class TenantRouter(OwnershipConvergence):
     """Routes data frames to tenant owners with deadlines and one retry."""
 
@@ -109,6 +113,8 @@ class TenantRouter(OwnershipConvergence):
         self._background: set[asyncio.Task[None]] = set()
         # rate-limit hook: (tenant, cost) for each worker reply that reports the work done
         self.charge_cost: Callable[[str, int], None] = _ignore_cost
+        # encryption at rest: the tenant's unwrapped data keys, sent with ASSIGN (None: none)
+        self.tenant_keys: Callable[[str], Awaitable[dict[str, Any] | None]] = _no_keys
         # Epochs only grow: a base from the wall clock at start-up (so a
         # restarted coordinator issues higher epochs) plus a counter.
         self._epoch = time.time_ns()
@@ -182,7 +188,17 @@ class TenantRouter(OwnershipConvergence):
 
     async def _assign(self, tenant: str, link: WorkerLink, deadline: float) -> int:
         epoch = self._next_epoch()
-        header = {"op": Op.ASSIGN.value, "tenant": tenant, "epoch": epoch}
+        header: dict[str, Any] = {"op": Op.ASSIGN.value, "tenant": tenant, "epoch": epoch}
+        try:
+            keys = await self.tenant_keys(tenant)
+        except Exception:
+            log.exception("data keys of tenant %s are unavailable", tenant)
+            self.unservable.failed(tenant, "its data keys are unavailable")
+            raise TenantUnavailable(
+                "The tenant cannot be loaded right now; retry shortly.", retry_after=2
+            ) from None
+        if keys is not None:
+            header["keys"] = keys  # never logged
         try:
             reply = await self._exchange(link, header, None, deadline)
         except (TenantUnavailable, WorkerGone):

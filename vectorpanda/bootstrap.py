@@ -19,10 +19,12 @@ from coordinator.accounts.uow import SqliteUnitOfWork
 from coordinator.admission import ClientAdmission
 from coordinator.backups import BackupService, WorkerTenantBackups
 from coordinator.census import CensusTaker
+from coordinator.data_keys import DataKeys
 from coordinator.dataplane import DataPlane, Limits
 from coordinator.fencing import fence_local_worker
 from coordinator.health import HealthPolicy, HealthTracker
 from coordinator.hub import WorkerHub
+from coordinator.key_wrapping import LocalKeyWrapper
 from coordinator.list_cursor import ListCursors
 from coordinator.pause import PauseService, WorkerTenantFiles
 from coordinator.rate_limit import RateLimiter, cost_tokens
@@ -102,6 +104,21 @@ def warn_if_shared(directory: Path) -> None:
         )
 
 
+def build_data_keys(settings: Settings, accounts: Accounts) -> DataKeys | None:
+    """Clients' data keys under the master key; None (plaintext at rest) if none is set."""
+    if settings.master_key is None or not settings.master_key.get_secret_value():
+        log.warning(
+            "VP_MASTER_KEY is not set: tenant data is written unencrypted; put it in the "
+            "env file (%s/vectorpanda.env, mode 0600) to encrypt each client's data",
+            settings.data_dir,
+        )
+        return None
+    secrets = [settings.master_key.get_secret_value()]
+    if settings.master_key_old is not None and settings.master_key_old.get_secret_value():
+        secrets.append(settings.master_key_old.get_secret_value())
+    return DataKeys(accounts.uow, LocalKeyWrapper(secrets))
+
+
 def build_coordinator(settings: Settings) -> CoordinatorParts:
     """Wire the coordinator: accounts (event store), worker hub, router, API."""
     admin_token = require_secret(settings, "admin_token")
@@ -119,6 +136,9 @@ def build_coordinator(settings: Settings) -> CoordinatorParts:
     dataplane = MeteredDataPlane(router, limits_from(settings))
     dataplane.cursors = ListCursors.from_pepper(pepper.encode())
     files = WorkerTenantFiles(router)
+    data_keys = build_data_keys(settings, accounts)
+    if data_keys is not None:
+        router.tenant_keys = data_keys.keyring_for
     meter = UsageMeter(accounts, stored_figures(dataplane))
     dataplane.meter = meter
     scheduler_token = (
@@ -142,6 +162,8 @@ def build_coordinator(settings: Settings) -> CoordinatorParts:
         trusted_proxies=trusted_proxy_networks(settings.trusted_proxies),
     )
     app.state.pause = PauseService(accounts, files)
+    app.state.tenant_files = files
+    app.state.data_keys = data_keys
     anchorer = None
     if settings.anchor_signing_key is not None:
         anchorer = HeadAnchorer(

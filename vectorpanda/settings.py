@@ -25,6 +25,7 @@ SECRET_NAMES = (
     "VP_WORKER_SECRET",
     "VP_SCHEDULER_TOKEN",
     "VP_ANCHOR_SIGNING_KEY",
+    "VP_MASTER_KEY",
 )
 
 
@@ -129,6 +130,11 @@ class Settings(BaseSettings):
 
     # scheduler: acts through the admin API with its own token (actor "scheduler")
     scheduler_token: SecretStr | None = None
+    # encryption at rest: the key-encryption key that wraps every client's data key
+    # (generated into the env file on first start); ``VP_MASTER_KEY_OLD`` is the previous
+    # one while ``vectorpanda admin rotate-master-key`` re-wraps what it wrapped
+    master_key: SecretStr | None = None
+    master_key_old: SecretStr | None = None
     # seeds the Ed25519 key that signs the event log's head in census archives and anchors
     anchor_signing_key: SecretStr | None = None
     admin_url: str | None = None  # default http://<host>:<port> of this data dir's coordinator

@@ -43,7 +43,9 @@ from coordinator.accounts import (
     RecordBilling,
     RevokeApiKey,
 )
+from coordinator.accounts.model import valid_client_id
 from coordinator.usage import usage_since
+from eventlog.store import utc_now
 
 router = APIRouter(prefix="/admin/v1", tags=["admin: clients"], route_class=OrjsonRoute)
 
@@ -70,13 +72,16 @@ def _detail(view: ClientView) -> ClientDetailOut:
 
 @router.post("/clients", status_code=201, response_model=ClientOut)
 async def create_client(
-    body: CreateClientRequest, actor: AdminActor, accounts: AccountsDep
+    body: CreateClientRequest, actor: AdminActor, accounts: AccountsDep, request: Request
 ) -> ClientOut:
-    """Create a client (status active); records ClientCreated."""
+    """Create a client (status active) with its own data key; records ClientCreated."""
     with domain_errors():
         view = await accounts.handle(
             CreateClient(name=body.name, email=body.email, tier=body.tier, actor=actor)
         )
+    data_keys = getattr(request.app.state, "data_keys", None)
+    if data_keys is not None:  # its data key, wrapped (else made at its first assignment)
+        await data_keys.ensure(view.client_id)
     return ClientOut.model_validate(view, from_attributes=True)
 
 
@@ -215,13 +220,34 @@ async def delete_client(
     if (body is None) == (reason is None):
         raise Invalid('give a reason, as ?reason=... or a {"reason"} body (not both)')
     why = body.reason if body is not None else reason
+    # The files are hashed first, for the receipt; the data keys are destroyed in the same
+    # commit as client.deleted (from then on no copy anywhere can be decrypted).
+    files, hashed_at = await _hash_files(request, client_id)
     with domain_errors():
-        await accounts.handle(DeleteClient(client_id=client_id, actor=actor, reason=why))
+        await accounts.handle(
+            DeleteClient(
+                client_id=client_id,
+                actor=actor,
+                reason=why,
+                files=files,
+                files_hashed_at=hashed_at,
+            )
+        )
     pause = getattr(request.app.state, "pause", None)
     if pause is not None:  # a paused client's data is in cold storage
         await pause.purge_cold(client_id)
     await dataplane.delete_tenant(client_id)
     return Response(status_code=204)
+
+
+async def _hash_files(request: Request, client_id: str) -> tuple[tuple[tuple[str, str], ...], str]:
+    """The client's files (hot and cold) and the SHA-256 of each, with the time taken."""
+    hashed_at = utc_now()
+    files = getattr(request.app.state, "tenant_files", None)
+    if files is None or not valid_client_id(client_id):
+        return (), hashed_at
+    found = await files.digests(client_id)
+    return tuple((f["path"], f["sha256"]) for f in found), hashed_at
 
 
 class LinkLoginEmailRequest(AdminRequest):

@@ -99,6 +99,7 @@ async def delete_collection(
 ) -> Response:
     """Delete a collection and all its vectors."""
     await writable_control_store(accounts)
-    await dataplane.delete_collection(key.client_id, known_name(name))
-    await accounts.handle(RecordCollectionDeleted(key.client_id, name, f"key:{key.key_id}"))
+    files = await dataplane.delete_collection(key.client_id, known_name(name))
+    actor = f"key:{key.key_id}"
+    await accounts.handle(RecordCollectionDeleted(key.client_id, name, actor, tuple(files)))
     return Response(status_code=204)

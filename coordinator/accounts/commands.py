@@ -66,9 +66,17 @@ class RecordBilling:
 
 @dataclass(frozen=True, slots=True)
 class DeleteClient:
+    """Delete a client; its data keys are destroyed in the same commit (crypto-shredding).
+
+    ``files`` are the client's files (``{path, sha256}``) hashed just before, at
+    ``files_hashed_at``; they go into the deletion receipt of the ``client.deleted`` event.
+    """
+
     client_id: str
     actor: str = "admin"
     reason: str | None = None
+    files: tuple[tuple[str, str], ...] = ()
+    files_hashed_at: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +96,7 @@ class RecordCollectionDeleted:
     client_id: str
     name: str
     actor: str
+    files: tuple[tuple[str, str], ...] = ()  # (path, sha256) of each removed file
 
 
 @dataclass(frozen=True, slots=True)

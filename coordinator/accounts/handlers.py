@@ -64,9 +64,11 @@ from eventlog.events import (
     ClientEvent,
     CollectionCreated,
     CollectionDeleted,
+    DeletionReceipt,
     InvoiceIssued,
     PaymentFailed,
     PaymentReceived,
+    RemovedFile,
     TierChanged,
 )
 from eventlog.store import StoredEvent
@@ -201,7 +203,18 @@ async def delete_client(cmd: DeleteClient, uow: AccountsUnitOfWork, pepper: byte
         if client.status is ClientStatus.DELETED:
             return False
         tx.update_client(replace(client, status=ClientStatus.DELETED))
-        tx.append([ClientDeleted(client_id=client.client_id, reason=reason)], cmd.actor)
+        head = tx.events.head()
+        destroyed = tx.data_keys.of_client(client.client_id)
+        tx.data_keys.destroy(client.client_id)
+        receipt = DeletionReceipt(
+            data_key_ids=tuple(k.key_id for k in destroyed),
+            files=tuple(RemovedFile(path=p, sha256=h) for p, h in cmd.files),
+            files_hashed_at=cmd.files_hashed_at or tx.now,
+            chain_head_seq=head.seq,
+            chain_head_hash=head.hash,
+        )
+        event = ClientDeleted(client_id=client.client_id, reason=reason, receipt=receipt)
+        tx.append([event], cmd.actor)
         return True
 
     return await uow.write(body)
@@ -239,7 +252,10 @@ async def record_collection_deleted(
     cmd: RecordCollectionDeleted, uow: AccountsUnitOfWork, pepper: bytes
 ) -> None:
     """Record a collection the owning worker has confirmed deleting."""
-    event = _client_event(lambda: CollectionDeleted(client_id=cmd.client_id, name=cmd.name))
+    files = tuple(RemovedFile(path=p, sha256=h) for p, h in cmd.files)
+    event = _client_event(
+        lambda: CollectionDeleted(client_id=cmd.client_id, name=cmd.name, files=files)
+    )
 
     def body(tx: AccountsTransaction) -> None:
         load_live_client(tx, cmd.client_id)

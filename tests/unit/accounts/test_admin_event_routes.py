@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from api.errors import install_error_handlers
 from api.middleware import RequestContext
-from api.routes import admin_clients, admin_events
+from api.routes import admin_clients, admin_encryption, admin_events
 from coordinator.accounts import Accounts, IssueApiKey
 from eventlog.hashchain import ChainReport, Mismatch
 
@@ -52,6 +52,7 @@ def app(accounts: Accounts, dataplane: FakeDataPlane) -> FastAPI:
     install_error_handlers(app)
     app.include_router(admin_clients.router)
     app.include_router(admin_events.router)
+    app.include_router(admin_encryption.router)
     app.add_middleware(RequestContext, max_body_bytes=1 << 20)
     return app
 
@@ -158,9 +159,20 @@ def test_delete_stops_keys_at_once_and_removes_data(
     assert again.status_code == 204
     assert dataplane.deleted == [cid, cid]
     deleted = events(http, type="client.deleted")
-    assert [e["data"] for e in deleted] == [{"reason": "contract ended"}]
+    assert [e["data"]["reason"] for e in deleted] == ["contract ended"]
+    receipt = deleted[0]["data"]["receipt"]
+    assert receipt["files"] == [] and receipt["data_key_ids"] == []  # no fleet, no key here
+    shown = http.get(f"/admin/v1/clients/{cid}/deletion-receipt", headers=AUTH)
+    assert shown.status_code == 200, shown.text
+    assert shown.json()["event_seq"] == deleted[0]["seq"]
+    assert shown.json()["chain_head_seq"] == deleted[0]["seq"] - 1
     gone = http.delete("/admin/v1/clients/cnope", params={"reason": "x"}, headers=AUTH)
     assert gone.status_code == 404
+    # No receipt for a client that exists or never did.
+    alive = new_client(http)
+    for other in (alive, "cnope"):
+        missing = http.get(f"/admin/v1/clients/{other}/deletion-receipt", headers=AUTH)
+        assert missing.status_code == 404
 
 
 def test_audit_verify_uses_the_configured_check(http: TestClient, app: FastAPI) -> None:

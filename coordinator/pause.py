@@ -122,6 +122,8 @@ class PauseService:
     async def purge_cold(self, client_id: str) -> None:
         """Explicit delete only: remove the cold copy of a deleted client."""
         async with self._lock(client_id):
+            # A worker refuses a storage op for a tenant it still owns: let go of it first.
+            await self._files.release(client_id)
             await self._files.delete_cold(client_id)
             self.pending.discard(client_id)
 

@@ -21,6 +21,7 @@ from coordinator.backups import BackupService, WorkerTenantBackups
 from coordinator.census import CensusTaker
 from coordinator.data_keys import DataKeys
 from coordinator.dataplane import DataPlane, Limits
+from coordinator.encryption_duty import EncryptionDuty
 from coordinator.fencing import fence_local_worker
 from coordinator.health import HealthPolicy, HealthTracker
 from coordinator.hub import WorkerHub
@@ -229,6 +230,16 @@ async def serve_coordinator(
             parts.accounts.key_uses.run(duties_stop, settings.key_use_flush_s), name="key-uses"
         ),
     ]
+    data_keys = getattr(parts.app.state, "data_keys", None)
+    if data_keys is not None:
+        duty = EncryptionDuty(
+            data_keys,
+            parts.dataplane,
+            parts.accounts,
+            settings.data_dir,
+            parts.router.any_worker_live,
+        )
+        duties.append(asyncio.create_task(duty.run(duties_stop), name="encryption"))
     try:
         while not server.started:
             if serving.done():

@@ -201,7 +201,6 @@ BUDGETED: dict[str, BudgetedHandler] = {
     Op.LIST_VECTORS: list_vectors,
     Op.COUNT_VECTORS: count_vectors,
     Op.UPDATE_METADATA: update_metadata,
-    Op.RESEAL: reseal,
 }
 
 HANDLERS: dict[str, Handler] = {

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from vectorpanda.audit_progress import audit_progress, print_verdict
+from vectorpanda.receipt_cli import add_receipt_command
 from vectorpanda.settings import Settings, load_settings
 from vectorpanda.shutdown import stop_on_signals
 
@@ -269,6 +270,8 @@ def add_audit_commands(sub: Any) -> None:
     check = audit_sub.add_parser("check-export", help="verify the hashes of an export file")
     check.add_argument("file")
     check.set_defaults(func=cmd_check_export)
+
+    add_receipt_command(audit_sub, _data_dir_arg)
 
     projections = sub.add_parser(
         "projections", help="run the projections service (audit tables) until stopped"

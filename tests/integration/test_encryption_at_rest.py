@@ -16,6 +16,8 @@ import base64
 import hashlib
 import shutil
 import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -115,6 +117,12 @@ def _data_keys(data_dir: Path) -> list[bytes]:
     return [wrapper.unwrap(bytes.fromhex(w), k) for w, k in rows]
 
 
+def _verify_receipt(data_dir: Path, receipt: Path, *extra: str) -> Any:
+    command = [sys.executable, "-m", "vectorpanda", "audit", "verify-receipt", str(receipt)]
+    command += ["--data-dir", str(data_dir), *extra]
+    return subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+
+
 def _flip(path: Path, offset: int) -> None:
     raw = bytearray(path.read_bytes())
     raw[offset] ^= 0x20
@@ -199,6 +207,20 @@ def test_no_plaintext_at_rest_tampering_refused_and_deletion_shreds(tmp_path: Pa
     assert receipt["data_key_id"] and receipt["client_id"] == a_id
     assert receipt["event_seq"] == events[0]["seq"] and receipt["event_hash"] == events[0]["hash"]
     assert not (hot / a_id).exists() or [p.name for p in _files(hot / a_id)] == [".lock"]
+
+    # The receipt checks out against the log, the control database and a kept copy.
+    saved = tmp_path.parent / f"{tmp_path.name}-receipt.json"
+    saved.write_text(orjson.dumps(receipt).decode())
+    kept = next((backup / "graph").glob("seg-*/ids.json"))
+    verdict = _verify_receipt(tmp_path, saved, "--check-files", "--copy", str(kept))
+    assert verdict.returncode == 0, verdict.stdout + verdict.stderr
+    assert orjson.loads(verdict.stdout)["ok"] is True
+    forged = {**receipt, "files": [{**receipt["files"][0], "sha256": "0" * 64}]}
+    saved.write_text(orjson.dumps(forged).decode())
+    verdict = _verify_receipt(tmp_path, saved)
+    assert verdict.returncode == 1
+    assert orjson.loads(verdict.stdout)["checks"]["receipt_matches_the_event"] is False
+    saved.unlink()
 
     remaining = _data_keys(tmp_path)
     assert len(remaining) == 1  # B's

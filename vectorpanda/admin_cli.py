@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 
 from vectorpanda.client_cli import DEFAULT_URL, UsageError
+from vectorpanda.master_key_cli import add_master_key_command
 from vectorpanda.sdk.base import tls_verify
 from vectorpanda.settings import env_file_path, read_env_file
 
@@ -267,6 +268,7 @@ def add_admin_commands(sub: Any) -> None:
         "or the data directory's vectorpanda.env, never from an argument.",
     )
     groups = admin.add_subparsers(dest="admin_command", required=True)
+    add_master_key_command(groups)
 
     clients = groups.add_parser("clients", help="create, list and show clients")
     csub = clients.add_subparsers(dest="clients_command", required=True)

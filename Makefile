@@ -58,6 +58,7 @@ fuzz: $(VENV)/.test-installed services
 
 bench: $(VENV)/.test-installed bench-deps
 	$(BIN)/python -m benchmarks.run
+	$(BIN)/python -m benchmarks.encryption $(BENCH_ENCRYPTION_ARGS)
 	$(BIN)/python -m benchmarks.peers.run $(BENCH_PEERS_ARGS)
 
 # The peers benchmark's packages (never part of `make run` or `make test`); pip is asked on

@@ -233,7 +233,18 @@ def _load_vectors(path: Path, keyring: Keyring | None, file: str, allow_plain: b
             raise IntegrityError(file, "file is not encrypted, but the collection is")
         return np.load(path, mmap_mode="r", allow_pickle=False)
     data = open_bytes(path.read_bytes(), keyring, file, allow_plain)
-    return np.load(io.BytesIO(data), allow_pickle=False)
+    # The matrix is a view of the decrypted bytes (read-only, like the mmap above): one
+    # copy of the data in memory, not two.
+    head = io.BytesIO(data)
+    version = np.lib.format.read_magic(head)
+    if version == (1, 0):
+        shape, fortran, dtype = np.lib.format.read_array_header_1_0(head)
+    else:
+        shape, fortran, dtype = np.lib.format.read_array_header_2_0(head)
+    if fortran or len(shape) != 2:
+        raise ValueError("vectors.npy is not a C-order matrix")
+    count = int(np.prod(shape))
+    return np.frombuffer(data, dtype=dtype, count=count, offset=head.tell()).reshape(shape)
 
 
 def wal_numbers(directory: Path, manifest: Manifest) -> list[int]:

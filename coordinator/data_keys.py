@@ -115,9 +115,9 @@ class DataKeys:
             if client is None or client.status is ClientStatus.DELETED:
                 raise ClientNotFound("no such client")
             rows = tx.data_keys.of_client(client_id)
-            if not rows:
+            if not rows:  # never assigned since encryption came: its first key, then the next
                 new_record(tx, self._wrapper, client_id, 1)
-                return 1, False
+                rows = tx.data_keys.of_client(client_id)
             if len(rows) > 1:  # a rotation is under way: finish that one
                 return rows[-1].key_version, False
             version = rows[-1].key_version + 1

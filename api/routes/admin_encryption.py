@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import AccountsDep, AdminActor, DataPlaneDep
-from api.errors import NotFound, Unavailable
+from api.errors import Conflict, NotFound, Unavailable
 from api.routing import OrjsonRoute
 from coordinator.accounts import ClientNotFound
 from coordinator.data_keys import DataKeys
@@ -63,6 +63,7 @@ def _data_keys(request: Request) -> DataKeys:
 async def rotate_key(
     client_id: ClientIdPath,
     actor: AdminActor,
+    accounts: AccountsDep,
     dataplane: DataPlaneDep,
     request: Request,
     body: RotateKeyRequest | None = None,
@@ -71,9 +72,13 @@ async def rotate_key(
 
     Records ``client.data_key_rotated`` once every file is rewritten and the old key is
     destroyed. Asking again while a rotation runs reports that rotation's version.
+    A paused client is refused (409): resume it first.
     """
     data_keys = _data_keys(request)
     try:
+        client = await accounts.get_client(client_id)
+        if client.status == "paused":  # its files are cold: no worker may rewrite them
+            raise Conflict("The client is paused; resume it before rotating its data key.")
         version, _started = await data_keys.begin_rotation(client_id)
     except ClientNotFound:
         raise NotFound("client not found") from None

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
 
 import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
 
-from coordinator.accounts import Accounts, CreateClient, DeleteClient
+from api.errors import install_error_handlers
+from api.middleware import RequestContext
+from api.routes import admin_encryption
+from coordinator.accounts import Accounts, CreateClient, DeleteClient, PauseClient
 from coordinator.accounts.model import ClientNotFound
 from coordinator.data_keys import DataKeys
 from coordinator.key_wrapping import KeyUnavailable, LocalKeyWrapper
@@ -107,3 +113,46 @@ def test_delete_destroys_the_keys_in_the_same_commit_as_the_event() -> None:
     assert asyncio.run(keys.ensure(cid)) == []
     with pytest.raises(ClientNotFound):
         asyncio.run(keys.begin_rotation(cid))
+
+
+TOKEN = "admin-token-for-tests-0123456789"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def _app(accounts: Accounts, keys: DataKeys | None, fleet: Fleet) -> FastAPI:
+    app = FastAPI()
+    app.state.accounts = accounts
+    app.state.dataplane = fleet
+    app.state.admin_token = TOKEN.encode()
+    app.state.data_keys = keys
+    install_error_handlers(app)
+    app.include_router(admin_encryption.router)
+    app.add_middleware(RequestContext, max_body_bytes=1 << 20)
+    return app
+
+
+def test_rotate_key_route_answers_202_then_rotates_in_the_background() -> None:
+    accounts, keys, cid = _setup()
+    fleet = Fleet()
+    with TestClient(_app(accounts, keys, fleet)) as http:
+        r = http.post(
+            f"/admin/v1/clients/{cid}/rotate-key", json={"reason": "policy"}, headers=AUTH
+        )
+        assert r.status_code == 202, r.text
+        assert r.json() == {"key_version": 2, "status": "rotating"}
+        for _ in range(200):
+            if asyncio.run(accounts.list_events(type="client.data_key_rotated")):
+                break
+            time.sleep(0.01)
+        (event,) = asyncio.run(accounts.list_events(type="client.data_key_rotated"))
+        assert event.data["reason"] == "policy" and event.actor == "admin"
+        assert fleet.calls == [("reseal", cid), ("release", cid)]
+        assert http.post("/admin/v1/clients/cnope/rotate-key", headers=AUTH).status_code == 404
+        bad = http.post(f"/admin/v1/clients/{cid}/rotate-key", json={"x": 1}, headers=AUTH)
+        assert bad.status_code == 422
+        asyncio.run(accounts.handle(PauseClient(client_id=cid, reason="cold")))
+        paused = http.post(f"/admin/v1/clients/{cid}/rotate-key", headers=AUTH)
+        assert paused.status_code == 409 and "resume" in paused.json()["error"]["message"]
+    with TestClient(_app(accounts, None, fleet)) as http:
+        off = http.post(f"/admin/v1/clients/{cid}/rotate-key", headers=AUTH)
+        assert off.status_code == 503

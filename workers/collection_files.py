@@ -22,7 +22,7 @@ from workers.durable_files import fsync_dir, write_bytes_durably
 from workers.hnsw_index import CorruptIndexError, HnswIndex
 from workers.integrity import FileChecksum, IntegrityError, verify_files
 from workers.metadata_patch import patched
-from workers.sealed import WAL_HEADER_SIZE, WAL_MAGIC, Keyring, open_bytes
+from workers.sealed import WAL_HEADER_SIZE, WAL_MAGIC, Keyring, open_file
 from workers.segment import (
     SPEC_FILE,
     Manifest,
@@ -192,7 +192,7 @@ def _load_index(
     try:
         # A sealed index that fails authentication is tampering or damage: IntegrityError
         # (the collection is refused), not a silent rebuild over the evidence.
-        index.restore(open_bytes(path.read_bytes(), keyring, INDEX_FILE, plain_ok), table)
+        index.restore(open_file(path, keyring, INDEX_FILE, plain_ok), table)
         return index
     except FileNotFoundError:
         pass

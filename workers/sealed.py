@@ -22,10 +22,12 @@ torn tail is still found and dropped record by record; see ``workers.wal``.
 
 from __future__ import annotations
 
+import mmap
 import os
 import struct
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
@@ -112,9 +114,14 @@ class SealedWriter:
     def write(self, data: bytes | bytearray | memoryview) -> int:
         """Buffer ``data``; seal and emit every full chunk."""
         self._buffer += data
-        while len(self._buffer) > self._chunk_size:
-            self._emit(bytes(self._buffer[: self._chunk_size]), last=False)
-            del self._buffer[: self._chunk_size]
+        size, start = self._chunk_size, 0
+        if len(self._buffer) > size:
+            # One pass over the full chunks, then one move of the rest to the front.
+            with memoryview(self._buffer) as view:
+                while len(self._buffer) - start > size:
+                    self._emit(view[start : start + size], last=False)
+                    start += size
+            del self._buffer[:start]
         return len(data)
 
     def close(self) -> None:
@@ -124,41 +131,46 @@ class SealedWriter:
             self._buffer.clear()
             self._closed = True
 
-    def _emit(self, plain: bytes, last: bool) -> None:
+    def _emit(self, plain: bytes | memoryview, last: bool) -> None:
         nonce = os.urandom(NONCE_SIZE)
         sealed = self._aead.encrypt(nonce, plain, _aad(self._header, self._index, last))
-        self._sink.write(_LEN.pack(len(sealed)) + nonce + sealed)
+        self._sink.write(_LEN.pack(len(sealed)) + nonce)
+        self._sink.write(sealed)  # not concatenated: a chunk is copied once, not twice
         self._index += 1
 
 
-class _ListSink:
-    def __init__(self) -> None:
-        self.parts: list[bytes] = []
-
-    def write(self, data: bytes) -> int:
-        self.parts.append(bytes(data))
-        return len(data)
-
-
 def seal_bytes(data: bytes, keyring: Keyring, chunk_size: int = CHUNK_SIZE) -> bytes:
-    """``data`` as a sealed file's bytes."""
-    sink = _ListSink()
-    writer = SealedWriter(sink, keyring, chunk_size)
+    """``data`` as a sealed file's bytes (the same format ``SealedWriter`` streams)."""
+    aead = AESGCM(keyring.keys[keyring.current])
+    header = _HEADER.pack(MAGIC, keyring.current, chunk_size, os.urandom(16))
+    parts = [header]
     view = memoryview(data)
-    for start in range(0, len(view), chunk_size):
-        writer.write(view[start : start + chunk_size])
-    writer.close()
-    return b"".join(sink.parts)
+    count = max(1, -(-len(data) // chunk_size))
+    for index in range(count):
+        piece = view[index * chunk_size : (index + 1) * chunk_size]
+        nonce = os.urandom(NONCE_SIZE)
+        sealed = aead.encrypt(nonce, piece, _aad(header, index, index == count - 1))
+        parts += (_LEN.pack(len(sealed)) + nonce, sealed)
+    return b"".join(parts)
 
 
-def sealed_chunks(data: bytes, keyring: Keyring, file: str) -> Iterator[bytes]:
+def sealed_chunks(data: bytes | mmap.mmap, keyring: Keyring, file: str) -> Iterator[bytes]:
     """The plaintext chunks of a sealed file, each authenticated; IntegrityError otherwise."""
-    if len(data) < HEADER_SIZE or not is_sealed(data):
+    if len(data) < HEADER_SIZE or not is_sealed(bytes(data[: len(MAGIC)])):
         raise IntegrityError(file, "not a sealed file")
     header = bytes(data[:HEADER_SIZE])
     _magic, version, _chunk, _file_id = _HEADER.unpack(header)
     aead = keyring.aead(version, file)
-    offset, index, end = HEADER_SIZE, 0, len(data)
+    view = memoryview(data)  # chunks are decrypted from the buffer, not from copies of it
+    try:
+        yield from _open_chunks(view, header, aead, file)
+    finally:
+        view.release()  # an mmap under it can then be closed
+
+
+def _open_chunks(view: memoryview, header: bytes, aead: AESGCM, file: str) -> Iterator[bytes]:
+    data = view
+    offset, index, end = HEADER_SIZE, 0, len(view)
     while True:
         if offset + _LEN.size + NONCE_SIZE > end:
             raise IntegrityError(file, "sealed file is truncated")
@@ -169,7 +181,7 @@ def sealed_chunks(data: bytes, keyring: Keyring, file: str) -> Iterator[bytes]:
         nonce = bytes(data[offset + _LEN.size : body])
         last = body + length == end
         try:
-            yield aead.decrypt(nonce, bytes(data[body : body + length]), _aad(header, index, last))
+            yield aead.decrypt(nonce, view[body : body + length], _aad(header, index, last))
         except InvalidTag:
             raise IntegrityError(
                 file, f"chunk {index} fails authentication (tampered, moved or wrong key)"
@@ -188,6 +200,19 @@ def open_bytes(data: bytes, keyring: Keyring | None, file: str, allow_plain: boo
     if not allow_plain:
         raise IntegrityError(file, "file is not encrypted, but the collection is")
     return data
+
+
+def open_file(path: Path, keyring: Keyring | None, file: str, allow_plain: bool) -> bytes:
+    """A file's plaintext; a sealed one is decrypted straight from an mmap of it (no copy
+    of the ciphertext is read into memory first)."""
+    with path.open("rb") as fh:
+        if not is_sealed(fh.read(len(MAGIC))) or os.fstat(fh.fileno()).st_size < HEADER_SIZE:
+            fh.seek(0)
+            return open_bytes(fh.read(), keyring, file, allow_plain)
+        if keyring is None:
+            raise IntegrityError(file, "file is encrypted and no data key was given")
+        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+            return b"".join(sealed_chunks(mapped, keyring, file))
 
 
 def seal_or_plain(data: bytes, keyring: Keyring | None) -> bytes:

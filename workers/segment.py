@@ -38,7 +38,7 @@ import orjson
 
 from workers.durable_files import fsync_dir, is_trash_name, write_bytes_durably
 from workers.integrity import ChecksummingWriter, FileChecksum, IntegrityError
-from workers.sealed import Keyring, SealedWriter, is_sealed, open_bytes, seal_or_plain
+from workers.sealed import Keyring, SealedWriter, is_sealed, open_bytes, open_file, seal_or_plain
 
 MANIFEST = "manifest.json"
 SPEC_FILE = "collection.json"
@@ -232,7 +232,7 @@ def _load_vectors(path: Path, keyring: Keyring | None, file: str, allow_plain: b
         if not allow_plain:
             raise IntegrityError(file, "file is not encrypted, but the collection is")
         return np.load(path, mmap_mode="r", allow_pickle=False)
-    data = open_bytes(path.read_bytes(), keyring, file, allow_plain)
+    data = open_file(path, keyring, file, allow_plain)
     # The matrix is a view of the decrypted bytes (read-only, like the mmap above): one
     # copy of the data in memory, not two.
     head = io.BytesIO(data)

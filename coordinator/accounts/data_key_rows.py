@@ -1,9 +1,10 @@
-"""The wrapped data keys of clients: rows of ``client_data_keys``, in SQLite or in memory.
+"""Clients' wrapped data keys: rows of ``client_data_keys`` (SQLite, PostgreSQL) or in memory.
 
 A client normally has one data key; during a rotation it has two (the old one until
 every file is re-encrypted). Deleting a client deletes its rows (crypto-shredding):
-the SQLite connection turns on ``secure_delete`` first, so the freed pages are
-overwritten with zeros rather than left in the file.
+on SQLite the connection turns on ``secure_delete`` first, so the freed pages are
+overwritten with zeros rather than left in the file (on PostgreSQL the dead row
+version stays until vacuum: run VACUUM after deletions where that matters).
 """
 
 from __future__ import annotations
@@ -66,15 +67,20 @@ class SqliteDataKeyRows:
         values = {f: getattr(record, f) for f in DataKeyRecord.__dataclass_fields__}
         self._conn.execute(insert(data_keys_table).values(**values))
 
+    def _secure_delete(self) -> None:
+        # SQLite overwrites freed pages with zeros; PostgreSQL's vacuum reclaims dead rows.
+        if self._conn.dialect.name == "sqlite":
+            self._conn.exec_driver_sql("PRAGMA secure_delete = ON")
+
     def rewrap(self, client_id: str, version: int, wrapped: str, wrapper_key_id: str) -> None:
-        self._conn.exec_driver_sql("PRAGMA secure_delete = ON")
+        self._secure_delete()
         query = update(data_keys_table).where(
             data_keys_table.c.client_id == client_id, data_keys_table.c.key_version == version
         )
         self._conn.execute(query.values(wrapped=wrapped, wrapper_key_id=wrapper_key_id))
 
     def destroy(self, client_id: str, versions: Sequence[int] | None = None) -> int:
-        self._conn.exec_driver_sql("PRAGMA secure_delete = ON")
+        self._secure_delete()
         query = delete(data_keys_table).where(data_keys_table.c.client_id == client_id)
         if versions is not None:
             query = query.where(data_keys_table.c.key_version.in_(list(versions)))

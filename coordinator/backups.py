@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from coordinator.accounts import Accounts, RecordBackupActivity, RecordCollectionCreated
+from coordinator.data_keys import DataKeys
 from coordinator.errors import WorkerRefused
 from coordinator.router import TenantRouter
 from coordinator.tiers import backup_retention
@@ -46,6 +47,7 @@ from workers.backup_store import (
     verify_backup,
 )
 from workers.protocol import Op
+from workers.sealed import Keyring
 
 log = logging.getLogger("vectorpanda.backups")
 
@@ -157,6 +159,8 @@ class BackupService:
         self._anchorer = anchorer
         self._clock = clock
         self._jobs: dict[str, Job] = {}
+        # encryption at rest (set by the composition root): to read encrypted backups
+        self.data_keys: DataKeys | None = None
 
     async def _record(self, event: Event, actor: str) -> None:
         await self._accounts.handle(RecordBackupActivity(event=event, actor=actor))
@@ -373,7 +377,13 @@ class BackupService:
 
     async def drill(self, actor: str, scratch: Path | None = None) -> DrillReport:
         """The restore drill over every client's newest backup; recorded as an event."""
-        report = await asyncio.to_thread(run_drill, self.store, scratch)
+        keyrings = {}
+        if self.data_keys is not None:  # encrypted backups are read with their client's keys
+            for client_id in await asyncio.to_thread(self.store.clients):
+                wire = await self.data_keys.keyring_for(client_id)
+                if wire is not None:
+                    keyrings[client_id] = Keyring.from_wire(wire)
+        report = await asyncio.to_thread(run_drill, self.store, scratch, keyrings)
         await self._record(
             RestoreDrillCompleted(
                 ok=report.ok,

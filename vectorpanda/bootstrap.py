@@ -173,6 +173,7 @@ def build_coordinator(settings: Settings) -> CoordinatorParts:
     app.state.backups = BackupService(
         accounts, WorkerTenantBackups(router), LocalBackupStore(settings.backups), anchorer
     )
+    app.state.backups.data_keys = data_keys
     app.state.census = CensusTaker(
         accounts,
         settings.archive,

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from workers.backup_files import stage_collection
 from workers.backup_store import BackupStore
+from workers.sealed import Keyring
 
 
 @dataclass(slots=True)
@@ -52,9 +54,16 @@ def newest_backup(store: BackupStore, client_id: str) -> dict[str, Any] | None:
 
 
 def restore_check(
-    store: BackupStore, client_id: str, manifest: dict[str, Any], scratch: Path
+    store: BackupStore,
+    client_id: str,
+    manifest: dict[str, Any],
+    scratch: Path,
+    keyring: Keyring | None = None,
 ) -> tuple[int, int]:
-    """Restore one backup under ``scratch`` and check it; (bytes, vectors). Raises on a miss."""
+    """Restore one backup under ``scratch`` and check it; (bytes, vectors). Raises on a miss.
+
+    An encrypted client's files are read with its data keys (``keyring``).
+    """
     from workers.collection_files import read_collection  # FAISS: only when drilling
 
     total_bytes = total_vectors = 0
@@ -62,7 +71,7 @@ def restore_check(
         name = str(collection["name"])
         target = scratch / client_id / name
         stage_collection(store, client_id, manifest, name, target)
-        loaded = read_collection(target, fresh_limit=1 << 30)
+        loaded = read_collection(target, 1 << 30, keyring)
         try:
             count = loaded.table.count
         finally:
@@ -77,8 +86,15 @@ def restore_check(
     return total_bytes, total_vectors
 
 
-def run_drill(store: BackupStore, scratch_parent: Path | None = None) -> DrillReport:
-    """Restore the newest backup of every client into a scratch directory; report."""
+def run_drill(
+    store: BackupStore,
+    scratch_parent: Path | None = None,
+    keyrings: Mapping[str, Keyring] | None = None,
+) -> DrillReport:
+    """Restore the newest backup of every client into a scratch directory; report.
+
+    ``keyrings`` holds the data keys of encrypted clients (the coordinator's drill).
+    """
     report = DrillReport()
     if scratch_parent is not None:
         scratch_parent.mkdir(parents=True, exist_ok=True)
@@ -91,7 +107,8 @@ def run_drill(store: BackupStore, scratch_parent: Path | None = None) -> DrillRe
             report.clients += 1
             report.backups += 1
             try:
-                size, vectors = restore_check(store, client_id, manifest, scratch)
+                keyring = (keyrings or {}).get(client_id)
+                size, vectors = restore_check(store, client_id, manifest, scratch, keyring)
             except Exception as exc:  # one bad backup must not hide the others
                 report.failures.append(f"{client_id}/{manifest.get('backup_id')}: {exc}"[:300])
                 continue

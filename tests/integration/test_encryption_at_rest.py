@@ -3,9 +3,10 @@
 One data directory, two stacks in turn. Clients A and B write known vectors and
 metadata (into segments, logs and HNSW graphs); B is paused (its files go cold). Then
 every file under the data directory is scanned for those vectors' bytes and metadata
-strings: none is found. Then tampering: a flipped byte in A's graph file and in a log
-record (not the tail) makes that collection answer 503 with an integrity message while
-A's other collection and client B answer as before. Last, A is deleted: the receipt
+strings: none is found (nor, later, in a backup of B, which the restore drill reads).
+Then tampering: a flipped byte in A's graph file and in a log record (not the tail)
+makes that collection answer 503 with an integrity message while A's other
+collection and client B answer as before. Last, A is deleted: the receipt
 lists its files with the SHA-256 of their ciphertext, and a copy of those files kept
 from before (a backup, a disk image) decrypts under no data key that still exists.
 """
@@ -81,6 +82,11 @@ def _wait(predicate: Any, what: str, timeout: float = 20.0) -> None:
     while not predicate():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.05)
+
+
+def _backup_done(admin: httpx.Client, client_id: str) -> bool:
+    backups = admin.get(f"/admin/v1/clients/{client_id}/backups").json()["backups"]
+    return bool(backups) and backups[0]["status"] == "complete"
 
 
 def _generation(directory: Path) -> int:
@@ -186,6 +192,16 @@ def test_no_plaintext_at_rest_tampering_refused_and_deletion_shreds(tmp_path: Pa
             assert r.status_code == 200, r.text
         with stack.client(b_key) as b:
             assert _fetch(b, "docs", "d3") == (data["b"][3].tobytes(), {"note": f"{WORD}-d3"})
+        # A backup copies the files byte for byte (so it is encrypted too); the restore
+        # drill reads it with B's data key.
+        with stack.admin() as admin:
+            r = admin.post(f"/admin/v1/clients/{b_id}/backups", json={})
+            assert r.status_code == 202, r.text
+            _wait(lambda: _backup_done(admin, b_id), "B's backup")
+            drill = admin.post("/admin/v1/backups/drill", json={})
+            assert drill.status_code == 200, drill.text
+            assert drill.json()["failures"] == [] and drill.json()["vectors"] >= N
+        _assert_no_plaintext(tmp_path / "backups", [data["b"]])
 
         # --- crypto-shredding: delete A; its copies open under no remaining key ----------
         before = {

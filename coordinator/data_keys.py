@@ -1,14 +1,16 @@
-"""Clients' data keys: created with the client, unwrapped for its worker, rotated, destroyed.
+"""Clients' data keys: made with the client, unwrapped for its worker, rotated, destroyed.
 
 Each client has a random 256-bit data key, stored only wrapped (``KeyWrapper``) in the
 ``client_data_keys`` table, never in an event. The coordinator unwraps a tenant's keys
 when it assigns the tenant to a worker and sends them with ASSIGN; nothing else leaves.
 
-Rotation adds version ``n+1`` (the tenant then has two keys), has the owner re-encrypt
-every collection under it (RESEAL), and only then destroys the older versions in the
-same transaction as ``client.data_key_rotated``. Until that commit both versions exist,
-so the old generation of every file stays readable: a crash anywhere leaves at least
-one readable copy, and running the rotation again finishes it.
+Rotation adds version ``n+1`` in state "rotating" (new files are sealed with it), has
+the owner re-encrypt every collection under it (RESEAL), and only then marks it
+active and the older ones "retired", in the same transaction as
+``client.data_key_rotated``. The live files no longer need a retired key, but backups
+taken before the rotation do, so it is kept (wrapped) until the client is deleted,
+when every version is destroyed. A crash anywhere leaves every version a readable
+copy needs, and running the rotation again (it resumes at start-up) finishes it.
 """
 
 from __future__ import annotations
@@ -38,7 +40,13 @@ class Resealer(Protocol):
     async def release_tenant(self, tenant: str) -> None: ...
 
 
-def new_record(tx: AccountsTransaction, wrapper: KeyWrapper, client_id: str, version: int) -> None:
+def new_record(
+    tx: AccountsTransaction,
+    wrapper: KeyWrapper,
+    client_id: str,
+    version: int,
+    state: str = "active",
+) -> None:
     """Create data key ``version`` for the client, wrapped; the plaintext is not kept."""
     wrapped = wrapper.wrap(os.urandom(DATA_KEY_BYTES))
     tx.data_keys.add(
@@ -49,6 +57,7 @@ def new_record(tx: AccountsTransaction, wrapper: KeyWrapper, client_id: str, ver
             wrapped=wrapped.hex(),
             wrapper_key_id=wrapper.key_id,
             created_at=tx.now,
+            state=state,
         )
     )
 
@@ -118,10 +127,11 @@ class DataKeys:
             if not rows:  # never assigned since encryption came: its first key, then the next
                 new_record(tx, self._wrapper, client_id, 1)
                 rows = tx.data_keys.of_client(client_id)
-            if len(rows) > 1:  # a rotation is under way: finish that one
-                return rows[-1].key_version, False
+            rotating = [r for r in rows if r.state == "rotating"]
+            if rotating:  # a rotation is under way: finish that one
+                return rotating[-1].key_version, False
             version = rows[-1].key_version + 1
-            new_record(tx, self._wrapper, client_id, version)
+            new_record(tx, self._wrapper, client_id, version, "rotating")
             return version, True
 
         return await self._uow.write(body)
@@ -129,15 +139,17 @@ class DataKeys:
     async def finish_rotation(
         self, client_id: str, version: int, actor: str, reason: str | None
     ) -> bool:
-        """Destroy the versions older than ``version`` and record the rotation (one commit)."""
+        """Make ``version`` the active key, retire the older one, record it (one commit)."""
 
         def body(tx: AccountsTransaction) -> bool:
             rows = tx.data_keys.of_client(client_id)
-            newest = [r for r in rows if r.key_version == version]
-            older = [r for r in rows if r.key_version < version]
-            if not newest or not older:
+            newest = [r for r in rows if r.key_version == version and r.state == "rotating"]
+            older = [r for r in rows if r.key_version < version and r.state == "active"]
+            if not newest:
                 return False
-            tx.data_keys.destroy(client_id, [r.key_version for r in older])
+            tx.data_keys.set_state(client_id, version, "active")
+            for row in older:
+                tx.data_keys.set_state(client_id, row.key_version, "retired")
             event = ClientDataKeyRotated(
                 client_id=client_id,
                 key_id=newest[0].key_id,
@@ -151,13 +163,11 @@ class DataKeys:
         return await self._uow.write(body)
 
     async def pending_rotations(self) -> list[tuple[str, int]]:
-        """Clients with more than one key (a rotation not finished): (client, newest)."""
+        """Rotations not finished: (client, the rotating version)."""
 
         def body(tx: AccountsTransaction) -> list[tuple[str, int]]:
-            newest: dict[str, list[int]] = {}
-            for row in tx.data_keys.all():
-                newest.setdefault(row.client_id, []).append(row.key_version)
-            return [(c, max(v)) for c, v in sorted(newest.items()) if len(v) > 1]
+            rows = tx.data_keys.all()
+            return [(r.client_id, r.key_version) for r in rows if r.state == "rotating"]
 
         return await self._uow.read(body)
 
@@ -169,10 +179,9 @@ class DataKeys:
         actor: str,
         reason: str | None,
     ) -> None:
-        """Re-encrypt the tenant under ``version``, retire the older keys, unload it.
+        """Re-encrypt the tenant under ``version``, retire the older key, unload it.
 
-        The unload makes its worker drop the retired key; the next request reloads the
-        tenant with the new key alone.
+        The unload makes the owner reload the tenant with the keys as they now are.
         """
         crash_point("rotation-start")
         await fleet.reseal_tenant(client_id)

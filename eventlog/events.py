@@ -152,9 +152,11 @@ class ClientDeleted(ClientEvent):
 
 
 class ClientDataKeyRotated(ClientEvent):
-    """The client's data was re-encrypted under a new data key; the older ones were destroyed.
+    """The client's data was re-encrypted under a new data key; ``previous_key_ids`` retired.
 
-    Recorded when the re-encryption has finished (requested by an operator or not).
+    Recorded when the re-encryption has finished (requested by an operator or not). A
+    retired key is kept, wrapped, for backups taken before; it is destroyed with the
+    client (``client.deleted``'s receipt names every destroyed key).
     """
 
     event_type: ClassVar[str] = "client.data_key_rotated"

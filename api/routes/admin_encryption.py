@@ -71,7 +71,8 @@ async def rotate_key(
     """Re-encrypt the client's data under a new data key, in the background.
 
     Records ``client.data_key_rotated`` once every file is rewritten and the old key is
-    destroyed. Asking again while a rotation runs reports that rotation's version.
+    retired (kept for older backups; destroyed with the client). Asking again while a
+    rotation runs reports that rotation's version.
     A paused client is refused (409): resume it first.
     """
     data_keys = _data_keys(request)

@@ -1,10 +1,12 @@
 """Clients' wrapped data keys: rows of ``client_data_keys`` (SQLite, PostgreSQL) or in memory.
 
-A client normally has one data key; during a rotation it has two (the old one until
-every file is re-encrypted). Deleting a client deletes its rows (crypto-shredding):
-on SQLite the connection turns on ``secure_delete`` first, so the freed pages are
-overwritten with zeros rather than left in the file (on PostgreSQL the dead row
-version stays until vacuum: run VACUUM after deletions where that matters).
+A client has one active data key; a rotation adds a "rotating" one (new files are
+sealed with it) that becomes active when every file is re-encrypted, and the older
+one is then "retired": kept, wrapped, so backups taken before stay restorable.
+Deleting a client deletes all its rows (crypto-shredding): on SQLite the connection
+turns on ``secure_delete`` first, so the freed pages are overwritten with zeros rather
+than left in the file (on PostgreSQL the dead row version stays until vacuum: run
+VACUUM after deletions where that matters).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ class DataKeyRecord:
     wrapped: str  # hex
     wrapper_key_id: str
     created_at: str
+    state: str = "active"  # "active", "rotating" or "retired"
 
 
 class DataKeyRows(Protocol):
@@ -42,6 +45,8 @@ class DataKeyRows(Protocol):
     def rewrap(self, client_id: str, version: int, wrapped: str, wrapper_key_id: str) -> None: ...
 
     def destroy(self, client_id: str, versions: Sequence[int] | None = None) -> int: ...
+
+    def set_state(self, client_id: str, version: int, state: str) -> None: ...
 
 
 class SqliteDataKeyRows:
@@ -79,6 +84,12 @@ class SqliteDataKeyRows:
         )
         self._conn.execute(query.values(wrapped=wrapped, wrapper_key_id=wrapper_key_id))
 
+    def set_state(self, client_id: str, version: int, state: str) -> None:
+        query = update(data_keys_table).where(
+            data_keys_table.c.client_id == client_id, data_keys_table.c.key_version == version
+        )
+        self._conn.execute(query.values(state=state))
+
     def destroy(self, client_id: str, versions: Sequence[int] | None = None) -> int:
         self._secure_delete()
         query = delete(data_keys_table).where(data_keys_table.c.client_id == client_id)
@@ -113,6 +124,9 @@ class MemoryDataKeyRows:
         self._rows[(client_id, version)] = replace(
             old, wrapped=wrapped, wrapper_key_id=wrapper_key_id
         )
+
+    def set_state(self, client_id: str, version: int, state: str) -> None:
+        self._rows[(client_id, version)] = replace(self._rows[(client_id, version)], state=state)
 
     def destroy(self, client_id: str, versions: Sequence[int] | None = None) -> int:
         doomed = [

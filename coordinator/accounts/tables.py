@@ -64,4 +64,7 @@ data_keys_table = Table(
     Column("wrapped", Text, nullable=False),
     Column("wrapper_key_id", Text, nullable=False),
     Column("created_at", Text, nullable=False),
+    # "active" (in use), "rotating" (added by a rotation not finished yet: new files are
+    # sealed with it), "retired" (replaced; kept so older backups stay restorable)
+    Column("state", Text, nullable=False, server_default="active"),
 )

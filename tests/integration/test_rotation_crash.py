@@ -3,8 +3,8 @@
 The stack runs with ``VP_TEST_CRASH_AT`` naming one step of ``DataKeys.rotate``; the
 rotate-key request makes the coordinator kill itself (SIGKILL) there. The next start
 finds the rotation unfinished (two key versions) and completes it: every vector reads
-back, the collection's files are under version 2, the old key is destroyed and
-``client.data_key_rotated`` is recorded exactly once.
+back, the collection's files are under version 2, the old key is retired (kept for
+older backups) and ``client.data_key_rotated`` is recorded exactly once.
 """
 
 from __future__ import annotations
@@ -79,6 +79,8 @@ def test_coordinator_killed_mid_rotation_finishes_it_at_the_next_start(
     assert manifest["key_version"] == 2
     with sqlite3.connect(tmp_path / "control.sqlite3") as db:
         versions = db.execute(
-            "SELECT key_version FROM client_data_keys WHERE client_id = ?", (cid,)
+            "SELECT key_version, state FROM client_data_keys WHERE client_id = ? "
+            "ORDER BY key_version",
+            (cid,),
         ).fetchall()
-    assert versions == [(2,)]
+    assert versions == [(1, "retired"), (2, "active")]

@@ -74,7 +74,7 @@ def test_one_key_per_client_sent_to_workers_and_never_in_events() -> None:
         assert ring.keys[1].hex() not in str(event.data)
 
 
-def test_rotation_keeps_both_keys_until_resealed_then_records_it() -> None:
+def test_rotation_keeps_both_keys_until_resealed_then_retires_the_old_one() -> None:
     accounts, keys, cid = _setup()
     asyncio.run(keys.ensure(cid))
     version, started = asyncio.run(keys.begin_rotation(cid))
@@ -87,9 +87,11 @@ def test_rotation_keeps_both_keys_until_resealed_then_records_it() -> None:
     asyncio.run(keys.rotate(cid, 2, fleet, "admin", "yearly"))
     assert fleet.calls == [("reseal", cid), ("release", cid)]
     after = asyncio.run(keys.keyring_for(cid))
-    assert after is not None and list(after["keys"]) == ["2"]
-    assert after["keys"]["2"] == both["keys"]["2"]
+    assert after == both  # the retired key is kept (wrapped) for older backups
+    states = asyncio.run(accounts.uow.read(lambda tx: tx.data_keys.of_client(cid)))
+    assert [(r.key_version, r.state) for r in states] == [(1, "retired"), (2, "active")]
     assert asyncio.run(keys.pending_rotations()) == []
+    assert asyncio.run(keys.begin_rotation(cid)) == (3, True)  # the next one
     rotated = asyncio.run(accounts.list_events(type="client.data_key_rotated"))
     assert len(rotated) == 1 and rotated[0].data["key_version"] == 2
     assert rotated[0].data["reason"] == "yearly"
@@ -99,14 +101,17 @@ def test_rotation_keeps_both_keys_until_resealed_then_records_it() -> None:
 
 def test_delete_destroys_the_keys_in_the_same_commit_as_the_event() -> None:
     accounts, keys, cid = _setup()
-    rows = asyncio.run(keys.ensure(cid))
+    asyncio.run(keys.ensure(cid))
+    asyncio.run(keys.rotate(cid, asyncio.run(keys.begin_rotation(cid))[0], Fleet(), "a", None))
+    rows = asyncio.run(accounts.uow.read(lambda tx: tx.data_keys.of_client(cid)))
+    assert len(rows) == 2  # active and retired: both go
     files = (("hot/x/c/seg-1/vectors.npy", "ab" * 32),)
     asyncio.run(accounts.handle(DeleteClient(client_id=cid, reason="gone", files=files)))
     assert asyncio.run(keys.keyring_for(cid)) is None
     assert asyncio.run(accounts.uow.read(lambda tx: tx.data_keys.of_client(cid))) == []
     (event,) = asyncio.run(accounts.list_events(type="client.deleted"))
     receipt = event.data["receipt"]
-    assert receipt["data_key_ids"] == [rows[0].key_id]
+    assert receipt["data_key_ids"] == [r.key_id for r in rows]
     assert receipt["files"] == [{"path": files[0][0], "sha256": files[0][1]}]
     assert receipt["chain_head_seq"] == event.seq - 1
     # No key comes back for a deleted client, and no rotation starts.

@@ -80,6 +80,18 @@ def test_plaintext_data_is_encrypted_in_place_at_start(tmp_path: Path) -> None:
         # Then a rotation: 202 at once, the event once every file is under version 2.
         with stack.admin() as admin:
             cid = admin.get("/admin/v1/clients").json()["clients"][0]["client_id"]
+            backup_id = admin.post(f"/admin/v1/clients/{cid}/backups", json={}).json()[
+                "backup_id"
+            ]  # taken under key version 1
+
+            def backed_up() -> bool:
+                listed = admin.get(f"/admin/v1/clients/{cid}/backups").json()["backups"]
+                return any(b["status"] == "complete" for b in listed)
+
+            deadline = time.monotonic() + 30
+            while not backed_up():
+                assert time.monotonic() < deadline, "".join(stack.output[-30:])
+                time.sleep(0.1)
             r = admin.post(f"/admin/v1/clients/{cid}/rotate-key", json={"reason": "yearly"})
             assert r.status_code == 202, r.text
             assert r.json() == {"key_version": 2, "status": "rotating"}
@@ -98,4 +110,14 @@ def test_plaintext_data_is_encrypted_in_place_at_start(tmp_path: Path) -> None:
             r = c.post("/v1/collections/graph/fetch", json={"ids": ["v7"]})
             values = r.json()["vectors"]["v7"]["values"]
             assert np.asarray(values, np.float32).tobytes() == data[7].tobytes()
+        # The backup taken under the retired key still restores and reads back.
+        with stack.admin() as admin:
+            body = {"backup_id": backup_id, "into_collection_suffix": "_r"}
+            r = admin.post(f"/admin/v1/clients/{cid}/restore", json=body)
+            assert r.status_code == 202 and r.json()["status"] == "complete", r.text
+        with stack.client(key) as c:
+            r = c.post("/v1/collections/graph_r/fetch", json={"ids": ["v9"]})
+            assert r.status_code == 200, r.text
+            values = r.json()["vectors"]["v9"]["values"]
+            assert np.asarray(values, np.float32).tobytes() == data[9].tobytes()
     assert not _has_plaintext(hot, data)

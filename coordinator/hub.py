@@ -56,6 +56,10 @@ class WorkerLink:
     # Tenant -> epoch the worker says it owns (and has locked), from its latest
     # heartbeat; None until the first report.
     held: dict[str, int] | None = None
+    # Tenant -> thread-seconds its requests have held the worker's threads (cumulative,
+    # from the latest heartbeat; the rebalancer's measure of cost); None until reported.
+    busy: dict[str, float] | None = None
+    busy_at: float = 0.0
 
     def heartbeat_age(self) -> float:
         return time.monotonic() - self.last_heartbeat
@@ -94,6 +98,17 @@ class WorkerLink:
 
 WorkerListener = Callable[[WorkerLink], Awaitable[None]]
 HeldListener = Callable[[WorkerLink], None]
+
+
+def _busy(value: object) -> dict[str, float] | None:
+    """A worker's ``busy`` report (tenant -> seconds >= 0), or None when missing or malformed."""
+    if not isinstance(value, dict):
+        return None
+    return {
+        str(t): float(s)
+        for t, s in value.items()
+        if isinstance(s, int | float) and not isinstance(s, bool) and 0 <= s < float("inf")
+    }
 
 
 def _held(value: object) -> dict[str, int] | None:
@@ -227,6 +242,9 @@ class WorkerHub:
             load = frame.header.get("load")
             if isinstance(load, dict):
                 link.load = load
+            busy = _busy(frame.header.get("busy"))
+            if busy is not None:
+                link.busy, link.busy_at = busy, link.last_heartbeat
             held = _held(frame.header.get("held"))
             if held is not None and link.alive:
                 link.held = held

@@ -29,7 +29,8 @@ from coordinator.admission import ClientAdmission
 from coordinator.convergence import AlertHook, Assignment, OwnershipConvergence, no_alert
 from coordinator.errors import OutcomeUnknown, TenantUnavailable, WorkerRefused
 from coordinator.hub import WorkerGone, WorkerHub, WorkerLink
-from coordinator.placement import Candidate, Move, choose_owner, plan_rebalance
+from coordinator.cost_watch import CostWatch
+from coordinator.placement import Candidate, Move, choose_owner
 from coordinator.unservable import UnservableTenants
 from workers.protocol import TENANT_PAUSED_MESSAGE, ErrorCode, Frame, Op
 
@@ -40,7 +41,7 @@ WAIT_FOR_WORKER_S = 3.0
 # Filtered queries and deletes of one tenant in flight at once; more wait here, behind
 # the tenant's own, so a tenant flooding expensive filters does not crowd the worker
 # its neighbours share (measured: B's p99 5x better with A at 2 in flight than at 8,
-# for nearly the same throughput of A).
+# for nearly the same throughput of A). VP_CLIENT_MAX_FILTERED_RUNNING overrides it.
 TENANT_FILTERED_INFLIGHT = 2
 # Past the admission gate's own per-client bound, so a request waits until its deadline.
 TENANT_FILTERED_WAITING = 1024
@@ -91,7 +92,13 @@ async def _no_keys(tenant: str) -> dict[str, Any] | None:
 class TenantRouter(OwnershipConvergence):
     """Routes data frames to tenant owners with deadlines and one retry."""
 
-    def __init__(self, hub: WorkerHub, timeout_s: float, unavailable_alert_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        hub: WorkerHub,
+        timeout_s: float,
+        unavailable_alert_s: float = 30.0,
+        filtered_in_flight: int = TENANT_FILTERED_INFLIGHT,
+    ) -> None:
         self._hub = hub
         self._timeout_s = timeout_s
         self._assignments: dict[str, Assignment] = {}
@@ -100,7 +107,9 @@ class TenantRouter(OwnershipConvergence):
         self._idle: dict[str, asyncio.Event] = {}
         self._hits: dict[str, int] = {}
         # A client's filtered requests (the expensive kind): a few at a time, the rest wait.
-        self._filtered = ClientAdmission(TENANT_FILTERED_INFLIGHT, TENANT_FILTERED_WAITING)
+        self._filtered = ClientAdmission(filtered_in_flight, TENANT_FILTERED_WAITING)
+        # what each tenant costs its worker (heartbeats' busy time), for the rebalancer
+        self.cost_watch = CostWatch()
         self._sampled_at = time.monotonic()
         self.draining: set[str] = set()
         self.placement_changes = 0
@@ -312,11 +321,23 @@ class TenantRouter(OwnershipConvergence):
         self._sampled_at = now
         return rates
 
+    def sample_busy(self) -> dict[str, dict[str, float]]:
+        """Busy share per tenant since the last sample (cost_watch.py), grouped by owner."""
+        links = [w for w in self._hub.live() if w.worker_id not in self.draining]
+        return self.cost_watch.sample(links, self._owner_id)
+
+    def _owner_id(self, tenant: str) -> str | None:
+        current = self._assignments.get(tenant)
+        return None if current is None else current.worker_id
+
     async def rebalance_once(self) -> Move | None:
-        """Move one hot tenant off an overloaded worker, if the load calls for it."""
-        move = plan_rebalance(self.sample_rates())
+        """Move one tenant if the load calls for it: first a tenant that saturates a
+        worker it shares (busy time), else a hot one off an overloaded worker (rates)."""
+        now = time.monotonic()
+        move = self.cost_watch.plan(self.sample_rates(), self.sample_busy(), now)
         if move is not None:
             log.info("moving hot tenant %s from %s to %s", move.tenant, move.source, move.target)
+            self.cost_watch.moved(move.tenant, now)
             await self.move(move.tenant, move.target)
         return move
 

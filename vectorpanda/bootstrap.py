@@ -29,6 +29,7 @@ from coordinator.key_wrapping import LocalKeyWrapper
 from coordinator.list_cursor import ListCursors
 from coordinator.pause import PauseService, WorkerTenantFiles
 from coordinator.rate_limit import RateLimiter, cost_tokens
+from coordinator.cost_watch import CostWatch, IsolationPolicy
 from coordinator.router import TenantRouter
 from coordinator.storage_watch import StorageWatch
 from coordinator.usage import MeteredDataPlane, UsageMeter
@@ -132,7 +133,15 @@ def build_coordinator(settings: Settings) -> CoordinatorParts:
     hub = WorkerHub(worker_secret)
     if settings.fence_local_workers:
         hub.fencer = fence_local_worker
-    router = TenantRouter(hub, settings.request_timeout_s, settings.tenant_unavailable_alert_s)
+    router = TenantRouter(
+        hub,
+        settings.request_timeout_s,
+        settings.tenant_unavailable_alert_s,
+        filtered_in_flight=settings.client_max_filtered_running,
+    )
+    router.cost_watch = CostWatch(
+        IsolationPolicy(settings.rebalance_saturation, settings.rebalance_cooldown_s)
+    )
     router.on_unservable_alert = tenant_unavailable_alert(settings)
     dataplane = MeteredDataPlane(router, limits_from(settings))
     dataplane.cursors = ListCursors.from_pepper(pepper.encode())
@@ -216,7 +225,7 @@ async def serve_coordinator(
     serving = asyncio.create_task(server.serve())
     eventing = asyncio.create_task(parts.events.run(stop)) if parts.events else None
     policy = HealthPolicy(interval_s=settings.heartbeat_interval_s)
-    tracker = HealthTracker(parts.hub, policy, parts.router)
+    tracker = HealthTracker(parts.hub, policy, parts.router, settings.rebalance_interval_s)
     tracking = asyncio.create_task(tracker.run(stop))
     duties_stop = asyncio.Event()  # set after the HTTP server stopped: last usage is counted
     duties = [

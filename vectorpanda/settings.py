@@ -55,7 +55,15 @@ class Settings(BaseSettings):
     # worker side
     coordinator_url: str = "ws://127.0.0.1:8081"
     worker_id: str | None = None
-    worker_threads: int = 1
+    # a worker's request threads (None: 4 x cores, at least 8) and each tenant's share of
+    # them: threads at once (None: cores - 1, at least 1) and requests queued behind
+    # those (past it: 429 busy); tenants waiting are served round robin
+    worker_threads: int | None = Field(default=None, ge=1, le=1024)
+    worker_tenant_threads: int | None = Field(default=None, ge=1, le=1024)
+    worker_tenant_queue: int = Field(default=128, ge=0, le=100_000)
+    # how often the worker's GIL passes between threads (Python's default: 5 ms); shorter
+    # lets a tenant's short request in sooner beside another tenant's long Python work
+    worker_switch_interval_ms: float = Field(default=1.0, ge=0.1, le=100)
     # memory a worker may spend on loaded tenants before unloading idle ones (LRU)
     worker_memory_mb: int = Field(default=1024, ge=16)
     # free bytes below which a worker refuses growing writes (507); None: the larger
@@ -109,6 +117,9 @@ class Settings(BaseSettings):
     # both it gets 429 at once, so one client's backlog never fills the coordinator
     client_max_running: int = Field(default=64, ge=1)
     client_max_waiting: int = Field(default=256, ge=0)
+    # a client's filtered queries/deletes (the expensive kind) forwarded to its worker at
+    # once; more wait in the coordinator, behind the client's own, up to the deadline
+    client_max_filtered_running: int = Field(default=2, ge=1, le=1024)
     # a key refused again and again (unknown, or over its rate) gets its 401/429 after
     # this pause: a flooding connection then sends one request per pause
     refusal_delay_s: float = Field(default=1.0, ge=0, le=5)
@@ -116,6 +127,12 @@ class Settings(BaseSettings):
     # timing
     request_timeout_s: float = Field(default=10.0, gt=0)
     heartbeat_interval_s: float = Field(default=1.0, gt=0)
+    # the rebalancer: how often it looks; a tenant busy in at least this fraction of its
+    # worker's per-tenant threads, two looks running, with active neighbours, is moved to
+    # a worker with fewer active tenants; a tenant moved is left alone this long
+    rebalance_interval_s: float = Field(default=10.0, gt=0, le=3600)
+    rebalance_saturation: float = Field(default=0.8, gt=0, le=1)
+    rebalance_cooldown_s: float = Field(default=300.0, ge=0)
     key_cache_size: int = Field(default=100_000, ge=1)
     # how often noted key uses are written as last_used_at (each key at most once a minute)
     key_use_flush_s: float = Field(default=10.0, gt=0, le=60)

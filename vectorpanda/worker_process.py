@@ -8,6 +8,7 @@ import socket
 from vectorpanda.bootstrap import require_secret, warn_if_shared
 from vectorpanda.settings import Settings
 from vectorpanda.shutdown import stop_on_signals
+from workers.fair_share import FairShare
 from workers.main import run_worker
 
 
@@ -31,5 +32,11 @@ async def run_worker_process(settings: Settings) -> int:
         min_free_bytes=settings.min_free_bytes,
         liveness_file=settings.worker_liveness_file,
         backup_dir=settings.backups,
+        fair_share=FairShare(
+            settings.worker_threads,
+            settings.worker_tenant_threads,
+            settings.worker_tenant_queue,
+        ),
+        switch_interval_s=settings.worker_switch_interval_ms / 1000,
     )
     return 0

@@ -5,14 +5,19 @@ of the worker's threads. Each tenant may hold only ``per_tenant`` threads at onc
 queue only ``queue_per_tenant`` more; when a thread frees, waiting tenants are served
 in turn (round robin), so a tenant that sends many expensive requests waits behind
 its own requests, never the other tenants behind it.
+
+It also keeps each tenant's busy time (thread-seconds in its slots), which the worker
+reports in its heartbeat: the coordinator's rebalancer sees a tenant that keeps its
+whole share busy with few but expensive requests, which a request rate would not show.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Collection
 from contextlib import asynccontextmanager, suppress
 
 from workers.errors import StoreError
@@ -21,6 +26,7 @@ from workers.protocol import ErrorCode
 _CORES = os.cpu_count() or 1
 # FAISS and numpy release the GIL, so more threads than cores still help. A tenant
 # may use all cores but one: the last core (and the GIL's turns) stays for the others.
+# VP_WORKER_THREADS, VP_WORKER_TENANT_THREADS and VP_WORKER_TENANT_QUEUE override these.
 WORKER_THREADS = 4 * max(_CORES, 2)
 TENANT_THREADS = max(_CORES - 1, 1)
 TENANT_QUEUE = 128
@@ -31,17 +37,24 @@ class FairShare:
 
     def __init__(
         self,
-        slots: int = WORKER_THREADS,
-        per_tenant: int = TENANT_THREADS,
+        slots: int | None = None,
+        per_tenant: int | None = None,
         queue_per_tenant: int = TENANT_QUEUE,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if slots < 1 or per_tenant < 1:
-            raise ValueError("slots and per_tenant must be positive")
+        slots = WORKER_THREADS if slots is None else slots
+        per_tenant = TENANT_THREADS if per_tenant is None else per_tenant
+        if slots < 1 or per_tenant < 1 or queue_per_tenant < 0:
+            raise ValueError("slots and per_tenant must be positive, queue_per_tenant >= 0")
         self.slots = slots
         self.per_tenant = min(per_tenant, slots)
         self.queue_per_tenant = queue_per_tenant
         self._free = slots
         self.running: dict[str, int] = {}
+        self._clock = clock
+        # Thread-seconds each tenant held slots for, up to _since[tenant] (while running).
+        self._busy: dict[str, float] = {}
+        self._since: dict[str, float] = {}
         # Tenants with waiting requests, in the order they will next be served.
         self._waiting: OrderedDict[str, deque[asyncio.Future[None]]] = OrderedDict()
 
@@ -81,17 +94,45 @@ class FairShare:
                 self._forget(tenant, granted)
             raise
 
+    def busy_seconds(self, keep: Collection[str]) -> dict[str, float]:
+        """Thread-seconds each tenant has held slots for, running requests included.
+
+        Counters only grow while a tenant stays in ``keep`` (the tenants this worker
+        owns); others are forgotten once idle, so a tenant that comes back starts at 0.
+        """
+        now = self._clock()
+        for tenant in [t for t in self._busy if t not in keep and t not in self.running]:
+            del self._busy[tenant]
+        report = {}
+        for tenant, seconds in self._busy.items():
+            running = self.running.get(tenant, 0)
+            report[tenant] = seconds + running * (now - self._since.get(tenant, now))
+        return report
+
+    def _account(self, tenant: str) -> None:
+        """Add the time since the tenant's last change, times its slots, to its busy time."""
+        now = self._clock()
+        running = self.running.get(tenant, 0)
+        if running:
+            self._busy[tenant] += running * (now - self._since[tenant])
+        else:
+            self._busy.setdefault(tenant, 0.0)
+        self._since[tenant] = now
+
     def _take(self, tenant: str) -> None:
+        self._account(tenant)
         self._free -= 1
         self.running[tenant] = self.running.get(tenant, 0) + 1
 
     def _release(self, tenant: str) -> None:
+        self._account(tenant)
         self._free += 1
         left = self.running[tenant] - 1
         if left:
             self.running[tenant] = left
         else:
             del self.running[tenant]
+            del self._since[tenant]
         self._dispatch()
 
     def _forget(self, tenant: str, waiter: asyncio.Future[None]) -> None:

@@ -17,6 +17,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from workers.backup_store import LocalBackupStore
+from workers.fair_share import FairShare
 from workers.fsync_stats import WAL_FSYNCS
 from workers.protocol import (
     DATA_OPS,
@@ -50,6 +51,7 @@ LEASE_INTERVALS = 2.5
 BIG_FRAME_BYTES = 64 * 1024
 # The GIL passes between threads this often (Python's default is 5 ms): a tenant's
 # short request does not wait behind another tenant's long Python work for long.
+# VP_WORKER_SWITCH_INTERVAL_MS overrides it.
 SWITCH_INTERVAL_S = 0.001
 
 
@@ -145,8 +147,12 @@ class WorkerSession:
                 "tenants": self._service.tenant_count,
                 "memory_bytes": self._service.registry.memory_bytes,
                 "queue_depth": self.queue_depth,
+                "tenant_threads": self._service.fair_share.per_tenant,
                 **WAL_FSYNCS.report(),
             }
+            held = self._service.held()
+            # Thread-seconds per tenant, cumulative: the rebalancer's measure of cost.
+            busy = self._service.fair_share.busy_seconds(held)
             space = await asyncio.to_thread(self._service.space.report)
             self._beat_seq += 1
             self._beats_sent[self._beat_seq] = time.monotonic()
@@ -155,7 +161,8 @@ class WorkerSession:
                 "rid": 0,
                 "seq": self._beat_seq,
                 "load": load,
-                "held": self._service.held(),
+                "held": held,
+                "busy": {tenant: round(seconds, 4) for tenant, seconds in busy.items()},
                 "space": space,
             }
             await self._ws.send(encode_frame(beat))
@@ -280,6 +287,8 @@ async def run_worker(
     min_free_bytes: int | None = None,
     liveness_file: Path | None = None,
     backup_dir: Path | None = None,
+    fair_share: FairShare | None = None,
+    switch_interval_s: float = SWITCH_INTERVAL_S,
 ) -> None:
     """Serve the coordinator at ``coordinator_url`` until ``stop`` is set, reconnecting forever.
 
@@ -287,10 +296,12 @@ async def run_worker(
     it, idle tenants are unloaded, least recently used first. ``min_free_bytes`` is the
     free-space floor of the hot store below which growing writes are refused.
     ``liveness_file`` (if given) is touched every heartbeat interval, connected or not,
-    for a container liveness check (deploy/healthcheck.py alive).
+    for a container liveness check (deploy/healthcheck.py alive). ``fair_share`` holds the
+    request threads and each tenant's share of them (VP_WORKER_THREADS,
+    VP_WORKER_TENANT_THREADS, VP_WORKER_TENANT_QUEUE); ``switch_interval_s`` is the GIL's.
     """
     faiss.omp_set_num_threads(1)
-    sys.setswitchinterval(SWITCH_INTERVAL_S)
+    sys.setswitchinterval(switch_interval_s)
     stop = stop or asyncio.Event()
     service = WorkerService(
         TenantRegistry(hot_dir, wal_compact_bytes),
@@ -298,6 +309,7 @@ async def run_worker(
         cold_dir=cold_dir,
         min_free_bytes=min_free_bytes,
         backups=LocalBackupStore(backup_dir) if backup_dir is not None else None,
+        fair_share=fair_share,
     )
     liveness = None
     if liveness_file is not None:

@@ -92,3 +92,56 @@ async def test_a_cancelled_waiter_leaves_the_queue_and_its_slot_is_reused() -> N
     async with share.slot("c"):
         assert share.running == {"c": 1}
     assert order == ["a"]
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_busy_time_counts_thread_seconds_held_running_ones_included() -> None:
+    clock = _Clock()
+    share = FairShare(slots=4, per_tenant=2, clock=clock)
+    order: list[str] = []
+    first, second = asyncio.Event(), asyncio.Event()
+    a1 = asyncio.create_task(_hold(share, "a", order, first))
+    a2 = asyncio.create_task(_hold(share, "a", order, second))
+    b = asyncio.create_task(_hold(share, "b", order, first))
+    await _settle()
+    clock.now += 2.0
+    first.set()  # one of a's and b's finish after 2 s
+    await asyncio.gather(a1, b)
+    clock.now += 3.0  # a's second request still runs
+    assert share.busy_seconds({"a", "b"}) == {"a": pytest.approx(7.0), "b": pytest.approx(2.0)}
+    second.set()
+    await a2
+    clock.now += 10.0  # idle time adds nothing
+    assert share.busy_seconds({"a", "b"}) == {"a": pytest.approx(7.0), "b": pytest.approx(2.0)}
+    # A tenant the worker no longer owns is forgotten once idle: it would start again at 0.
+    assert share.busy_seconds({"a"}) == {"a": pytest.approx(7.0)}
+    assert share.busy_seconds({"a", "b"}) == {"a": pytest.approx(7.0)}
+
+
+async def test_waiting_for_a_thread_is_not_busy_time() -> None:
+    clock = _Clock()
+    share = FairShare(slots=1, per_tenant=1, clock=clock)
+    order: list[str] = []
+    release = asyncio.Event()
+    running = asyncio.create_task(_hold(share, "a", order, release))
+    queued = asyncio.create_task(_hold(share, "b", order, release))
+    await _settle()
+    clock.now += 4.0
+    assert share.busy_seconds({"a", "b"}) == {"a": pytest.approx(4.0)}
+    release.set()
+    await asyncio.gather(running, queued)
+
+
+def test_the_limits_are_checked() -> None:
+    with pytest.raises(ValueError, match="positive"):
+        FairShare(slots=0)
+    with pytest.raises(ValueError, match="queue_per_tenant"):
+        FairShare(queue_per_tenant=-1)
+    assert FairShare(slots=2, per_tenant=5).per_tenant == 2

@@ -69,10 +69,12 @@ async def test_worker_session_end_to_end(tmp_path: Path) -> None:
             "tenants",
             "memory_bytes",
             "queue_depth",
+            "tenant_threads",
             "wal_fsyncs_total",
             "wal_fsync_seconds_total",
             "wal_fsync_max_ms",
         }
+        assert beat.header["busy"] == {}  # thread-seconds per tenant: none owned yet
 
         data = {"tenant": "t1", "epoch": 5}
         assert (await hub.request(1, {"op": "assign", **data})).header["ok"] is True
@@ -104,6 +106,9 @@ async def test_worker_session_end_to_end(tmp_path: Path) -> None:
 
         beat = await asyncio.wait_for(hub.frames.get(), 5)
         assert beat.op == "heartbeat" and beat.header["load"]["tenants"] == 1
+        # The create and the upsert held one of t1's request threads for a while.
+        assert set(beat.header["busy"]) == {"t1"} and beat.header["busy"]["t1"] >= 0
+        assert beat.header["load"]["tenant_threads"] >= 1
 
         # Drop the connection: the worker lets go of its tenants and dials again.
         await hub.connection.close()

@@ -1,12 +1,14 @@
-"""What each tenant costs its worker, for the rebalancer: busy shares from heartbeats.
+"""What each tenant costs its worker, for the rebalancer: busy threads from heartbeats.
 
 Workers report, in every heartbeat, the thread-seconds each tenant's requests have
-held their request threads (cumulative) and how many threads one tenant may hold.
-Between two looks of the rebalancer the difference, per second and per allowed
-thread, is the tenant's busy share: 1.0 when it kept every thread it may have busy
-the whole time. Few but expensive requests show here, where a request rate would
-not. The watch also remembers which tenants saturated at the previous look and
-which were moved lately, so one burst moves nothing and nothing flaps.
+held their request threads (cumulative). Between two looks of the rebalancer the
+difference per second is the tenant's busy figure, in threads: 1.0 when one of its
+requests was running the whole time. The worker's Python work (filters, scans,
+writes) shares one interpreter lock, so a tenant that keeps one thread busy all the
+time takes most of the interpreter from its neighbours, whatever the core count.
+Few but expensive requests show here, where a request rate would not. The watch
+also remembers which tenants saturated at the previous look and which were moved
+lately, so one burst moves nothing and nothing flaps.
 """
 
 from __future__ import annotations
@@ -20,9 +22,9 @@ from coordinator.placement import Move, plan_isolation, plan_rebalance, saturati
 
 @dataclass(frozen=True, slots=True)
 class IsolationPolicy:
-    """VP_REBALANCE_SATURATION and VP_REBALANCE_COOLDOWN_S."""
+    """VP_REBALANCE_BUSY_THREADS and VP_REBALANCE_COOLDOWN_S."""
 
-    saturation: float = 0.8
+    busy_threads: float = 0.8
     cooldown_s: float = 300.0
 
 
@@ -34,7 +36,7 @@ class _Counters:
 
 @dataclass
 class CostWatch:
-    """Busy shares per worker and tenant between looks; the rebalancer's memory."""
+    """Busy threads per worker and tenant between looks; the rebalancer's memory."""
 
     policy: IsolationPolicy = field(default_factory=IsolationPolicy)
     _seen: dict[str, _Counters] = field(default_factory=dict)
@@ -44,10 +46,10 @@ class CostWatch:
     def sample(
         self, links: Iterable[WorkerLink], owner_of: Callable[[str], str | None]
     ) -> dict[str, dict[str, float]]:
-        """Worker -> {tenant: busy share} since the last sample, for tenants it owns.
+        """Worker -> {tenant: busy threads} since the last sample, for tenants it owns.
 
         A tenant new on a worker (or a worker that restarted: counters went down)
-        has no share until the next sample.
+        has no figure until the next sample.
         """
         shares: dict[str, dict[str, float]] = {}
         for link in links:
@@ -55,8 +57,6 @@ class CostWatch:
             shares[worker] = {}
             if current is None:
                 continue
-            threads = link.load.get("tenant_threads")
-            per_tenant = threads if isinstance(threads, int) and threads > 0 else 1
             before = self._seen.get(worker)
             if before is not None and link.busy_at <= before.at:
                 continue  # no heartbeat since: keep the older counters as the base
@@ -66,7 +66,7 @@ class CostWatch:
                     old = before.seconds.get(tenant)
                     if old is None or seconds < old or owner_of(tenant) != worker:
                         continue
-                    shares[worker][tenant] = (seconds - old) / elapsed / per_tenant
+                    shares[worker][tenant] = (seconds - old) / elapsed
             self._seen[worker] = _Counters(link.busy_at, dict(current))
         for gone in set(self._seen) - set(shares):
             del self._seen[gone]
@@ -76,7 +76,7 @@ class CostWatch:
         self, rates: dict[str, dict[str, float]], busy: dict[str, dict[str, float]], now: float
     ) -> Move | None:
         """The one move to make now: isolate a saturating tenant, else spread request rates."""
-        hot = saturating(busy, self.policy.saturation)
+        hot = saturating(busy, self.policy.busy_threads)
         for tenant, at in list(self._moved_at.items()):
             if now - at >= self.policy.cooldown_s:
                 del self._moved_at[tenant]

@@ -81,22 +81,22 @@ def plan_rebalance(
     return None
 
 
-# A tenant keeping less than this share of its threads busy, with no requests, is idle.
-IDLE_SHARE = 0.05
+# A tenant keeping fewer threads than this busy, with no requests, is idle.
+IDLE_THREADS = 0.05
 
 
-def saturating(busy: dict[str, dict[str, float]], saturation: float) -> dict[str, str]:
-    """Tenant -> worker, for each tenant that kept at least ``saturation`` of its share busy.
+def saturating(busy: dict[str, dict[str, float]], threshold: float) -> dict[str, str]:
+    """Tenant -> worker, for each tenant that kept at least ``threshold`` threads busy.
 
-    ``busy`` maps worker id -> {tenant: share}, a share being the thread-seconds the
-    tenant's requests held per second divided by the threads a tenant may hold on that
-    worker (1.0: every thread it may have, all the time).
+    ``busy`` maps worker id -> {tenant: threads}: the thread-seconds the tenant's
+    requests held the worker's request threads for, per second (1.0: one request of
+    it running all the time).
     """
     return {
         tenant: worker
         for worker, shares in busy.items()
-        for tenant, share in shares.items()
-        if share >= saturation
+        for tenant, threads in shares.items()
+        if threads >= threshold
     }
 
 
@@ -106,7 +106,7 @@ def _active(
     """Tenants of ``worker`` that sent requests or kept threads busy in the sample."""
     shares = busy.get(worker, {})
     sending = {t for t, rate in rates.get(worker, {}).items() if rate > 0}
-    return sending | {t for t, share in shares.items() if share > IDLE_SHARE}
+    return sending | {t for t, threads in shares.items() if threads > IDLE_THREADS}
 
 
 def plan_isolation(
@@ -126,7 +126,7 @@ def plan_isolation(
     tenant, and only if that is fewer than the neighbours it leaves: so it never
     moves back (its old worker has at least as many active tenants as it met),
     and a tenant already alone, or beside idle tenants only, stays.
-    ``rates`` (requests per second) and ``busy`` (shares) map worker -> {tenant: x}
+    ``rates`` (requests per second) and ``busy`` (threads) map worker -> {tenant: x}
     and list the workers a tenant may go to.
     """
     workers = set(rates) | set(busy)

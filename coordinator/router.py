@@ -27,9 +27,9 @@ import numpy as np
 
 from coordinator.admission import ClientAdmission
 from coordinator.convergence import AlertHook, Assignment, OwnershipConvergence, no_alert
+from coordinator.cost_watch import CostWatch
 from coordinator.errors import OutcomeUnknown, TenantUnavailable, WorkerRefused
 from coordinator.hub import WorkerGone, WorkerHub, WorkerLink
-from coordinator.cost_watch import CostWatch
 from coordinator.placement import Candidate, Move, choose_owner
 from coordinator.unservable import UnservableTenants
 from workers.protocol import TENANT_PAUSED_MESSAGE, ErrorCode, Frame, Op
@@ -337,8 +337,8 @@ class TenantRouter(OwnershipConvergence):
         move = self.cost_watch.plan(self.sample_rates(), self.sample_busy(), now)
         if move is not None:
             log.info("moving hot tenant %s from %s to %s", move.tenant, move.source, move.target)
-            self.cost_watch.moved(move.tenant, now)
             await self.move(move.tenant, move.target)
+            self.cost_watch.moved(move.tenant, time.monotonic())
         return move
 
     async def _drained(self, tenant: str, deadline: float) -> None:

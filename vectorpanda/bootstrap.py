@@ -19,6 +19,7 @@ from coordinator.accounts.uow import SqliteUnitOfWork
 from coordinator.admission import ClientAdmission
 from coordinator.backups import BackupService, WorkerTenantBackups
 from coordinator.census import CensusTaker
+from coordinator.cost_watch import CostWatch, IsolationPolicy
 from coordinator.data_keys import DataKeys
 from coordinator.dataplane import DataPlane, Limits
 from coordinator.encryption_duty import EncryptionDuty
@@ -29,7 +30,6 @@ from coordinator.key_wrapping import LocalKeyWrapper
 from coordinator.list_cursor import ListCursors
 from coordinator.pause import PauseService, WorkerTenantFiles
 from coordinator.rate_limit import RateLimiter, cost_tokens
-from coordinator.cost_watch import CostWatch, IsolationPolicy
 from coordinator.router import TenantRouter
 from coordinator.storage_watch import StorageWatch
 from coordinator.usage import MeteredDataPlane, UsageMeter
@@ -140,7 +140,7 @@ def build_coordinator(settings: Settings) -> CoordinatorParts:
         filtered_in_flight=settings.client_max_filtered_running,
     )
     router.cost_watch = CostWatch(
-        IsolationPolicy(settings.rebalance_saturation, settings.rebalance_cooldown_s)
+        IsolationPolicy(settings.rebalance_busy_threads, settings.rebalance_cooldown_s)
     )
     router.on_unservable_alert = tenant_unavailable_alert(settings)
     dataplane = MeteredDataPlane(router, limits_from(settings))

@@ -127,11 +127,12 @@ class Settings(BaseSettings):
     # timing
     request_timeout_s: float = Field(default=10.0, gt=0)
     heartbeat_interval_s: float = Field(default=1.0, gt=0)
-    # the rebalancer: how often it looks; a tenant busy in at least this fraction of its
-    # worker's per-tenant threads, two looks running, with active neighbours, is moved to
-    # a worker with fewer active tenants; a tenant moved is left alone this long
+    # the rebalancer: how often it looks; a tenant that kept this many of its worker's
+    # request threads busy on average (thread-seconds per second), at two looks running,
+    # beside active neighbours, moves to a worker with fewer active tenants; a tenant
+    # moved is left where it is for the cooldown
     rebalance_interval_s: float = Field(default=10.0, gt=0, le=3600)
-    rebalance_saturation: float = Field(default=0.8, gt=0, le=1)
+    rebalance_busy_threads: float = Field(default=0.8, gt=0, le=1024)
     rebalance_cooldown_s: float = Field(default=300.0, ge=0)
     key_cache_size: int = Field(default=100_000, ge=1)
     # how often noted key uses are written as last_used_at (each key at most once a minute)

@@ -1,4 +1,4 @@
-"""The rebalancer's memory of cost: busy shares from heartbeat counters, hysteresis, cooldown."""
+"""The rebalancer's memory of cost: busy threads from heartbeat counters, hysteresis, cooldown."""
 
 from __future__ import annotations
 
@@ -12,26 +12,21 @@ from coordinator.hub import WorkerLink
 from coordinator.placement import Move
 
 
-def _link(worker: str, at: float, busy: dict[str, float] | None, threads: int = 1) -> Any:
-    return cast(
-        WorkerLink,
-        SimpleNamespace(
-            worker_id=worker, busy=busy, busy_at=at, load={"tenant_threads": threads}
-        ),
-    )
+def _link(worker: str, at: float, busy: dict[str, float] | None) -> Any:
+    return cast(WorkerLink, SimpleNamespace(worker_id=worker, busy=busy, busy_at=at))
 
 
 OWNERS = {"a": "w1", "b": "w1", "c": "w2"}
 
 
-def test_shares_are_busy_seconds_per_second_per_allowed_thread() -> None:
+def test_busy_threads_are_busy_seconds_per_second() -> None:
     watch = CostWatch()
-    first = [_link("w1", 10.0, {"a": 5.0, "b": 1.0}, threads=2), _link("w2", 10.0, None)]
+    first = [_link("w1", 10.0, {"a": 5.0, "b": 1.0}), _link("w2", 10.0, None)]
     assert watch.sample(first, OWNERS.get) == {"w1": {}, "w2": {}}  # no base yet
-    later = [_link("w1", 20.0, {"a": 23.0, "b": 1.5, "new": 4.0}, threads=2), _link("w2", 20.0, {})]
-    shares = watch.sample(later, OWNERS.get)
-    # a: 18 thread-seconds in 10 s with 2 threads allowed = 0.9; "new" has no base yet
-    assert shares == {"w1": {"a": pytest.approx(0.9), "b": pytest.approx(0.025)}, "w2": {}}
+    later = [_link("w1", 20.0, {"a": 23.0, "b": 1.5, "new": 4.0}), _link("w2", 20.0, {})]
+    busy = watch.sample(later, OWNERS.get)
+    # a: 18 thread-seconds in 10 s = 1.8 threads; "new" has no base yet
+    assert busy == {"w1": {"a": pytest.approx(1.8), "b": pytest.approx(0.05)}, "w2": {}}
 
 
 def test_no_new_heartbeat_restarted_worker_or_moved_tenant_gives_no_share() -> None:
@@ -46,7 +41,7 @@ def test_no_new_heartbeat_restarted_worker_or_moved_tenant_gives_no_share() -> N
 
 
 def test_a_tenant_must_saturate_twice_running_and_is_then_left_alone_for_the_cooldown() -> None:
-    watch = CostWatch(IsolationPolicy(saturation=0.8, cooldown_s=60.0))
+    watch = CostWatch(IsolationPolicy(busy_threads=0.8, cooldown_s=60.0))
     # rates under the rate rebalancer's floor: only the busy time can call for a move
     rates = {"w1": {"a": 1.0, "b": 3.0}, "w2": {}}
     busy = {"w1": {"a": 0.9, "b": 0.01}, "w2": {}}

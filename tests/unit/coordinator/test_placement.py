@@ -62,7 +62,7 @@ def test_rebalance_leaves_balanced_quiet_or_single_tenant_workers_alone() -> Non
     assert plan_rebalance({"w1": {"a": 100.0, "b": 1.0}}) is None
 
 
-# Isolation by cost: busy shares (1.0 = every thread a tenant may hold, all the time).
+# Isolation by cost: busy threads (1.0 = one request of the tenant running all the time).
 
 
 def test_a_tenant_saturating_a_shared_worker_moves_to_the_quietest_worker() -> None:
@@ -87,7 +87,8 @@ def test_isolation_needs_saturation_twice_running_and_active_neighbours() -> Non
     idle = {"w1": {"a": 0.95, "b": 0.0}, "w2": {}}
     assert plan_isolation({"w1": {"a": 3.0}, "w2": {}}, idle, {"a"}, hot) is None
     # alone on its worker
-    assert plan_isolation({"w1": {"a": 3.0}, "w2": {"c": 1.0}}, {"w1": {"a": 1.0}}, {"a"}, hot) is None
+    alone = {"w1": {"a": 3.0}, "w2": {"c": 1.0}}
+    assert plan_isolation(alone, {"w1": {"a": 1.0}}, {"a"}, hot) is None
 
 
 def test_isolation_never_moves_back_or_next_to_another_saturating_tenant() -> None:

@@ -7,8 +7,8 @@ in turn (round robin), so a tenant that sends many expensive requests waits behi
 its own requests, never the other tenants behind it.
 
 It also keeps each tenant's busy time (thread-seconds in its slots), which the worker
-reports in its heartbeat: the coordinator's rebalancer sees a tenant that keeps its
-whole share busy with few but expensive requests, which a request rate would not show.
+reports in its heartbeat: the coordinator's rebalancer sees a tenant that keeps the
+worker busy with few but expensive requests, which a request rate would not show.
 """
 
 from __future__ import annotations

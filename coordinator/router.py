@@ -322,7 +322,7 @@ class TenantRouter(OwnershipConvergence):
         return rates
 
     def sample_busy(self) -> dict[str, dict[str, float]]:
-        """Busy share per tenant since the last sample (cost_watch.py), grouped by owner."""
+        """Busy threads per tenant since the last sample (cost_watch.py), grouped by owner."""
         links = [w for w in self._hub.live() if w.worker_id not in self.draining]
         return self.cost_watch.sample(links, self._owner_id)
 

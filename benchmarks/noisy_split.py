@@ -1,0 +1,187 @@
+"""Where a quiet client's latency goes while a noisy one floods expensive filters.
+
+    .venv/bin/python -m benchmarks.noisy_split                    # ~2 minutes
+    .venv/bin/python -m benchmarks.noisy_split --rounds 3 --switch-ms 5
+
+Client A sends the noisy-neighbour test's queries (``$nin``/``$in`` of 50,000
+strings, 8 at a time, from a process of its own); client B sends simple queries
+and, between them, ``GET /healthz``, which never reaches a worker. Each round
+measures B alone, then B while A floods, in the same run; twice over: with A and
+B on the same worker, and on different workers (two workers). The CPU columns
+are cores used by the coordinator (the ``up`` process) and the workers, from
+/proc. If B's ``/healthz`` slows as much as its queries, and B slows as much
+with A on another worker, the time is lost in the shared coordinator and the
+host's CPU, not in the worker the tenants share.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import tempfile
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import orjson
+
+from tests.stack import Stack, running_stack
+
+DIM = 8
+FLOODERS = 8
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def _client(stack: Stack, name: str, tier: str) -> tuple[str, str]:
+    with stack.admin() as admin:
+        body = {"name": name, "email": f"{name}@example.com", "tier": tier}
+        cid = admin.post("/admin/v1/clients", json=body).json()["client_id"]
+        scopes = {"scopes": ["read", "write", "manage"]}
+        key = admin.post(f"/admin/v1/clients/{cid}/keys", json=scopes).json()["api_key"]
+    return str(cid), str(key)
+
+
+def _owners(stack: Stack) -> dict[str, str]:
+    with stack.admin() as admin:
+        workers = admin.get("/admin/v1/workers").json()["workers"]
+    return {t: w["worker_id"] for w in workers for t in w["tenant_ids"]}
+
+
+def _collection(stack: Stack, key: str, name: str, meta: Any) -> None:
+    rng = np.random.default_rng(7)
+    rows = [
+        {"id": f"v{i}", "values": rng.standard_normal(DIM).tolist(), "metadata": meta(i)}
+        for i in range(200)
+    ]
+    with stack.client(key) as client:
+        spec = {"name": name, "dimension": DIM, "metric": "l2"}
+        client.post("/v1/collections", json=spec).raise_for_status()
+        client.post(f"/v1/collections/{name}/upsert", json={"vectors": rows}).raise_for_status()
+
+
+def _flood(url: str, key: str, flooding: Any, stop: Any, counts: Any) -> None:
+    strings = [f"x{i:07d}" for i in range(50_000)]
+    bodies = [
+        orjson.dumps({"vector": [0.1] * DIM, "top_k": 10, "filter": doc})
+        for doc in (
+            {"color": {"$nin": strings}},
+            {"color": {"$in": strings}, "n": {"$gte": 0}},
+            {"$or": [{"color": {"$nin": strings}}, {"n": {"$in": list(range(10_000))}}]},
+        )
+    ]
+    statuses: Counter[int] = Counter()
+    headers = {"authorization": f"Bearer {key}", "content-type": "application/json"}
+
+    def send(turn: int) -> None:
+        with httpx.Client(base_url=url, headers=headers, timeout=30) as client:
+            while not stop.is_set():
+                r = client.post("/v1/collections/noisy/query", content=bodies[turn % 3])
+                turn += 1
+                statuses[r.status_code] += 1
+                flooding.set()
+
+    threads = [threading.Thread(target=send, args=(n,)) for n in range(FLOODERS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    counts.put(dict(statuses))
+
+
+def _steady(stack: Stack, key: str, seconds: float) -> tuple[list[float], list[float]]:
+    queries: list[float] = []
+    health: list[float] = []
+    end = time.monotonic() + seconds
+    with stack.client(key) as b, httpx.Client(base_url=stack.url, timeout=30) as anon:
+        while time.monotonic() < end:
+            started = time.perf_counter()
+            r = b.post("/v1/collections/quiet/query", json={"vector": [0.5] * DIM, "top_k": 5})
+            queries.append(time.perf_counter() - started)
+            r.raise_for_status()
+            started = time.perf_counter()
+            anon.get("/healthz")
+            health.append(time.perf_counter() - started)
+            time.sleep(0.02)
+    return queries, health
+
+
+def _ms(xs: list[float]) -> str:
+    return f"{np.median(xs) * 1000:.1f} / {np.percentile(xs, 99) * 1000:.1f}"
+
+
+def split(same_worker: bool, rounds: int, seconds: float, switch_ms: float) -> list[str]:
+    env = {"VP_REQUEST_TIMEOUT_S": "3", "VP_WORKER_SWITCH_INTERVAL_MS": str(switch_ms)}
+    lines = []
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        running_stack(Path(tmp) / "vp", workers=1 if same_worker else 2, **env) as stack,
+    ):
+        assert stack.proc is not None
+        a_id, a_key = _client(stack, "noisy", "premium")
+        _collection(stack, a_key, "noisy", lambda i: {"color": f"c{i % 7}", "n": i})
+        for n in range(8):  # with two workers: until B lands on the other one
+            b_id, b_key = _client(stack, f"quiet{n}", "standard")
+            _collection(stack, b_key, "quiet", lambda i: {"n": i})
+            owners = _owners(stack)
+            if (owners[a_id] == owners[b_id]) == same_worker:
+                break
+        placed = "same worker" if owners[a_id] == owners[b_id] else "other workers"
+        pids = [stack.proc.pid, *stack.worker_pids()]
+        spawn = multiprocessing.get_context("spawn")
+        for _ in range(rounds):
+            for noisy in (False, True):
+                flood = None
+                if noisy:
+                    flooding, stop, counts = spawn.Event(), spawn.Event(), spawn.Queue()
+                    flood = spawn.Process(
+                        target=_flood, args=(stack.url, a_key, flooding, stop, counts)
+                    )
+                    flood.start()
+                    flooding.wait(30)
+                    time.sleep(1.0)
+                before, started = [_cpu(p) for p in pids], time.monotonic()
+                queries, health = _steady(stack, b_key, seconds)
+                elapsed = time.monotonic() - started
+                used = [(_cpu(p) - b) / elapsed for p, b in zip(pids, before, strict=True)]
+                a_done = "-"
+                if flood is not None:
+                    stop.set()
+                    a_done = str(counts.get(timeout=60).get(200, 0))
+                    flood.join(30)
+                load = Path("/proc/loadavg").read_text().split()[0]
+                lines.append(
+                    f"| {placed} | {'with A' if noisy else 'alone'} | {_ms(queries)} | "
+                    f"{_ms(health)} | {used[0]:.2f} | {sum(used[1:]):.2f} | {a_done} | {load} |"
+                )
+                print(lines[-1], flush=True)
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--seconds", type=float, default=6.0)
+    parser.add_argument("--switch-ms", type=float, default=1.0)
+    args = parser.parse_args()
+    print(
+        f"switch interval {args.switch_ms} ms, {args.seconds:.0f} s per measurement\n"
+        "| A and B on | B | B query p50 / p99 ms | B /healthz p50 / p99 ms | "
+        "coordinator CPU | workers CPU | A's 200s | load |\n|---|---|---|---|---|---|---|---|",
+        flush=True,
+    )
+    for same in (True, False):
+        split(same, args.rounds, args.seconds, args.switch_ms)
+
+
+if __name__ == "__main__":
+    main()

@@ -82,6 +82,9 @@ def _placement(stack: Stack) -> tuple[dict[str, str], int]:
     """Tenant -> worker id, and the coordinator's count of placement changes."""
     with stack.admin() as admin:
         body = admin.get("/admin/v1/workers").json()
+    # VP_WORKER_TENANT_THREADS reached the workers (they report it in their heartbeat)
+    live = [w for w in body["workers"] if w["state"] == "live"]
+    assert {w["load"].get("tenant_threads") for w in live} == {1}, body
     owners = {t: w["worker_id"] for w in body["workers"] for t in w["tenant_ids"]}
     return owners, int(body["placement_changes"])
 

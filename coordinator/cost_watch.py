@@ -42,6 +42,8 @@ class CostWatch:
     _seen: dict[str, _Counters] = field(default_factory=dict)
     _saturated: set[str] = field(default_factory=set)
     _moved_at: dict[str, float] = field(default_factory=dict)
+    # Workers hosting a saturating tenant at the last look: new tenants go elsewhere.
+    crowded: set[str] = field(default_factory=set)
 
     def sample(
         self, links: Iterable[WorkerLink], owner_of: Callable[[str], str | None]
@@ -82,6 +84,7 @@ class CostWatch:
                 del self._moved_at[tenant]
         persistent = (set(hot) & self._saturated) - set(self._moved_at)
         self._saturated = set(hot)
+        self.crowded = set(hot.values())
         move = plan_isolation(rates, busy, persistent, hot)
         if move is None:
             # Rate-based moves never put anyone beside a saturating tenant.

@@ -185,6 +185,9 @@ class TenantRouter(OwnershipConvergence):
             by_id = {link.worker_id: link for link in live if link.worker_id not in self.draining}
             if not by_id:  # every worker draining: serving beats refusing
                 by_id = {link.worker_id: link for link in live}
+            # A new tenant is not placed beside one that keeps its worker busy, if it can help it.
+            calm = {w: link for w, link in by_id.items() if w not in self.cost_watch.crowded}
+            by_id = calm or by_id
             owner_id = choose_owner(tenant, [Candidate(w, self._weight(w)) for w in by_id])
             assert owner_id is not None
             target = await self._clear_holders(tenant, by_id[owner_id], deadline)

@@ -98,6 +98,12 @@ def _flood(url: str, key: str, flooding: Any, stop: Any, counts: Any) -> None:
     counts.put(dict(statuses))
 
 
+def _burn(stop: Any) -> None:
+    """A process that only burns CPU (no requests): the host's share of the story."""
+    while not stop.is_set():
+        sum(range(10_000))
+
+
 def _steady(stack: Stack, key: str, seconds: float) -> tuple[list[float], list[float]]:
     queries: list[float] = []
     health: list[float] = []
@@ -139,28 +145,35 @@ def split(same_worker: bool, rounds: int, seconds: float, switch_ms: float) -> l
         pids = [stack.proc.pid, *stack.worker_pids()]
         spawn = multiprocessing.get_context("spawn")
         for _ in range(rounds):
-            for noisy in (False, True):
-                flood = None
-                if noisy:
-                    flooding, stop, counts = spawn.Event(), spawn.Event(), spawn.Queue()
+            for mode in ("alone", "CPU burner", "with A"):
+                flood = burner = None
+                stop = spawn.Event()
+                if mode == "with A":
+                    flooding, counts = spawn.Event(), spawn.Queue()
                     flood = spawn.Process(
                         target=_flood, args=(stack.url, a_key, flooding, stop, counts)
                     )
                     flood.start()
                     flooding.wait(30)
                     time.sleep(1.0)
+                elif mode == "CPU burner":
+                    burner = spawn.Process(target=_burn, args=(stop,))
+                    burner.start()
+                    time.sleep(1.0)
                 before, started = [_cpu(p) for p in pids], time.monotonic()
                 queries, health = _steady(stack, b_key, seconds)
                 elapsed = time.monotonic() - started
                 used = [(_cpu(p) - b) / elapsed for p, b in zip(pids, before, strict=True)]
                 a_done = "-"
+                stop.set()
                 if flood is not None:
-                    stop.set()
                     a_done = str(counts.get(timeout=60).get(200, 0))
                     flood.join(30)
+                if burner is not None:
+                    burner.join(30)
                 load = Path("/proc/loadavg").read_text().split()[0]
                 lines.append(
-                    f"| {placed} | {'with A' if noisy else 'alone'} | {_ms(queries)} | "
+                    f"| {placed} | {mode} | {_ms(queries)} | "
                     f"{_ms(health)} | {used[0]:.2f} | {sum(used[1:]):.2f} | {a_done} | {load} |"
                 )
                 print(lines[-1], flush=True)

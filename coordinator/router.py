@@ -40,9 +40,12 @@ log = logging.getLogger("vectorpanda.router")
 WAIT_FOR_WORKER_S = 3.0
 # Filtered queries and deletes of one tenant in flight at once; more wait here, behind
 # the tenant's own, so a tenant flooding expensive filters does not crowd the worker
-# its neighbours share (measured: B's p99 5x better with A at 2 in flight than at 8,
-# for nearly the same throughput of A). VP_CLIENT_MAX_FILTERED_RUNNING overrides it.
-TENANT_FILTERED_INFLIGHT = 2
+# its neighbours share. Measured (tests/integration/test_noisy_neighbour.py, 2 cores,
+# 4 runs each): B's p50 beside A 16-19 ms at 1 in flight, 29-34 ms at 2 (and B's p99
+# 5x worse again at 8), for the same throughput of A: its worker runs one request of a
+# tenant at a time there anyway (cores - 1 threads per tenant). With more cores per
+# worker, raising VP_CLIENT_MAX_FILTERED_RUNNING lets one client's filters use them.
+TENANT_FILTERED_INFLIGHT = 1
 # Past the admission gate's own per-client bound, so a request waits until its deadline.
 TENANT_FILTERED_WAITING = 1024
 

@@ -119,7 +119,7 @@ class Settings(BaseSettings):
     client_max_waiting: int = Field(default=256, ge=0)
     # a client's filtered queries/deletes (the expensive kind) forwarded to its worker at
     # once; more wait in the coordinator, behind the client's own, up to the deadline
-    client_max_filtered_running: int = Field(default=2, ge=1, le=1024)
+    client_max_filtered_running: int = Field(default=1, ge=1, le=1024)
     # a key refused again and again (unknown, or over its rate) gets its 401/429 after
     # this pause: a flooding connection then sends one request per pause
     refusal_delay_s: float = Field(default=1.0, ge=0, le=5)

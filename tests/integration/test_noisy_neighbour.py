@@ -43,7 +43,9 @@ B_PAUSE_S = 0.02  # B is a modest steady client (under its standard tier's rate)
 # CPU barely slows B. Each of A's requests costs the shared coordinator's event loop
 # about 5 ms of CPU (parsing and bounding 0.55 MB of filter, sending it on), which a
 # busy host stretches; the worker's GIL switch interval (5, 1, 0.5 ms) changed nothing
-# beyond the noise.
+# beyond the noise. With one filtered request of a client in flight (the default
+# since; it was two) B's p99 with A was 59-107 ms in five runs, p50 16-19 ms; the
+# floor stays, as a loaded CI box has been seen to double such figures.
 P99_FLOOR_S = 0.15
 # A worker doing nothing but heartbeats uses well under this much CPU in one second.
 IDLE_CPU_S = 0.1

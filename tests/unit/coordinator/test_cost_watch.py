@@ -63,3 +63,12 @@ def test_the_rate_rebalancer_puts_no_one_beside_a_saturating_tenant() -> None:
     rates = {"w1": {"x": 40.0, "y": 30.0}, "w2": {"a": 1.0}, "w3": {"c": 20.0}}
     busy = {"w1": {}, "w2": {"a": 0.95}, "w3": {}}
     assert watch.plan(rates, busy, now=0.0) == Move("x", "w1", "w3")
+
+
+def test_a_malformed_busy_report_is_ignored_value_by_value() -> None:
+    from coordinator.hub import _busy
+
+    assert _busy(None) is None and _busy([1, 2]) is None
+    report = {"a": 1.5, "b": 2, "neg": -1.0, "flag": True, "nan": float("nan"),
+              "inf": float("inf"), "text": "3"}  # fmt: skip
+    assert _busy(report) == {"a": 1.5, "b": 2.0}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from contextlib import suppress
 from dataclasses import dataclass, field
 
 
@@ -57,7 +58,9 @@ class ClientAdmission:
                 # The slot was handed to us as we were cancelled: pass it on.
                 self.leave(client_id)
             else:
-                line.waiting.remove(turn)
+                # leave() may already have dropped our cancelled turn from the line
+                with suppress(ValueError):
+                    line.waiting.remove(turn)
             raise
         return True
 

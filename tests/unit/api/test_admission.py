@@ -160,6 +160,23 @@ async def test_a_slot_handed_to_a_cancelled_waiter_is_passed_on() -> None:
     assert admission.running("c") == 0
 
 
+async def test_a_waiter_cancelled_as_the_slot_is_freed_leaves_cleanly() -> None:
+    # A deadline (wait_for) cancels the waiter; before its task runs again, the running
+    # request leaves and skips the cancelled turn. The waiter must raise CancelledError
+    # (the caller's TimeoutError), never a ValueError from a turn no longer queued.
+    admission = ClientAdmission(max_running=1, max_waiting=2)
+    assert await admission.enter("c")
+    waiter = asyncio.create_task(admission.enter("c"))
+    await asyncio.sleep(0)
+    waiter.cancel()
+    admission.leave("c")
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert admission.running("c") == 0
+    assert await admission.enter("c")
+    admission.leave("c")
+
+
 async def test_a_key_refused_again_and_again_is_held_for_the_delay() -> None:
     from api.admission import REFUSAL_BURST
 

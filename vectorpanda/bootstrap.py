@@ -38,6 +38,7 @@ from vectorpanda.dashboard_wiring import build_dashboard
 from vectorpanda.duties import census_figures, stored_figures
 from vectorpanda.event_wiring import (
     EventServices,
+    anchor_email,
     audit_verifier,
     build_event_services,
     tenant_unavailable_alert,
@@ -180,6 +181,7 @@ def build_coordinator(settings: Settings) -> CoordinatorParts:
         census_figures(dataplane, files),
         flush_usage=meter.flush,
         anchorer=anchorer,
+        on_anchor=anchor_email(settings) if settings.anchor_email else None,
     )
     app.state.usage_meter = meter
     events = build_event_services(settings, accounts, app.state.metrics.count_dead_letter)

@@ -113,9 +113,9 @@ def test_audit_verify_reads_the_rotated_logs_and_names_the_cut(tmp_path: Path) -
     cut_tail(db, EVENTS - 100)
 
     def verify(*extra: str) -> tuple[int, dict[str, object]]:
+        command = [sys.executable, "-m", "vectorpanda", "audit", "verify", "--json", *extra]
         run = subprocess.run(
-            [sys.executable, "-m", "vectorpanda", "audit", "verify", "--json", *extra]
-            + ["--data-dir", str(data)],
+            [*command, "--data-dir", str(data)],
             capture_output=True,
             text=True,
             env={k: v for k, v in os.environ.items() if not k.startswith("VP_")},

@@ -127,6 +127,15 @@ def test_replay_reports_the_digests_of_the_tables_it_wrote(
         replay_with_digests(store, target, apart_over=apart_over)
 
 
+def test_a_writer_process_that_fails_fails_the_replay(
+    fleet: tuple[SqliteEventStore, Path], tmp_path: Path
+) -> None:
+    store, _ = fleet
+    (tmp_path / "not-a-directory").write_text("")
+    with pytest.raises(RuntimeError, match="the replay's writer failed"):
+        replay_with_digests(store, tmp_path / "not-a-directory" / "r.sqlite3", apart_over=0)
+
+
 @pytest.mark.parametrize("chain_apart_over", [None, 0], ids=["one-process", "two-processes"])
 def test_a_changed_field_is_named_by_its_seq(
     fleet: tuple[SqliteEventStore, Path], chain_apart_over: int | None

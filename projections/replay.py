@@ -33,7 +33,7 @@ from projections.walk import (
 )
 
 # Events per replay transaction: big enough to amortise the commit, small enough to bound memory.
-_REPLAY_COMMIT = 20_000
+_REPLAY_COMMIT = 10_000
 _TABLES: dict[str, Table] = {t.name: t for t in SEQ_TABLES}
 Progress = Callable[[int, int], None]
 

@@ -17,6 +17,8 @@ import argparse
 import asyncio
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -116,15 +118,21 @@ def run_audit_scale(events: int, tmp: Path) -> dict[str, Any]:
     }
 
 
+async def _make_clients(http: httpx.AsyncClient, count: int) -> list[str]:
+    ids = []
+    for i in range(count):
+        body = {"name": f"bench {i}", "email": f"b{i}@example.com", "tier": "free"}
+        made = await http.post("/admin/v1/clients", json=body)
+        ids.append(made.raise_for_status().json()["client_id"])
+    return ids
+
+
 async def _admin_load(url: str, token: str, concurrency: int, seconds: float) -> float:
+    """The Python client (httpx): costs milliseconds of this machine's CPU per request."""
     headers = {"Authorization": f"Bearer {token}"}
     limits = httpx.Limits(max_connections=concurrency)
     async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits, timeout=60) as http:
-        ids = []
-        for i in range(concurrency):
-            body = {"name": f"bench {i}", "email": f"b{i}@example.com", "tier": "free"}
-            made = await http.post("/admin/v1/clients", json=body)
-            ids.append(made.raise_for_status().json()["client_id"])
+        ids = await _make_clients(http, concurrency)
         done = 0
         deadline = time.perf_counter() + seconds
 
@@ -139,10 +147,11 @@ async def _admin_load(url: str, token: str, concurrency: int, seconds: float) ->
                         "amount_cents": 100 + n,
                         "currency": "EUR",
                         "reference": f"B-{n}",
+                        "reason": "benchmark",
                     }
                     r = await http.post(f"/admin/v1/clients/{cid}/billing", json=body)
                 else:
-                    tier = {"tier": tiers[(n // 2) % 3]}
+                    tier = {"tier": tiers[(n // 2) % 3], "reason": "benchmark"}
                     r = await http.post(f"/admin/v1/clients/{cid}/tier", json=tier)
                 r.raise_for_status()
                 n += 1
@@ -153,10 +162,52 @@ async def _admin_load(url: str, token: str, concurrency: int, seconds: float) ->
         return done / (time.perf_counter() - started)
 
 
-def run_admin_throughput(tmp: Path, concurrency: int = 32, seconds: float = 10.0) -> float:
-    """Admin actions per second through the HTTP API (each one event plus write-model rows)."""
+_WRK_RATE = re.compile(r"Requests/sec:\s+([\d.]+)")
+_WRK_DONE = re.compile(r"actions: (\d+) non-2xx: (\d+)")
+
+
+def _wrk_load(url: str, token: str, concurrency: int, seconds: float) -> float:
+    """wrk (C, a fraction of a core) with benchmarks/admin_actions.lua; the token via env."""
+
+    async def clients() -> list[str]:
+        headers = {"Authorization": f"Bearer {token}"}
+        async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60) as http:
+            return await _make_clients(http, concurrency)
+
+    ids = asyncio.run(clients())
+    script = Path(__file__).with_name("admin_actions.lua")
+    threads = "2" if concurrency >= 2 else "1"
+    command = ["wrk", "-t", threads, "-c", str(concurrency), "-d", f"{seconds:g}s"]
+    out = subprocess.run(
+        [*command, "-s", str(script), url, "--", *ids],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "VP_BENCH_TOKEN": token},
+    ).stdout
+    rate, done = _WRK_RATE.search(out), _WRK_DONE.search(out)
+    if rate is None or done is None:
+        raise RuntimeError(f"unexpected wrk output:\n{out}")
+    if int(done.group(2)):
+        raise RuntimeError(f"{done.group(2)} of {done.group(1)} admin actions failed:\n{out}")
+    return float(rate.group(1))
+
+
+def run_admin_throughput(
+    tmp: Path, concurrency: int = 32, seconds: float = 10.0, client: str = "auto"
+) -> tuple[float, str]:
+    """Admin actions per second through the HTTP API (each one event plus write-model rows).
+
+    ``client`` is ``wrk`` (used by ``auto`` when installed) or ``httpx``; the Python
+    client shares this machine's cores with the server, so it measures itself too.
+    """
+    if client == "auto":
+        client = "wrk" if shutil.which("wrk") else "httpx"
     with running_stack(tmp / "admin", workers=1) as stack:
-        return asyncio.run(_admin_load(stack.url, stack.admin_token, concurrency, seconds))
+        if client == "wrk":
+            return _wrk_load(stack.url, stack.admin_token, concurrency, seconds), client
+        rate = asyncio.run(_admin_load(stack.url, stack.admin_token, concurrency, seconds))
+        return rate, client
 
 
 def audit_markdown(audit: dict[str, Any] | None) -> str:
@@ -192,7 +243,8 @@ def audit_markdown(audit: dict[str, Any] | None) -> str:
         )
     if "admin_actions_per_s" in audit:
         lines.append(
-            f"Admin actions/s, 32 concurrent clients over HTTP: {audit['admin_actions_per_s']}."
+            f"Admin actions/s, 32 concurrent clients over HTTP: {audit['admin_actions_per_s']} "
+            f"(load from {audit.get('admin_client', 'httpx')})."
         )
     return "\n".join(lines) + "\n"
 
@@ -202,15 +254,27 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--admin-seconds", type=float, default=10.0, help="0 skips")
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument(
+        "--client",
+        choices=("auto", "wrk", "httpx"),
+        default="auto",
+        help="load generator for admin actions/s (auto: wrk when installed)",
+    )
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="vp-bench-audit-") as tmp:
         results: dict[str, Any] = {}
         if args.events:
             results["audit"] = run_audit_scale(args.events, Path(tmp))
         if args.admin_seconds:
-            rate = run_admin_throughput(Path(tmp), args.concurrency, args.admin_seconds)
+            rate, client = run_admin_throughput(
+                Path(tmp), args.concurrency, args.admin_seconds, args.client
+            )
             results["admin_actions_per_s"] = round(rate)
-            print(f"admin actions/s ({args.concurrency} clients, HTTP): {rate:,.0f}", flush=True)
+            results["admin_client"] = client
+            print(
+                f"admin actions/s ({args.concurrency} clients, HTTP, {client}): {rate:,.0f}",
+                flush=True,
+            )
     print(json.dumps(results, indent=2))
 
 

@@ -125,7 +125,8 @@ def main(argv: list[str] | None = None) -> None:
         if args.audit_events > 0:
             print(f"audit at scale: {args.audit_events:,} generated events")
             audit = run_audit_scale(args.audit_events, Path(tmp))
-            audit["admin_actions_per_s"] = round(run_admin_throughput(Path(tmp)))
+            rate, client = run_admin_throughput(Path(tmp))
+            audit["admin_actions_per_s"], audit["admin_client"] = round(rate), client
         backup = None
         if args.backup_vectors > 0:
             print(f"backup and restore: one client of {args.backup_vectors:,} vectors")

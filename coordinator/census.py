@@ -17,6 +17,7 @@ import asyncio
 import gzip
 import hashlib
 import io
+import logging
 import os
 from collections.abc import Awaitable, Callable
 from datetime import date as Date
@@ -33,6 +34,7 @@ from eventlog.anchors import HeadAnchorer
 from eventlog.events import CensusSnapshotTaken, RestoreDrillCompleted, UsageRecorded
 from eventlog.store import MAX_READ_LIMIT, StoredEvent
 
+log = logging.getLogger("vectorpanda.census")
 TenantFigures = Callable[[str, str], Awaitable[dict[str, Any]]]
 USAGE_FIELDS = ("requests", "rejected", "queries", "vectors_upserted")
 
@@ -77,6 +79,7 @@ class CensusTaker:
         clock: Callable[[], datetime] = utc_clock,
         flush_usage: Callable[[], Awaitable[object]] | None = None,
         anchorer: HeadAnchorer | None = None,
+        on_anchor: Callable[[dict[str, Any]], Awaitable[object]] | None = None,
     ) -> None:
         self._accounts = accounts
         self._archive = archive_dir
@@ -88,6 +91,8 @@ class CensusTaker:
         # Signs the log head into the archive and <data>/anchors, so the archive can
         # later prove how long the log was even if its tail is cut.
         self._anchorer = anchorer
+        # Told each census's signed head (once a day): the operators' daily anchor email.
+        self._on_anchor = on_anchor
         self._lock = asyncio.Lock()
 
     async def list(self) -> list[StoredEvent]:
@@ -180,6 +185,12 @@ class CensusTaker:
                     actor=actor,
                 )
             )
+            if self._on_anchor is not None and "head_anchor" in header:
+                try:
+                    await self._on_anchor(header["head_anchor"])
+                except Exception:
+                    # The census is recorded; the anchor is in its archive and <data>/anchors.
+                    log.exception("could not send the census's signed head to the operators")
             return stored, True
 
     async def _usage(self, day: str) -> dict[str, dict[str, int]]:

@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +23,18 @@ import orjson
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from sqlalchemy import Engine
 
 from eventlog.hashchain import GENESIS_HASH, Mismatch, canonical_json
-from eventlog.scan import head_row, row_at
+from eventlog.scan import head_row, row_at, snapshot_cursor
 
 # Signed bytes are prefixed so an anchor signature can never be replayed as another message.
 _DOMAIN = b"vectorpanda-anchor-v1\n"
+# The request log: at rotation its last line is {"head_anchor": {...}} (see request_log.py).
+REQUEST_LOG_NAME = "requests.jsonl"
+ROTATION_MARK = b'{"head_anchor":'
+# The anchor is the rotated file's last line; only its tail is read, not the whole file.
+ROTATION_TAIL_BYTES = 16 * 1024
 
 
 def signing_key(secret: str) -> Ed25519PrivateKey:
@@ -100,21 +109,6 @@ def write_anchor(directory: Path, anchor: dict[str, Any]) -> Path:
 BACKUP_MANIFEST = "backup.json"
 
 
-def _anchor_files(directory: Path) -> list[Path]:
-    """Anchor files in ``directory``, and the manifests of a backup store laid out there
-    (``<client>/<backup>/backup.json``) whose log head is signed."""
-    found = sorted(directory.glob("*.json"))
-    for path in sorted(directory.glob(f"*/*/{BACKUP_MANIFEST}")):
-        try:
-            head = orjson.loads(path.read_bytes()).get("head") or {}
-        except (OSError, orjson.JSONDecodeError, AttributeError):
-            found.append(path)  # unreadable: reported as such
-            continue
-        if isinstance(head, dict) and "signature" in head:
-            found.append(path)
-    return found
-
-
 @dataclass(slots=True)
 class AnchorReport:
     """What the anchors say about the log: how many held, and the newest one."""
@@ -125,21 +119,71 @@ class AnchorReport:
     mismatches: list[Mismatch] = field(default_factory=list)
 
 
+def _tail_lines(path: Path, size: int) -> list[bytes]:
+    with open(path, "rb") as fh:
+        fh.seek(0, os.SEEK_END)
+        end = fh.tell()
+        fh.seek(max(0, end - size))
+        return fh.read().splitlines()
+
+
+def _as_anchor(value: Any) -> dict[str, Any] | None:
+    return value if isinstance(value, dict) else None
+
+
+def _found_anchors(directory: Path) -> Iterator[tuple[str, dict[str, Any] | None]]:
+    """(name, anchor or None when unreadable) for each anchor kept in ``directory``.
+
+    Anchor files (``*.json``) hold one anchor each; the manifests of a backup store
+    laid out there (``<client>/<backup>/backup.json``) carry the head signed when
+    the backup was taken; a rotated request log (``requests.jsonl.<n>``) ends with
+    the head signed when it was rotated.
+    """
+    for path in sorted(directory.glob("*.json")):
+        try:
+            yield path.name, _as_anchor(orjson.loads(path.read_bytes()))
+        except (OSError, orjson.JSONDecodeError):
+            yield path.name, None
+    for path in sorted(directory.glob(f"*/*/{BACKUP_MANIFEST}")):
+        name = str(path.relative_to(directory))
+        try:
+            head = orjson.loads(path.read_bytes()).get("head") or {}
+        except (OSError, orjson.JSONDecodeError, AttributeError):
+            yield name, None  # unreadable: reported as such
+            continue
+        if isinstance(head, dict) and "signature" in head:
+            yield name, head
+    for path in sorted(directory.glob(f"{REQUEST_LOG_NAME}*")):
+        try:
+            lines = _tail_lines(path, ROTATION_TAIL_BYTES)
+        except OSError:
+            yield path.name, None
+            continue
+        for line in lines:
+            if line.startswith(ROTATION_MARK):
+                try:
+                    record = orjson.loads(line)
+                    yield f"{path.name} (rotation)", _as_anchor(record.get("head_anchor"))
+                except (orjson.JSONDecodeError, AttributeError):
+                    yield f"{path.name} (rotation)", None
+
+
 def check_anchors(cursor: Any, directory: Path, key: Ed25519PublicKey) -> AnchorReport:
-    """Check every ``*.json`` anchor in ``directory`` (or the signed heads in the backup
-    manifests of a backup store there) against the log under ``cursor``."""
+    """Check every anchor kept in ``directory`` against the log under ``cursor``.
+
+    Anchor files, a backup store's signed manifests and rotated request logs (see
+    ``_found_anchors``).
+    """
     report = AnchorReport()
     head = head_row(cursor)
     head_seq = head[0] if head is not None else 0
-    for path in _anchor_files(directory):
+    for name, anchor in _found_anchors(directory):
         report.checked += 1
-        name = str(path.relative_to(directory))
         try:
-            anchor = orjson.loads(path.read_bytes())
-            if path.name == BACKUP_MANIFEST:
-                anchor = anchor["head"]  # a backup manifest carries the head it was taken at
+            if anchor is None:
+                raise ValueError(name)
             seq, expected = int(anchor["seq"]), str(anchor["hash"])
-        except (OSError, orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError):
             report.mismatches.append(Mismatch(0, f"anchor {name} is unreadable"))
             continue
         if not signature_ok(anchor, key):
@@ -186,3 +230,30 @@ class HeadAnchorer:
         record = sign_head(self._key, seq, hash, anchored_at, source)
         write_anchor(self.directory, record)
         return record
+
+
+class LogHeadAnchorer:
+    """Signs the event log's current head, read on an engine of its own (opened on first use)."""
+
+    def __init__(self, anchorer: HeadAnchorer, open_log: Callable[[], Engine]) -> None:
+        self._anchorer = anchorer
+        self._open_log = open_log
+        self._engine: Engine | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self, source: str) -> dict[str, Any]:
+        """The signed head (also filed under the anchors directory)."""
+        with self._lock:
+            if self._engine is None:
+                self._engine = self._open_log()
+            with snapshot_cursor(self._engine) as cursor:
+                head = head_row(cursor)
+        seq, hash = head if head is not None else (0, GENESIS_HASH)
+        anchored_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        return self._anchorer.anchor(seq, hash, anchored_at, source)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._engine is not None:
+                self._engine.dispose()
+                self._engine = None

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Protocol
 
 import orjson
@@ -35,6 +36,7 @@ from sqlalchemy import (
 from eventlog.database import (
     OrderedText,
     install_append_only,
+    is_postgres,
     read_transaction,
     write_transaction,
 )
@@ -48,6 +50,7 @@ from eventlog.hashchain import (
     verify_rows,
 )
 from eventlog.scan import scan_chain_rows, snapshot_cursor
+from eventlog.sqlite import open_engine
 
 MAX_READ_LIMIT = 1000
 _VERIFY_BATCH = 1000
@@ -336,6 +339,7 @@ class SqliteEventStore:
         self._engine = engine
         # One writer at a time in-process; BEGIN IMMEDIATE serialises across processes.
         self._write_lock = threading.Lock()
+        self._relay_engine: Engine | None = None
         with self._write_lock, write_transaction(engine) as conn:
             install_event_schema(conn)
 
@@ -379,6 +383,20 @@ class SqliteEventStore:
         with read_transaction(self._engine) as conn:
             return SqliteEventSession(conn).pending_outbox(limit)
 
+    def _outbox_engine(self) -> Engine:
+        database = self._engine.url.database
+        if is_postgres(self._engine) or not database or database == ":memory:":
+            return self._engine
+        if self._relay_engine is None:
+            self._relay_engine = open_engine(Path(database), synchronous="NORMAL")
+        return self._relay_engine
+
     def mark_published(self, seqs: Sequence[int]) -> None:
-        with self._write_lock, write_transaction(self._engine) as conn:
+        """Delete published outbox rows, without an fsync of their own.
+
+        A lost delete (power cut before the next durable commit, whose fsync of the
+        WAL carries this one too) only publishes those events again, and consumers
+        skip duplicates by seq; an fsync here cost every admin action a second one.
+        """
+        with self._write_lock, write_transaction(self._outbox_engine()) as conn:
             SqliteEventSession(conn).mark_published(seqs)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections import defaultdict
 from collections.abc import Sequence
@@ -13,9 +12,9 @@ from sqlalchemy import Connection, Engine, Table, insert, select
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from eventlog.consumer import CheckpointGap
-from eventlog.hashchain import canonical_json
 from eventlog.sqlite import add_missing_columns, open_engine, read_transaction, write_transaction
 from eventlog.store import StoredEvent
+from projections.digests import digests_on
 from projections.fold import ClientState, fold
 from projections.tables import PROJECTED, checkpoints, client_state, key_history, metadata
 
@@ -124,22 +123,11 @@ def table_digests(engine: Engine) -> dict[str, str]:
     Streams each table off a raw cursor, so a table of millions of rows costs a page
     of memory, not the table.
     """
-    out: dict[str, str] = {}
     raw = engine.raw_connection()
     try:
         cursor = raw.cursor()
         cursor.execute("BEGIN DEFERRED")
-        for table in PROJECTED:
-            names = [str(c.name) for c in table.columns]
-            keys = ", ".join(c.name for c in _key_of(table))
-            # Names come from our own table definitions.
-            cursor.execute(f"SELECT {', '.join(names)} FROM {table.name} ORDER BY {keys}")  # noqa: S608  # nosec B608
-            digest = hashlib.sha256()
-            while page := cursor.fetchmany(5000):
-                for row in page:
-                    digest.update(canonical_json(dict(zip(names, row, strict=True))))
-                    digest.update(b"\n")
-            out[table.name] = digest.hexdigest()
+        out = digests_on(cursor)
         cursor.execute("COMMIT")
     finally:
         raw.close()

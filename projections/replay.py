@@ -22,7 +22,7 @@ from eventlog.scan import head_row, scan_chain_rows, snapshot_cursor, verify_ran
 from eventlog.store import SqliteEventStore
 from projections.audit_store import AUDIT_CONSUMER, AuditProjection
 from projections.fold import ClientState
-from projections.tables import client_state
+from projections.replay_writer import ReplayWriter, WriterProcess
 from projections.walk import (
     SEQ_TABLES,
     LiveTable,
@@ -33,21 +33,13 @@ from projections.walk import (
 )
 
 # Events per replay transaction: big enough to amortise the commit, small enough to bound memory.
-_REPLAY_COMMIT = 20_000
-_REPLAY_CACHE_KIB = 64 * 1024
+_REPLAY_COMMIT = 10_000
 _TABLES: dict[str, Table] = {t.name: t for t in SEQ_TABLES}
 Progress = Callable[[int, int], None]
 
 
 class ReplayTargetExists(FileExistsError):
     """Replay writes only into a fresh database."""
-
-
-def _insert_sql(table: Table) -> str:
-    cols = [c.name for c in table.columns]
-    marks = ", ".join("?" * len(cols))
-    # Names come from our own table definitions, values are bound.
-    return f"INSERT INTO {table.name} ({', '.join(cols)}) VALUES ({marks})"  # noqa: S608  # nosec B608
 
 
 def _state_tuple(s: ClientState) -> tuple[Any, ...]:
@@ -61,65 +53,64 @@ def replay_into(
     progress: Progress | None = None,
 ) -> int:
     """Fold the log (up to ``through_seq``) into a fresh database at ``path``; return its seq."""
+    seq, _ = _replay(events, path, through_seq, progress, digest=False, apart_over=None)
+    return seq
+
+
+def replay_with_digests(
+    events: SqliteEventStore,
+    path: Path,
+    progress: Progress | None = None,
+    apart_over: int | None = None,
+) -> tuple[int, dict[str, str]]:
+    """Replay the whole log into ``path``; its seq and the digests of the tables written.
+
+    A log longer than ``apart_over`` events is written (and hashed) by a second
+    process while this one folds: two cores.
+    """
+    return _replay(events, path, None, progress, digest=True, apart_over=apart_over)
+
+
+def _replay(
+    events: SqliteEventStore,
+    path: Path,
+    through_seq: int | None,
+    progress: Progress | None,
+    *,
+    digest: bool,
+    apart_over: int | None,
+) -> tuple[int, dict[str, str]]:
     if path.exists():
         raise ReplayTargetExists(f"{path} exists; replay writes only into a fresh database")
-    projection = AuditProjection.at(path)
-    inserts = {name: _insert_sql(t) for name, t in _TABLES.items()}
     walk = LogWalk(check=False)
-    raw = projection.engine.raw_connection()
-    try:
-        out = raw.cursor()
-        # A half-written replay is worthless (and refused as a target), so skip the
-        # per-commit fsync and make the finished file durable once, at the end; a
-        # larger page cache keeps the random-order client indexes off the disk.
-        out.execute("PRAGMA synchronous=OFF")
-        out.execute(f"PRAGMA cache_size=-{_REPLAY_CACHE_KIB}")
-        with snapshot_cursor(events.engine) as log:
-            head = head_row(log)
-            total = head[0] if head is not None else 0
-            if through_seq is not None:
-                total = min(total, through_seq)
+    with snapshot_cursor(events.engine) as log:
+        head = head_row(log)
+        total = head[0] if head is not None else 0
+        if through_seq is not None:
+            total = min(total, through_seq)
+        apart = apart_over is not None and total > apart_over
+        writer = WriterProcess(path, digest) if apart else ReplayWriter(path, digest)
+        try:
             pending: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
             since_commit = 0
-            out.execute("BEGIN IMMEDIATE")
             for seq, effects in walk.fold_rows(scan_chain_rows(log, 0, through_seq)):
                 for name, row in effects.rows:
                     pending[name].append(row_tuple(_TABLES[name], row))
                 since_commit += 1
                 if since_commit >= _REPLAY_COMMIT:
-                    _flush(out, inserts, pending, seq)
-                    out.execute("COMMIT")
-                    out.execute("BEGIN IMMEDIATE")
+                    writer.write(pending, seq)
+                    pending = defaultdict(list)
                     since_commit = 0
                     if progress is not None:
                         progress(seq, total)
             states = [_state_tuple(s) for s in walk.states.values() if s is not None]
-            out.executemany(_insert_sql(client_state), states)
-            _flush(out, inserts, pending, walk.prev_seq)
-            out.execute("COMMIT")
-            if progress is not None:
-                progress(walk.prev_seq, total)
-        out.execute("PRAGMA synchronous=FULL")
-        out.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        out.close()
-        return walk.prev_seq
-    finally:
-        raw.close()
-        projection.close()
-
-
-def _flush(
-    out: Any, inserts: dict[str, str], pending: dict[str, list[tuple[Any, ...]]], seq: int
-) -> None:
-    for name, rows in pending.items():
-        if rows:
-            out.executemany(inserts[name], rows)
-    pending.clear()
-    out.execute(
-        "INSERT INTO checkpoints (consumer, seq) VALUES (?, ?) "
-        "ON CONFLICT (consumer) DO UPDATE SET seq = excluded.seq",
-        (AUDIT_CONSUMER, seq),
-    )
+            digests = writer.finish(pending, states, walk.prev_seq)
+        except BaseException:
+            writer.close(wait=False)
+            raise
+    if progress is not None:
+        progress(walk.prev_seq, total)
+    return walk.prev_seq, digests
 
 
 @dataclass(frozen=True, slots=True)

@@ -48,20 +48,19 @@ def _event_store(settings: Settings) -> Any:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from projections.audit_store import open_audit_engine, table_digests
-    from projections.replay import ReplayTargetExists, replay_into
+    from projections.replay import ReplayTargetExists, replay_with_digests
 
     store = _event_store(_settings(args))
     target = Path(args.into)
     try:
         with audit_progress("replay", enabled=_show_progress(args)) as progress:
-            seq = replay_into(store, target, progress=progress)
+            # A long log's tables are digested on a second core while they are written.
+            seq, digests = replay_with_digests(
+                store, target, progress=progress, apart_over=CHAIN_APART_OVER
+            )
     except ReplayTargetExists as exc:
         print(f"vectorpanda audit replay: {exc}", file=sys.stderr)
         return 2
-    engine = open_audit_engine(target)
-    digests = table_digests(engine)
-    engine.dispose()
     print(json.dumps({"into": str(target), "through_seq": seq, "tables": digests}, indent=2))
     return 0
 

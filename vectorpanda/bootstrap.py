@@ -33,12 +33,13 @@ from coordinator.rate_limit import RateLimiter, cost_tokens
 from coordinator.router import TenantRouter
 from coordinator.storage_watch import StorageWatch
 from coordinator.usage import MeteredDataPlane, UsageMeter
-from eventlog.anchors import HeadAnchorer
+from eventlog.anchors import HeadAnchorer, LogHeadAnchorer
 from vectorpanda.control_db import control_engine, database_url
 from vectorpanda.dashboard_wiring import build_dashboard
 from vectorpanda.duties import census_figures, stored_figures
 from vectorpanda.event_wiring import (
     EventServices,
+    anchor_email,
     audit_verifier,
     build_event_services,
     tenant_unavailable_alert,
@@ -189,6 +190,7 @@ def build_coordinator(settings: Settings) -> CoordinatorParts:
         census_figures(dataplane, files),
         flush_usage=meter.flush,
         anchorer=anchorer,
+        on_anchor=anchor_email(settings) if settings.anchor_email else None,
     )
     app.state.usage_meter = meter
     events = build_event_services(settings, accounts, app.state.metrics.count_dead_letter)
@@ -308,6 +310,13 @@ def configure_logging(settings: Settings, request_log_to_file: bool) -> None:
     root.addHandler(stderr)
     requests = logging.getLogger("vectorpanda.requests")
     requests.propagate = False
-    handler = request_log_handler(settings.logs if request_log_to_file else None)
+    sign = None
+    if request_log_to_file and settings.anchor_signing_key is not None:
+        # Each rotation of the request log ends the old file with the signed chain head.
+        anchorer = HeadAnchorer(
+            settings.anchor_signing_key.get_secret_value(), settings.anchors_dir
+        )
+        sign = LogHeadAnchorer(anchorer, lambda: control_engine(settings))
+    handler = request_log_handler(settings.logs if request_log_to_file else None, sign)
     requests.addHandler(handler)  # logging.shutdown() at exit flushes what is buffered
     configure_logging.done = True  # type: ignore[attr-defined]

@@ -14,6 +14,9 @@ import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
 
 from coordinator.accounts import Accounts
 from coordinator.accounts.eviction import (
@@ -84,6 +87,35 @@ def dead_letter_hook(
         )
 
     return on_dead_letter
+
+
+def anchor_email(settings: Settings) -> Callable[[dict[str, Any]], Awaitable[None]]:
+    """The daily operations email with the census's signed chain head (VP_ANCHOR_EMAIL).
+
+    A mailbox is one more place that outlives the machine: saved as a ``.json`` file,
+    the anchor is checked by ``vectorpanda audit verify --anchors <dir>``.
+    """
+
+    async def send(anchor: dict[str, Any]) -> None:
+        body = orjson.dumps(anchor, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2).decode()
+        text = (
+            f"The event log's head at {anchor['anchored_at']} ({anchor['source']}): "
+            f"seq {anchor['seq']}, hash {anchor['hash']}, signed with the anchor key.\n\n"
+            "Keep this email. To check later that the log still reaches this head, save "
+            "the JSON below as a .json file in a directory DIR and run:\n"
+            "  vectorpanda audit verify --anchors DIR\n\n"
+            f"{body}\n"
+        )
+        await asyncio.to_thread(
+            queue_operations_alert,
+            settings.notifier_db,
+            settings.ops_email,
+            f"head-anchor:{anchor['source']}",
+            f"VectorPanda: signed event-log head, seq {anchor['seq']} ({anchor['source']})",
+            text,
+        )
+
+    return send
 
 
 def tenant_unavailable_alert(settings: Settings) -> Callable[[str, float, str], Awaitable[None]]:

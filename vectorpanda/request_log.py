@@ -6,6 +6,11 @@ added milliseconds per request under load. Lines are buffered instead and
 written when 512 have piled up or once a second, whichever is first. A crash
 loses at most that second of request-log lines (the audit trail is the event
 log, which is durable).
+
+With an anchor key, the file being rotated ends with the event log's head,
+signed (``{"head_anchor": {...}}``, see eventlog/anchors.py): a rotated request
+log copied off the machine then also proves how long the chain was, and
+``vectorpanda audit verify --anchors <that directory>`` checks it.
 """
 
 from __future__ import annotations
@@ -14,10 +19,23 @@ import logging
 import logging.handlers
 import sys
 import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
+
+import orjson
+
+from eventlog.anchors import REQUEST_LOG_NAME
+
+log = logging.getLogger("vectorpanda.request_log")
+# Signs the event log's head for ``source``; None when there is no log to anchor.
+HeadSigner = Callable[[str], dict[str, Any] | None]
 
 FLUSH_EVERY_S = 1.0
 BATCH_LINES = 512
+MAX_BYTES = 64 * 1024 * 1024
+BACKUPS = 10
 
 
 class BatchedLines(logging.handlers.MemoryHandler):
@@ -63,13 +81,45 @@ class BatchedLines(logging.handlers.MemoryHandler):
         super().close()  # flushes what is left
 
 
-def request_log_handler(log_dir: Path | None) -> logging.Handler:
-    """Rotated ``<log_dir>/requests.jsonl``, or stdout (containers) when ``log_dir`` is None."""
+class AnchoredRotatingFile(logging.handlers.RotatingFileHandler):
+    """Rotates like its parent, after closing the full file with the signed chain head."""
+
+    def __init__(self, path: Path, max_bytes: int, backups: int, sign: HeadSigner) -> None:
+        super().__init__(path, maxBytes=max_bytes, backupCount=backups)
+        self._sign = sign
+
+    def doRollover(self) -> None:
+        if self.stream is not None:
+            source = "request-log-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+            try:
+                anchor = self._sign(source)
+                if anchor is not None:
+                    self.stream.write(orjson.dumps({"head_anchor": anchor}).decode() + "\n")
+                    self.stream.flush()
+            except Exception:
+                # The rotation must happen anyway; the anchors directory has the others.
+                log.exception("could not anchor the chain head in the rotated request log")
+        super().doRollover()
+
+
+def request_log_handler(
+    log_dir: Path | None,
+    sign: HeadSigner | None = None,
+    max_bytes: int = MAX_BYTES,
+) -> logging.Handler:
+    """Rotated ``<log_dir>/requests.jsonl``, or stdout (containers) when ``log_dir`` is None.
+
+    With ``sign``, each rotation first appends the signed head of the event log.
+    """
     if log_dir is not None:
         log_dir.mkdir(parents=True, exist_ok=True)
-        target: logging.Handler = logging.handlers.RotatingFileHandler(
-            log_dir / "requests.jsonl", maxBytes=64 * 1024 * 1024, backupCount=10
-        )
+        path = log_dir / REQUEST_LOG_NAME
+        if sign is not None:
+            target: logging.Handler = AnchoredRotatingFile(path, max_bytes, BACKUPS, sign)
+        else:
+            target = logging.handlers.RotatingFileHandler(
+                path, maxBytes=max_bytes, backupCount=BACKUPS
+            )
     else:
         target = logging.StreamHandler(sys.stdout)
     target.setFormatter(logging.Formatter("%(message)s"))

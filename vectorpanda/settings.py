@@ -155,6 +155,8 @@ class Settings(BaseSettings):
     master_key_old: SecretStr | None = None
     # seeds the Ed25519 key that signs the event log's head in census archives and anchors
     anchor_signing_key: SecretStr | None = None
+    # also email each census's signed head (once a day) to ops_email through the notifier
+    anchor_email: bool = False
     admin_url: str | None = None  # default http://<host>:<port> of this data dir's coordinator
     census_cron: str = "5 0 * * *"  # crontab, UTC
     # daily backup of every client with changes since its last one (crontab, UTC)

@@ -32,7 +32,12 @@ from projections.audit_checkpoint import (
 )
 from projections.audit_store import AuditProjection, table_digests
 from projections.audit_verify import run_verify
-from projections.replay import replay_into, verify_audit
+from projections.replay import (
+    ReplayTargetExists,
+    replay_into,
+    replay_with_digests,
+    verify_audit,
+)
 from tests.event_log_fixture import build_log, build_log_at
 
 EVENTS = 5000
@@ -95,6 +100,40 @@ def test_streaming_replay_equals_the_projector_and_verify_passes(
     assert report.events == EVENTS and report.checkpoint == EVENTS
     assert report.tables["audit_log"] == EVENTS and report.tables["usage"] > EVENTS // 3
     assert report.head_hash == store.head().hash
+
+
+@pytest.mark.parametrize("apart_over", [None, 0], ids=["one-process", "writer-process"])
+def test_replay_reports_the_digests_of_the_tables_it_wrote(
+    fleet: tuple[SqliteEventStore, Path], tmp_path: Path, apart_over: int | None
+) -> None:
+    store, audit = fleet
+    target = tmp_path / "replay.sqlite3"
+    seq, digests = replay_with_digests(store, target, apart_over=apart_over)
+    assert seq == EVENTS
+    written = AuditProjection.at(target)
+    live = AuditProjection.at(audit)
+    try:
+        # Hashed as written, equal to reading the finished file back and to the live tables.
+        assert digests == table_digests(written.engine) == table_digests(live.engine)
+        assert written.checkpoint() == EVENTS
+        # The secondary indexes, dropped while writing, are all there again.
+        with written.engine.connect() as conn:
+            names = {r[0] for r in conn.exec_driver_sql("SELECT name FROM sqlite_master")}
+        assert {"ix_audit_log_client", "ix_audit_log_type", "ix_usage_client"} <= names
+    finally:
+        written.close()
+        live.close()
+    with pytest.raises(ReplayTargetExists):
+        replay_with_digests(store, target, apart_over=apart_over)
+
+
+def test_a_writer_process_that_fails_fails_the_replay(
+    fleet: tuple[SqliteEventStore, Path], tmp_path: Path
+) -> None:
+    store, _ = fleet
+    (tmp_path / "not-a-directory").write_text("")
+    with pytest.raises(RuntimeError, match="the replay's writer failed"):
+        replay_with_digests(store, tmp_path / "not-a-directory" / "r.sqlite3", apart_over=0)
 
 
 @pytest.mark.parametrize("chain_apart_over", [None, 0], ids=["one-process", "two-processes"])

@@ -33,7 +33,7 @@ from workers.crash_points import crash_point
 from workers.durable_files import write_bytes_durably
 from workers.errors import StoreError
 from workers.flat_index import exact_search
-from workers.hnsw_index import INSERT_CHUNK, HnswIndex
+from workers.hnsw_index import INSERT_CHUNK, INSERT_CHUNK_IDLE, HnswIndex, add_with_threads
 from workers.id_order import IdOrder
 from workers.integrity import FileChecksum, file_checksum
 from workers.maintenance import Maintenance
@@ -415,10 +415,13 @@ class Collection(CollectionRecords):
     def _index_step(self) -> bool:
         index = self._index
         assert index is not None
+        threads = self._options.maintenance.build_threads()
         with self._rows.reading():
-            ids, versions, vectors = index.take_fresh(INSERT_CHUNK)
+            ids, versions, vectors = index.take_fresh(
+                INSERT_CHUNK if threads == 1 else INSERT_CHUNK_IDLE
+            )
         if ids:
-            base = index.add_to_graph(vectors)
+            base = index.add_to_graph(vectors, threads)
             with self._rows.writing():
                 index.settle(ids, versions, base)
             if time.monotonic() - self._index_saved_at >= INDEX_SAVE_MAX_AGE_S:
@@ -437,7 +440,8 @@ class Collection(CollectionRecords):
             nodes, vectors = index.live_nodes()
         graph = index.new_graph()
         for start in range(0, len(vectors), 4096):
-            graph.add(vectors[start : start + 4096])
+            threads = self._options.maintenance.build_threads()
+            add_with_threads(graph, vectors[start : start + 4096], threads)
         with self._rows.writing():
             index.swap_graph(graph, nodes)
 

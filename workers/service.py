@@ -43,6 +43,10 @@ from workers.work_budget import WorkBudget
 log = logging.getLogger(__name__)
 
 Reply = tuple[dict[str, Any], dict[str, np.ndarray]]
+# Requests that read a collection (and may wait for its graph): see Activity.
+READ_OPS = frozenset(
+    {Op.QUERY.value, Op.FETCH.value, Op.LIST_VECTORS.value, Op.COUNT_VECTORS.value}
+)
 _NOT_OWNER = "tenant is not owned by this worker at that epoch"
 
 
@@ -235,6 +239,10 @@ class WorkerService:
             handler = HANDLERS[op]
         if op in BUDGETED:
             handler = functools.partial(BUDGETED[op], budget=budget)
+        # Reads keep graph building to one core while they run (see workers.maintenance).
+        activity = self.registry.options.maintenance.activity if op in READ_OPS else None
+        if activity is not None:
+            activity.began()
         try:
             async with gate.data():
                 self._recheck(tenant, epoch)
@@ -250,6 +258,8 @@ class WorkerService:
                         self._threads, lambda: handler(self.registry.open(tenant), frame)
                     )
         finally:
+            if activity is not None:
+                activity.ended()
             self._used(tenant)
 
     def _used(self, tenant: str) -> None:

@@ -1,6 +1,7 @@
 """Graph build and memory of one HNSW collection, in-process, against raw FAISS.
 
     .venv/bin/python -m benchmarks.ingest_build --count 50000 --dim 384
+    .venv/bin/python -m benchmarks.ingest_build --count 50000 --stack   # whole server
 
 Upserts ``count`` clustered vectors (batches of 1,000, BUSY answers retried) into an
 HNSW collection (M=16, ef_construction=100, as the peers benchmark) through the
@@ -9,6 +10,9 @@ seconds, the FAISS thread count, 429-like BUSY answers, the RSS the collection
 added, recall@10 of the graph, and raw FAISS's build of the same vectors with every
 core for the ratio. The main thread is pinned to one FAISS thread as the worker is.
 CPU seconds are the load-proof figure on a shared machine.
+
+``--stack`` does the same through a real server (``vectorpanda up``, two workers, the
+SDK): the server's CPU until it is idle again, and the RSS and PSS of its processes.
 """
 
 from __future__ import annotations
@@ -116,13 +120,65 @@ def _faiss_build(vectors: np.ndarray) -> None:
     faiss.omp_set_num_threads(1)
 
 
+def _stack_build(vectors: np.ndarray) -> None:
+    from benchmarks.peers import procstat
+    from benchmarks.peers.measure import settle
+    from benchmarks.run import _premium_key
+    from tests.stack import running_stack
+    from vectorpanda.sdk import Client
+
+    with (
+        tempfile.TemporaryDirectory(prefix="vp-ingest-") as tmp,
+        running_stack(Path(tmp), workers=2) as stack,
+    ):
+        assert stack.proc is not None
+        server = [stack.proc.pid]
+        with Client(stack.url, _premium_key(stack)) as client:
+            settle(server, budget_s=60)
+            idle_rss, idle_pss = _tree_rss_mib(server[0]), procstat.pss_mib(server)
+            spec = {"m": HNSW_M, "ef_construction": EF_CONSTRUCTION}
+            client.create_collection("c", vectors.shape[1], metric="l2", index="hnsw", hnsw=spec)
+            cpu, t0 = procstat.cpu_seconds(server), time.perf_counter()
+            client.collection("c").upsert([str(i) for i in range(len(vectors))], vectors)
+            sent = time.perf_counter() - t0
+            waited = settle(server, budget_s=1800)
+            print(
+                f"stack: upsert {sent:.1f} s, fully indexed {sent + waited:.1f} s wall "
+                f"(2 s resolution), server CPU {procstat.cpu_seconds(server) - cpu:.1f} s; "
+                f"RSS {_tree_rss_mib(server[0]):.0f} MiB (idle {idle_rss:.0f}), "
+                f"PSS {procstat.pss_mib(server):.0f} MiB (idle {idle_pss:.0f}), "
+                f"raw vectors {vectors.nbytes / 2**20:.0f} MiB"
+            )
+            for pid in procstat.tree(server[0]):
+                with contextlib.suppress(OSError):
+                    cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+                    name = b" ".join(cmd[2:4]).decode(errors="replace")
+                    print(f"  {pid} {name}: RSS {_tree_rss_mib_one(pid):.0f} MiB")
+
+
+def _tree_rss_mib_one(pid: int) -> float:
+    with contextlib.suppress(OSError), open(f"/proc/{pid}/statm", encoding="ascii") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    return 0.0
+
+
+def _tree_rss_mib(root: int) -> float:
+    from benchmarks.peers import procstat
+
+    return sum(_tree_rss_mib_one(pid) for pid in procstat.tree(root))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=50_000)
     parser.add_argument("--dim", type=int, default=384)
     parser.add_argument("--skip-faiss", action="store_true")
+    parser.add_argument("--stack", action="store_true", help="through a real server")
     args = parser.parse_args()
     data = gaussian_mixture(args.count, args.dim, 200)
+    if args.stack:
+        _stack_build(data.vectors)
+        return
     _collection_build(data.vectors, data.queries, data.truth)
     if not args.skip_faiss:
         _faiss_build(data.vectors)

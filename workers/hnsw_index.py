@@ -174,16 +174,8 @@ class HnswIndex:
                 return subset_search(matrix, match_rows, queries, k, self.metric)
         q = queries.shape[0]
         parts = [self._search_graph(table, queries, k, mask, ef_search or DEFAULT_EF_SEARCH, wait)]
-        fresh = self._fresh.search_matrix()
         if self._fresh.count:
-            fresh_rows = np.fromiter(
-                (table.row_of(i) for i in self._fresh.ids), dtype=np.int64, count=self._fresh.count
-            )
-            keep = (
-                np.arange(self._fresh.count) if mask is None else np.flatnonzero(mask[fresh_rows])
-            )
-            scores, local = subset_search(fresh, keep, queries, k, self.metric)
-            parts.append((scores, fresh_rows[local] if local.size else local))
+            parts.append(self._search_fresh(table, queries, k, mask))
         scores, rows = parts[0] if len(parts) == 1 else merge_results(parts, k, self.metric)
         # HNSW may come back short when the selector excludes much of the graph; the
         # contract is top_k whenever that many match, so those queries go exact.
@@ -198,6 +190,31 @@ class HnswIndex:
             scores[short] = np.pad(s2, ((0, 0), (0, pad)))
             rows[short] = np.pad(r2, ((0, 0), (0, pad)), constant_values=-1)
         return scores[:q], rows[:q]
+
+    def _search_fresh(
+        self, table: VectorTable, queries: np.ndarray, k: int, mask: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top-k over the fresh buffer, as table rows.
+
+        Unfiltered, the buffer is scanned in place and only the winners' ids are looked
+        up: no copy of the buffer and no id lookup per fresh vector on each query.
+        """
+        fresh, fresh_ids = self._fresh.search_matrix(), self._fresh.ids
+        if mask is None:
+            scores, local = exact_search(fresh, queries, k, self.metric)
+            flat = local.ravel().tolist()
+            rows = np.fromiter(
+                (-1 if j < 0 else table.row_of(fresh_ids[j]) for j in flat),
+                dtype=np.int64,
+                count=len(flat),
+            )
+            return scores, rows.reshape(local.shape)
+        fresh_rows = np.fromiter(
+            (table.row_of(i) for i in fresh_ids), dtype=np.int64, count=self._fresh.count
+        )
+        keep = np.flatnonzero(mask[fresh_rows])
+        scores, local = subset_search(fresh, keep, queries, k, self.metric)
+        return scores, fresh_rows[local] if local.size else local
 
     def _search_graph(
         self,

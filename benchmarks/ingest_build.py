@@ -32,6 +32,7 @@ from benchmarks.data import gaussian_mixture, recall_at_k
 from benchmarks.peers.measure import EF_CONSTRUCTION, HNSW_M
 from workers.collection_spec import parse_collection_spec
 from workers.errors import StoreError
+from workers.heap import keep_large_blocks_mapped
 from workers.maintenance import Maintenance
 from workers.tenant_store import TenantStore
 
@@ -59,6 +60,7 @@ def _busy_threads() -> int:
 
 def _collection_build(vectors: np.ndarray, queries: np.ndarray, truth: np.ndarray) -> None:
     faiss.omp_set_num_threads(1)  # as workers.main does for the request threads
+    keep_large_blocks_mapped()  # as workers.main does
     with tempfile.TemporaryDirectory(prefix="vp-ingest-") as tmp:
         store = TenantStore.open(Path(tmp) / "hot", "bench", 1 << 40)
         spec = {"m": HNSW_M, "ef_construction": EF_CONSTRUCTION}

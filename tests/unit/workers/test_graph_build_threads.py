@@ -12,6 +12,9 @@ from workers.collection import Collection
 from workers.collection_spec import parse_collection_spec
 from workers.hnsw_index import INSERT_CHUNK, INSERT_CHUNK_IDLE, add_with_threads
 from workers.maintenance import Activity, Maintenance
+from workers.protocol import decode_frame, encode_frame
+from workers.service import WorkerService
+from workers.tenant_registry import TenantRegistry
 from workers.tenant_store import TenantStore
 
 from .conftest import SMALL_WAL
@@ -118,3 +121,29 @@ def test_a_graph_built_on_every_core_answers_like_one_built_on_one(hot: Path) ->
         ]
         store.close()
     assert answers[1] == answers[2] == truth
+
+
+async def test_the_worker_counts_reads_not_writes(tmp_path: Path) -> None:
+    maintenance = Maintenance(autostart=False)
+    maintenance.cores = 2
+    service = WorkerService(TenantRegistry(tmp_path / "hot", 1 << 30, maintenance=maintenance))
+
+    async def send(op: str, arrays: dict[str, np.ndarray] | None = None, **header: object) -> None:
+        wire = encode_frame({"op": op, "rid": 1, "tenant": "acme_1", "epoch": 1, **header}, arrays)
+        reply, _ = await service.handle(decode_frame(wire))
+        assert reply["ok"] is True, reply
+
+    try:
+        await send("assign")
+        await send("create_collection", collection="c", dimension=2, metric="l2", index="hnsw")
+        vectors = np.array([[1, 0], [0, 1]], np.float32)
+        await send(
+            "upsert", {"vectors": vectors}, collection="c", ids=["a", "b"], metadata=[None] * 2
+        )
+        assert maintenance.activity.last_end == 0.0  # writes leave graph building alone
+        assert maintenance.build_threads() == 2
+        await send("query", {"queries": vectors}, collection="c", top_k=1)
+        assert maintenance.activity.in_flight == 0 and maintenance.activity.last_end > 0
+        assert maintenance.build_threads() == 1  # a read just ended
+    finally:
+        await service.release_all()

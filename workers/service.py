@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import faiss
 import numpy as np
 
 from workers import handlers
@@ -72,7 +73,14 @@ class WorkerService:
         self.space = SpaceGuard(registry.hot_dir, cold_dir, min_free_bytes)
         # Request threads are handed out by the fair share, so the pool never queues.
         self.fair_share = fair_share or FairShare()
-        self._threads = ThreadPoolExecutor(self.fair_share.slots, thread_name_prefix="request")
+        # One FAISS (OpenMP) thread per request thread, also where OMP_NUM_THREADS is
+        # unset: OpenMP's thread count is per thread, the main thread's does not carry.
+        self._threads = ThreadPoolExecutor(
+            self.fair_share.slots,
+            thread_name_prefix="request",
+            initializer=faiss.omp_set_num_threads,
+            initargs=(1,),
+        )
         self.mover = TenantMover(registry.hot_dir, cold_dir, registry.options.compact_bytes)
         self.ownership = Ownership()
         self.memory_budget_bytes = memory_budget_bytes

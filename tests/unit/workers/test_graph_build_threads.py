@@ -147,3 +147,13 @@ async def test_the_worker_counts_reads_not_writes(tmp_path: Path) -> None:
         assert maintenance.build_threads() == 1  # a read just ended
     finally:
         await service.release_all()
+
+
+async def test_request_threads_search_with_one_faiss_thread(tmp_path: Path) -> None:
+    service = WorkerService(TenantRegistry(tmp_path / "hot", 1 << 30))
+    try:
+        # Whatever OMP_NUM_THREADS says: each request thread sets its own count.
+        counts = {service._threads.submit(faiss.omp_get_max_threads).result() for _ in range(4)}
+        assert counts == {1}
+    finally:
+        await service.release_all()

@@ -57,7 +57,8 @@ from workers.work_budget import WorkBudget, unbounded
 log = logging.getLogger(__name__)
 
 Metadata = dict[str, Any] | None
-DEFAULT_FRESH_LIMIT = 20_000
+# None: the fresh buffer's bound follows the dimension (workers.hnsw_index.fresh_limit_for).
+DEFAULT_FRESH_LIMIT: int | None = None
 # A graph is saved when its fresh buffer runs dry, and at least this often while
 # steady writes keep it from running dry, so a reload never rebuilds from far back.
 INDEX_SAVE_MAX_AGE_S = 300.0
@@ -76,7 +77,7 @@ class StoreOptions:
     """Tuning shared by every collection of a worker."""
 
     compact_bytes: int
-    fresh_limit: int = DEFAULT_FRESH_LIMIT
+    fresh_limit: int | None = DEFAULT_FRESH_LIMIT
     maintenance: Maintenance = field(default_factory=Maintenance.shared)
     # The tenant's data keys (None: files are written in plaintext)
     keyring: Keyring | None = None

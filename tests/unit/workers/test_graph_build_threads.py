@@ -10,7 +10,7 @@ import numpy as np
 
 from workers.collection import Collection
 from workers.collection_spec import parse_collection_spec
-from workers.hnsw_index import INSERT_CHUNK, INSERT_CHUNK_IDLE, add_with_threads
+from workers.hnsw_index import INSERT_CHUNK, INSERT_CHUNK_IDLE, add_with_threads, fresh_limit_for
 from workers.maintenance import Activity, Maintenance
 from workers.protocol import decode_frame, encode_frame
 from workers.service import WorkerService
@@ -157,3 +157,12 @@ async def test_request_threads_search_with_one_faiss_thread(tmp_path: Path) -> N
         assert counts == {1}
     finally:
         await service.release_all()
+
+
+def test_the_default_fresh_buffer_bound_follows_the_dimension(hot: Path) -> None:
+    assert fresh_limit_for(384) == 43_690  # 64 MiB of 384-d vectors
+    assert fresh_limit_for(16) == 50_000
+    assert fresh_limit_for(4096) == 20_000
+    store, coll = _collection(hot, "tenant_f", Maintenance(autostart=False))
+    assert coll.index is not None and coll.index.fresh_limit == fresh_limit_for(DIM)
+    store.close()

@@ -18,6 +18,7 @@ import os
 import threading
 import time
 from collections import deque
+from pathlib import Path
 from typing import Protocol
 
 from workers.disk_space import is_out_of_space
@@ -29,12 +30,20 @@ log = logging.getLogger(__name__)
 QUIET_S = 0.25
 
 
-def usable_cores() -> int:
-    """Cores this process may run on."""
+def usable_cores(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
+    """Cores this process may run on: its CPU affinity, capped by a cgroup v2 CPU quota
+    (a container limited to 2 CPUs on a 64-core host must not start 64 threads)."""
     try:
-        return len(os.sched_getaffinity(0)) or 1
+        cores = len(os.sched_getaffinity(0)) or 1
     except (AttributeError, OSError):
-        return os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+    try:
+        quota, period = cpu_max.read_text(encoding="ascii").split()[:2]
+        if quota != "max":
+            cores = min(cores, max(int(int(quota) / int(period)), 1))
+    except (OSError, ValueError):
+        pass  # no cgroup v2 quota visible: the affinity stands
+    return cores
 
 
 class Activity:

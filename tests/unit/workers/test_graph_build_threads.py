@@ -11,7 +11,7 @@ import numpy as np
 from workers.collection import Collection
 from workers.collection_spec import parse_collection_spec
 from workers.hnsw_index import INSERT_CHUNK, INSERT_CHUNK_IDLE, add_with_threads, fresh_limit_for
-from workers.maintenance import Activity, Maintenance
+from workers.maintenance import Activity, Maintenance, usable_cores
 from workers.protocol import decode_frame, encode_frame
 from workers.service import WorkerService
 from workers.tenant_registry import TenantRegistry
@@ -166,3 +166,16 @@ def test_the_default_fresh_buffer_bound_follows_the_dimension(hot: Path) -> None
     store, coll = _collection(hot, "tenant_f", Maintenance(autostart=False))
     assert coll.index is not None and coll.index.fresh_limit == fresh_limit_for(DIM)
     store.close()
+
+
+def test_usable_cores_honours_a_cgroup_quota(tmp_path: Path) -> None:
+    cpu_max = tmp_path / "cpu.max"
+    unlimited = usable_cores(tmp_path / "absent")
+    cpu_max.write_text("max 100000\n")
+    assert usable_cores(cpu_max) == unlimited
+    cpu_max.write_text("100000 100000\n")
+    assert usable_cores(cpu_max) == 1
+    cpu_max.write_text("50000 100000\n")
+    assert usable_cores(cpu_max) == 1  # half a CPU still builds on one thread
+    cpu_max.write_text("garbage\n")
+    assert usable_cores(cpu_max) == unlimited

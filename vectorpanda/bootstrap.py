@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import uvicorn
 from fastapi import FastAPI
@@ -33,7 +31,7 @@ from coordinator.rate_limit import RateLimiter, cost_tokens
 from coordinator.router import TenantRouter
 from coordinator.storage_watch import StorageWatch
 from coordinator.usage import MeteredDataPlane, UsageMeter
-from eventlog.anchors import HeadAnchorer, LogHeadAnchorer
+from eventlog.anchors import HeadAnchorer
 from vectorpanda.control_db import control_engine, database_url
 from vectorpanda.dashboard_wiring import build_dashboard
 from vectorpanda.duties import census_figures, stored_figures
@@ -44,27 +42,16 @@ from vectorpanda.event_wiring import (
     build_event_services,
     tenant_unavailable_alert,
 )
-from vectorpanda.request_log import request_log_handler
+from vectorpanda.process_setup import (  # noqa: F401 - re-exported; workers import it directly
+    MissingSecretError,
+    configure_logging,
+    require_secret,
+    warn_if_shared,
+)
 from vectorpanda.settings import Settings
 from workers.backup_store import LocalBackupStore
 
 log = logging.getLogger("vectorpanda")
-
-
-class MissingSecretError(RuntimeError):
-    """A required secret is not configured."""
-
-
-def require_secret(settings: Settings, name: str) -> str:
-    """The value of a secret setting, or a clear error naming where to put it."""
-    value = getattr(settings, name)
-    if value is None or not value.get_secret_value():
-        raise MissingSecretError(
-            f"VP_{name.upper()} is not set: put it in the env file "
-            f"({settings.data_dir}/vectorpanda.env, mode 0600) or the environment"
-        )
-    secret: str = value.get_secret_value()
-    return secret
 
 
 def limits_from(settings: Settings) -> Limits:
@@ -92,19 +79,6 @@ class CoordinatorParts:
     dataplane: DataPlane
     app: FastAPI
     events: EventServices | None = None
-
-
-def warn_if_shared(directory: Path) -> None:
-    """Say loudly when a data directory is open to group or others."""
-    mode = directory.stat().st_mode & 0o777
-    if mode & 0o077:
-        log.warning(
-            "data directory %s has mode %03o: other local users can reach tenant data "
-            "and the event log; run: chmod 700 %s",
-            directory,
-            mode,
-            directory,
-        )
 
 
 def build_data_keys(settings: Settings, accounts: Accounts) -> DataKeys | None:
@@ -297,26 +271,3 @@ def _bound_port(server: uvicorn.Server, default: int) -> int:
         for sock in srv.sockets:
             return int(sock.getsockname()[1])
     return default
-
-
-def configure_logging(settings: Settings, request_log_to_file: bool) -> None:
-    """Human logs on stderr; the request log as JSON lines (file under ``up``)."""
-    root = logging.getLogger()
-    if getattr(configure_logging, "done", False):
-        return
-    root.setLevel(logging.INFO)
-    stderr = logging.StreamHandler(sys.stderr)
-    stderr.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root.addHandler(stderr)
-    requests = logging.getLogger("vectorpanda.requests")
-    requests.propagate = False
-    sign = None
-    if request_log_to_file and settings.anchor_signing_key is not None:
-        # Each rotation of the request log ends the old file with the signed chain head.
-        anchorer = HeadAnchorer(
-            settings.anchor_signing_key.get_secret_value(), settings.anchors_dir
-        )
-        sign = LogHeadAnchorer(anchorer, lambda: control_engine(settings))
-    handler = request_log_handler(settings.logs if request_log_to_file else None, sign)
-    requests.addHandler(handler)  # logging.shutdown() at exit flushes what is buffered
-    configure_logging.done = True  # type: ignore[attr-defined]

@@ -73,7 +73,7 @@ def cmd_coordinator(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from vectorpanda.bootstrap import configure_logging
+    from vectorpanda.process_setup import configure_logging
     from vectorpanda.worker_process import run_worker_process
 
     settings = _settings(args)

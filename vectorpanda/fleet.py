@@ -114,6 +114,7 @@ class Fleet:
             VP_COORDINATOR_URL=f"ws://127.0.0.1:{self.hub_port}",
             OPENBLAS_NUM_THREADS="1",
             OMP_NUM_THREADS="1",
+            OMP_WAIT_POLICY="PASSIVE",
         )
         if self.amqp_url:
             env["VP_AMQP_URL"] = self.amqp_url

@@ -62,6 +62,9 @@ class WorkerSupervisor:
                 # one BLAS/FAISS thread per worker process: scale with processes
                 "OPENBLAS_NUM_THREADS": "1",
                 "OMP_NUM_THREADS": "1",
+                # graph building widens to every core when idle; idle OpenMP
+                # threads sleep instead of spinning on the cores queries need
+                "OMP_WAIT_POLICY": "PASSIVE",
             }
         )
         return env

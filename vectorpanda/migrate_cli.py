@@ -16,10 +16,11 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import inspect
-
 
 def cmd_migrate(args: argparse.Namespace) -> int:
+    # Imported here, as below: every process the CLI starts (workers too) loads this module.
+    from sqlalchemy import inspect
+
     from coordinator.accounts.uow import SqliteUnitOfWork
     from eventlog.database import read_transaction
     from eventlog.store import SqliteEventSession

@@ -26,8 +26,6 @@ from typing import Any
 
 import orjson
 
-from eventlog.anchors import REQUEST_LOG_NAME
-
 log = logging.getLogger("vectorpanda.request_log")
 # Signs the event log's head for ``source``; None when there is no log to anchor.
 HeadSigner = Callable[[str], dict[str, Any] | None]
@@ -112,6 +110,10 @@ def request_log_handler(
     With ``sign``, each rotation first appends the signed head of the event log.
     """
     if log_dir is not None:
+        # Here, not at the top: eventlog.anchors loads SQLAlchemy, and the worker
+        # processes, which log requests to stdout, should not.
+        from eventlog.anchors import REQUEST_LOG_NAME
+
         log_dir.mkdir(parents=True, exist_ok=True)
         path = log_dir / REQUEST_LOG_NAME
         if sign is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import socket
 
-from vectorpanda.bootstrap import require_secret, warn_if_shared
+from vectorpanda.process_setup import require_secret, warn_if_shared
 from vectorpanda.settings import Settings
 from vectorpanda.shutdown import stop_on_signals
 from workers.fair_share import FairShare

@@ -33,7 +33,7 @@ from workers.crash_points import crash_point
 from workers.durable_files import write_bytes_durably
 from workers.errors import StoreError
 from workers.flat_index import exact_search
-from workers.hnsw_index import INSERT_CHUNK, HnswIndex
+from workers.hnsw_index import INSERT_CHUNK, INSERT_CHUNK_IDLE, HnswIndex, add_with_threads
 from workers.id_order import IdOrder
 from workers.integrity import FileChecksum, file_checksum
 from workers.maintenance import Maintenance
@@ -57,7 +57,8 @@ from workers.work_budget import WorkBudget, unbounded
 log = logging.getLogger(__name__)
 
 Metadata = dict[str, Any] | None
-DEFAULT_FRESH_LIMIT = 20_000
+# None: the fresh buffer's bound follows the dimension (workers.hnsw_index.fresh_limit_for).
+DEFAULT_FRESH_LIMIT: int | None = None
 # A graph is saved when its fresh buffer runs dry, and at least this often while
 # steady writes keep it from running dry, so a reload never rebuilds from far back.
 INDEX_SAVE_MAX_AGE_S = 300.0
@@ -76,7 +77,7 @@ class StoreOptions:
     """Tuning shared by every collection of a worker."""
 
     compact_bytes: int
-    fresh_limit: int = DEFAULT_FRESH_LIMIT
+    fresh_limit: int | None = DEFAULT_FRESH_LIMIT
     maintenance: Maintenance = field(default_factory=Maintenance.shared)
     # The tenant's data keys (None: files are written in plaintext)
     keyring: Keyring | None = None
@@ -415,10 +416,13 @@ class Collection(CollectionRecords):
     def _index_step(self) -> bool:
         index = self._index
         assert index is not None
+        threads = self._options.maintenance.build_threads()
         with self._rows.reading():
-            ids, versions, vectors = index.take_fresh(INSERT_CHUNK)
+            ids, versions, vectors = index.take_fresh(
+                INSERT_CHUNK if threads == 1 else INSERT_CHUNK_IDLE
+            )
         if ids:
-            base = index.add_to_graph(vectors)
+            base = index.add_to_graph(vectors, threads)
             with self._rows.writing():
                 index.settle(ids, versions, base)
             if time.monotonic() - self._index_saved_at >= INDEX_SAVE_MAX_AGE_S:
@@ -437,7 +441,8 @@ class Collection(CollectionRecords):
             nodes, vectors = index.live_nodes()
         graph = index.new_graph()
         for start in range(0, len(vectors), 4096):
-            graph.add(vectors[start : start + 4096])
+            threads = self._options.maintenance.build_threads()
+            add_with_threads(graph, vectors[start : start + 4096], threads)
         with self._rows.writing():
             index.swap_graph(graph, nodes)
 

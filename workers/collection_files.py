@@ -82,7 +82,7 @@ def write_new_collection(
 
 
 def read_collection(
-    directory: Path, fresh_limit: int, keyring: Keyring | None = None
+    directory: Path, fresh_limit: int | None, keyring: Keyring | None = None
 ) -> LoadedCollection:
     """Verify, then read: the manifest's segment, a replay of its WALs, its saved index.
 
@@ -176,7 +176,7 @@ def _load_index(
     directory: Path,
     spec: CollectionSpec,
     table: VectorTable,
-    fresh_limit: int,
+    fresh_limit: int | None,
     keyring: Keyring | None,
     plain_ok: bool,
 ) -> HnswIndex:

@@ -19,6 +19,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from workers.backup_store import LocalBackupStore
 from workers.fair_share import FairShare
 from workers.fsync_stats import WAL_FSYNCS
+from workers.heap import keep_large_blocks_mapped
 from workers.protocol import (
     DATA_OPS,
     PROTOCOL_VERSION,
@@ -301,6 +302,7 @@ async def run_worker(
     VP_WORKER_TENANT_THREADS, VP_WORKER_TENANT_QUEUE); ``switch_interval_s`` is the GIL's.
     """
     faiss.omp_set_num_threads(1)
+    keep_large_blocks_mapped()
     sys.setswitchinterval(switch_interval_s)
     stop = stop or asyncio.Event()
     service = WorkerService(

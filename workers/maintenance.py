@@ -3,18 +3,72 @@
 Collections ask for a turn with ``request``; the thread gives each one short step at
 a time, round robin, so one large collection cannot starve the others. A job that
 has more to do says so and goes to the back of the queue.
+
+Graph building may use every core, but only while the process serves no reads: the
+request threads run FAISS with one OpenMP thread each (``workers.main``), and OpenMP's
+thread count is per calling thread, so ``build_threads`` only widens this thread's
+own FAISS calls. Workers run with ``OMP_WAIT_POLICY=PASSIVE`` so that idle OpenMP
+threads sleep instead of spinning on cores the queries need.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
+import time
 from collections import deque
+from pathlib import Path
 from typing import Protocol
 
 from workers.disk_space import is_out_of_space
 
 log = logging.getLogger(__name__)
+
+# Reads must have been absent this long before graph building takes every core: a
+# steady stream of queries has gaps far shorter than this between its requests.
+QUIET_S = 0.25
+
+
+def usable_cores(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
+    """Cores this process may run on: its CPU affinity, capped by a cgroup v2 CPU quota
+    (a container limited to 2 CPUs on a 64-core host must not start 64 threads)."""
+    try:
+        cores = len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    try:
+        quota, period = cpu_max.read_text(encoding="ascii").split()[:2]
+        if quota != "max":
+            cores = min(cores, max(int(int(quota) / int(period)), 1))
+    except (OSError, ValueError):
+        pass  # no cgroup v2 quota visible: the affinity stands
+    return cores
+
+
+class Activity:
+    """Reads in flight in this process, and when the last one ended.
+
+    Written by the event loop only; the maintenance thread reads two plain values and
+    needs only to see changes eventually.
+    """
+
+    __slots__ = ("in_flight", "last_end")
+
+    def __init__(self) -> None:
+        self.in_flight = 0
+        self.last_end = 0.0
+
+    def began(self) -> None:
+        self.in_flight += 1
+
+    def ended(self) -> None:
+        self.in_flight -= 1
+        self.last_end = time.monotonic()
+
+    def quiet(self, for_s: float = QUIET_S) -> bool:
+        """Whether no read runs now nor ended within the last ``for_s`` seconds."""
+        return self.in_flight <= 0 and time.monotonic() - self.last_end >= for_s
 
 
 class MaintenanceJob(Protocol):
@@ -39,6 +93,12 @@ class Maintenance:
         self._queued: set[int] = set()
         self._running = False
         self._thread: threading.Thread | None = None
+        self.activity = Activity()
+        self.cores = usable_cores()
+
+    def build_threads(self) -> int:
+        """FAISS threads for the next graph-building step: every core while no reads run."""
+        return self.cores if self.cores > 1 and self.activity.quiet() else 1
 
     @classmethod
     def shared(cls) -> Maintenance:

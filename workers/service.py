@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import faiss
 import numpy as np
 
 from workers import handlers
@@ -43,6 +44,10 @@ from workers.work_budget import WorkBudget
 log = logging.getLogger(__name__)
 
 Reply = tuple[dict[str, Any], dict[str, np.ndarray]]
+# Requests that read a collection (and may wait for its graph): see Activity.
+READ_OPS = frozenset(
+    {Op.QUERY.value, Op.FETCH.value, Op.LIST_VECTORS.value, Op.COUNT_VECTORS.value}
+)
 _NOT_OWNER = "tenant is not owned by this worker at that epoch"
 
 
@@ -68,7 +73,14 @@ class WorkerService:
         self.space = SpaceGuard(registry.hot_dir, cold_dir, min_free_bytes)
         # Request threads are handed out by the fair share, so the pool never queues.
         self.fair_share = fair_share or FairShare()
-        self._threads = ThreadPoolExecutor(self.fair_share.slots, thread_name_prefix="request")
+        # One FAISS (OpenMP) thread per request thread, also where OMP_NUM_THREADS is
+        # unset: OpenMP's thread count is per thread, the main thread's does not carry.
+        self._threads = ThreadPoolExecutor(
+            self.fair_share.slots,
+            thread_name_prefix="request",
+            initializer=faiss.omp_set_num_threads,
+            initargs=(1,),
+        )
         self.mover = TenantMover(registry.hot_dir, cold_dir, registry.options.compact_bytes)
         self.ownership = Ownership()
         self.memory_budget_bytes = memory_budget_bytes
@@ -235,6 +247,10 @@ class WorkerService:
             handler = HANDLERS[op]
         if op in BUDGETED:
             handler = functools.partial(BUDGETED[op], budget=budget)
+        # Reads keep graph building to one core while they run (see workers.maintenance).
+        activity = self.registry.options.maintenance.activity if op in READ_OPS else None
+        if activity is not None:
+            activity.began()
         try:
             async with gate.data():
                 self._recheck(tenant, epoch)
@@ -250,6 +266,8 @@ class WorkerService:
                         self._threads, lambda: handler(self.registry.open(tenant), frame)
                     )
         finally:
+            if activity is not None:
+                activity.ended()
             self._used(tenant)
 
     def _used(self, tenant: str) -> None:

@@ -21,7 +21,7 @@ class TenantRegistry:
         hot_dir: Path,
         compact_bytes: int,
         *,
-        fresh_limit: int = DEFAULT_FRESH_LIMIT,
+        fresh_limit: int | None = DEFAULT_FRESH_LIMIT,
         maintenance: Maintenance | None = None,
     ) -> None:
         self.hot_dir = hot_dir

@@ -253,6 +253,7 @@ def test_steady_writes_still_save_the_index_once_it_is_old(
     import workers.collection as collection_module
 
     quiet = Maintenance(autostart=False)
+    quiet.cores = 1  # steps of INSERT_CHUNK (32), as while queries run
     store = TenantStore.open(hot, "tenant_a", SMALL_WAL, maintenance=quiet)
     coll = _make(store)
     vectors = np.random.default_rng(6).standard_normal((100, DIM), dtype=np.float32)

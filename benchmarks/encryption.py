@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from workers.collection_spec import parse_collection_spec
+from workers.errors import StoreError
 from workers.maintenance import Maintenance
 from workers.sealed import Keyring
 from workers.tenant_store import TenantStore
@@ -55,9 +56,12 @@ def run_once(
     started = time.perf_counter()
     for start in range(0, len(data), batch):
         chunk = data[start : start + batch]
-        coll.upsert(
-            [f"v{start + i}" for i in range(len(chunk))], [{"n": start}] * len(chunk), chunk
-        )
+        ids = [f"v{start + i}" for i in range(len(chunk))]
+        try:
+            coll.upsert(ids, [{"n": start}] * len(chunk), chunk)
+        except StoreError:  # fresh buffer full: index it here (no background thread), retry
+            coll.flush_index()
+            coll.upsert(ids, [{"n": start}] * len(chunk), chunk)
     ingest_s = time.perf_counter() - started
     started = time.perf_counter()
     coll.compact()

@@ -202,7 +202,13 @@ class HnswIndex:
         if short.size:
             every = np.arange(table.count) if mask is None else np.flatnonzero(mask)
             s2, r2 = subset_search(matrix, every, queries[short], k, self.metric)
-            pad = k - s2.shape[1]
+            # The graph answers min(k, its live nodes) columns, which can be narrower
+            # than the exact answer (more live rows than graphed ones): widen to fit.
+            width = max(scores.shape[1], s2.shape[1])
+            if width > scores.shape[1]:
+                grow = ((0, 0), (0, width - scores.shape[1]))
+                scores, rows = np.pad(scores, grow), np.pad(rows, grow, constant_values=-1)
+            pad = width - s2.shape[1]
             scores[short] = np.pad(s2, ((0, 0), (0, pad)))
             rows[short] = np.pad(r2, ((0, 0), (0, pad)), constant_values=-1)
         return scores[:q], rows[:q]

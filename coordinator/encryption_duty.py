@@ -56,6 +56,14 @@ class EncryptionDuty:
         self._workers_live = workers_live
 
     async def run(self, stop: asyncio.Event) -> None:
+        # Only clients that existed before this start can hold plaintext: one created
+        # since has had its data key from the first write, and must not be unloaded
+        # under its own traffic by the upgrade.
+        try:
+            existing = None if self._marker.exists() else await self._clients.list_clients()
+        except Exception:
+            log.exception("encryption start-up work stopped; it runs again at the next start")
+            return
         while not self._workers_live():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), WAIT_STEP_S)
@@ -63,7 +71,7 @@ class EncryptionDuty:
                 return
         try:
             await self.resume_rotations()
-            await self.upgrade_once()
+            await self.upgrade_once(existing)
         except Exception:
             log.exception("encryption start-up work stopped; it runs again at the next start")
 
@@ -74,10 +82,13 @@ class EncryptionDuty:
                 client_id, version, self._fleet, "system", "resumed after a restart"
             )
 
-    async def upgrade_once(self) -> None:
+    async def upgrade_once(self, existing: list[ClientView] | None = None) -> None:
+        """Encrypt ``existing`` clients' plaintext (default: every client now)."""
         if self._marker.exists():
             return
-        clients = [c for c in await self._clients.list_clients() if c.status == "active"]
+        if existing is None:
+            existing = await self._clients.list_clients()
+        clients = [c for c in existing if c.status == "active"]
         log.info("encrypting existing data at rest: %d active clients to check", len(clients))
         failed = 0
         for client in clients:

@@ -234,9 +234,13 @@ class BackupService:
             ),
             actor,
         )
-        self._jobs.pop(job.job_id, None)  # listed from the store from now on
-        if prune:
-            await self.prune(job.client_id, tier, actor)
+        try:
+            if prune:
+                await self.prune(job.client_id, tier, actor)
+        finally:
+            # Listed from the store from now on; dropped only after the pruning, so
+            # idle() also waits for the prunes (and their events) this backup started.
+            self._jobs.pop(job.job_id, None)
 
     async def idle(self) -> None:
         """Wait for every running backup and restore (tests, shutdown)."""

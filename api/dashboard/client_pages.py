@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -128,6 +128,17 @@ async def home(request: Request) -> Response:
     return await render_client(dash, request, session, session.client_id)
 
 
+def _end_of_day(day: str) -> datetime | None:
+    """A form's ``YYYY-MM-DD`` expiry as the end of that day, UTC; empty: the tier default."""
+    if not day:
+        return None
+    try:
+        when = date.fromisoformat(day)
+    except ValueError:
+        raise InvalidCommand("expires: give a date as YYYY-MM-DD") from None
+    return datetime.combine(when, time(23, 59, 59), tzinfo=UTC)
+
+
 @router.post("/dashboard/keys")
 async def create_key(request: Request) -> Response:
     found = await signed_in(request)
@@ -139,8 +150,18 @@ async def create_key(request: Request) -> Response:
     form = await request.form()
     scopes = tuple(s for s in SCOPES if form.get(f"scope_{s}") == "on")
     label = str(form.get("label") or "").strip() or None
-    cmd = IssueApiKey(session.client_id, scopes, label, actor=actor_of(session))
     try:
+        expires_at = _end_of_day(str(form.get("expires_on") or "").strip())
+        networks = str(form.get("allowed_cidrs") or "").split(",")
+        cidrs = tuple(c.strip() for c in networks if c.strip())
+        cmd = IssueApiKey(
+            session.client_id,
+            scopes,
+            label,
+            actor=actor_of(session),
+            expires_at=expires_at,
+            allowed_cidrs=cidrs,
+        )
         issued = await request.app.state.accounts.handle(cmd)
     except InvalidCommand as exc:
         return await render_client(

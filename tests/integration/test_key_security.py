@@ -322,5 +322,22 @@ def test_dashboard_key_list_shows_expiry_last_use_and_networks(
         assert rfc3339(expiry)[:16].replace("T", " ") in row
         assert used[:16].replace("T", " ") in row
         assert "127.0.0.0/8" in row
+        # The dashboard's own form issues keys with an expiry day and networks too.
+        day = (datetime.now(UTC) + timedelta(days=20)).date().isoformat()
+        form = {"label": "form", "scope_read": "on", "csrf_token": browser.csrf()}
+        r = browser.post(
+            "/dashboard/keys",
+            data=form | {"expires_on": day, "allowed_cidrs": "10.0.0.0/8, 192.0.2.0/24"},
+        )
+        assert r.status_code == 200 and "shown only this once" in r.text, r.text
+        made = [k for k in listed(stack, client_id).values() if k["label"] == "form"]
+        assert len(made) == 1
+        assert made[0]["expires_at"].startswith(f"{day}T23:59:59")
+        assert made[0]["allowed_cidrs"] == ["10.0.0.0/8", "192.0.2.0/24"]
+        before = len(listed(stack, client_id))
+        for bad in ({"expires_on": "tomorrow"}, {"allowed_cidrs": "10.0.0.1/8"}):
+            r = browser.post("/dashboard/keys", data=form | {"csrf_token": browser.csrf()} | bad)
+            assert r.status_code == 422, r.text
+        assert len(listed(stack, client_id)) == before
     finally:
         browser.close()

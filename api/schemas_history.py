@@ -153,41 +153,12 @@ def history_out(state: ClientAsOf) -> ClientHistoryOut:
         email=state.email,
         tier=state.tier,
         status=state.status,
-        keys=[
-            KeyAsOfOut(
-                key_id=k.key_id,
-                scopes=list(k.scopes),
-                label=k.label,
-                issued_at=k.issued_at,
-                issued_by=k.issued_by,
-                revoked_at=k.revoked_at,
-                revoked_by=k.revoked_by,
-                expires_at=k.expires_at,
-                allowed_cidrs=list(k.allowed_cidrs),
-            )
-            for k in state.keys
-        ],
+        keys=[KeyAsOfOut.model_validate(k, from_attributes=True) for k in state.keys],
         collections=[
-            CollectionAsOfOut(
-                name=c.name,
-                dimension=c.dimension,
-                metric=c.metric,
-                index=c.index,
-                created_at=c.created_at,
-            )
-            for c in state.collections
+            CollectionAsOfOut.model_validate(c, from_attributes=True) for c in state.collections
         ],
         billing=BillingAsOfOut(
-            balances=[
-                BalanceOut(
-                    currency=b.currency,
-                    invoiced_cents=b.invoiced_cents,
-                    paid_cents=b.paid_cents,
-                    failed_cents=b.failed_cents,
-                    balance_cents=b.balance_cents,
-                )
-                for b in state.balances
-            ],
+            balances=[BalanceOut.model_validate(b, from_attributes=True) for b in state.balances],
             failed_payments=state.failed_payments,
         ),
         event_seq=state.event_seq,
@@ -196,17 +167,4 @@ def history_out(state: ClientAsOf) -> ClientHistoryOut:
 
 
 def changes_out(changes: list[Change]) -> ChangesOut:
-    return ChangesOut(
-        changes=[
-            ChangeOut(
-                at=c.at,
-                field=c.field,
-                from_=c.from_,
-                to=c.to,
-                actor=c.actor,
-                reason=c.reason,
-                event_seq=c.event_seq,
-            )
-            for c in changes
-        ]
-    )
+    return ChangesOut(changes=[ChangeOut.model_validate(c, from_attributes=True) for c in changes])

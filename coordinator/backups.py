@@ -280,11 +280,14 @@ class BackupService:
         pruned = []
         for manifest in daily[: max(0, len(daily) - keep)]:
             backup_id = str(manifest["backup_id"])
-            await asyncio.to_thread(self.store.delete, client_id, backup_id)
             reason = f"retention of the {tier} tier: the newest {keep} daily backups are kept"
+            # Recorded before the files go: a crash in between leaves a backup the log calls
+            # pruned (the next prune deletes it, recording it again), never a deletion the log
+            # does not know about.
             await self._record(
                 BackupPruned(client_id=client_id, backup_id=backup_id, reason=reason), actor
             )
+            await asyncio.to_thread(self.store.delete, client_id, backup_id)
             pruned.append(backup_id)
         return pruned
 

@@ -33,20 +33,15 @@ from coordinator.storage_watch import StorageWatch
 from coordinator.usage import MeteredDataPlane, UsageMeter
 from eventlog.anchors import HeadAnchorer
 from vectorpanda.control_db import control_engine, database_url
-from vectorpanda.dashboard_wiring import build_dashboard
-from vectorpanda.duties import census_figures, stored_figures
-from vectorpanda.event_wiring import (
+from vectorpanda.process_setup import require_secret, warn_if_shared
+from vectorpanda.server.dashboard import build_dashboard
+from vectorpanda.server.duties import census_figures, stored_figures
+from vectorpanda.server.events import (
     EventServices,
     anchor_email,
     audit_verifier,
     build_event_services,
     tenant_unavailable_alert,
-)
-from vectorpanda.process_setup import (  # noqa: F401 - re-exported; workers import it directly
-    MissingSecretError,
-    configure_logging,
-    require_secret,
-    warn_if_shared,
 )
 from vectorpanda.settings import Settings
 from workers.backup_store import LocalBackupStore

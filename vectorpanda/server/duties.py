@@ -23,9 +23,10 @@ from notifier.service import EmlFileSender, MailSender, NotifierService, SmtpSen
 from scheduler.admin_client import AdminClient
 from scheduler.service import SchedulerService, run_scheduler
 from vectorpanda.control_db import control_engine
+from vectorpanda.process_setup import MissingSecretError
 from vectorpanda.settings import Settings
 
-log = logging.getLogger("vectorpanda.duties")
+log = logging.getLogger("vectorpanda.server.duties")
 
 
 def stored_figures(dataplane: DataPlane) -> Callable[[str], Awaitable[dict[str, int] | None]]:
@@ -76,8 +77,6 @@ def admin_url(settings: Settings, port: int | None = None) -> str:
 
 def build_scheduler_service(settings: Settings, url: str) -> SchedulerService:
     if settings.scheduler_token is None or not settings.scheduler_token.get_secret_value():
-        from vectorpanda.bootstrap import MissingSecretError
-
         raise MissingSecretError(
             "VP_SCHEDULER_TOKEN is not set: put it in the env file "
             f"({settings.data_dir}/vectorpanda.env, mode 0600) or the environment"
@@ -107,7 +106,7 @@ def mail_sender(settings: Settings) -> MailSender:
 
 
 def build_notifier(settings: Settings, with_bus: bool) -> NotifierService:
-    from vectorpanda.event_wiring import build_bus, dead_letter_hook
+    from vectorpanda.server.events import build_bus, dead_letter_hook
 
     bus = build_bus(settings) if with_bus else None
     if bus is not None:
@@ -150,6 +149,13 @@ async def run_notifier(service: NotifierService, stop: asyncio.Event) -> None:
 async def run_scheduler_process(settings: Settings, stop: asyncio.Event) -> None:
     service = build_scheduler_service(settings, admin_url(settings))
     await run_scheduler(service, settings.scheduler_db, stop)
+
+
+async def run_notifier_process(settings: Settings, stop: asyncio.Event) -> None:
+    """``vectorpanda notifier``: its own bus consumer and metrics port."""
+    notifier = build_notifier(settings, with_bus=True)
+    expose_notifier_metrics(notifier, settings)
+    await run_notifier(notifier, stop)
 
 
 def expose_notifier_metrics(notifier: Any, settings: Settings) -> None:

@@ -18,8 +18,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from coordinator.hub import WorkerLink
-from vectorpanda.bootstrap import build_coordinator, configure_logging, serve_coordinator
-from vectorpanda.duties import in_process_duties
+from vectorpanda.process_setup import configure_logging
+from vectorpanda.server.coordinator import build_coordinator, serve_coordinator
+from vectorpanda.server.duties import in_process_duties
 from vectorpanda.settings import Settings, env_file_path
 from vectorpanda.shutdown import stop_on_signals
 

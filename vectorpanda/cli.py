@@ -204,6 +204,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def cli_commands() -> set[str]:
+    """The subcommands this build of ``vectorpanda`` has."""
+    for action in build_parser()._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return set(action.choices)
+    return set()
+
+
 # Every file and directory a VectorPanda process creates (data, WAL, segments,
 # event store, audit DB, archives, logs, mail) is private to the service user.
 PRIVATE_UMASK = 0o077

@@ -30,12 +30,12 @@ from coordinator.pause import PauseService, WorkerTenantFiles
 from coordinator.rate_limit import RateLimiter, cost_tokens
 from coordinator.router import TenantRouter
 from coordinator.storage_watch import StorageWatch
+from coordinator.tenant_figures import census_figures, stored_figures
 from coordinator.usage import MeteredDataPlane, UsageMeter
 from eventlog.anchors import HeadAnchorer
 from vectorpanda.control_db import control_engine, database_url
 from vectorpanda.process_setup import require_secret, warn_if_shared
 from vectorpanda.server.dashboard import build_dashboard
-from vectorpanda.server.duties import census_figures, stored_figures
 from vectorpanda.server.events import (
     EventServices,
     anchor_email,

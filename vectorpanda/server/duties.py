@@ -1,4 +1,4 @@
-"""Composition of the operating duties: usage figures, census figures, scheduler, notifier.
+"""Composition of the operating duties: the scheduler and the notifier.
 
 Part of the composition root. ``vectorpanda scheduler`` and ``vectorpanda
 notifier`` run these as their own processes; ``vectorpanda up`` runs them as
@@ -11,12 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Any
 
-from coordinator.dataplane import DataPlane
-from coordinator.errors import TenantUnavailable
-from coordinator.pause import WorkerTenantFiles
 from eventlog.store import SqliteEventStore
 from notifier.outbox import NotifierOutbox
 from notifier.service import EmlFileSender, MailSender, NotifierService, SmtpSender, notifier_queue
@@ -27,43 +23,6 @@ from vectorpanda.process_setup import MissingSecretError
 from vectorpanda.settings import Settings
 
 log = logging.getLogger("vectorpanda.server.duties")
-
-
-def stored_figures(dataplane: DataPlane) -> Callable[[str], Awaitable[dict[str, int] | None]]:
-    """Vectors and bytes of a tenant some worker has loaded; None (keep last) otherwise."""
-
-    async def figures(client_id: str) -> dict[str, int] | None:
-        if client_id not in dataplane.router.assignments:
-            return None
-        return await dataplane.usage(client_id)
-
-    return figures
-
-
-def census_figures(
-    dataplane: DataPlane, files: WorkerTenantFiles
-) -> Callable[[str, str], Awaitable[dict[str, Any]]]:
-    """A census row's data figures: from the cold marker when paused, else from the owner."""
-
-    async def figures(client_id: str, status: str) -> dict[str, Any]:
-        if status == "paused":
-            summary = await files.describe(client_id)
-            names = [c.get("name") for c in summary.get("collections", [])]
-            return {**summary, "collections": names}
-        if not dataplane.router.any_worker_live():
-            # Waiting for a worker per client would stall the census for
-            # minutes during a fleet outage; the row records the error.
-            raise TenantUnavailable("no worker is live to report this tenant's data")
-        infos = await dataplane.list_collections(client_id)
-        usage = await dataplane.usage(client_id)
-        return {
-            "location": "hot",
-            "collections": [c["name"] for c in infos],
-            "vectors": usage["vectors"],
-            "bytes": usage["bytes"],
-        }
-
-    return figures
 
 
 def admin_url(settings: Settings, port: int | None = None) -> str:
@@ -123,29 +82,6 @@ def build_notifier(settings: Settings, with_bus: bool) -> NotifierService:
     )
 
 
-async def run_notifier(service: NotifierService, stop: asyncio.Event) -> None:
-    """Connect the bus (if any, retrying), then run until ``stop``."""
-    bus = service.bus
-    try:
-        while bus is not None and not stop.is_set():
-            try:
-                await bus.connect()
-                await service.prepare()
-                break
-            except Exception as exc:
-                log.warning("event bus unavailable (%s); retrying", exc)
-                try:
-                    await asyncio.wait_for(stop.wait(), 2.0)
-                except TimeoutError:
-                    continue
-        if not stop.is_set():
-            await service.run(stop)
-    finally:
-        if bus is not None:
-            await bus.close()
-        service.outbox.close()
-
-
 async def run_scheduler_process(settings: Settings, stop: asyncio.Event) -> None:
     service = build_scheduler_service(settings, admin_url(settings))
     await run_scheduler(service, settings.scheduler_db, stop)
@@ -155,7 +91,7 @@ async def run_notifier_process(settings: Settings, stop: asyncio.Event) -> None:
     """``vectorpanda notifier``: its own bus consumer and metrics port."""
     notifier = build_notifier(settings, with_bus=True)
     expose_notifier_metrics(notifier, settings)
-    await run_notifier(notifier, stop)
+    await notifier.serve(stop)
 
 
 def expose_notifier_metrics(notifier: Any, settings: Settings) -> None:
@@ -205,5 +141,5 @@ def in_process_duties(
         asyncio.create_task(
             run_scheduler(scheduler, settings.scheduler_db, stop), name="scheduler"
         ),
-        asyncio.create_task(run_notifier(notifier, stop), name="notifier"),
+        asyncio.create_task(notifier.serve(stop), name="notifier"),
     ]

@@ -174,7 +174,7 @@ async def run_up(settings: Settings, workers: int) -> int:
             flush=True,
         )
         # The scheduler and the notifier run as tasks here (own processes in the fleet).
-        duties.extend(in_process_duties(settings, port, stop, parts.app.state.metrics))
+        duties.extend(in_process_duties(settings, port, stop, parts.metrics))
 
     try:
         await serve_coordinator(parts, stop, on_ready)

@@ -8,10 +8,11 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
-from api import dashboard
 from api.admission import AdmissionGate
 from api.client_address import DEFAULT_TRUSTED_PROXIES, trusted_proxy_networks
-from api.deps import StrictQuery
+from api.dashboard.context import Dashboard
+from api.dashboard.routes import router as dashboard_router
+from api.deps import AuditVerify, Services, ServicesApp, StrictQuery
 from api.docs_ui import declare_security, install_docs
 from api.errors import ERROR_RESPONSES, install_error_handlers
 from api.lean_query import LeanQuery
@@ -27,19 +28,25 @@ from api.routes import (
     admin_workers,
     collections,
     health,
-    metrics,
     snapshots,
     usage,
     vector_records,
     vectors,
 )
+from api.routes import (
+    metrics as metrics_routes,
+)
 from coordinator.accounts import Accounts
 from coordinator.accounts.key_policy import IPNetwork
 from coordinator.admission import ClientAdmission
+from coordinator.backups import BackupService
+from coordinator.census import CensusTaker
+from coordinator.data_keys import DataKeys
 from coordinator.dataplane import DataPlane
 from coordinator.history.service import ClientHistory
 from coordinator.hub import WorkerHub
 from coordinator.metrics import Metrics
+from coordinator.pause import PauseService, TenantFiles
 from coordinator.rate_limit import RateLimiter
 from coordinator.usage import RequestObservers
 
@@ -63,9 +70,47 @@ def create_app(
     admission: ClientAdmission | None = None,
     refusal_delay_s: float = 0.0,
     trusted_proxies: tuple[IPNetwork, ...] | None = None,
+    metrics: Metrics | None = None,
+    history: ClientHistory | None = None,
+    pause: PauseService | None = None,
+    tenant_files: TenantFiles | None = None,
+    data_keys: DataKeys | None = None,
+    backups: BackupService | None = None,
+    census: CensusTaker | None = None,
+    audit_verify: AuditVerify | None = None,
+    dashboard: Dashboard | None = None,
 ) -> FastAPI:
-    """Build the app around already-constructed coordinator parts."""
-    app = FastAPI(
+    """Build the app around already-constructed coordinator parts.
+
+    Each part is handed to the routes and pages as a dependency (``api/deps.py``);
+    the optional ones are None where a process runs without them.
+    """
+    if metrics is None:
+        metrics = Metrics()
+        metrics.watch_workers(hub, dataplane.router)
+    # Peers whose X-Real-IP / X-Forwarded-For is believed (api/client_address.py).
+    if trusted_proxies is None:
+        trusted_proxies = trusted_proxy_networks(DEFAULT_TRUSTED_PROXIES)
+    services = Services(
+        accounts=accounts,
+        dataplane=dataplane,
+        hub=hub,
+        history=history or ClientHistory(accounts.uow),
+        metrics=metrics,
+        admin_token=admin_token.encode(),
+        scheduler_token=scheduler_token.encode() if scheduler_token else None,
+        rate_limiter=rate_limiter,
+        trusted_proxies=trusted_proxies,
+        pause=pause,
+        tenant_files=tenant_files,
+        data_keys=data_keys,
+        backups=backups,
+        census=census,
+        audit_verify=audit_verify,
+        dashboard=dashboard,
+    )
+    app = ServicesApp(
+        services,
         title="VectorPanda",
         version="1.0",
         description=DESCRIPTION,
@@ -76,20 +121,6 @@ def create_app(
         # Paths are matched exactly: a trailing slash is a 404, never a redirect.
         redirect_slashes=False,
     )
-    app.state.accounts = accounts
-    app.state.history = ClientHistory(accounts.uow)
-    app.state.dataplane = dataplane
-    app.state.hub = hub
-    app.state.admin_token = admin_token.encode()
-    # The scheduler's own admin token: same powers, recorded as actor "scheduler".
-    app.state.scheduler_token = scheduler_token.encode() if scheduler_token else None
-    app.state.rate_limiter = rate_limiter
-    # Peers whose X-Real-IP / X-Forwarded-For is believed (api/client_address.py).
-    if trusted_proxies is None:
-        trusted_proxies = trusted_proxy_networks(DEFAULT_TRUSTED_PROXIES)
-    app.state.trusted_proxies = trusted_proxies
-    app.state.metrics = Metrics()
-    app.state.metrics.watch_workers(hub, dataplane.router)
     install_error_handlers(app)
     install_docs(app)
     declare_security(app)
@@ -97,7 +128,7 @@ def create_app(
     app.include_router(health.router, dependencies=[StrictQuery], responses=probe_errors)
     for module in (collections, vectors, usage, admin_clients, admin_events, admin_workers):
         app.include_router(module.router, dependencies=[StrictQuery], responses=ERROR_RESPONSES)
-    app.include_router(metrics.router, dependencies=[StrictQuery])
+    app.include_router(metrics_routes.router, dependencies=[StrictQuery])
     for module in (
         admin_operations,
         vector_records,
@@ -112,8 +143,8 @@ def create_app(
         from api.routes import test_hooks
 
         app.include_router(test_hooks.router)
-    # Pages under /login and /dashboard; they read app.state.dashboard (set by bootstrap).
-    app.include_router(dashboard.router)
+    # Pages under /login and /dashboard (not configured where ``dashboard`` is None).
+    app.include_router(dashboard_router)
     # Inside the admission gate: valid queries answered without FastAPI's per-request work.
     query_route = next(
         r for r in vectors.router.routes if isinstance(r, APIRoute) and r.path == vectors.QUERY_PATH
@@ -131,11 +162,7 @@ def create_app(
     app.add_middleware(
         RequestContext,
         max_body_bytes=dataplane.limits.max_body_bytes,
-        metrics=(
-            app.state.metrics
-            if usage_meter is None
-            else RequestObservers(app.state.metrics, usage_meter)
-        ),
-        on_defect=app.state.metrics.observe_defect,
+        metrics=metrics if usage_meter is None else RequestObservers(metrics, usage_meter),
+        on_defect=metrics.observe_defect,
     )
     return app

@@ -1,27 +1,89 @@
-"""Shared FastAPI dependencies as ``Annotated`` aliases."""
+"""Everything a route or page uses, as ``Annotated`` dependencies.
+
+The composition root (``vectorpanda.server``) builds the coordinator's parts and
+hands them to ``create_app(...)``, which keeps them in one :class:`Services`
+carried by the app (:class:`ServicesApp`). Routes and pages declare what they
+need (``pause: PauseDep``) and never reach into the app themselves.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import hmac
-from typing import Annotated
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 
 from api.admission import ADDRESS_REFUSED
 from api.client_address import client_address
+from api.dashboard.context import Dashboard
 from api.errors import Forbidden, Invalid, Paused, RateLimited, Unauthorized, Unavailable
 from coordinator.accounts import Accounts
-from coordinator.accounts.key_policy import address_allowed
+from coordinator.accounts.key_policy import IPNetwork, address_allowed
 from coordinator.accounts.model import Principal
 from coordinator.backups import BackupService
+from coordinator.census import CensusTaker
+from coordinator.data_keys import DataKeys
 from coordinator.dataplane import DataPlane
 from coordinator.history.service import ClientHistory
+from coordinator.hub import WorkerHub
+from coordinator.metrics import Metrics
+from coordinator.pause import PauseService, TenantFiles
 from coordinator.rate_limit import RateLimiter
 from coordinator.tiers import TierLimits, limits_for
+from eventlog.hashchain import ChainReport
 
 BEARER = "bearer "
+
+AuditVerify = Callable[[], Awaitable[ChainReport]]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Services:
+    """The coordinator's parts the routes and pages use, built by the composition root.
+
+    The optional ones are None in a process (or a test) that runs without them;
+    their routes answer 503 (the dashboard's pages: "not configured").
+    """
+
+    accounts: Accounts
+    dataplane: DataPlane
+    hub: WorkerHub
+    history: ClientHistory
+    metrics: Metrics
+    admin_token: bytes
+    # The scheduler's own admin token: same powers, recorded as actor "scheduler".
+    scheduler_token: bytes | None = None
+    rate_limiter: RateLimiter | None = None
+    # Peers whose X-Real-IP / X-Forwarded-For is believed (api/client_address.py).
+    trusted_proxies: tuple[IPNetwork, ...] = ()
+    pause: PauseService | None = None
+    tenant_files: TenantFiles | None = None
+    data_keys: DataKeys | None = None
+    backups: BackupService | None = None
+    census: CensusTaker | None = None
+    # The chain plus the audit tables against a replay; None checks the chain alone.
+    audit_verify: AuditVerify | None = None
+    dashboard: Dashboard | None = None
+    # Data-key rotations running in the background (kept so they are not collected).
+    rotations: set[asyncio.Task[Any]] = field(default_factory=set)
+
+
+class ServicesApp(FastAPI):
+    """The FastAPI app with the :class:`Services` it was built with."""
+
+    def __init__(self, services: Services, **settings: Any) -> None:
+        super().__init__(**settings)
+        self.services = services
+
+
+def services_of(request: Request) -> Services:
+    services: Services = request.app.services
+    return services
 
 
 def bearer_token(request: Request) -> str | None:
@@ -39,51 +101,98 @@ async def require_admin(request: Request) -> str:
     Returns the actor the event log records: ``admin``, ``scheduler`` or ``operator:<name>``.
     """
     token = bearer_token(request)
-    expected: bytes = request.app.state.admin_token
+    services = services_of(request)
+    expected = services.admin_token
     if token is None:
         raise Unauthorized()
     presented = token.encode()
     # Both compares always run, so timing says nothing about which token was close.
     is_admin = hmac.compare_digest(presented, expected)
-    scheduler: bytes | None = getattr(request.app.state, "scheduler_token", None)
+    scheduler = services.scheduler_token
     is_scheduler = scheduler is not None and hmac.compare_digest(presented, scheduler)
     if is_admin:
         return "admin"
     if is_scheduler:
         return "scheduler"
-    accounts: Accounts = request.app.state.accounts
-    operator = await accounts.operator_actor(token)
+    operator = await services.accounts.operator_actor(token)
     if operator is None:
         raise Unauthorized()
     return operator
 
 
 async def get_accounts(request: Request) -> Accounts:
-    accounts: Accounts = request.app.state.accounts
-    return accounts
+    return services_of(request).accounts
 
 
 async def get_history(request: Request) -> ClientHistory:
-    history: ClientHistory = request.app.state.history
-    return history
+    return services_of(request).history
 
 
 async def get_dataplane(request: Request) -> DataPlane:
-    dataplane: DataPlane = request.app.state.dataplane
-    return dataplane
+    return services_of(request).dataplane
+
+
+async def get_hub(request: Request) -> WorkerHub:
+    return services_of(request).hub
+
+
+async def get_metrics(request: Request) -> Metrics:
+    return services_of(request).metrics
 
 
 async def get_backups(request: Request) -> BackupService:
-    service: BackupService | None = getattr(request.app.state, "backups", None)
+    service = services_of(request).backups
     if service is None:
         raise Unavailable("backups are not configured in this process")
     return service
 
 
+async def get_pause(request: Request) -> PauseService:
+    service = services_of(request).pause
+    if service is None:
+        raise Unavailable("pausing is not configured in this process")
+    return service
+
+
+async def get_optional_pause(request: Request) -> PauseService | None:
+    """The pause service where one runs; callers fall back to the bare command."""
+    return services_of(request).pause
+
+
+async def get_census(request: Request) -> CensusTaker:
+    taker = services_of(request).census
+    if taker is None:
+        raise Unavailable("the census is not configured in this process")
+    return taker
+
+
+async def get_data_keys(request: Request) -> DataKeys | None:
+    """Clients' data keys; None where encryption at rest is off."""
+    return services_of(request).data_keys
+
+
+async def get_tenant_files(request: Request) -> TenantFiles | None:
+    return services_of(request).tenant_files
+
+
+async def get_audit_verify(request: Request) -> AuditVerify:
+    """The configured audit check; without audit tables (unit tests), the chain alone."""
+    services = services_of(request)
+    return services.audit_verify or services.accounts.verify_chain
+
+
+async def get_rotations(request: Request) -> set[asyncio.Task[Any]]:
+    return services_of(request).rotations
+
+
+async def get_dashboard(request: Request) -> Dashboard | None:
+    """The dashboard's parts; None where it is not configured (pages say so)."""
+    return services_of(request).dashboard
+
+
 def get_rate_limiter(request: Request) -> RateLimiter | None:
     """The app's rate limiter; None when the composition root turned limiting off."""
-    limiter: RateLimiter | None = getattr(request.app.state, "rate_limiter", None)
-    return limiter
+    return services_of(request).rate_limiter
 
 
 def check_rate(request: Request, principal: Principal) -> None:
@@ -113,13 +222,13 @@ async def require_key(request: Request) -> Principal:
     token = bearer_token(request)
     if token is None:
         raise Unauthorized()
-    accounts: Accounts = request.app.state.accounts
-    principal = await accounts.authenticate(token)
+    services = services_of(request)
+    principal = await services.accounts.authenticate(token)
     if principal is None:
         raise Unauthorized()
     request.state.client_id = principal.client_id
     if principal.networks:
-        trusted = getattr(request.app.state, "trusted_proxies", ())
+        trusted = services.trusted_proxies
         if not address_allowed(principal.networks, client_address(request.scope, trusted)):
             raise Forbidden(ADDRESS_REFUSED)
     if principal.status == "paused":
@@ -183,6 +292,16 @@ AccountsDep = Annotated[Accounts, Depends(get_accounts)]
 DataPlaneDep = Annotated[DataPlane, Depends(get_dataplane)]
 HistoryDep = Annotated[ClientHistory, Depends(get_history)]
 BackupsDep = Annotated[BackupService, Depends(get_backups)]
+HubDep = Annotated[WorkerHub, Depends(get_hub)]
+MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+PauseDep = Annotated[PauseService, Depends(get_pause)]
+OptionalPauseDep = Annotated[PauseService | None, Depends(get_optional_pause)]
+CensusDep = Annotated[CensusTaker, Depends(get_census)]
+DataKeysDep = Annotated[DataKeys | None, Depends(get_data_keys)]
+TenantFilesDep = Annotated[TenantFiles | None, Depends(get_tenant_files)]
+AuditVerifyDep = Annotated[AuditVerify, Depends(get_audit_verify)]
+RotationsDep = Annotated[set[asyncio.Task[Any]], Depends(get_rotations)]
+DashboardDep = Annotated[Dashboard | None, Depends(get_dashboard)]
 ReadKey = Annotated[Principal, scoped("read")]
 WriteKey = Annotated[Principal, scoped("write")]
 ManageKey = Annotated[Principal, scoped("manage")]

@@ -152,6 +152,8 @@ class BackupService:
         store: BackupStore,
         anchorer: HeadAnchorer | None = None,
         clock: Callable[[], datetime] = utc_clock,
+        *,
+        data_keys: DataKeys | None = None,
     ) -> None:
         self._accounts = accounts
         self._tenants = tenants
@@ -159,8 +161,8 @@ class BackupService:
         self._anchorer = anchorer
         self._clock = clock
         self._jobs: dict[str, Job] = {}
-        # encryption at rest (set by the composition root): to read encrypted backups
-        self.data_keys: DataKeys | None = None
+        # encryption at rest: to read encrypted backups with their client's keys
+        self.data_keys = data_keys
 
     async def _record(self, event: Event, actor: str) -> None:
         await self._accounts.handle(RecordBackupActivity(event=event, actor=actor))

@@ -68,11 +68,14 @@ class Limits:
 class DataPlane:
     """Tenant-scoped vector operations, routed to the owning worker."""
 
-    def __init__(self, router: TenantRouter, limits: Limits) -> None:
+    def __init__(
+        self, router: TenantRouter, limits: Limits, *, cursors: ListCursors | None = None
+    ) -> None:
         self._router = router
         self.limits = limits
-        # Replaced by the composition root with a key derived from the pepper.
-        self.cursors = ListCursors.ephemeral()
+        # The composition root passes a key derived from the pepper (same in every
+        # coordinator of a fleet); without one, cursors are valid in this process only.
+        self.cursors = cursors or ListCursors.ephemeral()
 
     @property
     def router(self) -> TenantRouter:

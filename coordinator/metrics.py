@@ -11,7 +11,7 @@ import logging
 import re
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,7 +37,7 @@ _FIELD_RE = re.compile(r"^[a-z_][a-z0-9_]{0,63}$")
 MAX_CACHED_LABEL_SETS = 1024
 
 
-def route_template(scope: dict[str, Any]) -> str:
+def route_template(scope: MutableMapping[str, Any]) -> str:
     """The matched route's path template (``/v1/collections/{name}``), never the raw path."""
     return getattr(scope.get("route"), "path", None) or "unmatched"
 
@@ -302,7 +302,7 @@ class Metrics:
         self._request_children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
         self._frame_children: dict[tuple[str, str], Any] = {}
 
-    def observe_request(self, scope: dict[str, Any], status: int, seconds: float) -> None:
+    def observe_request(self, scope: MutableMapping[str, Any], status: int, seconds: float) -> None:
         """Called by the request middleware once per HTTP request."""
         labels = (route_template(scope), str(scope.get("method", "")), str(status))
         children = self._request_children.get(labels)
@@ -313,7 +313,7 @@ class Metrics:
         children[0].inc()
         children[1].observe(seconds)
 
-    def observe_defect(self, scope: dict[str, Any]) -> None:
+    def observe_defect(self, scope: MutableMapping[str, Any]) -> None:
         """Called by the request middleware when an exception escaped a handler."""
         self.internal_errors.labels(route_template(scope), str(scope.get("method", ""))).inc()
 

@@ -45,6 +45,8 @@ class TenantFiles(Protocol):
 
     async def delete_cold(self, tenant: str) -> None: ...
 
+    async def digests(self, tenant: str) -> list[dict[str, str]]: ...
+
 
 class WorkerTenantFiles:
     """Moves through the worker fleet: RELEASE on the owner, MOVE_TENANT on any live worker."""

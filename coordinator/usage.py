@@ -23,7 +23,9 @@ from typing import Any
 import numpy as np
 
 from coordinator.accounts import Accounts, RecordUsage
-from coordinator.dataplane import DataPlane, Match
+from coordinator.dataplane import DataPlane, Limits, Match
+from coordinator.list_cursor import ListCursors
+from coordinator.router import TenantRouter
 from eventlog.events import UsageRecorded
 from eventlog.store import MAX_READ_LIMIT
 
@@ -176,7 +178,16 @@ class UsageMeter:
 class MeteredDataPlane(DataPlane):
     """The data plane, counting queries and vectors written into a UsageMeter."""
 
-    meter: UsageMeter | None = None
+    def __init__(
+        self,
+        router: TenantRouter,
+        limits: Limits,
+        *,
+        cursors: ListCursors | None = None,
+        meter: UsageMeter | None = None,
+    ) -> None:
+        super().__init__(router, limits, cursors=cursors)
+        self.meter = meter
 
     async def upsert(
         self,

@@ -36,6 +36,7 @@ BACKOFF_FIRST_S = 1.0
 BACKOFF_MAX_S = 300.0
 # With the backoff above, about an hour of transient failures before quarantine.
 MAX_ATTEMPTS = 20
+CONNECT_RETRY_S = 2.0  # while the bus is away at start-up
 
 
 class PermanentFailure(Exception):
@@ -248,6 +249,28 @@ class NotifierService:
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), wait)
+
+    async def serve(self, stop: asyncio.Event, connect_retry_s: float = CONNECT_RETRY_S) -> None:
+        """Connect the bus (if any, retrying), run until ``stop``, then close bus and outbox."""
+        bus = self.bus
+        try:
+            while bus is not None and not stop.is_set():
+                try:
+                    await bus.connect()
+                    await self.prepare()
+                    break
+                except Exception as exc:
+                    log.warning("event bus unavailable (%s); retrying", exc)
+                    try:
+                        await asyncio.wait_for(stop.wait(), connect_retry_s)
+                    except TimeoutError:
+                        continue
+            if not stop.is_set():
+                await self.run(stop)
+        finally:
+            if bus is not None:
+                await bus.close()
+            self.outbox.close()
 
     async def run(self, stop: asyncio.Event, poll_s: float = 0.5, idle_s: float = 5.0) -> None:
         """Catch up from the log, then follow it and deliver until ``stop``."""

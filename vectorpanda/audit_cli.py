@@ -20,7 +20,6 @@ from typing import Any
 from vectorpanda.audit_progress import audit_progress, print_verdict
 from vectorpanda.receipt_cli import add_receipt_command
 from vectorpanda.settings import Settings, load_settings
-from vectorpanda.shutdown import stop_on_signals
 
 _SEQ_RE = re.compile(r"\d+")
 CHAIN_APART_OVER = 100_000
@@ -198,19 +197,13 @@ def cmd_check_export(args: argparse.Namespace) -> int:
 
 
 def cmd_projections(args: argparse.Namespace) -> int:
-    from vectorpanda.bootstrap import configure_logging
-    from vectorpanda.event_wiring import run_projections
+    from vectorpanda import server
+    from vectorpanda.process_setup import configure_logging
 
     settings = _settings(args)
     configure_logging(settings, request_log_to_file=False)
-
-    async def main() -> int:
-        stop = stop_on_signals()
-        print(f"projections: writing {settings.audit_db}", flush=True)
-        await run_projections(settings, stop)
-        return 0
-
-    return int(asyncio.run(main()))
+    print(f"projections: writing {settings.audit_db}", flush=True)
+    return int(asyncio.run(server.projections(settings)))
 
 
 def add_audit_commands(sub: Any) -> None:

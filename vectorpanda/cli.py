@@ -8,11 +8,12 @@ import os
 import sys
 from pathlib import Path
 
-from vectorpanda import __version__
+from vectorpanda import __version__, server
 from vectorpanda.admin_cli import DefaultsInHelp, add_admin_commands
 from vectorpanda.audit_cli import add_audit_commands
 from vectorpanda.client_cli import add_client_commands
 from vectorpanda.migrate_cli import add_migrate_command
+from vectorpanda.process_setup import MissingSecretError, configure_logging
 from vectorpanda.records_cli import add_record_commands
 from vectorpanda.settings import (
     InsecureEnvFileError,
@@ -21,7 +22,6 @@ from vectorpanda.settings import (
     env_file_path,
     load_settings,
 )
-from vectorpanda.shutdown import stop_on_signals
 
 
 def _run(coro: object) -> int:
@@ -34,8 +34,6 @@ def _run(coro: object) -> int:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from vectorpanda.launcher import run_up
-
     data_dir = Path(args.data_dir)
     created = ensure_env_file(env_file_path(data_dir))
     if created:
@@ -46,61 +44,28 @@ def cmd_up(args: argparse.Namespace) -> int:
     if "VP_PROJECTIONS_IN_PROCESS" not in os.environ:
         overrides["projections_in_process"] = True  # `up` runs the projector as a task
     settings = load_settings(data_dir, **overrides)
-    return _run(run_up(settings, args.workers))
+    return _run(server.up(settings, args.workers))
 
 
 def cmd_coordinator(args: argparse.Namespace) -> int:
-    from vectorpanda.bootstrap import build_coordinator, configure_logging, serve_coordinator
-
     settings = _settings(args)
     configure_logging(settings, request_log_to_file=False)
-
-    async def main() -> int:
-        stop = stop_on_signals()
-        parts = build_coordinator(settings)
-
-        async def ready(port: int, hub_port: int) -> None:
-            print(
-                f"coordinator ready: API on {settings.host}:{port}, workers hub on "
-                f"{settings.hub_host}:{hub_port}",
-                flush=True,
-            )
-
-        await serve_coordinator(parts, stop, ready)
-        return 0
-
-    return _run(main())
+    return _run(server.coordinator(settings))
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from vectorpanda.process_setup import configure_logging
-    from vectorpanda.worker_process import run_worker_process
-
     settings = _settings(args)
     if args.coordinator:
         settings = settings.model_copy(update={"coordinator_url": args.coordinator})
     configure_logging(settings, request_log_to_file=False)
-    return _run(run_worker_process(settings))
+    return _run(server.worker(settings))
 
 
 def _serve_until_signal(args: argparse.Namespace, name: str) -> int:
-    from vectorpanda import duties
-    from vectorpanda.bootstrap import configure_logging
-
     settings = _settings(args)
     configure_logging(settings, request_log_to_file=False)
-
-    async def main() -> int:
-        stop = stop_on_signals()
-        if name == "scheduler":
-            await duties.run_scheduler_process(settings, stop)
-        else:
-            notifier = duties.build_notifier(settings, with_bus=True)
-            duties.expose_notifier_metrics(notifier, settings)
-            await duties.run_notifier(notifier, stop)
-        return 0
-
-    return _run(main())
+    role = server.scheduler if name == "scheduler" else server.notifier
+    return _run(role(settings))
 
 
 def cmd_scheduler(args: argparse.Namespace) -> int:
@@ -239,6 +204,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def cli_commands() -> set[str]:
+    """The subcommands this build of ``vectorpanda`` has."""
+    for action in build_parser()._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return set(action.choices)
+    return set()
+
+
 # Every file and directory a VectorPanda process creates (data, WAL, segments,
 # event store, audit DB, archives, logs, mail) is private to the service user.
 PRIVATE_UMASK = 0o077
@@ -254,13 +227,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
-    except Exception as exc:
-        from vectorpanda.bootstrap import MissingSecretError
-
-        if isinstance(exc, MissingSecretError):
-            print(f"vectorpanda: {exc}", file=sys.stderr)
-            return 2
-        raise
+    except MissingSecretError as exc:
+        print(f"vectorpanda: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -57,18 +57,6 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
     return False
 
 
-def cli_commands() -> set[str]:
-    """The subcommands this build of ``vectorpanda`` has."""
-    import argparse
-
-    from vectorpanda.cli import build_parser
-
-    for action in build_parser()._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            return set(action.choices)
-    return set()
-
-
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
@@ -180,12 +168,8 @@ class Fleet:
         self._wait("the coordinator", lambda: port_open(self.api_port))
         for i in range(1, self.workers + 1):
             self._start_worker(f"w{i}")
-        commands = cli_commands()
         for service in BACKGROUND_SERVICES:
-            if service in commands:
-                self._vp(service, service)
-            else:
-                self.not_started[service] = f"this build has no `vectorpanda {service}` command yet"
+            self._vp(service, service)
         self._wait(f"{self.workers} live workers", lambda: self._live_workers() == self.workers)
         self._start_nginx()
         self._wait("nginx", lambda: port_open(self.https_port) and port_open(self.http_port))

@@ -1,34 +1,6 @@
 """The dashboard: OAuth login, server-side sessions and server-rendered pages.
 
-The composition root puts a ``Dashboard`` on ``app.state.dashboard``; without
-one, the pages answer that the dashboard is not configured.
+The composition root builds a ``Dashboard`` (``api.dashboard.context``) and
+passes it to ``create_app``; without one, the pages answer that the dashboard
+is not configured. The pages' router is ``api.dashboard.routes.router``.
 """
-
-from __future__ import annotations
-
-from pathlib import Path
-
-from fastapi import APIRouter
-from fastapi.responses import FileResponse
-
-from api.dashboard import client_pages, login, operator_pages
-from api.dashboard.context import Dashboard
-
-STATIC = Path(__file__).parent / "static"
-
-router = APIRouter(include_in_schema=False)
-router.include_router(login.router)
-router.include_router(client_pages.router)
-router.include_router(operator_pages.router)
-
-
-@router.get("/dashboard/static/style.css")
-async def stylesheet() -> FileResponse:
-    return FileResponse(
-        STATIC / "style.css",
-        media_type="text/css",
-        headers={"Cache-Control": "public, max-age=3600", "X-Content-Type-Options": "nosniff"},
-    )
-
-
-__all__ = ["Dashboard", "router"]

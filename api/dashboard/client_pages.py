@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from api.dashboard.charts import bar_chart, last_days
@@ -15,7 +16,6 @@ from api.dashboard.context import (
     Dashboard,
     clear_session_cookie,
     csrf_ok,
-    dashboard_of,
     is_operator,
     load_session,
     message,
@@ -23,6 +23,7 @@ from api.dashboard.context import (
     redirect,
 )
 from api.dashboard.session_model import Session, actor_of
+from api.deps import AccountsDep, DashboardDep, DataPlaneDep, OptionalPauseDep
 from coordinator.accounts import (
     Accounts,
     ApiKeyNotFound,
@@ -32,6 +33,7 @@ from coordinator.accounts import (
     RevokeApiKey,
 )
 from coordinator.dataplane import DataPlane
+from coordinator.pause import PauseService
 from coordinator.tiers import limits_for
 
 router = APIRouter(include_in_schema=False)
@@ -39,9 +41,28 @@ log = logging.getLogger("vectorpanda.dashboard")
 SCOPES = ("read", "write", "manage")
 
 
-async def signed_in(request: Request) -> tuple[Dashboard, Session] | Response:
+@dataclass(frozen=True)
+class ClientReads:
+    """What the client page shows and changes: the account, its live data, its cold copy."""
+
+    accounts: Accounts
+    dataplane: DataPlane
+    pause: PauseService | None
+
+
+async def client_reads(
+    accounts: AccountsDep, dataplane: DataPlaneDep, pause: OptionalPauseDep
+) -> ClientReads:
+    return ClientReads(accounts, dataplane, pause)
+
+
+ClientReadsDep = Annotated[ClientReads, Depends(client_reads)]
+
+
+async def signed_in(
+    dash: Dashboard | None, request: Request
+) -> tuple[Dashboard, Session] | Response:
     """The dashboard and the caller's live session, or the response that sends them to log in."""
-    dash = dashboard_of(request)
     if dash is None:
         return message(request, "Dashboard unavailable", "Not configured here.", 404)
     session = await load_session(dash, request)
@@ -53,10 +74,9 @@ async def signed_in(request: Request) -> tuple[Dashboard, Session] | Response:
     return dash, session
 
 
-async def client_context(dash: Dashboard, request: Request, client_id: str) -> dict[str, Any]:
+async def client_context(dash: Dashboard, reads: ClientReads, client_id: str) -> dict[str, Any]:
     """Everything the client page shows about one client; raises ClientNotFound."""
-    accounts: Accounts = request.app.state.accounts
-    dataplane: DataPlane = request.app.state.dataplane
+    accounts, dataplane = reads.accounts, reads.dataplane
     client = await accounts.get_client(client_id)
     keys = await accounts.list_api_keys(client_id)
     collections: list[dict[str, Any]] | None = None
@@ -67,9 +87,9 @@ async def client_context(dash: Dashboard, request: Request, client_id: str) -> d
             figures = await dataplane.usage(client_id)
         except Exception as exc:  # shown as "unavailable"; the page must still render
             log.warning("dashboard: collections of %s unavailable: %s", client_id, exc)
-    elif client.status == "paused" and getattr(request.app.state, "pause", None) is not None:
+    elif client.status == "paused" and reads.pause is not None:
         try:  # a paused client's data sits in cold storage; the pause service describes it
-            stored_now = await request.app.state.pause.storage(client_id)
+            stored_now = await reads.pause.storage(client_id)
             collections = list(stored_now.get("collections") or [])
             figures = {
                 "collections": len(collections),
@@ -107,25 +127,30 @@ async def client_context(dash: Dashboard, request: Request, client_id: str) -> d
 
 
 async def render_client(
-    dash: Dashboard, request: Request, session: Session, client_id: str, **extra: Any
+    dash: Dashboard,
+    reads: ClientReads,
+    request: Request,
+    session: Session,
+    client_id: str,
+    **extra: Any,
 ) -> Response:
     try:
-        context = await client_context(dash, request, client_id)
+        context = await client_context(dash, reads, client_id)
     except ClientNotFound:
         return message(request, "No such client", "This account no longer exists.", 404)
     return page(request, "client.html", session=session, **context, **extra)
 
 
 @router.get("/dashboard")
-async def home(request: Request) -> Response:
-    found = await signed_in(request)
+async def home(request: Request, dashboard: DashboardDep, reads: ClientReadsDep) -> Response:
+    found = await signed_in(dashboard, request)
     if isinstance(found, Response):
         return found
     dash, session = found
     if is_operator(session):
         return redirect("/dashboard/operator")
     assert session.client_id is not None
-    return await render_client(dash, request, session, session.client_id)
+    return await render_client(dash, reads, request, session, session.client_id)
 
 
 def _end_of_day(day: str) -> datetime | None:
@@ -140,8 +165,8 @@ def _end_of_day(day: str) -> datetime | None:
 
 
 @router.post("/dashboard/keys")
-async def create_key(request: Request) -> Response:
-    found = await signed_in(request)
+async def create_key(request: Request, dashboard: DashboardDep, reads: ClientReadsDep) -> Response:
+    found = await signed_in(dashboard, request)
     if isinstance(found, Response):
         return found
     dash, session = found
@@ -162,17 +187,19 @@ async def create_key(request: Request) -> Response:
             expires_at=expires_at,
             allowed_cidrs=cidrs,
         )
-        issued = await request.app.state.accounts.handle(cmd)
+        issued = await reads.accounts.handle(cmd)
     except InvalidCommand as exc:
         return await render_client(
-            dash, request, session, session.client_id, error=str(exc), status_code=422
+            dash, reads, request, session, session.client_id, error=str(exc), status_code=422
         )
-    return await render_client(dash, request, session, session.client_id, new_key=issued)
+    return await render_client(dash, reads, request, session, session.client_id, new_key=issued)
 
 
 @router.post("/dashboard/keys/{key_id}/revoke")
-async def revoke_key(key_id: str, request: Request) -> Response:
-    found = await signed_in(request)
+async def revoke_key(
+    key_id: str, request: Request, dash: DashboardDep, accounts: AccountsDep
+) -> Response:
+    found = await signed_in(dash, request)
     if isinstance(found, Response):
         return found
     _dash, session = found
@@ -180,7 +207,7 @@ async def revoke_key(key_id: str, request: Request) -> Response:
         return message(request, "Form expired", "Reload the page and try again.", 403)
     cmd = RevokeApiKey(session.client_id, key_id[:100], actor=actor_of(session))
     try:
-        await request.app.state.accounts.handle(cmd)
+        await accounts.handle(cmd)
     except (ApiKeyNotFound, ClientNotFound, InvalidCommand):
         return message(request, "No such key", "That key does not exist.", 404)
     return redirect("/dashboard")

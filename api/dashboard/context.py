@@ -43,7 +43,7 @@ SECURITY_HEADERS = {
 
 @dataclass
 class Dashboard:
-    """Built by the composition root and kept on ``app.state.dashboard``."""
+    """Built by the composition root and passed to ``create_app`` (``DashboardDep``)."""
 
     public_url: str
     sessions: SessionStore
@@ -76,11 +76,6 @@ class Dashboard:
     def close(self) -> None:
         self.sessions.close()
         self.audit.close()
-
-
-def dashboard_of(request: Request) -> Dashboard | None:
-    found: Dashboard | None = getattr(request.app.state, "dashboard", None)
-    return found
 
 
 def page(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:

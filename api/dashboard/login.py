@@ -14,7 +14,6 @@ from api.dashboard.context import (
     clear_session_cookie,
     cookie_hash,
     csrf_ok,
-    dashboard_of,
     load_session,
     message,
     page,
@@ -31,6 +30,7 @@ from api.dashboard.session_model import (
     new_user_session,
     same_secret,
 )
+from api.deps import AccountsDep, DashboardDep
 from coordinator.accounts import Accounts
 
 router = APIRouter(include_in_schema=False)
@@ -43,8 +43,7 @@ START_AGAIN = (
 
 
 @router.get("/login")
-async def login_page(request: Request) -> Response:
-    dash = dashboard_of(request)
+async def login_page(request: Request, dash: DashboardDep) -> Response:
     if dash is None:
         return message(request, "Dashboard unavailable", NOT_CONFIGURED, 404)
     if await load_session(dash, request) is not None:
@@ -61,8 +60,7 @@ async def login_page(request: Request) -> Response:
 
 
 @router.get("/login/{provider}")
-async def login_start(provider: str, request: Request) -> Response:
-    dash = dashboard_of(request)
+async def login_start(provider: str, request: Request, dash: DashboardDep) -> Response:
     if dash is None:
         return message(request, "Dashboard unavailable", NOT_CONFIGURED, 404)
     chosen = dash.providers.get(provider)
@@ -96,8 +94,9 @@ async def login_start(provider: str, request: Request) -> Response:
 
 
 @router.get("/login/{provider}/callback")
-async def login_callback(provider: str, request: Request) -> Response:
-    dash = dashboard_of(request)
+async def login_callback(
+    provider: str, request: Request, dash: DashboardDep, accounts: AccountsDep
+) -> Response:
     if dash is None or provider not in dash.providers:
         return message(request, "Dashboard unavailable", NOT_CONFIGURED, 404)
     id_hash = cookie_hash(request)
@@ -127,17 +126,18 @@ async def login_callback(provider: str, request: Request) -> Response:
         )
     except LoginRefused as exc:
         return _refused(request, "Sign-in refused", str(exc), 400)
-    return await _sign_in(dash, request, email, provider)
+    return await _sign_in(dash, accounts, request, email, provider)
 
 
-async def _sign_in(dash: Dashboard, request: Request, email: str, provider: str) -> Response:
+async def _sign_in(
+    dash: Dashboard, accounts: Accounts, request: Request, email: str, provider: str
+) -> Response:
     email = email.strip().lower()
     client_id = None
     if email in dash.operator_emails:
         role = Role.OPERATOR
     else:
         role = Role.CLIENT
-        accounts: Accounts = request.app.state.accounts
         client_id = await accounts.client_for_login_email(email)
         if client_id is None:
             log.info("dashboard login refused: no client for a %s login", provider)
@@ -163,8 +163,7 @@ def _refused(request: Request, title: str, text: str, status: int) -> Response:
 
 
 @router.post("/logout")
-async def logout(request: Request) -> Response:
-    dash = dashboard_of(request)
+async def logout(request: Request, dash: DashboardDep) -> Response:
     if dash is None:
         return message(request, "Dashboard unavailable", NOT_CONFIGURED, 404)
     session = await load_session(dash, request)

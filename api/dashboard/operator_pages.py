@@ -11,16 +11,18 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from api.dashboard.client_pages import render_client, signed_in
+from api.dashboard.client_pages import ClientReads, ClientReadsDep, render_client, signed_in
 from api.dashboard.context import Dashboard, csrf_ok, is_operator, message, page, redirect
 from api.dashboard.session_model import Session, actor_of
+from api.deps import AccountsDep, DashboardDep, DataPlaneDep, HistoryDep, HubDep
 from coordinator.accounts import ChangeTier, ClientNotFound, InvalidCommand
 from coordinator.accounts.commands import PauseClient, ResumeClient
 from coordinator.errors import TenantUnavailable
 from coordinator.history.model import ClientAsOf
 from coordinator.history.moments import parse_moment, stored_time
 from coordinator.history.service import ClientHistory
-from coordinator.pause import PauseService
+from coordinator.hub import WorkerHub
+from coordinator.router import TenantRouter
 from coordinator.tiers import TIERS
 
 router = APIRouter(prefix="/dashboard/operator", include_in_schema=False)
@@ -28,8 +30,10 @@ router = APIRouter(prefix="/dashboard/operator", include_in_schema=False)
 _LOCAL_MINUTES = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}")
 
 
-async def operator(request: Request) -> tuple[Dashboard, Session] | Response:
-    found = await signed_in(request)
+async def operator(
+    dashboard: Dashboard | None, request: Request
+) -> tuple[Dashboard, Session] | Response:
+    found = await signed_in(dashboard, request)
     if isinstance(found, Response):
         return found
     if not is_operator(found[1]):
@@ -37,9 +41,7 @@ async def operator(request: Request) -> tuple[Dashboard, Session] | Response:
     return found
 
 
-def workers_of(request: Request) -> list[dict[str, Any]]:
-    hub = request.app.state.hub
-    tenant_router = request.app.state.dataplane.router
+def workers_of(hub: WorkerHub, tenant_router: TenantRouter) -> list[dict[str, Any]]:
     rows = [
         {
             "worker_id": link.worker_id,
@@ -57,13 +59,19 @@ def workers_of(request: Request) -> list[dict[str, Any]]:
 
 
 @router.get("")
-async def overview(request: Request) -> Response:
-    found = await operator(request)
+async def overview(
+    request: Request,
+    dashboard: DashboardDep,
+    accounts: AccountsDep,
+    hub: HubDep,
+    dataplane: DataPlaneDep,
+) -> Response:
+    found = await operator(dashboard, request)
     if isinstance(found, Response):
         return found
     dash, session = found
     since = (datetime.now(UTC) - timedelta(days=30)).date().isoformat()
-    clients = await request.app.state.accounts.list_clients()
+    clients = await accounts.list_clients()
     totals = await asyncio.to_thread(dash.audit.usage_totals, since)
     census = await asyncio.to_thread(dash.audit.census, 10)
     anomalies = await asyncio.to_thread(dash.audit.anomalies, 20)
@@ -73,15 +81,17 @@ async def overview(request: Request) -> Response:
         session=session,
         clients=clients,
         totals=totals,
-        workers=workers_of(request),
+        workers=workers_of(hub, dataplane.router),
         census=census,
         anomalies=anomalies,
     )
 
 
 @router.get("/audit")
-async def audit_log(request: Request) -> Response:
-    found = await operator(request)
+async def audit_log(
+    request: Request, dashboard: DashboardDep, accounts: AccountsDep, history: HistoryDep
+) -> Response:
+    found = await operator(dashboard, request)
     if isinstance(found, Response):
         return found
     dash, session = found
@@ -92,10 +102,10 @@ async def audit_log(request: Request) -> Response:
     before_seq = int(before) if before and before.isdigit() else None
     rows = await asyncio.to_thread(dash.audit.audit, client_id, type_, before_seq, 50)
     types = await asyncio.to_thread(dash.audit.event_types)
-    clients = await request.app.state.accounts.list_clients()
+    clients = await accounts.list_clients()
     names = {c.client_id: c.name for c in clients}
     as_of = (q.get("as_of") or "").strip()[:64]
-    state, as_of_error = await _state_as_of(request, client_id, as_of)
+    state, as_of_error = await _state_as_of(history, client_id, as_of)
     return page(
         request,
         "audit.html",
@@ -113,7 +123,7 @@ async def audit_log(request: Request) -> Response:
 
 
 async def _state_as_of(
-    request: Request, client_id: str | None, as_of: str
+    history: ClientHistory, client_id: str | None, as_of: str
 ) -> tuple[ClientAsOf | None, str | None]:
     """The client as of the "as of" field (a UTC date-time input, or RFC 3339), or why not."""
     if not as_of:
@@ -127,7 +137,6 @@ async def _state_as_of(
             at = parse_moment(as_of)
         except ValueError as exc:
             return None, str(exc)
-    history: ClientHistory = request.app.state.history
     try:
         return await history.as_of(client_id, at), None
     except ClientNotFound:
@@ -135,20 +144,24 @@ async def _state_as_of(
 
 
 @router.get("/clients/{client_id}")
-async def client_detail(client_id: str, request: Request) -> Response:
-    found = await operator(request)
+async def client_detail(
+    client_id: str, request: Request, dashboard: DashboardDep, reads: ClientReadsDep
+) -> Response:
+    found = await operator(dashboard, request)
     if isinstance(found, Response):
         return found
     dash, session = found
     notice = request.query_params.get("done")
     return await render_client(
-        dash, request, session, client_id, operating=True, tiers=list(TIERS), notice=notice
+        dash, reads, request, session, client_id, operating=True, tiers=list(TIERS), notice=notice
     )
 
 
-async def _act(request: Request, client_id: str, run: Any) -> Response:
+async def _act(
+    request: Request, dashboard: Dashboard | None, reads: ClientReads, client_id: str, run: Any
+) -> Response:
     """Check the operator and the CSRF token, then run ``run(form, actor)`` (a command)."""
-    found = await operator(request)
+    found = await operator(dashboard, request)
     if isinstance(found, Response):
         return found
     dash, session = found
@@ -164,6 +177,7 @@ async def _act(request: Request, client_id: str, run: Any) -> Response:
     except InvalidCommand as exc:
         return await render_client(
             dash,
+            reads,
             request,
             session,
             client_id,
@@ -175,52 +189,48 @@ async def _act(request: Request, client_id: str, run: Any) -> Response:
     return redirect(f"/dashboard/operator/clients/{client_id}?done={int(time.time())}")
 
 
-def _pause_service(request: Request) -> PauseService | None:
-    """Pause and resume also move the client's files; the admin API uses the same service."""
-    service: PauseService | None = getattr(request.app.state, "pause", None)
-    return service
-
-
 @router.post("/clients/{client_id}/tier")
-async def change_tier(client_id: str, request: Request) -> Response:
+async def change_tier(
+    client_id: str, request: Request, dashboard: DashboardDep, reads: ClientReadsDep
+) -> Response:
     async def run(form: Any, actor: str) -> None:
         tier = str(form.get("tier", ""))
         reason = str(form.get("reason") or "").strip()[:500]
         if not reason:
             raise InvalidCommand("give a reason for the tier change")
-        await request.app.state.accounts.handle(
-            ChangeTier(client_id, tier, actor=actor, reason=reason)
-        )
+        await reads.accounts.handle(ChangeTier(client_id, tier, actor=actor, reason=reason))
 
-    return await _act(request, client_id, run)
+    return await _act(request, dashboard, reads, client_id, run)
 
 
 @router.post("/clients/{client_id}/pause")
-async def pause(client_id: str, request: Request) -> Response:
+async def pause(
+    client_id: str, request: Request, dashboard: DashboardDep, reads: ClientReadsDep
+) -> Response:
     async def run(form: Any, actor: str) -> None:
         reason = str(form.get("reason") or "").strip()
         if not reason:
             raise InvalidCommand("give a reason for pausing")
-        service = _pause_service(request)
-        if service is not None:
-            await service.pause(client_id, reason, actor)
+        # Pause and resume also move the client's files; the admin API uses the same service.
+        if reads.pause is not None:
+            await reads.pause.pause(client_id, reason, actor)
         else:
-            await request.app.state.accounts.handle(PauseClient(client_id, reason, actor=actor))
+            await reads.accounts.handle(PauseClient(client_id, reason, actor=actor))
 
-    return await _act(request, client_id, run)
+    return await _act(request, dashboard, reads, client_id, run)
 
 
 @router.post("/clients/{client_id}/resume")
-async def resume(client_id: str, request: Request) -> Response:
+async def resume(
+    client_id: str, request: Request, dashboard: DashboardDep, reads: ClientReadsDep
+) -> Response:
     async def run(form: Any, actor: str) -> None:
         reason = str(form.get("reason") or "").strip()[:500]
         if not reason:
             raise InvalidCommand("give a reason for resuming")
-        service = _pause_service(request)
-        if service is not None:
-            await service.resume(client_id, actor, reason)
+        if reads.pause is not None:
+            await reads.pause.resume(client_id, actor, reason)
         else:
-            cmd = ResumeClient(client_id, actor=actor, reason=reason)
-            await request.app.state.accounts.handle(cmd)
+            await reads.accounts.handle(ResumeClient(client_id, actor=actor, reason=reason))
 
-    return await _act(request, client_id, run)
+    return await _act(request, dashboard, reads, client_id, run)

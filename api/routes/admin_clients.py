@@ -7,10 +7,17 @@ from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import AccountsDep, AdminActor, DataPlaneDep
+from api.deps import (
+    AccountsDep,
+    AdminActor,
+    DataKeysDep,
+    DataPlaneDep,
+    OptionalPauseDep,
+    TenantFilesDep,
+)
 from api.errors import Invalid, NotFound
 from api.routing import OrjsonRoute
 from api.schemas_admin import (
@@ -44,6 +51,7 @@ from coordinator.accounts import (
     RevokeApiKey,
 )
 from coordinator.accounts.model import valid_client_id
+from coordinator.pause import PauseService, TenantFiles
 from coordinator.usage import usage_since
 from eventlog.store import utc_now
 
@@ -72,14 +80,13 @@ def _detail(view: ClientView) -> ClientDetailOut:
 
 @router.post("/clients", status_code=201, response_model=ClientOut)
 async def create_client(
-    body: CreateClientRequest, actor: AdminActor, accounts: AccountsDep, request: Request
+    body: CreateClientRequest, actor: AdminActor, accounts: AccountsDep, data_keys: DataKeysDep
 ) -> ClientOut:
     """Create a client (status active) with its own data key; records ClientCreated."""
     with domain_errors():
         view = await accounts.handle(
             CreateClient(name=body.name, email=body.email, tier=body.tier, actor=actor)
         )
-    data_keys = getattr(request.app.state, "data_keys", None)
     if data_keys is not None:  # its data key, wrapped (else made at its first assignment)
         await data_keys.ensure(view.client_id)
     return ClientOut.model_validate(view, from_attributes=True)
@@ -93,22 +100,21 @@ async def list_clients(actor: AdminActor, accounts: AccountsDep) -> ClientListOu
 
 @router.get("/clients/{client_id}", response_model=ClientDetailOut)
 async def get_client(
-    client_id: ClientIdPath, actor: AdminActor, accounts: AccountsDep, request: Request
+    client_id: ClientIdPath, actor: AdminActor, accounts: AccountsDep, pause: OptionalPauseDep
 ) -> ClientDetailOut:
     """One client with tier, status and usage (last 24 h metered; where its data is)."""
     with domain_errors():
         detail = _detail(await accounts.get_client(client_id))
-    detail.usage = await _usage_of(request, accounts, detail)
+    detail.usage = await _usage_of(pause, accounts, detail)
     return detail
 
 
 async def _usage_of(
-    request: Request, accounts: AccountsDep, detail: ClientDetailOut
+    pause: PauseService | None, accounts: Accounts, detail: ClientDetailOut
 ) -> dict[str, Any]:
     since = datetime.now(UTC) - timedelta(days=1)
     rows = [r for r in await usage_since(accounts, since) if r["client_id"] == detail.client_id]
     usage: dict[str, Any] = {"last_24h": rows[0] if rows else None, "storage": None}
-    pause = getattr(request.app.state, "pause", None)
     if pause is not None and detail.status == "paused":
         # A paused client's data is shown from its cold copy, without loading it.
         with suppress(Exception):
@@ -207,7 +213,8 @@ async def delete_client(
     actor: AdminActor,
     accounts: AccountsDep,
     dataplane: DataPlaneDep,
-    request: Request,
+    pause: OptionalPauseDep,
+    tenant_files: TenantFilesDep,
     body: ReasonRequest | None = None,
     reason: Annotated[str | None, Query(min_length=1, max_length=500)] = None,
 ) -> Response:
@@ -222,7 +229,7 @@ async def delete_client(
     why = body.reason if body is not None else reason
     # The files are hashed first, for the receipt; the data keys are destroyed in the same
     # commit as client.deleted (from then on no copy anywhere can be decrypted).
-    files, hashed_at = await _hash_files(request, client_id)
+    files, hashed_at = await _hash_files(tenant_files, client_id)
     with domain_errors():
         await accounts.handle(
             DeleteClient(
@@ -233,17 +240,17 @@ async def delete_client(
                 files_hashed_at=hashed_at,
             )
         )
-    pause = getattr(request.app.state, "pause", None)
     if pause is not None:  # a paused client's data is in cold storage
         await pause.purge_cold(client_id)
     await dataplane.delete_tenant(client_id)
     return Response(status_code=204)
 
 
-async def _hash_files(request: Request, client_id: str) -> tuple[tuple[tuple[str, str], ...], str]:
+async def _hash_files(
+    files: TenantFiles | None, client_id: str
+) -> tuple[tuple[tuple[str, str], ...], str]:
     """The client's files (hot and cold) and the SHA-256 of each, with the time taken."""
     hashed_at = utc_now()
-    files = getattr(request.app.state, "tenant_files", None)
     if files is None or not valid_client_id(client_id):
         return (), hashed_at
     found = await files.digests(client_id)

@@ -6,11 +6,11 @@ import asyncio
 import logging
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Path
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import AccountsDep, AdminActor, DataPlaneDep
+from api.deps import AccountsDep, AdminActor, DataKeysDep, DataPlaneDep, RotationsDep
 from api.errors import Conflict, NotFound, Unavailable
 from api.routing import OrjsonRoute
 from coordinator.accounts import ClientNotFound
@@ -52,8 +52,7 @@ class DeletionReceiptOut(BaseModel):
     event_hash: str
 
 
-def _data_keys(request: Request) -> DataKeys:
-    data_keys: DataKeys | None = getattr(request.app.state, "data_keys", None)
+def _configured(data_keys: DataKeys | None) -> DataKeys:
     if data_keys is None:
         raise Unavailable("Encryption at rest is not configured on this coordinator.")
     return data_keys
@@ -65,7 +64,8 @@ async def rotate_key(
     actor: AdminActor,
     accounts: AccountsDep,
     dataplane: DataPlaneDep,
-    request: Request,
+    configured: DataKeysDep,
+    running: RotationsDep,
     body: RotateKeyRequest | None = None,
 ) -> JSONResponse:
     """Re-encrypt the client's data under a new data key, in the background.
@@ -75,7 +75,7 @@ async def rotate_key(
     rotation runs reports that rotation's version.
     A paused client is refused (409): resume it first.
     """
-    data_keys = _data_keys(request)
+    data_keys = _configured(configured)
     try:
         client = await accounts.get_client(client_id)
         if client.status == "paused":  # its files are cold: no worker may rewrite them
@@ -85,7 +85,6 @@ async def rotate_key(
         raise NotFound("client not found") from None
     reason = body.reason if body is not None else None
     task = asyncio.create_task(data_keys.rotate(client_id, version, dataplane, actor, reason))
-    running: set[asyncio.Task[Any]] = request.app.state.__dict__.setdefault("rotations", set())
     running.add(task)
     task.add_done_callback(_finished(running, client_id))
     return JSONResponse({"key_version": version, "status": "rotating"}, status_code=202)

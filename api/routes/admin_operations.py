@@ -5,17 +5,15 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import AccountsDep, AdminActor
-from api.errors import Invalid, Unavailable
+from api.deps import AccountsDep, AdminActor, CensusDep, PauseDep
+from api.errors import Invalid
 from api.routes.admin_clients import ClientIdPath, domain_errors
 from api.routing import OrjsonRoute
 from api.schemas_admin import AdminRequest, ClientOut, EventOut, ReasonRequest, event_out
 from coordinator.accounts import FlagBillingAnomaly
-from coordinator.census import CensusTaker
-from coordinator.pause import PauseService
 from coordinator.usage import usage_since
 
 router = APIRouter(prefix="/admin/v1", tags=["admin: operations"], route_class=OrjsonRoute)
@@ -76,20 +74,6 @@ class UsageOut(BaseModel):
     clients: list[UsageRowOut]
 
 
-def _pause(request: Request) -> PauseService:
-    service: PauseService | None = getattr(request.app.state, "pause", None)
-    if service is None:
-        raise Unavailable("pausing is not configured in this process")
-    return service
-
-
-def _census(request: Request) -> CensusTaker:
-    taker: CensusTaker | None = getattr(request.app.state, "census", None)
-    if taker is None:
-        raise Unavailable("the census is not configured in this process")
-    return taker
-
-
 def _census_out(stored: Any) -> dict[str, Any]:
     data = stored.to_event().model_dump()
     return {
@@ -106,51 +90,49 @@ def _census_out(stored: Any) -> dict[str, Any]:
 
 @router.post("/clients/{client_id}/pause", response_model=ClientOut)
 async def pause_client(
-    client_id: ClientIdPath, body: PauseRequest, actor: AdminActor, request: Request
+    client_id: ClientIdPath, body: PauseRequest, actor: AdminActor, pause: PauseDep
 ) -> ClientOut:
     """Pause: data-plane requests get 423 at once; the data moves to cold storage."""
     with domain_errors():
-        view = await _pause(request).pause(
-            client_id, body.reason, actor, automatic=actor == "scheduler"
-        )
+        view = await pause.pause(client_id, body.reason, actor, automatic=actor == "scheduler")
     return ClientOut.model_validate(view, from_attributes=True)
 
 
 @router.post("/clients/{client_id}/resume", response_model=ClientOut)
 async def resume_client(
-    client_id: ClientIdPath, body: ReasonRequest, actor: AdminActor, request: Request
+    client_id: ClientIdPath, body: ReasonRequest, actor: AdminActor, pause: PauseDep
 ) -> ClientOut:
     """Resume (``{"reason"}`` required): the data moves back to hot, then requests are served."""
     with domain_errors():
-        view = await _pause(request).resume(client_id, actor, body.reason)
+        view = await pause.resume(client_id, actor, body.reason)
     return ClientOut.model_validate(view, from_attributes=True)
 
 
 @router.get("/clients/{client_id}/storage")
 async def client_storage(
-    client_id: ClientIdPath, actor: AdminActor, accounts: AccountsDep, request: Request
+    client_id: ClientIdPath, actor: AdminActor, accounts: AccountsDep, pause: PauseDep
 ) -> dict[str, Any]:
     """Where the client's data is (hot or cold); for cold data its collections and counts."""
     with domain_errors():
         await accounts.get_client(client_id)
-    return await _pause(request).storage(client_id)
+    return await pause.storage(client_id)
 
 
 @router.get("/census", response_model=CensusListOut)
-async def list_census(actor: AdminActor, request: Request) -> CensusListOut:
+async def list_census(actor: AdminActor, census: CensusDep) -> CensusListOut:
     """Every census snapshot, oldest first."""
-    snapshots = [_census_out(s) for s in await _census(request).list()]
+    snapshots = [_census_out(s) for s in await census.list()]
     return CensusListOut.model_validate({"snapshots": snapshots})
 
 
 @router.post("/census", response_model=CensusTakeOut)
 async def take_census(
-    actor: AdminActor, request: Request, body: CensusRequest | None = None
+    actor: AdminActor, census: CensusDep, body: CensusRequest | None = None
 ) -> CensusTakeOut:
     """Take the census for a day now (default today, UTC); a second one is a no-op."""
     day = (body.date if body else None) or datetime.now(UTC).date().isoformat()
     try:
-        stored, taken = await _census(request).take(day, actor)
+        stored, taken = await census.take(day, actor)
     except ValueError as exc:
         raise Invalid(f"date: {exc}") from None
     return CensusTakeOut.model_validate({**_census_out(stored), "taken": taken})

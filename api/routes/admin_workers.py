@@ -6,10 +6,10 @@ import logging
 import time
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Response
 from pydantic import BaseModel
 
-from api.deps import AdminActor, DataPlaneDep
+from api.deps import AdminActor, DataPlaneDep, HubDep
 from api.errors import NotFound
 from api.routing import OrjsonRoute, json_response
 
@@ -38,12 +38,11 @@ class WorkersOut(BaseModel):
 
 
 @router.get("/workers", response_model=WorkersOut)
-async def list_workers(request: Request, actor: AdminActor, dataplane: DataPlaneDep) -> Response:
+async def list_workers(actor: AdminActor, hub: HubDep, dataplane: DataPlaneDep) -> Response:
     """Workers with state, tenants, heartbeat age and load; recently departed ones too."""
-    hub = request.app.state.hub
     tenant_router = dataplane.router
     now = time.monotonic()
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "worker_id": link.worker_id,
             "state": "live",
@@ -87,10 +86,10 @@ class DrainOut(BaseModel):
 
 @router.post("/workers/{worker_id}/drain", response_model=DrainOut)
 async def drain_worker(
-    worker_id: str, request: Request, actor: AdminActor, dataplane: DataPlaneDep
+    worker_id: str, actor: AdminActor, hub: HubDep, dataplane: DataPlaneDep
 ) -> Response:
     """Move every tenant off a worker (for maintenance); it gets none until it reconnects."""
-    link = request.app.state.hub.links.get(worker_id)
+    link = hub.links.get(worker_id)
     if link is None or not link.alive:
         raise NotFound(f"worker '{worker_id[:80]}' is not connected")
     moved = await dataplane.router.drain(worker_id)

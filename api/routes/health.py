@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Response
 
+from api.deps import AccountsDep, HubDep
 from api.routing import json_response
 
 router = APIRouter(tags=["health"])
@@ -18,13 +19,13 @@ async def healthz() -> Response:
 
 
 @router.get("/readyz")
-async def readyz(request: Request) -> Response:
+async def readyz(hub: HubDep, accounts: AccountsDep) -> Response:
     """At least one live worker with room for writes, and the control-plane store is writable.
 
     ``short_of_space`` names every worker store below its free-space floor.
     """
-    links = request.app.state.hub.live()
-    store_ok = await request.app.state.accounts.writable()
+    links = hub.live()
+    store_ok = await accounts.writable()
     short = short_of_space(links)
     hot_short = {s["worker"] for s in short if s["store"] == "hot"}
     can_write = any(link.worker_id not in hot_short for link in links)

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Response
 
-from coordinator.metrics import CONTENT_TYPE, Metrics
+from api.deps import MetricsDep
+from coordinator.metrics import CONTENT_TYPE
 
 router = APIRouter(tags=["operations"])
 
 
 @router.get("/metrics", include_in_schema=False)
-async def metrics(request: Request) -> Response:
+async def metrics(registry: MetricsDep) -> Response:
     """Request, worker, frame and event-lag metrics for Prometheus."""
-    registry: Metrics = request.app.state.metrics
     registry.snapshot()  # live worker state is read on the loop that owns it
     body = await asyncio.to_thread(registry.render)
     return Response(content=body, media_type=CONTENT_TYPE)

@@ -18,7 +18,7 @@ from eventlog.scan import snapshot_cursor
 from eventlog.sqlite import open_engine
 from eventlog.store import SqliteEventStore
 from notifier.outbox import NotifierOutbox
-from vectorpanda.event_wiring import anchor_email
+from vectorpanda.server.events import anchor_email
 from vectorpanda.settings import load_settings
 
 SECRET = "anchor-email-secret"

@@ -122,15 +122,6 @@ async def _days(tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     store = LocalBackupStore(tmp / "backups")
     accounts = Accounts(tmp / "control.sqlite3", b"p" * 32)
     hub = WorkerHub("worker-secret")
-    app = create_app(
-        accounts=accounts,
-        dataplane=DataPlane(TenantRouter(hub, 5.0), Limits()),
-        hub=hub,
-        admin_token="admin-token",
-        scheduler_token=TOKEN,
-    )
-    app.state.pause = PauseService(accounts, LocalTenantFiles(hot, cold))
-    app.state.census = CensusTaker(accounts, archive, clock=clock)
     backups = BackupService(
         accounts,
         LocalTenantBackups(hot, cold, store),
@@ -138,7 +129,16 @@ async def _days(tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         HeadAnchorer(ANCHOR_SECRET, tmp / "anchors"),
         clock=clock,
     )
-    app.state.backups = backups
+    app = create_app(
+        accounts=accounts,
+        dataplane=DataPlane(TenantRouter(hub, 5.0), Limits()),
+        hub=hub,
+        admin_token="admin-token",
+        scheduler_token=TOKEN,
+        pause=PauseService(accounts, LocalTenantFiles(hot, cold)),
+        census=CensusTaker(accounts, archive, clock=clock),
+        backups=backups,
+    )
     transport = httpx.ASGITransport(app=app)
     scheduler = SchedulerService(AdminClient("http://vp.test", TOKEN, transport), clock=clock)
     admin = AdminClient("http://vp.test", "admin-token", transport)

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from vectorpanda.fleet import cli_commands
+from vectorpanda.cli import cli_commands
 from vectorpanda.fleet_edge import render_nginx_conf
 from vectorpanda.settings import SECRET_NAMES, Settings
 

@@ -23,7 +23,7 @@ from notifier.outbox import NotifierOutbox
 from notifier.service import EmlFileSender, NotifierService
 from projections.service import projections_queue
 from tests.stack import amqp_url_or_skip
-from vectorpanda.event_wiring import build_event_services
+from vectorpanda.server.events import build_event_services
 from vectorpanda.settings import load_settings
 
 pytestmark = pytest.mark.integration

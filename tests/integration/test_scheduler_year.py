@@ -117,20 +117,20 @@ async def _year(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     hot, cold, archive = tmp_path / "hot", tmp_path / "cold", tmp_path / "archive"
     accounts = Accounts(tmp_path / "control.sqlite3", b"p" * 32)
     hub = WorkerHub("worker-secret")
+    files = LocalTenantFiles(hot, cold)
+
+    async def figures(client_id: str, status: str) -> dict[str, Any]:
+        return await files.describe(client_id)
+
     app = create_app(
         accounts=accounts,
         dataplane=DataPlane(TenantRouter(hub, 5.0), Limits()),
         hub=hub,
         admin_token="admin-token",
         scheduler_token=SCHEDULER_TOKEN,
+        pause=PauseService(accounts, files),
+        census=CensusTaker(accounts, archive, figures, clock=clock),
     )
-    files = LocalTenantFiles(hot, cold)
-    app.state.pause = PauseService(accounts, files)
-
-    async def figures(client_id: str, status: str) -> dict[str, Any]:
-        return await files.describe(client_id)
-
-    app.state.census = CensusTaker(accounts, archive, figures, clock=clock)
     transport = httpx.ASGITransport(app=app)
     scheduler = SchedulerService(
         AdminClient("http://vp.test", SCHEDULER_TOKEN, transport=transport), clock=clock

@@ -10,6 +10,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from api.deps import AuditVerify, Services, ServicesApp
 from api.errors import install_error_handlers
 from api.middleware import RequestContext
 from api.routes import admin_clients, admin_encryption, admin_events
@@ -43,18 +44,30 @@ def dataplane() -> FakeDataPlane:
     return FakeDataPlane()
 
 
-@pytest.fixture
-def app(accounts: Accounts, dataplane: FakeDataPlane) -> FastAPI:
-    app = FastAPI()
-    app.state.accounts = accounts
-    app.state.dataplane = dataplane
-    app.state.admin_token = TOKEN.encode()
+def build_app(
+    accounts: Accounts, dataplane: FakeDataPlane, audit_verify: AuditVerify | None = None
+) -> FastAPI:
+    services = Services(
+        accounts=accounts,
+        dataplane=dataplane,
+        hub=None,
+        history=None,
+        metrics=None,
+        admin_token=TOKEN.encode(),
+        audit_verify=audit_verify,
+    )
+    app = ServicesApp(services)
     install_error_handlers(app)
     app.include_router(admin_clients.router)
     app.include_router(admin_events.router)
     app.include_router(admin_encryption.router)
     app.add_middleware(RequestContext, max_body_bytes=1 << 20)
     return app
+
+
+@pytest.fixture
+def app(accounts: Accounts, dataplane: FakeDataPlane) -> FastAPI:
+    return build_app(accounts, dataplane)
 
 
 @pytest.fixture
@@ -175,7 +188,9 @@ def test_delete_stops_keys_at_once_and_removes_data(
         assert missing.status_code == 404
 
 
-def test_audit_verify_uses_the_configured_check(http: TestClient, app: FastAPI) -> None:
+def test_audit_verify_uses_the_configured_check(
+    http: TestClient, accounts: Accounts, dataplane: FakeDataPlane
+) -> None:
     new_client(http)
     r = http.get("/admin/v1/audit/verify", headers=AUTH)
     assert r.status_code == 200 and r.json()["ok"] is True and r.json()["events"] == 1
@@ -183,8 +198,8 @@ def test_audit_verify_uses_the_configured_check(http: TestClient, app: FastAPI) 
     async def failing() -> ChainReport:
         return ChainReport(False, 1, "ab" * 32, [Mismatch(1, "audit_log differs from the replay")])
 
-    app.state.audit_verify = failing
-    r = http.get("/admin/v1/audit/verify", headers=AUTH)
+    with TestClient(build_app(accounts, dataplane, audit_verify=failing)) as configured:
+        r = configured.get("/admin/v1/audit/verify", headers=AUTH)
     assert r.json() == {
         "ok": False,
         "events": 1,

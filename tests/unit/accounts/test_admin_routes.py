@@ -9,9 +9,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from api.deps import Services, ServicesApp
 from api.errors import install_error_handlers
 from api.middleware import RequestContext
 from api.routes import admin_clients, admin_events
@@ -38,9 +38,16 @@ def accounts(db: Path) -> Iterator[Accounts]:
 
 @pytest.fixture
 def http(accounts: Accounts) -> Iterator[TestClient]:
-    app = FastAPI()
-    app.state.accounts = accounts
-    app.state.admin_token = TOKEN.encode()
+    # Only the accounts are used by these routes.
+    services = Services(
+        accounts=accounts,
+        dataplane=None,
+        hub=None,
+        history=None,
+        metrics=None,
+        admin_token=TOKEN.encode(),
+    )
+    app = ServicesApp(services)
     install_error_handlers(app)
     app.include_router(admin_clients.router)
     app.include_router(admin_events.router)

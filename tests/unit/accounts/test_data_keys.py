@@ -10,6 +10,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from api.deps import Services, ServicesApp
 from api.errors import install_error_handlers
 from api.middleware import RequestContext
 from api.routes import admin_encryption
@@ -125,11 +126,16 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 def _app(accounts: Accounts, keys: DataKeys | None, fleet: Fleet) -> FastAPI:
-    app = FastAPI()
-    app.state.accounts = accounts
-    app.state.dataplane = fleet
-    app.state.admin_token = TOKEN.encode()
-    app.state.data_keys = keys
+    services = Services(
+        accounts=accounts,
+        dataplane=fleet,
+        hub=None,
+        history=None,
+        metrics=None,
+        admin_token=TOKEN.encode(),
+        data_keys=keys,
+    )
+    app = ServicesApp(services)
     install_error_handlers(app)
     app.include_router(admin_encryption.router)
     app.add_middleware(RequestContext, max_body_bytes=1 << 20)

@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import event
 
+from api.deps import Services, ServicesApp
 from api.errors import install_error_handlers
 from api.middleware import RequestContext
 from api.routes import admin_clients, admin_events
@@ -34,9 +34,16 @@ def accounts(tmp_path: Path) -> Iterator[Accounts]:
 
 @pytest.fixture
 def http(accounts: Accounts) -> Iterator[TestClient]:
-    app = FastAPI()
-    app.state.accounts = accounts
-    app.state.admin_token = TOKEN.encode()
+    # Only the accounts are used by these routes.
+    services = Services(
+        accounts=accounts,
+        dataplane=None,
+        hub=None,
+        history=None,
+        metrics=None,
+        admin_token=TOKEN.encode(),
+    )
+    app = ServicesApp(services)
     install_error_handlers(app)
     app.include_router(admin_clients.router)
     app.include_router(admin_events.router)

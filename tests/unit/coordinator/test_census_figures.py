@@ -14,7 +14,7 @@ from coordinator.errors import TenantUnavailable
 from coordinator.hub import WorkerHub
 from coordinator.pause import WorkerTenantFiles
 from coordinator.router import TenantRouter
-from vectorpanda.duties import census_figures
+from coordinator.tenant_figures import census_figures
 
 
 async def test_a_hot_tenant_with_no_live_worker_fails_without_waiting() -> None:

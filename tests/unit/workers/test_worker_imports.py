@@ -8,7 +8,7 @@ import sys
 PROBE = """
 import sys
 import vectorpanda.cli
-import vectorpanda.worker_process
+import vectorpanda.server.worker
 heavy = ("fastapi", "starlette", "sqlalchemy", "jinja2", "uvicorn", "api.app", "coordinator.hub")
 print(",".join(name for name in heavy if name in sys.modules))
 """

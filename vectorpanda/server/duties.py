@@ -1,4 +1,4 @@
-"""Composition of the operating duties: usage figures, census figures, scheduler, notifier.
+"""Composition of the operating duties: the scheduler and the notifier.
 
 Part of the composition root. ``vectorpanda scheduler`` and ``vectorpanda
 notifier`` run these as their own processes; ``vectorpanda up`` runs them as
@@ -11,58 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Any
 
-from coordinator.dataplane import DataPlane
-from coordinator.errors import TenantUnavailable
-from coordinator.pause import WorkerTenantFiles
 from eventlog.store import SqliteEventStore
 from notifier.outbox import NotifierOutbox
 from notifier.service import EmlFileSender, MailSender, NotifierService, SmtpSender, notifier_queue
 from scheduler.admin_client import AdminClient
 from scheduler.service import SchedulerService, run_scheduler
 from vectorpanda.control_db import control_engine
+from vectorpanda.process_setup import MissingSecretError
 from vectorpanda.settings import Settings
 
-log = logging.getLogger("vectorpanda.duties")
-
-
-def stored_figures(dataplane: DataPlane) -> Callable[[str], Awaitable[dict[str, int] | None]]:
-    """Vectors and bytes of a tenant some worker has loaded; None (keep last) otherwise."""
-
-    async def figures(client_id: str) -> dict[str, int] | None:
-        if client_id not in dataplane.router.assignments:
-            return None
-        return await dataplane.usage(client_id)
-
-    return figures
-
-
-def census_figures(
-    dataplane: DataPlane, files: WorkerTenantFiles
-) -> Callable[[str, str], Awaitable[dict[str, Any]]]:
-    """A census row's data figures: from the cold marker when paused, else from the owner."""
-
-    async def figures(client_id: str, status: str) -> dict[str, Any]:
-        if status == "paused":
-            summary = await files.describe(client_id)
-            names = [c.get("name") for c in summary.get("collections", [])]
-            return {**summary, "collections": names}
-        if not dataplane.router.any_worker_live():
-            # Waiting for a worker per client would stall the census for
-            # minutes during a fleet outage; the row records the error.
-            raise TenantUnavailable("no worker is live to report this tenant's data")
-        infos = await dataplane.list_collections(client_id)
-        usage = await dataplane.usage(client_id)
-        return {
-            "location": "hot",
-            "collections": [c["name"] for c in infos],
-            "vectors": usage["vectors"],
-            "bytes": usage["bytes"],
-        }
-
-    return figures
+log = logging.getLogger("vectorpanda.server.duties")
 
 
 def admin_url(settings: Settings, port: int | None = None) -> str:
@@ -76,8 +36,6 @@ def admin_url(settings: Settings, port: int | None = None) -> str:
 
 def build_scheduler_service(settings: Settings, url: str) -> SchedulerService:
     if settings.scheduler_token is None or not settings.scheduler_token.get_secret_value():
-        from vectorpanda.bootstrap import MissingSecretError
-
         raise MissingSecretError(
             "VP_SCHEDULER_TOKEN is not set: put it in the env file "
             f"({settings.data_dir}/vectorpanda.env, mode 0600) or the environment"
@@ -107,7 +65,7 @@ def mail_sender(settings: Settings) -> MailSender:
 
 
 def build_notifier(settings: Settings, with_bus: bool) -> NotifierService:
-    from vectorpanda.event_wiring import build_bus, dead_letter_hook
+    from vectorpanda.server.events import build_bus, dead_letter_hook
 
     bus = build_bus(settings) if with_bus else None
     if bus is not None:
@@ -124,32 +82,16 @@ def build_notifier(settings: Settings, with_bus: bool) -> NotifierService:
     )
 
 
-async def run_notifier(service: NotifierService, stop: asyncio.Event) -> None:
-    """Connect the bus (if any, retrying), then run until ``stop``."""
-    bus = service.bus
-    try:
-        while bus is not None and not stop.is_set():
-            try:
-                await bus.connect()
-                await service.prepare()
-                break
-            except Exception as exc:
-                log.warning("event bus unavailable (%s); retrying", exc)
-                try:
-                    await asyncio.wait_for(stop.wait(), 2.0)
-                except TimeoutError:
-                    continue
-        if not stop.is_set():
-            await service.run(stop)
-    finally:
-        if bus is not None:
-            await bus.close()
-        service.outbox.close()
-
-
 async def run_scheduler_process(settings: Settings, stop: asyncio.Event) -> None:
     service = build_scheduler_service(settings, admin_url(settings))
     await run_scheduler(service, settings.scheduler_db, stop)
+
+
+async def run_notifier_process(settings: Settings, stop: asyncio.Event) -> None:
+    """``vectorpanda notifier``: its own bus consumer and metrics port."""
+    notifier = build_notifier(settings, with_bus=True)
+    expose_notifier_metrics(notifier, settings)
+    await notifier.serve(stop)
 
 
 def expose_notifier_metrics(notifier: Any, settings: Settings) -> None:
@@ -199,5 +141,5 @@ def in_process_duties(
         asyncio.create_task(
             run_scheduler(scheduler, settings.scheduler_db, stop), name="scheduler"
         ),
-        asyncio.create_task(run_notifier(notifier, stop), name="notifier"),
+        asyncio.create_task(notifier.serve(stop), name="notifier"),
     ]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from api.dashboard import Dashboard
 from api.dashboard.audit_reads import AuditReader
+from api.dashboard.context import Dashboard
 from api.dashboard.oauth import GitHubConfig, GitHubLogin, GoogleConfig, GoogleLogin, LoginProvider
 from api.dashboard.session_model import SessionPolicy
 from api.dashboard.session_store import SqliteSessionStore

@@ -1,6 +1,6 @@
 """Composition of the event machinery: bus, outbox relay and bus consumers.
 
-Part of the composition root (``vectorpanda.bootstrap`` calls it). With
+Part of the composition root (``vectorpanda.server.coordinator`` calls it). With
 ``VP_AMQP_URL`` the bus is RabbitMQ; without it, the local in-process bus.
 """
 

@@ -18,8 +18,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from coordinator.hub import WorkerLink
-from vectorpanda.bootstrap import build_coordinator, configure_logging, serve_coordinator
-from vectorpanda.duties import in_process_duties
+from vectorpanda.process_setup import configure_logging
+from vectorpanda.server.coordinator import build_coordinator, serve_coordinator
+from vectorpanda.server.duties import in_process_duties
 from vectorpanda.settings import Settings, env_file_path
 from vectorpanda.shutdown import stop_on_signals
 
@@ -173,7 +174,7 @@ async def run_up(settings: Settings, workers: int) -> int:
             flush=True,
         )
         # The scheduler and the notifier run as tasks here (own processes in the fleet).
-        duties.extend(in_process_duties(settings, port, stop, parts.app.state.metrics))
+        duties.extend(in_process_duties(settings, port, stop, parts.metrics))
 
     try:
         await serve_coordinator(parts, stop, on_ready)

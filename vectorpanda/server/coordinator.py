@@ -12,6 +12,7 @@ from fastapi import FastAPI
 
 from api.app import create_app
 from api.client_address import trusted_proxy_networks
+from api.dashboard.context import Dashboard
 from coordinator.accounts import Accounts
 from coordinator.accounts.uow import SqliteUnitOfWork
 from coordinator.admission import ClientAdmission
@@ -26,27 +27,23 @@ from coordinator.health import HealthPolicy, HealthTracker
 from coordinator.hub import WorkerHub
 from coordinator.key_wrapping import LocalKeyWrapper
 from coordinator.list_cursor import ListCursors
+from coordinator.metrics import Metrics
 from coordinator.pause import PauseService, WorkerTenantFiles
 from coordinator.rate_limit import RateLimiter, cost_tokens
 from coordinator.router import TenantRouter
 from coordinator.storage_watch import StorageWatch
+from coordinator.tenant_figures import census_figures, stored_figures
 from coordinator.usage import MeteredDataPlane, UsageMeter
 from eventlog.anchors import HeadAnchorer
 from vectorpanda.control_db import control_engine, database_url
-from vectorpanda.dashboard_wiring import build_dashboard
-from vectorpanda.duties import census_figures, stored_figures
-from vectorpanda.event_wiring import (
+from vectorpanda.process_setup import require_secret, warn_if_shared
+from vectorpanda.server.dashboard import build_dashboard
+from vectorpanda.server.events import (
     EventServices,
     anchor_email,
     audit_verifier,
     build_event_services,
     tenant_unavailable_alert,
-)
-from vectorpanda.process_setup import (  # noqa: F401 - re-exported; workers import it directly
-    MissingSecretError,
-    configure_logging,
-    require_secret,
-    warn_if_shared,
 )
 from vectorpanda.settings import Settings
 from workers.backup_store import LocalBackupStore
@@ -77,7 +74,12 @@ class CoordinatorParts:
     hub: WorkerHub
     router: TenantRouter
     dataplane: DataPlane
+    metrics: Metrics
+    meter: UsageMeter
+    pause: PauseService
     app: FastAPI
+    data_keys: DataKeys | None = None
+    dashboard: Dashboard | None = None
     events: EventServices | None = None
 
 
@@ -118,14 +120,16 @@ def build_coordinator(settings: Settings) -> CoordinatorParts:
         IsolationPolicy(settings.rebalance_busy_threads, settings.rebalance_cooldown_s)
     )
     router.on_unservable_alert = tenant_unavailable_alert(settings)
-    dataplane = MeteredDataPlane(router, limits_from(settings))
-    dataplane.cursors = ListCursors.from_pepper(pepper.encode())
-    files = WorkerTenantFiles(router)
     data_keys = build_data_keys(settings, accounts)
     if data_keys is not None:
         router.tenant_keys = data_keys.keyring_for
-    meter = UsageMeter(accounts, stored_figures(dataplane))
-    dataplane.meter = meter
+    limits = limits_from(settings)
+    # Stored figures are read through a plain data plane: reading them is not usage.
+    meter = UsageMeter(accounts, stored_figures(DataPlane(router, limits)))
+    dataplane = MeteredDataPlane(
+        router, limits, cursors=ListCursors.from_pepper(pepper.encode()), meter=meter
+    )
+    files = WorkerTenantFiles(router)
     scheduler_token = (
         settings.scheduler_token.get_secret_value() if settings.scheduler_token else None
     )
@@ -134,6 +138,35 @@ def build_coordinator(settings: Settings) -> CoordinatorParts:
         # A tenant is its client: the work a worker reports is charged to that client.
         limiter = rate_limiter
         router.charge_cost = lambda tenant, cost: limiter.charge(tenant, cost_tokens(cost))
+    anchorer = None
+    if settings.anchor_signing_key is not None:
+        anchorer = HeadAnchorer(
+            settings.anchor_signing_key.get_secret_value(), settings.anchors_dir
+        )
+    backups = BackupService(
+        accounts,
+        WorkerTenantBackups(router),
+        LocalBackupStore(settings.backups),
+        anchorer,
+        data_keys=data_keys,
+    )
+    census = CensusTaker(
+        accounts,
+        settings.archive,
+        census_figures(dataplane, files),
+        flush_usage=meter.flush,
+        anchorer=anchorer,
+        on_anchor=anchor_email(settings) if settings.anchor_email else None,
+    )
+    metrics = Metrics()
+    metrics.watch_workers(hub, router)
+    events = build_event_services(settings, accounts, metrics.count_dead_letter)
+    on_server = database_url(settings) is not None
+    metrics.watch_event_log(
+        events.store.engine if on_server else settings.control_db, settings.audit_db
+    )
+    pause = PauseService(accounts, files)
+    dashboard = build_dashboard(settings)
     app = create_app(
         accounts=accounts,
         dataplane=dataplane,
@@ -145,35 +178,29 @@ def build_coordinator(settings: Settings) -> CoordinatorParts:
         admission=ClientAdmission(settings.client_max_running, settings.client_max_waiting),
         refusal_delay_s=settings.refusal_delay_s,
         trusted_proxies=trusted_proxy_networks(settings.trusted_proxies),
+        metrics=metrics,
+        pause=pause,
+        tenant_files=files,
+        data_keys=data_keys,
+        backups=backups,
+        census=census,
+        audit_verify=audit_verifier(settings, events.store),
+        dashboard=dashboard,
     )
-    app.state.pause = PauseService(accounts, files)
-    app.state.tenant_files = files
-    app.state.data_keys = data_keys
-    anchorer = None
-    if settings.anchor_signing_key is not None:
-        anchorer = HeadAnchorer(
-            settings.anchor_signing_key.get_secret_value(), settings.anchors_dir
-        )
-    app.state.backups = BackupService(
-        accounts, WorkerTenantBackups(router), LocalBackupStore(settings.backups), anchorer
-    )
-    app.state.backups.data_keys = data_keys
-    app.state.census = CensusTaker(
+    return CoordinatorParts(
+        settings,
         accounts,
-        settings.archive,
-        census_figures(dataplane, files),
-        flush_usage=meter.flush,
-        anchorer=anchorer,
-        on_anchor=anchor_email(settings) if settings.anchor_email else None,
+        hub,
+        router,
+        dataplane,
+        metrics,
+        meter,
+        pause,
+        app,
+        data_keys=data_keys,
+        dashboard=dashboard,
+        events=events,
     )
-    app.state.usage_meter = meter
-    events = build_event_services(settings, accounts, app.state.metrics.count_dead_letter)
-    app.state.audit_verify = audit_verifier(settings, events.store)
-    on_server = database_url(settings) is not None
-    control = events.store.engine if on_server else settings.control_db
-    app.state.metrics.watch_event_log(control, settings.audit_db)
-    app.state.dashboard = build_dashboard(settings)
-    return CoordinatorParts(settings, accounts, hub, router, dataplane, app, events)
 
 
 async def serve_coordinator(
@@ -205,10 +232,8 @@ async def serve_coordinator(
     tracking = asyncio.create_task(tracker.run(stop))
     duties_stop = asyncio.Event()  # set after the HTTP server stopped: last usage is counted
     duties = [
-        asyncio.create_task(parts.app.state.pause.run(duties_stop), name="pause-reconcile"),
-        asyncio.create_task(
-            parts.app.state.usage_meter.run(duties_stop, settings.usage_flush_s), name="usage"
-        ),
+        asyncio.create_task(parts.pause.run(duties_stop), name="pause-reconcile"),
+        asyncio.create_task(parts.meter.run(duties_stop, settings.usage_flush_s), name="usage"),
         asyncio.create_task(
             StorageWatch(parts.hub, parts.accounts).run(duties_stop), name="storage-watch"
         ),
@@ -216,10 +241,9 @@ async def serve_coordinator(
             parts.accounts.key_uses.run(duties_stop, settings.key_use_flush_s), name="key-uses"
         ),
     ]
-    data_keys = getattr(parts.app.state, "data_keys", None)
-    if data_keys is not None:
+    if parts.data_keys is not None:
         duty = EncryptionDuty(
-            data_keys,
+            parts.data_keys,
             parts.dataplane,
             parts.accounts,
             settings.data_dir,
@@ -246,8 +270,8 @@ async def serve_coordinator(
         await asyncio.gather(tracking, return_exceptions=True)
         await parts.hub.close()
         await parts.accounts.close()
-        if getattr(parts.app.state, "dashboard", None) is not None:
-            parts.app.state.dashboard.close()
+        if parts.dashboard is not None:
+            parts.dashboard.close()
 
 
 async def _finish(task: asyncio.Task[None], stop: asyncio.Event, grace_s: float = 10.0) -> None:

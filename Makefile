@@ -12,10 +12,12 @@ BENCH_MODEL_LOCK := requirements/bench-model.txt
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# Re-installed whenever the lock file or the project metadata changes.
-$(VENV)/.runtime-installed: $(RUNTIME_LOCK) pyproject.toml | $(BIN)/python
+# Re-installed whenever the lock file or the project metadata changes. The client
+# (clients/python, `vectorpanda_client`) is a package of its own; the server imports it, so
+# both go in editable. Its dependencies are in the runtime lock.
+$(VENV)/.runtime-installed: $(RUNTIME_LOCK) pyproject.toml clients/python/pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet --disable-pip-version-check --require-hashes -r $(RUNTIME_LOCK)
-	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e . -e clients/python
 	touch $@
 
 $(VENV)/.test-installed: $(TEST_LOCK) $(VENV)/.runtime-installed

@@ -29,7 +29,7 @@ import orjson
 from benchmarks.data import standard_normal
 from benchmarks.timing import own_cpu, process_cpu, wait_until_idle
 from tests.stack import running_stack
-from vectorpanda.sdk import Client
+from vectorpanda_client import Client
 
 OPT_NUMPY = orjson.OPT_SERIALIZE_NUMPY
 

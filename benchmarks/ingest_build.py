@@ -127,7 +127,7 @@ def _stack_build(vectors: np.ndarray) -> None:
     from benchmarks.peers.measure import settle
     from benchmarks.run import _premium_key
     from tests.stack import running_stack
-    from vectorpanda.sdk import Client
+    from vectorpanda_client import Client
 
     with (
         tempfile.TemporaryDirectory(prefix="vp-ingest-") as tmp,

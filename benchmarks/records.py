@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from tests.stack import running_stack
-from vectorpanda.sdk import Client
+from vectorpanda_client import Client
 
 
 def main() -> None:

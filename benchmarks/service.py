@@ -8,7 +8,7 @@ from typing import Any
 
 from benchmarks.data import Dataset, recall_at_k
 from benchmarks.timing import run_concurrent
-from vectorpanda.sdk import Client, InvalidError, QueryResult
+from vectorpanda_client import Client, InvalidError, QueryResult
 
 TOP_K = 10
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from benchmarks.timing import Throughput
 from tests.stack import Stack, running_stack
-from vectorpanda.sdk import Client
+from vectorpanda_client import Client
 
 
 def worker_rss_mb(stack: Stack) -> float:

@@ -7,15 +7,16 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from vectorpanda.sdk import AsyncClient, Client, VectorPandaError
+    from vectorpanda_client import AsyncClient, Client, VectorPandaError
 
 __all__ = ["AsyncClient", "Client", "VectorPandaError", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
-    # The SDK is imported on first use, so the server processes do not pay for it.
+    # The client (clients/python, `vectorpanda_client`) is imported on first use, so the
+    # server processes do not pay for it.
     if name in ("Client", "AsyncClient", "VectorPandaError"):
-        from vectorpanda import sdk
+        import vectorpanda_client
 
-        return getattr(sdk, name)
+        return getattr(vectorpanda_client, name)
     raise AttributeError(f"module 'vectorpanda' has no attribute {name!r}")

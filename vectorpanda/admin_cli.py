@@ -20,8 +20,8 @@ import httpx
 
 from vectorpanda.client_cli import DEFAULT_URL, UsageError
 from vectorpanda.master_key_cli import add_master_key_command
-from vectorpanda.sdk.base import tls_verify
 from vectorpanda.settings import env_file_path, read_env_file
+from vectorpanda_client.base import tls_verify
 
 EVENT_FOLLOW_POLL_S = 1.0
 

@@ -25,7 +25,7 @@ from rich.progress import (
 )
 
 from vectorpanda.import_sources import Batch, Source
-from vectorpanda.sdk import Client, InvalidError, PayloadTooLargeError, VectorPandaError
+from vectorpanda_client import Client, InvalidError, PayloadTooLargeError, VectorPandaError
 
 CHECKPOINT_SUFFIX = ".vp-import.json"
 MAX_LISTED = 50  # skipped rows and failures kept in the checkpoint, the rest only counted

@@ -84,7 +84,7 @@ def _url(args: argparse.Namespace) -> str:
 def run_client_command(func: Any, args: argparse.Namespace) -> int:
     """Run a client command, turning expected failures into one clear line."""
     from vectorpanda.import_sources import SourceError
-    from vectorpanda.sdk import VectorPandaError
+    from vectorpanda_client import VectorPandaError
 
     try:
         return int(func(args))
@@ -114,7 +114,7 @@ def _import(args: argparse.Namespace) -> int:
         run_import,
     )
     from vectorpanda.import_sources import open_source
-    from vectorpanda.sdk import Client, NotFoundError
+    from vectorpanda_client import Client, NotFoundError
 
     key = api_key_from_env()
     if not 1 <= args.batch_size <= 1000:
@@ -164,7 +164,7 @@ def _query(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from vectorpanda.sdk import Client, QueryResult
+    from vectorpanda_client import Client, QueryResult
 
     key = api_key_from_env()
     try:

@@ -81,7 +81,7 @@ def _json_arg(text: str | None, option: str) -> Any:
 def _list(args: argparse.Namespace) -> int:
     import orjson
 
-    from vectorpanda.sdk import Client
+    from vectorpanda_client import Client
 
     key = api_key_from_env()
     if not 1 <= args.page_size <= 1000:
@@ -117,7 +117,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _count(args: argparse.Namespace) -> int:
-    from vectorpanda.sdk import Client
+    from vectorpanda_client import Client
 
     key = api_key_from_env()
     filter = _json_arg(args.filter, "--filter")
@@ -127,7 +127,7 @@ def _count(args: argparse.Namespace) -> int:
 
 
 def _update(args: argparse.Namespace) -> int:
-    from vectorpanda.sdk import Client
+    from vectorpanda_client import Client
 
     key = api_key_from_env()
     fields = _json_arg(args.set, "--set")

@@ -24,7 +24,7 @@ from benchmarks.peers.measure import (
 )
 from benchmarks.run import _premium_key
 from tests.stack import running_stack
-from vectorpanda.sdk import Client
+from vectorpanda_client import Client
 
 HNSW, FLAT = "peers-hnsw", "peers-flat"
 

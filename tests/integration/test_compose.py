@@ -133,6 +133,8 @@ def test_dockerfile_installs_only_the_lock_file_and_runs_unprivileged() -> None:
     assert 'ENTRYPOINT ["python", "-m", "vectorpanda"]' in text
     for package in ("api", "coordinator", "workers", "eventlog", "projections", "vectorpanda"):
         assert f"COPY {package} ./{package}" in text
+    # the client, a package of its own, which the CLI imports
+    assert "COPY clients/python/vectorpanda_client ./vectorpanda_client" in text
 
 
 def test_nginx_conf_is_tls13_only_and_matches_the_body_limit() -> None:

@@ -18,8 +18,8 @@ import orjson
 import pytest
 
 from tests.stack import Stack
-from vectorpanda.sdk import Client
-from vectorpanda.sdk.binary import CONTENT_TYPE, encode_query
+from vectorpanda_client import Client
+from vectorpanda_client.binary import CONTENT_TYPE, encode_query
 
 pytestmark = pytest.mark.integration
 

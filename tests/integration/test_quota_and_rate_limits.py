@@ -10,7 +10,7 @@ import pytest
 
 from coordinator.tiers import TIERS
 from tests.stack import Stack
-from vectorpanda.sdk import Client, QuotaExceededError
+from vectorpanda_client import Client, QuotaExceededError
 
 pytestmark = pytest.mark.integration
 

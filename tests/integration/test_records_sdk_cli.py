@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from tests.stack import Stack
-from vectorpanda.sdk import AsyncClient, Client, InvalidError, ListedVector
+from vectorpanda_client import AsyncClient, Client, InvalidError, ListedVector
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,7 @@ import pytest
 
 import vectorpanda
 from tests.stack import Stack
-from vectorpanda.sdk import (
+from vectorpanda_client import (
     AsyncClient,
     Client,
     ConflictError,

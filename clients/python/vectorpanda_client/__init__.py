@@ -1,7 +1,7 @@
 """The VectorPanda Python SDK: ``Client`` and ``AsyncClient`` over the HTTP API."""
 
-from vectorpanda.sdk.async_client import AsyncClient, AsyncCollection
-from vectorpanda.sdk.errors import (
+from vectorpanda_client.async_client import AsyncClient, AsyncCollection
+from vectorpanda_client.errors import (
     BadRequestError,
     ConflictError,
     ConnectionFailed,
@@ -18,10 +18,10 @@ from vectorpanda.sdk.errors import (
     UnavailableError,
     VectorPandaError,
 )
-from vectorpanda.sdk.models import CollectionInfo, FetchedVector, Match, QueryResult, Usage
-from vectorpanda.sdk.records import ListedVector, VectorPage
-from vectorpanda.sdk.retry import NO_RETRIES, RetryPolicy
-from vectorpanda.sdk.sync_client import Client, Collection
+from vectorpanda_client.models import CollectionInfo, FetchedVector, Match, QueryResult, Usage
+from vectorpanda_client.records import ListedVector, VectorPage
+from vectorpanda_client.retry import NO_RETRIES, RetryPolicy
+from vectorpanda_client.sync_client import Client, Collection
 
 __all__ = [
     "NO_RETRIES",

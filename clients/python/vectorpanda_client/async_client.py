@@ -9,14 +9,14 @@ from typing import Any, TypeVar
 
 import httpx
 
-from vectorpanda.sdk import operations as ops
-from vectorpanda.sdk import records
-from vectorpanda.sdk.base import DEFAULT_TIMEOUT_S, ClientConfig, tls_verify
-from vectorpanda.sdk.exchange import Call, Operation, Outcome
-from vectorpanda.sdk.models import CollectionInfo, FetchedVector, QueryResult, Usage
-from vectorpanda.sdk.operations import Metadata
-from vectorpanda.sdk.records import ListedVector, VectorPage
-from vectorpanda.sdk.retry import RetryPolicy
+from vectorpanda_client import operations as ops
+from vectorpanda_client import records
+from vectorpanda_client.base import DEFAULT_TIMEOUT_S, ClientConfig, tls_verify
+from vectorpanda_client.exchange import Call, Operation, Outcome
+from vectorpanda_client.models import CollectionInfo, FetchedVector, QueryResult, Usage
+from vectorpanda_client.operations import Metadata
+from vectorpanda_client.records import ListedVector, VectorPage
+from vectorpanda_client.retry import RetryPolicy
 
 T = TypeVar("T")
 

@@ -8,10 +8,10 @@ from typing import Any
 
 import httpx
 
-from vectorpanda import __version__
-from vectorpanda.sdk.errors import ConnectionFailed
-from vectorpanda.sdk.exchange import Answer, Call, Operation, Plan, with_retries
-from vectorpanda.sdk.retry import RetryPolicy
+from vectorpanda_client._version import __version__
+from vectorpanda_client.errors import ConnectionFailed
+from vectorpanda_client.exchange import Answer, Call, Operation, Plan, with_retries
+from vectorpanda_client.retry import RetryPolicy
 
 DEFAULT_TIMEOUT_S = 30.0
 # Errors raised before any byte of the request can have reached the server.

@@ -14,8 +14,8 @@ from typing import Any, TypeVar
 
 import orjson
 
-from vectorpanda.sdk.errors import VectorPandaError, error_from_response
-from vectorpanda.sdk.retry import RetryPolicy
+from vectorpanda_client.errors import VectorPandaError, error_from_response
+from vectorpanda_client.retry import RetryPolicy
 
 T = TypeVar("T")
 

@@ -12,10 +12,10 @@ from urllib.parse import quote
 
 import numpy as np
 
-from vectorpanda.sdk.binary import CONTENT_TYPE, encode_query
-from vectorpanda.sdk.errors import InvalidError
-from vectorpanda.sdk.exchange import Call, Operation
-from vectorpanda.sdk.models import CollectionInfo, FetchedVector, QueryResult, Usage
+from vectorpanda_client.binary import CONTENT_TYPE, encode_query
+from vectorpanda_client.errors import InvalidError
+from vectorpanda_client.exchange import Call, Operation
+from vectorpanda_client.models import CollectionInfo, FetchedVector, QueryResult, Usage
 
 # The server's per-request limits (shared/API.md defaults).
 MAX_UPSERT_VECTORS = 1000

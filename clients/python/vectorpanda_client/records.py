@@ -11,9 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from vectorpanda.sdk.errors import InvalidError
-from vectorpanda.sdk.exchange import Call, Operation
-from vectorpanda.sdk.operations import MAX_IDS_PER_REQUEST, Metadata, chunks, collection_path
+from vectorpanda_client.errors import InvalidError
+from vectorpanda_client.exchange import Call, Operation
+from vectorpanda_client.operations import MAX_IDS_PER_REQUEST, Metadata, chunks, collection_path
 
 MAX_PAGE_SIZE = 1000
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from vectorpanda.sdk.errors import ConnectionFailed, VectorPandaError
+from vectorpanda_client.errors import ConnectionFailed, VectorPandaError
 
 # Codes that mean "the same request will succeed later". quota_exceeded is a 429
 # too, but waiting does not free quota, so it is not retried.

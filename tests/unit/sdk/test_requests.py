@@ -9,11 +9,11 @@ import numpy as np
 import orjson
 import pytest
 
-from vectorpanda.sdk import errors as sdk_errors
-from vectorpanda.sdk import operations as ops
-from vectorpanda.sdk.binary import CONTENT_TYPE
-from vectorpanda.sdk.errors import ERRORS_BY_CODE, InvalidError, ServerError, error_from_response
-from vectorpanda.sdk.exchange import Answer, Call, Operation
+from vectorpanda_client import errors as sdk_errors
+from vectorpanda_client import operations as ops
+from vectorpanda_client.binary import CONTENT_TYPE
+from vectorpanda_client.errors import ERRORS_BY_CODE, InvalidError, ServerError, error_from_response
+from vectorpanda_client.exchange import Answer, Call, Operation
 
 
 def drive(op: Operation[object], answers: list[dict[str, object]]) -> tuple[list[Call], object]:

@@ -10,9 +10,9 @@ import httpx
 import numpy as np
 import pytest
 
-import vectorpanda.sdk.async_client as async_module
-import vectorpanda.sdk.sync_client as sync_module
-from vectorpanda.sdk import (
+import vectorpanda_client.async_client as async_module
+import vectorpanda_client.sync_client as sync_module
+from vectorpanda_client import (
     AsyncClient,
     Client,
     ConnectionFailed,
@@ -190,7 +190,7 @@ def test_async_client_follows_the_same_policy(monkeypatch: pytest.MonkeyPatch) -
     ],
 )
 def test_which_answers_are_retried(status: int, code: str, retried: bool) -> None:
-    from vectorpanda.sdk.errors import error_from_response
+    from vectorpanda_client.errors import error_from_response
 
     body = b'{"error": {"code": "%s", "message": "m"}}' % code.encode() if code else b"busy"
     err = error_from_response(status, {}, body)
@@ -199,7 +199,7 @@ def test_which_answers_are_retried(status: int, code: str, retried: bool) -> Non
 
 
 def test_waits_never_exceed_the_cap_unless_the_server_asks() -> None:
-    from vectorpanda.sdk.errors import RateLimitedError as Limited
+    from vectorpanda_client.errors import RateLimitedError as Limited
 
     policy = RetryPolicy(max_retries=50, base_delay=0.2, max_delay=5)
     rng = random.Random(3)
@@ -264,7 +264,7 @@ def test_refused_connections_are_retried_once_then_given_up() -> None:
 
 
 def test_verify_comes_from_the_argument_or_vp_ca_bundle(monkeypatch: pytest.MonkeyPatch) -> None:
-    from vectorpanda.sdk.base import tls_verify
+    from vectorpanda_client.base import tls_verify
 
     monkeypatch.delenv("VP_CA_BUNDLE", raising=False)
     assert tls_verify(None) is True
@@ -275,7 +275,7 @@ def test_verify_comes_from_the_argument_or_vp_ca_bundle(monkeypatch: pytest.Monk
 
 
 def test_outcome_unknown_is_retried_only_when_repeating_is_safe() -> None:
-    from vectorpanda.sdk.errors import error_from_response
+    from vectorpanda_client.errors import error_from_response
 
     body = b'{"error": {"code": "outcome_unknown", "message": "m"}}'
     err = error_from_response(503, {}, body)

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 import httpx
 import pytest
 
-from vectorpanda.sdk.transport import LeanTransport
+from vectorpanda_client.transport import LeanTransport
 
 Reply = Callable[[bytes], bytes | None]
 

@@ -38,12 +38,9 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _event_store(settings: Settings) -> Any:
-    from eventlog.store import SqliteEventStore
-    from vectorpanda.control_db import control_engine, database_url
+    from vectorpanda.control_db import audit_event_log
 
-    if database_url(settings) is None and not settings.control_db.exists():
-        raise SystemExit(f"vectorpanda audit: no event log at {settings.control_db}")
-    return SqliteEventStore(control_engine(settings))
+    return audit_event_log(settings)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
@@ -26,3 +28,12 @@ def control_location(settings: Settings) -> str:
     if url is None:
         return str(settings.control_db)
     return make_url(postgres_url(url)).render_as_string(hide_password=True)
+
+
+def audit_event_log(settings: Settings) -> Any:
+    """The event store the audit commands read; exits with a message when there is none."""
+    from eventlog.store import SqliteEventStore
+
+    if database_url(settings) is None and not settings.control_db.exists():
+        raise SystemExit(f"vectorpanda audit: no event log at {settings.control_db}")
+    return SqliteEventStore(control_engine(settings))

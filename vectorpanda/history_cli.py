@@ -11,10 +11,12 @@ import json
 import sys
 from dataclasses import asdict
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from coordinator.history.model import FIELDS, ClientAsOf
 from coordinator.history.moments import parse_moment
+from vectorpanda.settings import load_settings
 
 
 def _moment(flag: str, text: str) -> datetime:
@@ -73,10 +75,10 @@ def _print_state(doc: dict[str, Any], at: str) -> None:
 def cmd_state(args: argparse.Namespace) -> int:
     from coordinator.accounts.model import ClientNotFound
     from coordinator.history.service import state_as_of
-    from vectorpanda.audit_cli import _event_store, _settings
+    from vectorpanda.control_db import audit_event_log
 
     at = _moment("--at", args.at)
-    store = _event_store(_settings(args))
+    store = audit_event_log(load_settings(Path(args.data_dir)))
     try:
         state = state_as_of(store, args.client, at)
     except ClientNotFound:
@@ -93,10 +95,10 @@ def cmd_state(args: argparse.Namespace) -> int:
 def cmd_changes(args: argparse.Namespace) -> int:
     from coordinator.accounts.model import ClientNotFound
     from coordinator.history.service import changes_between
-    from vectorpanda.audit_cli import _event_store, _settings
+    from vectorpanda.control_db import audit_event_log
 
     since, until = _optional_moment("--since", args.since), _optional_moment("--until", args.until)
-    store = _event_store(_settings(args))
+    store = audit_event_log(load_settings(Path(args.data_dir)))
     try:
         changes = changes_between(store, args.client, since, until, args.field)
     except ClientNotFound:

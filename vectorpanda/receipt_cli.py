@@ -92,11 +92,11 @@ def _file_checks(settings: Settings, receipt: dict[str, Any], copies: list[str])
 
 
 def cmd_verify_receipt(args: argparse.Namespace) -> int:
-    from vectorpanda.audit_cli import _event_store
+    from vectorpanda.control_db import audit_event_log
 
     settings = load_settings(Path(args.data_dir))
     receipt = _load_receipt(args.receipt)
-    checks = verify_receipt(_event_store(settings), settings, receipt)
+    checks = verify_receipt(audit_event_log(settings), settings, receipt)
     if args.check_files or args.copy:
         checks.update(_file_checks(settings, receipt, list(args.copy or [])))
     ok = all(checks.values())

@@ -163,6 +163,7 @@ def main() -> None:
                         {"client": client_side, "coordinator": traced[coordinator],
                          "worker": traced[worker]}
                     )  # fmt: skip
+                    time.sleep(0.2)  # the query's tail (request log, metering) is done
                     quiet = window([coordinator, worker], traces, partial(time.sleep, took))
                     idle.append({"coordinator": quiet[coordinator], "worker": quiet[worker]})
     report: dict[str, Any] = {}

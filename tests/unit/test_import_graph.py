@@ -1,6 +1,6 @@
 """The import graph keeps its shape: no cycles, and every import points down the layers.
 
-The rules (docs/architecture.md, "Import rules", says the same in prose):
+The rules (docs/architecture.md, "Import rules", has them as a table):
 
 - no import cycle between modules (run-time imports, lazy ones included), and none
   between components;

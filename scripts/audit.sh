@@ -50,6 +50,7 @@ done
 
 echo "== bandit (medium and high severity fail; asserts are allowed, as in ruff's config)"
 "$BIN/bandit" -q -r api coordinator workers eventlog projections scheduler notifier vectorpanda \
+  clients/python/vectorpanda_client \
   --skip B101 --severity-level medium || status=1
 
 if [ "$status" -ne 0 ]; then echo "make audit: FAILED" >&2; else echo "make audit: ok"; fi

@@ -20,6 +20,14 @@ def test_vectorpanda_sdk_re_exports_the_client_s_public_names() -> None:
     assert vectorpanda.VectorPandaError is vectorpanda_client.VectorPandaError
 
 
+def test_the_old_submodule_paths_are_the_client_s_modules() -> None:
+    import vectorpanda.sdk.async_client as old_async
+    from vectorpanda.sdk.binary import CONTENT_TYPE
+
+    assert old_async is vectorpanda_client.async_client  # monkeypatching one patches both
+    assert CONTENT_TYPE is vectorpanda_client.binary.CONTENT_TYPE
+
+
 def test_the_user_agent_carries_the_client_s_own_version() -> None:
     config = ClientConfig("http://127.0.0.1:1", "vp_0000000000000000_" + "x" * 32, None, None)
     version = _version.__version__

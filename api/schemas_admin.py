@@ -7,8 +7,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.config import JsonDict
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 
-from eventlog.store import StoredEvent
+from eventlog.events import ClientCreated
+from eventlog.records import StoredEvent
 
 EMAIL_PATTERN = r"^[^@\s]+@[^@\s.]+(\.[^@\s.]+)+$"
 CLIENT_ID_PATTERN = r"^[a-z0-9][a-z0-9_]{0,63}$"
@@ -250,14 +252,15 @@ class ApiKeyListOut(BaseModel):
     keys: list[ApiKeyOut]
 
 
-class EventOut(BaseModel):
-    model_config = ConfigDict(
+@pydantic_dataclass(
+    frozen=True,
+    config=ConfigDict(
         json_schema_extra={
             "examples": [
                 {
                     "seq": 1,
                     "event_id": "5b0e8c1f9a2d4e6f8a7b6c5d4e3f2a1b",
-                    "type": "client.created",
+                    "type": ClientCreated.event_type,
                     "schema_version": 1,
                     "occurred_at": "2025-01-31T09:15:02.123456Z",
                     "actor": "admin",
@@ -268,34 +271,15 @@ class EventOut(BaseModel):
                 }
             ]
         }
-    )
-
-    seq: int
-    event_id: str
-    type: str
-    schema_version: int
-    occurred_at: str
-    actor: str
-    client_id: str | None
-    data: dict[str, Any]
-    prev_hash: str
-    hash: str
+    ),
+)
+class EventOut(StoredEvent):
+    """One stored event: its place in the log, provenance, data and chain link."""
 
 
 def event_out(stored: StoredEvent) -> EventOut:
-    """A stored event in the API's event shape."""
-    return EventOut(
-        seq=stored.seq,
-        event_id=stored.event_id,
-        type=stored.type,
-        schema_version=stored.schema_version,
-        occurred_at=stored.occurred_at,
-        actor=stored.actor,
-        client_id=stored.client_id,
-        data=stored.data,
-        prev_hash=stored.prev_hash,
-        hash=stored.hash,
-    )
+    """A stored event in the API's event shape (the record's own fields, by name)."""
+    return EventOut(**stored.record())
 
 
 class EventPageOut(BaseModel):

@@ -29,7 +29,8 @@ from typing import Any
 import httpx
 
 from benchmarks.history_scale import time_history
-from eventlog.store import MAX_READ_LIMIT, SqliteEventStore
+from eventlog.records import MAX_READ_LIMIT
+from eventlog.store import SqliteEventStore
 from projections.audit_store import AuditProjection
 from tests.event_log_fixture import build_log, build_log_at
 from tests.stack import running_stack

@@ -32,7 +32,7 @@ from coordinator.accounts.lifecycle import find_census
 from coordinator.usage import RECORDING_SLACK, iso, seq_before, utc_clock
 from eventlog.anchors import HeadAnchorer
 from eventlog.events import CensusSnapshotTaken, RestoreDrillCompleted, UsageRecorded
-from eventlog.store import MAX_READ_LIMIT, StoredEvent
+from eventlog.records import MAX_READ_LIMIT, StoredEvent
 
 log = logging.getLogger("vectorpanda.census")
 TenantFigures = Callable[[str, str], Awaitable[dict[str, Any]]]

@@ -27,7 +27,7 @@ from coordinator.dataplane import DataPlane, Limits, Match
 from coordinator.list_cursor import ListCursors
 from coordinator.router import TenantRouter
 from eventlog.events import UsageRecorded
-from eventlog.store import MAX_READ_LIMIT
+from eventlog.records import MAX_READ_LIMIT
 
 log = logging.getLogger("vectorpanda.usage")
 

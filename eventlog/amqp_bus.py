@@ -39,7 +39,7 @@ from eventlog.bus import (
     encode_message,
     tell_dead_letter,
 )
-from eventlog.store import StoredEvent
+from eventlog.records import StoredEvent
 
 log = logging.getLogger("vectorpanda.bus.amqp")
 

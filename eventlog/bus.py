@@ -20,12 +20,12 @@ from typing import Any, Protocol
 
 import orjson
 
-from eventlog.store import StoredEvent
+from eventlog.records import RECORD_FIELDS, StoredEvent
 
 DEFAULT_EXCHANGE = "vectorpanda.events"
 # Attempts before a failing message is dead-lettered instead of requeued.
 DEFAULT_DELIVERY_LIMIT = 10
-_FIELDS = frozenset(StoredEvent.__dataclass_fields__)
+_FIELDS = frozenset(RECORD_FIELDS)
 
 
 class PublishRefused(Exception):
@@ -93,7 +93,7 @@ class Bus(Protocol):
 
 def encode_message(stored: StoredEvent) -> bytes:
     """The wire form of a stored event: its full record as JSON, chain link included."""
-    return orjson.dumps({name: getattr(stored, name) for name in StoredEvent.__dataclass_fields__})
+    return orjson.dumps(stored.record())
 
 
 def decode_message(body: bytes) -> StoredEvent:

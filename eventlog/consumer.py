@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from eventlog.bus import Delivery, PoisonMessage, decode_message
-from eventlog.store import MAX_READ_LIMIT, StoredEvent
+from eventlog.records import MAX_READ_LIMIT, StoredEvent
 
 log = logging.getLogger("vectorpanda.consumer")
 

@@ -9,26 +9,12 @@ part of the log before it (the genesis hash for an export from the start).
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict
 
 import orjson
 
 from eventlog.consumer import EventReader
 from eventlog.hashchain import ChainReport, Mismatch, canonical_json, chain_hash
-from eventlog.store import MAX_READ_LIMIT
-
-_LINE_FIELDS = (
-    "seq",
-    "event_id",
-    "type",
-    "schema_version",
-    "occurred_at",
-    "actor",
-    "client_id",
-    "data",
-    "prev_hash",
-    "hash",
-)
+from eventlog.records import HASHED_FIELDS, MAX_READ_LIMIT, RECORD_FIELDS
 
 
 def export_lines(
@@ -46,7 +32,7 @@ def export_lines(
             if not started and since_time is not None and stored.occurred_at >= since_time:
                 started = True
             if started:
-                yield canonical_json(asdict(stored)) + b"\n"
+                yield canonical_json(stored.record()) + b"\n"
         cp = page[-1].seq
 
 
@@ -61,7 +47,7 @@ def verify_export(lines: Iterable[bytes | str]) -> ChainReport:
         count += 1
         try:
             row = orjson.loads(raw)
-            fields = {k: row[k] for k in _LINE_FIELDS}
+            fields = {k: row[k] for k in RECORD_FIELDS}
         except (orjson.JSONDecodeError, KeyError, TypeError):
             mismatches.append(Mismatch(seq=-number, reason=f"line {number} is not an event"))
             continue
@@ -70,7 +56,7 @@ def verify_export(lines: Iterable[bytes | str]) -> ChainReport:
             mismatches.append(Mismatch(seq=seq, reason="prev_hash does not match the line before"))
         recomputed = chain_hash(
             fields["prev_hash"],
-            **{k: fields[k] for k in _LINE_FIELDS if k not in ("prev_hash", "hash")},
+            **{k: fields[k] for k in HASHED_FIELDS},
         )
         if recomputed != fields["hash"]:
             mismatches.append(Mismatch(seq=seq, reason="hash does not match the line's contents"))

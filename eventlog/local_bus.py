@@ -27,7 +27,7 @@ from eventlog.bus import (
     tell_dead_letter,
     topic_matches,
 )
-from eventlog.store import StoredEvent
+from eventlog.records import StoredEvent
 
 log = logging.getLogger("vectorpanda.bus.local")
 

@@ -6,8 +6,8 @@ import threading
 from collections.abc import Iterator, Sequence
 
 from eventlog.events import Event
-from eventlog.hashchain import GENESIS_HASH, ChainReport, ChainRow, canonical_json, verify_rows
-from eventlog.store import ChainHead, StoredEvent, chain_events, check_read_args
+from eventlog.hashchain import GENESIS_HASH, ChainReport, verify_rows
+from eventlog.records import ChainHead, StoredEvent, chain_events, check_read_args
 
 
 class InMemoryEventStore:
@@ -64,22 +64,7 @@ class InMemoryEventStore:
         return ChainHead(last.seq, last.hash)
 
     def verify_chain(self) -> ChainReport:
-        rows = (
-            ChainRow(
-                seq=ev.seq,
-                event_id=ev.event_id,
-                type=ev.type,
-                schema_version=ev.schema_version,
-                occurred_at=ev.occurred_at,
-                actor=ev.actor,
-                client_id=ev.client_id,
-                data_json=canonical_json(ev.data).decode("utf-8"),
-                prev_hash=ev.prev_hash,
-                hash=ev.hash,
-            )
-            for ev in list(self._events)
-        )
-        return verify_rows(rows)
+        return verify_rows(ev.chain_row() for ev in list(self._events))
 
     def pending_outbox(self, limit: int = 100) -> list[StoredEvent]:
         return [self._events[seq - 1] for seq in sorted(self._outbox)[:limit]]

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from eventlog.bus import PublishRefused
-from eventlog.store import StoredEvent
+from eventlog.records import StoredEvent
 
 log = logging.getLogger("vectorpanda.relay")
 

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from sqlalchemy import Connection, Engine
 
 from eventlog.database import is_postgres
-from eventlog.store import EventStore, StoredEvent
+from eventlog.records import EventStore, StoredEvent
 
 # "VPRELAY1" in ASCII: distinct from the write lock.
 RELAY_LOCK_KEY = 0x565052454C415931

@@ -1,5 +1,8 @@
 """The append-only event store: SQLite or PostgreSQL, a hash chain and an outbox.
 
+The records it holds (``StoredEvent``, ``ChainHead``) and the chaining rules are
+in ``eventlog.records``; this module is the SQLAlchemy adapter.
+
 Every append also writes one ``outbox`` row per event in the same
 transaction; the relay publishes outbox rows in ``seq`` order and deletes them
 once the broker confirms. Triggers make the ``events`` table itself
@@ -9,12 +12,9 @@ append-only.
 from __future__ import annotations
 
 import threading
-import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 from sqlalchemy import (
@@ -40,19 +40,12 @@ from eventlog.database import (
     read_transaction,
     write_transaction,
 )
-from eventlog.events import Event, client_id_of, decode_event, encode_event
-from eventlog.hashchain import (
-    GENESIS_HASH,
-    ChainReport,
-    ChainRow,
-    canonical_json,
-    chain_hash,
-    verify_rows,
-)
+from eventlog.events import Event
+from eventlog.hashchain import GENESIS_HASH, ChainReport, ChainRow, canonical_json, verify_rows
+from eventlog.records import ChainHead, StoredEvent, chain_events, chain_row, check_read_args
 from eventlog.scan import scan_chain_rows, snapshot_cursor
 from eventlog.sqlite import open_engine
 
-MAX_READ_LIMIT = 1000
 _VERIFY_BATCH = 1000
 
 metadata = MetaData()
@@ -92,116 +85,10 @@ _LATER_INDEXES = (
 )
 
 
-def utc_now() -> str:
-    """ISO-8601 UTC with microseconds and a 'Z' suffix."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-@dataclass(frozen=True, slots=True)
-class StoredEvent:
-    """An event as recorded: its place in the log, provenance and chain link."""
-
-    seq: int
-    event_id: str
-    type: str
-    schema_version: int
-    occurred_at: str
-    actor: str
-    client_id: str | None
-    data: dict[str, Any]
-    prev_hash: str
-    hash: str
-
-    def to_event(self) -> Event:
-        """The typed event, upcast to the current schema version."""
-        return decode_event(self.type, self.schema_version, self.data, self.client_id)
-
-
-@dataclass(frozen=True, slots=True)
-class ChainHead:
-    """The last link: seq 0 and the genesis hash for an empty log."""
-
-    seq: int
-    hash: str
-
-
-class EventStore(Protocol):
-    """What every event store offers, whatever holds the rows."""
-
-    def append(
-        self, events: Sequence[Event], actor: str, occurred_at: str | None = None
-    ) -> list[StoredEvent]: ...
-
-    def read(
-        self,
-        after_seq: int = 0,
-        limit: int = 100,
-        client_id: str | None = None,
-        type: str | None = None,
-    ) -> list[StoredEvent]: ...
-
-    def client_events(
-        self, client_id: str, until: str, types: Sequence[str] | None = None
-    ) -> Iterator[StoredEvent]: ...
-
-    def head(self) -> ChainHead: ...
-
-    def verify_chain(self) -> ChainReport: ...
-
-    def pending_outbox(self, limit: int = 100) -> list[StoredEvent]: ...
-
-    def mark_published(self, seqs: Sequence[int]) -> None: ...
-
-
-def chain_events(
-    head: ChainHead, events: Sequence[Event], actor: str, occurred_at: str | None
-) -> list[StoredEvent]:
-    """Number, timestamp and hash-link new events after ``head``."""
-    if not actor or len(actor) > 64:
-        raise ValueError("actor must be 1-64 characters")
-    when = occurred_at or utc_now()
-    stored: list[StoredEvent] = []
-    seq, prev = head.seq, head.hash
-    for event in events:
-        seq += 1
-        fields: dict[str, Any] = {
-            "seq": seq,
-            "event_id": uuid.uuid4().hex,
-            "type": event.event_type,
-            "schema_version": event.schema_version,
-            "occurred_at": when,
-            "actor": actor,
-            "client_id": client_id_of(event),
-            # Round-trip so the stored dict is exactly what a reader will parse back.
-            "data": orjson.loads(canonical_json(encode_event(event))),
-        }
-        digest = chain_hash(prev, **fields)
-        stored.append(StoredEvent(**fields, prev_hash=prev, hash=digest))
-        prev = digest
-    return stored
-
-
-def check_read_args(after_seq: int, limit: int) -> None:
-    """Reject reads no caller should make."""
-    if after_seq < 0:
-        raise ValueError("after_seq must be >= 0")
-    if not 1 <= limit <= MAX_READ_LIMIT:
-        raise ValueError(f"limit must be 1-{MAX_READ_LIMIT}")
-
-
 def _stored(row: Any) -> StoredEvent:
-    return StoredEvent(
-        seq=row.seq,
-        event_id=row.event_id,
-        type=row.type,
-        schema_version=row.schema_version,
-        occurred_at=row.occurred_at,
-        actor=row.actor,
-        client_id=row.client_id,
-        data=orjson.loads(row.data),
-        prev_hash=row.prev_hash,
-        hash=row.hash,
-    )
+    record = dict(row._mapping)
+    record["data"] = orjson.loads(record["data"])
+    return StoredEvent(**record)
 
 
 class SqliteEventSession:
@@ -221,22 +108,8 @@ class SqliteEventSession:
         stored = chain_events(head, events, actor, occurred_at)
         if not stored:
             return stored
-        # Field by field: dataclasses.asdict deep-copies ``data`` and dominated long appends.
-        rows = [
-            {
-                "seq": ev.seq,
-                "event_id": ev.event_id,
-                "type": ev.type,
-                "schema_version": ev.schema_version,
-                "occurred_at": ev.occurred_at,
-                "actor": ev.actor,
-                "client_id": ev.client_id,
-                "data": canonical_json(ev.data).decode("utf-8"),
-                "prev_hash": ev.prev_hash,
-                "hash": ev.hash,
-            }
-            for ev in stored
-        ]
+        # record(), not dataclasses.asdict: that deep-copies ``data`` and dominated long appends.
+        rows = [{**ev.record(), "data": canonical_json(ev.data).decode("utf-8")} for ev in stored]
         # One executemany per table: a batch of events costs two statements, not 2n.
         self._conn.execute(insert(events_table), rows)
         self._conn.execute(insert(outbox_table), [{"seq": ev.seq} for ev in stored])
@@ -285,21 +158,7 @@ class SqliteEventSession:
         while True:
             query = select(events_table).where(events_table.c.seq > after)
             rows = self._conn.execute(query.order_by(events_table.c.seq).limit(_VERIFY_BATCH))
-            batch = [
-                ChainRow(
-                    seq=row.seq,
-                    event_id=row.event_id,
-                    type=row.type,
-                    schema_version=row.schema_version,
-                    occurred_at=row.occurred_at,
-                    actor=row.actor,
-                    client_id=row.client_id,
-                    data_json=row.data,
-                    prev_hash=row.prev_hash,
-                    hash=row.hash,
-                )
-                for row in rows
-            ]
+            batch = [chain_row(row._mapping, row.data) for row in rows]
             if not batch:
                 return
             yield from batch

@@ -24,7 +24,7 @@ from pathlib import Path
 import orjson
 
 from eventlog.consumer import CheckpointGap
-from eventlog.store import StoredEvent
+from eventlog.records import StoredEvent
 from notifier.messages import NOTIFIED_TYPES, OPERATIONS_ALERT, OPERATIONS_NAME, OPERATIONS_TYPES
 
 SCHEMA = """

@@ -17,8 +17,9 @@ import orjson
 
 from eventlog.events import AuditCheckpointRecorded, decode_event
 from eventlog.hashchain import Mismatch
+from eventlog.records import StoredEvent, utc_now
 from eventlog.scan import last_of_type, row_at, snapshot_cursor
-from eventlog.store import SqliteEventStore, StoredEvent, utc_now
+from eventlog.store import SqliteEventStore
 from projections.fold import ClientState
 from projections.replay import AuditReport, Progress, walk_and_compare
 from projections.walk import StateLoader

@@ -12,8 +12,8 @@ from sqlalchemy import Connection, Engine, Table, insert, select
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from eventlog.consumer import CheckpointGap
+from eventlog.records import StoredEvent
 from eventlog.sqlite import add_missing_columns, open_engine, read_transaction, write_transaction
-from eventlog.store import StoredEvent
 from projections.digests import digests_on
 from projections.fold import ClientState, fold
 from projections.tables import PROJECTED, checkpoints, client_state, key_history, metadata

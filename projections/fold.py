@@ -40,7 +40,7 @@ from eventlog.events import (
     UsageRecorded,
 )
 from eventlog.hashchain import canonical_json
-from eventlog.store import StoredEvent
+from eventlog.records import StoredEvent
 
 log = logging.getLogger("vectorpanda.projections")
 

@@ -22,7 +22,7 @@ from eventlog.hashchain import (
     Mismatch,
     check_link,
 )
-from eventlog.store import StoredEvent
+from eventlog.records import StoredEvent
 from projections.fold import ClientState, Effects, fold
 from projections.tables import PROJECTED, client_state
 

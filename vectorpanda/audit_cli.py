@@ -126,7 +126,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def _record(store: Any, settings: Settings, verdict: Any) -> dict[str, Any] | None:
     """Record the checkpoint event and anchor the head that now includes it."""
     from eventlog.anchors import sign_head, signing_key, write_anchor
-    from eventlog.store import utc_now
+    from eventlog.records import utc_now
     from projections.audit_checkpoint import record_checkpoint
     from vectorpanda import __version__
 
@@ -143,7 +143,7 @@ def _record(store: Any, settings: Settings, verdict: Any) -> dict[str, Any] | No
 
 def cmd_anchor(args: argparse.Namespace) -> int:
     from eventlog.anchors import sign_head, signing_key, write_anchor
-    from eventlog.store import utc_now
+    from eventlog.records import utc_now
 
     settings = _settings(args)
     if settings.anchor_signing_key is None:

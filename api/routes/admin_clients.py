@@ -53,7 +53,7 @@ from coordinator.accounts import (
 from coordinator.accounts.model import valid_client_id
 from coordinator.pause import PauseService, TenantFiles
 from coordinator.usage import usage_since
-from eventlog.store import utc_now
+from eventlog.records import utc_now
 
 router = APIRouter(prefix="/admin/v1", tags=["admin: clients"], route_class=OrjsonRoute)
 

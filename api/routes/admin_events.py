@@ -17,7 +17,7 @@ from api.schemas_admin import (
     event_out,
 )
 from eventlog.events import EVENT_TYPES
-from eventlog.store import MAX_READ_LIMIT
+from eventlog.records import MAX_READ_LIMIT
 
 router = APIRouter(prefix="/admin/v1", tags=["admin: events"], route_class=OrjsonRoute)
 

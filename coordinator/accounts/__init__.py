@@ -51,8 +51,8 @@ from coordinator.accounts.operators import (
 from coordinator.accounts.uow import AccountsUnitOfWork, SqliteUnitOfWork
 from coordinator.accounts.views import ApiKeyView, ClientView, IssuedApiKey
 from eventlog.hashchain import ChainReport
+from eventlog.records import StoredEvent
 from eventlog.sqlite import open_engine
-from eventlog.store import StoredEvent
 
 MIN_PEPPER_BYTES = 16
 

@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from eventlog.store import StoredEvent
+from eventlog.records import StoredEvent
 
 WriteBody = Callable[[Any], Any]
 # (committed, result or exception, events appended) for each body of a batch.

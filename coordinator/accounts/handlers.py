@@ -71,7 +71,7 @@ from eventlog.events import (
     RemovedFile,
     TierChanged,
 )
-from eventlog.store import StoredEvent
+from eventlog.records import StoredEvent
 
 _BILLING_EVENTS: dict[str, type[InvoiceIssued | PaymentReceived | PaymentFailed]] = {
     "invoice_issued": InvoiceIssued,

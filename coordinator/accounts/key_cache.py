@@ -29,7 +29,7 @@ from eventlog.events import (
     ClientResumed,
     TierChanged,
 )
-from eventlog.store import StoredEvent
+from eventlog.records import StoredEvent
 
 # Compared against when there is no stored digest, so that path costs one digest too.
 _NO_DIGEST = "0" * 64

@@ -19,7 +19,7 @@ from cachetools import LRUCache
 
 from coordinator.accounts.key_policy import LAST_USED_GRANULARITY_S
 from coordinator.accounts.uow import AccountsTransaction, AccountsUnitOfWork
-from eventlog.store import utc_now
+from eventlog.records import utc_now
 
 log = logging.getLogger(__name__)
 

@@ -40,7 +40,7 @@ from eventlog.events import (
     StorageFloorReached,
     UsageRecorded,
 )
-from eventlog.store import StoredEvent
+from eventlog.records import StoredEvent
 
 MAX_CENSUS_SCAN = 1000
 

@@ -22,7 +22,7 @@ from coordinator.accounts.uow import (
     TransactionBase,
 )
 from eventlog.memory_store import InMemoryEventStore
-from eventlog.store import StoredEvent
+from eventlog.records import StoredEvent
 
 
 class InMemoryTransaction(TransactionBase):

@@ -37,14 +37,8 @@ from coordinator.accounts.tables import api_keys_table, clients_table, operators
 from coordinator.accounts.tables import metadata as accounts_metadata
 from eventlog.database import add_missing_columns, read_transaction, write_transaction
 from eventlog.events import Event
-from eventlog.store import (
-    ChainHead,
-    EventStore,
-    SqliteEventSession,
-    StoredEvent,
-    install_event_schema,
-    utc_now,
-)
+from eventlog.records import ChainHead, EventStore, StoredEvent, utc_now
+from eventlog.store import SqliteEventSession, install_event_schema
 
 T = TypeVar("T")
 CommitListener = Callable[[Sequence[StoredEvent]], None]

@@ -14,7 +14,7 @@ from coordinator.accounts.model import (
 )
 from coordinator.accounts.uow import AccountsTransaction, AccountsUnitOfWork
 from eventlog.hashchain import ChainReport
-from eventlog.store import StoredEvent
+from eventlog.records import StoredEvent
 
 
 @dataclass(frozen=True, slots=True)

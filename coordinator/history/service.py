@@ -21,7 +21,7 @@ from coordinator.history.model import (
     client_changes,
 )
 from coordinator.history.moments import END_OF_TIME, read_bound
-from eventlog.store import EventStore
+from eventlog.records import EventStore
 
 __all__ = ["FIELDS", "Change", "ClientAsOf", "ClientHistory", "changes_between", "state_as_of"]
 

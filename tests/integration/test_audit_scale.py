@@ -24,7 +24,8 @@ from coordinator.census import CensusTaker
 from eventlog.anchors import HeadAnchorer, sign_head, signature_ok, signing_key
 from eventlog.events import AuditCheckpointRecorded
 from eventlog.hashchain import canonical_json, chain_hash
-from eventlog.store import MAX_READ_LIMIT, SqliteEventStore
+from eventlog.records import MAX_READ_LIMIT
+from eventlog.store import SqliteEventStore
 from projections.audit_checkpoint import (
     NoAuditCheckpoint,
     record_checkpoint,

@@ -45,7 +45,7 @@ from coordinator.accounts import (
 from coordinator.dataplane import DataPlane, Limits
 from coordinator.hub import WorkerHub
 from coordinator.router import TenantRouter
-from eventlog.store import MAX_READ_LIMIT, StoredEvent
+from eventlog.records import MAX_READ_LIMIT, StoredEvent
 
 pytestmark = pytest.mark.integration
 

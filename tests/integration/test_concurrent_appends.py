@@ -15,7 +15,8 @@ import pytest
 
 from eventlog.database import open_control_engine
 from eventlog.hashchain import GENESIS_HASH
-from eventlog.store import MAX_READ_LIMIT, SqliteEventStore
+from eventlog.records import MAX_READ_LIMIT
+from eventlog.store import SqliteEventStore
 from tests.unit.eventlog.event_store_contract import created
 
 pytestmark = pytest.mark.integration

@@ -12,9 +12,10 @@ import pytest
 from eventlog.consumer import CheckpointedConsumer
 from eventlog.database import open_control_engine
 from eventlog.local_bus import LocalBus
+from eventlog.records import StoredEvent
 from eventlog.relay import OutboxRelay
 from eventlog.relay_leader import LeaderOutbox, RelayLeadership
-from eventlog.store import SqliteEventStore, StoredEvent
+from eventlog.store import SqliteEventStore
 from tests.unit.eventlog.bus_contract import Collector, eventually
 from tests.unit.eventlog.event_store_contract import created
 

@@ -15,8 +15,8 @@ from sqlalchemy import event
 
 from coordinator.accounts.uow import AccountsTransaction, SqliteUnitOfWork
 from eventlog.events import ClientCreated
+from eventlog.records import StoredEvent
 from eventlog.sqlite import open_engine
-from eventlog.store import StoredEvent
 
 pytestmark = pytest.mark.integration
 

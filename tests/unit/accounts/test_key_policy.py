@@ -23,7 +23,7 @@ from coordinator.accounts.memory_uow import InMemoryUnitOfWork
 from coordinator.accounts.model import InvalidCommand
 from coordinator.tiers import TIERS
 from eventlog.events import ApiKeyIssued, decode_event
-from eventlog.store import StoredEvent
+from eventlog.records import StoredEvent
 from projections.fold import fold
 
 PEPPER = b"key-policy-pepper-0123456789abcdef"

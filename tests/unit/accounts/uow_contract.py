@@ -20,7 +20,7 @@ from coordinator.accounts.model import (
 from coordinator.accounts.uow import AccountsTransaction, AccountsUnitOfWork
 from coordinator.accounts.views import get_client, list_api_keys, list_clients, verify_chain
 from eventlog.events import ClientCreated
-from eventlog.store import StoredEvent
+from eventlog.records import StoredEvent
 
 PEPPER = b"contract-pepper-0123456789abcdef"
 MakeUow = Callable[[], AccountsUnitOfWork]

@@ -27,7 +27,7 @@ from eventlog.events import (
     UsageRecorded,
 )
 from eventlog.memory_store import InMemoryEventStore
-from eventlog.store import StoredEvent
+from eventlog.records import StoredEvent
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 CID = "acme"

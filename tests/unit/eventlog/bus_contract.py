@@ -18,7 +18,7 @@ from eventlog.bus import Bus, Delivery, PoisonMessage, PublishRefused, decode_me
 from eventlog.consumer import CheckpointedConsumer
 from eventlog.events import ApiKeyRevoked, ClientCreated
 from eventlog.memory_store import InMemoryEventStore
-from eventlog.store import StoredEvent
+from eventlog.records import StoredEvent
 
 InjectRaw = Callable[[Bus, str, bytes], Awaitable[None]]
 

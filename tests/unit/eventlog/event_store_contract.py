@@ -8,7 +8,7 @@ import pytest
 
 from eventlog.events import ApiKeyIssued, ApiKeyRevoked, CensusSnapshotTaken, ClientCreated
 from eventlog.hashchain import GENESIS_HASH, chain_hash
-from eventlog.store import EventStore
+from eventlog.records import EventStore
 
 MakeStore = Callable[[], EventStore]
 

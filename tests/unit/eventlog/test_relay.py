@@ -6,8 +6,8 @@ import asyncio
 
 from eventlog.bus import PublishRefused
 from eventlog.local_bus import LocalBus
+from eventlog.records import StoredEvent
 from eventlog.relay import OutboxRelay
-from eventlog.store import StoredEvent
 from tests.unit.eventlog.bus_contract import Collector, eventually, log_of
 
 

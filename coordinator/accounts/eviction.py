@@ -8,14 +8,11 @@ id>``) and expires when the process has been gone a while.
 
 from __future__ import annotations
 
-from coordinator.accounts.key_cache import KeyCache
+from coordinator.accounts.key_cache import EVICTING_EVENT_TYPES, KeyCache
 from eventlog.bus import Delivery, PoisonMessage, decode_message
-from eventlog.events import ApiKeyRevoked, ClientDeleted, ClientPaused, ClientResumed, TierChanged
 
-KEY_CACHE_BINDINGS: tuple[str, ...] = tuple(
-    cls.event_type
-    for cls in (ApiKeyRevoked, TierChanged, ClientPaused, ClientResumed, ClientDeleted)
-)
+# The queue hears exactly the events the cache evicts on (one list, in key_cache.py).
+KEY_CACHE_BINDINGS: tuple[str, ...] = EVICTING_EVENT_TYPES
 # A dead coordinator's queue is removed by the broker after this long unused.
 QUEUE_EXPIRES_S = 600.0
 

@@ -35,9 +35,11 @@ from eventlog.records import StoredEvent
 _NO_DIGEST = "0" * 64
 
 # Events after which a client's cached principals (tier, status) are stale.
-_CLIENT_CHANGES = frozenset(
+_CLIENT_CHANGES: tuple[str, ...] = tuple(
     cls.event_type for cls in (TierChanged, ClientPaused, ClientResumed, ClientDeleted)
 )
+# Every event ``KeyCache.apply`` evicts on: the one list the bus queue binds to as well.
+EVICTING_EVENT_TYPES: tuple[str, ...] = (ApiKeyRevoked.event_type, *_CLIENT_CHANGES)
 
 
 class _PrincipalLRU(LRUCache[int, Principal]):

@@ -35,6 +35,7 @@ from coordinator.accounts.model import Principal
 from coordinator.admission import ClientAdmission
 from coordinator.rate_limit import RateLimiter
 from coordinator.tiers import limits_for
+from eventlog.events import ClientStatus
 
 DATA_PLANE_PREFIX = "/v1/"
 _BEARER = b"bearer "
@@ -110,7 +111,7 @@ class AdmissionGate:
             await self._hold(principal.client_id)
             await self._refuse(scope, send, 403, "forbidden", ADDRESS_REFUSED)
             return
-        if principal.status == "paused":
+        if principal.status == ClientStatus.PAUSED:
             await self._refuse(scope, send, 423, "paused", PAUSED)
             return
         if self.rate_limiter is not None:

@@ -35,6 +35,7 @@ from coordinator.metrics import Metrics
 from coordinator.pause import PauseService, TenantFiles
 from coordinator.rate_limit import RateLimiter
 from coordinator.tiers import TierLimits, limits_for
+from eventlog.events import ClientStatus
 from eventlog.hashchain import ChainReport
 
 BEARER = "bearer "
@@ -231,7 +232,7 @@ async def require_key(request: Request) -> Principal:
         trusted = services.trusted_proxies
         if not address_allowed(principal.networks, client_address(request.scope, trusted)):
             raise Forbidden(ADDRESS_REFUSED)
-    if principal.status == "paused":
+    if principal.status == ClientStatus.PAUSED:
         raise Paused()
     check_rate(request, principal)
     return principal

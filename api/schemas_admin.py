@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.config import JsonDict
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
-from eventlog.events import ClientCreated
+from eventlog.events import ClientCreated, ClientStatus, Tier
 from eventlog.records import StoredEvent
 
 EMAIL_PATTERN = r"^[^@\s]+@[^@\s.]+(\.[^@\s.]+)+$"
@@ -23,6 +23,10 @@ _CLIENT_EXAMPLE: JsonDict = {
     "status": "active",
     "created_at": "2025-01-31T09:15:02.123456Z",
 }
+
+
+# A tier as JSON names it: the string only (strict models otherwise want an enum instance).
+TierIn = Annotated[Tier, Field(strict=False)]
 
 
 class AdminRequest(BaseModel):
@@ -41,7 +45,7 @@ class CreateClientRequest(AdminRequest):
 
     name: str = Field(min_length=1, max_length=200)
     email: str = Field(max_length=254, pattern=EMAIL_PATTERN)
-    tier: Literal["free", "standard", "premium"] = "free"
+    tier: TierIn = Tier.FREE
 
     @field_validator("email")
     @classmethod
@@ -130,7 +134,7 @@ class ChangeTierRequest(AdminRequest):
         json_schema_extra={"examples": [{"tier": "premium", "reason": "signed annual contract"}]},
     )
 
-    tier: Literal["free", "standard", "premium"]
+    tier: TierIn
     reason: str = Field(min_length=1, max_length=500, description="Why; recorded in the event")
 
 
@@ -173,8 +177,8 @@ class ClientOut(BaseModel):
     client_id: str
     name: str
     email: str
-    tier: Literal["free", "standard", "premium"]
-    status: Literal["active", "paused", "deleted"]
+    tier: Tier
+    status: ClientStatus
     created_at: str
 
 

@@ -34,6 +34,7 @@ from eventlog.events import (
     BackupPruned,
     BackupRestored,
     BackupTaken,
+    ClientStatus,
     Event,
     RestoreDrillCompleted,
 )
@@ -181,7 +182,7 @@ class BackupService:
         job_id = new_backup_id("s" if kind == "snapshot" else "b", started)
         job = Job(job_id, client_id, kind, "running", started, collections)
         self._jobs[job_id] = job
-        paused = view.status == "paused"
+        paused = view.status == ClientStatus.PAUSED
         job.task = asyncio.create_task(self._run(job, paused, view.tier, actor, prune))
         return job
 
@@ -317,7 +318,7 @@ class BackupService:
         data) are recorded as created too, unless the caller records them itself.
         """
         view = await self._accounts.get_client(client_id)
-        if view.status == "paused":
+        if view.status == ClientStatus.PAUSED:
             raise BackupRefused("conflict", "the client is paused; resume it before a restore")
         manifest = await self.manifest(client_id, backup_id)
         present = [c["name"] for c in manifest.get("collections", [])]

@@ -31,7 +31,7 @@ from coordinator.accounts import Accounts, RecordCensus
 from coordinator.accounts.lifecycle import find_census
 from coordinator.usage import RECORDING_SLACK, iso, seq_before, utc_clock
 from eventlog.anchors import HeadAnchorer
-from eventlog.events import CensusSnapshotTaken, RestoreDrillCompleted, UsageRecorded
+from eventlog.events import CensusSnapshotTaken, ClientStatus, RestoreDrillCompleted, UsageRecorded
 from eventlog.records import MAX_READ_LIMIT, StoredEvent
 
 log = logging.getLogger("vectorpanda.census")
@@ -143,7 +143,7 @@ class CensusTaker:
                 )
             totals = {
                 "clients": len(rows),
-                "paused": sum(1 for r in rows if r["status"] == "paused"),
+                "paused": sum(1 for r in rows if r["status"] == ClientStatus.PAUSED),
                 "vectors": sum(r["vectors"] for r in rows),
                 "bytes": sum(r["bytes"] for r in rows),
                 **{f: sum(r["usage_24h"][f] for r in rows) for f in USAGE_FIELDS},

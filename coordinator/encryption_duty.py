@@ -26,6 +26,7 @@ from typing import Protocol
 
 from coordinator.accounts.views import ClientView
 from coordinator.data_keys import DataKeys, Resealer
+from eventlog.events import ClientStatus
 from workers.durable_files import write_bytes_durably
 
 log = logging.getLogger("vectorpanda.encryption")
@@ -88,7 +89,7 @@ class EncryptionDuty:
             return
         if existing is None:
             existing = await self._clients.list_clients()
-        clients = [c for c in existing if c.status == "active"]
+        clients = [c for c in existing if c.status == ClientStatus.ACTIVE]
         log.info("encrypting existing data at rest: %d active clients to check", len(clients))
         failed = 0
         for client in clients:

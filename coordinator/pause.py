@@ -24,6 +24,7 @@ from typing import Any, Protocol
 from coordinator.accounts import Accounts, ClientView, PauseClient, ResumeClient
 from coordinator.errors import TenantUnavailable
 from coordinator.router import TenantRouter
+from eventlog.events import ClientStatus
 from workers.protocol import Op
 
 log = logging.getLogger("vectorpanda.pause")
@@ -106,7 +107,7 @@ class PauseService:
     async def resume(self, client_id: str, actor: str, reason: str | None = None) -> ClientView:
         """Move the files back to hot, then record the resume (data served again)."""
         view = await self._accounts.get_client(client_id)
-        if view.status != "paused":
+        if view.status != ClientStatus.PAUSED:
             return view
         if not await self._place(client_id, HOT):
             raise TenantUnavailable(
@@ -152,7 +153,7 @@ class PauseService:
         for view in await self._accounts.list_clients():
             if only_pending and view.client_id not in self.pending:
                 continue
-            want = COLD if view.status == "paused" else HOT
+            want = COLD if view.status == ClientStatus.PAUSED else HOT
             if want == HOT and view.client_id not in self.pending:
                 # An active tenant is cold only after an interrupted resume; ask before moving.
                 try:

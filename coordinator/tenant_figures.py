@@ -12,6 +12,7 @@ from typing import Any
 from coordinator.dataplane import DataPlane
 from coordinator.errors import TenantUnavailable
 from coordinator.pause import WorkerTenantFiles
+from eventlog.events import ClientStatus
 
 
 def stored_figures(dataplane: DataPlane) -> Callable[[str], Awaitable[dict[str, int] | None]]:
@@ -31,7 +32,7 @@ def census_figures(
     """A census row's data figures: from the cold marker when paused, else from the owner."""
 
     async def figures(client_id: str, status: str) -> dict[str, Any]:
-        if status == "paused":
+        if status == ClientStatus.PAUSED:
             summary = await files.describe(client_id)
             names = [c.get("name") for c in summary.get("collections", [])]
             return {**summary, "collections": names}

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from eventlog.events import Tier
+
 
 @dataclass(frozen=True, slots=True)
 class TierLimits:
@@ -27,7 +29,7 @@ class TierLimits:
 
 # The single source of tier limits. Change a tier here and nowhere else.
 TIERS: dict[str, TierLimits] = {
-    "free": TierLimits(
+    Tier.FREE: TierLimits(
         max_collections=5,
         max_vectors=100_000,
         max_dimension=1536,
@@ -35,7 +37,7 @@ TIERS: dict[str, TierLimits] = {
         burst=50,
         max_key_lifetime_days=90,
     ),
-    "standard": TierLimits(
+    Tier.STANDARD: TierLimits(
         max_collections=50,
         max_vectors=5_000_000,
         max_dimension=4096,
@@ -43,7 +45,7 @@ TIERS: dict[str, TierLimits] = {
         burst=500,
         max_key_lifetime_days=365,
     ),
-    "premium": TierLimits(
+    Tier.PREMIUM: TierLimits(
         max_collections=500,
         max_vectors=100_000_000,
         max_dimension=4096,
@@ -53,7 +55,7 @@ TIERS: dict[str, TierLimits] = {
 }
 
 # A tier name this table does not know gets the most restrictive limits.
-FALLBACK_TIER = "free"
+FALLBACK_TIER = Tier.FREE
 
 
 def limits_for(tier: str) -> TierLimits:
@@ -89,7 +91,7 @@ def usage_limits(tier: str, server_max_dimension: int) -> dict[str, Any]:
 
 # Daily backups kept per tier (the scheduler takes one a day for a client with changes);
 # a client's newest backup is never pruned, so a paused client always keeps one.
-BACKUP_RETENTION: dict[str, int] = {"free": 7, "standard": 30, "premium": 90}
+BACKUP_RETENTION: dict[str, int] = {Tier.FREE: 7, Tier.STANDARD: 30, Tier.PREMIUM: 90}
 
 
 def backup_retention(tier: str) -> int:

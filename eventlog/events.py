@@ -10,6 +10,7 @@ turning old data into the next version's data.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -17,8 +18,32 @@ from pydantic import BaseModel, ConfigDict, Field
 # Client ids become directory names on the workers.
 ClientId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_]{0,63}$")]
 KeyId = Annotated[str, Field(pattern=r"^[0-9a-f]{16}$")]
-TierName = Literal["free", "standard", "premium"]
-ScopeName = Literal["read", "write", "manage"]
+
+
+class Tier(StrEnum):
+    """The service tiers, named once (their limits: ``coordinator/tiers.py``)."""
+
+    FREE = "free"
+    STANDARD = "standard"
+    PREMIUM = "premium"
+
+
+class ClientStatus(StrEnum):
+    """Where a client's account stands, named once."""
+
+    ACTIVE = "active"
+    PAUSED = "paused"
+    DELETED = "deleted"
+
+
+class Scope(StrEnum):
+    """What an API key may do, named once."""
+
+    READ = "read"
+    WRITE = "write"
+    MANAGE = "manage"
+
+
 Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -50,7 +75,7 @@ class ClientCreated(ClientEvent):
     event_type: ClassVar[str] = "client.created"
     name: str
     email: str
-    tier: TierName
+    tier: Tier
 
 
 class ClientLoginEmailLinked(ClientEvent):
@@ -70,7 +95,7 @@ class ApiKeyIssued(ClientEvent):
     event_type: ClassVar[str] = "api_key.issued"
     schema_version: ClassVar[int] = 2
     key_id: KeyId
-    scopes: tuple[ScopeName, ...]
+    scopes: tuple[Scope, ...]
     label: str | None = None
     expires_at: str | None = None
     allowed_cidrs: tuple[str, ...] = ()
@@ -86,8 +111,8 @@ class TierChanged(ClientEvent):
 
     event_type: ClassVar[str] = "client.tier_changed"
     schema_version: ClassVar[int] = 2
-    from_tier: TierName
-    to_tier: TierName
+    from_tier: Tier
+    to_tier: Tier
     reason: str | None = None
 
 

@@ -25,6 +25,7 @@ from eventlog.events import (
     ClientDeleted,
     ClientPaused,
     ClientResumed,
+    ClientStatus,
     CollectionCreated,
     CollectionDeleted,
     Event,
@@ -185,7 +186,12 @@ def fold(stored: StoredEvent, state: ClientState | None) -> Effects:
     match event:
         case ClientCreated():
             new = ClientState(
-                event.client_id, event.name, event.email, event.tier, "active", stored.seq
+                event.client_id,
+                event.name,
+                event.email,
+                event.tier,
+                ClientStatus.ACTIVE,
+                stored.seq,
             )
             history("created", new)
         case TierChanged() if state is not None:
@@ -195,11 +201,15 @@ def fold(stored: StoredEvent, state: ClientState | None) -> Effects:
                 f"{event.from_tier}->{event.to_tier}",
             )
         case ClientPaused() if state is not None:
-            history("paused", replace(state, status="paused", updated_seq=stored.seq), event.reason)
+            history(
+                "paused",
+                replace(state, status=ClientStatus.PAUSED, updated_seq=stored.seq),
+                event.reason,
+            )
         case ClientResumed() if state is not None:
-            history("resumed", replace(state, status="active", updated_seq=stored.seq))
+            history("resumed", replace(state, status=ClientStatus.ACTIVE, updated_seq=stored.seq))
         case ClientDeleted() if state is not None:
-            history("deleted", replace(state, status="deleted", updated_seq=stored.seq))
+            history("deleted", replace(state, status=ClientStatus.DELETED, updated_seq=stored.seq))
         case ApiKeyIssued():
             effects.rows.append(
                 (

@@ -23,6 +23,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from eventlog.events import ClientStatus, Tier
+
 ANOMALY_FACTOR = 5.0
 ANOMALY_MIN_EXCESS = 1000.0
 ANOMALY_BASELINE_DAYS = 7
@@ -69,7 +71,7 @@ def idle_free_clients(
     limit = timedelta(days=idle_days)
     out = []
     for c in clients:
-        if c.tier != "free" or c.status != "active":
+        if c.tier != Tier.FREE or c.status != ClientStatus.ACTIVE:
             continue
         last = max(c.created_at, c.last_active) if c.last_active else c.created_at
         if now - last > limit:
@@ -92,7 +94,7 @@ def unpaid_clients(
             book[b.client_id] = b.at
     out = []
     for c in clients:
-        if c.status != "active" or c.client_id not in failed:
+        if c.status != ClientStatus.ACTIVE or c.client_id not in failed:
             continue
         failed_at = failed[c.client_id]
         if c.client_id in paid and paid[c.client_id] >= failed_at:
@@ -120,7 +122,8 @@ def billing_anomalies(
     """
     out = []
     for c in clients:
-        if c.status != "active" or now - c.created_at < timedelta(days=ANOMALY_MIN_AGE_DAYS):
+        too_young = now - c.created_at < timedelta(days=ANOMALY_MIN_AGE_DAYS)
+        if c.status != ClientStatus.ACTIVE or too_young:
             continue
         flagged = last_flagged.get(c.client_id)
         if flagged is not None and now - flagged < timedelta(hours=ANOMALY_QUIET_HOURS):

@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 
+from eventlog.events import Tier
 from vectorpanda.client_cli import DEFAULT_URL, UsageError
 from vectorpanda.master_key_cli import add_master_key_command
 from vectorpanda.settings import env_file_path, read_env_file
@@ -280,7 +281,7 @@ def add_admin_commands(sub: Any) -> None:
     )
     p.add_argument(
         "--tier",
-        choices=["free", "standard", "premium"],
+        choices=[tier.value for tier in Tier],
         default=None,
         help="tier (the service's default: free)",
     )
@@ -318,7 +319,7 @@ def add_admin_commands(sub: Any) -> None:
 
     p = _command(groups, "tier", "change a client's tier", cmd_tier)
     p.add_argument("client_id")
-    p.add_argument("tier", choices=["free", "standard", "premium"])
+    p.add_argument("tier", choices=[tier.value for tier in Tier])
     p.add_argument("--reason", required=True, help="why (recorded in the audit log)")
     p = _command(groups, "pause", "pause a client (data moves to cold storage)", cmd_pause)
     p.add_argument("client_id")

@@ -35,6 +35,7 @@ from coordinator.accounts import (
 from coordinator.dataplane import DataPlane
 from coordinator.pause import PauseService
 from coordinator.tiers import limits_for
+from eventlog.events import ClientStatus
 
 router = APIRouter(include_in_schema=False)
 log = logging.getLogger("vectorpanda.dashboard")
@@ -81,13 +82,13 @@ async def client_context(dash: Dashboard, reads: ClientReads, client_id: str) ->
     keys = await accounts.list_api_keys(client_id)
     collections: list[dict[str, Any]] | None = None
     figures: dict[str, int] | None = None
-    if client.status == "active":
+    if client.status == ClientStatus.ACTIVE:
         try:
             collections = await dataplane.list_collections(client_id)
             figures = await dataplane.usage(client_id)
         except Exception as exc:  # shown as "unavailable"; the page must still render
             log.warning("dashboard: collections of %s unavailable: %s", client_id, exc)
-    elif client.status == "paused" and reads.pause is not None:
+    elif client.status == ClientStatus.PAUSED and reads.pause is not None:
         try:  # a paused client's data sits in cold storage; the pause service describes it
             stored_now = await reads.pause.storage(client_id)
             collections = list(stored_now.get("collections") or [])

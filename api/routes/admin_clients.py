@@ -53,6 +53,7 @@ from coordinator.accounts import (
 from coordinator.accounts.model import valid_client_id
 from coordinator.pause import PauseService, TenantFiles
 from coordinator.usage import usage_since
+from eventlog.events import ClientStatus
 from eventlog.records import utc_now
 
 router = APIRouter(prefix="/admin/v1", tags=["admin: clients"], route_class=OrjsonRoute)
@@ -115,7 +116,7 @@ async def _usage_of(
     since = datetime.now(UTC) - timedelta(days=1)
     rows = [r for r in await usage_since(accounts, since) if r["client_id"] == detail.client_id]
     usage: dict[str, Any] = {"last_24h": rows[0] if rows else None, "storage": None}
-    if pause is not None and detail.status == "paused":
+    if pause is not None and detail.status == ClientStatus.PAUSED:
         # A paused client's data is shown from its cold copy, without loading it.
         with suppress(Exception):
             usage["storage"] = await pause.storage(detail.client_id)

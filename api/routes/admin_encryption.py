@@ -15,6 +15,7 @@ from api.errors import Conflict, NotFound, Unavailable
 from api.routing import OrjsonRoute
 from coordinator.accounts import ClientNotFound
 from coordinator.data_keys import DataKeys
+from eventlog.events import ClientStatus
 
 log = logging.getLogger("vectorpanda.api")
 
@@ -78,7 +79,7 @@ async def rotate_key(
     data_keys = _configured(configured)
     try:
         client = await accounts.get_client(client_id)
-        if client.status == "paused":  # its files are cold: no worker may rewrite them
+        if client.status == ClientStatus.PAUSED:  # its files are cold: no worker may rewrite them
             raise Conflict("The client is paused; resume it before rotating its data key.")
         version, _started = await data_keys.begin_rotation(client_id)
     except ClientNotFound:

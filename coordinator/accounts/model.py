@@ -13,26 +13,10 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import StrEnum
 
-
-class Tier(StrEnum):
-    FREE = "free"
-    STANDARD = "standard"
-    PREMIUM = "premium"
-
-
-class ClientStatus(StrEnum):
-    ACTIVE = "active"
-    PAUSED = "paused"
-    DELETED = "deleted"
-
-
-class Scope(StrEnum):
-    READ = "read"
-    WRITE = "write"
-    MANAGE = "manage"
-
+# Tiers, statuses and scopes are named once, in the event catalogue (the accounts
+# modules import them from here).
+from eventlog.events import ClientStatus, Scope, Tier
 
 SCOPE_ORDER: tuple[Scope, ...] = (Scope.READ, Scope.WRITE, Scope.MANAGE)
 

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from coordinator.history.moments import normal_time, stored_time
+from eventlog.events import ClientStatus
 
 # The events that shape a client's state; everything else about it (usage, anomalies)
 # is left out of the fold and of the read.
@@ -126,7 +127,7 @@ class ClientFold:
 
     client_id: str
     created: dict[str, str] = field(default_factory=dict)  # name, email, tier, created_at
-    status: str = "active"
+    status: str = ClientStatus.ACTIVE
     keys: dict[str, KeyAsOf] = field(default_factory=dict)
     collections: dict[str, CollectionAsOf] = field(default_factory=dict)
     balances: dict[str, BalanceAsOf] = field(default_factory=dict)
@@ -166,17 +167,17 @@ class ClientFold:
                 "tier": str(d.get("tier", "")),
                 "created_at": ev.occurred_at,
             }
-            self.status = "active"
+            self.status = ClientStatus.ACTIVE
         elif not self.exists:
             return  # nothing about a client folds before it existed
         elif kind == "client.tier_changed":
             self.created["tier"] = str(d.get("to_tier", self.created["tier"]))
         elif kind == "client.paused":
-            self.status = "paused"
+            self.status = ClientStatus.PAUSED
         elif kind == "client.resumed":
-            self.status = "active"
+            self.status = ClientStatus.ACTIVE
         elif kind == "client.deleted":
-            self.status = "deleted"
+            self.status = ClientStatus.DELETED
         elif kind == "api_key.issued":
             self._issue(ev)
         elif kind == "api_key.revoked":

@@ -19,12 +19,29 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP, SMTPUTF8
 
-NOTIFIED_TYPES = ("client.paused", "client.resumed", "billing.anomaly_detected")
+from eventlog.events import (
+    BackupFailed,
+    BillingAnomalyDetected,
+    ClientPaused,
+    ClientResumed,
+    RestoreDrillCompleted,
+    StorageFloorReached,
+)
+
+NOTIFIED_TYPES = (
+    ClientPaused.event_type,
+    ClientResumed.event_type,
+    BillingAnomalyDetected.event_type,
+)
 # Not an event: an email to the operators queued by the service itself (dead letters,
 # unservable tenants); its data carries the subject and the text.
 OPERATIONS_ALERT = "operations.alert"
 # Fleet facts no client is told about: operations (VP_OPS_EMAIL) only.
-OPERATIONS_TYPES = ("worker.storage_low", "backup.failed", "backup.drill_completed")
+OPERATIONS_TYPES = (
+    StorageFloorReached.event_type,
+    BackupFailed.event_type,
+    RestoreDrillCompleted.event_type,
+)
 OPERATIONS_NAME = "VectorPanda operations"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
@@ -68,7 +85,7 @@ def subject_and_body(notice: Notice) -> tuple[str, str]:
             return clean(str(notice.data.get("subject", "VectorPanda alert"))), str(
                 notice.data.get("text", "")
             )
-        case "client.paused":
+        case ClientPaused.event_type:
             reason = clean(str(notice.data.get("reason", "")))
             how = "automatically" if notice.data.get("automatic") else "by an operator"
             return (
@@ -79,7 +96,7 @@ def subject_and_body(notice: Notice) -> tuple[str, str]:
                 "API requests are answered with 423. To resume, reply to this email or ask "
                 f"the operators (admin: POST /admin/v1/clients/{cid}/resume).",
             )
-        case "worker.storage_low":
+        case StorageFloorReached.event_type:
             worker, store = (
                 clean(str(notice.data.get("worker_id"))),
                 clean(str(notice.data.get("store"))),
@@ -93,7 +110,7 @@ def subject_and_body(notice: Notice) -> tuple[str, str]:
                 "still work.\nFree space on that volume or grow it; writes resume on their "
                 "own, without a restart. /readyz lists every store short of space.",
             )
-        case "backup.failed":
+        case BackupFailed.event_type:
             backup = clean(str(notice.data.get("backup_id")))
             cid = clean(str(notice.data.get("client_id") or cid))
             return (
@@ -103,7 +120,7 @@ def subject_and_body(notice: Notice) -> tuple[str, str]:
                 "The client's earlier backups are kept. Check the workers and the backup "
                 f"store, then retry: POST /admin/v1/clients/{cid}/backups",
             )
-        case "backup.drill_completed":
+        case RestoreDrillCompleted.event_type:
             ok = bool(notice.data.get("ok"))
             failures = notice.data.get("failures")
             named = failures[:50] if isinstance(failures, list) else []
@@ -115,7 +132,7 @@ def subject_and_body(notice: Notice) -> tuple[str, str]:
                 f"compared checksums and counts.\n"
                 + ("Every backup restored intact." if ok else f"Failures:\n{listed}"),
             )
-        case "client.resumed":
+        case ClientResumed.event_type:
             return (
                 f"VectorPanda account resumed: {name}",
                 f"The VectorPanda account '{name}' ({cid}) was resumed; its API keys work again.",

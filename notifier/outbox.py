@@ -24,6 +24,7 @@ from pathlib import Path
 import orjson
 
 from eventlog.consumer import CheckpointGap
+from eventlog.events import ClientCreated
 from eventlog.records import StoredEvent
 from notifier.messages import NOTIFIED_TYPES, OPERATIONS_ALERT, OPERATIONS_NAME, OPERATIONS_TYPES
 
@@ -128,7 +129,7 @@ class NotifierOutbox:
 
     def _apply_one(self, e: StoredEvent) -> None:
         db = self._db
-        if e.type == "client.created" and e.client_id:
+        if e.type == ClientCreated.event_type and e.client_id:
             db.execute(
                 "INSERT OR REPLACE INTO contacts VALUES (?, ?, ?)",
                 (e.client_id, str(e.data.get("name", "")), str(e.data.get("email", ""))),

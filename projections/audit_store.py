@@ -12,6 +12,7 @@ from sqlalchemy import Connection, Engine, Table, insert, select
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from eventlog.consumer import CheckpointGap
+from eventlog.events import ClientCreated
 from eventlog.records import StoredEvent
 from eventlog.sqlite import add_missing_columns, open_engine, read_transaction, write_transaction
 from projections.digests import digests_on
@@ -61,7 +62,11 @@ class AuditProjection:
                     raise CheckpointGap(cp, stored.seq)
                 cid = stored.client_id
                 # A created client has no earlier state to load.
-                if cid is not None and cid not in states and stored.type != "client.created":
+                if (
+                    cid is not None
+                    and cid not in states
+                    and stored.type != ClientCreated.event_type
+                ):
                     states[cid] = _load_state(conn, cid)
                 effects = fold(stored, states.get(cid) if cid is not None else None)
                 for table, row in effects.rows:

@@ -10,6 +10,7 @@ import logging
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from eventlog.events import BillingAnomalyDetected, ClientResumed
 from scheduler.admin_client import AdminClient
 from scheduler.rules import (
     ANOMALY_BASELINE_DAYS,
@@ -67,7 +68,7 @@ async def client_facts(admin: AdminClient, now: datetime, idle_days: int) -> lis
     """Tier, status, age, last activity and last resume of every client."""
     usage = await admin.usage(now - timedelta(days=idle_days))
     resumed: dict[str, datetime] = {}
-    for event in await admin.events("client.resumed"):
+    for event in await admin.events(ClientResumed.event_type):
         resumed[event["client_id"]] = parse_time(event["occurred_at"])
     facts = []
     for c in await admin.clients():
@@ -133,7 +134,7 @@ class AnomalyJob:
         last_day = {cid: float(r["requests"]) for cid, r in day.items()}
         baseline = {cid: float(r["requests"]) - last_day.get(cid, 0.0) for cid, r in week.items()}
         flagged: dict[str, datetime] = {}
-        for e in await self._admin.events("billing.anomaly_detected"):
+        for e in await self._admin.events(BillingAnomalyDetected.event_type):
             flagged[e["client_id"]] = parse_time(e["occurred_at"])
         found = billing_anomalies(facts, last_day, baseline, flagged, now)
         for a in found:

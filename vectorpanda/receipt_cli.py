@@ -23,6 +23,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+from eventlog.events import ClientDeleted
 from vectorpanda.settings import Settings, load_settings
 
 
@@ -63,7 +64,7 @@ def verify_receipt(store: Any, settings: Settings, receipt: dict[str, Any]) -> d
     chain = store.verify_chain()
     return {
         "event_is_the_clients_deletion": event is not None
-        and event.type == "client.deleted"
+        and event.type == ClientDeleted.event_type
         and event.client_id == receipt["client_id"]
         and event.hash == receipt["event_hash"],
         "receipt_matches_the_event": bool(recorded)

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import OperationalError
 
+from eventlog.events import BillingAnomalyDetected
 from eventlog.sqlite import open_engine, read_transaction
 from projections.tables import audit_log, census_index, usage
 
@@ -119,7 +120,7 @@ class AuditReader:
         return [dict(r._mapping) for r in self._rows(stmt)]
 
     def anomalies(self, limit: int = 20) -> list[AuditRow]:
-        return self.audit(type="billing.anomaly_detected", limit=limit)
+        return self.audit(type=BillingAnomalyDetected.event_type, limit=limit)
 
     def close(self) -> None:
         if self._engine is not None:

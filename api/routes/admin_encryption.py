@@ -15,7 +15,7 @@ from api.errors import Conflict, NotFound, Unavailable
 from api.routing import OrjsonRoute
 from coordinator.accounts import ClientNotFound
 from coordinator.data_keys import DataKeys
-from eventlog.events import ClientStatus
+from eventlog.events import ClientDeleted, ClientStatus
 
 log = logging.getLogger("vectorpanda.api")
 
@@ -110,7 +110,7 @@ async def deletion_receipt(
     client_id: ClientIdPath, actor: AdminActor, accounts: AccountsDep
 ) -> DeletionReceiptOut:
     """The receipt recorded when the client was deleted; 404 unless it was."""
-    events = await accounts.list_events(client_id=client_id, type="client.deleted", limit=1)
+    events = await accounts.list_events(client_id=client_id, type=ClientDeleted.event_type, limit=1)
     if not events:
         raise NotFound("no deletion receipt: the client exists or never did")
     stored = events[0]

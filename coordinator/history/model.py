@@ -13,23 +13,40 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from coordinator.history.moments import normal_time, stored_time
-from eventlog.events import ClientStatus
+from eventlog.events import (
+    ApiKeyIssued,
+    ApiKeyRevoked,
+    ClientCreated,
+    ClientDeleted,
+    ClientPaused,
+    ClientResumed,
+    ClientStatus,
+    CollectionCreated,
+    CollectionDeleted,
+    InvoiceIssued,
+    PaymentFailed,
+    PaymentReceived,
+    TierChanged,
+)
 
 # The events that shape a client's state; everything else about it (usage, anomalies)
 # is left out of the fold and of the read.
-STATE_EVENT_TYPES: tuple[str, ...] = (
-    "client.created",
-    "client.tier_changed",
-    "client.paused",
-    "client.resumed",
-    "client.deleted",
-    "api_key.issued",
-    "api_key.revoked",
-    "collection.created",
-    "collection.deleted",
-    "billing.invoice_issued",
-    "billing.payment_received",
-    "billing.payment_failed",
+STATE_EVENT_TYPES: tuple[str, ...] = tuple(
+    cls.event_type
+    for cls in (
+        ClientCreated,
+        TierChanged,
+        ClientPaused,
+        ClientResumed,
+        ClientDeleted,
+        ApiKeyIssued,
+        ApiKeyRevoked,
+        CollectionCreated,
+        CollectionDeleted,
+        InvoiceIssued,
+        PaymentReceived,
+        PaymentFailed,
+    )
 )
 FIELDS: tuple[str, ...] = ("name", "email", "tier", "status", "keys", "collections", "billing")
 ChangeValue = str | list[str] | None
@@ -160,7 +177,7 @@ class ClientFold:
         if ev.type not in STATE_EVENT_TYPES:
             return
         d, kind = ev.data, ev.type
-        if kind == "client.created":
+        if kind == ClientCreated.event_type:
             self.created = {
                 "name": str(d.get("name", "")),
                 "email": str(d.get("email", "")),
@@ -170,26 +187,26 @@ class ClientFold:
             self.status = ClientStatus.ACTIVE
         elif not self.exists:
             return  # nothing about a client folds before it existed
-        elif kind == "client.tier_changed":
+        elif kind == TierChanged.event_type:
             self.created["tier"] = str(d.get("to_tier", self.created["tier"]))
-        elif kind == "client.paused":
+        elif kind == ClientPaused.event_type:
             self.status = ClientStatus.PAUSED
-        elif kind == "client.resumed":
+        elif kind == ClientResumed.event_type:
             self.status = ClientStatus.ACTIVE
-        elif kind == "client.deleted":
+        elif kind == ClientDeleted.event_type:
             self.status = ClientStatus.DELETED
-        elif kind == "api_key.issued":
+        elif kind == ApiKeyIssued.event_type:
             self._issue(ev)
-        elif kind == "api_key.revoked":
+        elif kind == ApiKeyRevoked.event_type:
             key = self.keys.get(str(d.get("key_id")))
             if key is not None and key.revoked_at is None:
                 self.keys[key.key_id] = replace(key, revoked_at=ev.occurred_at, revoked_by=ev.actor)
-        elif kind == "collection.created":
+        elif kind == CollectionCreated.event_type:
             name = str(d.get("name"))
             self.collections[name] = CollectionAsOf(
                 name, d.get("dimension"), d.get("metric"), d.get("index"), ev.occurred_at
             )
-        elif kind == "collection.deleted":
+        elif kind == CollectionDeleted.event_type:
             self.collections.pop(str(d.get("name")), None)
         else:
             self._bill(kind, d)
@@ -212,9 +229,9 @@ class ClientFold:
         currency = str(d.get("currency", ""))
         amount = int(d.get("amount_cents") or 0)
         now = self.balances.get(currency, BalanceAsOf(currency))
-        if kind == "billing.invoice_issued":
+        if kind == InvoiceIssued.event_type:
             now = replace(now, invoiced_cents=now.invoiced_cents + amount)
-        elif kind == "billing.payment_received":
+        elif kind == PaymentReceived.event_type:
             now = replace(now, paid_cents=now.paid_cents + amount)
         else:
             now = replace(now, failed_cents=now.failed_cents + amount)

@@ -16,7 +16,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 request_log = logging.getLogger("vectorpanda.requests")
 defect_log = logging.getLogger("vectorpanda.errors")
 
-_INCOMING_ID = re.compile(r"^[A-Za-z0-9._-]{8,128}$")
+# A well-formed request id, the one spelling: deploy/nginx.conf's map uses the same pattern
+# (tests/integration/test_compose.py holds the two together).
+REQUEST_ID_PATTERN = r"^[A-Za-z0-9._-]{8,128}$"
+_REQUEST_ID_RE = re.compile(REQUEST_ID_PATTERN)
 
 
 class BodyTooLarge(HTTPException):
@@ -98,7 +101,7 @@ class RequestContext:
         for name, value in scope.get("headers", []):
             if name == b"x-request-id":
                 candidate = value.decode("latin-1")
-                if _INCOMING_ID.match(candidate):
+                if _REQUEST_ID_RE.match(candidate):
                     return candidate
         return uuid.uuid4().hex
 

@@ -13,7 +13,6 @@ from eventlog.events import ClientCreated, ClientStatus, Tier
 from eventlog.records import StoredEvent
 
 EMAIL_PATTERN = r"^[^@\s]+@[^@\s.]+(\.[^@\s.]+)+$"
-CLIENT_ID_PATTERN = r"^[a-z0-9][a-z0-9_]{0,63}$"
 
 _CLIENT_EXAMPLE: JsonDict = {
     "client_id": "c3f2a9c0d1e4b5a67",

@@ -15,9 +15,12 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-# Client ids become directory names on the workers.
-ClientId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_]{0,63}$")]
-KeyId = Annotated[str, Field(pattern=r"^[0-9a-f]{16}$")]
+# Client ids become directory names on the workers, hence the tight alphabet. The one
+# spelling: the accounts model and the admin API validate ids with these patterns too.
+CLIENT_ID_PATTERN = r"^[a-z0-9][a-z0-9_]{0,63}$"
+KEY_ID_PATTERN = r"^[0-9a-f]{16}$"
+ClientId = Annotated[str, Field(pattern=CLIENT_ID_PATTERN)]
+KeyId = Annotated[str, Field(pattern=KEY_ID_PATTERN)]
 
 
 class Tier(StrEnum):

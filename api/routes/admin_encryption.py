@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import AccountsDep, AdminActor, DataKeysDep, DataPlaneDep, RotationsDep
 from api.errors import Conflict, NotFound, Unavailable
+from api.routes.admin_clients import ClientIdPath
 from api.routing import OrjsonRoute
 from coordinator.accounts import ClientNotFound
 from coordinator.data_keys import DataKeys
@@ -20,8 +21,6 @@ from eventlog.events import ClientDeleted, ClientStatus
 log = logging.getLogger("vectorpanda.api")
 
 router = APIRouter(prefix="/admin/v1", tags=["admin: encryption"], route_class=OrjsonRoute)
-
-ClientIdPath = Annotated[str, Path(max_length=64, description="The client's id, e.g. c3f2a9...")]
 
 
 class RotateKeyRequest(BaseModel):

@@ -9,14 +9,8 @@ from fastapi import APIRouter, Query
 from api.deps import AccountsDep, AdminActor, AuditVerifyDep
 from api.errors import Invalid
 from api.routing import OrjsonRoute
-from api.schemas_admin import (
-    CLIENT_ID_PATTERN,
-    ChainReportOut,
-    EventPageOut,
-    MismatchOut,
-    event_out,
-)
-from eventlog.events import EVENT_TYPES
+from api.schemas_admin import ChainReportOut, EventPageOut, MismatchOut, event_out
+from eventlog.events import CLIENT_ID_PATTERN, EVENT_TYPES
 from eventlog.records import MAX_READ_LIMIT
 
 router = APIRouter(prefix="/admin/v1", tags=["admin: events"], route_class=OrjsonRoute)

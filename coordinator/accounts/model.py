@@ -16,7 +16,7 @@ from datetime import datetime
 
 # Tiers, statuses and scopes are named once, in the event catalogue (the accounts
 # modules import them from here).
-from eventlog.events import ClientStatus, Scope, Tier
+from eventlog.events import CLIENT_ID_PATTERN, ClientStatus, Scope, Tier
 
 SCOPE_ORDER: tuple[Scope, ...] = (Scope.READ, Scope.WRITE, Scope.MANAGE)
 
@@ -52,8 +52,7 @@ class StoreUnavailable(AccountsError):
 
 
 # Client ids become directory names on the workers, hence the tight alphabet.
-CLIENT_ID_RE = re.compile(r"[a-z0-9][a-z0-9_]{0,63}")
-KEY_ID_RE = re.compile(r"[0-9a-f]{16}")
+CLIENT_ID_RE = re.compile(CLIENT_ID_PATTERN)
 # token_urlsafe(32) yields 43 characters; the upper bound stops pathological input early.
 _API_KEY_RE = re.compile(r"vp_([0-9a-f]{16})_([A-Za-z0-9_-]{32,128})")
 MAX_API_KEY_LENGTH = 3 + 16 + 1 + 128

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
+from api.middleware import REQUEST_ID_PATTERN
 from vectorpanda.cli import cli_commands
 from vectorpanda.fleet_edge import render_nginx_conf
 from vectorpanda.settings import SECRET_NAMES, Settings
@@ -148,6 +149,12 @@ def test_nginx_conf_is_tls13_only_and_matches_the_body_limit() -> None:
         assert f"proxy_set_header {header} " in conf
     assert "proxy_set_header Upgrade" not in conf  # no WebSocket is proxied
     assert re.findall(r"^\s*server\s+([^\s{]+);", conf, re.M) == ["coordinator:8080"]
+
+
+def test_nginx_keeps_the_same_incoming_request_ids_as_the_coordinator() -> None:
+    conf = (ROOT / "deploy" / "nginx.conf").read_text()
+    kept = re.search(r"map \$http_x_request_id \$vp_request_id \{\s*\"~([^\"]+)\"", conf)
+    assert kept and kept.group(1) == REQUEST_ID_PATTERN
 
 
 def test_the_fleet_renders_every_marked_line(tmp_path: Path) -> None:

@@ -18,7 +18,6 @@ the current key).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import Protocol
 from coordinator.accounts.views import ClientView
 from coordinator.data_keys import DataKeys, Resealer
 from eventlog.events import ClientStatus
+from eventlog.stopping import wait_or_stop
 from workers.durable_files import write_bytes_durably
 
 log = logging.getLogger("vectorpanda.encryption")
@@ -66,9 +66,7 @@ class EncryptionDuty:
             log.exception("encryption start-up work stopped; it runs again at the next start")
             return
         while not self._workers_live():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), WAIT_STEP_S)
-            if stop.is_set():
+            if await wait_or_stop(stop, WAIT_STEP_S):
                 return
         try:
             await self.resume_rotations()

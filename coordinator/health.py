@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from dataclasses import dataclass
 
 from coordinator.hub import WorkerHub
 from coordinator.router import TenantRouter
+from eventlog.stopping import wait_or_stop
 
 log = logging.getLogger("vectorpanda.health")
 
@@ -77,5 +77,4 @@ class HealthTracker:
                     healing = asyncio.create_task(self._router.heal_once())
             except Exception:  # the tracker must outlive any single failure
                 log.exception("health check failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), period)
+            await wait_or_stop(stop, period)

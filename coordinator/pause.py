@@ -17,7 +17,6 @@ Paused data is never deleted here; only an explicit client delete calls
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import Any, Protocol
 
@@ -25,6 +24,7 @@ from coordinator.accounts import Accounts, ClientView, PauseClient, ResumeClient
 from coordinator.errors import TenantUnavailable
 from coordinator.router import TenantRouter
 from eventlog.events import ClientStatus
+from eventlog.stopping import wait_or_stop
 from workers.protocol import Op
 
 log = logging.getLogger("vectorpanda.pause")
@@ -176,5 +176,4 @@ class PauseService:
                 first = False
             except Exception:
                 log.exception("pause reconcile failed; retrying")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), retry_s)
+            await wait_or_stop(stop, retry_s)

@@ -8,11 +8,11 @@ crossing is recorded, so a store hovering at the floor does not flood anyone.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from coordinator.accounts import Accounts, RecordStorageLow
 from coordinator.hub import WorkerHub
+from eventlog.stopping import wait_or_stop
 
 log = logging.getLogger("vectorpanda.storage")
 
@@ -71,5 +71,4 @@ class StorageWatch:
                 await self.check_once()
             except Exception:  # e.g. the control store is full too: keep watching
                 log.exception("could not record a storage crossing")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), CHECK_EVERY_S)
+            await wait_or_stop(stop, CHECK_EVERY_S)

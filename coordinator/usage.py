@@ -12,7 +12,6 @@ coordinator flushes hourly and once more on shutdown.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -28,6 +27,7 @@ from coordinator.list_cursor import ListCursors
 from coordinator.router import TenantRouter
 from eventlog.events import UsageRecorded
 from eventlog.records import MAX_READ_LIMIT
+from eventlog.stopping import wait_or_stop
 
 log = logging.getLogger("vectorpanda.usage")
 
@@ -168,8 +168,7 @@ class UsageMeter:
         """Flush on UTC boundaries of ``interval_s`` (and at midnight); once more at ``stop``."""
         try:
             while not stop.is_set():
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), next_flush_delay(self._clock(), interval_s))
+                await wait_or_stop(stop, next_flush_delay(self._clock(), interval_s))
                 await self.flush()
         finally:
             await self.flush(ask_workers=False)

@@ -27,6 +27,7 @@ import aiosmtplib
 
 from eventlog.bus import Bus, Delivery
 from eventlog.consumer import CheckpointedConsumer, EventReader
+from eventlog.stopping import wait_or_stop
 from notifier.messages import NOTIFIED_TYPES, Notice, build_email
 from notifier.outbox import NotifierOutbox, PendingMail
 
@@ -224,8 +225,7 @@ class NotifierService:
                 with contextlib.suppress(Exception):
                     await self.consumer.catch_up()
                 self._wake.set()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), poll_s)
+                await wait_or_stop(stop, poll_s)
             return
 
         async def handle(delivery: Delivery) -> None:
@@ -261,10 +261,7 @@ class NotifierService:
                     break
                 except Exception as exc:
                     log.warning("event bus unavailable (%s); retrying", exc)
-                    try:
-                        await asyncio.wait_for(stop.wait(), connect_retry_s)
-                    except TimeoutError:
-                        continue
+                    await wait_or_stop(stop, connect_retry_s)
             if not stop.is_set():
                 await self.run(stop)
         finally:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from eventlog.bus import Bus
 from eventlog.consumer import CheckpointedConsumer, EventReader
+from eventlog.stopping import wait_or_stop
 from projections.audit_store import AuditProjection
 
 log = logging.getLogger("vectorpanda.projections")
@@ -42,8 +42,7 @@ class ProjectorService:
                     await self.consumer.catch_up()
                 except Exception:
                     log.exception("projection catch-up failed; retrying")
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), poll_s)
+                await wait_or_stop(stop, poll_s)
             return
         subscription = await self._bus.consume(self.queue, self.consumer.handle)
         try:

@@ -18,6 +18,7 @@ from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 
+from eventlog.stopping import wait_or_stop
 from scheduler.admin_client import AdminClient
 from scheduler.jobs import (
     AnomalyJob,
@@ -151,10 +152,7 @@ async def run_scheduler(service: SchedulerService, job_db: Path, stop: asyncio.E
                 break
             except Exception as exc:
                 log.warning("census catch-up failed (%s); retrying", exc)
-                try:
-                    await asyncio.wait_for(stop.wait(), 5.0)
-                except TimeoutError:
-                    continue
+                await wait_or_stop(stop, 5.0)
         await stop.wait()
     finally:
         scheduler.shutdown(wait=False)

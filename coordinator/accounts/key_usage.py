@@ -10,7 +10,6 @@ recorded: the event log stays the record of what people decided.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -20,6 +19,7 @@ from cachetools import LRUCache
 from coordinator.accounts.key_policy import LAST_USED_GRANULARITY_S
 from coordinator.accounts.uow import AccountsTransaction, AccountsUnitOfWork
 from eventlog.records import utc_now
+from eventlog.stopping import wait_or_stop
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +78,7 @@ class KeyUseRecorder:
     async def run(self, stop: asyncio.Event, interval_s: float) -> None:
         """Flush every ``interval_s`` until ``stop`` is set, then once more."""
         while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=interval_s)
+            await wait_or_stop(stop, interval_s)
             try:
                 await self.flush()
             except Exception:

@@ -34,6 +34,7 @@ from eventlog.hashchain import ChainReport
 from eventlog.local_bus import LocalBus
 from eventlog.relay import OutboxRelay
 from eventlog.relay_leader import LeaderOutbox, RelayLeadership
+from eventlog.stopping import wait_or_stop
 from eventlog.store import SqliteEventStore
 from notifier.messages import NOTIFIED_TYPES
 from notifier.outbox import queue_operations_alert
@@ -183,8 +184,7 @@ class EventServices:
                 log.warning("event bus unavailable (%s); commands still succeed, retrying", exc)
                 with contextlib.suppress(Exception):
                     await self.bus.close()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), CONNECT_RETRY_S)
+                await wait_or_stop(stop, CONNECT_RETRY_S)
         if subscriptions is None:
             return
         tasks = []

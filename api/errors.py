@@ -128,6 +128,15 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+class AnswerInstead(Exception):
+    """Raised by a dependency that answers the request itself (the dashboard's sign-in
+    guard: a redirect to the login page); the handler sends ``response`` as it is."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__("answered by a dependency")
+        self.response = response
+
+
 def request_id_of(request: Request) -> str:
     return str(getattr(request.state, "request_id", ""))
 
@@ -217,6 +226,11 @@ def install_error_handlers(app: FastAPI) -> None:
             message = "No such route (paths are matched exactly, without a trailing slash)."
         return error_response(request, exc.status_code, code, message)
 
+    async def on_answer(_request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, AnswerInstead)
+        return exc.response
+
+    app.add_exception_handler(AnswerInstead, on_answer)
     for kind in (ApiError, StoreUnavailable, OutcomeUnknown, TenantUnavailable, WorkerRefused):
         app.add_exception_handler(kind, on_error)
     app.add_exception_handler(RequestValidationError, on_validation)

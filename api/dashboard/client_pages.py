@@ -14,16 +14,15 @@ from fastapi.responses import Response
 from api.dashboard.charts import bar_chart, last_days
 from api.dashboard.context import (
     Dashboard,
-    clear_session_cookie,
     csrf_ok,
     is_operator,
-    load_session,
     message,
     page,
     redirect,
 )
+from api.dashboard.guard import SignedIn
 from api.dashboard.session_model import Session, actor_of
-from api.deps import AccountsDep, DashboardDep, DataPlaneDep, OptionalPauseDep
+from api.deps import AccountsDep, DataPlaneDep, OptionalPauseDep
 from coordinator.accounts import (
     Accounts,
     ApiKeyNotFound,
@@ -58,21 +57,6 @@ async def client_reads(
 
 
 ClientReadsDep = Annotated[ClientReads, Depends(client_reads)]
-
-
-async def signed_in(
-    dash: Dashboard | None, request: Request
-) -> tuple[Dashboard, Session] | Response:
-    """The dashboard and the caller's live session, or the response that sends them to log in."""
-    if dash is None:
-        return message(request, "Dashboard unavailable", "Not configured here.", 404)
-    session = await load_session(dash, request)
-    if session is None:
-        expired = getattr(request.state, "session_expired", False)
-        response = redirect("/login?expired=1" if expired else "/login")
-        clear_session_cookie(response)
-        return response
-    return dash, session
 
 
 async def client_context(dash: Dashboard, reads: ClientReads, client_id: str) -> dict[str, Any]:
@@ -143,10 +127,7 @@ async def render_client(
 
 
 @router.get("/dashboard")
-async def home(request: Request, dashboard: DashboardDep, reads: ClientReadsDep) -> Response:
-    found = await signed_in(dashboard, request)
-    if isinstance(found, Response):
-        return found
+async def home(found: SignedIn, request: Request, reads: ClientReadsDep) -> Response:
     dash, session = found
     if is_operator(session):
         return redirect("/dashboard/operator")
@@ -166,10 +147,7 @@ def _end_of_day(day: str) -> datetime | None:
 
 
 @router.post("/dashboard/keys")
-async def create_key(request: Request, dashboard: DashboardDep, reads: ClientReadsDep) -> Response:
-    found = await signed_in(dashboard, request)
-    if isinstance(found, Response):
-        return found
+async def create_key(found: SignedIn, request: Request, reads: ClientReadsDep) -> Response:
     dash, session = found
     if session.client_id is None or not await csrf_ok(request, session):
         return message(request, "Form expired", "Reload the page and try again.", 403)
@@ -198,11 +176,8 @@ async def create_key(request: Request, dashboard: DashboardDep, reads: ClientRea
 
 @router.post("/dashboard/keys/{key_id}/revoke")
 async def revoke_key(
-    key_id: str, request: Request, dash: DashboardDep, accounts: AccountsDep
+    key_id: str, found: SignedIn, request: Request, accounts: AccountsDep
 ) -> Response:
-    found = await signed_in(dash, request)
-    if isinstance(found, Response):
-        return found
     _dash, session = found
     if session.client_id is None or not await csrf_ok(request, session):
         return message(request, "Form expired", "Reload the page and try again.", 403)

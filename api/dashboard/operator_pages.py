@@ -11,10 +11,11 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from api.dashboard.client_pages import ClientReads, ClientReadsDep, render_client, signed_in
-from api.dashboard.context import Dashboard, csrf_ok, is_operator, message, page, redirect
+from api.dashboard.client_pages import ClientReads, ClientReadsDep, render_client
+from api.dashboard.context import Dashboard, csrf_ok, message, page, redirect
+from api.dashboard.guard import OperatorSignedIn
 from api.dashboard.session_model import Session, actor_of
-from api.deps import AccountsDep, DashboardDep, DataPlaneDep, HistoryDep, HubDep
+from api.deps import AccountsDep, DataPlaneDep, HistoryDep, HubDep
 from coordinator.accounts import ChangeTier, ClientNotFound, InvalidCommand
 from coordinator.accounts.commands import PauseClient, ResumeClient
 from coordinator.errors import TenantUnavailable
@@ -28,17 +29,6 @@ from coordinator.tiers import TIERS
 router = APIRouter(prefix="/dashboard/operator", include_in_schema=False)
 # What a browser's datetime-local input sends (no seconds, no zone): read as UTC.
 _LOCAL_MINUTES = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}")
-
-
-async def operator(
-    dashboard: Dashboard | None, request: Request
-) -> tuple[Dashboard, Session] | Response:
-    found = await signed_in(dashboard, request)
-    if isinstance(found, Response):
-        return found
-    if not is_operator(found[1]):
-        return message(request, "Not allowed", "This page is for VectorPanda operators.", 403)
-    return found
 
 
 def workers_of(hub: WorkerHub, tenant_router: TenantRouter) -> list[dict[str, Any]]:
@@ -60,15 +50,12 @@ def workers_of(hub: WorkerHub, tenant_router: TenantRouter) -> list[dict[str, An
 
 @router.get("")
 async def overview(
+    found: OperatorSignedIn,
     request: Request,
-    dashboard: DashboardDep,
     accounts: AccountsDep,
     hub: HubDep,
     dataplane: DataPlaneDep,
 ) -> Response:
-    found = await operator(dashboard, request)
-    if isinstance(found, Response):
-        return found
     dash, session = found
     since = (datetime.now(UTC) - timedelta(days=30)).date().isoformat()
     clients = await accounts.list_clients()
@@ -89,11 +76,8 @@ async def overview(
 
 @router.get("/audit")
 async def audit_log(
-    request: Request, dashboard: DashboardDep, accounts: AccountsDep, history: HistoryDep
+    found: OperatorSignedIn, request: Request, accounts: AccountsDep, history: HistoryDep
 ) -> Response:
-    found = await operator(dashboard, request)
-    if isinstance(found, Response):
-        return found
     dash, session = found
     q = request.query_params
     client_id = (q.get("client_id") or "").strip()[:64] or None
@@ -145,11 +129,8 @@ async def _state_as_of(
 
 @router.get("/clients/{client_id}")
 async def client_detail(
-    client_id: str, request: Request, dashboard: DashboardDep, reads: ClientReadsDep
+    client_id: str, found: OperatorSignedIn, request: Request, reads: ClientReadsDep
 ) -> Response:
-    found = await operator(dashboard, request)
-    if isinstance(found, Response):
-        return found
     dash, session = found
     notice = request.query_params.get("done")
     return await render_client(
@@ -158,12 +139,13 @@ async def client_detail(
 
 
 async def _act(
-    request: Request, dashboard: Dashboard | None, reads: ClientReads, client_id: str, run: Any
+    request: Request,
+    found: tuple[Dashboard, Session],
+    reads: ClientReads,
+    client_id: str,
+    run: Any,
 ) -> Response:
-    """Check the operator and the CSRF token, then run ``run(form, actor)`` (a command)."""
-    found = await operator(dashboard, request)
-    if isinstance(found, Response):
-        return found
+    """Check the CSRF token, then run ``run(form, actor)`` (a command) as the operator."""
     dash, session = found
     if not await csrf_ok(request, session):
         return message(request, "Form expired", "Reload the page and try again.", 403)
@@ -191,7 +173,7 @@ async def _act(
 
 @router.post("/clients/{client_id}/tier")
 async def change_tier(
-    client_id: str, request: Request, dashboard: DashboardDep, reads: ClientReadsDep
+    client_id: str, found: OperatorSignedIn, request: Request, reads: ClientReadsDep
 ) -> Response:
     async def run(form: Any, actor: str) -> None:
         tier = str(form.get("tier", ""))
@@ -200,12 +182,12 @@ async def change_tier(
             raise InvalidCommand("give a reason for the tier change")
         await reads.accounts.handle(ChangeTier(client_id, tier, actor=actor, reason=reason))
 
-    return await _act(request, dashboard, reads, client_id, run)
+    return await _act(request, found, reads, client_id, run)
 
 
 @router.post("/clients/{client_id}/pause")
 async def pause(
-    client_id: str, request: Request, dashboard: DashboardDep, reads: ClientReadsDep
+    client_id: str, found: OperatorSignedIn, request: Request, reads: ClientReadsDep
 ) -> Response:
     async def run(form: Any, actor: str) -> None:
         reason = str(form.get("reason") or "").strip()
@@ -217,12 +199,12 @@ async def pause(
         else:
             await reads.accounts.handle(PauseClient(client_id, reason, actor=actor))
 
-    return await _act(request, dashboard, reads, client_id, run)
+    return await _act(request, found, reads, client_id, run)
 
 
 @router.post("/clients/{client_id}/resume")
 async def resume(
-    client_id: str, request: Request, dashboard: DashboardDep, reads: ClientReadsDep
+    client_id: str, found: OperatorSignedIn, request: Request, reads: ClientReadsDep
 ) -> Response:
     async def run(form: Any, actor: str) -> None:
         reason = str(form.get("reason") or "").strip()[:500]
@@ -233,4 +215,4 @@ async def resume(
         else:
             await reads.accounts.handle(ResumeClient(client_id, actor=actor, reason=reason))
 
-    return await _act(request, dashboard, reads, client_id, run)
+    return await _act(request, found, reads, client_id, run)

@@ -7,7 +7,7 @@ The API parses and validates the edge; this module builds the binary frames
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -65,14 +65,32 @@ class Limits:
     max_filter_operands: int = 100_000
 
 
+class Metering(Protocol):
+    """Told what each answered request did, for billing (``coordinator.usage.UsageMeter``)."""
+
+    def record_queries(self, client_id: str, n: int) -> None: ...
+
+    def record_upserted(self, client_id: str, n: int) -> None: ...
+
+
 class DataPlane:
-    """Tenant-scoped vector operations, routed to the owning worker."""
+    """Tenant-scoped vector operations, routed to the owning worker.
+
+    With ``metering``, every answered query and upsert is counted there (after the
+    worker's answer; a failed call counts nothing).
+    """
 
     def __init__(
-        self, router: TenantRouter, limits: Limits, *, cursors: ListCursors | None = None
+        self,
+        router: TenantRouter,
+        limits: Limits,
+        *,
+        cursors: ListCursors | None = None,
+        metering: Metering | None = None,
     ) -> None:
         self._router = router
         self.limits = limits
+        self.metering = metering
         # The composition root passes a key derived from the pepper (same in every
         # coordinator of a fleet); without one, cursors are valid in this process only.
         self.cursors = cursors or ListCursors.ephemeral()
@@ -149,7 +167,10 @@ class DataPlane:
     ) -> int:
         args = {"collection": name, "ids": ids, "metadata": metadata, "max_vectors": max_vectors}
         reply = await self._router.call(tenant, Op.UPSERT, args, {"vectors": vectors})
-        return int(reply.header["upserted"])
+        upserted = int(reply.header["upserted"])
+        if self.metering is not None:
+            self.metering.record_upserted(tenant, upserted)
+        return upserted
 
     async def query(
         self,
@@ -189,6 +210,7 @@ class DataPlane:
                 )
                 row += 1
             out.append(matches)
+        self._metered_queries(tenant, queries)
         return out
 
     async def query_json(
@@ -221,13 +243,20 @@ class DataPlane:
         reply = await self._router.call(tenant, Op.QUERY, args, {"queries": queries})
         body = reply.arrays.get("body")
         if body is not None and reply.header.get("rendered") is True:
-            return body.tobytes()
-        # A worker from before rendering: its results, rendered the same way here.
-        values = reply.arrays.get("values") if include_values else None
-        results = reply.header["results"]
-        if not include_metadata:
-            results = [{k: v for k, v in r.items() if k != "metadata"} for r in results]
-        return render_answer(results, values, form).tobytes()
+            answer = body.tobytes()
+        else:
+            # A worker from before rendering: its results, rendered the same way here.
+            values = reply.arrays.get("values") if include_values else None
+            results = reply.header["results"]
+            if not include_metadata:
+                results = [{k: v for k, v in r.items() if k != "metadata"} for r in results]
+            answer = render_answer(results, values, form).tobytes()
+        self._metered_queries(tenant, queries)
+        return answer
+
+    def _metered_queries(self, tenant: str, queries: np.ndarray) -> None:
+        if self.metering is not None:
+            self.metering.record_queries(tenant, len(queries))
 
     async def fetch(self, tenant: str, name: str, ids: list[str]) -> dict[str, FetchedVector]:
         reply = await self._router.call(tenant, Op.FETCH, {"collection": name, "ids": ids})

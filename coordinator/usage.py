@@ -19,12 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import numpy as np
-
 from coordinator.accounts import Accounts, RecordUsage
-from coordinator.dataplane import DataPlane, Limits, Match
-from coordinator.list_cursor import ListCursors
-from coordinator.router import TenantRouter
 from eventlog.events import UsageRecorded
 from eventlog.records import MAX_READ_LIMIT
 from eventlog.stopping import wait_or_stop
@@ -172,89 +167,6 @@ class UsageMeter:
                 await self.flush()
         finally:
             await self.flush(ask_workers=False)
-
-
-class MeteredDataPlane(DataPlane):
-    """The data plane, counting queries and vectors written into a UsageMeter."""
-
-    def __init__(
-        self,
-        router: TenantRouter,
-        limits: Limits,
-        *,
-        cursors: ListCursors | None = None,
-        meter: UsageMeter | None = None,
-    ) -> None:
-        super().__init__(router, limits, cursors=cursors)
-        self.meter = meter
-
-    async def upsert(
-        self,
-        tenant: str,
-        name: str,
-        ids: list[str],
-        vectors: np.ndarray,
-        metadata: list[dict[str, Any] | None],
-        max_vectors: int | None = None,
-    ) -> int:
-        n = await super().upsert(tenant, name, ids, vectors, metadata, max_vectors)
-        if self.meter is not None:
-            self.meter.record_upserted(tenant, n)
-        return n
-
-    async def query(
-        self,
-        tenant: str,
-        name: str,
-        queries: np.ndarray,
-        top_k: int,
-        *,
-        include_metadata: bool,
-        include_values: bool,
-        filter: dict[str, Any] | None,
-        ef_search: int | None,
-    ) -> list[list[Match]]:
-        out = await super().query(
-            tenant,
-            name,
-            queries,
-            top_k,
-            include_metadata=include_metadata,
-            include_values=include_values,
-            filter=filter,
-            ef_search=ef_search,
-        )
-        if self.meter is not None:
-            self.meter.record_queries(tenant, len(queries))
-        return out
-
-    async def query_json(
-        self,
-        tenant: str,
-        name: str,
-        queries: np.ndarray,
-        top_k: int,
-        *,
-        include_metadata: bool,
-        include_values: bool,
-        filter: dict[str, Any] | None,
-        ef_search: int | None,
-        single: bool,
-    ) -> bytes:
-        body = await super().query_json(
-            tenant,
-            name,
-            queries,
-            top_k,
-            include_metadata=include_metadata,
-            include_values=include_values,
-            filter=filter,
-            ef_search=ef_search,
-            single=single,
-        )
-        if self.meter is not None:
-            self.meter.record_queries(tenant, len(queries))
-        return body
 
 
 class RequestObservers:

@@ -33,7 +33,7 @@ from coordinator.rate_limit import RateLimiter, cost_tokens
 from coordinator.router import TenantRouter
 from coordinator.storage_watch import StorageWatch
 from coordinator.tenant_figures import census_figures, stored_figures
-from coordinator.usage import MeteredDataPlane, UsageMeter
+from coordinator.usage import UsageMeter
 from eventlog.anchors import HeadAnchorer
 from vectorpanda.control_db import control_engine, database_url
 from vectorpanda.process_setup import require_secret, warn_if_shared
@@ -126,8 +126,8 @@ def build_coordinator(settings: Settings) -> CoordinatorParts:
     limits = limits_from(settings)
     # Stored figures are read through a plain data plane: reading them is not usage.
     meter = UsageMeter(accounts, stored_figures(DataPlane(router, limits)))
-    dataplane = MeteredDataPlane(
-        router, limits, cursors=ListCursors.from_pepper(pepper.encode()), meter=meter
+    dataplane = DataPlane(
+        router, limits, cursors=ListCursors.from_pepper(pepper.encode()), metering=meter
     )
     files = WorkerTenantFiles(router)
     scheduler_token = (

@@ -16,11 +16,11 @@ from typing import Any
 from sqlalchemy import Engine
 
 from eventlog.hashchain import ChainReport, ChainRow, verify_rows
+from eventlog.records import RECORD_FIELDS
 
 SCAN_BATCH = 5000
-_COLUMNS = (
-    "seq, event_id, type, schema_version, occurred_at, actor, client_id, data, prev_hash, hash"
-)
+# The record's fields in order, which is also ChainRow's (``data`` read as its stored text).
+_COLUMNS = ", ".join(RECORD_FIELDS)
 
 # A constant column list; every value is bound.
 _PAGE_SQL = f"SELECT {_COLUMNS} FROM events WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?"  # noqa: S608  # nosec B608

@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from dataclasses import fields
 
 import orjson
 
@@ -9,6 +10,7 @@ from api.schemas_admin import EventOut, EventPageOut, event_out
 from eventlog.bus import decode_message, encode_message
 from eventlog.events import ClientCreated
 from eventlog.export import export_lines, verify_export
+from eventlog.hashchain import ChainRow
 from eventlog.memory_store import InMemoryEventStore
 from eventlog.records import HASHED_FIELDS, RECORD_FIELDS
 
@@ -38,3 +40,9 @@ def test_export_line_bus_message_and_api_body_carry_exactly_the_record_fields():
     assert page.model_dump(mode="json")["events"] == [stored.record()]
     assert set(EventOut.__pydantic_fields__) == set(RECORD_FIELDS)
     assert set(HASHED_FIELDS) == set(RECORD_FIELDS) - {"prev_hash", "hash"}
+
+
+def test_the_chain_verifiers_rows_follow_the_record_field_order():
+    # The raw-cursor scan selects RECORD_FIELDS and builds ChainRow positionally.
+    names = tuple("data" if f.name == "data_json" else f.name for f in fields(ChainRow))
+    assert names == RECORD_FIELDS

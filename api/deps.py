@@ -35,7 +35,7 @@ from coordinator.metrics import Metrics
 from coordinator.pause import PauseService, TenantFiles
 from coordinator.rate_limit import RateLimiter
 from coordinator.tiers import TierLimits, limits_for
-from eventlog.events import ClientStatus
+from eventlog.events import ClientStatus, Scope
 from eventlog.hashchain import ChainReport
 
 BEARER = "bearer "
@@ -275,7 +275,7 @@ def tier_limits(principal: Principal) -> TierLimits:
     return limits_for(principal.tier)
 
 
-def scoped(scope: str) -> object:
+def scoped(scope: Scope) -> object:
     """A dependency that requires a valid key carrying ``scope``."""
 
     async def check(request: Request) -> Principal:
@@ -303,6 +303,6 @@ TenantFilesDep = Annotated[TenantFiles | None, Depends(get_tenant_files)]
 AuditVerifyDep = Annotated[AuditVerify, Depends(get_audit_verify)]
 RotationsDep = Annotated[set[asyncio.Task[Any]], Depends(get_rotations)]
 DashboardDep = Annotated[Dashboard | None, Depends(get_dashboard)]
-ReadKey = Annotated[Principal, scoped("read")]
-WriteKey = Annotated[Principal, scoped("write")]
-ManageKey = Annotated[Principal, scoped("manage")]
+ReadKey = Annotated[Principal, scoped(Scope.READ)]
+WriteKey = Annotated[Principal, scoped(Scope.WRITE)]
+ManageKey = Annotated[Principal, scoped(Scope.MANAGE)]

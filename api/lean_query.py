@@ -28,6 +28,7 @@ from api.routes.vectors import query_matrix
 from coordinator.accounts.model import Principal
 from coordinator.dataplane import DataPlane
 from coordinator.errors import TenantUnavailable
+from eventlog.events import Scope as KeyScope
 
 PREFIX = "/v1/collections/"
 SUFFIX = "/query"
@@ -149,7 +150,7 @@ class LeanQuery:
         name = self._collection(scope)
         state = scope.get("state") or {}
         principal: Principal | None = state.get("principal")
-        if name is None or principal is None or "read" not in principal.scopes:
+        if name is None or principal is None or KeyScope.READ not in principal.scopes:
             await self.app(scope, receive, send)
             return
         content_type = _header(scope, b"content-type")

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.config import JsonDict
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
-from eventlog.events import ClientCreated, ClientStatus, Tier
+from eventlog.events import ClientCreated, ClientStatus, Scope, Tier
 from eventlog.records import StoredEvent
 
 EMAIL_PATTERN = r"^[^@\s]+@[^@\s.]+(\.[^@\s.]+)+$"
@@ -24,8 +24,10 @@ _CLIENT_EXAMPLE: JsonDict = {
 }
 
 
-# A tier as JSON names it: the string only (strict models otherwise want an enum instance).
+# A tier or scope as JSON names it: the string only (strict models otherwise want an
+# enum instance).
 TierIn = Annotated[Tier, Field(strict=False)]
+ScopeIn = Annotated[Scope, Field(strict=False)]
 
 
 class AdminRequest(BaseModel):
@@ -81,7 +83,7 @@ class IssueKeyRequest(AdminRequest):
         },
     )
 
-    scopes: list[Literal["read", "write", "manage"]] = Field(min_length=1, max_length=3)
+    scopes: list[ScopeIn] = Field(min_length=1, max_length=3)
     label: str | None = Field(default=None, min_length=1, max_length=100)
     expires_at: str | None = Field(
         default=None,

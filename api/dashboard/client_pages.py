@@ -34,11 +34,11 @@ from coordinator.accounts import (
 from coordinator.dataplane import DataPlane
 from coordinator.pause import PauseService
 from coordinator.tiers import limits_for
-from eventlog.events import ClientStatus
+from eventlog.events import ClientStatus, Scope
 
 router = APIRouter(include_in_schema=False)
 log = logging.getLogger("vectorpanda.dashboard")
-SCOPES = ("read", "write", "manage")
+SCOPES = tuple(Scope)
 
 
 @dataclass(frozen=True)

@@ -74,11 +74,6 @@ ALLOWED_LAYER_BREAKS: set[tuple[str, str]] = {
     ("api.dashboard.audit_reads", "eventlog.sqlite"),
     ("api.dashboard.audit_reads", "projections.tables"),
     ("api.dashboard.session_store", "eventlog.sqlite"),
-    # removed by the pure-records change (StoredEvent, ChainHead, the EventStore protocol,
-    # utc_now and the read limit in a pure eventlog module that imports no SQLAlchemy)
-    ("api.schemas_admin", "eventlog.store"),
-    ("api.routes.admin_clients", "eventlog.store"),
-    ("api.routes.admin_events", "eventlog.store"),
 }
 
 

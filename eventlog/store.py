@@ -35,7 +35,6 @@ from sqlalchemy import (
 
 from eventlog.database import (
     OrderedText,
-    install_append_only,
     is_postgres,
     read_transaction,
     write_transaction,
@@ -44,6 +43,7 @@ from eventlog.events import Event
 from eventlog.hashchain import GENESIS_HASH, ChainReport, ChainRow, canonical_json, verify_rows
 from eventlog.records import ChainHead, StoredEvent, chain_events, chain_row, check_read_args
 from eventlog.scan import scan_chain_rows, snapshot_cursor
+from eventlog.schema import ensure_schema
 from eventlog.sqlite import open_engine
 
 _VERIFY_BATCH = 1000
@@ -76,12 +76,6 @@ outbox_table = Table(
     "outbox",
     metadata,
     Column("seq", SeqType, ForeignKey("events.seq"), primary_key=True, autoincrement=False),
-)
-
-# create_all adds indexes only with a new table: a log made before an index existed gets
-# it here, once (IF NOT EXISTS makes every later start-up a no-op).
-_LATER_INDEXES = (
-    "CREATE INDEX IF NOT EXISTS ix_events_client_time ON events (client_id, occurred_at)",
 )
 
 
@@ -183,14 +177,6 @@ class SqliteEventSession:
             self._conn.execute(delete(outbox_table).where(outbox_table.c.seq.in_(list(seqs))))
 
 
-def install_event_schema(conn: Connection) -> None:
-    """Create the events and outbox tables and the append-only triggers if missing."""
-    metadata.create_all(conn)
-    for ddl in _LATER_INDEXES:
-        conn.exec_driver_sql(ddl)
-    install_append_only(conn)
-
-
 class SqliteEventStore:
     """The event store as a standalone object: one transaction per call."""
 
@@ -199,8 +185,7 @@ class SqliteEventStore:
         # One writer at a time in-process; BEGIN IMMEDIATE serialises across processes.
         self._write_lock = threading.Lock()
         self._relay_engine: Engine | None = None
-        with self._write_lock, write_transaction(engine) as conn:
-            install_event_schema(conn)
+        ensure_schema(engine)  # Alembic migrations: eventlog/schema.py
 
     def append(
         self, events: Sequence[Event], actor: str, occurred_at: str | None = None

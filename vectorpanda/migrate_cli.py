@@ -4,15 +4,18 @@ With ``--from-sqlite PATH`` it instead copies an existing SQLite control plane
 into the (empty) PostgreSQL database ``VP_DATABASE_URL`` names, verifying the
 hash chain on both sides.
 
-The same idempotent install every coordinator runs at start-up (tables, later
-indexes and columns, the append-only triggers), for either dialect, under the
-database's write lock; run it once before starting several coordinators on a
-new PostgreSQL database. Not Alembic: see docs/architecture.md.
+The schema is managed by Alembic migrations (``eventlog/migrations``) on
+either dialect, run under the database's write lock: an empty database is
+created at the newest revision, one made by an earlier release's create-all
+start-up is adopted (nothing it holds is touched), an older revision is
+upgraded. Coordinators migrate at start-up only when that is safe (see
+``eventlog.schema``); on a shared PostgreSQL database an upgrade is this command.
 """
 
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +24,8 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     # Imported here, as below: every process the CLI starts (workers too) loads this module.
     from sqlalchemy import inspect
 
-    from coordinator.accounts.uow import SqliteUnitOfWork
     from eventlog.database import read_transaction
+    from eventlog.schema import SchemaError, upgrade
     from eventlog.store import SqliteEventSession
     from vectorpanda.control_db import control_engine, control_location
     from vectorpanda.settings import load_settings
@@ -31,15 +34,25 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     if args.from_sqlite:
         return _copy(settings, Path(args.from_sqlite))
     engine = control_engine(settings)
-    uow = SqliteUnitOfWork(engine)  # installs or upgrades the schema, then commits
     try:
+        started = time.monotonic()
+        before, after = upgrade(engine)
+        took = time.monotonic() - started
         with read_transaction(engine) as conn:
             tables = sorted(inspect(conn).get_table_names())
             head = SqliteEventSession(conn).head()
+    except SchemaError as exc:
+        print(f"vectorpanda migrate: refused: {exc}")
+        return 1
     finally:
-        uow.close()
+        engine.dispose()
     print(f"control database: {control_location(settings)} ({engine.dialect.name})")
-    print(f"schema is current: {', '.join(tables)}")
+    if before == after:
+        print(f"schema is current at revision {after}")
+    else:
+        was = "an empty or create-all database" if before is None else f"revision {before}"
+        print(f"schema migrated from {was} to revision {after} in {took:.2f} s")
+    print(f"tables: {', '.join(tables)}")
     print(f"event log: {head.seq} events, head {head.hash[:16]}")
     return 0
 

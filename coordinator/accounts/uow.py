@@ -34,11 +34,11 @@ from coordinator.accounts.model import (
     Tier,
 )
 from coordinator.accounts.tables import api_keys_table, clients_table, operators_table
-from coordinator.accounts.tables import metadata as accounts_metadata
-from eventlog.database import add_missing_columns, read_transaction, write_transaction
+from eventlog.database import read_transaction, write_transaction
 from eventlog.events import Event
 from eventlog.records import ChainHead, EventStore, StoredEvent, utc_now
-from eventlog.store import SqliteEventSession, install_event_schema
+from eventlog.schema import ensure_schema
+from eventlog.store import SqliteEventSession
 
 T = TypeVar("T")
 CommitListener = Callable[[Sequence[StoredEvent]], None]
@@ -275,12 +275,8 @@ class SqliteUnitOfWork(CommitListeners):
         # In-process writers queue here instead of spinning on SQLite's busy timeout.
         self._write_lock = threading.Lock()
         self._group = GroupCommitter(self._write_batch_sync, self._notify, _caller_error)
-        with self._write_lock, write_transaction(engine) as conn:
-            install_event_schema(conn)
-            accounts_metadata.create_all(conn)
-            upgraded = add_missing_columns(conn, api_keys_table)
-            if upgraded:
-                log.info("control database: api_keys gained columns %s", ", ".join(upgraded))
+        # Created, adopted or upgraded by the Alembic migrations when safe (eventlog/schema.py).
+        ensure_schema(engine)
 
     def _write_batch_sync(self, bodies: Sequence[WriteBody]) -> list[Outcome]:
         """Run queued bodies in one transaction, each in its own savepoint; one COMMIT.

@@ -18,9 +18,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Connection, Engine, Table, Text, create_engine, inspect
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -141,3 +143,52 @@ def add_missing_columns(conn: Connection, table: Table) -> list[str]:
         conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}")  # nosec B608
         added.append(column.name)
     return added
+
+
+# The class of the per-consumer transaction locks (pg_advisory_xact_lock(int4, int4)):
+# "VPCK" in ASCII; the second key is the consumer name's hashtext.
+CONSUMER_LOCK_CLASS = 0x5650434B
+
+
+@contextmanager
+def row_transaction(engine: Engine) -> Iterator[Connection]:
+    """A short write on rows of its own (sessions, mail rows): no global write lock.
+
+    SQLite still takes its one write lock up front (BEGIN IMMEDIATE); on PostgreSQL a
+    plain READ COMMITTED transaction, so these writes never queue behind appends.
+    """
+    if not is_postgres(engine):
+        with sqlite.write_transaction(engine) as conn:
+            yield conn
+        return
+    with engine.connect() as conn, conn.begin():
+        yield conn
+
+
+@contextmanager
+def consumer_transaction(engine: Engine, consumer: str) -> Iterator[Connection]:
+    """One writer per consumer checkpoint across every process sharing the database."""
+    if not is_postgres(engine):
+        with sqlite.write_transaction(engine) as conn:
+            yield conn
+        return
+    with engine.connect() as conn, conn.begin():
+        conn.exec_driver_sql(
+            "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (CONSUMER_LOCK_CLASS, consumer)
+        )
+        yield conn
+
+
+def insert_ignoring_conflicts(conn: Connection, table: Table) -> Any:
+    """``INSERT … ON CONFLICT DO NOTHING`` (SQLite's INSERT OR IGNORE) in this dialect."""
+    dialect = postgresql if is_postgres(conn) else sqlite_dialect
+    return dialect.insert(table).on_conflict_do_nothing()
+
+
+def upsert(conn: Connection, table: Table, keys: list[str], row: dict[str, Any]) -> Any:
+    """``INSERT … ON CONFLICT (keys) DO UPDATE`` setting every other column of ``row``."""
+    dialect = postgresql if is_postgres(conn) else sqlite_dialect
+    stmt = dialect.insert(table).values(**row)
+    return stmt.on_conflict_do_update(
+        index_elements=keys, set_={k: stmt.excluded[k] for k in row if k not in keys}
+    )

@@ -25,11 +25,18 @@ RELAY_LOCK_KEY = 0x565052454C415931
 log = logging.getLogger("vectorpanda.relay")
 
 
-class RelayLeadership:
-    """Whether this process is the one relay that publishes (kept across calls)."""
+class AdvisoryLeadership:
+    """Whether this process holds the session advisory lock ``key`` (kept across calls).
 
-    def __init__(self, engine: Engine) -> None:
+    The one relay that publishes, the one scheduler that runs the jobs: whoever holds
+    the lock leads; when its process dies the server releases the lock with its
+    connection and the next process to ask takes over.
+    """
+
+    def __init__(self, engine: Engine, key: int = 0, role: str = "leader") -> None:
         self._engine = engine
+        self._key = key
+        self._role = role
         self._conn: Connection | None = None
         self._lock = threading.Lock()
 
@@ -43,20 +50,18 @@ class RelayLeadership:
                     self._conn.exec_driver_sql("SELECT 1")  # the lock lives with this session
                     return True
                 except Exception:
-                    log.warning("relay leadership lost with its database connection")
+                    log.warning("%s leadership lost with its database connection", self._role)
                     self._drop()
             conn = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
             try:
-                got = conn.exec_driver_sql(
-                    "SELECT pg_try_advisory_lock(%s)", (RELAY_LOCK_KEY,)
-                ).scalar()
+                got = conn.exec_driver_sql("SELECT pg_try_advisory_lock(%s)", (self._key,)).scalar()
             except Exception:
                 conn.close()
                 raise
             if not got:
                 conn.close()
                 return False
-            log.info("this coordinator now relays the outbox")
+            log.info("this coordinator now leads as the %s", self._role)
             self._conn = conn
             return True
 
@@ -71,6 +76,13 @@ class RelayLeadership:
         """Give up leadership (shutdown): another coordinator takes over at its next poll."""
         with self._lock:
             self._drop()
+
+
+class RelayLeadership(AdvisoryLeadership):
+    """Whether this process is the one relay that publishes."""
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__(engine, RELAY_LOCK_KEY, "outbox relay")
 
 
 class LeaderOutbox:

@@ -154,7 +154,7 @@ class NotifierService:
     async def deliver_due(self) -> int:
         """Send every email due now; returns how many were accepted."""
         sent = 0
-        for mail in await asyncio.to_thread(self.outbox.due, time.time()):
+        for mail in await asyncio.to_thread(self.outbox.claim, time.time()):
             notice = Notice(
                 mail.event_id, mail.event_type, mail.client_id, mail.client_name, mail.data
             )

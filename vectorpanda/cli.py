@@ -76,9 +76,10 @@ def cmd_notifier(args: argparse.Namespace) -> int:
     if args.action == "run":
         return _serve_until_signal(args, "notifier")
     from notifier.outbox import NotifierOutbox
+    from vectorpanda.control_db import shared_store
 
     settings = _settings(args)
-    outbox = NotifierOutbox(settings.notifier_db, settings.ops_email)
+    outbox = NotifierOutbox(shared_store(settings, settings.notifier_db), settings.ops_email)
     try:
         if args.action == "dead":
             for mail in outbox.dead():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
@@ -37,3 +38,9 @@ def audit_event_log(settings: Settings) -> Any:
     if database_url(settings) is None and not settings.control_db.exists():
         raise SystemExit(f"vectorpanda audit: no event log at {settings.control_db}")
     return SqliteEventStore(control_engine(settings))
+
+
+def shared_store(settings: Settings, path: Path) -> Path | str:
+    """Where a store that every coordinator shares lives: the PostgreSQL control
+    database (its URL) when ``VP_DATABASE_URL`` is set, else its own SQLite file."""
+    return database_url(settings) or path

@@ -1,4 +1,9 @@
-"""Where dashboard sessions live: SQLite (SQLAlchemy) in production, a dict in tests."""
+"""Where dashboard sessions live: SQLAlchemy in production, a dict in tests.
+
+Production keeps them in ``<data>/sessions.sqlite3``, or, when ``VP_DATABASE_URL``
+names PostgreSQL, in that database's ``dashboard_sessions`` table (made by the
+control database's migrations), so a login on one coordinator is a login on all.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +12,23 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import Column, Engine, Float, MetaData, Table, Text, delete, insert, select, update
+from sqlalchemy import (
+    Column,
+    Engine,
+    Float,
+    MetaData,
+    Table,
+    Text,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
 
 from api.dashboard.session_model import Role, Session, SessionKind
-from eventlog.sqlite import open_engine, read_transaction, write_transaction
+from eventlog.database import is_postgres, open_control_engine, read_transaction, row_transaction
+from eventlog.sqlite import open_engine
 
 metadata = MetaData()
 
@@ -63,13 +81,18 @@ def _session(row: Any) -> Session:
 
 
 class SqliteSessionStore:
-    """Sessions in ``<data>/sessions.sqlite3``, apart from the event store."""
+    """Sessions in ``<data>/sessions.sqlite3`` (apart from the event store) or PostgreSQL."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._lock = threading.Lock()
-        with write_transaction(engine) as conn:
-            metadata.create_all(conn)
+        if is_postgres(engine):
+            from eventlog.schema import ensure_schema
+
+            ensure_schema(engine)  # the table is the migrations' (revision 0002)
+        else:
+            with row_transaction(engine) as conn:
+                metadata.create_all(conn)
 
     @classmethod
     def at(cls, path: Path) -> SqliteSessionStore:
@@ -77,7 +100,7 @@ class SqliteSessionStore:
         return cls(open_engine(path, synchronous="NORMAL"))
 
     def add(self, session: Session) -> None:
-        with self._lock, write_transaction(self.engine) as conn:
+        with self._lock, row_transaction(self.engine) as conn:
             conn.execute(insert(sessions).values(**_row(session)))
 
     def get(self, id_hash: str) -> Session | None:
@@ -86,36 +109,42 @@ class SqliteSessionStore:
         return None if row is None else _session(row)
 
     def touch(self, id_hash: str, now: float) -> None:
-        with self._lock, write_transaction(self.engine) as conn:
+        with self._lock, row_transaction(self.engine) as conn:
             conn.execute(
                 update(sessions).where(sessions.c.id_hash == id_hash).values(last_seen_at=now)
             )
 
     def take(self, id_hash: str) -> Session | None:
-        with self._lock, write_transaction(self.engine) as conn:
-            row = conn.execute(select(sessions).where(sessions.c.id_hash == id_hash)).first()
-            if row is None:
-                return None
-            conn.execute(delete(sessions).where(sessions.c.id_hash == id_hash))
-        return _session(row)
+        # One statement: of two coordinators taking the same login state, one gets it.
+        query = delete(sessions).where(sessions.c.id_hash == id_hash).returning(*sessions.c)
+        with self._lock, row_transaction(self.engine) as conn:
+            row = conn.execute(query).first()
+        return None if row is None else _session(row)
 
     def delete(self, id_hash: str) -> bool:
-        with self._lock, write_transaction(self.engine) as conn:
+        with self._lock, row_transaction(self.engine) as conn:
             gone = conn.execute(delete(sessions).where(sessions.c.id_hash == id_hash))
         return bool(gone.rowcount)
 
     def purge(self, older_than: float) -> int:
         """Remove sessions not seen since ``older_than`` (epoch seconds)."""
-        with self._lock, write_transaction(self.engine) as conn:
+        with self._lock, row_transaction(self.engine) as conn:
             gone = conn.execute(delete(sessions).where(sessions.c.last_seen_at < older_than))
         return int(gone.rowcount)
 
     def count(self) -> int:
         with read_transaction(self.engine) as conn:
-            return len(conn.execute(select(sessions.c.id_hash)).all())
+            return int(conn.execute(select(func.count()).select_from(sessions)).scalar_one())
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def open_session_store(database_url: str | None, path: Path) -> SqliteSessionStore:
+    """The shared PostgreSQL table when ``database_url`` is set, else the SQLite file."""
+    if database_url:
+        return SqliteSessionStore(open_control_engine(database_url, path))
+    return SqliteSessionStore.at(path)
 
 
 class MemorySessionStore:

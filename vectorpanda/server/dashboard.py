@@ -8,7 +8,8 @@ from api.dashboard.audit_reads import AuditReader
 from api.dashboard.context import Dashboard
 from api.dashboard.oauth import GitHubConfig, GitHubLogin, GoogleConfig, GoogleLogin, LoginProvider
 from api.dashboard.session_model import SessionPolicy
-from api.dashboard.session_store import SqliteSessionStore
+from api.dashboard.session_store import open_session_store
+from vectorpanda.control_db import database_url
 from vectorpanda.settings import Settings
 
 log = logging.getLogger("vectorpanda")
@@ -56,7 +57,7 @@ def build_dashboard(settings: Settings) -> Dashboard:
         )
     return Dashboard(
         public_url=public_url,
-        sessions=SqliteSessionStore.at(settings.sessions_db),
+        sessions=open_session_store(database_url(settings), settings.sessions_db),
         audit=AuditReader(settings.audit_db),
         providers=providers,
         operator_emails=operators,

@@ -18,7 +18,7 @@ from notifier.outbox import NotifierOutbox
 from notifier.service import EmlFileSender, MailSender, NotifierService, SmtpSender, notifier_queue
 from scheduler.admin_client import AdminClient
 from scheduler.service import SchedulerService, run_scheduler
-from vectorpanda.control_db import control_engine
+from vectorpanda.control_db import control_engine, shared_store
 from vectorpanda.process_setup import MissingSecretError
 from vectorpanda.settings import Settings
 
@@ -72,7 +72,7 @@ def build_notifier(settings: Settings, with_bus: bool) -> NotifierService:
         bus.on_dead_letter = dead_letter_hook(settings)
     store = SqliteEventStore(control_engine(settings))
     return NotifierService(
-        NotifierOutbox(settings.notifier_db, settings.ops_email),
+        NotifierOutbox(shared_store(settings, settings.notifier_db), settings.ops_email),
         store,
         mail_sender(settings),
         mail_from=settings.mail_from,
@@ -84,7 +84,7 @@ def build_notifier(settings: Settings, with_bus: bool) -> NotifierService:
 
 async def run_scheduler_process(settings: Settings, stop: asyncio.Event) -> None:
     service = build_scheduler_service(settings, admin_url(settings))
-    await run_scheduler(service, settings.scheduler_db, stop)
+    await run_scheduler(service, shared_store(settings, settings.scheduler_db), stop)
 
 
 async def run_notifier_process(settings: Settings, stop: asyncio.Event) -> None:
@@ -139,7 +139,8 @@ def in_process_duties(
         notifier.on_quarantined = metrics.emails_quarantined.inc
     return [
         asyncio.create_task(
-            run_scheduler(scheduler, settings.scheduler_db, stop), name="scheduler"
+            run_scheduler(scheduler, shared_store(settings, settings.scheduler_db), stop),
+            name="scheduler",
         ),
         asyncio.create_task(notifier.serve(stop), name="notifier"),
     ]

@@ -42,7 +42,7 @@ from notifier.service import notifier_queue
 from projections.audit_store import AuditProjection
 from projections.audit_verify import run_verify
 from projections.service import ProjectorService, projections_queue
-from vectorpanda.control_db import control_engine
+from vectorpanda.control_db import control_engine, shared_store
 from vectorpanda.settings import Settings
 
 log = logging.getLogger("vectorpanda.events")
@@ -80,7 +80,7 @@ def dead_letter_hook(
         )
         await asyncio.to_thread(
             queue_operations_alert,
-            settings.notifier_db,
+            shared_store(settings, settings.notifier_db),
             settings.ops_email,
             f"dead-letter:{queue}:{digest}",
             f"VectorPanda: a message on {queue} was dead-lettered",
@@ -109,7 +109,7 @@ def anchor_email(settings: Settings) -> Callable[[dict[str, Any]], Awaitable[Non
         )
         await asyncio.to_thread(
             queue_operations_alert,
-            settings.notifier_db,
+            shared_store(settings, settings.notifier_db),
             settings.ops_email,
             f"head-anchor:{anchor['source']}",
             f"VectorPanda: signed event-log head, seq {anchor['seq']} ({anchor['source']})",
@@ -131,7 +131,7 @@ def tenant_unavailable_alert(settings: Settings) -> Callable[[str, float, str], 
         )
         await asyncio.to_thread(
             queue_operations_alert,
-            settings.notifier_db,
+            shared_store(settings, settings.notifier_db),
             settings.ops_email,
             f"tenant-unavailable:{tenant}:{int(time.time())}",
             f"VectorPanda: tenant {tenant} is unavailable",

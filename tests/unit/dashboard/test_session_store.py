@@ -1,7 +1,9 @@
-"""One contract for both session stores: SQLite (real file) and in-memory."""
+"""One contract for the session stores: SQLite (real file), PostgreSQL and in-memory."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -14,14 +16,23 @@ from api.dashboard.session_model import (
     new_session_id,
     new_user_session,
 )
-from api.dashboard.session_store import MemorySessionStore, SessionStore, SqliteSessionStore
+from api.dashboard.session_store import (
+    MemorySessionStore,
+    SessionStore,
+    SqliteSessionStore,
+    open_session_store,
+)
 
 
-@pytest.fixture(params=["memory", "sqlite"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> SessionStore:
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SessionStore]:
     if request.param == "memory":
-        return MemorySessionStore()
-    return SqliteSessionStore.at(tmp_path / "sessions.sqlite3")
+        yield MemorySessionStore()
+        return
+    url = request.getfixturevalue("pg_url") if request.param == "postgres" else None
+    opened = open_session_store(url, tmp_path / "sessions.sqlite3")
+    yield opened
+    opened.close()
 
 
 def test_add_get_touch_delete(store: SessionStore) -> None:
@@ -65,3 +76,27 @@ def test_sqlite_sessions_survive_a_reopen(tmp_path: Path) -> None:
     again = SqliteSessionStore.at(path)
     assert again.get(s.id_hash) == s
     again.close()
+
+
+def test_every_coordinator_sees_the_same_postgresql_sessions(pg_url: str, tmp_path: Path) -> None:
+    a = open_session_store(pg_url, tmp_path / "a.sqlite3")
+    b = open_session_store(pg_url, tmp_path / "b.sqlite3")
+    try:
+        user = new_user_session(new_session_id(), "a@x.test", Role.OPERATOR, None, "google", 1)
+        a.add(user)
+        assert b.get(user.id_hash) == user  # logged in on A, logged in on B
+        b.touch(user.id_hash, 7)
+        found = a.get(user.id_hash)
+        assert found is not None and found.last_seen_at == 7
+        assert b.delete(user.id_hash) and a.get(user.id_hash) is None  # logout is everywhere
+        # One login state, redeemed on both coordinators at once: exactly one gets it.
+        for _ in range(20):
+            login = new_login_session(new_session_id(), "google", now=0)
+            a.add(login)
+            with ThreadPoolExecutor(2) as pool:
+                taken = list(pool.map(lambda s, h=login.id_hash: s.take(h), (a, b)))
+            assert sum(t is not None for t in taken) == 1
+        assert not (tmp_path / "a.sqlite3").exists()
+    finally:
+        a.close()
+        b.close()

@@ -77,7 +77,7 @@ CREATE INDEX IF NOT EXISTS ix_outbox_pending ON outbox (sent_at, next_attempt);
 # Added after the first release: existing databases get them on open.
 QUARANTINE_COLUMNS = (("dead_at", "REAL"), ("dead_reason", "TEXT"))
 # How long a claimed email is left to its sender before another notifier may take it.
-CLAIM_LEASE_S = 300.0
+CLAIM_LEASE_S = 120.0
 
 
 @dataclass(frozen=True)
@@ -338,6 +338,21 @@ class NotifierOutbox:
                     .values(next_attempt=now + lease_s)
                 )
         return mails
+
+    def release(self, mails: Sequence[PendingMail]) -> None:
+        """Hand back claimed emails this notifier will not send after all (it is stopping)."""
+        o = self._t.outbox
+        with self._lock, row_transaction(self._engine) as conn:
+            for mail in mails:
+                conn.execute(
+                    update(o)
+                    .where(
+                        o.c.event_id == mail.event_id,
+                        o.c.recipient == mail.recipient,
+                        o.c.sent_at.is_(None),
+                    )
+                    .values(next_attempt=0)
+                )
 
     def next_due(self) -> float | None:
         o = self._t.outbox

@@ -152,27 +152,40 @@ class NotifierService:
             await self.bus.declare_queue(self.queue, list(NOTIFIED_TYPES))
 
     async def deliver_due(self) -> int:
-        """Send every email due now; returns how many were accepted."""
+        """Send every email due now; returns how many were accepted.
+
+        The emails are claimed first (see ``NotifierOutbox.claim``); stopped midway, this
+        hands the ones it has not settled back, so a restart sends them at once.
+        """
         sent = 0
-        for mail in await asyncio.to_thread(self.outbox.claim, time.time()):
-            notice = Notice(
-                mail.event_id, mail.event_type, mail.client_id, mail.client_name, mail.data
-            )
-            domain = self.mail_from.rpartition("@")[2].strip(">") or "localhost"
-            try:
-                try:
-                    message = build_email(notice, self.mail_from, mail.recipient, domain)
-                except Exception as exc:
-                    raise PermanentFailure(f"the email cannot be built: {exc}") from exc
-                await self.sender.send(message)
-            except Exception as exc:
-                await self._failed(mail, exc)
-                continue
-            await asyncio.to_thread(self.outbox.mark_sent, mail, time.time())
-            if self.on_sent is not None:
-                self.on_sent()
-            sent += 1
+        claimed = await asyncio.to_thread(self.outbox.claim, time.time())
+        settled = 0
+        try:
+            for mail in claimed:
+                if await self._deliver(mail):
+                    sent += 1
+                settled += 1
+        except BaseException:
+            self.outbox.release(claimed[settled:])  # short, and the loop is stopping anyway
+            raise
         return sent
+
+    async def _deliver(self, mail: PendingMail) -> bool:
+        notice = Notice(mail.event_id, mail.event_type, mail.client_id, mail.client_name, mail.data)
+        domain = self.mail_from.rpartition("@")[2].strip(">") or "localhost"
+        try:
+            try:
+                message = build_email(notice, self.mail_from, mail.recipient, domain)
+            except Exception as exc:
+                raise PermanentFailure(f"the email cannot be built: {exc}") from exc
+            await self.sender.send(message)
+        except Exception as exc:
+            await self._failed(mail, exc)
+            return False
+        await asyncio.to_thread(self.outbox.mark_sent, mail, time.time())
+        if self.on_sent is not None:
+            self.on_sent()
+        return True
 
     async def _failed(self, mail: PendingMail, exc: Exception) -> None:
         if is_permanent(exc) or mail.attempts + 1 >= self.max_attempts:

@@ -6,6 +6,7 @@ applied once, each email claimed by one of them, each alert queued once.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -92,6 +93,16 @@ def test_a_claimed_email_is_skipped_until_its_lease_runs_out(open_outbox: Open) 
     assert len(b.claim(now=1300.0)) == 2
 
 
+def test_released_claims_are_due_at_once(open_outbox: Open) -> None:
+    a, b = open_outbox(), open_outbox()
+    a.apply(log_of(1).read(0, 100))
+    first, second = a.claim(now=1000.0)
+    a.mark_sent(first, 1000.5)
+    a.release([first, second])  # a stopping notifier hands back what it did not send
+    assert [m.recipient for m in b.claim(now=1001.0)] == [second.recipient]
+    assert b.sent_count() == 1
+
+
 def test_concurrent_notifiers_claim_each_email_once(open_outbox: Open) -> None:
     outboxes = [open_outbox() for _ in range(3)]
     outboxes[0].apply(log_of(30).read(0, 1000))  # 30 pauses, 2 recipients each
@@ -129,3 +140,30 @@ def test_an_alert_is_queued_once_per_key_from_any_process(open_outbox: Open) -> 
     assert b.queue_alert("disk:1", "Disk", "full") is False
     (alert,) = b.due(now=1e12)
     assert alert.is_alert and alert.data == {"subject": "Disk", "text": "full"}
+
+
+async def test_a_notifier_stopped_mid_send_hands_its_claims_back(open_outbox: Open) -> None:
+    import asyncio
+
+    from notifier.service import NotifierService
+
+    class Stuck:
+        def __init__(self) -> None:
+            self.started = asyncio.Event()
+
+        async def send(self, message: object) -> None:
+            self.started.set()
+            await asyncio.Event().wait()  # an SMTP server that never answers
+
+    store = log_of(1)
+    outbox = open_outbox()
+    sender = Stuck()
+    service = NotifierService(outbox, store, sender, mail_from="vp@vp.test")
+    outbox.apply(store.read(0, 100))
+    delivering = asyncio.create_task(service.deliver_due())
+    await sender.started.wait()
+    delivering.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await delivering
+    # Not leased for minutes: the next notifier (or this one restarted) sends them now.
+    assert len(open_outbox().claim(now=time.time())) == 2

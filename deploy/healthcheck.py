@@ -71,7 +71,8 @@ def alive(path: Path, max_age_s: float) -> bool:
 
 def main(argv: list[str]) -> int:
     if len(argv) == 2 and argv[0] == "http":
-        return 0 if http_ok(argv[1]) else 1
+        # Comma-separated: healthy while any of them answers (several coordinators).
+        return 0 if any(http_ok(url) for url in argv[1].split(",") if url) else 1
     if len(argv) == 2 and argv[0] == "tcp":
         return 0 if connected_to(int(argv[1])) else 1
     if len(argv) == 3 and argv[0] == "alive":

@@ -102,6 +102,8 @@ def cmd_fleet(args: argparse.Namespace) -> int:
         https_port=args.https_port,
         http_port=args.http_port,
         runtime_dir=Path(args.runtime_dir) if args.runtime_dir else None,
+        coordinators=args.coordinators,
+        database_url=args.database_url,
     )
     return run_fleet(fleet)
 
@@ -185,6 +187,19 @@ def build_parser() -> argparse.ArgumentParser:
     fleet.add_argument("--https-port", type=int, default=8443, help="0 picks a free port")
     fleet.add_argument("--http-port", type=int, default=8088, help="0 picks a free port")
     fleet.add_argument("--runtime-dir", default=None, help="nginx config/pid/logs (default: temp)")
+    fleet.add_argument(
+        "--coordinators",
+        type=int,
+        default=1,
+        help="coordinators behind nginx (more than one needs PostgreSQL)",
+    )
+    fleet.add_argument(
+        "--database-url",
+        default=None,
+        metavar="URL",
+        help="the control plane on this PostgreSQL (no password here: VP_DATABASE_URL in the "
+        "env file for one); default: VP_DATABASE_URL from the env file, else SQLite",
+    )
     fleet.set_defaults(func=cmd_fleet)
 
     backup = sub.add_parser("backup", help="per-client backups")

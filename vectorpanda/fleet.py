@@ -1,8 +1,15 @@
 """``vectorpanda fleet``: the docker-compose topology as plain processes on this machine.
 
 nginx (Debian's package, TLS 1.3, a self-signed certificate made at start) in
-front of one coordinator, N workers, and the background services, all on
-loopback, with RabbitMQ when one answers. nginx runs as a non-daemon child
+front of one coordinator (or several, ``--coordinators``, with the control
+plane on this machine's PostgreSQL), N workers, and the background services,
+all on loopback, with RabbitMQ when one answers.
+
+PostgreSQL: ``VP_DATABASE_URL`` in the data dir's env file, or
+``--database-url`` for a URL without a password (loopback trust or peer
+authentication, or a ~/.pgpass entry): a password never goes on a command
+line. The fleet migrates the schema (``vectorpanda migrate``) before the
+coordinators start. Without either, the SQLite files as always. nginx runs as a non-daemon child
 with a config rendered from ``deploy/nginx.conf`` into a runtime directory
 that also holds its pid, logs and temp files; /etc/nginx and /var/log/nginx
 are never touched. Secrets stay in the data dir's env file (0600): no child
@@ -85,6 +92,10 @@ class Fleet:
     not_started: dict[str, str] = field(default_factory=dict)
     api_port: int = 0
     hub_port: int = 0
+    coordinators: int = 1
+    database_url: str | None = None
+    api_ports: list[int] = field(default_factory=list)
+    hub_ports: list[int] = field(default_factory=list)
     _own_runtime: bool = False
 
     def _print(self, text: str) -> None:
@@ -99,13 +110,18 @@ class Fleet:
             VP_PORT=str(self.api_port),
             VP_HUB_HOST="127.0.0.1",
             VP_HUB_PORT=str(self.hub_port),
-            VP_COORDINATOR_URL=f"ws://127.0.0.1:{self.hub_port}",
+            # Several coordinators: a worker dials every one (comma-separated hubs).
+            VP_COORDINATOR_URL=",".join(
+                f"ws://127.0.0.1:{port}" for port in self.hub_ports or [self.hub_port]
+            ),
             OPENBLAS_NUM_THREADS="1",
             OMP_NUM_THREADS="1",
             OMP_WAIT_POLICY="PASSIVE",
         )
         if self.amqp_url:
             env["VP_AMQP_URL"] = self.amqp_url
+        if self.database_url:
+            env["VP_DATABASE_URL"] = self.database_url
         # without a broker the separate projections process polls the log instead
         env["VP_PROJECTIONS_IN_PROCESS"] = "false"
         env.update(extra)
@@ -159,13 +175,19 @@ class Fleet:
         self.nginx = self.nginx or find_nginx()
         if self.nginx is None:
             raise RuntimeError("nginx is not installed (apt-get install nginx)")
-        self.api_port, self.hub_port = free_port(), free_port()
+        self._choose_database()
+        self.api_ports = [free_port() for _ in range(self.coordinators)]
+        self.hub_ports = [free_port() for _ in range(self.coordinators)]
+        self.api_port, self.hub_port = self.api_ports[0], self.hub_ports[0]
         self.https_port = self.https_port or free_port()
         self.http_port = self.http_port or free_port()
         self._choose_broker()
-        # Workers run here as our own user: the coordinator fences a frozen one itself.
-        self._vp("coordinator", "coordinator", VP_FENCE_LOCAL_WORKERS="true")
-        self._wait("the coordinator", lambda: port_open(self.api_port))
+        if self.on_postgres:
+            self._migrate()
+        for n in range(1, self.coordinators + 1):
+            self._start_coordinator(n)
+        for api in self.api_ports:
+            self._wait(f"the coordinator on port {api}", lambda api=api: port_open(api))
         for i in range(1, self.workers + 1):
             self._start_worker(f"w{i}")
         for service in BACKGROUND_SERVICES:
@@ -174,6 +196,28 @@ class Fleet:
         self._start_nginx()
         self._wait("nginx", lambda: port_open(self.https_port) and port_open(self.http_port))
         return self
+
+    def _start_coordinator(self, n: int) -> Child:
+        name = "coordinator" if self.coordinators == 1 else f"coordinator-{n}"
+        api, hub = self.api_ports[n - 1], self.hub_ports[n - 1]
+        extra = {"VP_PORT": str(api), "VP_HUB_PORT": str(hub)}
+        if self.coordinators > 1:  # a request log of its own each
+            extra["VP_LOG_DIR"] = str(self.data_dir / "logs" / name)
+        # Workers run here as our own user: the coordinator fences a frozen one itself.
+        return self._vp(name, "coordinator", VP_FENCE_LOCAL_WORKERS="true", **extra)
+
+    def restart_coordinator(self, dead: Child) -> bool:
+        """With several coordinators, start a new one in place of one that exited (nginx
+        sends its requests to the others meanwhile); False for anything else."""
+        if self.coordinators < 2 or not dead.name.startswith("coordinator-"):
+            return False
+        self.children.remove(dead)
+        self._print(
+            f"!!! {dead.name} exited with {dead.popen.returncode}; the other coordinators "
+            f"serve meanwhile; starting a new one (its log: {dead.log_path})"
+        )
+        self._start_coordinator(int(dead.name.removeprefix("coordinator-")))
+        return True
 
     def _start_worker(self, worker_id: str) -> Child:
         return self._vp(f"worker-{worker_id}", "worker", VP_WORKER_ID=worker_id)
@@ -190,6 +234,46 @@ class Fleet:
         )
         self._start_worker(dead.name.removeprefix("worker-"))
         return True
+
+    @property
+    def on_postgres(self) -> bool:
+        return bool(self.database_url) or self._env_file_names_a_database()
+
+    def _env_file_names_a_database(self) -> bool:
+        if os.environ.get("VP_DATABASE_URL"):
+            return True
+        return bool(read_env_file(env_file_path(self.data_dir)).get("VP_DATABASE_URL"))
+
+    def _choose_database(self) -> None:
+        if self.database_url:
+            from sqlalchemy.engine import make_url
+
+            from eventlog.database import postgres_url
+
+            if make_url(postgres_url(self.database_url)).password is not None:
+                raise RuntimeError(
+                    "--database-url must not carry a password (it would show in the process "
+                    "list): put VP_DATABASE_URL in the env file, or use a ~/.pgpass entry"
+                )
+        if self.coordinators < 1:
+            raise RuntimeError("--coordinators must be 1 or more")
+        if self.coordinators > 1 and not self.on_postgres:
+            raise RuntimeError(
+                "several coordinators share one control database: set VP_DATABASE_URL in "
+                f"{env_file_path(self.data_dir)} or pass --database-url (PostgreSQL)"
+            )
+
+    def _migrate(self) -> None:
+        """The schema at the newest revision before any coordinator starts."""
+        child = self._vp("migrate", "migrate", "--data-dir", str(self.data_dir))
+        try:
+            code = child.popen.wait(120)
+        except subprocess.TimeoutExpired:
+            child.popen.kill()
+            code = child.popen.wait()
+        self.children.remove(child)
+        if code != 0:
+            raise RuntimeError(f"vectorpanda migrate failed (exit {code}); see {child.log_path}")
 
     def _choose_broker(self) -> None:
         self.amqp_url = self.amqp_url or os.environ.get("VP_AMQP_URL")
@@ -217,7 +301,7 @@ class Fleet:
         conf = render_nginx_conf(
             NGINX_TEMPLATE.read_text(encoding="utf-8"),
             rt,
-            api_port=self.api_port,
+            api_port=self.api_ports or [self.api_port],
             https_port=self.https_port,
             http_port=self.http_port,
             cert=cert,
@@ -236,7 +320,9 @@ class Fleet:
             "https_url": f"https://127.0.0.1:{self.https_port}",
             "http_url": f"http://127.0.0.1:{self.http_port}",
             "api_url": f"http://127.0.0.1:{self.api_port}",
+            "api_urls": [f"http://127.0.0.1:{port}" for port in self.api_ports],
             "hub_port": self.hub_port,
+            "control_database": "postgresql" if self.on_postgres else "sqlite",
             "amqp": bool(self.amqp_url),
             "data_dir": str(self.data_dir),
             "runtime_dir": str(self.runtime_dir),
@@ -293,7 +379,7 @@ def run_fleet(fleet: Fleet) -> int:
         fleet.announce()
         while not stopping["signal"]:
             dead = fleet.dead()
-            if dead is not None and fleet.restart_worker(dead):
+            if dead is not None and (fleet.restart_worker(dead) or fleet.restart_coordinator(dead)):
                 continue
             if dead is not None:
                 fleet._print(

@@ -13,10 +13,12 @@ import ipaddress
 import os
 import re
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 NGINX_TEMPLATE = Path(__file__).resolve().parent.parent / "deploy" / "nginx.conf"
 _MARK = re.compile(r"^(?P<indent>\s*)(?P<directive>\S+)\s.*;\s*# fleet: (?P<name>\w+)\s*$")
+_SERVER_PARAMS = re.compile(r"^server\s+\S+(?P<params>(\s+[^;\s]+)*)\s*;")
 
 
 def find_nginx() -> str | None:
@@ -28,13 +30,19 @@ def render_nginx_conf(
     template: str,
     runtime: Path,
     *,
-    api_port: int,
+    api_port: int | Sequence[int],
     https_port: int,
     http_port: int,
     cert: Path,
     key: Path,
 ) -> str:
-    """Rewrite the ``# fleet:`` lines of deploy/nginx.conf for a loopback child nginx."""
+    """Rewrite the ``# fleet:`` lines of deploy/nginx.conf for a loopback child nginx.
+
+    ``api_port`` is one coordinator's port or every coordinator's: the template's
+    ``upstream`` lines become one ``server`` per port, with the template's parameters
+    (``max_fails``, ``fail_timeout``).
+    """
+    ports = [api_port] if isinstance(api_port, int) else list(api_port)
     values = {
         "pid": f"pid {runtime / 'nginx.pid'};",
         "error_log": f"error_log {runtime / 'logs' / 'error.log'} warn;",
@@ -53,6 +61,13 @@ def render_nginx_conf(
             out.append(line)
             continue
         name, directive = m["name"], m["directive"]
+        if name == "upstream":
+            if "upstream" not in seen:
+                params = _SERVER_PARAMS.match(line.strip())
+                extra = params["params"] if params else ""
+                out += [f"{m['indent']}server 127.0.0.1:{port}{extra};" for port in ports]
+            seen.add(name)
+            continue
         if name == "temp":
             rendered = f"{directive} {runtime / 'temp' / directive.removesuffix('_temp_path')};"
         elif name in values:

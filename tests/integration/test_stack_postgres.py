@@ -32,11 +32,20 @@ def test_admin_actions_land_in_postgresql_and_keys_work(pg_url: str, tmp_path: P
             assert r.status_code == 200 and r.json()["ok"] is True, r.text
         assert "Traceback" not in "".join(stack.output), "".join(stack.output)[-3000:]
     assert not (data / "control.sqlite3").exists()
+    # The notifier, the scheduler's jobs and the sessions are in PostgreSQL too.
+    for local in ("notifier.sqlite3", "scheduler.sqlite3", "sessions.sqlite3"):
+        assert not (data / local).exists(), local
     engine = create_engine(postgres_url(pg_url))
     try:
         with engine.connect() as conn:
             stored = conn.execute(text("SELECT seq, type FROM events ORDER BY seq")).all()
             clients = conn.execute(text("SELECT name FROM clients")).scalars().all()
+            jobs = conn.execute(text("SELECT id FROM apscheduler_jobs ORDER BY id")).scalars()
+            assert list(jobs) == ["auto_pause_and_anomalies", "backups", "census", "restore_drill"]
+            notified = conn.execute(
+                text("SELECT seq FROM consumer_checkpoints WHERE consumer = 'notifier'")
+            ).scalar()
+            assert notified is not None and notified >= 2  # it followed the shared log
     finally:
         engine.dispose()
     # Shutdown may record one more (the usage flush): the API's view is a prefix.

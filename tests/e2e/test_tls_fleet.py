@@ -105,7 +105,7 @@ def test_the_worker_hub_is_not_reachable_through_nginx(fleet: RunningFleet) -> N
         r = c.get("/healthz", headers={"Host": f"127.0.0.1:{hub_port}"})
     assert r.json() == {"ok": True}
     conf = (fleet.runtime_dir / "nginx.conf").read_text()
-    upstreams = re.findall(r"^\s*server\s+([^\s{]+);", conf, re.M)
+    upstreams = re.findall(r"^\s*server\s+([^\s{;]+)[^;{]*;", conf, re.M)
     assert upstreams == [f"127.0.0.1:{_port(fleet.api_url)}"]
     assert set(re.findall(r"proxy_pass\s+(\S+);", conf)) == {"http://vectorpanda_coordinator"}
     assert str(hub_port) not in conf

@@ -246,6 +246,13 @@ def main(argv: list[str] | None = None) -> int:
     except MissingSecretError as exc:
         print(f"vectorpanda: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:
+        # Looked up, not imported: a worker process never loads the database layer.
+        schema = sys.modules.get("eventlog.schema")
+        if schema is not None and isinstance(exc, schema.SchemaError):
+            print(f"vectorpanda: refusing to start: {exc}", file=sys.stderr)
+            return 2
+        raise
 
 
 if __name__ == "__main__":

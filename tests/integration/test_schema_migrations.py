@@ -214,6 +214,10 @@ def test_postgresql_behind_head_is_refused_at_start_up_and_upgraded_by_migrate(
             SqliteUnitOfWork(engine)
         (tmp_path / ENV_FILE_NAME).write_text(f"VP_DATABASE_URL={pg_url}\n")
         (tmp_path / ENV_FILE_NAME).chmod(0o600)
+        # A command that opens the log says so and exits, without a traceback.
+        assert main(["audit", "verify", "--data-dir", str(tmp_path)]) == 2
+        said = capsys.readouterr().err
+        assert "refusing to start" in said and "vectorpanda migrate" in said
         assert main(["migrate", "--data-dir", str(tmp_path)]) == 0
         assert f"from revision 0001 to revision {HEAD}" in capsys.readouterr().out
         SqliteUnitOfWork(engine).close()

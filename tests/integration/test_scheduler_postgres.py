@@ -112,9 +112,9 @@ def test_jobs_run_once_across_coordinators_and_survive_the_leaders_death(
     # Registered by the first leader; now a run falls due with three coordinators up.
     make_backups_due(pg_url, tmp_path)
     others = [start(), start()]
-    # The leader does not look at the store until its next wake-up: a new leader would
-    # (each start-up reads it), so stop the first one's scheduler by killing it below.
-    time.sleep(1.5)  # the newcomers poll five times meanwhile
+    # (The first leader reads the store again only at its next wake-up, hours away; it
+    # dies before that, which is the case to show: the run it left due is not lost.)
+    time.sleep(1.5)  # the newcomers ask for the lock five times meanwhile
     assert [w for w, _ in lines(out)] == ["lead"]  # one leader, the newcomers wait
 
     first.send_signal(signal.SIGKILL)

@@ -90,6 +90,11 @@ def open_control_engine(url: str | None, sqlite_path: Path) -> Engine:
     )
 
 
+def open_local_engine(path: Path, *, synchronous: str = "FULL") -> Engine:
+    """An SQLite file of a component's own (sessions, a notifier file): durable pragmas."""
+    return sqlite.open_engine(path, synchronous=synchronous)
+
+
 def is_postgres(engine: Engine | Connection) -> bool:
     return engine.dialect.name == "postgresql"
 

@@ -44,3 +44,15 @@ def shared_store(settings: Settings, path: Path) -> Path | str:
     """Where a store that every coordinator shares lives: the PostgreSQL control
     database (its URL) when ``VP_DATABASE_URL`` is set, else its own SQLite file."""
     return database_url(settings) or path
+
+
+def session_store(settings: Settings) -> Any:
+    """The dashboard's sessions: the shared PostgreSQL table (migrated first) or the file."""
+    from api.dashboard.session_store import SqliteSessionStore
+    from eventlog.schema import ensure_schema
+
+    if database_url(settings) is None:
+        return SqliteSessionStore.at(settings.sessions_db)
+    engine = control_engine(settings)
+    ensure_schema(engine)
+    return SqliteSessionStore(engine)

@@ -27,8 +27,7 @@ from sqlalchemy import (
 )
 
 from api.dashboard.session_model import Role, Session, SessionKind
-from eventlog.database import is_postgres, open_control_engine, read_transaction, row_transaction
-from eventlog.sqlite import open_engine
+from eventlog.database import is_postgres, open_local_engine, read_transaction, row_transaction
 
 metadata = MetaData()
 
@@ -86,18 +85,14 @@ class SqliteSessionStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._lock = threading.Lock()
-        if is_postgres(engine):
-            from eventlog.schema import ensure_schema
-
-            ensure_schema(engine)  # the table is the migrations' (revision 0002)
-        else:
+        if not is_postgres(engine):  # on PostgreSQL the table is the migrations' (0002)
             with row_transaction(engine) as conn:
                 metadata.create_all(conn)
 
     @classmethod
     def at(cls, path: Path) -> SqliteSessionStore:
         # Losing the last session write on power loss only logs someone out.
-        return cls(open_engine(path, synchronous="NORMAL"))
+        return cls(open_local_engine(path, synchronous="NORMAL"))
 
     def add(self, session: Session) -> None:
         with self._lock, row_transaction(self.engine) as conn:
@@ -138,13 +133,6 @@ class SqliteSessionStore:
 
     def close(self) -> None:
         self.engine.dispose()
-
-
-def open_session_store(database_url: str | None, path: Path) -> SqliteSessionStore:
-    """The shared PostgreSQL table when ``database_url`` is set, else the SQLite file."""
-    if database_url:
-        return SqliteSessionStore(open_control_engine(database_url, path))
-    return SqliteSessionStore.at(path)
 
 
 class MemorySessionStore:

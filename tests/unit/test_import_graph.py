@@ -73,7 +73,7 @@ ALLOWED_LAYER_BREAKS: set[tuple[str, str]] = {
     # coordinator read services (the composition-root change left these in place)
     ("api.dashboard.audit_reads", "eventlog.sqlite"),
     ("api.dashboard.audit_reads", "projections.tables"),
-    ("api.dashboard.session_store", "eventlog.sqlite"),
+    ("api.dashboard.session_store", "eventlog.database"),
 }
 
 

@@ -8,8 +8,7 @@ from api.dashboard.audit_reads import AuditReader
 from api.dashboard.context import Dashboard
 from api.dashboard.oauth import GitHubConfig, GitHubLogin, GoogleConfig, GoogleLogin, LoginProvider
 from api.dashboard.session_model import SessionPolicy
-from api.dashboard.session_store import open_session_store
-from vectorpanda.control_db import database_url
+from vectorpanda.control_db import session_store
 from vectorpanda.settings import Settings
 
 log = logging.getLogger("vectorpanda")
@@ -57,7 +56,7 @@ def build_dashboard(settings: Settings) -> Dashboard:
         )
     return Dashboard(
         public_url=public_url,
-        sessions=open_session_store(database_url(settings), settings.sessions_db),
+        sessions=session_store(settings),
         audit=AuditReader(settings.audit_db),
         providers=providers,
         operator_emails=operators,

@@ -16,12 +16,18 @@ from api.dashboard.session_model import (
     new_session_id,
     new_user_session,
 )
-from api.dashboard.session_store import (
-    MemorySessionStore,
-    SessionStore,
-    SqliteSessionStore,
-    open_session_store,
-)
+from api.dashboard.session_store import MemorySessionStore, SessionStore, SqliteSessionStore
+from eventlog.database import open_control_engine
+from eventlog.schema import ensure_schema
+
+
+def open_session_store(url: str | None, path: Path) -> SqliteSessionStore:
+    """What the composition root does: the migrated PostgreSQL table, or the file."""
+    if url is None:
+        return SqliteSessionStore.at(path)
+    engine = open_control_engine(url, path)
+    ensure_schema(engine)
+    return SqliteSessionStore(engine)
 
 
 @pytest.fixture(params=["memory", "sqlite", "postgres"])

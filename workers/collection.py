@@ -13,10 +13,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -57,6 +57,18 @@ from workers.work_budget import WorkBudget, unbounded
 log = logging.getLogger(__name__)
 
 Metadata = dict[str, Any] | None
+QueryAnswer = tuple[list[dict[str, Any]], np.ndarray | None]
+
+
+class QuickQuery(Protocol):
+    """One request's part of a batched quick query (see ``Collection.query_many``)."""
+
+    queries: np.ndarray
+    include_metadata: bool
+    include_values: bool
+    budget: WorkBudget
+
+
 # None: the fresh buffer's bound follows the dimension (workers.hnsw_index.fresh_limit_for).
 DEFAULT_FRESH_LIMIT: int | None = None
 # A graph is saved when its fresh buffer runs dry, and at least this often while
@@ -318,6 +330,79 @@ class Collection(CollectionRecords):
             if include_values:
                 values = table.vectors()[rows[rows >= 0]]
         return results, values
+
+    def query_many(
+        self,
+        requests: Sequence[QuickQuery],
+        top_k: int,
+        ef_search: int | None,
+    ) -> list[QueryAnswer | StoreError | None]:
+        """Unfiltered quick queries of several requests (same ``top_k`` and ``ef_search``)
+        with one graph search, on the event loop (micro-batching, see workers.query_batch).
+
+        Each request gets exactly the answer ``query`` would give it alone, its own
+        refusal (StoreError), or None where ``query`` would have had to wait or scan
+        exactly (it then goes to a thread on its own). Each budget is checked and
+        charged as if the request had been searched alone. WouldBlock if the rows are
+        being written: every request then goes to a thread.
+        """
+        index = self._index
+        assert index is not None
+        out: list[QueryAnswer | StoreError | None] = [None] * len(requests)
+        ready: list[int] = []
+        for i, request in enumerate(requests):
+            try:
+                self._check_vectors(request.queries, None)
+            except StoreError as exc:
+                out[i] = exc
+                continue
+            ready.append(i)
+        cosine = self.spec.metric == "cosine"
+        with self._rows.reading(False):
+            try:
+                self._check_open()
+            except StoreError as exc:
+                return [exc if answer is None else answer for answer in out]
+            table = self._table
+            searched: list[int] = []
+            parts: list[np.ndarray] = []
+            for i in ready:
+                budget = requests[i].budget
+                try:
+                    budget.check()
+                except StoreError as exc:
+                    out[i] = exc
+                    continue
+                queries = requests[i].queries
+                parts.append(normalized(queries) if cosine else queries)
+                searched.append(i)
+            if not parts:
+                return out
+            scores, rows, short = index.search_many(table, parts, top_k, ef_search)
+            ids, meta, start = table.ids, table.metadata, 0
+            for i, part in zip(searched, parts, strict=True):
+                request, end = requests[i], start + len(part)
+                if short[start:end].any():
+                    start = end
+                    continue  # searched alone in a thread (exact fallback)
+                request.budget.spend(len(part) * table.count)
+                results: list[dict[str, Any]] = []
+                for score_row, row_ids in zip(scores[start:end], rows[start:end], strict=True):
+                    live = row_ids[row_ids >= 0].tolist()
+                    result: dict[str, Any] = {
+                        "ids": [ids[r] for r in live],
+                        "scores": score_row[: len(live)].tolist(),
+                    }
+                    if request.include_metadata:
+                        result["metadata"] = [meta[r] for r in live]
+                    results.append(result)
+                values = None
+                if request.include_values:
+                    picked = rows[start:end]
+                    values = table.vectors()[picked[picked >= 0]]
+                out[i] = (results, values)
+                start = end
+        return out
 
     def _search(
         self,

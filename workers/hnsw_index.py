@@ -111,6 +111,9 @@ class HnswIndex:
         self._fresh_version: dict[str, int] = {}
         self._seq = 0
         self.dirty = False  # the graph changed since it was last saved
+        # Search parameters without a selector, by efSearch: FAISS only reads them, so
+        # every search (and thread) may share one instead of building its own.
+        self._plain_params: dict[int, Any] = {}
 
     # ---- writes (row lock held exclusively) -------------------------------------
 
@@ -213,6 +216,29 @@ class HnswIndex:
             rows[short] = np.pad(r2, ((0, 0), (0, pad)), constant_values=-1)
         return scores[:q], rows[:q]
 
+    def search_many(
+        self, table: VectorTable, parts: list[np.ndarray], k: int, ef_search: int | None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``search`` of several requests' unfiltered queries, with one graph search.
+
+        Each request's answer is exactly what ``search`` gives it alone: the graph
+        answers every query independently, and the fresh buffer is scanned per request
+        (an exact scan's arithmetic depends on how many queries it takes at once).
+        Returns (scores, rows, short): ``short`` marks the queries the graph answered
+        short, which ``search`` would finish with an exact scan (not done here).
+        """
+        stacked = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        graph = self._search_graph(table, stacked, k, None, ef_search or DEFAULT_EF_SEARCH, False)
+        if self._fresh.count:
+            fresh = [self._search_fresh(table, q, k, None) for q in parts]
+            scores_f = fresh[0][0] if len(fresh) == 1 else np.concatenate([f[0] for f in fresh])
+            rows_f = fresh[0][1] if len(fresh) == 1 else np.concatenate([f[1] for f in fresh])
+            scores, rows = merge_results([graph, (scores_f, rows_f)], k, self.metric)
+        else:
+            scores, rows = graph
+        short = (rows >= 0).sum(axis=1) < min(k, table.count)
+        return scores, rows, short
+
     def _search_fresh(
         self, table: VectorTable, queries: np.ndarray, k: int, mask: np.ndarray | None
     ) -> tuple[np.ndarray, np.ndarray]:
@@ -268,12 +294,14 @@ class HnswIndex:
                 count = int(allowed.sum())
             if count == 0:
                 return empty
-            params = faiss.SearchParametersHNSW()  # type: ignore[attr-defined]
-            params.efSearch = max(ef, k)
             bitmap = None
             if allowed is not None and count < n:
+                params = faiss.SearchParametersHNSW()  # type: ignore[attr-defined]
+                params.efSearch = max(ef, k)
                 bitmap = np.packbits(allowed, bitorder="little")
                 params.sel = faiss.IDSelectorBitmap(n, faiss.swig_ptr(bitmap))
+            else:
+                params = self._params(max(ef, k))
             scores, nodes_found = self._graph.search(
                 np.ascontiguousarray(queries, dtype=np.float32), min(k, count), params=params
             )
@@ -285,6 +313,15 @@ class HnswIndex:
         ]
         rows = np.fromiter((-1 if r is None else r for r in flat), np.int64, count=len(flat))
         return scores, rows.reshape(nodes_found.shape)
+
+    def _params(self, ef: int) -> Any:
+        params = self._plain_params.get(ef)
+        if params is None:
+            params = faiss.SearchParametersHNSW()  # type: ignore[attr-defined]
+            params.efSearch = ef
+            if len(self._plain_params) < 64:  # ef is the client's: keep the cache small
+                self._plain_params[ef] = params
+        return params
 
     # ---- graph insertion (maintenance thread) ----------------------------------------
 

@@ -25,9 +25,9 @@ import numpy as np
 
 from workers.collection import Collection
 from workers.errors import StoreError
-from workers.handlers import _array, _flag
+from workers.handlers import _array, _flag, _render_format
 from workers.protocol import ErrorCode, Frame
-from workers.query_answer import RENDER_FORMS, render_answer
+from workers.query_answer import RENDER_FORMS, rendered_reply
 from workers.read_write_lock import WouldBlock
 from workers.tenant_store import TenantStore
 from workers.work_budget import WorkBudget
@@ -51,6 +51,7 @@ class QuickQuery:
     include_metadata: bool
     include_values: bool
     render: str | None
+    binary: bool
     budget: WorkBudget
 
 
@@ -75,6 +76,7 @@ def parse_quick(store: TenantStore, frame: Frame) -> tuple[Collection, dict[str,
     render = header.get("render")
     if render is not None and render not in RENDER_FORMS:
         raise StoreError(ErrorCode.INVALID, "render must be 'single', 'batch' or null")
+    binary = _render_format(header)
     queries = _array(frame, "queries")
     if not loaded.quick_to_search(len(queries), top_k, ef_search):
         raise WouldBlock
@@ -86,6 +88,7 @@ def parse_quick(store: TenantStore, frame: Frame) -> tuple[Collection, dict[str,
         "include_metadata": include_metadata,
         "include_values": include_values,
         "render": render,
+        "binary": binary,
     }
 
 
@@ -139,10 +142,7 @@ def _run_chunk(chunk: list[QuickQuery], out: dict[int, Result | StoreError | Non
             continue
         results, values = answer
         if item.render is not None:
-            out[item.index] = (
-                {"rendered": True},
-                {"body": render_answer(results, values, item.render)},
-            )
+            out[item.index] = rendered_reply(results, values, item.render, item.binary)
         else:
             out[item.index] = (
                 {"results": results},

@@ -358,11 +358,10 @@ class Collection(CollectionRecords):
                 continue
             ready.append(i)
         cosine = self.spec.metric == "cosine"
-        with self._rows.reading(False):
-            try:
-                self._check_open()
-            except StoreError as exc:
-                return [exc if answer is None else answer for answer in out]
+        self._rows.acquire_read(False)
+        try:
+            if self._closed is not None:
+                return [self._closed if answer is None else answer for answer in out]
             table = self._table
             searched: list[int] = []
             parts: list[np.ndarray] = []
@@ -379,19 +378,21 @@ class Collection(CollectionRecords):
             if not parts:
                 return out
             scores, rows, short = index.search_many(table, parts, top_k, ef_search)
+            # plain lists once for the whole batch: cheaper than numpy per request
+            score_lists, row_lists, shorts = scores.tolist(), rows.tolist(), short.tolist()
             ids, meta, start = table.ids, table.metadata, 0
             for i, part in zip(searched, parts, strict=True):
                 request, end = requests[i], start + len(part)
-                if short[start:end].any():
+                if any(shorts[start:end]):
                     start = end
                     continue  # searched alone in a thread (exact fallback)
                 request.budget.spend(len(part) * table.count)
                 results: list[dict[str, Any]] = []
-                for score_row, row_ids in zip(scores[start:end], rows[start:end], strict=True):
-                    live = row_ids[row_ids >= 0].tolist()
+                for j in range(start, end):
+                    live = [r for r in row_lists[j] if r >= 0]
                     result: dict[str, Any] = {
                         "ids": [ids[r] for r in live],
-                        "scores": score_row[: len(live)].tolist(),
+                        "scores": score_lists[j][: len(live)],
                     }
                     if request.include_metadata:
                         result["metadata"] = [meta[r] for r in live]
@@ -402,6 +403,8 @@ class Collection(CollectionRecords):
                     values = table.vectors()[picked[picked >= 0]]
                 out[i] = (results, values)
                 start = end
+        finally:
+            self._rows.release_read()
         return out
 
     def _search(

@@ -275,11 +275,15 @@ class HnswIndex:
     ) -> tuple[np.ndarray, np.ndarray]:
         q = queries.shape[0]
         empty = (np.zeros((q, 0), np.float32), np.zeros((q, 0), np.int64))
-        with self._graph_lock.reading(wait):
+        lock = self._graph_lock
+        lock.acquire_read(wait)
+        try:
             n = self._graph.ntotal
             allowed: np.ndarray | None = None
+            every_node_live = False
             if mask is None and len(self._node_of) == n:
                 count = n  # no tombstones and nothing half-inserted: no selector needed
+                every_node_live = True
             elif mask is None:
                 allowed = np.zeros(n, dtype=bool)
                 upto = min(n, len(self._live))
@@ -302,17 +306,35 @@ class HnswIndex:
                 params.sel = faiss.IDSelectorBitmap(n, faiss.swig_ptr(bitmap))
             else:
                 params = self._params(max(ef, k))
-            scores, nodes_found = self._graph.search(
-                np.ascontiguousarray(queries, dtype=np.float32), min(k, count), params=params
+            width = min(k, count)
+            x = np.ascontiguousarray(queries, dtype=np.float32)
+            scores = np.empty((q, width), dtype=np.float32)
+            nodes_found = np.empty((q, width), dtype=np.int64)
+            # FAISS's own search() without its wrapper's checks (done above)
+            self._graph.search_c(
+                q,
+                faiss.swig_ptr(x),
+                width,
+                faiss.swig_ptr(scores),
+                faiss.swig_ptr(nodes_found),
+                params,
             )
             del bitmap  # the selector borrowed it until here
-        node_ids, live, limit = self._node_ids, self._live, len(self._node_ids)
+        finally:
+            lock.release_read()
+        node_ids, found = self._node_ids, nodes_found.ravel().tolist()
+        row_of = table.row_lookup()
+        if every_node_live:  # every node < n is live and named in node_ids
+            rows = np.array(
+                [-1 if node < 0 else row_of(node_ids[node], -1) for node in found], np.int64
+            )
+            return scores, rows.reshape(nodes_found.shape)
+        live, limit = self._live, len(node_ids)
         flat = [
-            (table.row_of(node_ids[node]) if 0 <= node < limit and live[node] else None)
-            for node in nodes_found.ravel().tolist()
+            (row_of(node_ids[node], -1) if 0 <= node < limit and live[node] else -1)
+            for node in found
         ]
-        rows = np.fromiter((-1 if r is None else r for r in flat), np.int64, count=len(flat))
-        return scores, rows.reshape(nodes_found.shape)
+        return scores, np.array(flat, np.int64).reshape(nodes_found.shape)
 
     def _params(self, ef: int) -> Any:
         params = self._plain_params.get(ef)

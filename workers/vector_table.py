@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -49,6 +49,10 @@ class VectorTable:
     def row_of(self, vector_id: str) -> int | None:
         """The row holding ``vector_id``, or None."""
         return self._rows.get(vector_id)
+
+    def row_lookup(self) -> Callable[[str, int], int]:
+        """``dict.get`` of id -> row (``row_lookup()(id, -1)``), for loops over many ids."""
+        return self._rows.get
 
     def vectors(self) -> np.ndarray:
         """Original values of the live rows (a view; valid until the next write)."""

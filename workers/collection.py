@@ -328,7 +328,7 @@ class Collection(CollectionRecords):
                 results.append(result)
             values = None
             if include_values:
-                values = table.vectors()[rows[rows >= 0]]
+                values = table.values(rows[rows >= 0])
         return results, values
 
     def query_many(
@@ -400,7 +400,7 @@ class Collection(CollectionRecords):
                 values = None
                 if request.include_values:
                     picked = rows[start:end]
-                    values = table.vectors()[picked[picked >= 0]]
+                    values = table.values(picked[picked >= 0])
                 out[i] = (results, values)
                 start = end
         finally:
@@ -438,7 +438,7 @@ class Collection(CollectionRecords):
                     found.append(vector_id)
                     rows.append(row)
             meta = [self._table.metadata[r] for r in rows]
-            values = self._table.vectors()[np.asarray(rows, dtype=np.int64)]
+            values = self._table.values(np.asarray(rows, dtype=np.int64))
         return found, meta, values
 
     def cut(self, staging: Path) -> CollectionCut:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Sequence
 from typing import Any
 
 import faiss
@@ -83,6 +84,14 @@ def subset_search(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-k over ``matrix[rows]``, answered as rows of ``matrix``."""
     scores, local = exact_search(matrix[rows], queries, k, metric)
+    return scores, rows[local] if len(rows) else local
+
+
+def table_search(
+    table: VectorTable, rows: np.ndarray, queries: np.ndarray, k: int, metric: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-k over the table's ``rows`` (their search vectors), answered as rows."""
+    scores, local = exact_search(table.search_rows(rows), queries, k, metric)
     return scores, rows[local] if len(rows) else local
 
 
@@ -186,11 +195,10 @@ class HnswIndex:
 
         ``wait=False``: WouldBlock instead of waiting for the graph or scanning exactly.
         """
-        matrix = table.search_matrix()
         if mask is not None:
             match_rows = np.flatnonzero(mask)
             if len(match_rows) <= EXACT_FILTER_MAX_ROWS or 10 * len(match_rows) < table.count:
-                return subset_search(matrix, match_rows, queries, k, self.metric)
+                return table_search(table, match_rows, queries, k, self.metric)
         q = queries.shape[0]
         parts = [self._search_graph(table, queries, k, mask, ef_search or DEFAULT_EF_SEARCH, wait)]
         if self._fresh.count:
@@ -204,7 +212,7 @@ class HnswIndex:
             raise WouldBlock  # the exact fallback below is a full scan
         if short.size:
             every = np.arange(table.count) if mask is None else np.flatnonzero(mask)
-            s2, r2 = subset_search(matrix, every, queries[short], k, self.metric)
+            s2, r2 = table_search(table, every, queries[short], k, self.metric)
             # The graph answers min(k, its live nodes) columns, which can be narrower
             # than the exact answer (more live rows than graphed ones): widen to fit.
             width = max(scores.shape[1], s2.shape[1])
@@ -345,6 +353,31 @@ class HnswIndex:
                 self._plain_params[ef] = params
         return params
 
+    def search_vectors(self, ids: Sequence[str]) -> np.ndarray:
+        """The search vectors of live ``ids`` from the graph's storage or the fresh buffer
+        (the table's VectorSource once detached); row lock held, shared or exclusive."""
+        out = np.empty((len(ids), self.dimension), dtype=np.float32)
+        if not len(ids):
+            return out
+        node_of, fresh_row = self._node_of.get, self._fresh.row_lookup()
+        nodes = np.array([node_of(i, -1) for i in ids], dtype=np.int64)
+        in_graph = nodes >= 0
+        if not in_graph.all():
+            picked = np.flatnonzero(~in_graph)
+            fresh_rows = [fresh_row(ids[j], -1) for j in picked.tolist()]
+            if min(fresh_rows) < 0:
+                raise KeyError("an id with no vector in the index")
+            out[picked] = self._fresh.search_matrix()[fresh_rows]
+        if in_graph.any():
+            with self._graph_lock.reading():
+                graph = self._graph
+                storage = faiss.downcast_index(graph.storage)
+                xb = storage.get_xb()  # type: ignore[attr-defined]
+                stored = faiss.rev_swig_ptr(xb, graph.ntotal * self.dimension)
+                matrix = stored.reshape(graph.ntotal, self.dimension)
+                out[in_graph] = matrix[nodes[in_graph]]  # copied while the graph is held
+        return out
+
     # ---- graph insertion (maintenance thread) ----------------------------------------
 
     def take_fresh(self, limit: int) -> tuple[list[str], list[int], np.ndarray]:
@@ -437,7 +470,7 @@ class HnswIndex:
         known = np.flatnonzero(rows >= 0)
         if len(known):
             stored = graph.reconstruct_batch(known)
-            live[known] = (stored == table.search_matrix()[rows[known]]).all(axis=1)
+            live[known] = (stored == table.search_rows(rows[known])).all(axis=1)
         node_of: dict[str, int] = {}
         for node in np.flatnonzero(live).tolist():
             if node_ids[node] in node_of:  # the same value upserted twice: keep one node
@@ -453,7 +486,7 @@ class HnswIndex:
         missing = [i for i in table.ids if i not in self._node_of]
         if missing:
             rows = np.fromiter((table.row_of(i) for i in missing), np.int64, count=len(missing))
-            self.put(missing, table.search_matrix()[rows])
+            self.put(missing, table.search_rows(rows))
 
 
 def add_with_threads(graph: Any, vectors: np.ndarray, threads: int) -> None:

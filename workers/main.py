@@ -55,6 +55,11 @@ BIG_FRAME_BYTES = 64 * 1024
 # short request does not wait behind another tenant's long Python work for long.
 # VP_WORKER_SWITCH_INTERVAL_MS overrides it.
 SWITCH_INTERVAL_S = 0.001
+# Micro-batching: one turn of the batcher answers at most this many full searches'
+# worth of queued queries (and at least TURN_MIN_FRAMES frames) before it lets the
+# event loop read the socket (cancels, heartbeats) again.
+TURN_SEARCHES = 4
+TURN_MIN_FRAMES = 64
 
 
 class WorkerSession:
@@ -263,8 +268,17 @@ class WorkerSession:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            batch, self._pending = self._pending, []
+            # A turn holds the event loop for a few searches at most: what is left
+            # waits for the next turn, after the loop has read the socket again.
+            turn = max(TURN_SEARCHES * self._service.query_batch, TURN_MIN_FRAMES)
+            batch, self._pending = self._pending[:turn], self._pending[turn:]
+            if self._pending:
+                self._wake.set()
             if not batch:
+                continue
+            if not self.lease_valid():  # the usual way refuses them (lease expired)
+                for frame, budget in batch:
+                    self._spawn(frame, budget)
                 continue
             replies = self._service.answer_now(batch)
             for (frame, budget), answered in zip(batch, replies, strict=True):
@@ -277,6 +291,8 @@ class WorkerSession:
                     await self._ws.send(encode_frame(*answered))
                 except ConnectionClosed:
                     log.warning("reply to request %s lost: connection closed", frame.rid)
+            if self._pending:
+                await asyncio.sleep(0)  # the receive loop's turn before the next batch
 
     def _spawn(self, frame: Frame, budget: WorkBudget | None = None) -> None:
         task = asyncio.create_task(self._answer(frame, budget))

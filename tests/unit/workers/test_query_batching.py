@@ -153,22 +153,31 @@ async def test_each_request_keeps_its_own_budget_and_cost(service: WorkerService
     assert alone["cost"] == third["cost"]
 
 
-async def test_a_burst_of_frames_on_the_socket_is_answered_by_one_search(
-    service: WorkerService, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(("count", "batch", "searches"), [(12, 32, [12]), (150, 8, [8] * 18 + [6])])
+async def test_a_burst_of_frames_on_the_socket_is_answered_by_few_searches(
+    service: WorkerService,
+    monkeypatch: pytest.MonkeyPatch,
+    count: int,
+    batch: int,
+    searches: list[int],
 ) -> None:
+    """One search per batch of at most VP_WORKER_QUERY_BATCH queries; a turn of the
+    batcher takes at most 4 searches' worth (at least 64 frames) before the socket
+    is read again: 150 frames at 8 per search are turns of 64, 64 and 22."""
+    service.query_batch = batch
     rng = np.random.default_rng(1)
     frames = [
         frame(
             i + 1, rng.standard_normal((1, DIM)).astype(np.float32), collection="h", render="single"
         )
-        for i in range(12)
+        for i in range(count)
     ]
     expected = {f.rid: wire(await service.handle(f)) for f in frames}
-    searches: list[int] = []
+    seen: list[int] = []
     original = HnswIndex.search_many
 
     def counted(self: HnswIndex, table: Any, parts: list[np.ndarray], k: int, ef: Any) -> Any:
-        searches.append(len(parts))
+        seen.append(len(parts))
         return original(self, table, parts, k, ef)
 
     monkeypatch.setattr(HnswIndex, "search_many", counted)
@@ -199,5 +208,5 @@ async def test_a_burst_of_frames_on_the_socket_is_answered_by_one_search(
     batching.cancel()
     got = {decode_frame(raw).rid: raw for raw in socket.sent}
     assert got == expected
-    assert searches == [12]
+    assert seen == searches
     assert not session._budgets  # every answered request let go of its budget

@@ -280,7 +280,11 @@ class WorkerSession:
                 for frame, budget in batch:
                     self._spawn(frame, budget)
                 continue
-            replies = self._service.answer_now(batch)
+            try:
+                replies = self._service.answer_now(batch)
+            except Exception:  # a defect: the usual way answers them, the batcher lives on
+                log.exception("batched queries failed; answering them one by one")
+                replies = [None] * len(batch)
             for (frame, budget), answered in zip(batch, replies, strict=True):
                 if answered is None:  # the usual way: its own task, maybe a thread
                     self._spawn(frame, budget)

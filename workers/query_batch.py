@@ -94,11 +94,12 @@ def parse_quick(store: TenantStore, frame: Frame) -> tuple[Collection, dict[str,
 
 def run_batches(
     items: list[QuickQuery], limit: int, charge: Any
-) -> dict[int, Result | StoreError | None]:
+) -> dict[int, Result | Exception | None]:
     """Search ``items`` grouped by (collection, top_k, ef_search), tenants in turn.
 
-    Returns each item's answer (reply result and arrays), refusal, or None (a thread
-    answers it). ``charge(tenant, seconds)`` adds busy time to the tenant's account.
+    Returns each item's answer (reply result and arrays), refusal (StoreError, or any
+    other exception: an internal error), or None (a thread answers it).
+    ``charge(tenant, seconds)`` adds busy time to the tenant's account.
     """
     groups: OrderedDict[tuple[int, int, int | None], list[QuickQuery]] = OrderedDict()
     for item in items:
@@ -115,7 +116,7 @@ def run_batches(
             chunk.append(item)
             rows += len(item.queries)
         chunks.append(chunk)
-    out: dict[int, Result | StoreError | None] = {}
+    out: dict[int, Result | Exception | None] = {}
     while by_tenant:  # round robin: one search per tenant per turn
         for tenant in list(by_tenant):
             chunks = by_tenant[tenant]
@@ -128,7 +129,7 @@ def run_batches(
     return out
 
 
-def _run_chunk(chunk: list[QuickQuery], out: dict[int, Result | StoreError | None]) -> None:
+def _run_chunk(chunk: list[QuickQuery], out: dict[int, Result | Exception | None]) -> None:
     first = chunk[0]
     try:
         answers = first.collection.query_many(chunk, first.top_k, first.ef_search)
@@ -136,15 +137,20 @@ def _run_chunk(chunk: list[QuickQuery], out: dict[int, Result | StoreError | Non
         for item in chunk:
             out[item.index] = None
         return
+    except Exception as exc:  # a defect: each request is answered INTERNAL, not lost
+        for item in chunk:
+            out[item.index] = exc
+        return
     for item, answer in zip(chunk, answers, strict=True):
         if answer is None or isinstance(answer, StoreError):
             out[item.index] = answer
             continue
         results, values = answer
-        if item.render is not None:
-            out[item.index] = rendered_reply(results, values, item.render, item.binary)
-        else:
-            out[item.index] = (
-                {"results": results},
-                {"values": values} if values is not None else {},
-            )
+        try:
+            if item.render is not None:
+                out[item.index] = rendered_reply(results, values, item.render, item.binary)
+            else:
+                arrays = {"values": values} if values is not None else {}
+                out[item.index] = ({"results": results}, arrays)
+        except Exception as exc:
+            out[item.index] = exc

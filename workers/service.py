@@ -184,7 +184,7 @@ class WorkerService:
                 if answer is None:
                     continue
                 rid, budget = _rid(batch[item.index][0].header), item.budget
-                if isinstance(answer, StoreError):
+                if isinstance(answer, Exception):
                     replies[item.index] = _refusal(rid, Op.QUERY, answer, budget), {}
                     continue
                 result, arrays = answer

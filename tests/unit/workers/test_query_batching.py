@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from workers.collection import Collection
 from workers.hnsw_index import HnswIndex
 from workers.main import WorkerSession
 from workers.maintenance import Maintenance
@@ -210,3 +211,22 @@ async def test_a_burst_of_frames_on_the_socket_is_answered_by_few_searches(
     assert got == expected
     assert seen == searches
     assert not session._budgets  # every answered request let go of its budget
+
+
+async def test_a_defect_in_a_batch_answers_internal_and_spares_the_rest(
+    service: WorkerService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    q = np.ones((1, DIM), np.float32)
+    frames = [frame(1, q, collection="h"), frame(2, q, collection="h", top_k=3)]
+    original = Collection.query_many
+
+    def broken(self: Collection, requests: Any, top_k: int, ef: Any) -> Any:
+        if top_k == 3:
+            raise RuntimeError("boom")
+        return original(self, requests, top_k, ef)
+
+    monkeypatch.setattr(Collection, "query_many", broken)
+    replies = service.answer_now([(f, WorkBudget.from_header(f.header)) for f in frames])
+    assert replies[0] is not None and replies[0][0]["ok"] is True
+    assert replies[1] is not None
+    assert replies[1][0]["error"] == {"code": "internal", "message": "internal error in worker"}

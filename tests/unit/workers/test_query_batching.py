@@ -152,6 +152,8 @@ async def test_each_request_keeps_its_own_budget_and_cost(service: WorkerService
     assert "cost" not in cancelled
     alone, _ = await service.handle(frames[2])
     assert alone["cost"] == third["cost"]
+    # the time spent searching on the loop counts as the tenant's busy time
+    assert service.fair_share.busy_seconds({TENANT})[TENANT] > 0
 
 
 @pytest.mark.parametrize(("count", "batch", "searches"), [(12, 32, [12]), (150, 8, [8] * 18 + [6])])

@@ -13,8 +13,8 @@ import pytest
 
 from api.lean_query import wants_binary
 from tests.stack import Stack
-from vectorpanda.sdk import Client
-from vectorpanda.sdk.binary import ACCEPT, CONTENT_TYPE, decode_answer, encode_query
+from vectorpanda_client import Client
+from vectorpanda_client.binary import ACCEPT, CONTENT_TYPE, decode_answer, encode_query
 
 pytestmark = pytest.mark.integration
 

@@ -127,7 +127,7 @@ def query(
         options["ef_search"] = ef_search
     path = collection_path(name, "query")
     # The vectors go as raw float32 and the answer comes back binary when the server
-    # can (vectorpanda/sdk/binary.py).
+    # can (vectorpanda_client/binary.py).
     if single:
         body = encode_query(matrix[:1], True, options)
         answer = yield Call("POST", path, body, content_type=CONTENT_TYPE, accept=ACCEPT)

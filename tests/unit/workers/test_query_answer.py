@@ -1,6 +1,6 @@
 """The rendered answers: the binary one carries exactly what the JSON one does.
 
-The SDK's decoder (vectorpanda/sdk/binary.py) reads the worker's binary answer back
+The SDK's decoder (vectorpanda_client/binary.py) reads the worker's binary answer back
 into the JSON answer's shape, and an older worker's JSON answer converted by the
 coordinator gives the same bytes as the worker's own binary rendering.
 """
@@ -13,7 +13,7 @@ import numpy as np
 import orjson
 import pytest
 
-from vectorpanda.sdk.binary import decode_answer
+from vectorpanda_client.binary import decode_answer
 from workers.query_answer import binary_from_json, render_answer, render_binary
 
 RNG = np.random.default_rng(8)

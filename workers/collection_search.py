@@ -17,7 +17,7 @@ from workers.errors import StoreError
 from workers.flat_index import exact_search
 from workers.hnsw_index import HnswIndex
 from workers.metadata_filter import Predicate, matching_rows
-from workers.read_write_lock import ReadWriteLock
+from workers.read_write_lock import ReadWriteLock, WouldBlock
 from workers.vector_table import VectorTable, normalized
 from workers.work_budget import WorkBudget, unbounded
 
@@ -100,11 +100,17 @@ class CollectionSearch:
                 mask = matching_rows(predicate, table.metadata, budget)
             eligible = table.count if mask is None else int(mask.sum())
             parts = []
+            # Without waiting, the work may still turn out to need a thread (WouldBlock):
+            # its cost is counted once the answer is whole, so the thread counts it once.
+            unspent = 0
             for start in range(0, max(len(queries), 1), SEARCH_BATCH):
                 budget.check()
                 batch = queries[start : start + SEARCH_BATCH]
                 parts.append(self._search(table, batch, top_k, mask, ef_search, wait))
-                budget.spend(len(batch) * eligible)
+                if wait:
+                    budget.spend(len(batch) * eligible)
+                else:
+                    unspent += len(batch) * eligible
             scores, rows = _stacked(parts)
             results: list[dict[str, Any]] = []
             ids, meta = table.ids, table.metadata
@@ -119,7 +125,8 @@ class CollectionSearch:
                 results.append(result)
             values = None
             if include_values:
-                values = table.values(rows[rows >= 0])
+                values = table.values(rows[rows >= 0], wait)
+            budget.spend(unspent)
         return results, values
 
     def query_many(
@@ -177,6 +184,14 @@ class CollectionSearch:
                 if any(shorts[start:end]):
                     start = end
                     continue  # searched alone in a thread (exact fallback)
+                values = None
+                if request.include_values:
+                    picked = rows[start:end]
+                    try:
+                        values = table.values(picked[picked >= 0], wait=False)
+                    except WouldBlock:
+                        start = end
+                        continue  # the graph is being added to: a thread answers it
                 request.budget.spend(len(part) * table.count)
                 results: list[dict[str, Any]] = []
                 for j in range(start, end):
@@ -188,10 +203,6 @@ class CollectionSearch:
                     if request.include_metadata:
                         result["metadata"] = [meta[r] for r in live]
                     results.append(result)
-                values = None
-                if request.include_values:
-                    picked = rows[start:end]
-                    values = table.values(picked[picked >= 0])
                 out[i] = (results, values)
                 start = end
         finally:

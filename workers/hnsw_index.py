@@ -353,9 +353,10 @@ class HnswIndex:
                 self._plain_params[ef] = params
         return params
 
-    def search_vectors(self, ids: Sequence[str]) -> np.ndarray:
+    def search_vectors(self, ids: Sequence[str], wait: bool = True) -> np.ndarray:
         """The search vectors of live ``ids`` from the graph's storage or the fresh buffer
-        (the table's VectorSource once detached); row lock held, shared or exclusive."""
+        (the table's VectorSource once detached); row lock held, shared or exclusive.
+        ``wait=False``: WouldBlock rather than wait while the graph is being added to."""
         out = np.empty((len(ids), self.dimension), dtype=np.float32)
         if not len(ids):
             return out
@@ -369,7 +370,7 @@ class HnswIndex:
                 raise KeyError("an id with no vector in the index")
             out[picked] = self._fresh.search_matrix()[fresh_rows]
         if in_graph.any():
-            with self._graph_lock.reading():
+            with self._graph_lock.reading(wait):
                 graph = self._graph
                 storage = faiss.downcast_index(graph.storage)
                 xb = storage.get_xb()  # type: ignore[attr-defined]

@@ -20,8 +20,9 @@ from workers.segment import SegmentData
 class VectorSource(Protocol):
     """Where a detached table's search vectors live (the collection's HNSW index)."""
 
-    def search_vectors(self, ids: Sequence[str]) -> np.ndarray:
-        """The search vectors of live ``ids``, in order, as a new (n, d) float32 array."""
+    def search_vectors(self, ids: Sequence[str], wait: bool = True) -> np.ndarray:
+        """The search vectors of live ``ids``, in order, as a new (n, d) float32 array;
+        ``wait=False``: WouldBlock rather than wait for a lock."""
         ...
 
 
@@ -73,12 +74,13 @@ class VectorTable:
         else:
             self._vectors = empty
 
-    def values(self, rows: np.ndarray) -> np.ndarray:
-        """The original values of ``rows`` (a new array)."""
+    def values(self, rows: np.ndarray, wait: bool = True) -> np.ndarray:
+        """The original values of ``rows`` (a new array); ``wait=False``: WouldBlock
+        rather than wait for the index's graph (a detached table)."""
         rows = np.asarray(rows, dtype=np.int64)
         if self._source is None or self._normalize:
             return self._vectors[rows]
-        return self._source.search_vectors([self.ids[r] for r in rows.tolist()])
+        return self._source.search_vectors([self.ids[r] for r in rows.tolist()], wait)
 
     def search_rows(self, rows: np.ndarray) -> np.ndarray:
         """The search vectors of ``rows`` (normalized for cosine; a new array)."""

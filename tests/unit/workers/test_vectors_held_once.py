@@ -17,6 +17,7 @@ from workers.collection_spec import parse_collection_spec
 from workers.errors import StoreError
 from workers.maintenance import Maintenance
 from workers.protocol import ErrorCode
+from workers.read_write_lock import WouldBlock
 from workers.tenant_store import TenantStore
 
 from .conftest import SMALL_WAL
@@ -84,3 +85,20 @@ def test_values_stay_exact_while_held_once(store: TenantStore, metric: str) -> N
     # l2/ip: no vectors in the table; cosine: the original values only
     assert held <= (values_bytes * 1.05 if metric == "cosine" else 0)
     again.close(StoreError(ErrorCode.UNAVAILABLE, "closed"))
+
+
+def test_reading_values_without_waiting_refuses_while_the_graph_is_written(
+    store: TenantStore,
+) -> None:
+    quiet = Maintenance(autostart=False)
+    store._options = type(store._options)(SMALL_WAL, 20_000, quiet)
+    coll = _make(store, "l2")
+    vectors = np.arange(40 * DIM, dtype=np.float32).reshape(40, DIM)
+    coll.upsert([f"v{i}" for i in range(40)], [None] * 40, vectors)
+    coll.flush_index()
+    assert coll.index is not None
+    table = coll._table
+    # as a graph insertion step holds the graph
+    with coll.index._graph_lock.writing(), pytest.raises(WouldBlock):
+        table.values(np.arange(3), wait=False)
+    assert np.array_equal(table.values(np.arange(3), wait=False), vectors[:3])

@@ -9,7 +9,10 @@ route matching over every route, dependency solving, the pydantic model of the b
 the Match objects and the second JSON encoding (the worker renders the answer).
 
 It also takes the binary query format (api/binary_query.py) when the request says
-``Content-Type: application/x-vectorpanda``.
+``Content-Type: application/x-vectorpanda``, and answers in the binary answer format
+(workers/query_answer.py, ``render_binary``) when ``Accept`` prefers
+``application/x-vectorpanda`` (see ``wants_binary``); JSON stays the default, and
+errors are always the usual JSON error body.
 """
 
 from __future__ import annotations
@@ -73,6 +76,30 @@ def parse_json_query(body: bytes) -> dict[str, Any]:
     if options is None:
         raise _Fallback
     return {"rows": rows, "single": vector is not None, **options}
+
+
+def wants_binary(accept: bytes | None) -> bool:
+    """Whether ``Accept`` asks for the binary answer: ``application/x-vectorpanda`` listed
+    (by name, not by a wildcard) with a quality at least that of JSON's."""
+    if not accept or BINARY_TYPE not in accept:
+        return False
+    binary = json = 0.0
+    for item in accept.split(b","):
+        media, _, params = item.partition(b";")
+        media = media.strip().lower()
+        quality = 1.0
+        for param in params.split(b";"):
+            key, _, value = param.partition(b"=")
+            if key.strip().lower() == b"q":
+                try:
+                    quality = float(value.strip())
+                except ValueError:
+                    quality = 0.0
+        if media == BINARY_TYPE:
+            binary = max(binary, quality)
+        elif media in (JSON_TYPE, b"application/*", b"*/*"):
+            json = max(json, quality)
+    return binary > 0 and binary >= json
 
 
 def _header(scope: Scope, name: bytes) -> bytes | None:
@@ -176,10 +203,11 @@ class LeanQuery:
         scope["route"] = self.route  # for the request log and the metrics
         scope["path_params"] = {"name": name}
         request_id = str(state.get("request_id", ""))
+        binary = wants_binary(_header(scope, b"accept"))
         try:
             if query is None:
                 raise failure
-            answer = await self._answer(principal, name, query, receive)
+            answer = await self._answer(principal, name, query, receive, binary)
         except Exception as exc:
             parts = error_parts(exc)
             if parts is None:
@@ -187,7 +215,7 @@ class LeanQuery:
             status, code, message, retry_after = parts
             await _send(send, status, error_body(status, code, message, request_id), retry_after)
             return
-        await _send(send, 200, answer, None)
+        await _send(send, 200, answer, None, BINARY_TYPE if binary else JSON_TYPE)
 
     @staticmethod
     def _collection(scope: Scope) -> str | None:
@@ -201,7 +229,12 @@ class LeanQuery:
         return name if name and "/" not in name else None
 
     async def _answer(
-        self, principal: Principal, name: str, query: dict[str, Any], receive: Receive
+        self,
+        principal: Principal,
+        name: str,
+        query: dict[str, Any],
+        receive: Receive,
+        binary: bool = False,
     ) -> bytes:
         dataplane = self.dataplane
         top_k, filter_ = query["top_k"], query["filter"]
@@ -218,12 +251,15 @@ class LeanQuery:
                 filter=filter_,
                 ef_search=query["ef_search"],
                 single=query["single"],
+                binary=binary,
             ),
         )
 
 
-async def _send(send: Send, status: int, body: bytes, retry_after: int | None) -> None:
-    headers = [(b"content-length", str(len(body)).encode()), (b"content-type", JSON_TYPE)]
+async def _send(
+    send: Send, status: int, body: bytes, retry_after: int | None, content_type: bytes = JSON_TYPE
+) -> None:
+    headers = [(b"content-length", str(len(body)).encode()), (b"content-type", content_type)]
     if retry_after is not None:
         headers.append((b"retry-after", str(retry_after).encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})

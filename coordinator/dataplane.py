@@ -14,7 +14,7 @@ import numpy as np
 from coordinator.list_cursor import ListCursors
 from coordinator.router import TenantRouter
 from workers.protocol import Op
-from workers.query_answer import render_answer
+from workers.query_answer import binary_from_json, render_answer, render_binary
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,10 +225,12 @@ class DataPlane:
         filter: dict[str, Any] | None,
         ef_search: int | None,
         single: bool,
+        binary: bool = False,
     ) -> bytes:
         """The client's JSON answer, rendered by the worker and passed on as it is.
 
         ``single`` answers ``{"matches"}`` (one query vector), else ``{"results"}``.
+        ``binary``: the binary answer instead (workers.query_answer.render_binary).
         """
         form = "single" if single else "batch"
         args = {
@@ -240,17 +242,23 @@ class DataPlane:
             "ef_search": ef_search,
             "render": form,
         }
+        if binary:
+            args["render_format"] = "binary"
         reply = await self._router.call(tenant, Op.QUERY, args, {"queries": queries})
         body = reply.arrays.get("body")
         if body is not None and reply.header.get("rendered") is True:
             answer = body.tobytes()
+            if binary and reply.header.get("format") != "binary":
+                # a worker from before binary rendering answered JSON
+                answer = binary_from_json(answer, include_metadata, include_values)
         else:
             # A worker from before rendering: its results, rendered the same way here.
             values = reply.arrays.get("values") if include_values else None
             results = reply.header["results"]
             if not include_metadata:
                 results = [{k: v for k, v in r.items() if k != "metadata"} for r in results]
-            answer = render_answer(results, values, form).tobytes()
+            render = render_binary if binary else render_answer
+            answer = render(results, values, form).tobytes()
         self._metered_queries(tenant, queries)
         return answer
 

@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     # how often the worker's GIL passes between threads (Python's default: 5 ms); shorter
     # lets a tenant's short request in sooner beside another tenant's long Python work
     worker_switch_interval_ms: float = Field(default=1.0, ge=0.1, le=100)
+    # micro-batching: at most this many query vectors per FAISS search, taken from the
+    # queries that arrived while the worker was busy (it never waits for more); 1: off
+    worker_query_batch: int = Field(default=32, ge=1, le=1024)
     # memory a worker may spend on loaded tenants before unloading idle ones (LRU)
     worker_memory_mb: int = Field(default=1024, ge=16)
     # free bytes below which a worker refuses growing writes (507); None: the larger

@@ -1,7 +1,9 @@
 """One collection: its rows in memory, its index, its log and the locks between them.
 
-Creating and loading its files lives in ``workers.collection_files``; compaction (a
-new segment generation) and index saves run here, as background steps.
+Creating and loading its files lives in ``workers.collection_files``, its searches
+(query, micro-batched quick queries, fetch) in ``workers.collection_search``, list,
+count and metadata updates in ``workers.collection_records``; writes, compaction (a
+new segment generation) and index saves run here, the last two as background steps.
 
 Lock order (never taken the other way round): ``_maint_lock`` (background steps and
 close) -> ``_write_mutex`` (one write at a time: WAL fsync + memory) -> ``_rows``
@@ -28,11 +30,11 @@ from workers.collection_files import (
     write_new_collection,
 )
 from workers.collection_records import CollectionRecords
+from workers.collection_search import CollectionSearch
 from workers.collection_spec import CollectionSpec
 from workers.crash_points import crash_point
 from workers.durable_files import write_bytes_durably
 from workers.errors import StoreError
-from workers.flat_index import exact_search
 from workers.hnsw_index import INSERT_CHUNK, INSERT_CHUNK_IDLE, HnswIndex, add_with_threads
 from workers.id_order import IdOrder
 from workers.integrity import FileChecksum, file_checksum
@@ -50,7 +52,7 @@ from workers.segment import (
     write_manifest,
     write_segment,
 )
-from workers.vector_table import VectorTable, normalized
+from workers.vector_table import VectorTable
 from workers.wal import DeleteRecord, UpsertRecord, WriteAheadLog
 from workers.work_budget import WorkBudget, unbounded
 
@@ -62,14 +64,6 @@ DEFAULT_FRESH_LIMIT: int | None = None
 # A graph is saved when its fresh buffer runs dry, and at least this often while
 # steady writes keep it from running dry, so a reload never rebuilds from far back.
 INDEX_SAVE_MAX_AGE_S = 300.0
-# Queries this small are answered on the worker's event loop, not in a thread: the
-# hop costs more than the search (about 0.2 ms of CPU per query, measured).
-INLINE_MAX_QUERIES = 4
-INLINE_MAX_EF = 256
-INLINE_MAX_FRESH = 2048
-# Query vectors searched between two looks at the request's budget: one vector's
-# search is bounded by the collection's size, so an abandoned batch stops soon.
-SEARCH_BATCH = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +77,7 @@ class StoreOptions:
     keyring: Keyring | None = None
 
 
-class Collection(CollectionRecords):
+class Collection(CollectionRecords, CollectionSearch):
     """Writes go to the WAL (fsynced) then to memory; searches run under a shared lock."""
 
     def __init__(
@@ -182,18 +176,6 @@ class Collection(CollectionRecords):
         extra = self._index.memory_bytes if self._index is not None else 0
         return self._table.memory_bytes + extra
 
-    def quick_to_search(self, queries: int, top_k: int, ef_search: int | None) -> bool:
-        """Whether an unfiltered query is cheap enough to answer on the event loop:
-        an HNSW graph with a small fresh buffer, a few query vectors, a modest ef."""
-        index = self._index
-        return (
-            index is not None
-            and self._closed is None
-            and queries <= INLINE_MAX_QUERIES
-            and max(top_k, ef_search or 0) <= INLINE_MAX_EF
-            and index.fresh_count <= INLINE_MAX_FRESH
-        )
-
     @property
     def index(self) -> HnswIndex | None:
         """The HNSW index (None for a flat collection)."""
@@ -267,91 +249,6 @@ class Collection(CollectionRecords):
             apply_record(self._table, self._index, record)
         self._request_maintenance()
         return len(present)
-
-    def query(
-        self,
-        queries: np.ndarray,
-        top_k: int,
-        include_metadata: bool,
-        include_values: bool,
-        predicate: Predicate | None = None,
-        ef_search: int | None = None,
-        wait: bool = True,
-        budget: WorkBudget | None = None,
-    ) -> tuple[list[dict[str, Any]], np.ndarray | None]:
-        """Top-k per query row among vectors matching ``predicate``; values if asked.
-
-        ``wait=False`` (the worker's event loop) raises WouldBlock instead of waiting for
-        a lock a writer holds, and instead of any long exact scan. ``budget`` stops the
-        work between chunks of the filter and batches of query vectors once abandoned.
-        """
-        self._check_vectors(queries, None)
-        budget = budget or unbounded()
-        if self.spec.metric == "cosine":
-            queries = normalized(queries)
-        with self._rows.reading(wait):
-            self._check_open()
-            table = self._table
-            mask = None
-            if predicate is not None:
-                mask = matching_rows(predicate, table.metadata, budget)
-            eligible = table.count if mask is None else int(mask.sum())
-            parts = []
-            for start in range(0, max(len(queries), 1), SEARCH_BATCH):
-                budget.check()
-                batch = queries[start : start + SEARCH_BATCH]
-                parts.append(self._search(table, batch, top_k, mask, ef_search, wait))
-                budget.spend(len(batch) * eligible)
-            scores, rows = _stacked(parts)
-            results: list[dict[str, Any]] = []
-            ids, meta = table.ids, table.metadata
-            for score_row, row_ids in zip(scores, rows, strict=True):
-                live = row_ids[row_ids >= 0].tolist()
-                result: dict[str, Any] = {
-                    "ids": [ids[r] for r in live],
-                    "scores": score_row[: len(live)].tolist(),
-                }
-                if include_metadata:
-                    result["metadata"] = [meta[r] for r in live]
-                results.append(result)
-            values = None
-            if include_values:
-                values = table.vectors()[rows[rows >= 0]]
-        return results, values
-
-    def _search(
-        self,
-        table: VectorTable,
-        queries: np.ndarray,
-        top_k: int,
-        mask: np.ndarray | None,
-        ef_search: int | None,
-        wait: bool,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        if self._index is not None:
-            return self._index.search(table, queries, top_k, mask, ef_search, wait)
-        if mask is None:
-            return exact_search(table.search_matrix(), queries, top_k, self.spec.metric)
-        subset = np.flatnonzero(mask)
-        scores, local = exact_search(
-            table.search_matrix()[subset], queries, top_k, self.spec.metric
-        )
-        return scores, (subset[local] if subset.size else local)
-
-    def fetch(self, ids: list[str]) -> tuple[list[str], list[Metadata], np.ndarray]:
-        """Found ids in request order (missing ones absent), their metadata and values."""
-        with self._rows.reading():
-            self._check_open()
-            found: list[str] = []
-            rows: list[int] = []
-            for vector_id in dict.fromkeys(ids):
-                row = self._table.row_of(vector_id)
-                if row is not None:
-                    found.append(vector_id)
-                    rows.append(row)
-            meta = [self._table.metadata[r] for r in rows]
-            values = self._table.vectors()[np.asarray(rows, dtype=np.int64)]
-        return found, meta, values
 
     def cut(self, staging: Path) -> CollectionCut:
         """Fix a consistency point for a backup: hard-link the current files into ``staging``.
@@ -508,16 +405,6 @@ class Collection(CollectionRecords):
             raise StoreError(ErrorCode.INVALID, "vectors must be float32")
         if not np.isfinite(vectors).all():
             raise StoreError(ErrorCode.INVALID, "vectors must not contain NaN or Inf")
-
-
-def _stacked(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
-    """The batches' results as one (scores, rows) pair, short rows padded with -1."""
-    if len(parts) == 1:
-        return parts[0]
-    width = max(scores.shape[1] for scores, _ in parts)
-    scores = [np.pad(s, ((0, 0), (0, width - s.shape[1]))) for s, _ in parts]
-    rows = [np.pad(r, ((0, 0), (0, width - r.shape[1])), constant_values=-1) for _, r in parts]
-    return np.concatenate(scores), np.concatenate(rows)
 
 
 def _current_manifest(directory: Path) -> Manifest | None:

@@ -35,7 +35,7 @@ from workers.segment import (
     write_manifest,
     write_segment,
 )
-from workers.vector_table import VectorTable
+from workers.vector_table import VectorTable, normalized
 from workers.wal import DeleteRecord, MetadataRecord, WalRecord, WriteAheadLog
 
 log = logging.getLogger(__name__)
@@ -117,6 +117,8 @@ def read_collection(
     index = None
     if spec.index == "hnsw":
         index = _load_index(directory, spec, table, fresh_limit, keyring, plain_ok)
+        # The index now holds every live vector: the table stops holding them twice.
+        table.detach(index)
     return LoadedCollection(spec, manifest, wal, numbers[-1], table, index)
 
 
@@ -143,8 +145,7 @@ def apply_record(table: VectorTable, index: HnswIndex | None, record: WalRecord)
         raise ValueError("write-ahead log record has the wrong dimension")
     table.put(record.ids, record.metadata, record.vectors)
     if index is not None:
-        rows = np.fromiter((table.row_of(i) for i in record.ids), np.int64, len(record.ids))
-        index.put(record.ids, table.search_matrix()[rows])
+        index.put(record.ids, normalized(record.vectors) if table.normalizes else record.vectors)
 
 
 def _read_spec(directory: Path) -> CollectionSpec:

@@ -140,5 +140,5 @@ class CollectionRecords:
             meta = [table.metadata[r] for r in rows] if include_metadata else None
             values = None
             if include_values:
-                values = table.vectors()[np.asarray(rows, dtype=np.int64)]
+                values = table.values(np.asarray(rows, dtype=np.int64))
         return ids, meta, values, more

@@ -109,6 +109,11 @@ class FairShare:
             report[tenant] = seconds + running * (now - self._since.get(tenant, now))
         return report
 
+    def charge(self, tenant: str, seconds: float) -> None:
+        """Add work done outside the slots (quick queries on the event loop) to the
+        tenant's busy time."""
+        self._busy[tenant] = self._busy.get(tenant, 0.0) + seconds
+
     def _account(self, tenant: str) -> None:
         """Add the time since the tenant's last change, times its slots, to its busy time."""
         now = self._clock()

@@ -12,7 +12,7 @@ from workers.errors import StoreError
 from workers.metadata_filter import FilterError, Predicate, compile_filter
 from workers.metadata_patch import PatchError, check_patch
 from workers.protocol import ErrorCode, Frame, Op
-from workers.query_answer import RENDER_FORMS, render_answer
+from workers.query_answer import RENDER_FORMS, render_format, rendered_reply
 from workers.read_write_lock import WouldBlock
 from workers.tenant_store import TenantStore
 from workers.work_budget import WorkBudget, unbounded
@@ -88,6 +88,7 @@ def query(
     render = header.get("render")
     if render is not None and render not in RENDER_FORMS:
         raise StoreError(ErrorCode.INVALID, "render must be 'single', 'batch' or null")
+    binary = _render_format(header)
     queries = _array(frame, "queries")
     if loaded is None:
         collection = store.collection(header.get("collection", ""))
@@ -106,7 +107,7 @@ def query(
         budget,
     )
     if render is not None:
-        return {"rendered": True}, {"body": render_answer(results, values, render)}
+        return rendered_reply(results, values, render, binary)
     return {"results": results}, ({"values": values} if values is not None else {})
 
 
@@ -276,6 +277,13 @@ def _array(frame: Frame, name: str) -> np.ndarray:
     if array.dtype != np.dtype("<f4") or array.ndim != 2:
         raise StoreError(ErrorCode.INVALID, f"array '{name}' must be little-endian float32 (n, d)")
     return array
+
+
+def _render_format(header: dict[str, Any]) -> bool:
+    try:
+        return render_format(header.get("render_format"))
+    except ValueError as exc:
+        raise StoreError(ErrorCode.INVALID, str(exc)) from None
 
 
 def _flag(header: dict[str, Any], name: str) -> bool:

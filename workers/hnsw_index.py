@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Sequence
 from typing import Any
 
 import faiss
@@ -86,6 +87,14 @@ def subset_search(
     return scores, rows[local] if len(rows) else local
 
 
+def table_search(
+    table: VectorTable, rows: np.ndarray, queries: np.ndarray, k: int, metric: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-k over the table's ``rows`` (their search vectors), answered as rows."""
+    scores, local = exact_search(table.search_rows(rows), queries, k, metric)
+    return scores, rows[local] if len(rows) else local
+
+
 class HnswIndex:
     """Graph + fresh buffer + live bitmap; answers in rows of the collection's table."""
 
@@ -111,6 +120,9 @@ class HnswIndex:
         self._fresh_version: dict[str, int] = {}
         self._seq = 0
         self.dirty = False  # the graph changed since it was last saved
+        # Search parameters without a selector, by efSearch: FAISS only reads them, so
+        # every search (and thread) may share one instead of building its own.
+        self._plain_params: dict[int, Any] = {}
 
     # ---- writes (row lock held exclusively) -------------------------------------
 
@@ -183,11 +195,10 @@ class HnswIndex:
 
         ``wait=False``: WouldBlock instead of waiting for the graph or scanning exactly.
         """
-        matrix = table.search_matrix()
         if mask is not None:
             match_rows = np.flatnonzero(mask)
             if len(match_rows) <= EXACT_FILTER_MAX_ROWS or 10 * len(match_rows) < table.count:
-                return subset_search(matrix, match_rows, queries, k, self.metric)
+                return table_search(table, match_rows, queries, k, self.metric)
         q = queries.shape[0]
         parts = [self._search_graph(table, queries, k, mask, ef_search or DEFAULT_EF_SEARCH, wait)]
         if self._fresh.count:
@@ -201,7 +212,7 @@ class HnswIndex:
             raise WouldBlock  # the exact fallback below is a full scan
         if short.size:
             every = np.arange(table.count) if mask is None else np.flatnonzero(mask)
-            s2, r2 = subset_search(matrix, every, queries[short], k, self.metric)
+            s2, r2 = table_search(table, every, queries[short], k, self.metric)
             # The graph answers min(k, its live nodes) columns, which can be narrower
             # than the exact answer (more live rows than graphed ones): widen to fit.
             width = max(scores.shape[1], s2.shape[1])
@@ -212,6 +223,29 @@ class HnswIndex:
             scores[short] = np.pad(s2, ((0, 0), (0, pad)))
             rows[short] = np.pad(r2, ((0, 0), (0, pad)), constant_values=-1)
         return scores[:q], rows[:q]
+
+    def search_many(
+        self, table: VectorTable, parts: list[np.ndarray], k: int, ef_search: int | None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``search`` of several requests' unfiltered queries, with one graph search.
+
+        Each request's answer is exactly what ``search`` gives it alone: the graph
+        answers every query independently, and the fresh buffer is scanned per request
+        (an exact scan's arithmetic depends on how many queries it takes at once).
+        Returns (scores, rows, short): ``short`` marks the queries the graph answered
+        short, which ``search`` would finish with an exact scan (not done here).
+        """
+        stacked = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        graph = self._search_graph(table, stacked, k, None, ef_search or DEFAULT_EF_SEARCH, False)
+        if self._fresh.count:
+            fresh = [self._search_fresh(table, q, k, None) for q in parts]
+            scores_f = fresh[0][0] if len(fresh) == 1 else np.concatenate([f[0] for f in fresh])
+            rows_f = fresh[0][1] if len(fresh) == 1 else np.concatenate([f[1] for f in fresh])
+            scores, rows = merge_results([graph, (scores_f, rows_f)], k, self.metric)
+        else:
+            scores, rows = graph
+        short = (rows >= 0).sum(axis=1) < min(k, table.count)
+        return scores, rows, short
 
     def _search_fresh(
         self, table: VectorTable, queries: np.ndarray, k: int, mask: np.ndarray | None
@@ -249,11 +283,15 @@ class HnswIndex:
     ) -> tuple[np.ndarray, np.ndarray]:
         q = queries.shape[0]
         empty = (np.zeros((q, 0), np.float32), np.zeros((q, 0), np.int64))
-        with self._graph_lock.reading(wait):
+        lock = self._graph_lock
+        lock.acquire_read(wait)
+        try:
             n = self._graph.ntotal
             allowed: np.ndarray | None = None
+            every_node_live = False
             if mask is None and len(self._node_of) == n:
                 count = n  # no tombstones and nothing half-inserted: no selector needed
+                every_node_live = True
             elif mask is None:
                 allowed = np.zeros(n, dtype=bool)
                 upto = min(n, len(self._live))
@@ -268,23 +306,78 @@ class HnswIndex:
                 count = int(allowed.sum())
             if count == 0:
                 return empty
-            params = faiss.SearchParametersHNSW()  # type: ignore[attr-defined]
-            params.efSearch = max(ef, k)
             bitmap = None
             if allowed is not None and count < n:
+                params = faiss.SearchParametersHNSW()  # type: ignore[attr-defined]
+                params.efSearch = max(ef, k)
                 bitmap = np.packbits(allowed, bitorder="little")
                 params.sel = faiss.IDSelectorBitmap(n, faiss.swig_ptr(bitmap))
-            scores, nodes_found = self._graph.search(
-                np.ascontiguousarray(queries, dtype=np.float32), min(k, count), params=params
+            else:
+                params = self._params(max(ef, k))
+            width = min(k, count)
+            x = np.ascontiguousarray(queries, dtype=np.float32)
+            scores = np.empty((q, width), dtype=np.float32)
+            nodes_found = np.empty((q, width), dtype=np.int64)
+            # FAISS's own search() without its wrapper's checks (done above)
+            self._graph.search_c(
+                q,
+                faiss.swig_ptr(x),
+                width,
+                faiss.swig_ptr(scores),
+                faiss.swig_ptr(nodes_found),
+                params,
             )
             del bitmap  # the selector borrowed it until here
-        node_ids, live, limit = self._node_ids, self._live, len(self._node_ids)
+        finally:
+            lock.release_read()
+        node_ids, found = self._node_ids, nodes_found.ravel().tolist()
+        row_of = table.row_lookup()
+        if every_node_live:  # every node < n is live and named in node_ids
+            rows = np.array(
+                [-1 if node < 0 else row_of(node_ids[node], -1) for node in found], np.int64
+            )
+            return scores, rows.reshape(nodes_found.shape)
+        live, limit = self._live, len(node_ids)
         flat = [
-            (table.row_of(node_ids[node]) if 0 <= node < limit and live[node] else None)
-            for node in nodes_found.ravel().tolist()
+            (row_of(node_ids[node], -1) if 0 <= node < limit and live[node] else -1)
+            for node in found
         ]
-        rows = np.fromiter((-1 if r is None else r for r in flat), np.int64, count=len(flat))
-        return scores, rows.reshape(nodes_found.shape)
+        return scores, np.array(flat, np.int64).reshape(nodes_found.shape)
+
+    def _params(self, ef: int) -> Any:
+        params = self._plain_params.get(ef)
+        if params is None:
+            params = faiss.SearchParametersHNSW()  # type: ignore[attr-defined]
+            params.efSearch = ef
+            if len(self._plain_params) < 64:  # ef is the client's: keep the cache small
+                self._plain_params[ef] = params
+        return params
+
+    def search_vectors(self, ids: Sequence[str], wait: bool = True) -> np.ndarray:
+        """The search vectors of live ``ids`` from the graph's storage or the fresh buffer
+        (the table's VectorSource once detached); row lock held, shared or exclusive.
+        ``wait=False``: WouldBlock rather than wait while the graph is being added to."""
+        out = np.empty((len(ids), self.dimension), dtype=np.float32)
+        if not len(ids):
+            return out
+        node_of, fresh_row = self._node_of.get, self._fresh.row_lookup()
+        nodes = np.array([node_of(i, -1) for i in ids], dtype=np.int64)
+        in_graph = nodes >= 0
+        if not in_graph.all():
+            picked = np.flatnonzero(~in_graph)
+            fresh_rows = [fresh_row(ids[j], -1) for j in picked.tolist()]
+            if min(fresh_rows) < 0:
+                raise KeyError("an id with no vector in the index")
+            out[picked] = self._fresh.search_matrix()[fresh_rows]
+        if in_graph.any():
+            with self._graph_lock.reading(wait):
+                graph = self._graph
+                storage = faiss.downcast_index(graph.storage)
+                xb = storage.get_xb()  # type: ignore[attr-defined]
+                stored = faiss.rev_swig_ptr(xb, graph.ntotal * self.dimension)
+                matrix = stored.reshape(graph.ntotal, self.dimension)
+                out[in_graph] = matrix[nodes[in_graph]]  # copied while the graph is held
+        return out
 
     # ---- graph insertion (maintenance thread) ----------------------------------------
 
@@ -378,7 +471,7 @@ class HnswIndex:
         known = np.flatnonzero(rows >= 0)
         if len(known):
             stored = graph.reconstruct_batch(known)
-            live[known] = (stored == table.search_matrix()[rows[known]]).all(axis=1)
+            live[known] = (stored == table.search_rows(rows[known])).all(axis=1)
         node_of: dict[str, int] = {}
         for node in np.flatnonzero(live).tolist():
             if node_ids[node] in node_of:  # the same value upserted twice: keep one node
@@ -394,7 +487,7 @@ class HnswIndex:
         missing = [i for i in table.ids if i not in self._node_of]
         if missing:
             rows = np.fromiter((table.row_of(i) for i in missing), np.int64, count=len(missing))
-            self.put(missing, table.search_matrix()[rows])
+            self.put(missing, table.search_rows(rows))
 
 
 def add_with_threads(graph: Any, vectors: np.ndarray, threads: int) -> None:

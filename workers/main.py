@@ -30,6 +30,7 @@ from workers.protocol import (
     encode_frame,
     reply_error,
 )
+from workers.query_batch import DEFAULT_QUERY_BATCH
 from workers.service import WorkerService
 from workers.tenant_registry import TenantRegistry
 from workers.work_budget import WorkBudget
@@ -54,6 +55,11 @@ BIG_FRAME_BYTES = 64 * 1024
 # short request does not wait behind another tenant's long Python work for long.
 # VP_WORKER_SWITCH_INTERVAL_MS overrides it.
 SWITCH_INTERVAL_S = 0.001
+# Micro-batching: one turn of the batcher answers at most this many full searches'
+# worth of queued queries (and at least TURN_MIN_FRAMES frames) before it lets the
+# event loop read the socket (cancels, heartbeats) again.
+TURN_SEARCHES = 4
+TURN_MIN_FRAMES = 64
 
 
 class WorkerSession:
@@ -70,6 +76,9 @@ class WorkerSession:
         self._beat_seq = 0
         self._beats_sent: dict[int, float] = {}
         self._lease_until = 0.0
+        # Queries waiting for the batcher (micro-batching), and its wake-up call.
+        self._pending: list[tuple[Frame, WorkBudget]] = []
+        self._wake = asyncio.Event()
 
     def lease_valid(self) -> bool:
         """True while an acknowledged heartbeat, sent recently enough, backs our ownership."""
@@ -85,7 +94,7 @@ class WorkerSession:
     @property
     def queue_depth(self) -> int:
         """Requests accepted and not yet answered."""
-        return len(self._tasks)
+        return len(self._tasks) + len(self._pending)
 
     async def handshake(self, worker_id: str, secret: str) -> bool:
         """Send HELLO and wait for WELCOME; False if the coordinator refused us."""
@@ -120,12 +129,20 @@ class WorkerSession:
         beats = asyncio.create_task(self._heartbeats())
         watching = asyncio.create_task(self._watch_lease())
         receiving = asyncio.create_task(self._receive())
+        batching = asyncio.create_task(self._batches())
         stopping = asyncio.create_task(stop.wait())
         try:
             await asyncio.wait({receiving, stopping}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             receiving.cancel()
             stopping.cancel()
+            batching.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
+                await batching
+            # Queries the batcher had not taken yet: the usual way, like the others.
+            batch, self._pending = self._pending, []
+            for frame, budget in batch:
+                self._spawn(frame, budget)
             self._decoder.shutdown(wait=False, cancel_futures=True)
             # Nobody will read the replies of a closed socket: stop their work early.
             for budget in self._budgets.values():
@@ -228,26 +245,66 @@ class WorkerSession:
             if budget is not None:
                 budget.cancel()
             return
-        if frame.op == Op.QUERY and self.lease_valid():
-            answered = self._service.handle_now(frame)
-            if answered is not None:  # a quick query: answered here, without a task
-                try:
-                    await self._ws.send(encode_frame(*answered))
-                except ConnectionClosed:
-                    log.warning("reply to request %s lost: connection closed", frame.rid)
-                return
+        if frame.op == Op.QUERY and self.lease_valid() and len(self._pending) < MAX_QUEUED:
+            # Answered by the batcher with the other queries that have arrived meanwhile
+            budget = WorkBudget.from_header(frame.header)
+            self._budgets[frame.rid] = budget
+            self._pending.append((frame, budget))
+            if not self._wake.is_set():
+                self._wake.set()
+            return
         if len(self._tasks) >= MAX_QUEUED:
             rid = frame.header.get("rid")
             rid = rid if isinstance(rid, int) else 0
             busy = reply_error(rid, ErrorCode.BUSY, "worker is busy; try again")
             await self._ws.send(encode_frame(busy))
             return
-        task = asyncio.create_task(self._answer(frame))
+        self._spawn(frame)
+
+    async def _batches(self) -> None:
+        """Answer the queued queries together: each turn takes every query that arrived
+        while the event loop was busy (it never waits for more), so concurrent queries
+        to one collection share a FAISS search (micro-batching, workers.query_batch)."""
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            # A turn holds the event loop for a few searches at most: what is left
+            # waits for the next turn, after the loop has read the socket again.
+            turn = max(TURN_SEARCHES * self._service.query_batch, TURN_MIN_FRAMES)
+            batch, self._pending = self._pending[:turn], self._pending[turn:]
+            if self._pending:
+                self._wake.set()
+            if not batch:
+                continue
+            if not self.lease_valid():  # the usual way refuses them (lease expired)
+                for frame, budget in batch:
+                    self._spawn(frame, budget)
+                continue
+            try:
+                replies = self._service.answer_now(batch)
+            except Exception:  # a defect: the usual way answers them, the batcher lives on
+                log.exception("batched queries failed; answering them one by one")
+                replies = [None] * len(batch)
+            for (frame, budget), answered in zip(batch, replies, strict=True):
+                if answered is None:  # the usual way: its own task, maybe a thread
+                    self._spawn(frame, budget)
+                    continue
+                if self._budgets.get(frame.rid) is budget:
+                    del self._budgets[frame.rid]
+                try:
+                    await self._ws.send(encode_frame(*answered))
+                except ConnectionClosed:
+                    log.warning("reply to request %s lost: connection closed", frame.rid)
+            if self._pending:
+                await asyncio.sleep(0)  # the receive loop's turn before the next batch
+
+    def _spawn(self, frame: Frame, budget: WorkBudget | None = None) -> None:
+        task = asyncio.create_task(self._answer(frame, budget))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _answer(self, frame: Frame) -> None:
-        budget = WorkBudget.from_header(frame.header)
+    async def _answer(self, frame: Frame, budget: WorkBudget | None = None) -> None:
+        budget = budget or WorkBudget.from_header(frame.header)
         if frame.op in DATA_OPS:
             self._budgets[frame.rid] = budget
         try:
@@ -290,6 +347,7 @@ async def run_worker(
     backup_dir: Path | None = None,
     fair_share: FairShare | None = None,
     switch_interval_s: float = SWITCH_INTERVAL_S,
+    query_batch: int = DEFAULT_QUERY_BATCH,
 ) -> None:
     """Serve the coordinator at ``coordinator_url`` until ``stop`` is set, reconnecting forever.
 
@@ -300,6 +358,8 @@ async def run_worker(
     for a container liveness check (deploy/healthcheck.py alive). ``fair_share`` holds the
     request threads and each tenant's share of them (VP_WORKER_THREADS,
     VP_WORKER_TENANT_THREADS, VP_WORKER_TENANT_QUEUE); ``switch_interval_s`` is the GIL's.
+    ``query_batch`` bounds the queries one FAISS search answers together
+    (VP_WORKER_QUERY_BATCH, see workers.query_batch).
     """
     faiss.omp_set_num_threads(1)
     keep_large_blocks_mapped()
@@ -312,6 +372,7 @@ async def run_worker(
         min_free_bytes=min_free_bytes,
         backups=LocalBackupStore(backup_dir) if backup_dir is not None else None,
         fair_share=fair_share,
+        query_batch=query_batch,
     )
     liveness = None
     if liveness_file is not None:

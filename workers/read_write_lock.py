@@ -20,22 +20,32 @@ class ReadWriteLock:
         self._writer = False
         self._writers_waiting = 0
 
-    @contextmanager
-    def reading(self, wait: bool = True) -> Iterator[None]:
-        """Hold the lock shared; with ``wait=False``, raise WouldBlock rather than wait."""
+    def acquire_read(self, wait: bool = True) -> None:
+        """Take the lock shared (``reading`` without a context manager, for hot paths);
+        with ``wait=False``, raise WouldBlock rather than wait. Pair with release_read."""
         with self._cond:
             while self._writer or self._writers_waiting:
                 if not wait:
                     raise WouldBlock
                 self._cond.wait()
             self._readers += 1
+
+    def release_read(self) -> None:
+        """Give back a shared hold; the last reader out wakes the writers waiting."""
+        with self._cond:
+            self._readers -= 1
+            # only writers wait for readers to leave (readers wait for writers)
+            if self._readers == 0 and self._writers_waiting:
+                self._cond.notify_all()
+
+    @contextmanager
+    def reading(self, wait: bool = True) -> Iterator[None]:
+        """Hold the lock shared; with ``wait=False``, raise WouldBlock rather than wait."""
+        self.acquire_read(wait)
         try:
             yield
         finally:
-            with self._cond:
-                self._readers -= 1
-                if self._readers == 0:
-                    self._cond.notify_all()
+            self.release_read()
 
     @contextmanager
     def writing(self) -> Iterator[None]:

@@ -34,6 +34,7 @@ from workers.protocol import (
     reply_error,
     reply_ok,
 )
+from workers.query_batch import DEFAULT_QUERY_BATCH, QuickQuery, parse_quick, run_batches
 from workers.read_write_lock import WouldBlock
 from workers.sealed import Keyring
 from workers.tenant_move import TenantMover
@@ -67,8 +68,11 @@ class WorkerService:
         min_free_bytes: int | None = None,
         fair_share: FairShare | None = None,
         backups: BackupStore | None = None,
+        query_batch: int = DEFAULT_QUERY_BATCH,
     ) -> None:
         self.registry = registry
+        # Queries searched with one FAISS call at most (micro-batching; 1: none).
+        self.query_batch = max(query_batch, 1)
         self.backups = backups or LocalBackupStore(registry.hot_dir.parent / "backups")
         self.space = SpaceGuard(registry.hot_dir, cold_dir, min_free_bytes)
         # Request threads are handed out by the fair share, so the pool never queues.
@@ -134,36 +138,62 @@ class WorkerService:
             return _refusal(rid, frame.op, exc, budget), {}
 
     def handle_now(self, frame: Frame) -> Reply | None:
-        """A quick query (see ``_quick_query``) answered synchronously, or None.
+        """A quick query (see ``answer_now``) answered synchronously, or None."""
+        return self.answer_now([(frame, WorkBudget.from_header(frame.header))])[0]
 
-        Called by the session on the event loop as the frame arrives: no task, no gate
-        and no thread, since nothing can change ownership while it runs. None means
-        the frame takes the usual way (``handle``), which also gives every refusal of
-        ownership or lease.
+    def answer_now(self, batch: list[tuple[Frame, WorkBudget]]) -> list[Reply | None]:
+        """Quick queries answered synchronously, batched (see ``workers.query_batch``).
+
+        Called by the session on the event loop with the QUERY frames that have arrived:
+        no task, no gate and no thread, since nothing can change ownership while it
+        runs. None means the frame takes the usual way (``handle``), which also gives
+        every refusal of ownership or lease.
         """
-        header = frame.header
-        tenant = header.get("tenant")
-        if not self.ownership.owns(tenant, header.get("epoch")):
-            return None
-        assert isinstance(tenant, str)
-        if not self.ownership.gate(tenant).open_for_data:
-            return None
-        rid = header.get("rid", 0)
-        if not isinstance(rid, int) or isinstance(rid, bool):
-            rid = 0
-        budget = WorkBudget.from_header(header)
-        try:
-            answer = self._quick_query(tenant, frame, budget)
-            if answer is None:
-                return None
-            result, arrays = answer
-            if budget.cost:
-                result = {**result, "cost": budget.cost}
-            return reply_ok(rid, result), arrays
-        except Exception as exc:
-            return _refusal(rid, frame.op, exc, budget), {}
-        finally:
+        replies: list[Reply | None] = [None] * len(batch)
+        items: list[QuickQuery] = []
+        tenants: set[str] = set()
+        for i, (frame, budget) in enumerate(batch):
+            header = frame.header
+            tenant = header.get("tenant")
+            if not self.ownership.owns(tenant, header.get("epoch")):
+                continue
+            assert isinstance(tenant, str)
+            if not self.ownership.gate(tenant).open_for_data:
+                continue
+            tenants.add(tenant)
+            store = self.registry.loaded(tenant)
+            if store is None:
+                continue
+            try:
+                collection, args = parse_quick(store, frame)
+            except WouldBlock:
+                continue
+            except Exception as exc:
+                replies[i] = _refusal(_rid(header), frame.op, exc, budget), {}
+                continue
+            items.append(QuickQuery(i, tenant, collection, budget=budget, **args))
+        if items:
+            activity = self.registry.options.maintenance.activity
+            activity.began()
+            try:
+                answers = run_batches(items, self.query_batch, self.fair_share.charge)
+            finally:
+                activity.ended()
+            for item in items:
+                answer = answers.get(item.index)
+                if answer is None:
+                    continue
+                rid, budget = _rid(batch[item.index][0].header), item.budget
+                if isinstance(answer, Exception):
+                    replies[item.index] = _refusal(rid, Op.QUERY, answer, budget), {}
+                    continue
+                result, arrays = answer
+                if budget.cost:
+                    result = {**result, "cost": budget.cost}
+                replies[item.index] = reply_ok(rid, result), arrays
+        for tenant in tenants:
             self._used(tenant)
+        return replies
 
     async def settled(self) -> None:
         """Return once the memory-budget checks started in the background have finished."""
@@ -351,6 +381,11 @@ def _refusal(rid: int, op: str, exc: Exception, budget: WorkBudget) -> dict[str,
         return reply_error(rid, refusal.code, refusal.message)
     log.error("request %s (%s) failed", rid, op[:40], exc_info=exc)
     return reply_error(rid, ErrorCode.INTERNAL, "internal error in worker")
+
+
+def _rid(header: dict[str, Any]) -> int:
+    rid = header.get("rid", 0)
+    return rid if isinstance(rid, int) and not isinstance(rid, bool) else 0
 
 
 def _keyring(value: Any) -> Keyring | None:

@@ -48,7 +48,7 @@ from workers.protocol import ErrorCode
 from workers.sealed import Keyring
 
 LOCATIONS_DIR = ".locations"
-LOCK_FILE = ".lock"  # workers.tenant_store.LOCK_FILE (not imported: it pulls in FAISS)
+LOCK_FILE = ".lock"  # workers.tenant_files.LOCK_FILE (not imported: it pulls in FAISS)
 HOT, COLD = "hot", "cold"
 _CHUNK = 1 << 20
 

@@ -1,49 +1,45 @@
-"""One tenant's collections on disk, held under an exclusive lock while this worker owns it."""
+"""One tenant's collections on disk, held under an exclusive lock while this worker owns it.
+
+The tenant directory's lock, its leftovers and what can be said of a damaged
+collection live in ``workers.tenant_files``.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import fcntl
 import logging
 import os
-import shutil
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import orjson
 
 from workers.backup_files import finish_restores, swap_in
 from workers.collection import Collection, Metadata, StoreOptions
 from workers.collection_spec import CollectionSpec, check_collection_name, check_tenant_id
-from workers.durable_files import fsync_dir, is_trash_name, remove_tree_durably, trash_name_for
+from workers.durable_files import remove_tree_durably, trash_name_for
 from workers.errors import StoreError, collection_not_found
 from workers.file_digests import tree_digests
 from workers.integrity import IntegrityError
 from workers.maintenance import Maintenance
 from workers.protocol import COLLECTION_RE, ErrorCode
 from workers.sealed import Keyring
-from workers.segment import MANIFEST, SPEC_FILE, read_manifest
+from workers.segment import MANIFEST, read_manifest
+from workers.tenant_files import LOCK_FILE as LOCK_FILE  # where tenant_move checks it
+from workers.tenant_files import (
+    DamagedCollection,
+    describe_damaged,
+    lock_directory,
+    remove_leftovers,
+)
 
 log = logging.getLogger(__name__)
 
-LOCK_FILE = ".lock"
 # A collection that failed its integrity check is not re-read (and re-logged) on every
 # request; its files are checked again after this long, or after an unload or release.
 INTEGRITY_RETRY_S = 30.0
-
-
-@dataclass(frozen=True, slots=True)
-class DamagedCollection:
-    """A collection refused after a failed integrity check, as far as it can be described."""
-
-    error: StoreError
-    info: dict[str, Any] | None  # INFO from its spec file, if that file is readable
-    rows: int  # the manifest's row count (0 if unknown), for usage and quotas
-    retry_at: float
 
 
 class TenantStore:
@@ -261,7 +257,7 @@ class TenantStore:
             f"collection '{name}' failed an integrity check ({exc.file}); its data is kept "
             "untouched for the operators; contact support",
         )
-        info, rows = _describe_damaged(self.directory / name)
+        info, rows = describe_damaged(self.directory / name)
         self._damaged[name] = DamagedCollection(
             error, info, rows, time.monotonic() + INTEGRITY_RETRY_S
         )
@@ -392,32 +388,10 @@ class TenantStore:
         self._remove_leftovers()
 
     def _lock_directory(self) -> None:
-        if not self.directory.is_dir():
-            self.directory.mkdir(parents=True, exist_ok=True)
-            fsync_dir(self.directory.parent)
-        fd = os.open(self.directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            os.close(fd)
-            raise StoreError(
-                ErrorCode.UNAVAILABLE, "tenant is held by another worker; try again shortly"
-            ) from exc
-        self._lock_fd = fd
+        self._lock_fd = lock_directory(self.directory)
 
     def _remove_leftovers(self) -> None:
-        # A crash during delete_everything leaves hot/.trash-<tenant>-<hex>; it is ours now.
-        for entry in self.directory.parent.glob(f".trash-{self.tenant}-*"):
-            if entry.is_dir() and len(entry.name) == len(f".trash-{self.tenant}-") + 32:
-                shutil.rmtree(entry, ignore_errors=True)
-        for entry in self.directory.iterdir():
-            if is_trash_name(entry.name) or (
-                entry.name.startswith(".") and entry.name.endswith(".tmp")
-            ):
-                if entry.is_dir():
-                    shutil.rmtree(entry, ignore_errors=True)
-                else:
-                    entry.unlink(missing_ok=True)
+        remove_leftovers(self.directory, self.tenant)
 
     def _check_open(self) -> None:
         if self._closed is not None:
@@ -428,16 +402,3 @@ class TenantStore:
         if self._closed is not None or not isinstance(name, str):
             return None
         return self._collections.get(name)  # a dict read is atomic: no lock needed
-
-
-def _describe_damaged(directory: Path) -> tuple[dict[str, Any] | None, int]:
-    """What can still be said of a damaged collection: INFO from its spec, its row count."""
-    try:
-        rows = read_manifest(directory).rows or 0
-    except (OSError, IntegrityError):
-        rows = 0
-    try:
-        spec = CollectionSpec.from_json(orjson.loads((directory / SPEC_FILE).read_bytes()))
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return None, rows
-    return spec.info(rows), rows

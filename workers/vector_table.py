@@ -1,13 +1,30 @@
-"""The live rows of one collection in memory: dense arrays, id -> row, swap-remove."""
+"""The live rows of one collection in memory: dense arrays, id -> row, swap-remove.
+
+An HNSW collection's table is *detached* once its index holds every live vector
+(``detach``): the index's graph storage and fresh buffer then serve the search
+vectors, so they are not held twice. For ``l2``/``ip`` those are the values
+themselves and the table keeps no vectors at all; for ``cosine`` (the index holds
+unit-length copies) it keeps only the original values.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 
 from workers.segment import SegmentData
+
+
+class VectorSource(Protocol):
+    """Where a detached table's search vectors live (the collection's HNSW index)."""
+
+    def search_vectors(self, ids: Sequence[str], wait: bool = True) -> np.ndarray:
+        """The search vectors of live ``ids``, in order, as a new (n, d) float32 array;
+        ``wait=False``: WouldBlock rather than wait for a lock."""
+        ...
+
 
 _F32 = np.dtype("float32")
 _MIN_CAPACITY = 64
@@ -34,6 +51,43 @@ class VectorTable:
         self.ids: list[str] = []
         self.metadata: list[dict[str, Any] | None] = []
         self._rows: dict[str, int] = {}
+        self._source: VectorSource | None = None
+
+    @property
+    def detached(self) -> bool:
+        """Whether the search vectors (and for l2/ip the values) live in the index."""
+        return self._source is not None
+
+    @property
+    def normalizes(self) -> bool:
+        """Whether search vectors are unit-length copies of the values (cosine)."""
+        return self._normalize
+
+    def detach(self, source: VectorSource) -> None:
+        """Give up the vectors ``source`` holds too (it must hold every live row's)."""
+        self._source = source
+        empty = np.empty((0, self.dimension), dtype=_F32)
+        self._search = empty
+        if self._normalize:
+            # only the values stay here; compact them to the live rows
+            self._vectors = np.ascontiguousarray(self._vectors[: self._count])
+        else:
+            self._vectors = empty
+
+    def values(self, rows: np.ndarray, wait: bool = True) -> np.ndarray:
+        """The original values of ``rows`` (a new array); ``wait=False``: WouldBlock
+        rather than wait for the index's graph (a detached table)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if self._source is None or self._normalize:
+            return self._vectors[rows]
+        return self._source.search_vectors([self.ids[r] for r in rows.tolist()], wait)
+
+    def search_rows(self, rows: np.ndarray) -> np.ndarray:
+        """The search vectors of ``rows`` (normalized for cosine; a new array)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if self._source is None:
+            return self._search[rows]
+        return self._source.search_vectors([self.ids[r] for r in rows.tolist()])
 
     @property
     def count(self) -> int:
@@ -50,12 +104,18 @@ class VectorTable:
         """The row holding ``vector_id``, or None."""
         return self._rows.get(vector_id)
 
+    def row_lookup(self) -> Callable[[str, int], int]:
+        """``dict.get`` of id -> row (``row_lookup()(id, -1)``), for loops over many ids."""
+        return self._rows.get
+
     def vectors(self) -> np.ndarray:
         """Original values of the live rows (a view; valid until the next write)."""
+        assert self._source is None or self._normalize, "a detached table holds no values"
         return self._vectors[: self._count]
 
     def search_matrix(self) -> np.ndarray:
         """The matrix a flat search scans (normalized for cosine; a view)."""
+        assert self._source is None, "a detached table's search vectors are the index's"
         return self._search[: self._count]
 
     def load(self, segment: SegmentData) -> None:
@@ -74,8 +134,12 @@ class VectorTable:
     def put(
         self, ids: Sequence[str], metadata: Sequence[dict[str, Any] | None], vectors: np.ndarray
     ) -> None:
-        """Insert or replace rows; ``ids`` must not repeat."""
-        search = normalized(vectors) if self._normalize else vectors
+        """Insert or replace rows; ``ids`` must not repeat. A detached table keeps only
+        the ids and metadata (and for cosine the values): the caller puts the search
+        vectors into the index."""
+        keep_search = self._normalize and self._source is None
+        keep_values = self._source is None or self._normalize
+        search = normalized(vectors) if keep_search else vectors
         rows = np.empty(len(ids), dtype=np.int64)
         fresh = 0
         for i, vector_id in enumerate(ids):
@@ -89,10 +153,11 @@ class VectorTable:
             else:
                 self.metadata[row] = metadata[i]
             rows[i] = row
-        self._reserve(self._count + fresh)
-        self._vectors[rows] = vectors
-        if self._normalize:
-            self._search[rows] = search
+        if keep_values:
+            self._reserve(self._count + fresh)
+            self._vectors[rows] = vectors
+            if keep_search:
+                self._search[rows] = search
         self._count += fresh
 
     def remove(self, ids: Sequence[str]) -> int:
@@ -105,8 +170,9 @@ class VectorTable:
             last = self._count - 1
             if row != last:
                 moved = self.ids[last]
-                self._vectors[row] = self._vectors[last]
-                if self._normalize:
+                if self._vectors.shape[0]:
+                    self._vectors[row] = self._vectors[last]
+                if self._search.shape[0] and self._search is not self._vectors:
                     self._search[row] = self._search[last]
                 self.ids[row] = moved
                 self.metadata[row] = self.metadata[last]
@@ -121,9 +187,11 @@ class VectorTable:
 
     def snapshot(self) -> SegmentData:
         """Copies of the live rows, for writing a segment."""
-        return SegmentData(
-            ids=list(self.ids), metadata=list(self.metadata), vectors=self.vectors().copy()
-        )
+        if self._source is not None and not self._normalize:
+            vectors = self._source.search_vectors(self.ids)
+        else:
+            vectors = self.vectors().copy()
+        return SegmentData(ids=list(self.ids), metadata=list(self.metadata), vectors=vectors)
 
     def _reserve(self, needed: int) -> None:
         capacity = self._vectors.shape[0]
@@ -134,6 +202,8 @@ class VectorTable:
         grown = np.empty((capacity, self.dimension), dtype=_F32)
         grown[: self._count] = self._vectors[: self._count]
         self._vectors = grown
+        if self._source is not None:
+            return  # no search copy here
         if self._normalize:
             search = np.empty((capacity, self.dimension), dtype=_F32)
             search[: self._count] = self._search[: self._count]

@@ -38,5 +38,6 @@ async def run_worker_process(settings: Settings) -> int:
             settings.worker_tenant_queue,
         ),
         switch_interval_s=settings.worker_switch_interval_ms / 1000,
+        query_batch=settings.worker_query_batch,
     )
     return 0

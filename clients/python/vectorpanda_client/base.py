@@ -40,8 +40,13 @@ class ClientConfig:
     @staticmethod
     def request_args(call: Call) -> dict[str, Any]:
         args: dict[str, Any] = {"method": call.method, "url": call.path, "content": call.content()}
-        if call.content_type is not None:
-            args["headers"] = {"Content-Type": call.content_type}
+        if call.content_type is not None or call.accept is not None:
+            headers = {}
+            if call.content_type is not None:
+                headers["Content-Type"] = call.content_type
+            if call.accept is not None:
+                headers["Accept"] = call.accept
+            args["headers"] = headers
         return args
 
     @staticmethod

@@ -2,7 +2,11 @@
 
 ``b"VPQ1" | u32 LE length of P | P (JSON options + "shape") | float32 LE values``: the
 query vectors travel as raw float32, so neither side writes or parses them as text.
-The answer is the usual JSON. Documented in docs/api.md ("Changes in this version").
+With ``Accept: application/x-vectorpanda`` the server answers in the binary answer
+format (``decode_answer``; the server's side: workers/query_answer.py): ids and
+metadata as JSON, scores and values as raw float32. A server that answers JSON
+anyway (an older one, or a request it hands to its reference route) is read as JSON.
+Documented in docs/api.md ("Changes in this version").
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ import orjson
 
 CONTENT_TYPE = "application/x-vectorpanda"
 MAGIC = b"VPQ1"
+ANSWER_MAGIC = b"VPA1"
+ACCEPT = f"{CONTENT_TYPE}, application/json;q=0.9"
 _LEN = struct.Struct("<I")
 
 
@@ -24,3 +30,38 @@ def encode_query(matrix: np.ndarray, single: bool, options: dict[str, Any]) -> b
     shape = [values.shape[1]] if single else [values.shape[0], values.shape[1]]
     head = orjson.dumps({**options, "shape": shape})
     return b"".join((MAGIC, _LEN.pack(len(head)), head, values.tobytes()))
+
+
+def decode_answer(content: bytes) -> dict[str, Any]:
+    """A binary answer as the JSON answer reads: ``{matches}`` or ``{results: [{matches}]}``."""
+    if content[:4] != ANSWER_MAGIC or len(content) < 8:
+        raise ValueError("not a binary query answer")
+    (length,) = _LEN.unpack_from(content, 4)
+    head = orjson.loads(content[8 : 8 + length])
+    results = head["results"]
+    total = sum(len(r["ids"]) for r in results)
+    offset = 8 + length
+    scores = np.frombuffer(content, dtype="<f4", count=total, offset=offset)
+    values = None
+    dimension = head.get("dimension")
+    if dimension is not None:
+        values = (
+            np.frombuffer(content, dtype="<f4", count=total * dimension, offset=offset + 4 * total)
+            .reshape(total, dimension)
+            .copy()
+        )  # writable, as the JSON answer's arrays are
+    answers = []
+    row = 0
+    for result in results:
+        metas = result.get("metadata")
+        matches = []
+        for i, vid in enumerate(result["ids"]):
+            match: dict[str, Any] = {"id": vid, "score": float(scores[row])}
+            if metas is not None:
+                match["metadata"] = metas[i]
+            if values is not None:
+                match["values"] = values[row]
+            matches.append(match)
+            row += 1
+        answers.append({"matches": matches})
+    return answers[0] if head.get("single") else {"results": answers}

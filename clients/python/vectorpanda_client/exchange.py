@@ -31,6 +31,7 @@ class Call:
     # Safe to repeat after an exchange broke off mid-way (the server may have acted).
     idempotent: bool = True
     content_type: str | None = None  # None: application/json
+    accept: str | None = None  # None: application/json
 
     def content(self) -> bytes | None:
         if self.body is None or isinstance(self.body, bytes):
@@ -48,6 +49,13 @@ class Answer:
 
     def json(self) -> Any:
         return orjson.loads(self.content) if self.content else None
+
+    def header(self, name: str) -> str:
+        """A response header's value ('' if absent), whatever the mapping's key case."""
+        value = self.headers.get(name)
+        if value is None:
+            value = next((v for k, v in self.headers.items() if k.lower() == name), "")
+        return str(value)
 
 
 @dataclass(frozen=True, slots=True)

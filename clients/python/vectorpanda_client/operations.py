@@ -12,9 +12,9 @@ from urllib.parse import quote
 
 import numpy as np
 
-from vectorpanda_client.binary import CONTENT_TYPE, encode_query
+from vectorpanda_client.binary import ACCEPT, CONTENT_TYPE, decode_answer, encode_query
 from vectorpanda_client.errors import InvalidError
-from vectorpanda_client.exchange import Call, Operation
+from vectorpanda_client.exchange import Answer, Call, Operation
 from vectorpanda_client.models import CollectionInfo, FetchedVector, QueryResult, Usage
 
 # The server's per-request limits (shared/API.md defaults).
@@ -126,17 +126,24 @@ def query(
     if ef_search is not None:
         options["ef_search"] = ef_search
     path = collection_path(name, "query")
-    # The vectors go as raw float32 (vectorpanda/sdk/binary.py); the answer is JSON.
+    # The vectors go as raw float32 and the answer comes back binary when the server
+    # can (vectorpanda_client/binary.py).
     if single:
         body = encode_query(matrix[:1], True, options)
-        answer = yield Call("POST", path, body, content_type=CONTENT_TYPE)
-        return QueryResult.from_json(answer.json())
+        answer = yield Call("POST", path, body, content_type=CONTENT_TYPE, accept=ACCEPT)
+        return QueryResult.from_json(_query_answer(answer))
     results: list[QueryResult] = []
     for start in chunks(len(matrix), MAX_QUERY_VECTORS):
         body = encode_query(matrix[start : start + MAX_QUERY_VECTORS], False, options)
-        answer = yield Call("POST", path, body, content_type=CONTENT_TYPE)
-        results.extend(QueryResult.from_json(r) for r in answer.json()["results"])
+        answer = yield Call("POST", path, body, content_type=CONTENT_TYPE, accept=ACCEPT)
+        results.extend(QueryResult.from_json(r) for r in _query_answer(answer)["results"])
     return results
+
+
+def _query_answer(answer: Answer) -> Any:
+    if answer.header("content-type").startswith(CONTENT_TYPE):
+        return decode_answer(answer.content)
+    return answer.json()
 
 
 def fetch(name: str, ids: Sequence[str]) -> Operation[dict[str, FetchedVector]]:

@@ -48,7 +48,7 @@ def shared_store(settings: Settings, path: Path) -> Path | str:
 
 def session_store(settings: Settings) -> Any:
     """The dashboard's sessions: the shared PostgreSQL table (migrated first) or the file."""
-    from api.dashboard.session_store import SqliteSessionStore
+    from coordinator.sessions.store import SqliteSessionStore
     from eventlog.schema import ensure_schema
 
     if database_url(settings) is None:

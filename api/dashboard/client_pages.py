@@ -21,7 +21,6 @@ from api.dashboard.context import (
     redirect,
 )
 from api.dashboard.guard import SignedIn
-from api.dashboard.session_model import Session, actor_of
 from api.deps import AccountsDep, DataPlaneDep, OptionalPauseDep
 from coordinator.accounts import (
     Accounts,
@@ -33,6 +32,7 @@ from coordinator.accounts import (
 )
 from coordinator.dataplane import DataPlane
 from coordinator.pause import PauseService
+from coordinator.sessions.model import Session, actor_of
 from coordinator.tiers import limits_for
 from eventlog.events import ClientStatus, Scope
 

@@ -13,9 +13,9 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from api.dashboard.audit_reads import AuditReader
 from api.dashboard.oauth import LoginProvider
-from api.dashboard.session_model import (
+from coordinator.audit_reads import AuditReader
+from coordinator.sessions.model import (
     COOKIE_NAME,
     Role,
     Session,
@@ -26,7 +26,7 @@ from api.dashboard.session_model import (
     same_secret,
     valid_cookie_value,
 )
-from api.dashboard.session_store import SessionStore
+from coordinator.sessions.store import SessionStore
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 SECURITY_HEADERS = {

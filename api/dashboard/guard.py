@@ -19,9 +19,9 @@ from api.dashboard.context import (
     message,
     redirect,
 )
-from api.dashboard.session_model import Session
 from api.deps import DashboardDep
 from api.errors import AnswerInstead
+from coordinator.sessions.model import Session
 
 
 async def signed_in(dash: DashboardDep, request: Request) -> tuple[Dashboard, Session]:

@@ -21,7 +21,9 @@ from api.dashboard.context import (
     set_session_cookie,
 )
 from api.dashboard.oauth import LoginRefused
-from api.dashboard.session_model import (
+from api.deps import AccountsDep, DashboardDep
+from coordinator.accounts import Accounts
+from coordinator.sessions.model import (
     Role,
     SessionKind,
     expiry_reason,
@@ -30,8 +32,6 @@ from api.dashboard.session_model import (
     new_user_session,
     same_secret,
 )
-from api.deps import AccountsDep, DashboardDep
-from coordinator.accounts import Accounts
 
 router = APIRouter(include_in_schema=False)
 log = logging.getLogger("vectorpanda.dashboard")

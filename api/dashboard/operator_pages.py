@@ -14,7 +14,6 @@ from fastapi.responses import Response
 from api.dashboard.client_pages import ClientReads, ClientReadsDep, render_client
 from api.dashboard.context import Dashboard, csrf_ok, message, page, redirect
 from api.dashboard.guard import OperatorSignedIn
-from api.dashboard.session_model import Session, actor_of
 from api.deps import AccountsDep, DataPlaneDep, HistoryDep, HubDep
 from coordinator.accounts import ChangeTier, ClientNotFound, InvalidCommand
 from coordinator.accounts.commands import PauseClient, ResumeClient
@@ -24,6 +23,7 @@ from coordinator.history.moments import parse_moment, stored_time
 from coordinator.history.service import ClientHistory
 from coordinator.hub import WorkerHub
 from coordinator.router import TenantRouter
+from coordinator.sessions.model import Session, actor_of
 from coordinator.tiers import TIERS
 
 router = APIRouter(prefix="/dashboard/operator", include_in_schema=False)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 
-from api.dashboard.audit_reads import AuditReader
 from api.dashboard.context import Dashboard
 from api.dashboard.oauth import GitHubConfig, GitHubLogin, GoogleConfig, GoogleLogin, LoginProvider
-from api.dashboard.session_model import SessionPolicy
+from coordinator.audit_reads import AuditReader
+from coordinator.sessions.model import SessionPolicy
 from vectorpanda.control_db import session_store
 from vectorpanda.settings import Settings
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from api.dashboard.session_model import (
+from coordinator.sessions.model import (
     Role,
     SessionKind,
     SessionPolicy,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from api.dashboard.session_model import (
+from coordinator.sessions.model import (
     Role,
     SessionKind,
     hash_session_id,
@@ -16,7 +16,7 @@ from api.dashboard.session_model import (
     new_session_id,
     new_user_session,
 )
-from api.dashboard.session_store import MemorySessionStore, SessionStore, SqliteSessionStore
+from coordinator.sessions.store import MemorySessionStore, SessionStore, SqliteSessionStore
 from eventlog.database import open_control_engine
 from eventlog.schema import ensure_schema
 

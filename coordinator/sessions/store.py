@@ -26,7 +26,7 @@ from sqlalchemy import (
     update,
 )
 
-from api.dashboard.session_model import Role, Session, SessionKind
+from coordinator.sessions.model import Role, Session, SessionKind
 from eventlog.database import is_postgres, open_local_engine, read_transaction, row_transaction
 
 metadata = MetaData()

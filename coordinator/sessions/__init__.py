@@ -1,0 +1,1 @@
+"""Dashboard sign-in sessions: the model (pure) and where they are kept (SQLite, memory)."""

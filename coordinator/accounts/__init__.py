@@ -164,7 +164,7 @@ class Accounts:
     async def handle(self, cmd: RevokeOperator) -> OperatorView: ...
     async def handle(self, cmd: Command) -> Any:
         """Run a command; raises ClientNotFound, ApiKeyNotFound or InvalidCommand."""
-        return await handlers.HANDLERS[type(cmd)](cmd, self.uow, self._pepper)
+        return await handlers.dispatch(cmd, self.uow, self._pepper)
 
     async def get_client(self, client_id: str) -> ClientView:
         return await views.get_client(self.uow, client_id)

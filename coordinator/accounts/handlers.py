@@ -80,7 +80,7 @@ _BILLING_EVENTS: dict[str, type[InvoiceIssued | PaymentReceived | PaymentFailed]
 }
 
 
-async def create_client(cmd: CreateClient, uow: AccountsUnitOfWork, pepper: bytes) -> ClientView:
+async def create_client(cmd: CreateClient, uow: AccountsUnitOfWork) -> ClientView:
     """Create an active client and record ClientCreated."""
     name, email, tier = valid_name(cmd.name), valid_email(cmd.email), valid_tier(cmd.tier)
 
@@ -137,7 +137,7 @@ async def issue_api_key(cmd: IssueApiKey, uow: AccountsUnitOfWork, pepper: bytes
     return await uow.write(body)
 
 
-async def revoke_api_key(cmd: RevokeApiKey, uow: AccountsUnitOfWork, pepper: bytes) -> None:
+async def revoke_api_key(cmd: RevokeApiKey, uow: AccountsUnitOfWork) -> None:
     """Revoke a key; revoking an already revoked key changes nothing."""
 
     def body(tx: AccountsTransaction) -> None:
@@ -149,7 +149,7 @@ async def revoke_api_key(cmd: RevokeApiKey, uow: AccountsUnitOfWork, pepper: byt
     await uow.write(body)
 
 
-async def change_tier(cmd: ChangeTier, uow: AccountsUnitOfWork, pepper: bytes) -> ClientView:
+async def change_tier(cmd: ChangeTier, uow: AccountsUnitOfWork) -> ClientView:
     """Move a client to another tier; the same tier again changes nothing."""
     tier, reason = valid_tier(cmd.tier), valid_reason(cmd.reason)
 
@@ -171,7 +171,7 @@ async def change_tier(cmd: ChangeTier, uow: AccountsUnitOfWork, pepper: bytes) -
     return await uow.write(body)
 
 
-async def record_billing(cmd: RecordBilling, uow: AccountsUnitOfWork, pepper: bytes) -> StoredEvent:
+async def record_billing(cmd: RecordBilling, uow: AccountsUnitOfWork) -> StoredEvent:
     """Record an invoice, payment or failed payment; returns the stored event."""
     cls = _BILLING_EVENTS[valid_billing_kind(cmd.kind)]
     amount, currency = valid_amount(cmd.amount_cents), valid_currency(cmd.currency)
@@ -192,7 +192,7 @@ async def record_billing(cmd: RecordBilling, uow: AccountsUnitOfWork, pepper: by
     return await uow.write(body)
 
 
-async def delete_client(cmd: DeleteClient, uow: AccountsUnitOfWork, pepper: bytes) -> bool:
+async def delete_client(cmd: DeleteClient, uow: AccountsUnitOfWork) -> bool:
     """Mark a client deleted (its keys stop at once); False if it already was."""
     reason = valid_reason(cmd.reason)
 
@@ -227,9 +227,7 @@ def _client_event(build: Callable[[], ClientEvent]) -> ClientEvent:
         raise InvalidCommand(str(exc.errors()[0]["msg"])) from None
 
 
-async def record_collection_created(
-    cmd: RecordCollectionCreated, uow: AccountsUnitOfWork, pepper: bytes
-) -> None:
+async def record_collection_created(cmd: RecordCollectionCreated, uow: AccountsUnitOfWork) -> None:
     """Record a collection the owning worker has confirmed creating."""
     event = _client_event(
         lambda: CollectionCreated(
@@ -248,9 +246,7 @@ async def record_collection_created(
     await uow.write(body)
 
 
-async def record_collection_deleted(
-    cmd: RecordCollectionDeleted, uow: AccountsUnitOfWork, pepper: bytes
-) -> None:
+async def record_collection_deleted(cmd: RecordCollectionDeleted, uow: AccountsUnitOfWork) -> None:
     """Record a collection the owning worker has confirmed deleting."""
     files = tuple(RemovedFile(path=p, sha256=h) for p, h in cmd.files)
     event = _client_event(
@@ -264,11 +260,12 @@ async def record_collection_deleted(
     await uow.write(body)
 
 
-Handler = Callable[[Any, AccountsUnitOfWork, bytes], Awaitable[Any]]
+Handler = Callable[[Any, AccountsUnitOfWork], Awaitable[Any]]
+# Only a command that issues a key (its digest is keyed by the pepper) gets the pepper.
+KeyIssuer = Callable[[Any, AccountsUnitOfWork, bytes], Awaitable[Any]]
 
 HANDLERS: dict[type, Handler] = {
     CreateClient: create_client,
-    IssueApiKey: issue_api_key,
     RevokeApiKey: revoke_api_key,
     LinkLoginEmail: login_emails.link_login_email,
     ChangeTier: change_tier,
@@ -283,9 +280,21 @@ HANDLERS: dict[type, Handler] = {
     FlagBillingAnomaly: lifecycle.flag_billing_anomaly,
     RecordStorageLow: lifecycle.record_storage_low,
     RecordBackupActivity: lifecycle.record_backup_activity,
-    IssueOperator: operators.issue_operator,
     RevokeOperator: operators.revoke_operator,
 }
+
+KEY_ISSUERS: dict[type, KeyIssuer] = {
+    IssueApiKey: issue_api_key,
+    IssueOperator: operators.issue_operator,
+}
+
+
+async def dispatch(cmd: Command, uow: AccountsUnitOfWork, pepper: bytes) -> Any:
+    """Run a command's handler; the pepper goes only to a key issuer."""
+    issuer = KEY_ISSUERS.get(type(cmd))
+    if issuer is not None:
+        return await issuer(cmd, uow, pepper)
+    return await HANDLERS[type(cmd)](cmd, uow)
 
 
 @overload
@@ -306,4 +315,4 @@ async def handle(
 ) -> None: ...
 async def handle(cmd: Command, uow: AccountsUnitOfWork, pepper: bytes) -> Any:
     """Dispatch a command to its handler."""
-    return await HANDLERS[type(cmd)](cmd, uow, pepper)
+    return await dispatch(cmd, uow, pepper)

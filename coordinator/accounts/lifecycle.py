@@ -52,7 +52,7 @@ def _validated(build: type[Event], **fields: object) -> Event:
         raise InvalidCommand(str(exc.errors()[0]["msg"])) from None
 
 
-async def pause_client(cmd: PauseClient, uow: AccountsUnitOfWork, pepper: bytes) -> ClientView:
+async def pause_client(cmd: PauseClient, uow: AccountsUnitOfWork) -> ClientView:
     """Mark the client paused and record ClientPaused; pausing a paused client changes nothing.
 
     The status flips in the same transaction as the append, so the next data-plane
@@ -73,7 +73,7 @@ async def pause_client(cmd: PauseClient, uow: AccountsUnitOfWork, pepper: bytes)
     return await uow.write(body)
 
 
-async def resume_client(cmd: ResumeClient, uow: AccountsUnitOfWork, pepper: bytes) -> ClientView:
+async def resume_client(cmd: ResumeClient, uow: AccountsUnitOfWork) -> ClientView:
     """Mark the client active again and record ClientResumed (once its data is back hot)."""
     reason = valid_reason(cmd.reason)
 
@@ -89,7 +89,7 @@ async def resume_client(cmd: ResumeClient, uow: AccountsUnitOfWork, pepper: byte
     return await uow.write(body)
 
 
-async def record_usage(cmd: RecordUsage, uow: AccountsUnitOfWork, pepper: bytes) -> StoredEvent:
+async def record_usage(cmd: RecordUsage, uow: AccountsUnitOfWork) -> StoredEvent:
     """Record one metering period (even for a deleted client: it was used)."""
     event = _validated(
         UsageRecorded,
@@ -124,7 +124,7 @@ def find_census(tx: AccountsTransaction, date: str) -> StoredEvent | None:
         after = page[-1].seq
 
 
-async def record_census(cmd: RecordCensus, uow: AccountsUnitOfWork, pepper: bytes) -> StoredEvent:
+async def record_census(cmd: RecordCensus, uow: AccountsUnitOfWork) -> StoredEvent:
     """Record a census archive; if ``date`` already has one, return that one unchanged."""
     event = _validated(
         CensusSnapshotTaken,
@@ -147,9 +147,7 @@ async def record_census(cmd: RecordCensus, uow: AccountsUnitOfWork, pepper: byte
     return await uow.write(body)
 
 
-async def flag_billing_anomaly(
-    cmd: FlagBillingAnomaly, uow: AccountsUnitOfWork, pepper: bytes
-) -> StoredEvent:
+async def flag_billing_anomaly(cmd: FlagBillingAnomaly, uow: AccountsUnitOfWork) -> StoredEvent:
     """Record BillingAnomalyDetected with the figures that triggered it."""
     event = _validated(
         BillingAnomalyDetected,
@@ -168,9 +166,7 @@ async def flag_billing_anomaly(
     return await uow.write(body)
 
 
-async def record_storage_low(
-    cmd: RecordStorageLow, uow: AccountsUnitOfWork, pepper: bytes
-) -> StoredEvent:
+async def record_storage_low(cmd: RecordStorageLow, uow: AccountsUnitOfWork) -> StoredEvent:
     """Record StorageFloorReached: a worker store below its free-space floor."""
     event = _validated(
         StorageFloorReached,
@@ -191,9 +187,7 @@ async def record_storage_low(
 BACKUP_EVENTS = (BackupTaken, BackupFailed, BackupPruned, BackupRestored, RestoreDrillCompleted)
 
 
-async def record_backup_activity(
-    cmd: RecordBackupActivity, uow: AccountsUnitOfWork, pepper: bytes
-) -> StoredEvent:
+async def record_backup_activity(cmd: RecordBackupActivity, uow: AccountsUnitOfWork) -> StoredEvent:
     """Record one backup fact; only the backup events may come this way."""
     if not isinstance(cmd.event, BACKUP_EVENTS):
         raise InvalidCommand("not a backup event")

@@ -61,7 +61,7 @@ async def login_emails(uow: AccountsUnitOfWork, client_id: str) -> list[str]:
     return await uow.read(body)
 
 
-async def link_login_email(cmd: LinkLoginEmail, uow: AccountsUnitOfWork, pepper: bytes) -> str:
+async def link_login_email(cmd: LinkLoginEmail, uow: AccountsUnitOfWork) -> str:
     """Record ClientLoginEmailLinked; an email already signing in elsewhere is refused."""
     email = normalised(valid_email(cmd.email))
 

@@ -114,9 +114,7 @@ async def issue_operator(
     return await uow.write(body)
 
 
-async def revoke_operator(
-    cmd: RevokeOperator, uow: AccountsUnitOfWork, pepper: bytes
-) -> OperatorView:
+async def revoke_operator(cmd: RevokeOperator, uow: AccountsUnitOfWork) -> OperatorView:
     """Revoke an operator's token; revoking twice changes nothing."""
     reason = None if cmd.reason is None else valid_reference(cmd.reason)
 

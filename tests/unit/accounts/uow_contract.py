@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 import pytest
 
 from coordinator.accounts.commands import CreateClient, IssueApiKey, RevokeApiKey
-from coordinator.accounts.handlers import HANDLERS, handle
+from coordinator.accounts.handlers import handle
 from coordinator.accounts.model import (
     ApiKeyNotFound,
     ClientNotFound,
@@ -119,7 +119,7 @@ class UnitOfWorkContract:
         ]
         for cmd in bad_commands:
             with pytest.raises(InvalidCommand):
-                await HANDLERS[type(cmd)](cmd, uow, PEPPER)
+                await handle(cmd, uow, PEPPER)
         assert len(await all_events(uow)) == 1
         assert len(await list_clients(uow)) == 1
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from eventlog.store import SqliteEventStore
 from notifier.outbox import NotifierOutbox
@@ -21,6 +23,9 @@ from scheduler.service import SchedulerService, run_scheduler
 from vectorpanda.control_db import control_engine, shared_store
 from vectorpanda.process_setup import MissingSecretError
 from vectorpanda.settings import Settings
+
+if TYPE_CHECKING:  # the coordinator's registry; a notifier process does not load it
+    from coordinator.metrics import Metrics
 
 log = logging.getLogger("vectorpanda.server.duties")
 
@@ -64,7 +69,18 @@ def mail_sender(settings: Settings) -> MailSender:
     )
 
 
-def build_notifier(settings: Settings, with_bus: bool) -> NotifierService:
+@dataclass(frozen=True)
+class EmailCounters:
+    """Where the notifier counts its emails: its own metrics port, or the coordinator's."""
+
+    sent: Callable[[], None]
+    failed: Callable[[], None]
+    quarantined: Callable[[], None]
+
+
+def build_notifier(
+    settings: Settings, with_bus: bool, counters: EmailCounters | None = None
+) -> NotifierService:
     from vectorpanda.server.events import build_bus, dead_letter_hook
 
     bus = build_bus(settings) if with_bus else None
@@ -78,6 +94,9 @@ def build_notifier(settings: Settings, with_bus: bool) -> NotifierService:
         mail_from=settings.mail_from,
         bus=bus,
         queue=notifier_queue(settings.amqp_exchange),
+        on_sent=counters.sent if counters else None,
+        on_failed=counters.failed if counters else None,
+        on_quarantined=counters.quarantined if counters else None,
         max_attempts=settings.notifier_max_attempts,
     )
 
@@ -89,18 +108,17 @@ async def run_scheduler_process(settings: Settings, stop: asyncio.Event) -> None
 
 async def run_notifier_process(settings: Settings, stop: asyncio.Event) -> None:
     """``vectorpanda notifier``: its own bus consumer and metrics port."""
-    notifier = build_notifier(settings, with_bus=True)
-    expose_notifier_metrics(notifier, settings)
+    notifier = build_notifier(settings, with_bus=True, counters=serve_notifier_metrics(settings))
     await notifier.serve(stop)
 
 
-def expose_notifier_metrics(notifier: Any, settings: Settings) -> None:
+def serve_notifier_metrics(settings: Settings) -> EmailCounters | None:
     """A separate notifier serves its email counters at ``VP_NOTIFIER_METRICS_PORT``.
 
     Inside ``up`` the counters live in the coordinator's /metrics instead.
     """
     if settings.notifier_metrics_port is None:
-        return
+        return None
     from prometheus_client import CollectorRegistry, Counter, start_http_server
 
     registry = CollectorRegistry()
@@ -109,9 +127,6 @@ def expose_notifier_metrics(notifier: Any, settings: Settings) -> None:
     quarantined = Counter(
         "vectorpanda_emails_quarantined", "Emails given up on (see retry-dead).", registry=registry
     )
-    notifier.on_sent = sent.inc
-    notifier.on_failed = failed.inc
-    notifier.on_quarantined = quarantined.inc
     start_http_server(
         settings.notifier_metrics_port, addr=settings.notifier_metrics_host, registry=registry
     )
@@ -120,10 +135,11 @@ def expose_notifier_metrics(notifier: Any, settings: Settings) -> None:
         settings.notifier_metrics_host,
         settings.notifier_metrics_port,
     )
+    return EmailCounters(sent.inc, failed.inc, quarantined.inc)
 
 
 def in_process_duties(
-    settings: Settings, port: int, stop: asyncio.Event, metrics: Any = None
+    settings: Settings, port: int, stop: asyncio.Event, metrics: Metrics | None = None
 ) -> list[asyncio.Task[None]]:
     """``vectorpanda up``: the scheduler (over loopback HTTP) and the notifier.
 
@@ -132,11 +148,12 @@ def in_process_duties(
     broker it polls the event log.
     """
     scheduler = build_scheduler_service(settings, admin_url(settings, port))
-    notifier = build_notifier(settings, with_bus=True)
+    counters = None
     if metrics is not None:
-        notifier.on_sent = metrics.emails_sent.inc
-        notifier.on_failed = metrics.emails_failed.inc
-        notifier.on_quarantined = metrics.emails_quarantined.inc
+        counters = EmailCounters(
+            metrics.emails_sent.inc, metrics.emails_failed.inc, metrics.emails_quarantined.inc
+        )
+    notifier = build_notifier(settings, with_bus=True, counters=counters)
     return [
         asyncio.create_task(
             run_scheduler(scheduler, shared_store(settings, settings.scheduler_db), stop),

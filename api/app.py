@@ -12,7 +12,7 @@ from api.admission import AdmissionGate
 from api.client_address import DEFAULT_TRUSTED_PROXIES, trusted_proxy_networks
 from api.dashboard.context import Dashboard
 from api.dashboard.routes import router as dashboard_router
-from api.deps import AuditVerify, Services, ServicesApp, StrictQuery
+from api.deps import StrictQuery
 from api.docs_ui import declare_security, install_docs
 from api.errors import ERROR_RESPONSES, install_error_handlers
 from api.lean_query import LeanQuery
@@ -36,6 +36,7 @@ from api.routes import (
 from api.routes import (
     metrics as metrics_routes,
 )
+from api.services import AuditVerify, Services, ServicesApp
 from coordinator.accounts import Accounts
 from coordinator.accounts.key_policy import IPNetwork
 from coordinator.admission import ClientAdmission

@@ -1,20 +1,17 @@
 """Everything a route or page uses, as ``Annotated`` dependencies.
 
 The composition root (``vectorpanda.server``) builds the coordinator's parts and
-hands them to ``create_app(...)``, which keeps them in one :class:`Services`
-carried by the app (:class:`ServicesApp`). Routes and pages declare what they
-need (``pause: PauseDep``) and never reach into the app themselves.
+hands them to ``create_app(...)`` (``api/services.py``). Routes and pages declare
+what they need (``pause: PauseDep``) and never reach into the app themselves.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hmac
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 
@@ -22,8 +19,9 @@ from api.admission import ADDRESS_REFUSED
 from api.client_address import client_address
 from api.dashboard.context import Dashboard
 from api.errors import Forbidden, Invalid, Paused, RateLimited, Unauthorized, Unavailable
+from api.services import AuditVerify, services_of
 from coordinator.accounts import Accounts
-from coordinator.accounts.key_policy import IPNetwork, address_allowed
+from coordinator.accounts.key_policy import address_allowed
 from coordinator.accounts.model import Principal
 from coordinator.backups import BackupService
 from coordinator.census import CensusTaker
@@ -39,52 +37,6 @@ from eventlog.events import ClientStatus, Scope
 from eventlog.hashchain import ChainReport
 
 BEARER = "bearer "
-
-AuditVerify = Callable[[], Awaitable[ChainReport]]
-
-
-@dataclass(frozen=True, kw_only=True)
-class Services:
-    """The coordinator's parts the routes and pages use, built by the composition root.
-
-    The optional ones are None in a process (or a test) that runs without them;
-    their routes answer 503 (the dashboard's pages: "not configured").
-    """
-
-    accounts: Accounts
-    dataplane: DataPlane
-    hub: WorkerHub
-    history: ClientHistory
-    metrics: Metrics
-    admin_token: bytes
-    # The scheduler's own admin token: same powers, recorded as actor "scheduler".
-    scheduler_token: bytes | None = None
-    rate_limiter: RateLimiter | None = None
-    # Peers whose X-Real-IP / X-Forwarded-For is believed (api/client_address.py).
-    trusted_proxies: tuple[IPNetwork, ...] = ()
-    pause: PauseService | None = None
-    tenant_files: TenantFiles | None = None
-    data_keys: DataKeys | None = None
-    backups: BackupService | None = None
-    census: CensusTaker | None = None
-    # The chain plus the audit tables against a replay; None checks the chain alone.
-    audit_verify: AuditVerify | None = None
-    dashboard: Dashboard | None = None
-    # Data-key rotations running in the background (kept so they are not collected).
-    rotations: set[asyncio.Task[Any]] = field(default_factory=set)
-
-
-class ServicesApp(FastAPI):
-    """The FastAPI app with the :class:`Services` it was built with."""
-
-    def __init__(self, services: Services, **settings: Any) -> None:
-        super().__init__(**settings)
-        self.services = services
-
-
-def services_of(request: Request) -> Services:
-    services: Services = request.app.services
-    return services
 
 
 def bearer_token(request: Request) -> str | None:

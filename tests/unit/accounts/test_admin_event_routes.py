@@ -10,10 +10,10 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from api.deps import AuditVerify, Services, ServicesApp
 from api.errors import install_error_handlers
 from api.middleware import RequestContext
 from api.routes import admin_clients, admin_encryption, admin_events
+from api.services import AuditVerify, Services, ServicesApp
 from coordinator.accounts import Accounts, IssueApiKey
 from eventlog.hashchain import ChainReport, Mismatch
 

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from api.deps import Services, ServicesApp
 from api.errors import install_error_handlers
 from api.middleware import RequestContext
 from api.routes import admin_clients, admin_events
+from api.services import Services, ServicesApp
 from coordinator.accounts import Accounts
 
 pytestmark = pytest.mark.integration

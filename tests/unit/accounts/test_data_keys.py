@@ -10,10 +10,10 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from api.deps import Services, ServicesApp
 from api.errors import install_error_handlers
 from api.middleware import RequestContext
 from api.routes import admin_encryption
+from api.services import Services, ServicesApp
 from coordinator.accounts import Accounts, CreateClient, DeleteClient, PauseClient
 from coordinator.accounts.model import ClientNotFound
 from coordinator.data_keys import DataKeys

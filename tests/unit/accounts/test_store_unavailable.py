@@ -11,10 +11,10 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import event
 
-from api.deps import Services, ServicesApp
 from api.errors import install_error_handlers
 from api.middleware import RequestContext
 from api.routes import admin_clients, admin_events
+from api.services import Services, ServicesApp
 from coordinator.accounts import Accounts, CreateClient, StoreUnavailable
 from coordinator.accounts.uow import SqliteUnitOfWork
 

@@ -34,7 +34,6 @@ from coordinator.pause import PauseService, TenantFiles
 from coordinator.rate_limit import RateLimiter
 from coordinator.tiers import TierLimits, limits_for
 from eventlog.events import ClientStatus, Scope
-from eventlog.hashchain import ChainReport
 
 BEARER = "bearer "
 

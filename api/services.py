@@ -27,7 +27,7 @@ from coordinator.hub import WorkerHub
 from coordinator.metrics import Metrics
 from coordinator.pause import PauseService, TenantFiles
 from coordinator.rate_limit import RateLimiter
-from coordinator.reads import ChainReport
+from eventlog.hashchain import ChainReport
 
 AuditVerify = Callable[[], Awaitable[ChainReport]]
 

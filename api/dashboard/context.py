@@ -14,7 +14,6 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from api.dashboard.oauth import LoginProvider
-from coordinator.audit_reads import AuditReader
 from coordinator.sessions.model import (
     COOKIE_NAME,
     Role,
@@ -27,6 +26,7 @@ from coordinator.sessions.model import (
     valid_cookie_value,
 )
 from coordinator.sessions.store import SessionStore
+from projections.reads import AuditReads
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 SECURITY_HEADERS = {
@@ -47,7 +47,7 @@ class Dashboard:
 
     public_url: str
     sessions: SessionStore
-    audit: AuditReader
+    audit: AuditReads
     providers: dict[str, LoginProvider] = field(default_factory=dict)
     operator_emails: frozenset[str] = frozenset()
     policy: SessionPolicy = field(default_factory=SessionPolicy)

@@ -67,14 +67,7 @@ ALLOWED_CYCLE_EDGES: set[tuple[str, str]] = {
 }
 
 # (importer, imported) modules that break a layer rule today.
-ALLOWED_LAYER_BREAKS: set[tuple[str, str]] = {
-    # open: the dashboard reads the audit tables and keeps its sessions through the database
-    # adapters; the issue wants api to reach projections and the event log only through
-    # coordinator read services (the composition-root change left these in place)
-    ("api.dashboard.audit_reads", "eventlog.sqlite"),
-    ("api.dashboard.audit_reads", "projections.tables"),
-    ("api.dashboard.session_store", "eventlog.database"),
-}
+ALLOWED_LAYER_BREAKS: set[tuple[str, str]] = set()
 
 
 def layer_breaks(graph: Graph) -> list[tuple[Edge, str]]:

@@ -6,8 +6,8 @@ import logging
 
 from api.dashboard.context import Dashboard
 from api.dashboard.oauth import GitHubConfig, GitHubLogin, GoogleConfig, GoogleLogin, LoginProvider
-from coordinator.audit_reads import AuditReader
 from coordinator.sessions.model import SessionPolicy
+from projections.audit_reads import AuditReader
 from vectorpanda.control_db import session_store
 from vectorpanda.settings import Settings
 

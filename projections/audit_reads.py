@@ -1,9 +1,12 @@
-"""Read-only queries on the audit projections (audit.sqlite3) for the dashboard pages."""
+"""Read-only queries on the audit projections (audit.sqlite3) for the dashboard pages.
+
+The pages see only ``projections.reads.AuditReads``; the composition root passes this
+SQLite reader in.
+"""
 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,28 +15,8 @@ from sqlalchemy.exc import OperationalError
 
 from eventlog.events import BillingAnomalyDetected
 from eventlog.sqlite import open_engine, read_transaction
+from projections.reads import PAGE, AuditRow, UsageDay
 from projections.tables import audit_log, census_index, usage
-
-PAGE = 50
-
-
-@dataclass(frozen=True, slots=True)
-class AuditRow:
-    seq: int
-    occurred_at: str
-    actor: str
-    client_id: str | None
-    type: str
-    summary: str
-
-
-@dataclass(frozen=True, slots=True)
-class UsageDay:
-    day: str  # YYYY-MM-DD
-    requests: int
-    queries: int
-    vectors_stored: int
-    bytes_stored: int
 
 
 class AuditReader:

@@ -235,8 +235,10 @@ class NotifierService:
     async def _feed(self, stop: asyncio.Event, poll_s: float) -> None:
         if self.bus is None:
             while not stop.is_set():
-                with contextlib.suppress(Exception):
+                try:
                     await self.consumer.catch_up()
+                except Exception:
+                    log.exception("catching up with the event log failed; retrying")
                 self._wake.set()
                 await wait_or_stop(stop, poll_s)
             return

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,22 @@ from eventlog.database import postgres_url
 from tests.stack import running_stack
 
 pytestmark = pytest.mark.integration
+
+
+def _wait_for_checkpoint(pg_url: str, consumer: str, at_least: int, within_s: float) -> int:
+    """The consumer's checkpoint in PostgreSQL once it reaches ``at_least`` (or at the end)."""
+    engine = create_engine(postgres_url(pg_url))
+    deadline = time.monotonic() + within_s
+    try:
+        while True:
+            with engine.connect() as conn:
+                query = text("SELECT seq FROM consumer_checkpoints WHERE consumer = :c")
+                seq = conn.execute(query, {"c": consumer}).scalar()
+            if (seq is not None and seq >= at_least) or time.monotonic() > deadline:
+                return int(seq or 0)
+            time.sleep(0.2)
+    finally:
+        engine.dispose()
 
 
 def test_admin_actions_land_in_postgresql_and_keys_work(pg_url: str, tmp_path: Path) -> None:
@@ -30,7 +47,11 @@ def test_admin_actions_land_in_postgresql_and_keys_work(pg_url: str, tmp_path: P
             assert "vectorpanda_event_log_probe_up 1.0" in metrics, metrics[-2000:]
             r = admin.get("/admin/v1/audit/verify")
             assert r.status_code == 200 and r.json()["ok"] is True, r.text
+        # The notifier follows the shared log on its own schedule: wait for it to pass the
+        # client's creation and key issue (seq 1 and 2) before the stack stops.
+        notified = _wait_for_checkpoint(pg_url, "notifier", at_least=2, within_s=30.0)
         assert "Traceback" not in "".join(stack.output), "".join(stack.output)[-3000:]
+    assert notified >= 2, notified  # it followed the shared log
     assert not (data / "control.sqlite3").exists()
     # The notifier, the scheduler's jobs and the sessions are in PostgreSQL too.
     for local in ("notifier.sqlite3", "scheduler.sqlite3", "sessions.sqlite3"):
@@ -42,10 +63,6 @@ def test_admin_actions_land_in_postgresql_and_keys_work(pg_url: str, tmp_path: P
             clients = conn.execute(text("SELECT name FROM clients")).scalars().all()
             jobs = conn.execute(text("SELECT id FROM apscheduler_jobs ORDER BY id")).scalars()
             assert list(jobs) == ["auto_pause_and_anomalies", "backups", "census", "restore_drill"]
-            notified = conn.execute(
-                text("SELECT seq FROM consumer_checkpoints WHERE consumer = 'notifier'")
-            ).scalar()
-            assert notified is not None and notified >= 2  # it followed the shared log
     finally:
         engine.dispose()
     # Shutdown may record one more (the usage flush): the API's view is a prefix.

@@ -47,6 +47,9 @@ def internal_app(router: TenantRouter, secret: str, leading: Callable[[], bool])
             deadline = time.monotonic() + router.timeout_s
             if action == "place":
                 tenant = check_tenant_id(_text(body, "tenant"))
+                refused_by, refused_epoch = body.get("refused_by"), body.get("refused_epoch")
+                if isinstance(refused_by, str) and isinstance(refused_epoch, int):
+                    router.forget_assignment(tenant, refused_by, refused_epoch)
                 link, epoch = await router._owner(tenant, deadline)
                 return JSONResponse({"worker_id": link.worker_id, "epoch": epoch})
             if action == "release":

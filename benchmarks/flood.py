@@ -69,9 +69,11 @@ def refusal_cost(seconds: int, processes: int) -> list[str]:
     return lines
 
 
-def steady_beside_flood(seconds: int, processes: int) -> list[str]:
+def steady_beside_flood(seconds: int, processes: int, refusal_delay: str | None) -> list[str]:
     lines = []
     env = {"VP_COORDINATOR_PROCESSES": str(processes)}
+    if refusal_delay is not None:
+        env["VP_REFUSAL_DELAY_S"] = refusal_delay
     with tempfile.TemporaryDirectory() as tmp, running_stack(Path(tmp) / "vp", **env) as stack:
         steady = {}
         for tier in ("standard", "premium"):
@@ -104,6 +106,12 @@ def main() -> None:
     p.add_argument("--seconds", type=int, default=20, help="length of each flood")
     p.add_argument("--processes", type=int, default=1, help="VP_COORDINATOR_PROCESSES")
     p.add_argument("--steady-only", action="store_true", help="skip the refusal cost")
+    p.add_argument(
+        "--refusal-delay",
+        default=None,
+        help="VP_REFUSAL_DELAY_S for the steady part (0: every refusal answered at once, "
+        "so the flood costs the coordinator the most)",
+    )
     args = p.parse_args()
     print(f"coordinator processes: {args.processes}\n")
     if not args.steady_only:
@@ -117,7 +125,7 @@ def main() -> None:
         "| p99 within 2x | within 2x, 15 ms floor |"
     )
     print("|---|---|---|---|---|---|---|---|")
-    print("\n".join(steady_beside_flood(args.seconds, args.processes)))
+    print("\n".join(steady_beside_flood(args.seconds, args.processes, args.refusal_delay)))
 
 
 if __name__ == "__main__":

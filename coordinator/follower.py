@@ -96,13 +96,20 @@ class FollowerPlacement:
         self._hub = hub
         self.leader = leader
         self.asked = 0  # placements asked of the leader (metrics, tests)
+        # tenant -> (worker, epoch) that refused it (NOT_OWNER): told to the leader, whose
+        # own assignment may be that stale one (the worker let go when its lease lapsed)
+        self._refused: dict[str, tuple[str, int]] = {}
 
     async def owner(self, tenant: str, deadline: float) -> tuple[WorkerLink, int]:
         found = held_owner(self._hub, tenant)
         if found is not None:
             return found
         self.asked += 1
-        answer = await self.leader.call("place", {"tenant": tenant}, deadline)
+        body: dict[str, Any] = {"tenant": tenant}
+        refused = self._refused.pop(tenant, None)
+        if refused is not None:
+            body["refused_by"], body["refused_epoch"] = refused
+        answer = await self.leader.call("place", body, deadline)
         worker_id, epoch = answer.get("worker_id"), answer.get("epoch")
         if not isinstance(worker_id, str) or not isinstance(epoch, int):
             raise TenantUnavailable("The tenant cannot be placed right now; retry shortly.")
@@ -123,3 +130,5 @@ class FollowerPlacement:
         """``link`` refused ``tenant`` at ``epoch`` (NOT_OWNER): stop guessing it holds it."""
         if link.held is not None and link.held.get(tenant) == epoch:
             del link.held[tenant]
+        if len(self._refused) < 10_000:
+            self._refused[tenant] = (link.worker_id, epoch)

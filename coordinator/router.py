@@ -147,10 +147,21 @@ class TenantRouter(OwnershipMoves):
         if self.leading():
             self._reconcile(link)
 
+    def forget_assignment(self, tenant: str, worker_id: str, epoch: int) -> None:
+        """A worker refused ``tenant`` at ``epoch`` (NOT_OWNER): if that is our assignment,
+        drop it, so the next request places the tenant again."""
+        current = self._assignments.get(tenant)
+        if current is not None and (current.worker_id, current.epoch) == (worker_id, epoch):
+            lock = self._assign_locks.get(tenant)
+            if lock is None or not lock.locked():
+                del self._assignments[tenant]
+
     def adopt_held(self) -> int:
         """On becoming the leader: own what the workers hold, epochs above theirs."""
         adopted = 0
         now = time.monotonic()
+        # above anything the previous leader issued (its base was its own start-up time)
+        self._epoch = max(self._epoch, time.time_ns())
         for link in self._hub.live():
             for tenant, epoch in (link.held or {}).items():
                 self._epoch = max(self._epoch, epoch)
@@ -391,7 +402,7 @@ class TenantRouter(OwnershipMoves):
             err = reply.header.get("error") or {}
             code = str(err.get("code", ErrorCode.INTERNAL))
             if code == ErrorCode.NOT_OWNER and (attempt + 1 < attempts or not_owner_left):
-                if self.follower is not None:
+                if self.follower is not None and self._follows():
                     self.follower.forget(link, tenant, epoch)
                 self._assignments.pop(tenant, None)
                 if not_owner_left and not unknown:

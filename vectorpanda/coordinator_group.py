@@ -247,7 +247,7 @@ async def run_member(settings: Settings, index: int, workers: int) -> int:
         timeout_graceful_shutdown=10,
     )
     server = _QuietServer(config)
-    serving = asyncio.create_task(server.serve(sockets=[public]))
+    serving: asyncio.Task[None] | None = None
     internal = _QuietServer(
         uvicorn.Config(
             internal_app(router, secret, leading),
@@ -319,15 +319,19 @@ async def run_member(settings: Settings, index: int, workers: int) -> int:
     leading_task = asyncio.create_task(leadership.run(stop, on_gain), name="leadership")
     exit_code = 0
     try:
-        while not server.started:
-            if serving.done():
-                await serving
-                raise RuntimeError("the HTTP server stopped before it started")
-            await asyncio.sleep(0.05)
+        # Listen on the public port only once the workers are connected here: until then
+        # the kernel gives new connections to the other processes (a restarted process
+        # would otherwise answer 503 for tenants on workers that have not dialled back yet).
         wait_until = time.monotonic() + READY_WAIT_S
         while len(hub.live()) < workers and time.monotonic() < wait_until:
             if stop.is_set():
                 break
+            await asyncio.sleep(0.05)
+        serving = asyncio.create_task(server.serve(sockets=[public]))
+        while not server.started:
+            if serving.done():
+                await serving
+                raise RuntimeError("the HTTP server stopped before it started")
             await asyncio.sleep(0.05)
         ready = run_dir(settings) / f"coordinator-{index}.ready"
         ready.write_text(
@@ -346,7 +350,9 @@ async def run_member(settings: Settings, index: int, workers: int) -> int:
         stop.set()
         server.should_exit = True
         internal.should_exit = True
-        await asyncio.gather(serving, internal_serving, return_exceptions=True)
+        await asyncio.gather(
+            *([serving] if serving is not None else []), internal_serving, return_exceptions=True
+        )
         duties_stop.set()
         await asyncio.gather(*duties, *leader_tasks, return_exceptions=True)
         if eventing is not None:

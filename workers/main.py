@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 MAX_FRAME_BYTES = 256 * 1024 * 1024
 BACKOFF_FIRST_S = 0.1
 BACKOFF_MAX_S = 5.0
+MULTI_BACKOFF_MAX_S = 1.0  # several coordinator processes on this machine (loopback)
 WELCOME_TIMEOUT_S = 10.0
 MAX_CONCURRENT = 32  # control requests running at once (data ones: see FairShare)
 MAX_QUEUED = 1024  # requests accepted but waiting; beyond this the worker answers BUSY
@@ -482,7 +483,8 @@ async def _serve_several(
                 break
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), backoff)
-            backoff = min(backoff * 2, BACKOFF_MAX_S)
+            # a restarted coordinator process serves again once every worker is back
+            backoff = min(backoff * 2, MULTI_BACKOFF_MAX_S)
 
     async def watch() -> None:
         while not stop.is_set():

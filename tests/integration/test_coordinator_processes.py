@@ -227,7 +227,8 @@ def test_kill_9_of_the_leader_hands_placement_and_duties_on(group: Stack) -> Non
     # placement: a tenant nobody held before is placed by the new leader
     _, fresh = new_client(group, "after-takeover")
     make_collection(group, fresh)
-    assert upsert(group, fresh, ["x1", "x2"]).status_code == 200
+    r = upsert(group, fresh, ["x1", "x2"])
+    assert r.status_code == 200, r.text
     assert fetch_ids(group, fresh, ["x1", "x2"]) == {"x1", "x2"}
     # duties: the events of both processes are relayed, projected once, the chain whole
     deadline = time.monotonic() + 20

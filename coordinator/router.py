@@ -177,6 +177,13 @@ class TenantRouter(OwnershipMoves):
 
     @property
     def assignments(self) -> dict[str, Assignment]:
+        if self._follows():  # a follower's view: who holds each tenant, at the highest epoch
+            held: dict[str, Assignment] = {}
+            for link in self._hub.live():
+                for tenant, epoch in (link.held or {}).items():
+                    if tenant not in held or held[tenant].epoch < epoch:
+                        held[tenant] = Assignment(link.worker_id, epoch)
+            return held
         return dict(self._assignments)
 
     def any_worker_live(self) -> bool:

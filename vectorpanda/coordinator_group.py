@@ -21,11 +21,20 @@ import socket
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
 from api.internal import internal_app
-from coordinator.coherence import LogFollower
+from coordinator.accounts import Accounts
+from coordinator.accounts.commands import (
+    ChangeTier,
+    DeleteClient,
+    PauseClient,
+    ResumeClient,
+    RevokeApiKey,
+)
+from coordinator.coherence import CoherenceBoard, LogFollower
 from coordinator.encryption_duty import EncryptionDuty
 from coordinator.fencing import fence_local_worker
 from coordinator.follower import FollowerPlacement, LeaderClient
@@ -33,6 +42,7 @@ from coordinator.health import HealthPolicy, HealthTracker
 from coordinator.leader import Leadership
 from coordinator.shared_limits import reset_table
 from coordinator.storage_watch import StorageWatch
+from eventlog.store import SqliteEventStore
 from vectorpanda.settings import Settings, env_file_path
 
 log = logging.getLogger("vectorpanda.group")
@@ -48,6 +58,31 @@ def run_dir(settings: Settings) -> Path:
 
 def rate_limit_table(settings: Settings) -> Path:
     return run_dir(settings) / "rate-limits"
+
+
+def coherence_board(settings: Settings) -> Path:
+    return run_dir(settings) / "coherence"
+
+
+# Commands after which a cached key may no longer be used as it was.
+COHERENT_COMMANDS = (RevokeApiKey, PauseClient, ResumeClient, ChangeTier, DeleteClient)
+
+
+def wait_for_every_process(
+    accounts: Accounts, store: SqliteEventStore, board: CoherenceBoard, index: int
+) -> None:
+    """Make a revocation (pause, resume, deletion, tier change) return only once every
+    coordinator process has applied it: read-your-writes across processes."""
+    handle = accounts.handle
+
+    async def coherent(cmd: Any) -> Any:
+        result = await handle(cmd)
+        if isinstance(cmd, COHERENT_COMMANDS):
+            head = await asyncio.to_thread(store.head)
+            await board.wait_applied(index, head.seq)
+        return result
+
+    setattr(accounts, "handle", coherent)  # noqa: B010 - an instance's own wrapper
 
 
 def _reuse_port_socket(host: str, port: int) -> socket.socket:
@@ -170,6 +205,7 @@ async def run_group(settings: Settings, workers: int) -> int:
     for stale in run_dir(settings).glob("coordinator-*.ready"):
         stale.unlink()
     reset_table(rate_limit_table(settings))
+    coherence_board(settings).unlink(missing_ok=True)
     # Held (bound, not listening) for the group's life: port 0 resolves here once.
     public = _reuse_port_socket(settings.host, settings.port)
     port = int(public.getsockname()[1])
@@ -268,9 +304,15 @@ async def run_member(settings: Settings, index: int, workers: int) -> int:
     tasks: list[asyncio.Task[None]] = [
         asyncio.create_task(tracker.run(stop), name="health"),
     ]
+    board = CoherenceBoard(coherence_board(settings), settings.coordinator_processes)
     if parts.events is not None:
-        follower_log = LogFollower(parts.events.store, parts.accounts.key_cache)
+        follower_log = LogFollower(
+            parts.events.store,
+            parts.accounts.key_cache,
+            on_applied=lambda seq: board.post(index, seq),
+        )
         tasks.append(asyncio.create_task(follower_log.run(stop), name="key-coherence"))
+        wait_for_every_process(parts.accounts, parts.events.store, board, index)
     duties_stop = asyncio.Event()
     duties = [
         asyncio.create_task(

@@ -262,3 +262,39 @@ def test_admin_actions_through_both_processes_keep_the_chain_gap_free(group: Sta
             break
         assert time.monotonic() < deadline, r.json()
         time.sleep(0.5)
+
+
+def test_on_postgresql_one_process_leads_by_advisory_lock_and_hands_over(
+    pg_url: str, tmp_path: Path
+) -> None:
+    env = {"VP_COORDINATOR_PROCESSES": PROCESSES, "VP_DATABASE_URL": pg_url}
+    with running_stack(tmp_path / "vp", **env) as stack:
+        seen = coordinators(stack)
+        assert sorted(seen.values()) == [False, True], seen
+        _revocation_is_seen_everywhere(stack)
+        _, key = new_client(stack, "pg-writer")
+        make_collection(stack, key)
+        leader = next(pid for pid, leads in seen.items() if leads)
+        acknowledged, refused = _writes_while(
+            stack, key, lambda: os.kill(leader, signal.SIGKILL), "p"
+        )
+        assert len(acknowledged) >= 100, refused
+        assert fetch_ids(stack, key, acknowledged) == set(acknowledged)
+        deadline = time.monotonic() + 30
+        while True:
+            after = coordinators(stack, 20)
+            if leader not in after and True in after.values():
+                break
+            assert time.monotonic() < deadline, after
+            time.sleep(0.5)
+        _, fresh = new_client(stack, "pg-after-takeover")
+        make_collection(stack, fresh)
+        r = upsert(stack, fresh, ["y"])
+        assert r.status_code == 200, r.text
+        deadline = time.monotonic() + 20
+        while True:
+            r = once(stack, "GET", "/admin/v1/audit/verify", stack.admin_token)
+            if r.status_code == 200 and r.json()["ok"]:
+                break
+            assert time.monotonic() < deadline, r.text
+            time.sleep(0.5)

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from coordinator.coherence import LogFollower
+from coordinator.coherence import CoherenceBoard, LogFollower
 from coordinator.follower import held_owner
 from coordinator.hub import WorkerHub, WorkerLink
 from coordinator.leader import Leadership
@@ -178,3 +178,28 @@ def test_only_the_leaders_acknowledgements_extend_a_shared_lease() -> None:
     assert lease.valid() and follower.lease_valid()  # one lease for every session
     lease.extend(0)  # never shortened
     assert lease.valid()
+
+
+def test_a_command_waits_until_every_live_process_has_applied_it(tmp_path: Path) -> None:
+    clock = Clock()
+    board = CoherenceBoard(tmp_path / "coherence", 3, clock)
+    board.post(0, 10)
+    board.post(1, 7)
+    assert board.behind(0, 10) == [1]  # process 2 never posted: not running, not waited on
+    clock.now += 2.0  # process 1 stopped posting: gone, nobody waits on it either
+    assert board.behind(0, 10) == []
+
+    async def scenario() -> tuple[bool, bool]:
+        board.post(1, 7)
+        waiting = asyncio.create_task(board.wait_applied(0, 10, timeout_s=5.0))
+        await asyncio.sleep(0.05)
+        assert not waiting.done()
+        board.post(1, 10)
+        done = await waiting
+        late = await CoherenceBoard(tmp_path / "coherence", 3, clock).wait_applied(
+            0, 11, timeout_s=0.0
+        )
+        return done, late
+
+    assert asyncio.run(scenario()) == (True, False)
+    board.close()

@@ -13,6 +13,11 @@ it. Such a write is retried on the new owner when it is idempotent and
 answered with the retry's result; otherwise, or if the retry does not succeed,
 it is answered ``OutcomeUnknown``, never with an error that claims nothing was
 written.
+
+This module is the routing half (find the owner, exchange frames, deadlines and
+cancellation, retries); changing ownership (assign, move, release, drain, rebalance)
+is ``ownership_moves.py``, agreeing with what workers hold is ``convergence.py``, and
+a follower coordinator process's way of finding owners is ``follower.py``.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ the follower asks again once the leader's address file names the new leader.
 from __future__ import annotations
 
 import hmac
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -20,8 +21,16 @@ from starlette.routing import Route
 from coordinator.errors import TenantUnavailable
 from coordinator.hub import WorkerGone
 from coordinator.router import TenantRouter
-from workers.collection_spec import check_tenant_id
-from workers.errors import StoreError
+from eventlog.events import CLIENT_ID_PATTERN
+
+# A tenant is its client: the same id.
+_TENANT = re.compile(CLIENT_ID_PATTERN)
+
+
+def check_tenant_id(tenant: str) -> str:
+    if not _TENANT.fullmatch(tenant):
+        raise ValueError("invalid tenant id")
+    return tenant
 
 
 def _text(body: Any, name: str) -> str:
@@ -63,7 +72,7 @@ def internal_app(router: TenantRouter, secret: str, leading: Callable[[], bool])
                 return JSONResponse({"moved": await router.drain(_text(body, "worker_id"))})
         except (TenantUnavailable, WorkerGone) as exc:
             return JSONResponse({"error": str(exc)}, status_code=503)
-        except (ValueError, StoreError) as exc:
+        except ValueError as exc:
             return JSONResponse({"error": str(exc)[:200]}, status_code=400)
         return JSONResponse({"error": "unknown action"}, status_code=404)
 

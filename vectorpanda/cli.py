@@ -55,12 +55,9 @@ def cmd_coordinator(args: argparse.Namespace) -> int:
 
 def cmd_coordinator_member(args: argparse.Namespace) -> int:
     """One coordinator process of `vectorpanda up` with VP_COORDINATOR_PROCESSES > 1."""
-    from vectorpanda.bootstrap import configure_logging
-    from vectorpanda.coordinator_group import run_member
-
     settings = load_settings(Path(os.environ.get("VP_DATA_DIR", "./vp-data")))
     configure_logging(settings, request_log_to_file=True)
-    return _run(run_member(settings, args.index, args.workers))
+    return _run(server.coordinator_member(settings, args.index, args.workers))
 
 
 def cmd_worker(args: argparse.Namespace) -> int:

@@ -21,7 +21,7 @@ import socket
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import uvicorn
 
@@ -46,6 +46,13 @@ from eventlog.store import SqliteEventStore
 from vectorpanda.settings import Settings, env_file_path
 
 log = logging.getLogger("vectorpanda.group")
+
+
+class WorkerProcesses(Protocol):
+    def start(self, hub_url: str) -> None: ...
+
+    async def stop(self) -> None: ...
+
 
 READY_WAIT_S = 60.0
 STOP_GRACE_S = 20.0
@@ -194,9 +201,13 @@ def _ready_reports(settings: Settings, count: int) -> list[dict[str, object]]:
     return reports
 
 
-async def run_group(settings: Settings, workers: int) -> int:
-    """``vectorpanda up`` as a supervisor of coordinator and worker processes."""
-    from vectorpanda.launcher import WorkerSupervisor, describe_bus
+async def run_group(
+    settings: Settings, workers: int, supervisor: WorkerProcesses, bus_description: str
+) -> int:
+    """``vectorpanda up`` as a supervisor of coordinator and worker processes.
+
+    ``supervisor`` starts and restarts the worker processes (the launcher's own).
+    """
     from vectorpanda.shutdown import stop_on_signals
 
     count = settings.coordinator_processes
@@ -215,7 +226,6 @@ async def run_group(settings: Settings, workers: int) -> int:
         else _free_ports(settings.hub_host, count)
     )
     members = MemberSupervisor(settings, port, hub_ports, workers)
-    supervisor = WorkerSupervisor(workers, settings)
     members.start()
     supervisor.start(",".join(f"ws://{settings.hub_host}:{p}" for p in hub_ports))
     deadline = time.monotonic() + READY_WAIT_S
@@ -230,7 +240,7 @@ async def run_group(settings: Settings, workers: int) -> int:
             f"({live}/{workers} workers live; data in {settings.data_dir.resolve()}; "
             f"{len(reports)}/{count} coordinator processes)\n"
             f"Admin token: VP_ADMIN_TOKEN in {env_file_path(settings.data_dir).resolve()}\n"
-            f"Event bus: {describe_bus(settings)}",
+            f"Event bus: {bus_description}",
             flush=True,
         )
     try:
@@ -249,8 +259,8 @@ async def run_group(settings: Settings, workers: int) -> int:
 
 async def run_member(settings: Settings, index: int, workers: int) -> int:
     """One coordinator process of the group: serve until a signal; lead if the lock is ours."""
-    from vectorpanda.bootstrap import _finish, _QuietServer, build_coordinator
-    from vectorpanda.duties import in_process_duties
+    from vectorpanda.server.coordinator import _finish, _QuietServer, build_coordinator
+    from vectorpanda.server.duties import in_process_duties
     from vectorpanda.shutdown import stop_on_signals
 
     stop = stop_on_signals()
@@ -268,7 +278,6 @@ async def run_member(settings: Settings, index: int, workers: int) -> int:
     router.follower = FollowerPlacement(hub, LeaderClient(leadership.address_file, secret))
     hub.leading = leading
     hub.fencer = None  # the leader fences, once it leads
-    app.state.leadership = leadership
     hub_port = await hub.start(settings.hub_host, settings.hub_port)
 
     public = _reuse_port_socket(settings.host, settings.port)
@@ -315,9 +324,7 @@ async def run_member(settings: Settings, index: int, workers: int) -> int:
         wait_for_every_process(parts.accounts, parts.events.store, board, index)
     duties_stop = asyncio.Event()
     duties = [
-        asyncio.create_task(
-            app.state.usage_meter.run(duties_stop, settings.usage_flush_s), name="usage"
-        ),
+        asyncio.create_task(parts.meter.run(duties_stop, settings.usage_flush_s), name="usage"),
         asyncio.create_task(
             parts.accounts.key_uses.run(duties_stop, settings.key_use_flush_s), name="key-uses"
         ),
@@ -342,21 +349,21 @@ async def run_member(settings: Settings, index: int, workers: int) -> int:
         if parts.events is not None:
             eventing = asyncio.create_task(parts.events.run(stop), name="events")
         leader_tasks.append(
-            asyncio.create_task(app.state.pause.run(duties_stop), name="pause-reconcile")
+            asyncio.create_task(parts.pause.run(duties_stop), name="pause-reconcile")
         )
         leader_tasks.append(
             asyncio.create_task(
                 StorageWatch(hub, parts.accounts).run(duties_stop), name="storage-watch"
             )
         )
-        data_keys = getattr(app.state, "data_keys", None)
+        data_keys = parts.data_keys
         if data_keys is not None:
             duty = EncryptionDuty(
                 data_keys, parts.dataplane, parts.accounts, settings.data_dir,
                 router.any_worker_live,
             )  # fmt: skip
             leader_tasks.append(asyncio.create_task(duty.run(duties_stop), name="encryption"))
-        leader_tasks.extend(in_process_duties(settings, settings.port, stop, app.state.metrics))
+        leader_tasks.extend(in_process_duties(settings, settings.port, stop, parts.metrics))
 
     leading_task = asyncio.create_task(leadership.run(stop, on_gain), name="leadership")
     exit_code = 0
@@ -405,7 +412,7 @@ async def run_member(settings: Settings, index: int, workers: int) -> int:
         await router.follower.leader.close()
         await hub.close()
         await parts.accounts.close()
-        if getattr(app.state, "dashboard", None) is not None:
-            app.state.dashboard.close()
+        if parts.dashboard is not None:
+            parts.dashboard.close()
         leadership.release()
     return exit_code

@@ -125,8 +125,14 @@ def _ms(xs: list[float]) -> str:
     return f"{np.median(xs) * 1000:.1f} / {np.percentile(xs, 99) * 1000:.1f}"
 
 
-def split(same_worker: bool, rounds: int, seconds: float, switch_ms: float) -> list[str]:
-    env = {"VP_REQUEST_TIMEOUT_S": "3", "VP_WORKER_SWITCH_INTERVAL_MS": str(switch_ms)}
+def split(
+    same_worker: bool, rounds: int, seconds: float, switch_ms: float, processes: int = 1
+) -> list[str]:
+    env = {
+        "VP_REQUEST_TIMEOUT_S": "3",
+        "VP_WORKER_SWITCH_INTERVAL_MS": str(switch_ms),
+        "VP_COORDINATOR_PROCESSES": str(processes),
+    }
     lines = []
     with (
         tempfile.TemporaryDirectory() as tmp,
@@ -142,7 +148,9 @@ def split(same_worker: bool, rounds: int, seconds: float, switch_ms: float) -> l
             if (owners[a_id] == owners[b_id]) == same_worker:
                 break
         placed = "same worker" if owners[a_id] == owners[b_id] else "other workers"
-        pids = [stack.proc.pid, *stack.worker_pids()]
+        coordinators = [stack.proc.pid, *stack.coordinator_pids()]
+        pids = [*coordinators, *stack.worker_pids()]
+        n_coord = len(coordinators)
         spawn = multiprocessing.get_context("spawn")
         for _ in range(rounds):
             for mode in ("alone", "CPU burner", "with A"):
@@ -174,7 +182,8 @@ def split(same_worker: bool, rounds: int, seconds: float, switch_ms: float) -> l
                 load = Path("/proc/loadavg").read_text().split()[0]
                 lines.append(
                     f"| {placed} | {mode} | {_ms(queries)} | "
-                    f"{_ms(health)} | {used[0]:.2f} | {sum(used[1:]):.2f} | {a_done} | {load} |"
+                    f"{_ms(health)} | {sum(used[:n_coord]):.2f} | {sum(used[n_coord:]):.2f} | "
+                    f"{a_done} | {load} |"
                 )
                 print(lines[-1], flush=True)
     return lines
@@ -185,15 +194,18 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=6.0)
     parser.add_argument("--switch-ms", type=float, default=1.0)
+    parser.add_argument("--processes", type=int, default=1, help="VP_COORDINATOR_PROCESSES")
+    parser.add_argument("--same-worker-only", action="store_true")
     args = parser.parse_args()
     print(
-        f"switch interval {args.switch_ms} ms, {args.seconds:.0f} s per measurement\n"
+        f"switch interval {args.switch_ms} ms, {args.seconds:.0f} s per measurement, "
+        f"{args.processes} coordinator process(es)\n"
         "| A and B on | B | B query p50 / p99 ms | B /healthz p50 / p99 ms | "
         "coordinator CPU | workers CPU | A's 200s | load |\n|---|---|---|---|---|---|---|---|",
         flush=True,
     )
-    for same in (True, False):
-        split(same, args.rounds, args.seconds, args.switch_ms)
+    for same in (True,) if args.same_worker_only else (True, False):
+        split(same, args.rounds, args.seconds, args.switch_ms, args.processes)
 
 
 if __name__ == "__main__":

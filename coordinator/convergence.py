@@ -73,6 +73,9 @@ class OwnershipConvergence:
     async def _owner(self, tenant: str, deadline: float) -> tuple[WorkerLink, int]:
         raise NotImplementedError
 
+    def _follows(self) -> bool:
+        return False
+
     def _served(self, tenant: str) -> None:
         out_for = self.unservable.served(tenant)
         if out_for is not None:
@@ -162,6 +165,8 @@ class OwnershipConvergence:
 
     async def heal_once(self) -> None:
         """Retry the hand-over of every unservable tenant that is due; alert past the bound."""
+        if self._follows():
+            return
         for tenant in self.unservable.due():
             deadline = time.monotonic() + min(self._timeout_s, HEAL_ATTEMPT_S)
             try:

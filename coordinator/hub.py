@@ -155,6 +155,13 @@ class WorkerHub:
         # Called on the event loop with every heartbeat that reports what the worker holds.
         self.on_held: list[HeldListener] = []
         self.changed = asyncio.Event()
+        # Several coordinator processes (coordinator/leader.py): whether this one leads,
+        # told to workers in WELCOME and every heartbeat ack (their lease follows the
+        # leader's). None: the only coordinator, nothing to tell.
+        self.leading: Callable[[], bool] | None = None
+
+    def _role(self) -> dict[str, Any]:
+        return {} if self.leading is None else {"leader": self.leading()}
 
     @property
     def links(self) -> dict[str, WorkerLink]:
@@ -216,7 +223,9 @@ class WorkerHub:
             )
         self._links[worker_id] = link
         self.departed.pop(worker_id, None)
-        await socket.send(encode_frame({"op": Op.WELCOME.value, "rid": hello.rid, "ok": True}))
+        await socket.send(
+            encode_frame({"op": Op.WELCOME.value, "rid": hello.rid, "ok": True, **self._role()})
+        )
         log.info("worker %s joined (pid %s)", worker_id, link.pid)
         for listener in self.on_join:
             await listener(link)
@@ -255,7 +264,9 @@ class WorkerHub:
                 link.space = _space_report(space)
             seq = frame.header.get("seq")
             if isinstance(seq, int) and link.alive:
-                ack = encode_frame({"op": Op.HEARTBEAT_ACK.value, "rid": 0, "seq": seq})
+                ack = encode_frame(
+                    {"op": Op.HEARTBEAT_ACK.value, "rid": 0, "seq": seq, **self._role()}
+                )
                 task = asyncio.ensure_future(link.socket.send(ack))
                 task.add_done_callback(_ignore_closed)
             return

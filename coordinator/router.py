@@ -13,6 +13,11 @@ it. Such a write is retried on the new owner when it is idempotent and
 answered with the retry's result; otherwise, or if the retry does not succeed,
 it is answered ``OutcomeUnknown``, never with an error that claims nothing was
 written.
+
+This module is the routing half (find the owner, exchange frames, deadlines and
+cancellation, retries); changing ownership (assign, move, release, drain, rebalance)
+is ``ownership_moves.py``, agreeing with what workers hold is ``convergence.py``, and
+a follower coordinator process's way of finding owners is ``follower.py``.
 """
 
 from __future__ import annotations
@@ -26,13 +31,15 @@ from typing import Any
 import numpy as np
 
 from coordinator.admission import ClientAdmission
-from coordinator.convergence import AlertHook, Assignment, OwnershipConvergence, no_alert
+from coordinator.convergence import AlertHook, Assignment, no_alert
 from coordinator.cost_watch import CostWatch
 from coordinator.errors import OutcomeUnknown, TenantUnavailable, WorkerRefused
+from coordinator.follower import FollowerPlacement
 from coordinator.hub import WorkerGone, WorkerHub, WorkerLink
-from coordinator.placement import Candidate, Move, choose_owner
+from coordinator.ownership_moves import OwnershipMoves
+from coordinator.placement import Candidate, choose_owner
 from coordinator.unservable import UnservableTenants
-from workers.protocol import TENANT_PAUSED_MESSAGE, ErrorCode, Frame, Op
+from workers.protocol import ErrorCode, Frame, Op
 
 log = logging.getLogger("vectorpanda.router")
 
@@ -92,7 +99,11 @@ async def _no_keys(tenant: str) -> dict[str, Any] | None:
     return None
 
 
-class TenantRouter(OwnershipConvergence):
+def _always() -> bool:
+    return True
+
+
+class TenantRouter(OwnershipMoves):
     """Routes data frames to tenant owners with deadlines and one retry."""
 
     def __init__(
@@ -130,26 +141,58 @@ class TenantRouter(OwnershipConvergence):
         # Epochs only grow: a base from the wall clock at start-up (so a
         # restarted coordinator issues higher epochs) plus a counter.
         self._epoch = time.time_ns()
+        # Several coordinator processes (coordinator/leader.py): ``leading`` says whether
+        # this one places tenants; when it does not, ``follower`` finds owners instead.
+        self.leading: Callable[[], bool] = _always
+        self.follower: FollowerPlacement | None = None
         hub.on_leave.append(self._forget_worker)
-        hub.on_held.append(self._reconcile)
+        hub.on_held.append(self._on_held)
+
+    def _on_held(self, link: WorkerLink) -> None:
+        if self.leading():
+            self._reconcile(link)
+
+    def forget_assignment(self, tenant: str, worker_id: str, epoch: int) -> None:
+        """A worker refused ``tenant`` at ``epoch`` (NOT_OWNER): if that is our assignment,
+        drop it, so the next request places the tenant again."""
+        current = self._assignments.get(tenant)
+        if current is not None and (current.worker_id, current.epoch) == (worker_id, epoch):
+            lock = self._assign_locks.get(tenant)
+            if lock is None or not lock.locked():
+                del self._assignments[tenant]
+
+    def adopt_held(self) -> int:
+        """On becoming the leader: own what the workers hold, epochs above theirs."""
+        adopted = 0
+        now = time.monotonic()
+        # above anything the previous leader issued (its base was its own start-up time)
+        self._epoch = max(self._epoch, time.time_ns())
+        for link in self._hub.live():
+            for tenant, epoch in (link.held or {}).items():
+                self._epoch = max(self._epoch, epoch)
+                current = self._assignments.get(tenant)
+                if current is None or current.epoch < epoch:
+                    self._assignments[tenant] = Assignment(link.worker_id, epoch, now)
+                    adopted += 1
+        return adopted
+
+    @property
+    def timeout_s(self) -> float:
+        return self._timeout_s
 
     @property
     def assignments(self) -> dict[str, Assignment]:
+        if self._follows():  # a follower's view: who holds each tenant, at the highest epoch
+            held: dict[str, Assignment] = {}
+            for link in self._hub.live():
+                for tenant, epoch in (link.held or {}).items():
+                    if tenant not in held or held[tenant].epoch < epoch:
+                        held[tenant] = Assignment(link.worker_id, epoch)
+            return held
         return dict(self._assignments)
 
     def any_worker_live(self) -> bool:
         return bool(self._hub.live())
-
-    def tenants_of(self, worker_id: str) -> list[str]:
-        return [t for t, a in self._assignments.items() if a.worker_id == worker_id]
-
-    async def _forget_worker(self, link: WorkerLink) -> None:
-        self.draining.discard(link.worker_id)
-        lost = self.tenants_of(link.worker_id)
-        for tenant in lost:
-            self._assignments.pop(tenant, None)
-        if lost:
-            log.warning("worker %s lost; %d tenants will be reassigned", link.worker_id, len(lost))
 
     def _next_epoch(self) -> int:
         self._epoch += 1
@@ -170,6 +213,8 @@ class TenantRouter(OwnershipConvergence):
                 continue
 
     async def _owner(self, tenant: str, deadline: float) -> tuple[WorkerLink, int]:
+        if self.follower is not None and not self.leading():
+            return await self.follower.owner(tenant, deadline)
         lock = self._assign_locks.setdefault(tenant, asyncio.Lock())
         if not lock.locked():  # the usual case, without taking the lock: no change is under way
             current = self._assignments.get(tenant)
@@ -197,90 +242,6 @@ class TenantRouter(OwnershipConvergence):
             epoch = await self._assign(tenant, target, deadline)
             return target, epoch
 
-    def _weight(self, worker_id: str) -> float:
-        """Less loaded workers weigh more, so new tenants lean towards them."""
-        return 1.0 / (1.0 + len(self.tenants_of(worker_id)))
-
-    async def _assign(self, tenant: str, link: WorkerLink, deadline: float) -> int:
-        epoch = self._next_epoch()
-        header: dict[str, Any] = {"op": Op.ASSIGN.value, "tenant": tenant, "epoch": epoch}
-        try:
-            keys = await self.tenant_keys(tenant)
-        except Exception:
-            log.exception("data keys of tenant %s are unavailable", tenant)
-            self.unservable.failed(tenant, "its data keys are unavailable")
-            raise TenantUnavailable(
-                "The tenant cannot be loaded right now; retry shortly.", retry_after=2
-            ) from None
-        if keys is not None:
-            header["keys"] = keys  # never logged
-        try:
-            reply = await self._exchange(link, header, None, deadline)
-        except (TenantUnavailable, WorkerGone):
-            self.unservable.failed(tenant, f"worker {link.worker_id} did not answer ASSIGN")
-            raise
-        if not reply.header.get("ok"):
-            err = reply.header.get("error") or {}
-            log.error("worker %s refused tenant %s: %s", link.worker_id, tenant, err)
-            if err.get("message") != TENANT_PAUSED_MESSAGE:  # paused on purpose: not an outage
-                self.unservable.failed(tenant, f"worker {link.worker_id}: {err.get('message')}")
-            raise TenantUnavailable(
-                "The tenant cannot be loaded right now; retry shortly.", retry_after=2
-            )
-        self._assignments[tenant] = Assignment(link.worker_id, epoch, time.monotonic())
-        if link.held is not None:  # until its next heartbeat says so itself
-            link.held[tenant] = epoch
-        self.placement_changes += 1
-        log.info("tenant %s assigned to %s at epoch %d", tenant, link.worker_id, epoch)
-        self._served(tenant)
-        return epoch
-
-    async def move(self, tenant: str, to_worker: str) -> None:
-        """Hand a tenant to another worker without failing its requests.
-
-        New requests wait on the tenant's lock while in-flight ones finish;
-        the old owner releases (unloads, unlocks), the new one is assigned.
-        """
-        deadline = time.monotonic() + self._timeout_s
-        lock = self._assign_locks.setdefault(tenant, asyncio.Lock())
-        async with lock:
-            target = self._hub.links.get(to_worker)
-            if target is None or not target.alive:
-                raise TenantUnavailable(f"worker {to_worker} is not live")
-            current = self._assignments.get(tenant)
-            if current is not None and current.worker_id == to_worker:
-                return
-            await self._drained(tenant, deadline)
-            if current is not None:
-                old = self._hub.links.get(current.worker_id)
-                self._assignments.pop(tenant, None)
-                if old is not None and old.alive:
-                    release = {"op": Op.RELEASE.value, "tenant": tenant, "epoch": current.epoch}
-                    reply = await self._exchange(old, release, None, deadline)
-                    if not reply.header.get("ok"):
-                        log.warning("release of %s by %s: %s", tenant, old.worker_id, reply.header)
-            await self._assign(tenant, target, deadline)
-
-    async def release(self, tenant: str) -> None:
-        """Unload a tenant from its owner after its in-flight requests, and assign it nowhere.
-
-        Used before its files move between hot and cold; the next request assigns it again.
-        """
-        deadline = time.monotonic() + self._timeout_s
-        self.unservable.forget(tenant)
-        lock = self._assign_locks.setdefault(tenant, asyncio.Lock())
-        async with lock:
-            await self._drained(tenant, deadline)
-            current = self._assignments.pop(tenant, None)
-            if current is None:
-                return
-            old = self._hub.links.get(current.worker_id)
-            if old is not None and old.alive:
-                release = {"op": Op.RELEASE.value, "tenant": tenant, "epoch": current.epoch}
-                reply = await self._exchange(old, release, None, deadline)
-                if not reply.header.get("ok"):
-                    raise TenantUnavailable(f"worker {old.worker_id} did not release {tenant}")
-
     async def call_any(
         self, tenant: str, op: Op, args: dict[str, Any] | None = None, timeout_s: float = 0.0
     ) -> Frame:
@@ -298,66 +259,6 @@ class TenantRouter(OwnershipConvergence):
                 str(err.get("code", ErrorCode.INTERNAL)), str(err.get("message", "worker error"))
             )
         return reply
-
-    async def drain(self, worker_id: str) -> list[str]:
-        """Move every tenant off a worker and keep new ones away until it reconnects."""
-        self.draining.add(worker_id)
-        moved = []
-        for tenant in self.tenants_of(worker_id):
-            live = [w.worker_id for w in self._hub.live() if w.worker_id not in self.draining]
-            target = choose_owner(tenant, [Candidate(w, self._weight(w)) for w in live])
-            if target is None:
-                raise TenantUnavailable("no other live worker to drain to")
-            await self.move(tenant, target)
-            moved.append(tenant)
-        return moved
-
-    def sample_rates(self) -> dict[str, dict[str, float]]:
-        """Requests per second per tenant since the last sample, grouped by owner."""
-        now = time.monotonic()
-        elapsed = max(now - self._sampled_at, 1e-3)
-        rates: dict[str, dict[str, float]] = {
-            w.worker_id: {} for w in self._hub.live() if w.worker_id not in self.draining
-        }
-        for tenant, hits in self._hits.items():
-            owner = self._assignments.get(tenant)
-            if owner is not None and owner.worker_id in rates:
-                rates[owner.worker_id][tenant] = hits / elapsed
-        self._hits.clear()
-        self._sampled_at = now
-        return rates
-
-    def sample_busy(self) -> dict[str, dict[str, float]]:
-        """Busy threads per tenant since the last sample (cost_watch.py), grouped by owner."""
-        links = [w for w in self._hub.live() if w.worker_id not in self.draining]
-        return self.cost_watch.sample(links, self._owner_id)
-
-    def _owner_id(self, tenant: str) -> str | None:
-        current = self._assignments.get(tenant)
-        return None if current is None else current.worker_id
-
-    async def rebalance_once(self) -> Move | None:
-        """Move one tenant if the load calls for it: first a tenant that saturates a
-        worker it shares (busy time), else a hot one off an overloaded worker (rates)."""
-        now = time.monotonic()
-        move = self.cost_watch.plan(self.sample_rates(), self.sample_busy(), now)
-        if move is not None:
-            log.info("moving hot tenant %s from %s to %s", move.tenant, move.source, move.target)
-            await self.move(move.tenant, move.target)
-            self.cost_watch.moved(move.tenant, time.monotonic())
-        return move
-
-    async def _drained(self, tenant: str, deadline: float) -> None:
-        while self._inflight.get(tenant, 0) > 0:
-            idle = self._idle.setdefault(tenant, asyncio.Event())
-            idle.clear()
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TenantUnavailable("the tenant did not drain in time")
-            try:
-                await asyncio.wait_for(idle.wait(), remaining)
-            except TimeoutError:
-                continue
 
     async def _exchange(
         self,
@@ -458,7 +359,12 @@ class TenantRouter(OwnershipConvergence):
         # Set once a write frame went out and its answer was lost: from then on
         # only a successful reply may be answered as anything but OutcomeUnknown.
         unknown = False
-        for attempt in range(attempts):
+        # A NOT_OWNER refusal means nothing was applied: asking the owner again is safe
+        # for any operation (a follower's guess of the owner may be a heartbeat old).
+        not_owner_left = 2
+        attempt = -1
+        while attempt + 1 < attempts:
+            attempt += 1
             try:
                 link, epoch = await self._owner(tenant, deadline)
             except TenantUnavailable:
@@ -507,8 +413,13 @@ class TenantRouter(OwnershipConvergence):
                 return reply
             err = reply.header.get("error") or {}
             code = str(err.get("code", ErrorCode.INTERNAL))
-            if code == ErrorCode.NOT_OWNER and attempt + 1 < attempts:
+            if code == ErrorCode.NOT_OWNER and (attempt + 1 < attempts or not_owner_left):
+                if self.follower is not None and self._follows():
+                    self.follower.forget(link, tenant, epoch)
                 self._assignments.pop(tenant, None)
+                if not_owner_left and not unknown:
+                    not_owner_left -= 1
+                    attempt -= 1  # this attempt wrote nothing: it does not count
                 continue
             if unknown:
                 # The lost first attempt may have been applied: a refusal of the

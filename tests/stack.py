@@ -138,7 +138,13 @@ class Stack:
         """Pids of the worker processes (children of the ``up`` process)."""
         assert self.proc is not None
         out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True)
-        return [int(p) for p in out.stdout.split()]
+        return [int(p) for p in out.stdout.split() if _is_worker(int(p))]
+
+    def coordinator_pids(self) -> list[int]:
+        """Pids of the coordinator processes (VP_COORDINATOR_PROCESSES > 1), else []."""
+        assert self.proc is not None
+        out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True)
+        return [int(p) for p in out.stdout.split() if _cmdline_has(int(p), b"coordinator-member")]
 
     def stop(self, timeout: float = 30.0) -> int:
         assert self.proc is not None
@@ -166,6 +172,17 @@ class Stack:
             r = admin.post(f"/admin/v1/clients/{client_id}/keys", json={"scopes": list(scopes)})
             r.raise_for_status()
             return str(r.json()["api_key"])
+
+
+def _cmdline_has(pid: int, word: bytes) -> bool:
+    try:
+        return word in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+
+
+def _is_worker(pid: int) -> bool:
+    return _cmdline_has(pid, b"worker")
 
 
 @contextmanager

@@ -53,6 +53,13 @@ def cmd_coordinator(args: argparse.Namespace) -> int:
     return _run(server.coordinator(settings))
 
 
+def cmd_coordinator_member(args: argparse.Namespace) -> int:
+    """One coordinator process of `vectorpanda up` with VP_COORDINATOR_PROCESSES > 1."""
+    settings = load_settings(Path(os.environ.get("VP_DATA_DIR", "./vp-data")))
+    configure_logging(settings, request_log_to_file=True)
+    return _run(server.coordinator_member(settings, args.index, args.workers))
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if args.coordinator:
@@ -152,6 +159,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     up.add_argument("--workers", type=int, default=2, help="FAISS worker processes to run")
     up.set_defaults(func=cmd_up)
+    member = sub.add_parser("coordinator-member")  # started by `up`; not for operators
+    member.add_argument("--index", type=int, required=True)
+    member.add_argument("--workers", type=int, default=2)
+    member.set_defaults(func=cmd_coordinator_member)
 
     coord = sub.add_parser("coordinator", help="run the coordinator (API + worker hub)")
     coord.add_argument("--data-dir", default=None)

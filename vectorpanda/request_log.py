@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import logging.handlers
+import os
 import sys
 import threading
 from collections.abc import Callable
@@ -34,6 +35,14 @@ FLUSH_EVERY_S = 1.0
 BATCH_LINES = 512
 MAX_BYTES = 64 * 1024 * 1024
 BACKUPS = 10
+
+
+def _write_whole(fd: int, data: bytes) -> None:
+    """One write system call per batch: on an O_APPEND file several coordinator processes
+    (VP_COORDINATOR_PROCESSES) append whole batches, never lines torn into each other."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 class BatchedLines(logging.handlers.MemoryHandler):
@@ -66,8 +75,8 @@ class BatchedLines(logging.handlers.MemoryHandler):
                 if target.maxBytes > 0 and target.stream.tell() + len(text) >= target.maxBytes:
                     target.doRollover()
             if isinstance(target, logging.StreamHandler):
-                target.stream.write(text)
                 target.stream.flush()
+                _write_whole(target.stream.fileno(), text.encode())
             else:
                 for record in records:
                     target.handle(record)

@@ -52,6 +52,10 @@ class Settings(BaseSettings):
     # worker hub (WebSocket server the workers dial into); internal only
     hub_host: str = "127.0.0.1"
     hub_port: int = 8081
+    # `vectorpanda up`: coordinator processes sharing the HTTP port (SO_REUSEPORT); one
+    # leads placement and the singleton duties (docs/process-model.md). Hub ports are
+    # hub_port, hub_port + 1, ... (any free ones when hub_port is 0).
+    coordinator_processes: int = Field(default=1, ge=1, le=64)
     # worker side
     coordinator_url: str = "ws://127.0.0.1:8081"
     worker_id: str | None = None

@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 MAX_FRAME_BYTES = 256 * 1024 * 1024
 BACKOFF_FIRST_S = 0.1
 BACKOFF_MAX_S = 5.0
+MULTI_BACKOFF_MAX_S = 1.0  # several coordinator processes on this machine (loopback)
 WELCOME_TIMEOUT_S = 10.0
 MAX_CONCURRENT = 32  # control requests running at once (data ones: see FairShare)
 MAX_QUEUED = 1024  # requests accepted but waiting; beyond this the worker answers BUSY
@@ -62,11 +63,37 @@ TURN_SEARCHES = 4
 TURN_MIN_FRAMES = 64
 
 
+class SharedLease:
+    """The ownership lease of a worker dialled into several coordinator processes.
+
+    Only acknowledgements from the coordinator that leads placement extend it (they
+    carry ``leader: true``; a single coordinator's carry nothing and count too): the
+    leader alone can hand a silent worker's tenants on, so its view is what must hold.
+    """
+
+    def __init__(self) -> None:
+        self.until = 0.0
+
+    def valid(self) -> bool:
+        return time.monotonic() < self.until
+
+    def extend(self, until: float) -> None:
+        self.until = max(self.until, until)
+
+
 class WorkerSession:
     """One WebSocket connection's life: hello, welcome, then heartbeats and requests."""
 
-    def __init__(self, ws: ClientConnection, service: WorkerService, heartbeat_s: float) -> None:
+    def __init__(
+        self,
+        ws: ClientConnection,
+        service: WorkerService,
+        heartbeat_s: float,
+        lease: SharedLease | None = None,
+    ) -> None:
         self._ws = ws
+        # Several coordinator processes: one lease for all sessions, watched by run_worker.
+        self._shared = lease
         self._service = service
         self._heartbeat_s = heartbeat_s
         self._running = asyncio.Semaphore(MAX_CONCURRENT)
@@ -82,11 +109,16 @@ class WorkerSession:
 
     def lease_valid(self) -> bool:
         """True while an acknowledged heartbeat, sent recently enough, backs our ownership."""
+        if self._shared is not None:
+            return self._shared.valid()
         return time.monotonic() < self._lease_until
 
-    def _on_heartbeat_ack(self, seq: object) -> None:
+    def _on_heartbeat_ack(self, seq: object, leader: object = None) -> None:
         sent = self._beats_sent.pop(seq, None) if isinstance(seq, int) else None
-        if sent is not None:
+        if sent is not None and self._shared is not None:
+            if leader is not False:
+                self._shared.extend(sent + LEASE_INTERVALS * self._heartbeat_s)
+        elif sent is not None:
             self._lease_until = max(self._lease_until, sent + LEASE_INTERVALS * self._heartbeat_s)
         for old in [s for s in self._beats_sent if isinstance(seq, int) and s < seq]:
             del self._beats_sent[old]
@@ -120,6 +152,8 @@ class WorkerSession:
             # a fresh welcome is as good as an acknowledged heartbeat sent with the hello
             self._service.released_on_expiry = []
             self._lease_until = sent_at + LEASE_INTERVALS * self._heartbeat_s
+            if self._shared is not None and frame.header.get("leader") is not False:
+                self._shared.extend(self._lease_until)
         if not welcomed:
             log.error("coordinator refused this worker: %s", frame.header.get("error"))
         return welcomed
@@ -127,7 +161,9 @@ class WorkerSession:
     async def serve(self, stop: asyncio.Event) -> None:
         """Heartbeat and answer requests until the socket closes or ``stop`` is set."""
         beats = asyncio.create_task(self._heartbeats())
-        watching = asyncio.create_task(self._watch_lease())
+        watching = asyncio.create_task(
+            self._watch_lease() if self._shared is None else asyncio.Event().wait()
+        )
         receiving = asyncio.create_task(self._receive())
         batching = asyncio.create_task(self._batches())
         stopping = asyncio.create_task(stop.wait())
@@ -237,7 +273,7 @@ class WorkerSession:
     async def _dispatch(self, frame: Frame) -> None:
         """Act on one decoded frame: an acknowledgement, a cancel, or a request to answer."""
         if frame.op == Op.HEARTBEAT_ACK:
-            self._on_heartbeat_ack(frame.header.get("seq"))
+            self._on_heartbeat_ack(frame.header.get("seq"), frame.header.get("leader"))
             return
         if frame.op == Op.CANCEL:
             cancelled = frame.header.get("cancel")
@@ -377,6 +413,9 @@ async def run_worker(
     liveness = None
     if liveness_file is not None:
         liveness = asyncio.create_task(touch_liveness(liveness_file, heartbeat_interval_s))
+    urls = [u.strip() for u in coordinator_url.split(",") if u.strip()]
+    if len(urls) > 1:
+        await _serve_several(urls, secret, worker_id, service, heartbeat_interval_s, stop)
     backoff = BACKOFF_FIRST_S
     while not stop.is_set():
         try:
@@ -405,6 +444,74 @@ async def run_worker(
         with contextlib.suppress(asyncio.CancelledError):
             await liveness
     log.info("worker %s stopped", worker_id)
+
+
+async def _serve_several(
+    urls: list[str],
+    secret: str,
+    worker_id: str,
+    service: WorkerService,
+    heartbeat_s: float,
+    stop: asyncio.Event,
+) -> None:
+    """Dial every coordinator process (VP_COORDINATOR_URL lists them, comma-separated).
+
+    Each serves its own requests; the one that leads placement sends ASSIGN and
+    RELEASE, and its acknowledged heartbeats back the lease shared by all sessions. A
+    session that ends releases nothing (the others still route here): when the leader's
+    acknowledgements stop for the lease's length, every tenant is given up, as with one.
+    """
+    lease = SharedLease()
+
+    async def dial(url: str) -> None:
+        backoff = BACKOFF_FIRST_S
+        while not stop.is_set():
+            try:
+                async with connect(
+                    url, compression=None, max_size=MAX_FRAME_BYTES, open_timeout=10
+                ) as ws:
+                    session = WorkerSession(ws, service, heartbeat_s, lease)
+                    if await session.handshake(worker_id, secret):
+                        log.info("worker %s connected to %s", worker_id, url)
+                        backoff = BACKOFF_FIRST_S
+                        await session.serve(stop)
+            except (OSError, TimeoutError, ConnectionClosed, InvalidHandshake, InvalidURI) as exc:
+                log.warning("coordinator connection to %s failed: %s", url, exc)
+            except Exception:
+                log.exception("worker session with %s failed; reconnecting", url)
+            if stop.is_set():
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), backoff)
+            # a restarted coordinator process serves again once every worker is back
+            backoff = min(backoff * 2, MULTI_BACKOFF_MAX_S)
+
+    async def watch() -> None:
+        while not stop.is_set():
+            wait = lease.until - time.monotonic()
+            if wait > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), wait + 0.01)
+                continue
+            held = service.held()
+            if held:
+                log.warning(
+                    "ownership lease expired: releasing %d tenants: %s",
+                    len(held),
+                    ", ".join(sorted(held)[:20]),
+                )
+                await service.release_all()
+                service.released_on_expiry.extend(sorted(held))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), heartbeat_s / 4)
+
+    tasks = [asyncio.create_task(dial(url)) for url in urls]
+    tasks.append(asyncio.create_task(watch()))
+    try:
+        await stop.wait()
+    finally:
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await service.release_all()
 
 
 async def touch_liveness(path: Path, interval_s: float) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from typing import Any
 
@@ -35,6 +36,8 @@ class WorkersOut(BaseModel):
     workers: list[WorkerOut]
     placement_changes: int
     worker_losses: int
+    # the coordinator process that answered (VP_COORDINATOR_PROCESSES: one of several)
+    coordinator: dict[str, Any] | None = None
 
 
 @router.get("/workers", response_model=WorkersOut)
@@ -75,6 +78,7 @@ async def list_workers(actor: AdminActor, hub: HubDep, dataplane: DataPlaneDep) 
             "workers": rows,
             "placement_changes": tenant_router.placement_changes,
             "worker_losses": hub.losses,
+            "coordinator": {"pid": os.getpid(), "leads_placement": tenant_router.leading()},
         }
     )
 

@@ -75,7 +75,9 @@ def test_concurrent_processes_keep_one_gap_free_chain(location: tuple[str | None
     store.engine.dispose()
 
 
-def admin_actions(url: str, base: int, count: int, start: Any) -> None:
+def admin_actions(
+    url: str | None, base: int, count: int, start: Any, path: str = "/nonexistent/control.sqlite3"
+) -> None:
     """One coordinator process: ``count`` CreateClient commands through the unit of work."""
     import asyncio
 
@@ -84,7 +86,7 @@ def admin_actions(url: str, base: int, count: int, start: Any) -> None:
     from tests.unit.accounts.uow_contract import PEPPER
 
     async def run() -> None:
-        engine = open_control_engine(url, Path("/nonexistent/control.sqlite3"))
+        engine = open_control_engine(url, Path(path))
         accounts = Accounts.with_unit_of_work(SqliteUnitOfWork(engine), PEPPER, cache_size=10)
         start.wait()
         # Ten at a time, as concurrent requests on one coordinator (group commit batches them).
@@ -100,12 +102,24 @@ def admin_actions(url: str, base: int, count: int, start: Any) -> None:
     asyncio.run(run())
 
 
+def test_admin_actions_from_three_coordinator_processes_on_sqlite(tmp_path: Path) -> None:
+    """The accounts unit of work, as three `vectorpanda up` coordinator processes run it."""
+    admin_actions_from_three_processes(None, tmp_path / "control.sqlite3")
+
+
 def test_admin_actions_from_three_coordinator_processes_on_postgresql(pg_url: str) -> None:
-    store = SqliteEventStore(open_control_engine(pg_url, Path("/nonexistent/control.sqlite3")))
+    admin_actions_from_three_processes(pg_url, Path("/nonexistent/control.sqlite3"))
+
+
+def admin_actions_from_three_processes(pg_url: str | None, path: Path) -> None:
+    from coordinator.accounts.uow import SqliteUnitOfWork
+
+    store = SqliteEventStore(open_control_engine(pg_url, path))
+    SqliteUnitOfWork(store.engine)  # the accounts schema, before the race
     ctx = multiprocessing.get_context("spawn")
     start = ctx.Barrier(PROCESSES)
     procs = [
-        ctx.Process(target=admin_actions, args=(pg_url, i * 1_000_000, EACH, start))
+        ctx.Process(target=admin_actions, args=(pg_url, i * 1_000_000, EACH, start, str(path)))
         for i in range(PROCESSES)
     ]
     for p in procs:

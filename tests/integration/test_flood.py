@@ -36,9 +36,11 @@ def require_wrk() -> None:
         pytest.skip(reason)
 
 
-@pytest.fixture(scope="module")
-def flood_stack(tmp_path_factory: pytest.TempPathFactory):
-    with running_stack(tmp_path_factory.mktemp("vp-flood")) as stack:
+@pytest.fixture(scope="module", params=["1", "2"], ids=["1-process", "2-processes"])
+def flood_stack(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest):
+    """``vectorpanda up`` with one coordinator process, and with two sharing the port."""
+    data = tmp_path_factory.mktemp("vp-flood")
+    with running_stack(data, VP_COORDINATOR_PROCESSES=request.param) as stack:
         yield stack
 
 

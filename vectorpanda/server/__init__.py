@@ -5,6 +5,8 @@ components from one ``Settings`` object and runs them until SIGTERM/SIGINT:
 
 - :func:`up` — the whole service on one machine (``server.launcher``),
 - :func:`coordinator` — HTTP API and worker hub (``server.coordinator``),
+- :func:`coordinator_member` — one of several coordinator processes of ``up``
+  (``server.group``, VP_COORDINATOR_PROCESSES),
 - :func:`worker` — one FAISS worker (``server.worker``),
 - :func:`scheduler`, :func:`notifier` — the operating duties (``server.duties``),
 - :func:`projections` — the audit projection (``server.events``).
@@ -23,6 +25,13 @@ async def up(settings: Settings, workers: int) -> int:
     from vectorpanda.server.launcher import run_up
 
     return await run_up(settings, workers)
+
+
+async def coordinator_member(settings: Settings, index: int, workers: int) -> int:
+    """One of the coordinator processes of ``up`` with VP_COORDINATOR_PROCESSES > 1."""
+    from vectorpanda.server.group import run_member
+
+    return await run_member(settings, index, workers)
 
 
 async def coordinator(settings: Settings) -> int:

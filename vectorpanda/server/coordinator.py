@@ -31,6 +31,7 @@ from coordinator.metrics import Metrics
 from coordinator.pause import PauseService, WorkerTenantFiles
 from coordinator.rate_limit import RateLimiter, cost_tokens
 from coordinator.router import TenantRouter
+from coordinator.shared_limits import SharedRateLimiter
 from coordinator.storage_watch import StorageWatch
 from coordinator.tenant_figures import census_figures, stored_figures
 from coordinator.usage import UsageMeter
@@ -133,7 +134,12 @@ def build_coordinator(settings: Settings) -> CoordinatorParts:
     scheduler_token = (
         settings.scheduler_token.get_secret_value() if settings.scheduler_token else None
     )
-    rate_limiter = RateLimiter() if settings.rate_limits else None
+    rate_limiter: RateLimiter | None = None
+    if settings.rate_limits and settings.coordinator_processes > 1:
+        # buckets shared by the coordinator processes of `vectorpanda up`
+        rate_limiter = SharedRateLimiter(settings.data_dir / "run" / "rate-limits")
+    elif settings.rate_limits:
+        rate_limiter = RateLimiter()
     if rate_limiter is not None:
         # A tenant is its client: the work a worker reports is charged to that client.
         limiter = rate_limiter

@@ -151,6 +151,12 @@ def describe_bus(settings: Settings) -> str:
 async def run_up(settings: Settings, workers: int) -> int:
     """Run coordinator + workers until a signal arrives; return the exit code."""
     configure_logging(settings, request_log_to_file=True)
+    if settings.coordinator_processes > 1:
+        from vectorpanda.server.group import run_group
+
+        return await run_group(
+            settings, workers, WorkerSupervisor(workers, settings), describe_bus(settings)
+        )
     parts = build_coordinator(settings)
     stop = stop_on_signals()
     supervisor = WorkerSupervisor(workers, settings)

@@ -29,10 +29,10 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.deps import Services
 from api.errors import error_body, error_parts
 from api.routes.admin_clients import domain_errors
 from api.schemas_admin import BillingRequest, ChangeTierRequest, ClientOut, EventOut, event_out
+from api.services import Services
 from coordinator.accounts import Accounts, ChangeTier, RecordBilling
 
 PREFIX = "/admin/v1/clients/"

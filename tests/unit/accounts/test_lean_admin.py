@@ -20,11 +20,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy import event
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from api.deps import Services, ServicesApp, StrictQuery
+from api.deps import StrictQuery
 from api.errors import install_error_handlers
 from api.lean_admin import LeanAdmin, lean_admin_routes
 from api.middleware import RequestContext
 from api.routes import admin_clients, admin_events
+from api.services import Services, ServicesApp
 from coordinator.accounts import Accounts
 from coordinator.accounts.uow import SqliteUnitOfWork
 

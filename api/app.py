@@ -15,6 +15,7 @@ from api.dashboard.routes import router as dashboard_router
 from api.deps import StrictQuery
 from api.docs_ui import declare_security, install_docs
 from api.errors import ERROR_RESPONSES, install_error_handlers
+from api.lean_admin import LeanAdmin, lean_admin_routes
 from api.lean_query import LeanQuery
 from api.middleware import RequestContext, RequestObserver
 from api.routes import (
@@ -151,6 +152,7 @@ def create_app(
         r for r in vectors.router.routes if isinstance(r, APIRoute) and r.path == vectors.QUERY_PATH
     )
     app.add_middleware(LeanQuery, dataplane=dataplane, route=query_route)
+    app.add_middleware(LeanAdmin, routes=lean_admin_routes(admin_clients.router))
     # Inside RequestContext (request id, body cap, request log), in front of routing.
     app.add_middleware(
         AdmissionGate,

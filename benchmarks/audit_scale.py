@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -167,15 +168,8 @@ _WRK_RATE = re.compile(r"Requests/sec:\s+([\d.]+)")
 _WRK_DONE = re.compile(r"actions: (\d+) non-2xx: (\d+)")
 
 
-def _wrk_load(url: str, token: str, concurrency: int, seconds: float) -> float:
+def _wrk_load(url: str, token: str, concurrency: int, seconds: float, ids: list[str]) -> float:
     """wrk (C, a fraction of a core) with benchmarks/admin_actions.lua; the token via env."""
-
-    async def clients() -> list[str]:
-        headers = {"Authorization": f"Bearer {token}"}
-        async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60) as http:
-            return await _make_clients(http, concurrency)
-
-    ids = asyncio.run(clients())
     script = Path(__file__).with_name("admin_actions.lua")
     threads = "2" if concurrency >= 2 else "1"
     command = ["wrk", "-t", threads, "-c", str(concurrency), "-d", f"{seconds:g}s"]
@@ -194,9 +188,30 @@ def _wrk_load(url: str, token: str, concurrency: int, seconds: float) -> float:
     return float(rate.group(1))
 
 
-def run_admin_throughput(
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of one process so far (all its threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class AdminThroughput:
+    """Admin actions/s, and the coordinator process's CPU per action while they ran.
+
+    On a shared machine the rate says how much CPU the others left; the CPU per
+    action is what one coordinator process spends (HTTP, the write, and the relay,
+    projector and notifier that follow each event in the same process).
+    """
+
+    actions_per_s: float
+    client: str
+    cpu_us_per_action: float
+    coordinator_cpu_share: float  # of one core, over the run
+
+
+def measure_admin_throughput(
     tmp: Path, concurrency: int = 32, seconds: float = 10.0, client: str = "auto"
-) -> tuple[float, str]:
+) -> AdminThroughput:
     """Admin actions per second through the HTTP API (each one event plus write-model rows).
 
     ``client`` is ``wrk`` (used by ``auto`` when installed) or ``httpx``; the Python
@@ -205,10 +220,49 @@ def run_admin_throughput(
     if client == "auto":
         client = "wrk" if shutil.which("wrk") else "httpx"
     with running_stack(tmp / "admin", workers=1) as stack:
+        assert stack.proc is not None
+        pid = stack.proc.pid
         if client == "wrk":
-            return _wrk_load(stack.url, stack.admin_token, concurrency, seconds), client
-        rate = asyncio.run(_admin_load(stack.url, stack.admin_token, concurrency, seconds))
-        return rate, client
+
+            async def clients() -> list[str]:
+                headers = {"Authorization": f"Bearer {stack.admin_token}"}
+                async with httpx.AsyncClient(
+                    base_url=stack.url, headers=headers, timeout=60
+                ) as http:
+                    return await _make_clients(http, concurrency)
+
+            ids = asyncio.run(clients())
+            cpu, started = process_cpu_seconds(pid), time.perf_counter()
+            rate = _wrk_load(stack.url, stack.admin_token, concurrency, seconds, ids)
+        else:
+            cpu, started = process_cpu_seconds(pid), time.perf_counter()
+            rate = asyncio.run(_admin_load(stack.url, stack.admin_token, concurrency, seconds))
+        used, wall = process_cpu_seconds(pid) - cpu, time.perf_counter() - started
+    actions = rate * wall
+    return AdminThroughput(
+        actions_per_s=rate,
+        client=client,
+        cpu_us_per_action=1e6 * used / actions if actions else 0.0,
+        coordinator_cpu_share=used / wall,
+    )
+
+
+def run_admin_throughput(
+    tmp: Path, concurrency: int = 32, seconds: float = 10.0, client: str = "auto"
+) -> tuple[float, str]:
+    """``measure_admin_throughput``'s rate and load generator."""
+    measured = measure_admin_throughput(tmp, concurrency, seconds, client)
+    return measured.actions_per_s, measured.client
+
+
+def admin_results(measured: AdminThroughput) -> dict[str, Any]:
+    """The figures ``audit_markdown`` reports, for the results JSON."""
+    return {
+        "admin_actions_per_s": round(measured.actions_per_s),
+        "admin_client": measured.client,
+        "admin_cpu_us_per_action": round(measured.cpu_us_per_action),
+        "admin_cpu_share": round(measured.coordinator_cpu_share, 2),
+    }
 
 
 def audit_markdown(audit: dict[str, Any] | None) -> str:
@@ -243,9 +297,16 @@ def audit_markdown(audit: dict[str, Any] | None) -> str:
             f"{h['cli_audit_state_seconds'][0]} s (interpreter start-up included)."
         )
     if "admin_actions_per_s" in audit:
+        cpu = audit.get("admin_cpu_us_per_action")
         lines.append(
             f"Admin actions/s, 32 concurrent clients over HTTP: {audit['admin_actions_per_s']} "
-            f"(load from {audit.get('admin_client', 'httpx')})."
+            f"(load from {audit.get('admin_client', 'httpx')})"
+            + (
+                f"; the coordinator process spent {cpu} µs of CPU per action "
+                f"({audit.get('admin_cpu_share')} of a core)."
+                if cpu is not None
+                else "."
+            )
         )
     return "\n".join(lines) + "\n"
 
@@ -267,13 +328,15 @@ def main(argv: list[str] | None = None) -> None:
         if args.events:
             results["audit"] = run_audit_scale(args.events, Path(tmp))
         if args.admin_seconds:
-            rate, client = run_admin_throughput(
+            measured = measure_admin_throughput(
                 Path(tmp), args.concurrency, args.admin_seconds, args.client
             )
-            results["admin_actions_per_s"] = round(rate)
-            results["admin_client"] = client
+            results.update(admin_results(measured))
             print(
-                f"admin actions/s ({args.concurrency} clients, HTTP, {client}): {rate:,.0f}",
+                f"admin actions/s ({args.concurrency} clients, HTTP, {measured.client}): "
+                f"{measured.actions_per_s:,.0f}; coordinator CPU "
+                f"{measured.cpu_us_per_action:,.0f} µs/action, "
+                f"{measured.coordinator_cpu_share:.0%} of a core",
                 flush=True,
             )
     print(json.dumps(results, indent=2))

@@ -22,7 +22,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.audit_scale import audit_markdown, run_admin_throughput, run_audit_scale
+from benchmarks.audit_scale import (
+    admin_results,
+    audit_markdown,
+    measure_admin_throughput,
+    run_audit_scale,
+)
 from benchmarks.backup import backup_markdown, run_backup_bench
 from benchmarks.baseline import run_baseline
 from benchmarks.data import gaussian_mixture
@@ -125,8 +130,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.audit_events > 0:
             print(f"audit at scale: {args.audit_events:,} generated events")
             audit = run_audit_scale(args.audit_events, Path(tmp))
-            rate, client = run_admin_throughput(Path(tmp))
-            audit["admin_actions_per_s"], audit["admin_client"] = round(rate), client
+            audit.update(admin_results(measure_admin_throughput(Path(tmp))))
         backup = None
         if args.backup_vectors > 0:
             print(f"backup and restore: one client of {args.backup_vectors:,} vectors")

@@ -85,7 +85,10 @@ class CheckpointedConsumer:
             return self._known
 
     def _apply_through(self, target: StoredEvent | None) -> int:
-        cp = self.projection.checkpoint()
+        # Once known, the checkpoint is taken from memory instead of a read transaction
+        # per delivery: it is a lower bound (another process may have moved it on), and
+        # apply() skips what is already applied and answers with the stored checkpoint.
+        cp = self._known or self.projection.checkpoint()
         goal = None if target is None else target.seq
         while goal is None or cp < goal:
             page = self._events.read(after_seq=cp, limit=self._batch)

@@ -60,6 +60,9 @@ class LocalBus:
 
     def __init__(self, delivery_limit: int = DEFAULT_DELIVERY_LIMIT) -> None:
         self._queues: dict[str, _Queue] = {}
+        # routing key -> the queues bound for it: topic matching per publish cost more than
+        # the rest of the relay; any change of queues or bindings clears it.
+        self._routes: dict[str, list[_Queue]] = {}
         self._delivery_limit = delivery_limit
         self.on_dead_letter: DeadLetterHook | None = None
 
@@ -69,6 +72,7 @@ class LocalBus:
     async def declare_queue(
         self, name: str, bindings: Sequence[str], *, expires_s: float | None = None
     ) -> None:
+        self._routes.clear()
         queue = self._queues.get(name)
         if queue is None:
             self._queues[name] = _Queue(name, tuple(bindings))
@@ -80,11 +84,14 @@ class LocalBus:
 
     async def publish_raw(self, routing_key: str, body: bytes) -> None:
         """Route a message body as is (tests use it to inject poison)."""
-        targets = [
-            q
-            for q in self._queues.values()
-            if any(topic_matches(b, routing_key) for b in q.bindings)
-        ]
+        targets = self._routes.get(routing_key)
+        if targets is None:
+            targets = [
+                q
+                for q in self._queues.values()
+                if any(topic_matches(b, routing_key) for b in q.bindings)
+            ]
+            self._routes[routing_key] = targets
         if not targets:
             raise PublishRefused(f"unroutable: no queue is bound for '{routing_key}'")
         for queue in targets:
@@ -138,6 +145,7 @@ class LocalBus:
         return list(self._queues[queue].dead)
 
     async def delete_queue(self, name: str) -> None:
+        self._routes.clear()
         q = self._queues.pop(name, None)
         if q is not None and q.consumer is not None:
             await _LocalSubscription(q).cancel()

@@ -109,13 +109,23 @@ def chain_events(
     head: ChainHead, events: Sequence[Event], actor: str, occurred_at: str | None
 ) -> list[StoredEvent]:
     """Number, timestamp and hash-link new events after ``head``."""
+    return [stored for stored, _ in chain_events_with_data(head, events, actor, occurred_at)]
+
+
+def chain_events_with_data(
+    head: ChainHead, events: Sequence[Event], actor: str, occurred_at: str | None
+) -> list[tuple[StoredEvent, str]]:
+    """``chain_events``, each record with its ``data`` as stored (canonical JSON text)."""
     if not actor or len(actor) > 64:
         raise ValueError("actor must be 1-64 characters")
     when = occurred_at or utc_now()
-    stored: list[StoredEvent] = []
+    out: list[tuple[StoredEvent, str]] = []
     seq, prev = head.seq, head.hash
     for event in events:
         seq += 1
+        # Serialised once: the stored text, the hash's input (as is) and, parsed back,
+        # ``data``, so the stored dict is exactly what a reader will parse back.
+        data_json = canonical_json(encode_event(event))
         hashed: dict[str, Any] = {
             "seq": seq,
             "event_id": uuid.uuid4().hex,
@@ -124,13 +134,13 @@ def chain_events(
             "occurred_at": when,
             "actor": actor,
             "client_id": client_id_of(event),
-            # Round-trip so the stored dict is exactly what a reader will parse back.
-            "data": orjson.loads(canonical_json(encode_event(event))),
+            "data": orjson.Fragment(data_json),
         }
         digest = chain_hash(prev, **hashed)
-        stored.append(StoredEvent(**hashed, prev_hash=prev, hash=digest))
+        hashed["data"] = orjson.loads(data_json)
+        out.append((StoredEvent(**hashed, prev_hash=prev, hash=digest), data_json.decode("utf-8")))
         prev = digest
-    return stored
+    return out
 
 
 def check_read_args(after_seq: int, limit: int) -> None:

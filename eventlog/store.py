@@ -11,7 +11,6 @@ append-only.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,20 +27,27 @@ from sqlalchemy import (
     MetaData,
     Table,
     Text,
-    delete,
-    insert,
     select,
 )
 
 from eventlog.database import (
+    DriverCursor,
     OrderedText,
     is_postgres,
+    process_write_lock,
     read_transaction,
     write_transaction,
 )
 from eventlog.events import Event
-from eventlog.hashchain import GENESIS_HASH, ChainReport, ChainRow, canonical_json, verify_rows
-from eventlog.records import ChainHead, StoredEvent, chain_events, chain_row, check_read_args
+from eventlog.hashchain import GENESIS_HASH, ChainReport, ChainRow, verify_rows
+from eventlog.records import (
+    RECORD_FIELDS,
+    ChainHead,
+    StoredEvent,
+    chain_events_with_data,
+    chain_row,
+    check_read_args,
+)
 from eventlog.scan import scan_chain_rows, snapshot_cursor
 from eventlog.schema import ensure_schema
 from eventlog.sqlite import open_engine
@@ -85,28 +91,71 @@ def _stored(row: Any) -> StoredEvent:
     return StoredEvent(**record)
 
 
+# The hot statements, on the driver (see eventlog.database.DriverCursor); columns in
+# RECORD_FIELDS order, so a row is the record's fields in order.
+_COLUMNS = ", ".join(RECORD_FIELDS)
+_DATA_AT = RECORD_FIELDS.index("data")
+_INSERT_EVENT = (
+    f"INSERT INTO events ({_COLUMNS}) "  # noqa: S608  # nosec B608
+    f"VALUES ({', '.join('?' for _ in RECORD_FIELDS)})"
+)
+_INSERT_OUTBOX = "INSERT INTO outbox (seq) VALUES (?)"
+_HEAD = "SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1"
+# Outbox first: scanning events in seq order past every published row would make each
+# call cost the length of the whole log.
+_PENDING = (
+    f"SELECT {_COLUMNS} FROM events "  # noqa: S608  # nosec B608
+    "WHERE seq IN (SELECT seq FROM outbox ORDER BY seq LIMIT ?) ORDER BY seq"
+)
+_MARK_CHUNK = 500
+
+
+def _stored_tuple(row: tuple[Any, ...]) -> StoredEvent:
+    """A row of ``_COLUMNS`` from the driver."""
+    values = list(row)
+    values[_DATA_AT] = orjson.loads(values[_DATA_AT])
+    return StoredEvent(*values)
+
+
 class SqliteEventSession:
     """The event store bound to one open transaction (shared with the write model)."""
 
-    def __init__(self, conn: Connection, head: ChainHead | None = None) -> None:
+    def __init__(
+        self, conn: Connection, head: ChainHead | None = None, driver: DriverCursor | None = None
+    ) -> None:
         self._conn = conn
         # The head as of the transaction's last append, when the caller knows it (a group
         # commit's earlier bodies): saves a query per append. Only this session appends.
         self._known_head = head
+        self._driver_cursor = driver  # made at the first statement when not given
+
+    def _driver(self) -> DriverCursor:
+        if self._driver_cursor is None:
+            self._driver_cursor = DriverCursor(self._conn)
+        return self._driver_cursor
 
     def append(
         self, events: Sequence[Event], actor: str, occurred_at: str | None = None
     ) -> list[StoredEvent]:
         """Append in the caller's transaction, which must hold the write lock."""
         head = self._known_head if self._known_head is not None else self.head()
-        stored = chain_events(head, events, actor, occurred_at)
-        if not stored:
-            return stored
-        # record(), not dataclasses.asdict: that deep-copies ``data`` and dominated long appends.
-        rows = [{**ev.record(), "data": canonical_json(ev.data).decode("utf-8")} for ev in stored]
-        # One executemany per table: a batch of events costs two statements, not 2n.
-        self._conn.execute(insert(events_table), rows)
-        self._conn.execute(insert(outbox_table), [{"seq": ev.seq} for ev in stored])
+        chained = chain_events_with_data(head, events, actor, occurred_at)
+        if not chained:
+            return []
+        # Driver statements; a batch is one executemany per table.
+        rows = []
+        for ev, data_json in chained:
+            row = [getattr(ev, name) for name in RECORD_FIELDS]
+            row[_DATA_AT] = data_json
+            rows.append(row)
+        driver = self._driver()
+        if len(rows) == 1:
+            driver.execute(_INSERT_EVENT, rows[0])
+            driver.execute(_INSERT_OUTBOX, (rows[0][0],))
+        else:
+            driver.executemany(_INSERT_EVENT, rows)
+            driver.executemany(_INSERT_OUTBOX, [(row[0],) for row in rows])
+        stored = [ev for ev, _ in chained]
         self._known_head = ChainHead(stored[-1].seq, stored[-1].hash)
         return stored
 
@@ -118,13 +167,18 @@ class SqliteEventSession:
         type: str | None = None,
     ) -> list[StoredEvent]:
         check_read_args(after_seq, limit)
-        query = select(events_table).where(events_table.c.seq > after_seq)
+        # Driver statements: the projector and the notifier read every new page.
+        sql = f"SELECT {_COLUMNS} FROM events WHERE seq > ?"  # noqa: S608  # nosec B608
+        params: list[Any] = [after_seq]
         if client_id is not None:
-            query = query.where(events_table.c.client_id == client_id)
+            sql += " AND client_id = ?"
+            params.append(client_id)
         if type is not None:
-            query = query.where(events_table.c.type == type)
-        rows = self._conn.execute(query.order_by(events_table.c.seq).limit(limit))
-        return [_stored(row) for row in rows]
+            sql += " AND type = ?"
+            params.append(type)
+        params.append(limit)
+        rows = self._driver().all(sql + " ORDER BY seq LIMIT ?", params)
+        return [_stored_tuple(row) for row in rows]
 
     def client_events(
         self, client_id: str, until: str, types: Sequence[str] | None = None
@@ -142,9 +196,8 @@ class SqliteEventSession:
             yield _stored(row)
 
     def head(self) -> ChainHead:
-        query = select(events_table.c.seq, events_table.c.hash)
-        row = self._conn.execute(query.order_by(events_table.c.seq.desc()).limit(1)).first()
-        return ChainHead(0, GENESIS_HASH) if row is None else ChainHead(row.seq, row.hash)
+        row = self._driver().one(_HEAD)
+        return ChainHead(0, GENESIS_HASH) if row is None else ChainHead(int(row[0]), row[1])
 
     def _chain_rows(self) -> Iterator[ChainRow]:
         # Paged so verifying a long log holds one batch in memory, not the whole table.
@@ -162,19 +215,14 @@ class SqliteEventSession:
         return verify_rows(self._chain_rows())
 
     def pending_outbox(self, limit: int = 100) -> list[StoredEvent]:
-        # Outbox first: scanning events in seq order past every published row
-        # would make each call cost the length of the whole log.
-        oldest = select(outbox_table.c.seq).order_by(outbox_table.c.seq).limit(limit)
-        query = (
-            select(events_table)
-            .where(events_table.c.seq.in_(oldest.scalar_subquery()))
-            .order_by(events_table.c.seq)
-        )
-        return [_stored(row) for row in self._conn.execute(query)]
+        return [_stored_tuple(row) for row in self._driver().all(_PENDING, (limit,))]
 
     def mark_published(self, seqs: Sequence[int]) -> None:
-        if seqs:
-            self._conn.execute(delete(outbox_table).where(outbox_table.c.seq.in_(list(seqs))))
+        driver = self._driver()
+        for start in range(0, len(seqs), _MARK_CHUNK):
+            chunk = [int(seq) for seq in seqs[start : start + _MARK_CHUNK]]
+            marks = ", ".join("?" for _ in chunk)
+            driver.execute(f"DELETE FROM outbox WHERE seq IN ({marks})", chunk)  # noqa: S608  # nosec B608
 
 
 class SqliteEventStore:
@@ -182,8 +230,9 @@ class SqliteEventStore:
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
-        # One writer at a time in-process; BEGIN IMMEDIATE serialises across processes.
-        self._write_lock = threading.Lock()
+        # One writer at a time in-process (shared with every other writer to this database
+        # here, the accounts unit of work included); BEGIN IMMEDIATE serialises processes.
+        self._write_lock = process_write_lock(engine)
         self._relay_engine: Engine | None = None
         ensure_schema(engine)  # Alembic migrations: eventlog/schema.py
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-import threading
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
@@ -34,7 +34,12 @@ from coordinator.accounts.model import (
     Tier,
 )
 from coordinator.accounts.tables import api_keys_table, clients_table, operators_table
-from eventlog.database import read_transaction, write_transaction
+from eventlog.database import (
+    DriverCursor,
+    process_write_lock,
+    read_transaction,
+    write_transaction,
+)
 from eventlog.events import Event
 from eventlog.records import ChainHead, EventStore, StoredEvent, utc_now
 from eventlog.schema import ensure_schema
@@ -157,19 +162,31 @@ def _api_key(row: Row[Any]) -> ApiKeyRecord:
     return key_lookup.api_key_record(row._mapping)
 
 
+# The hot statements of an admin action, on the driver (see eventlog.database.DriverCursor).
+_GET_CLIENT = (
+    "SELECT client_id, name, email, tier, status, created_at FROM clients WHERE client_id = ?"
+)
+_UPDATE_CLIENT = "UPDATE clients SET tier = ?, status = ? WHERE client_id = ?"
+
+
 class SqliteTransaction(TransactionBase):
     """A transaction on the control database: write model and event log share ``conn``."""
 
-    def __init__(self, conn: Connection, head: ChainHead | None = None) -> None:
+    def __init__(
+        self, conn: Connection, head: ChainHead | None = None, driver: DriverCursor | None = None
+    ) -> None:
         super().__init__()
         self._conn = conn
-        self.events = SqliteEventSession(conn, head)
+        self._driver = driver if driver is not None else DriverCursor(conn)
+        self.events = SqliteEventSession(conn, head, self._driver)
         self.data_keys = SqliteDataKeyRows(conn)
 
     def get_client(self, client_id: str) -> ClientRecord | None:
-        query = select(clients_table).where(clients_table.c.client_id == client_id)
-        row = self._conn.execute(query).first()
-        return None if row is None else _client(row)
+        row = self._driver.one(_GET_CLIENT, (client_id,))
+        if row is None:
+            return None
+        cid, name, email, tier, status, created_at = row
+        return ClientRecord(cid, name, email, Tier(tier), ClientStatus(status), created_at)
 
     def list_clients(self) -> list[ClientRecord]:
         order = (clients_table.c.created_at, clients_table.c.client_id)
@@ -181,8 +198,8 @@ class SqliteTransaction(TransactionBase):
         self._conn.execute(insert(clients_table).values(**values))
 
     def update_client(self, client: ClientRecord) -> None:
-        query = update(clients_table).where(clients_table.c.client_id == client.client_id)
-        self._conn.execute(query.values(tier=client.tier.value, status=client.status.value))
+        values = (client.tier.value, client.status.value, client.client_id)
+        self._driver.execute(_UPDATE_CLIENT, values)
 
     def get_api_key(self, key_id: str) -> ApiKeyRecord | None:
         query = select(api_keys_table).where(api_keys_table.c.key_id == key_id)
@@ -236,9 +253,18 @@ class SqliteTransaction(TransactionBase):
         self._conn.execute(query.values(revoked_at=revoked_at))
 
 
+def _is_store_failure(exc: BaseException) -> bool:
+    """The database refused the write (SQLAlchemy's error, or the driver's own)."""
+    if isinstance(exc, (OperationalError, sqlite3.OperationalError)):
+        return True
+    # Driver statements on PostgreSQL raise psycopg's errors (only loaded with that driver).
+    psycopg = sys.modules.get("psycopg")
+    return psycopg is not None and isinstance(exc, psycopg.OperationalError)
+
+
 def _caller_error(exc: BaseException) -> BaseException:
     """What a writer sees: StoreUnavailable when the control database refused the write."""
-    if not isinstance(exc, (OperationalError, sqlite3.OperationalError)):
+    if not _is_store_failure(exc):
         return exc
     # The transaction (or the body's savepoint) rolled back: the action left no trace.
     reason = _store_failure(exc)
@@ -248,7 +274,7 @@ def _caller_error(exc: BaseException) -> BaseException:
     return failure
 
 
-def _store_failure(exc: Exception) -> str:
+def _store_failure(exc: BaseException) -> str:
     """A short, path-free reason for an SQLite write failure."""
     text = str(getattr(exc, "orig", exc)).lower()
     if "full" in text:
@@ -272,8 +298,9 @@ class SqliteUnitOfWork(CommitListeners):
     def __init__(self, engine: Engine) -> None:
         super().__init__()
         self._engine = engine
-        # In-process writers queue here instead of spinning on SQLite's busy timeout.
-        self._write_lock = threading.Lock()
+        # In-process writers (the event store and the relay's deletes too) queue here
+        # instead of sleeping in SQLite's busy handler.
+        self._write_lock = process_write_lock(engine)
         self._group = GroupCommitter(self._write_batch_sync, self._notify, _caller_error)
         # Created, adopted or upgraded by the Alembic migrations when safe (eventlog/schema.py).
         ensure_schema(engine)
@@ -287,16 +314,19 @@ class SqliteUnitOfWork(CommitListeners):
         outcomes: list[Outcome] = []
         head: ChainHead | None = None  # known after the first body that appended
         with self._write_lock, write_transaction(self._engine) as conn:
+            # Savepoints on the driver: SQLAlchemy's begin_nested() compiled two statements
+            # per action and cost more CPU than the action's own statements.
+            driver = DriverCursor(conn)
             for body in bodies:
-                tx = SqliteTransaction(conn, head)
-                savepoint = conn.begin_nested()
+                tx = SqliteTransaction(conn, head, driver)
+                driver.savepoint()
                 try:
                     result = body(tx)
                 except Exception as exc:
-                    savepoint.rollback()  # its appends are gone: the head stays as it was
+                    driver.rollback_to_savepoint()  # its appends are gone: the head stays
                     outcomes.append((False, exc, []))
                 else:
-                    savepoint.commit()
+                    driver.release()
                     outcomes.append((True, result, tx.appended))
                     if tx.appended:
                         head = ChainHead(tx.appended[-1].seq, tx.appended[-1].hash)

@@ -43,3 +43,17 @@ def test_an_unreachable_server_skips_locally_and_fails_under_ci(monkeypatch) -> 
     monkeypatch.setenv("CI", "true")
     with pytest.raises(pytest.fail.Exception):
         _unreachable("refused")
+
+
+def test_writers_to_one_database_share_one_process_lock(tmp_path: Path) -> None:
+    """The accounts, the event store and the relay's engine queue on one lock per file."""
+    from eventlog.database import process_write_lock
+    from eventlog.sqlite import open_engine
+
+    control = tmp_path / "control.sqlite3"
+    durable, relay = open_engine(control), open_engine(control, synchronous="NORMAL")
+    other = open_engine(tmp_path / "audit.sqlite3")
+    assert process_write_lock(durable) is process_write_lock(relay)
+    assert process_write_lock(durable) is not process_write_lock(other)
+    for engine in (durable, relay, other):
+        engine.dispose()

@@ -140,14 +140,15 @@ class DepartedWorker:
 class WorkerHub:
     """Accepts worker connections and keeps the set of live links."""
 
-    def __init__(self, worker_secret: str) -> None:
+    def __init__(self, worker_secret: str, fencer: Fencer | None = None) -> None:
         self._secret = worker_secret.encode()
         self._links: dict[str, WorkerLink] = {}
         self.departed: dict[str, DepartedWorker] = {}
         self.losses = 0
         self.fences = 0
-        # Set by whoever supervises the worker processes (``vectorpanda up``).
-        self.fencer: Fencer | None = None
+        # Given by whoever supervises the worker processes (``vectorpanda up``); a process of
+        # a coordinator group turns it on only while it leads (vectorpanda/server/group.py).
+        self.fencer: Fencer | None = fencer
         self._rids = itertools.count(1)
         self._server: Server | None = None
         self.on_join: list[WorkerListener] = []

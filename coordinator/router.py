@@ -112,6 +112,11 @@ class TenantRouter(OwnershipMoves):
         timeout_s: float,
         unavailable_alert_s: float = 30.0,
         filtered_in_flight: int = TENANT_FILTERED_INFLIGHT,
+        *,
+        cost_watch: CostWatch | None = None,
+        on_unservable_alert: AlertHook = no_alert,
+        charge_cost: Callable[[str, int], None] = _ignore_cost,
+        tenant_keys: Callable[[str], Awaitable[dict[str, Any] | None]] | None = None,
     ) -> None:
         self._hub = hub
         self._timeout_s = timeout_s
@@ -123,7 +128,7 @@ class TenantRouter(OwnershipMoves):
         # A client's filtered requests (the expensive kind): a few at a time, the rest wait.
         self._filtered = ClientAdmission(filtered_in_flight, TENANT_FILTERED_WAITING)
         # what each tenant costs its worker (heartbeats' busy time), for the rebalancer
-        self.cost_watch = CostWatch()
+        self.cost_watch = cost_watch if cost_watch is not None else CostWatch()
         self._sampled_at = time.monotonic()
         self.draining: set[str] = set()
         self.placement_changes = 0
@@ -131,13 +136,15 @@ class TenantRouter(OwnershipMoves):
         self.observe_frame: Callable[[str, str, float], None] = _ignore_frame
         # ownership convergence: outages retried with backoff, alert hook (tenant, seconds, why)
         self.unservable = UnservableTenants(unavailable_alert_s)
-        self.on_unservable_alert: AlertHook = no_alert
+        self.on_unservable_alert: AlertHook = on_unservable_alert
         self._reconciling: set[str] = set()
         self._background: set[asyncio.Task[None]] = set()
         # rate-limit hook: (tenant, cost) for each worker reply that reports the work done
-        self.charge_cost: Callable[[str, int], None] = _ignore_cost
+        self.charge_cost: Callable[[str, int], None] = charge_cost
         # encryption at rest: the tenant's unwrapped data keys, sent with ASSIGN (None: none)
-        self.tenant_keys: Callable[[str], Awaitable[dict[str, Any] | None]] = _no_keys
+        self.tenant_keys: Callable[[str], Awaitable[dict[str, Any] | None]] = (
+            tenant_keys or _no_keys
+        )
         # Epochs only grow: a base from the wall clock at start-up (so a
         # restarted coordinator issues higher epochs) plus a counter.
         self._epoch = time.time_ns()

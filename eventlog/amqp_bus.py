@@ -78,6 +78,7 @@ class RabbitBus:
         delivery_limit: int = DEFAULT_DELIVERY_LIMIT,
         publish_timeout_s: float = PUBLISH_TIMEOUT_S,
         reconnect_interval_s: float = 1.0,
+        on_dead_letter: DeadLetterHook | None = None,
     ) -> None:
         self._url = url
         self.exchange_name = exchange
@@ -89,7 +90,7 @@ class RabbitBus:
         self._publish_channel: AbstractChannel | None = None
         self._exchange: AbstractExchange | None = None
         self._admin: AbstractChannel | None = None
-        self.on_dead_letter: DeadLetterHook | None = None
+        self.on_dead_letter: DeadLetterHook | None = on_dead_letter
 
     async def connect(self) -> None:
         """Connect (retrying until the broker answers) and declare the exchanges."""

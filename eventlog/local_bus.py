@@ -58,13 +58,17 @@ class _LocalSubscription:
 class LocalBus:
     """Topic routing over in-memory queues, one consumer task per queue."""
 
-    def __init__(self, delivery_limit: int = DEFAULT_DELIVERY_LIMIT) -> None:
+    def __init__(
+        self,
+        delivery_limit: int = DEFAULT_DELIVERY_LIMIT,
+        on_dead_letter: DeadLetterHook | None = None,
+    ) -> None:
         self._queues: dict[str, _Queue] = {}
         # routing key -> the queues bound for it: topic matching per publish cost more than
         # the rest of the relay; any change of queues or bindings clears it.
         self._routes: dict[str, list[_Queue]] = {}
         self._delivery_limit = delivery_limit
-        self.on_dead_letter: DeadLetterHook | None = None
+        self.on_dead_letter: DeadLetterHook | None = on_dead_letter
 
     async def connect(self) -> None:
         """Nothing to connect to."""

@@ -24,7 +24,7 @@ from coordinator.dataplane import DataPlane, Limits
 from coordinator.encryption_duty import EncryptionDuty
 from coordinator.fencing import fence_local_worker
 from coordinator.health import HealthPolicy, HealthTracker
-from coordinator.hub import WorkerHub
+from coordinator.hub import Fencer, WorkerHub
 from coordinator.key_wrapping import LocalKeyWrapper
 from coordinator.list_cursor import ListCursors
 from coordinator.metrics import Metrics
@@ -99,8 +99,19 @@ def build_data_keys(settings: Settings, accounts: Accounts) -> DataKeys | None:
     return DataKeys(accounts.uow, LocalKeyWrapper(secrets))
 
 
-def build_coordinator(settings: Settings) -> CoordinatorParts:
-    """Wire the coordinator: accounts (event store), worker hub, router, API."""
+def charge_to(limiter: RateLimiter | None) -> Callable[[str, int], None]:
+    """The router's cost hook: a worker's reported work charged to the client's bucket."""
+    if limiter is None:
+        return lambda tenant, cost: None
+    return lambda tenant, cost: limiter.charge(tenant, cost_tokens(cost))
+
+
+def build_coordinator(settings: Settings, fencer: Fencer | None = None) -> CoordinatorParts:
+    """Wire the coordinator: accounts (event store), worker hub, router, API.
+
+    ``fencer`` kills a silent worker before its tenants are handed on; whoever supervises
+    the workers gives it (``vectorpanda up``), otherwise ``VP_FENCE_LOCAL_WORKERS`` decides.
+    """
     admin_token = require_secret(settings, "admin_token")
     pepper = require_secret(settings, "key_pepper")
     worker_secret = require_secret(settings, "worker_secret")
@@ -108,22 +119,29 @@ def build_coordinator(settings: Settings) -> CoordinatorParts:
     warn_if_shared(settings.data_dir)
     uow = SqliteUnitOfWork(control_engine(settings))
     accounts = Accounts.with_unit_of_work(uow, pepper.encode(), settings.key_cache_size)
-    hub = WorkerHub(worker_secret)
-    if settings.fence_local_workers:
-        hub.fencer = fence_local_worker
+    if fencer is None and settings.fence_local_workers:
+        fencer = fence_local_worker
+    hub = WorkerHub(worker_secret, fencer)
+    data_keys = build_data_keys(settings, accounts)
+    rate_limiter: RateLimiter | None = None
+    if settings.rate_limits and settings.coordinator_processes > 1:
+        # buckets shared by the coordinator processes of `vectorpanda up`
+        rate_limiter = SharedRateLimiter(settings.data_dir / "run" / "rate-limits")
+    elif settings.rate_limits:
+        rate_limiter = RateLimiter()
     router = TenantRouter(
         hub,
         settings.request_timeout_s,
         settings.tenant_unavailable_alert_s,
         filtered_in_flight=settings.client_max_filtered_running,
+        cost_watch=CostWatch(
+            IsolationPolicy(settings.rebalance_busy_threads, settings.rebalance_cooldown_s)
+        ),
+        on_unservable_alert=tenant_unavailable_alert(settings),
+        # A tenant is its client: the work a worker reports is charged to that client.
+        charge_cost=charge_to(rate_limiter),
+        tenant_keys=data_keys.keyring_for if data_keys is not None else None,
     )
-    router.cost_watch = CostWatch(
-        IsolationPolicy(settings.rebalance_busy_threads, settings.rebalance_cooldown_s)
-    )
-    router.on_unservable_alert = tenant_unavailable_alert(settings)
-    data_keys = build_data_keys(settings, accounts)
-    if data_keys is not None:
-        router.tenant_keys = data_keys.keyring_for
     limits = limits_from(settings)
     # Stored figures are read through a plain data plane: reading them is not usage.
     meter = UsageMeter(accounts, stored_figures(DataPlane(router, limits)))
@@ -134,16 +152,6 @@ def build_coordinator(settings: Settings) -> CoordinatorParts:
     scheduler_token = (
         settings.scheduler_token.get_secret_value() if settings.scheduler_token else None
     )
-    rate_limiter: RateLimiter | None = None
-    if settings.rate_limits and settings.coordinator_processes > 1:
-        # buckets shared by the coordinator processes of `vectorpanda up`
-        rate_limiter = SharedRateLimiter(settings.data_dir / "run" / "rate-limits")
-    elif settings.rate_limits:
-        rate_limiter = RateLimiter()
-    if rate_limiter is not None:
-        # A tenant is its client: the work a worker reports is charged to that client.
-        limiter = rate_limiter
-        router.charge_cost = lambda tenant, cost: limiter.charge(tenant, cost_tokens(cost))
     anchorer = None
     if settings.anchor_signing_key is not None:
         anchorer = HeadAnchorer(

@@ -83,9 +83,7 @@ def build_notifier(
 ) -> NotifierService:
     from vectorpanda.server.events import build_bus, dead_letter_hook
 
-    bus = build_bus(settings) if with_bus else None
-    if bus is not None:
-        bus.on_dead_letter = dead_letter_hook(settings)
+    bus = build_bus(settings, dead_letter_hook(settings)) if with_bus else None
     store = SqliteEventStore(control_engine(settings))
     return NotifierService(
         NotifierOutbox(shared_store(settings, settings.notifier_db), settings.ops_email),

@@ -50,7 +50,7 @@ log = logging.getLogger("vectorpanda.events")
 CONNECT_RETRY_S = 2.0
 
 
-def build_bus(settings: Settings) -> Bus | None:
+def build_bus(settings: Settings, on_dead_letter: DeadLetterHook | None = None) -> Bus | None:
     """RabbitMQ when configured, else None (the caller picks the local bus or polling)."""
     if settings.amqp_url is None or not settings.amqp_url.get_secret_value():
         return None
@@ -58,6 +58,7 @@ def build_bus(settings: Settings) -> Bus | None:
         settings.amqp_url.get_secret_value(),
         exchange=settings.amqp_exchange,
         delivery_limit=settings.bus_delivery_limit,
+        on_dead_letter=on_dead_letter,
     )
 
 
@@ -215,9 +216,11 @@ def build_event_services(
 ) -> EventServices:
     """The coordinator's share: relay, key-cache eviction and (embedded) the projector."""
     store = SqliteEventStore(control_engine(settings))
-    rabbit = build_bus(settings)
-    bus: Bus = rabbit if rabbit is not None else LocalBus(settings.bus_delivery_limit)
-    bus.on_dead_letter = dead_letter_hook(settings, count_dead_letter)
+    on_dead_letter = dead_letter_hook(settings, count_dead_letter)
+    rabbit = build_bus(settings, on_dead_letter)
+    bus: Bus = (
+        rabbit if rabbit is not None else LocalBus(settings.bus_delivery_limit, on_dead_letter)
+    )
     services = EventServices(bus=bus, store=store)
     if settings.relay_enabled:
         # On PostgreSQL every coordinator runs a relay and the lock holder alone publishes.
@@ -266,9 +269,7 @@ def audit_verifier(
 async def run_projections(settings: Settings, stop: asyncio.Event) -> None:
     """``vectorpanda projections``: follow RabbitMQ, or poll the log without a broker."""
     store = SqliteEventStore(control_engine(settings))
-    bus = build_bus(settings)
-    if bus is not None:
-        bus.on_dead_letter = dead_letter_hook(settings)
+    bus = build_bus(settings, dead_letter_hook(settings))
     projector = ProjectorService(
         AuditProjection.at(settings.audit_db), store, bus, projections_queue(settings.amqp_exchange)
     )

@@ -157,10 +157,9 @@ async def run_up(settings: Settings, workers: int) -> int:
         return await run_group(
             settings, workers, WorkerSupervisor(workers, settings), describe_bus(settings)
         )
-    parts = build_coordinator(settings)
-    stop = stop_on_signals()
     supervisor = WorkerSupervisor(workers, settings)
-    parts.hub.fencer = supervisor.fence
+    parts = build_coordinator(settings, fencer=supervisor.fence)
+    stop = stop_on_signals()
     duties: list[asyncio.Task[None]] = []
 
     async def on_ready(port: int, hub_port: int) -> None:

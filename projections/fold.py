@@ -176,8 +176,9 @@ def fold(stored: StoredEvent, state: ClientState | None) -> Effects:
                     **base,
                     "client_id": new.client_id,
                     "change": change,
-                    "tier": new.tier,
-                    "status": new.status,
+                    # plain str, not the enums: replay sends rows to its writer by marshal
+                    "tier": str(new.tier),
+                    "status": str(new.status),
                     "detail": detail,
                 },
             )

@@ -201,8 +201,15 @@ class Fleet:
         name = "coordinator" if self.coordinators == 1 else f"coordinator-{n}"
         api, hub = self.api_ports[n - 1], self.hub_ports[n - 1]
         extra = {"VP_PORT": str(api), "VP_HUB_PORT": str(hub)}
-        if self.coordinators > 1:  # a request log of its own each
-            extra["VP_LOG_DIR"] = str(self.data_dir / "logs" / name)
+        if self.coordinators > 1:
+            # One group on this machine, as `up` runs it (docs/process-model.md): the lock
+            # holder alone places tenants and runs the duties, the others route by what the
+            # workers hold; each listens on its own port, nginx in front of them all. Workers
+            # start after the coordinators, so a member does not wait for them.
+            extra["VP_LOG_DIR"] = str(self.data_dir / "logs" / name)  # a request log each
+            extra["VP_COORDINATOR_PROCESSES"] = str(self.coordinators)
+            member = ["coordinator-member", "--index", str(n - 1), "--workers", "0"]
+            return self._vp(name, *member, VP_FENCE_LOCAL_WORKERS="true", **extra)
         # Workers run here as our own user: the coordinator fences a frozen one itself.
         return self._vp(name, "coordinator", VP_FENCE_LOCAL_WORKERS="true", **extra)
 

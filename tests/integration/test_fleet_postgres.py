@@ -35,7 +35,7 @@ def pg_fleet(pg_url: str, tmp_path: Path) -> Iterator[tuple[Proc, dict[str, Any]
     if port_open(5672):  # the machine's broker, on an exchange of this test's own
         env["VP_AMQP_EXCHANGE"] = f"vp-pgfleet-{secrets.token_hex(4)}"
     argv = [sys.executable, "-m", "vectorpanda", "fleet", "--data-dir", str(data_dir)]
-    argv += ["--https-port", "0", "--http-port", "0", "--workers", "0"]
+    argv += ["--https-port", "0", "--http-port", "0", "--workers", "1"]
     argv += ["--coordinators", "2", "--database-url", pg_url]
     popen = subprocess.Popen(
         argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
@@ -48,6 +48,13 @@ def pg_fleet(pg_url: str, tmp_path: Path) -> Iterator[tuple[Proc, dict[str, Any]
         yield proc, json.loads(line.removeprefix("fleet: ")), data_dir
     finally:
         proc.stop()
+
+
+def _leads(client: httpx.Client) -> bool:
+    """Whether the coordinator behind ``client`` is the one that places tenants."""
+    r = client.get("/admin/v1/workers")
+    assert r.status_code == 200, r.text
+    return bool(r.json()["coordinator"]["leads_placement"])
 
 
 def test_two_coordinators_share_postgresql_and_survive_a_sigkill(
@@ -81,6 +88,22 @@ def test_two_coordinators_share_postgresql_and_survive_a_sigkill(
     for client in direct:
         for cid in made:
             assert client.get(f"/admin/v1/clients/{cid}").status_code == 200
+    # One of them places tenants; the other routes by what the workers hold.
+    assert sorted(_leads(c) for c in direct) == [False, True]
+    scopes = {"scopes": ["read", "write", "manage"]}
+    key = https.post(f"/admin/v1/clients/{made[0]}/keys", json=scopes)
+    assert key.status_code == 201, key.text
+    data = {"Authorization": f"Bearer {key.json()['api_key']}"}
+    for n, client in enumerate(direct):  # the data plane through each, one owner
+        r = client.post("/v1/collections", json={"name": f"d{n}", "dimension": 2}, headers=data)
+        assert r.status_code == 201, r.text
+        body = {"vectors": [{"id": "a", "values": [1.0, 0.0]}]}
+        r = client.post(f"/v1/collections/d{n}/upsert", json=body, headers=data)
+        assert r.status_code == 200, r.text
+    for client in direct:
+        for n in range(len(direct)):
+            r = client.post(f"/v1/collections/d{n}/fetch", json={"ids": ["a"]}, headers=data)
+            assert r.status_code == 200 and list(r.json()["vectors"]) == ["a"], r.text
 
     first = info["pids"]["coordinator-1"]
     os.kill(first, signal.SIGKILL)
@@ -99,6 +122,10 @@ def test_two_coordinators_share_postgresql_and_survive_a_sigkill(
         reads.append(https.get("/admin/v1/clients").status_code)
     assert reads == [200] * 60  # reads are passed on to the live coordinator, never lost
     assert refused_posts <= 4  # at most the connections nginx kept open to the dead one
+    deadline = time.monotonic() + 10
+    while not _leads(direct[1]) and time.monotonic() < deadline:  # placement taken over
+        time.sleep(0.2)
+    assert _leads(direct[1])
 
     proc.wait_for("coordinator-1 exited", timeout=30)  # the fleet starts a new one
     deadline = time.monotonic() + 60

@@ -160,8 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--workers", type=int, default=2, help="FAISS worker processes to run")
     up.set_defaults(func=cmd_up)
     member = sub.add_parser("coordinator-member")  # started by `up`; not for operators
-    member.add_argument("--index", type=int, required=True)
-    member.add_argument("--workers", type=int, default=2)
+    # without --index a member claims a free slot (compose's identical services)
+    member.add_argument("--index", type=int, default=None)
+    member.add_argument("--workers", type=int, default=0, help="workers to wait for")
     member.set_defaults(func=cmd_coordinator_member)
 
     coord = sub.add_parser("coordinator", help="run the coordinator (API + worker hub)")

@@ -56,6 +56,11 @@ class Settings(BaseSettings):
     # leads placement and the singleton duties (docs/process-model.md). Hub ports are
     # hub_port, hub_port + 1, ... (any free ones when hub_port is 0).
     coordinator_processes: int = Field(default=1, ge=1, le=64)
+    # A group member's internal placement API (the leader's, asked by the others; worker
+    # secret): where it listens and the host name the others reach it by. Loopback on one
+    # machine; compose sets both so that coordinators in two containers form one group.
+    internal_host: str = "127.0.0.1"
+    internal_advertise_host: str | None = None
     # worker side
     coordinator_url: str = "ws://127.0.0.1:8081"
     worker_id: str | None = None

@@ -27,7 +27,7 @@ async def up(settings: Settings, workers: int) -> int:
     return await run_up(settings, workers)
 
 
-async def coordinator_member(settings: Settings, index: int, workers: int) -> int:
+async def coordinator_member(settings: Settings, index: int | None, workers: int) -> int:
     """One of the coordinator processes of ``up`` with VP_COORDINATOR_PROCESSES > 1."""
     from vectorpanda.server.group import run_member
 

@@ -257,8 +257,49 @@ async def run_group(
 # --- one coordinator process -------------------------------------------------------
 
 
-async def run_member(settings: Settings, index: int, workers: int) -> int:
+def claim_member_slot(settings: Settings) -> tuple[int, int]:
+    """A free member index of the group (0 .. processes-1) and the descriptor of its held
+    slot lock, for members started without ``--index`` (compose's identical services on one
+    shared data volume). The lock goes with the process, so a restarted one takes it again."""
+    import fcntl
+
+    folder = run_dir(settings)
+    folder.mkdir(parents=True, exist_ok=True)
+    while True:
+        for index in range(settings.coordinator_processes):
+            fd = os.open(folder / f"member-{index}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                continue
+            return index, fd
+        log.warning("every member slot of the coordinator group is taken; waiting for one")
+        time.sleep(1.0)
+
+
+def advertised_host(settings: Settings) -> str:
+    """The host the other members reach this one's internal API by."""
+    if settings.internal_advertise_host:
+        return settings.internal_advertise_host
+    if settings.internal_host in ("0.0.0.0", "::"):  # nosec B104 - a comparison, not a bind
+        return socket.gethostbyname(socket.gethostname())  # this container's address
+    return settings.internal_host
+
+
+async def run_member(settings: Settings, index: int | None, workers: int) -> int:
     """One coordinator process of the group: serve until a signal; lead if the lock is ours."""
+    slot_fd = None
+    if index is None:
+        index, slot_fd = claim_member_slot(settings)
+    try:
+        return await _run_member(settings, index, workers)
+    finally:
+        if slot_fd is not None:
+            os.close(slot_fd)
+
+
+async def _run_member(settings: Settings, index: int, workers: int) -> int:
     from vectorpanda.server.coordinator import _finish, _QuietServer, build_coordinator
     from vectorpanda.server.duties import in_process_duties
     from vectorpanda.shutdown import stop_on_signals
@@ -296,7 +337,7 @@ async def run_member(settings: Settings, index: int, workers: int) -> int:
     internal = _QuietServer(
         uvicorn.Config(
             internal_app(router, secret, leading),
-            host="127.0.0.1",
+            host=settings.internal_host,
             port=0,
             log_config=None,
             access_log=False,
@@ -339,7 +380,7 @@ async def run_member(settings: Settings, index: int, workers: int) -> int:
         while not internal.started:  # noqa: ASYNC110 - uvicorn offers no event for it
             await asyncio.sleep(0.01)
         internal_port = int(internal.servers[0].sockets[0].getsockname()[1])
-        leadership.publish(f"http://127.0.0.1:{internal_port}")
+        leadership.publish(f"http://{advertised_host(settings)}:{internal_port}")
         log.warning(
             "coordinator process %d (pid %d) leads placement; adopted %d held tenants",
             index,

@@ -27,9 +27,10 @@ from fastapi import APIRouter
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from starlette.routing import BaseRoute
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.errors import error_body, error_parts
+from api.lean_query import replay_body
 from api.routes.admin_clients import domain_errors
 from api.schemas_admin import BillingRequest, ChangeTierRequest, ClientOut, EventOut, event_out
 from api.services import Services
@@ -90,19 +91,6 @@ async def _read_body(receive: Receive) -> bytes:
         chunks.append(message.get("body", b""))
         if not message.get("more_body", False):
             return b"".join(chunks)
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    sent = False
-
-    async def replayed() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replayed
 
 
 def _model(body: bytes, model: type[BaseModel]) -> Any:
@@ -181,7 +169,7 @@ class LeanAdmin:
         try:
             request = _model(body, ChangeTierRequest if kind == "tier" else BillingRequest)
         except _Fallback:
-            await self.app(scope, _replay(body, receive), send)
+            await self.app(scope, replay_body(body, receive), send)
             return
         scope["route"] = self.routes[kind]  # for the request log and the metrics
         scope["path_params"] = {"client_id": client_id}

@@ -124,7 +124,8 @@ class _Disconnected(Exception):
     """The client went away while sending its body."""
 
 
-def _replay(body: bytes, receive: Receive) -> Receive:
+def replay_body(body: bytes, receive: Receive) -> Receive:
+    """``receive`` for the next app: the body already read, then whatever follows."""
     sent = False
 
     async def replayed() -> Message:
@@ -195,7 +196,7 @@ class LeanQuery:
             else:
                 query = parse_json_query(body)
         except _Fallback:
-            await self.app(scope, _replay(body, receive), send)
+            await self.app(scope, replay_body(body, receive), send)
             return
         except BinaryQueryError as exc:
             query = None

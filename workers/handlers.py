@@ -61,6 +61,21 @@ def upsert(store: TenantStore, frame: Frame) -> Result:
     return {"upserted": store.upsert(name, ids, metadata, vectors, limit)}, {}
 
 
+def query_options(header: dict[str, Any]) -> tuple[int | None, bool, str | None, bool]:
+    """A QUERY frame's ``ef_search``, ``include_values``, ``render`` and binary answer flag,
+    checked (StoreError INVALID)."""
+    ef_search = header.get("ef_search")
+    if ef_search is not None and (
+        not isinstance(ef_search, int) or isinstance(ef_search, bool) or ef_search < 1
+    ):
+        raise StoreError(ErrorCode.INVALID, "ef_search must be a positive integer")
+    include_values = _flag(header, "include_values")
+    render = header.get("render")
+    if render is not None and render not in RENDER_FORMS:
+        raise StoreError(ErrorCode.INVALID, "render must be 'single', 'batch' or null")
+    return ef_search, include_values, render, _render_format(header)
+
+
 def query(
     store: TenantStore, frame: Frame, wait: bool = True, budget: WorkBudget | None = None
 ) -> Result:
@@ -79,16 +94,7 @@ def query(
     if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
         raise StoreError(ErrorCode.INVALID, "top_k must be a positive integer")
     predicate = _filter(header.get("filter"), allow_empty=True, budget=budget)
-    ef_search = header.get("ef_search")
-    if ef_search is not None and (
-        not isinstance(ef_search, int) or isinstance(ef_search, bool) or ef_search < 1
-    ):
-        raise StoreError(ErrorCode.INVALID, "ef_search must be a positive integer")
-    include_values = _flag(header, "include_values")
-    render = header.get("render")
-    if render is not None and render not in RENDER_FORMS:
-        raise StoreError(ErrorCode.INVALID, "render must be 'single', 'batch' or null")
-    binary = _render_format(header)
+    ef_search, include_values, render, binary = query_options(header)
     queries = _array(frame, "queries")
     if loaded is None:
         collection = store.collection(header.get("collection", ""))

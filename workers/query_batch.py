@@ -25,9 +25,9 @@ import numpy as np
 
 from workers.collection import Collection
 from workers.errors import StoreError
-from workers.handlers import _array, _flag, _render_format
+from workers.handlers import _array, _flag, query_options
 from workers.protocol import ErrorCode, Frame
-from workers.query_answer import RENDER_FORMS, rendered_reply
+from workers.query_answer import rendered_reply
 from workers.read_write_lock import WouldBlock
 from workers.tenant_store import TenantStore
 from workers.work_budget import WorkBudget
@@ -67,16 +67,7 @@ def parse_quick(store: TenantStore, frame: Frame) -> tuple[Collection, dict[str,
         raise StoreError(ErrorCode.INVALID, "top_k must be a positive integer")
     if header.get("filter") is not None:
         raise WouldBlock  # {}: handlers.query compiles it (and counts it) in a thread
-    ef_search = header.get("ef_search")
-    if ef_search is not None and (
-        not isinstance(ef_search, int) or isinstance(ef_search, bool) or ef_search < 1
-    ):
-        raise StoreError(ErrorCode.INVALID, "ef_search must be a positive integer")
-    include_values = _flag(header, "include_values")
-    render = header.get("render")
-    if render is not None and render not in RENDER_FORMS:
-        raise StoreError(ErrorCode.INVALID, "render must be 'single', 'batch' or null")
-    binary = _render_format(header)
+    ef_search, include_values, render, binary = query_options(header)
     queries = _array(frame, "queries")
     if not loaded.quick_to_search(len(queries), top_k, ef_search):
         raise WouldBlock

@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
@@ -225,20 +226,7 @@ async def serve_coordinator(
     """Run the worker hub and the HTTP API until ``stop`` is set."""
     settings = parts.settings
     hub_port = await parts.hub.start(settings.hub_host, settings.hub_port)
-    config = uvicorn.Config(
-        parts.app,
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        access_log=False,
-        lifespan="off",
-        # The client address is ours to decide (api/client_address.py, VP_TRUSTED_PROXIES).
-        proxy_headers=False,
-        ws="none",
-        server_header=False,
-        timeout_graceful_shutdown=10,
-    )
-    server = _QuietServer(config)
+    server = quiet_server(parts.app, host=settings.host, port=settings.port)
     serving = asyncio.create_task(server.serve())
     eventing = asyncio.create_task(parts.events.run(stop)) if parts.events else None
     policy = HealthPolicy(interval_s=settings.heartbeat_interval_s)
@@ -302,6 +290,26 @@ class _QuietServer(uvicorn.Server):
 
     def install_signal_handlers(self) -> None:
         return None
+
+
+def quiet_server(app: Any, **where: Any) -> _QuietServer:
+    """A uvicorn server for one of our ASGI apps: no access log, lifespan, websockets or
+    server header, and no signal handlers; ``where`` is ``host``/``port`` (or none, for
+    a socket handed to ``serve``)."""
+    return _QuietServer(
+        uvicorn.Config(
+            app,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            # The client address is ours to decide (api/client_address.py, VP_TRUSTED_PROXIES).
+            proxy_headers=False,
+            ws="none",
+            server_header=False,
+            timeout_graceful_shutdown=10,
+            **where,
+        )
+    )
 
 
 def _bound_port(server: uvicorn.Server, default: int) -> int:

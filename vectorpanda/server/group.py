@@ -16,14 +16,11 @@ import contextlib
 import json
 import logging
 import os
-import signal
 import socket
 import sys
 import time
 from pathlib import Path
 from typing import Any, Protocol
-
-import uvicorn
 
 from api.internal import internal_app
 from coordinator.accounts import Accounts
@@ -44,6 +41,7 @@ from coordinator.shared_limits import reset_table
 from coordinator.storage_watch import StorageWatch
 from eventlog.store import SqliteEventStore
 from vectorpanda.settings import Settings, env_file_path
+from vectorpanda.shutdown import stop_children
 
 log = logging.getLogger("vectorpanda.group")
 
@@ -176,17 +174,7 @@ class MemberSupervisor:
 
     async def stop(self) -> None:
         self._stopping = True
-        for proc in self.procs.values():
-            if proc.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.send_signal(signal.SIGTERM)
-        for proc in self.procs.values():
-            try:
-                await asyncio.wait_for(proc.wait(), STOP_GRACE_S)
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-                await proc.wait()
+        await stop_children(self.procs.values(), STOP_GRACE_S)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -300,7 +288,7 @@ async def run_member(settings: Settings, index: int | None, workers: int) -> int
 
 
 async def _run_member(settings: Settings, index: int, workers: int) -> int:
-    from vectorpanda.server.coordinator import _finish, _QuietServer, build_coordinator
+    from vectorpanda.server.coordinator import _finish, build_coordinator, quiet_server
     from vectorpanda.server.duties import in_process_duties
     from vectorpanda.shutdown import stop_on_signals
 
@@ -322,29 +310,10 @@ async def _run_member(settings: Settings, index: int, workers: int) -> int:
     hub_port = await hub.start(settings.hub_host, settings.hub_port)
 
     public = _reuse_port_socket(settings.host, settings.port)
-    config = uvicorn.Config(
-        app,
-        log_config=None,
-        access_log=False,
-        lifespan="off",
-        proxy_headers=False,
-        ws="none",
-        server_header=False,
-        timeout_graceful_shutdown=10,
-    )
-    server = _QuietServer(config)
+    server = quiet_server(app)
     serving: asyncio.Task[None] | None = None
-    internal = _QuietServer(
-        uvicorn.Config(
-            internal_app(router, secret, leading),
-            host=settings.internal_host,
-            port=0,
-            log_config=None,
-            access_log=False,
-            lifespan="off",
-            ws="none",
-            server_header=False,
-        )
+    internal = quiet_server(
+        internal_app(router, secret, leading), host=settings.internal_host, port=0
     )
     internal_serving = asyncio.create_task(internal.serve())
     tracker = HealthTracker(

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
 import sys
 import time
 from pathlib import Path
@@ -22,7 +21,7 @@ from vectorpanda.process_setup import configure_logging
 from vectorpanda.server.coordinator import build_coordinator, serve_coordinator
 from vectorpanda.server.duties import in_process_duties
 from vectorpanda.settings import Settings, env_file_path
-from vectorpanda.shutdown import stop_on_signals
+from vectorpanda.shutdown import stop_children, stop_on_signals
 
 log = logging.getLogger("vectorpanda.up")
 
@@ -121,18 +120,7 @@ class WorkerSupervisor:
 
     async def stop(self) -> None:
         self._stopping = True
-        for proc in self._procs.values():
-            if proc.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.send_signal(signal.SIGTERM)
-        for proc in self._procs.values():
-            try:
-                await asyncio.wait_for(proc.wait(), WORKER_STOP_GRACE_S)
-            except TimeoutError:
-                log.error("worker pid %s did not stop in time; killing it", proc.pid)
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-                await proc.wait()
+        await stop_children(self._procs.values(), WORKER_STOP_GRACE_S)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -59,6 +59,7 @@ from workers.segment import (
     wal_numbers,
     write_manifest,
 )
+from workers.tenant_marker import read_marker, tenant_lock
 
 if TYPE_CHECKING:
     from workers.tenant_store import TenantStore
@@ -204,10 +205,9 @@ def backup_cold(
     hot: Path, cold: Path, tenant: str, backups: BackupStore, header: dict[str, Any]
 ) -> dict[str, Any]:
     """Back up a paused tenant from its cold copy, which nothing writes to while paused."""
-    from workers.tenant_move import _tenant_lock, read_marker  # the move's own lock
 
     check_tenant_id(tenant)
-    with _tenant_lock(hot, tenant):
+    with tenant_lock(hot, tenant):
         marker = read_marker(hot, tenant)
         if marker is None:
             raise StoreError(ErrorCode.UNAVAILABLE, "tenant is not in cold storage")

@@ -28,12 +28,9 @@ without loading it into a worker.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -46,31 +43,22 @@ from workers.file_digests import tree_digests
 from workers.integrity import FileChecksum, file_checksum
 from workers.protocol import ErrorCode
 from workers.sealed import Keyring
+from workers.tenant_marker import (
+    COLD,
+    HOT,
+    LOCATIONS_DIR,
+    LOCK_FILE,
+    marker_path,
+    read_marker,
+)
+from workers.tenant_marker import tenant_lock as _tenant_lock
 
-LOCATIONS_DIR = ".locations"
-LOCK_FILE = ".lock"  # workers.tenant_files.LOCK_FILE (not imported: it pulls in FAISS)
-HOT, COLD = "hot", "cold"
 _CHUNK = 1 << 20
 
 
 def _step(name: str) -> None:
     """A point between two durable steps (tests replace this to crash exactly there)."""
     return None
-
-
-def marker_path(hot: Path, tenant: str) -> Path:
-    return hot / LOCATIONS_DIR / check_tenant_id(tenant)
-
-
-def read_marker(hot: Path, tenant: str) -> dict[str, Any] | None:
-    """The marker's contents if the tenant is in cold storage, else None."""
-    try:
-        doc = orjson.loads(marker_path(hot, tenant).read_bytes())
-    except FileNotFoundError:
-        return None
-    if not isinstance(doc, dict) or doc.get("location") != COLD:
-        raise StoreError(ErrorCode.INTERNAL, f"location marker of {tenant} is malformed")
-    return doc
 
 
 def location(hot: Path, tenant: str) -> str:
@@ -150,26 +138,6 @@ def settle(hot: Path, cold: Path, tenant: str) -> None:
     stale = (hot if where == COLD else cold) / tenant
     if stale.exists():
         _remove(stale, tenant)
-
-
-@contextmanager
-def _tenant_lock(hot: Path, tenant: str) -> Iterator[None]:
-    """Hold the tenant's directory lock (if it has a hot directory) so no worker loads it."""
-    path = hot / tenant / LOCK_FILE
-    if not path.parent.is_dir():
-        yield
-        return
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            raise StoreError(
-                ErrorCode.UNAVAILABLE, "tenant is still held by a worker; retry shortly"
-            ) from exc
-        yield
-    finally:
-        os.close(fd)
 
 
 def summarize_hot(

@@ -6,12 +6,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from eventlog.events import Tier
+
 
 @dataclass(frozen=True, slots=True)
 class CreateClient:
     name: str
     email: str
-    tier: str = "free"
+    tier: str = Tier.FREE
     actor: str = "admin"
 
 

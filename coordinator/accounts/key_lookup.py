@@ -40,8 +40,8 @@ _STAND_IN: Mapping[str, Any] = {
     "last_used_at": None,
     "name": "-",
     "email": "-",
-    "tier": "free",
-    "status": "active",
+    "tier": Tier.FREE.value,
+    "status": ClientStatus.ACTIVE.value,
     "client_created_at": "2000-01-01T00:00:00.000000Z",
 }
 

@@ -59,12 +59,7 @@ MAY_IMPORT: dict[str, set[str]] = {
 PURE_ONLY = {"api": {"eventlog", "projections"}}  # importer -> components it may use pure only
 
 # (importer, imported) edges that close a cycle today. Cutting them leaves no cycle.
-ALLOWED_CYCLE_EDGES: set[tuple[str, str]] = {
-    # not named in the issue, found by this check: backup_files -> tenant_move ->
-    # tenant_store -> backup_files (and via collection), all through lazy imports; for the
-    # split of workers/collection.py and workers/tenant_store.py to untie
-    ("workers.backup_files", "workers.tenant_move"),
-}
+ALLOWED_CYCLE_EDGES: set[tuple[str, str]] = set()
 
 # (importer, imported) modules that break a layer rule today.
 ALLOWED_LAYER_BREAKS: set[tuple[str, str]] = set()

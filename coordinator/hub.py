@@ -140,7 +140,12 @@ class DepartedWorker:
 class WorkerHub:
     """Accepts worker connections and keeps the set of live links."""
 
-    def __init__(self, worker_secret: str, fencer: Fencer | None = None) -> None:
+    def __init__(
+        self,
+        worker_secret: str,
+        fencer: Fencer | None = None,
+        leading: Callable[[], bool] | None = None,
+    ) -> None:
         self._secret = worker_secret.encode()
         self._links: dict[str, WorkerLink] = {}
         self.departed: dict[str, DepartedWorker] = {}
@@ -159,7 +164,7 @@ class WorkerHub:
         # Several coordinator processes (coordinator/leader.py): whether this one leads,
         # told to workers in WELCOME and every heartbeat ack (their lease follows the
         # leader's). None: the only coordinator, nothing to tell.
-        self.leading: Callable[[], bool] | None = None
+        self.leading: Callable[[], bool] | None = leading
 
     def _role(self) -> dict[str, Any]:
         return {} if self.leading is None else {"leader": self.leading()}
@@ -298,9 +303,10 @@ class WorkerHub:
         A silent worker may only be frozen: it still holds its tenants' file
         locks and could wake up. The fencer (if any) kills it first, so the
         tenants can be loaded elsewhere as soon as the leave listeners hand
-        them on.
+        them on. In a coordinator group only the leader fences.
         """
-        if self.fencer is not None and link.alive:
+        leads = self.leading is None or self.leading()
+        if self.fencer is not None and link.alive and leads:
             try:
                 fenced = await self.fencer(link)
             except Exception:  # a failed fence must not keep the worker counted live

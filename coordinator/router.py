@@ -117,6 +117,8 @@ class TenantRouter(OwnershipMoves):
         on_unservable_alert: AlertHook = no_alert,
         charge_cost: Callable[[str, int], None] = _ignore_cost,
         tenant_keys: Callable[[str], Awaitable[dict[str, Any] | None]] | None = None,
+        leading: Callable[[], bool] | None = None,
+        follower: FollowerPlacement | None = None,
     ) -> None:
         self._hub = hub
         self._timeout_s = timeout_s
@@ -150,8 +152,8 @@ class TenantRouter(OwnershipMoves):
         self._epoch = time.time_ns()
         # Several coordinator processes (coordinator/leader.py): ``leading`` says whether
         # this one places tenants; when it does not, ``follower`` finds owners instead.
-        self.leading: Callable[[], bool] = _always
-        self.follower: FollowerPlacement | None = None
+        self.leading: Callable[[], bool] = leading or _always
+        self.follower: FollowerPlacement | None = follower
         hub.on_leave.append(self._forget_worker)
         hub.on_held.append(self._on_held)
 

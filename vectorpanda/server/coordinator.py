@@ -24,9 +24,11 @@ from coordinator.data_keys import DataKeys
 from coordinator.dataplane import DataPlane, Limits
 from coordinator.encryption_duty import EncryptionDuty
 from coordinator.fencing import fence_local_worker
+from coordinator.follower import FollowerPlacement, LeaderClient
 from coordinator.health import HealthPolicy, HealthTracker
 from coordinator.hub import Fencer, WorkerHub
 from coordinator.key_wrapping import LocalKeyWrapper
+from coordinator.leader import Leadership
 from coordinator.list_cursor import ListCursors
 from coordinator.metrics import Metrics
 from coordinator.pause import PauseService, WorkerTenantFiles
@@ -107,11 +109,15 @@ def charge_to(limiter: RateLimiter | None) -> Callable[[str, int], None]:
     return lambda tenant, cost: limiter.charge(tenant, cost_tokens(cost))
 
 
-def build_coordinator(settings: Settings, fencer: Fencer | None = None) -> CoordinatorParts:
+def build_coordinator(
+    settings: Settings, fencer: Fencer | None = None, leadership: Leadership | None = None
+) -> CoordinatorParts:
     """Wire the coordinator: accounts (event store), worker hub, router, API.
 
     ``fencer`` kills a silent worker before its tenants are handed on; whoever supervises
     the workers gives it (``vectorpanda up``), otherwise ``VP_FENCE_LOCAL_WORKERS`` decides.
+    ``leadership``: this process is a member of a coordinator group (server/group.py); it
+    places tenants only while it leads, and otherwise asks the leader.
     """
     admin_token = require_secret(settings, "admin_token")
     pepper = require_secret(settings, "key_pepper")
@@ -122,7 +128,11 @@ def build_coordinator(settings: Settings, fencer: Fencer | None = None) -> Coord
     accounts = Accounts.with_unit_of_work(uow, pepper.encode(), settings.key_cache_size)
     if fencer is None and settings.fence_local_workers:
         fencer = fence_local_worker
-    hub = WorkerHub(worker_secret, fencer)
+    leading = None if leadership is None else (lambda: leadership.is_leader)
+    hub = WorkerHub(worker_secret, fencer, leading)
+    follower = None
+    if leadership is not None:
+        follower = FollowerPlacement(hub, LeaderClient(leadership.address_file, worker_secret))
     data_keys = build_data_keys(settings, accounts)
     rate_limiter: RateLimiter | None = None
     if settings.rate_limits and settings.coordinator_processes > 1:
@@ -142,6 +152,8 @@ def build_coordinator(settings: Settings, fencer: Fencer | None = None) -> Coord
         # A tenant is its client: the work a worker reports is charged to that client.
         charge_cost=charge_to(rate_limiter),
         tenant_keys=data_keys.keyring_for if data_keys is not None else None,
+        leading=leading,
+        follower=follower,
     )
     limits = limits_from(settings)
     # Stored figures are read through a plain data plane: reading them is not usage.

@@ -34,12 +34,12 @@ from coordinator.accounts.commands import (
 from coordinator.coherence import CoherenceBoard, LogFollower
 from coordinator.encryption_duty import EncryptionDuty
 from coordinator.fencing import fence_local_worker
-from coordinator.follower import FollowerPlacement, LeaderClient
 from coordinator.health import HealthPolicy, HealthTracker
 from coordinator.leader import Leadership
 from coordinator.shared_limits import reset_table
 from coordinator.storage_watch import StorageWatch
 from eventlog.store import SqliteEventStore
+from vectorpanda.control_db import control_engine, database_url
 from vectorpanda.settings import Settings, env_file_path
 from vectorpanda.shutdown import stop_children
 
@@ -293,20 +293,19 @@ async def _run_member(settings: Settings, index: int, workers: int) -> int:
     from vectorpanda.shutdown import stop_on_signals
 
     stop = stop_on_signals()
-    parts = build_coordinator(settings)
+    # the lock: flock on the data dir, or PostgreSQL's advisory lock on the control database
+    on_postgres = database_url(settings) is not None
+    leadership = Leadership(settings.data_dir, control_engine(settings) if on_postgres else None)
+    # hub and router know from the start that they lead only while holding it
+    # `up`'s workers run on this machine, as this user: the leader (only) fences them
+    parts = build_coordinator(settings, fencer=fence_local_worker, leadership=leadership)
     app = parts.app
     secret = settings.worker_secret.get_secret_value() if settings.worker_secret else ""
-    engine = parts.events.store.engine if parts.events is not None else None
-    leadership = Leadership(settings.data_dir, engine)
     router, hub = parts.router, parts.hub
 
     def leading() -> bool:
         return leadership.is_leader
 
-    router.leading = leading
-    router.follower = FollowerPlacement(hub, LeaderClient(leadership.address_file, secret))
-    hub.leading = leading
-    hub.fencer = None  # the leader fences, once it leads
     hub_port = await hub.start(settings.hub_host, settings.hub_port)
 
     public = _reuse_port_socket(settings.host, settings.port)
@@ -345,7 +344,6 @@ async def _run_member(settings: Settings, index: int, workers: int) -> int:
     async def on_gain() -> None:
         nonlocal eventing
         adopted = router.adopt_held()
-        hub.fencer = fence_local_worker  # `up`'s workers run on this machine, as this user
         while not internal.started:  # noqa: ASYNC110 - uvicorn offers no event for it
             await asyncio.sleep(0.01)
         internal_port = int(internal.servers[0].sockets[0].getsockname()[1])
@@ -419,7 +417,8 @@ async def _run_member(settings: Settings, index: int, workers: int) -> int:
         for task in [*tasks, leading_task]:
             task.cancel()
         await asyncio.gather(*tasks, leading_task, return_exceptions=True)
-        await router.follower.leader.close()
+        if router.follower is not None:
+            await router.follower.leader.close()
         await hub.close()
         await parts.accounts.close()
         if parts.dashboard is not None:

@@ -170,7 +170,7 @@ class EventLogProbe(Collector):
     ``control_db`` is its engine, and the two reads go through a pooled connection.
     """
 
-    def __init__(self, control_db: Path | Engine, audit_db: Path) -> None:
+    def __init__(self, control_db: Path | Engine, audit_db: Path | Engine) -> None:
         self.control_db = control_db
         self.audit_db = audit_db
 
@@ -198,7 +198,11 @@ class EventLogProbe(Collector):
                 "SELECT COUNT(*), MIN(e.occurred_at) FROM outbox o JOIN events e ON e.seq = o.seq",
             )[0]
             checkpoints: list[tuple[Any, ...]] = []
-            if self.audit_db.exists():
+            if isinstance(self.audit_db, Engine):
+                with self.audit_db.connect() as conn:
+                    sql = "SELECT consumer, seq FROM checkpoints"
+                    checkpoints = [tuple(row) for row in conn.exec_driver_sql(sql)]
+            elif self.audit_db.exists():
                 checkpoints = self._query(self.audit_db, "SELECT consumer, seq FROM checkpoints")
         except (sqlite3.Error, SQLAlchemyError, IndexError, ValueError) as exc:
             log.debug("event log probe failed: %s", exc)
@@ -331,7 +335,7 @@ class Metrics:
         self._hub, self._router = hub, router
         router.observe_frame = self.observe_frame
 
-    def watch_event_log(self, control_db: Path | Engine, audit_db: Path) -> None:
+    def watch_event_log(self, control_db: Path | Engine, audit_db: Path | Engine) -> None:
         if self._event_log is None:
             self._event_log = EventLogProbe(control_db, audit_db)
             self.registry.register(self._event_log)

@@ -10,7 +10,6 @@ the daily check costs the day's events, not the whole history.
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -20,6 +19,7 @@ from eventlog.hashchain import Mismatch
 from eventlog.records import StoredEvent, utc_now
 from eventlog.scan import last_of_type, row_at, snapshot_cursor
 from eventlog.store import SqliteEventStore
+from projections.audit_store import AuditTarget
 from projections.fold import ClientState
 from projections.replay import AuditReport, Progress, walk_and_compare
 from projections.walk import StateLoader
@@ -45,8 +45,7 @@ def latest_checkpoint(store: SqliteEventStore) -> tuple[int, AuditCheckpointReco
 def _states_from_history(after_seq: int) -> Any:
     """Each client's state as of ``after_seq``, read from the (already verified) live tables."""
 
-    def loader_for(audit: Any) -> StateLoader:
-        cursor = audit.connection.cursor()
+    def loader_for(cursor: Any) -> StateLoader:
 
         def load(client_id: str) -> ClientState | None:
             cursor.execute(
@@ -69,7 +68,7 @@ def _states_from_history(after_seq: int) -> Any:
 
 
 def verify_since_checkpoint(
-    store: SqliteEventStore, audit_db: Path, progress: Progress | None = None
+    store: SqliteEventStore, audit_db: AuditTarget, progress: Progress | None = None
 ) -> AuditReport:
     """Check the checkpoint's link, then only the events and rows after it."""
     found = latest_checkpoint(store)

@@ -1,4 +1,5 @@
-"""Read-only queries on the audit projections (audit.sqlite3) for the dashboard pages.
+"""Read-only queries on the audit projections (audit.sqlite3, or the PostgreSQL control
+database) for the dashboard pages.
 
 The pages see only ``projections.reads.AuditReads``; the composition root passes this
 SQLite reader in.
@@ -13,8 +14,9 @@ from typing import Any
 from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import OperationalError
 
+from eventlog.database import read_transaction
 from eventlog.events import BillingAnomalyDetected
-from eventlog.sqlite import open_engine, read_transaction
+from eventlog.sqlite import open_engine
 from projections.reads import PAGE, AuditRow, UsageDay
 from projections.tables import audit_log, census_index, usage
 
@@ -22,17 +24,18 @@ from projections.tables import audit_log, census_index, usage
 class AuditReader:
     """Queries the projections; an absent or not-yet-built database reads as empty."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._engine: Engine | None = None
+    def __init__(self, target: Path | Engine) -> None:
+        self.path = target if isinstance(target, Path) else None
+        self._engine: Engine | None = target if isinstance(target, Engine) else None
         self._lock = threading.Lock()
 
     def _rows(self, stmt: Any) -> list[Any]:
-        if not self.path.exists():
+        if self.path is not None and not self.path.exists():
             return []
         with self._lock:
-            if self._engine is None:
+            if self._engine is None and self.path is not None:
                 self._engine = open_engine(self.path, synchronous="NORMAL")
+        assert self._engine is not None
         try:
             with read_transaction(self._engine) as conn:
                 return list(conn.execute(stmt).all())

@@ -16,6 +16,7 @@ from eventlog.hashchain import Mismatch
 from eventlog.scan import snapshot_cursor
 from eventlog.store import SqliteEventStore
 from projections.audit_checkpoint import verify_since_checkpoint
+from projections.audit_store import AuditTarget
 from projections.replay import AuditReport, Progress, verify_audit
 
 
@@ -60,7 +61,7 @@ class AuditVerdict:
 
 def run_verify(
     store: SqliteEventStore,
-    audit_db: Path,
+    audit_db: AuditTarget,
     *,
     since_checkpoint: bool = False,
     anchors_dir: Path | None = None,

@@ -20,7 +20,7 @@ from sqlalchemy import Table
 from eventlog.hashchain import GENESIS_HASH, ChainReport, Mismatch
 from eventlog.scan import head_row, scan_chain_rows, snapshot_cursor, verify_range
 from eventlog.store import SqliteEventStore
-from projections.audit_store import AUDIT_CONSUMER, AuditProjection
+from projections.audit_store import AUDIT_CONSUMER, AuditProjection, AuditTarget, audit_snapshot
 from projections.fold import ClientState
 from projections.replay_writer import ReplayWriter, WriterProcess
 from projections.walk import (
@@ -144,7 +144,7 @@ def _live_checkpoint(cursor: Any) -> int:
 
 def walk_and_compare(
     store: SqliteEventStore,
-    audit_db: Path,
+    audit_db: AuditTarget,
     *,
     after_seq: int = 0,
     prev_hash: str | None = None,
@@ -158,56 +158,65 @@ def walk_and_compare(
     second process while this one folds and compares: two cores, half the wall time.
     """
     live = AuditProjection.at(audit_db)  # creates the tables when the audit db is new
-    raw = live.engine.raw_connection()
     try:
-        audit = raw.cursor()
-        audit.execute("BEGIN DEFERRED")
-        checkpoint = _live_checkpoint(audit)
-        loader = state_loader(audit) if state_loader is not None else None
-        with snapshot_cursor(store.engine) as log:
-            head = head_row(log)
-            head_seq = head[0] if head is not None else 0
-            start_hash = prev_hash or GENESIS_HASH
-            chain = _chain_apart(store, after_seq, start_hash, head_seq, chain_apart_over)
-            walk = LogWalk(after_seq, start_hash, check=chain is None)
-            if loader is not None:
-                walk.load_state = loader
-            tables = {t.name: LiveTable(raw.cursor(), t, after_seq) for t in SEQ_TABLES}
-            state_bad: int | None = None
-            verified = (after_seq, prev_hash or "")
-            state_done = checkpoint <= after_seq
-            if state_done:
-                state_bad = compare_client_state(audit, walk.states, after_seq)
-            for seq, effects in walk.fold_rows(scan_chain_rows(log, after_seq, head_seq)):
-                if seq <= checkpoint:
-                    for name, row in effects.rows:
-                        table = tables[name]
-                        table.expect(row_tuple(table.table, row))
-                    if seq == checkpoint:
-                        verified = (seq, walk.prev_hash)
-                        state_bad = compare_client_state(audit, walk.states, after_seq)
-                        state_done = True
-                if progress is not None and seq % 10_000 == 0:
-                    progress(seq - after_seq, head_seq - after_seq)
-            if not state_done:
-                # The log ends before the projections' checkpoint (or lacks the event at
-                # it): compare what there is; the chain or the tables name the cause.
-                state_bad = compare_client_state(audit, walk.states, after_seq)
-        if chain is not None:
-            walk.mismatches = chain.result().mismatches
-        found = list(walk.mismatches)
-        for table in tables.values():
-            table.finish()
-            if table.first_bad is not None:
-                found.append(
-                    Mismatch(table.first_bad, f"{table.table.name} differs from the replay")
-                )
-        if state_bad is not None:
-            found.append(Mismatch(state_bad, "client_state differs from the replay"))
-        audit.execute("COMMIT")
+        with audit_snapshot(live.engine) as new_cursor:
+            return _walk_and_compare(
+                store, new_cursor, after_seq, prev_hash, state_loader, progress, chain_apart_over
+            )
     finally:
-        raw.close()
         live.close()
+
+
+def _walk_and_compare(
+    store: SqliteEventStore,
+    new_cursor: Callable[[], Any],
+    after_seq: int,
+    prev_hash: str | None,
+    state_loader: Callable[[Any], StateLoader] | None,
+    progress: Progress | None,
+    chain_apart_over: int | None,
+) -> AuditReport:
+    audit = new_cursor()
+    checkpoint = _live_checkpoint(audit)
+    loader = state_loader(new_cursor()) if state_loader is not None else None
+    with snapshot_cursor(store.engine) as log:
+        head = head_row(log)
+        head_seq = head[0] if head is not None else 0
+        start_hash = prev_hash or GENESIS_HASH
+        chain = _chain_apart(store, after_seq, start_hash, head_seq, chain_apart_over)
+        walk = LogWalk(after_seq, start_hash, check=chain is None)
+        if loader is not None:
+            walk.load_state = loader
+        tables = {t.name: LiveTable(new_cursor(), t, after_seq) for t in SEQ_TABLES}
+        state_bad: int | None = None
+        verified = (after_seq, prev_hash or "")
+        state_done = checkpoint <= after_seq
+        if state_done:
+            state_bad = compare_client_state(audit, walk.states, after_seq)
+        for seq, effects in walk.fold_rows(scan_chain_rows(log, after_seq, head_seq)):
+            if seq <= checkpoint:
+                for name, row in effects.rows:
+                    table = tables[name]
+                    table.expect(row_tuple(table.table, row))
+                if seq == checkpoint:
+                    verified = (seq, walk.prev_hash)
+                    state_bad = compare_client_state(audit, walk.states, after_seq)
+                    state_done = True
+            if progress is not None and seq % 10_000 == 0:
+                progress(seq - after_seq, head_seq - after_seq)
+        if not state_done:
+            # The log ends before the projections' checkpoint (or lacks the event at
+            # it): compare what there is; the chain or the tables name the cause.
+            state_bad = compare_client_state(audit, walk.states, after_seq)
+    if chain is not None:
+        walk.mismatches = chain.result().mismatches
+    found = list(walk.mismatches)
+    for table in tables.values():
+        table.finish()
+        if table.first_bad is not None:
+            found.append(Mismatch(table.first_bad, f"{table.table.name} differs from the replay"))
+    if state_bad is not None:
+        found.append(Mismatch(state_bad, "client_state differs from the replay"))
     found.sort(key=lambda m: m.seq)
     return AuditReport(
         ok=not found,
@@ -240,7 +249,7 @@ def _chain_apart(
 
 def verify_audit(
     events: SqliteEventStore,
-    audit_db: Path,
+    audit_db: AuditTarget,
     progress: Progress | None = None,
     chain_apart_over: int | None = None,
 ) -> AuditReport:

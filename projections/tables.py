@@ -1,4 +1,5 @@
-"""SQLite audit tables (the projections database, separate from the event store).
+"""The audit tables: their own SQLite file beside the event store, or the PostgreSQL
+control database itself when ``VP_DATABASE_URL`` names one.
 
 Every row carries the ``seq`` of the event that produced it, so a table can
 be compared with a replay seq by seq. ``client_state`` is the current tier
@@ -7,20 +8,26 @@ and status per client, which the history rows are built from.
 
 from __future__ import annotations
 
-from sqlalchemy import Column, Index, Integer, MetaData, Table, Text
+from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, Table, Text
+
+from eventlog.database import OrderedText
 
 metadata = MetaData()
+
+# INTEGER on SQLite (a seq key stays the rowid), 64-bit on PostgreSQL: seqs, byte counts
+# and amounts outgrow int4 there.
+Int = Integer().with_variant(BigInteger(), "postgresql")
 
 audit_log = Table(
     "audit_log",
     metadata,
-    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("seq", Int, primary_key=True, autoincrement=False),
     Column("event_id", Text, nullable=False),
-    Column("occurred_at", Text, nullable=False),
+    Column("occurred_at", OrderedText, nullable=False),
     Column("actor", Text, nullable=False),
     Column("client_id", Text, nullable=True),
     Column("type", Text, nullable=False),
-    Column("schema_version", Integer, nullable=False),
+    Column("schema_version", Int, nullable=False),
     Column("summary", Text, nullable=False),
     # The stored data exactly as in the log (canonical JSON).
     Column("data", Text, nullable=False),
@@ -32,20 +39,20 @@ audit_log = Table(
 client_state = Table(
     "client_state",
     metadata,
-    Column("client_id", Text, primary_key=True),
+    Column("client_id", OrderedText, primary_key=True),
     Column("name", Text, nullable=False),
     Column("email", Text, nullable=False),
     Column("tier", Text, nullable=False),
     Column("status", Text, nullable=False),
-    Column("updated_seq", Integer, nullable=False),
+    Column("updated_seq", Int, nullable=False),
 )
 
 client_history = Table(
     "client_history",
     metadata,
-    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("seq", Int, primary_key=True, autoincrement=False),
     Column("client_id", Text, nullable=False),
-    Column("occurred_at", Text, nullable=False),
+    Column("occurred_at", OrderedText, nullable=False),
     Column("actor", Text, nullable=False),
     Column("change", Text, nullable=False),
     Column("tier", Text, nullable=False),
@@ -57,10 +64,10 @@ client_history = Table(
 key_history = Table(
     "key_history",
     metadata,
-    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("seq", Int, primary_key=True, autoincrement=False),
     Column("client_id", Text, nullable=False),
     Column("key_id", Text, nullable=False),
-    Column("occurred_at", Text, nullable=False),
+    Column("occurred_at", OrderedText, nullable=False),
     Column("actor", Text, nullable=False),
     Column("action", Text, nullable=False),
     Column("scopes", Text, nullable=True),
@@ -74,12 +81,12 @@ key_history = Table(
 billing_ledger = Table(
     "billing_ledger",
     metadata,
-    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("seq", Int, primary_key=True, autoincrement=False),
     Column("client_id", Text, nullable=False),
-    Column("occurred_at", Text, nullable=False),
+    Column("occurred_at", OrderedText, nullable=False),
     Column("actor", Text, nullable=False),
     Column("kind", Text, nullable=False),
-    Column("amount_cents", Integer, nullable=True),
+    Column("amount_cents", Int, nullable=True),
     Column("currency", Text, nullable=True),
     Column("reference", Text, nullable=True),
     Column("detail", Text, nullable=True),
@@ -89,25 +96,25 @@ billing_ledger = Table(
 usage = Table(
     "usage",
     metadata,
-    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("seq", Int, primary_key=True, autoincrement=False),
     Column("client_id", Text, nullable=False),
-    Column("period_start", Text, nullable=False),
-    Column("period_end", Text, nullable=False),
-    Column("requests", Integer, nullable=False),
-    Column("queries", Integer, nullable=False),
-    Column("vectors_upserted", Integer, nullable=False),
-    Column("vectors_stored", Integer, nullable=False),
-    Column("bytes_stored", Integer, nullable=False),
+    Column("period_start", OrderedText, nullable=False),
+    Column("period_end", OrderedText, nullable=False),
+    Column("requests", Int, nullable=False),
+    Column("queries", Int, nullable=False),
+    Column("vectors_upserted", Int, nullable=False),
+    Column("vectors_stored", Int, nullable=False),
+    Column("bytes_stored", Int, nullable=False),
     Index("ix_usage_client", "client_id", "period_start"),
 )
 
 collection_history = Table(
     "collection_history",
     metadata,
-    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("seq", Int, primary_key=True, autoincrement=False),
     Column("client_id", Text, nullable=False),
     Column("name", Text, nullable=False),
-    Column("occurred_at", Text, nullable=False),
+    Column("occurred_at", OrderedText, nullable=False),
     Column("actor", Text, nullable=False),
     Column("action", Text, nullable=False),
     Column("spec", Text, nullable=True),
@@ -116,18 +123,18 @@ collection_history = Table(
 census_index = Table(
     "census_index",
     metadata,
-    Column("seq", Integer, primary_key=True, autoincrement=False),
-    Column("occurred_at", Text, nullable=False),
+    Column("seq", Int, primary_key=True, autoincrement=False),
+    Column("occurred_at", OrderedText, nullable=False),
     Column("archive", Text, nullable=False),
     Column("sha256", Text, nullable=False),
-    Column("clients", Integer, nullable=False),
+    Column("clients", Int, nullable=False),
 )
 
 checkpoints = Table(
     "checkpoints",
     metadata,
     Column("consumer", Text, primary_key=True),
-    Column("seq", Integer, nullable=False),
+    Column("seq", Int, nullable=False),
 )
 
 # The projected tables, in the order verify reports them; checkpoints are bookkeeping.

@@ -81,6 +81,7 @@ def _anchor_key(settings: Settings, args: argparse.Namespace) -> Any:
 def cmd_verify(args: argparse.Namespace) -> int:
     from projections.audit_checkpoint import NoAuditCheckpoint
     from projections.audit_verify import run_verify
+    from vectorpanda.control_db import audit_database
 
     settings = _settings(args)
     store = _event_store(settings)
@@ -101,7 +102,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         with audit_progress("verify", enabled=_show_progress(args)) as progress:
             verdict = run_verify(
                 store,
-                settings.audit_db,
+                audit_database(settings),
                 since_checkpoint=args.since_checkpoint,
                 anchors_dir=anchors_dir if key is not None else None,
                 anchor_key=key,
@@ -195,11 +196,12 @@ def cmd_check_export(args: argparse.Namespace) -> int:
 
 def cmd_projections(args: argparse.Namespace) -> int:
     from vectorpanda import server
+    from vectorpanda.control_db import audit_location
     from vectorpanda.process_setup import configure_logging
 
     settings = _settings(args)
     configure_logging(settings, request_log_to_file=False)
-    print(f"projections: writing {settings.audit_db}", flush=True)
+    print(f"projections: writing {audit_location(settings)}", flush=True)
     return int(asyncio.run(server.projections(settings)))
 
 

@@ -40,6 +40,27 @@ def audit_event_log(settings: Settings) -> Any:
     return SqliteEventStore(control_engine(settings))
 
 
+def audit_database(settings: Settings) -> Path | Engine:
+    """Where the audit projections live: the PostgreSQL control database (an engine on
+    it) when ``VP_DATABASE_URL`` is set, so every coordinator and projector shares one
+    set of tables and one checkpoint; else their own file, ``audit.sqlite3``."""
+    if database_url(settings) is None:
+        return settings.audit_db
+    return control_engine(settings)
+
+
+def audit_location(settings: Settings) -> str:
+    """Where the audit projections are, fit for a log line (no password)."""
+    return str(settings.audit_db) if database_url(settings) is None else control_location(settings)
+
+
+def dead_letters_location(settings: Settings) -> str:
+    """Where the dead-letter record is, fit for an email (no password)."""
+    if database_url(settings) is None:
+        return str(settings.dead_letters_db)
+    return f"table dead_letters in {control_location(settings)}"
+
+
 def shared_store(settings: Settings, path: Path) -> Path | str:
     """Where a store that every coordinator shares lives: the PostgreSQL control
     database (its URL) when ``VP_DATABASE_URL`` is set, else its own SQLite file."""

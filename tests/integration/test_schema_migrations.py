@@ -42,6 +42,17 @@ SHARED_TABLES = {
     "notifier_outbox",
     "dashboard_sessions",
     "apscheduler_jobs",
+    # 0003: the audit projections and the dead-letter record
+    "audit_log",
+    "client_state",
+    "client_history",
+    "key_history",
+    "billing_ledger",
+    "usage",
+    "collection_history",
+    "census_index",
+    "checkpoints",
+    "dead_letters",
 }
 
 

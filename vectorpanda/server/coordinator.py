@@ -189,8 +189,10 @@ def build_coordinator(
     metrics.watch_workers(hub, router)
     events = build_event_services(settings, accounts, metrics.count_dead_letter)
     on_server = database_url(settings) is not None
+    # On PostgreSQL the audit tables are in the control database itself.
     metrics.watch_event_log(
-        events.store.engine if on_server else settings.control_db, settings.audit_db
+        events.store.engine if on_server else settings.control_db,
+        events.store.engine if on_server else settings.audit_db,
     )
     pause = PauseService(accounts, files)
     dashboard = build_dashboard(settings)

@@ -8,7 +8,7 @@ from api.dashboard.context import Dashboard
 from api.dashboard.oauth import GitHubConfig, GitHubLogin, GoogleConfig, GoogleLogin, LoginProvider
 from coordinator.sessions.model import SessionPolicy
 from projections.audit_reads import AuditReader
-from vectorpanda.control_db import session_store
+from vectorpanda.control_db import audit_database, session_store
 from vectorpanda.settings import Settings
 
 log = logging.getLogger("vectorpanda")
@@ -57,7 +57,7 @@ def build_dashboard(settings: Settings) -> Dashboard:
     return Dashboard(
         public_url=public_url,
         sessions=session_store(settings),
-        audit=AuditReader(settings.audit_db),
+        audit=AuditReader(audit_database(settings)),
         providers=providers,
         operator_emails=operators,
         policy=SessionPolicy(

@@ -42,7 +42,12 @@ from notifier.service import notifier_queue
 from projections.audit_store import AuditProjection
 from projections.audit_verify import run_verify
 from projections.service import ProjectorService, projections_queue
-from vectorpanda.control_db import control_engine, shared_store
+from vectorpanda.control_db import (
+    audit_database,
+    control_engine,
+    dead_letters_location,
+    shared_store,
+)
 from vectorpanda.settings import Settings
 
 log = logging.getLogger("vectorpanda.events")
@@ -66,7 +71,8 @@ def dead_letter_hook(
     settings: Settings, count: Callable[[str], None] | None = None
 ) -> DeadLetterHook:
     """Record each dead letter with its reason, count it, and email the operators once."""
-    book = DeadLetterBook(settings.dead_letters_db)
+    book = DeadLetterBook(shared_store(settings, settings.dead_letters_db))
+    where = dead_letters_location(settings)
 
     async def on_dead_letter(queue: str, body: bytes, reason: str, attempts: int) -> None:
         digest, new = await asyncio.to_thread(book.record, queue, body, reason, attempts)
@@ -76,7 +82,7 @@ def dead_letter_hook(
             return
         text = (
             f"A message on {queue} was given up on after {attempts} attempt(s) and moved to "
-            f"the dead-letter record ({settings.dead_letters_db}, digest {digest}).\n"
+            f"the dead-letter record ({where}, digest {digest}).\n"
             f"Reason: {reason}\n\nThe consumer went on with the next message."
         )
         await asyncio.to_thread(
@@ -234,7 +240,7 @@ def build_event_services(
     in_process = settings.projections_in_process
     if in_process or (in_process is None and rabbit is None):
         services.projector = ProjectorService(
-            AuditProjection.at(settings.audit_db),
+            AuditProjection.at(audit_database(settings)),
             store,
             bus,
             projections_queue(settings.amqp_exchange),
@@ -254,7 +260,11 @@ def audit_verifier(
     async def verify() -> ChainReport:
         # The anchors written so far must still be reached: a cut-off tail shows here too.
         verdict = await asyncio.to_thread(
-            run_verify, store, settings.audit_db, anchors_dir=settings.anchors_dir, anchor_key=key
+            run_verify,
+            store,
+            audit_database(settings),
+            anchors_dir=settings.anchors_dir,
+            anchor_key=key,
         )
         return ChainReport(
             ok=verdict.ok,
@@ -271,7 +281,10 @@ async def run_projections(settings: Settings, stop: asyncio.Event) -> None:
     store = SqliteEventStore(control_engine(settings))
     bus = build_bus(settings, dead_letter_hook(settings))
     projector = ProjectorService(
-        AuditProjection.at(settings.audit_db), store, bus, projections_queue(settings.amqp_exchange)
+        AuditProjection.at(audit_database(settings)),
+        store,
+        bus,
+        projections_queue(settings.amqp_exchange),
     )
     if bus is None:
         log.info("no VP_AMQP_URL: projecting by polling the event log")

@@ -46,6 +46,13 @@ from eventlog.records import StoredEvent
 log = logging.getLogger("vectorpanda.projections")
 
 
+# ClientState holds plain str, never the enums: its rows go to the database and, in a
+# replay, to the writer process by marshal. Converted here, once, where states are built.
+_ACTIVE = str(ClientStatus.ACTIVE)
+_PAUSED = str(ClientStatus.PAUSED)
+_DELETED = str(ClientStatus.DELETED)
+
+
 @dataclass(frozen=True, slots=True)
 class ClientState:
     client_id: str
@@ -176,9 +183,8 @@ def fold(stored: StoredEvent, state: ClientState | None) -> Effects:
                     **base,
                     "client_id": new.client_id,
                     "change": change,
-                    # plain str, not the enums: replay sends rows to its writer by marshal
-                    "tier": str(new.tier),
-                    "status": str(new.status),
+                    "tier": new.tier,
+                    "status": new.status,
                     "detail": detail,
                 },
             )
@@ -190,27 +196,27 @@ def fold(stored: StoredEvent, state: ClientState | None) -> Effects:
                 event.client_id,
                 event.name,
                 event.email,
-                event.tier,
-                ClientStatus.ACTIVE,
+                str(event.tier),
+                _ACTIVE,
                 stored.seq,
             )
             history("created", new)
         case TierChanged() if state is not None:
             history(
                 "tier_changed",
-                replace(state, tier=event.to_tier, updated_seq=stored.seq),
+                replace(state, tier=str(event.to_tier), updated_seq=stored.seq),
                 f"{event.from_tier}->{event.to_tier}",
             )
         case ClientPaused() if state is not None:
             history(
                 "paused",
-                replace(state, status=ClientStatus.PAUSED, updated_seq=stored.seq),
+                replace(state, status=_PAUSED, updated_seq=stored.seq),
                 event.reason,
             )
         case ClientResumed() if state is not None:
-            history("resumed", replace(state, status=ClientStatus.ACTIVE, updated_seq=stored.seq))
+            history("resumed", replace(state, status=_ACTIVE, updated_seq=stored.seq))
         case ClientDeleted() if state is not None:
-            history("deleted", replace(state, status=ClientStatus.DELETED, updated_seq=stored.seq))
+            history("deleted", replace(state, status=_DELETED, updated_seq=stored.seq))
         case ApiKeyIssued():
             effects.rows.append(
                 (

@@ -43,8 +43,7 @@ class ReplayTargetExists(FileExistsError):
 
 
 def _state_tuple(s: ClientState) -> tuple[Any, ...]:
-    # plain str for the enums: the rows cross to the writer process by marshal
-    return (s.client_id, s.name, s.email, str(s.tier), str(s.status), s.updated_seq)
+    return (s.client_id, s.name, s.email, s.tier, s.status, s.updated_seq)
 
 
 def replay_into(

@@ -71,7 +71,7 @@ def _writer(url: str | None, path: str, mode: str, base: int, count: int, start:
 
 
 @contextmanager
-def _throwaway_pg(admin_url: str) -> Iterator[str]:
+def throwaway_pg(admin_url: str) -> Iterator[str]:
     admin_url = make_url(admin_url).set(drivername="postgresql+psycopg").render_as_string(False)
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     name = f"vp_bench_{secrets.token_hex(6)}"
@@ -89,7 +89,7 @@ def run_one(mode: str, processes: int, events: int, pg_url: str) -> dict[str, An
     """Appends/s of ``processes`` writers sharing ``events`` appends, chain verified."""
     with tempfile.TemporaryDirectory(prefix="vp-bench-cp-") as tmp:
         path = Path(tmp) / "control.sqlite3"
-        with _throwaway_pg(pg_url) if mode != "sqlite" else _none() as url:
+        with throwaway_pg(pg_url) if mode != "sqlite" else _none() as url:
             store = SqliteEventStore(open_control_engine(url, path))  # schema before the race
             ctx = multiprocessing.get_context("spawn")
             start, out = ctx.Barrier(processes), ctx.Queue()

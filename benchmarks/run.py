@@ -30,6 +30,7 @@ from benchmarks.audit_scale import (
 )
 from benchmarks.backup import backup_markdown, run_backup_bench
 from benchmarks.baseline import run_baseline
+from benchmarks.coordinator_group import group_markdown, run_group_bench
 from benchmarks.data import gaussian_mixture
 from benchmarks.report import chart, markdown
 from benchmarks.service import run_service
@@ -46,6 +47,8 @@ QUICK = {
     "ef": "16,64",
     "audit_events": 20_000,
     "backup_vectors": 20_000,
+    "group_actions": 300,
+    "group_query_seconds": 3.0,
 }
 
 
@@ -78,6 +81,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=int,
         default=_env("backup_vectors", 1_000_000),
         help="vectors of the client backed up and restored (BENCH_BACKUP_VECTORS); 0 skips",
+    )
+    p.add_argument(
+        "--group-actions",
+        type=int,
+        default=_env("group_actions", 3000),
+        help="admin actions per coordinator-group run (BENCH_GROUP_ACTIONS); 0 skips the group",
+    )
+    p.add_argument(
+        "--group-query-seconds",
+        type=float,
+        default=_env("group_query_seconds", 10.0),
+        help="seconds of queries through 1 and 2 coordinators (BENCH_GROUP_QUERY_SECONDS)",
     )
     args = p.parse_args(argv)
     if args.quick:
@@ -135,6 +150,10 @@ def main(argv: list[str] | None = None) -> None:
         if args.backup_vectors > 0:
             print(f"backup and restore: one client of {args.backup_vectors:,} vectors")
             backup = run_backup_bench(args.backup_vectors, 128, Path(tmp))
+    group = None
+    if args.group_actions > 0:
+        print(f"coordinator group: {args.group_actions:,} admin actions, 1 and 3 coordinators")
+        group = run_group_bench(args.group_actions, args.group_query_seconds)
     meta = {
         "when": when,
         "n": args.n,
@@ -146,7 +165,7 @@ def main(argv: list[str] | None = None) -> None:
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, "
         f"Python {platform.python_version()}",
     }
-    write_results(when, meta, baseline, service, notes, tenancy, audit, backup)
+    write_results(when, meta, baseline, service, notes, tenancy, audit, backup, group)
 
 
 def _premium_key(stack: Any) -> str:
@@ -167,17 +186,19 @@ def write_results(
     tenancy: dict[str, Any] | None,
     audit: dict[str, Any] | None = None,
     backup: dict[str, Any] | None = None,
+    group: dict[str, Any] | None = None,
 ) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     stem = RESULTS / f"bench-{when}"
     report = markdown(meta, baseline, service, notes, tenancy) + audit_markdown(audit)
-    report += backup_markdown(backup)
+    report += backup_markdown(backup) + group_markdown(group)
     stem.with_suffix(".md").write_text(report)
     stem.with_suffix(".png").write_bytes(chart(meta, baseline, service))
     raw = {"meta": meta, "baseline": baseline, "service": service, "notes": notes}
     raw["tenancy"] = tenancy
     raw["audit"] = audit
     raw["backup"] = backup
+    raw["group"] = group
     stem.with_suffix(".json").write_text(json.dumps(_plain(raw), indent=2))
     for suffix in (".md", ".png", ".json"):
         shutil.copyfile(stem.with_suffix(suffix), RESULTS / f"latest{suffix}")

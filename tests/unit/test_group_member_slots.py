@@ -9,7 +9,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from vectorpanda.server.group import advertised_host, claim_member_slot
+import pytest
+
+from vectorpanda.server.group import (
+    OtherHostMember,
+    advertised_host,
+    claim_member_slot,
+    this_host,
+)
 from vectorpanda.settings import Settings
 
 
@@ -46,3 +53,24 @@ def test_the_advertised_host_is_reachable_by_the_other_members(tmp_path: Path) -
     # bound on every interface without a name: this host's own address, never 0.0.0.0
     anywhere = advertised_host(_settings(tmp_path, internal_host="0.0.0.0"))
     assert anywhere == socket.gethostbyname(socket.gethostname()) and anywhere != "0.0.0.0"
+
+
+def test_a_member_on_another_host_is_refused_and_one_on_this_host_joins(tmp_path: Path) -> None:
+    settings = _settings(tmp_path)
+    first, fd_first = claim_member_slot(settings, host="boot-a")
+    assert (tmp_path / "run" / f"member-{first}.host").read_text().strip() == "boot-a"
+    # flock is per open file: a second claim in this process is another member
+    with pytest.raises(OtherHostMember, match="another host"):
+        claim_member_slot(settings, host="boot-b")
+    second, fd_second = claim_member_slot(settings, host="boot-a")  # same host: joins
+    assert second != first
+    os.close(fd_second)
+    os.close(fd_first)  # the member on host a is gone: one on host b may now start
+    again, fd_again = claim_member_slot(settings, host="boot-b")
+    assert again == first
+    os.close(fd_again)
+
+
+def test_this_host_is_the_kernels_boot_id() -> None:
+    host = this_host()
+    assert host is None or (len(host) >= 32 and host == this_host())

@@ -245,12 +245,63 @@ async def run_group(
 # --- one coordinator process -------------------------------------------------------
 
 
-def claim_member_slot(settings: Settings) -> tuple[int, int]:
-    """A free member index of the group (0 .. processes-1) and the descriptor of its held
-    slot lock, for members started without ``--index`` (compose's identical services on one
-    shared data volume). The lock goes with the process, so a restarted one takes it again."""
+class OtherHostMember(RuntimeError):
+    """A live member of this group runs on another host: the group must share one host."""
+
+
+_BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
+
+
+def this_host() -> str | None:
+    """The running kernel's boot id: the same in every container of one host, different on
+    any other host (None where the kernel does not tell)."""
+    try:
+        return _BOOT_ID.read_text().strip() or None
+    except OSError:
+        return None
+
+
+def _refuse_other_hosts(folder: Path, index: int, count: int, host: str) -> None:
+    """Raise OtherHostMember when a live member (its slot lock held) recorded another host."""
     import fcntl
 
+    for other in range(count):
+        lock = folder / f"member-{other}.lock"
+        if other == index or not lock.exists():
+            continue
+        fd = os.open(lock, os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            continue  # nobody holds it: that member is gone, wherever it ran
+        except OSError:
+            pass  # held: that member is alive
+        finally:
+            os.close(fd)
+        try:
+            theirs = (folder / f"member-{other}.host").read_text().strip()
+        except OSError:
+            continue  # it has not said yet; it will see this one's when it checks
+        if theirs and theirs != host:
+            raise OtherHostMember(
+                f"member {other} of this coordinator group runs on another host (kernel "
+                f"boot id {theirs}, here {host}). The members share rate limits, the "
+                "coherence board and the leader's address as files under the data "
+                "volume's run/ directory, which only processes of one host can share: run "
+                "every member of a group on one host (docs/process-model.md)"
+            )
+
+
+def claim_member_slot(settings: Settings, host: str | None = None) -> tuple[int, int]:
+    """A free member index of the group (0 .. processes-1) and the descriptor of its held
+    slot lock, for members started without ``--index`` (compose's identical services on one
+    shared data volume). The lock goes with the process, so a restarted one takes it again.
+
+    A member refuses to join (OtherHostMember) when a live member recorded another host
+    (``host``: this kernel's boot id, by default): the group's shared files work on one
+    host only."""
+    import fcntl
+
+    host = host if host is not None else this_host()
     folder = run_dir(settings)
     folder.mkdir(parents=True, exist_ok=True)
     while True:
@@ -261,6 +312,13 @@ def claim_member_slot(settings: Settings) -> tuple[int, int]:
             except OSError:
                 os.close(fd)
                 continue
+            if host is not None:
+                try:
+                    _refuse_other_hosts(folder, index, settings.coordinator_processes, host)
+                except OtherHostMember:
+                    os.close(fd)
+                    raise
+                (folder / f"member-{index}.host").write_text(host + "\n")
             return index, fd
         log.warning("every member slot of the coordinator group is taken; waiting for one")
         time.sleep(1.0)
@@ -279,7 +337,11 @@ async def run_member(settings: Settings, index: int | None, workers: int) -> int
     """One coordinator process of the group: serve until a signal; lead if the lock is ours."""
     slot_fd = None
     if index is None:
-        index, slot_fd = claim_member_slot(settings)
+        try:
+            index, slot_fd = claim_member_slot(settings)
+        except OtherHostMember as exc:
+            log.error("%s", exc)
+            return 2
     try:
         return await _run_member(settings, index, workers)
     finally:

@@ -11,7 +11,7 @@ refused by all three within 1 s, with RabbitMQ up and with it cut.
 
 ``VP_TEST_GROUP_ADMIN_ACTIONS`` sets the count (default 600 here, to keep the suite's
 runtime modest on a loaded 2-core machine); ``make bench`` runs the 3,000 of the issue
-through ``benchmarks/control_plane.py``'s group figures.
+through ``benchmarks/coordinator_group.py``.
 """
 
 from __future__ import annotations

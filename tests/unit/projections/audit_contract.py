@@ -35,6 +35,7 @@ from eventlog.events import (
     UsageRecorded,
 )
 from eventlog.store import SqliteEventStore
+from projections.audit_checkpoint import record_checkpoint, verify_since_checkpoint
 from projections.audit_reads import AuditReader
 from projections.audit_store import AuditProjection, AuditTarget, table_digests
 from projections.replay import replay_with_digests, verify_audit
@@ -136,6 +137,20 @@ class AuditProjectionContract:
         report = verify_audit(log, make_target())
         assert not report.ok and report.first_bad_seq == 4
         assert report.mismatches[0].reason == "key_history differs from the replay"
+        projection.close()
+
+    def test_an_incremental_verify_starts_after_the_recorded_checkpoint(
+        self, make_target: Callable[[], AuditTarget], log: SqliteEventStore
+    ) -> None:
+        projection = AuditProjection.at(make_target())
+        projection.apply(log.read(limit=100))
+        recorded = record_checkpoint(log, verify_audit(log, make_target()), "test")
+        assert recorded is not None
+        log.append([ClientPaused(client_id=C, reason="late", automatic=False)], actor="admin")
+        projection.apply(log.read(limit=100))
+        report = verify_since_checkpoint(log, make_target())
+        assert report.ok and report.since_seq == len(STORY) + len(OTHERS)
+        assert report.events == 2  # the checkpoint's own event and the pause
         projection.close()
 
     def test_two_projectors_at_once_project_each_event_once(

@@ -23,6 +23,8 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
+from coordinator.leader import LEADER_LOCK_KEY
+from eventlog.relay_leader import RELAY_LOCK_KEY
 from tests.e2e.conftest import require_nginx
 from tests.fleet import Proc
 from vectorpanda.fleet import port_open
@@ -53,6 +55,52 @@ def pg_fleet(pg_url: str, tmp_path: Path) -> Iterator[tuple[Proc, dict[str, Any]
         yield proc, json.loads(line.removeprefix("fleet: ")), data_dir
     finally:
         proc.stop()
+
+
+def _socket_inodes(port: int) -> set[str]:
+    """The inodes of this host's TCP sockets whose local port is ``port``."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as fh:
+            next(fh)
+            for line in fh:
+                fields = line.split()
+                if int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    found.add(fields[9])
+    return found
+
+
+def _lock_holder(pg_url: str, key: int, pids: list[int]) -> int | None:
+    """Which of ``pids`` holds the session advisory lock ``key`` (by the client port of
+    the holding backend's connection), or None."""
+    engine = create_engine(pg_url)
+    try:
+        with engine.connect() as conn:
+            ports = [
+                int(row[0])
+                for row in conn.execute(
+                    text(
+                        "SELECT a.client_port FROM pg_locks l JOIN pg_stat_activity a "
+                        "ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted "
+                        "AND l.classid = :hi AND l.objid = :lo AND a.client_port IS NOT NULL"
+                    ),
+                    {"hi": key >> 32, "lo": key & 0xFFFFFFFF},
+                )
+            ]
+    finally:
+        engine.dispose()
+    for port in ports:
+        inodes = _socket_inodes(port)
+        for pid in pids:
+            try:
+                links = {
+                    os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")
+                }
+            except OSError:
+                continue
+            if any(f"socket:[{inode}]" in links for inode in inodes):
+                return pid
+    return None
 
 
 class _Sender(threading.Thread):
@@ -145,8 +193,16 @@ def test_two_coordinators_share_postgresql_and_survive_a_sigkill(
     background = _Sender(info["https_url"], https.headers, tls)
     background.start()
     time.sleep(1.0)
-    first = info["pids"]["coordinator-1"]
-    os.kill(first, signal.SIGKILL)
+    # The victim is the leader: it holds the placement lock and runs the duties (the
+    # outbox relay among them, under the relay's own lock).
+    names = ["coordinator-1", "coordinator-2"]
+    pids = [info["pids"][name] for name in names]
+    leader = _lock_holder(pg_url, LEADER_LOCK_KEY, pids)
+    assert leader in pids, (leader, pids)
+    assert _lock_holder(pg_url, RELAY_LOCK_KEY, pids) in (leader, None)
+    victim = pids.index(leader)
+    survivor = 1 - victim
+    os.kill(leader, signal.SIGKILL)
     refused_posts, reads = 0, []
     for n in range(10, 40):  # writes and reads through nginx while one coordinator is dead
         for _ in range(3):
@@ -166,20 +222,20 @@ def test_two_coordinators_share_postgresql_and_survive_a_sigkill(
     made += background.acknowledged
     assert refused_posts <= 4  # at most the connections nginx kept open to the dead one
     deadline = time.monotonic() + 10
-    while not _leads(direct[1]) and time.monotonic() < deadline:  # placement taken over
+    while not _leads(direct[survivor]) and time.monotonic() < deadline:  # placement taken over
         time.sleep(0.2)
-    assert _leads(direct[1])
+    assert _leads(direct[survivor])
 
-    proc.wait_for("coordinator-1 exited", timeout=30)  # the fleet starts a new one
+    proc.wait_for(f"{names[victim]} exited", timeout=30)  # the fleet starts a new one
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
-            if direct[0].get("/healthz").status_code == 200:
+            if direct[victim].get("/healthz").status_code == 200:
                 break
         except httpx.HTTPError:
             pass
         time.sleep(0.2)
-    assert direct[0].get(f"/admin/v1/clients/{made[-1]}").status_code == 200  # rejoined
+    assert direct[victim].get(f"/admin/v1/clients/{made[-1]}").status_code == 200  # rejoined
 
     report = https.get("/admin/v1/audit/verify").json()
     events: list[dict[str, Any]] = []
@@ -213,5 +269,8 @@ def test_two_coordinators_share_postgresql_and_survive_a_sigkill(
             time.sleep(0.2)
     finally:
         engine.dispose()
+    # The survivor took the duties over: both locks are its own now.
+    assert _lock_holder(pg_url, LEADER_LOCK_KEY, [pids[survivor]]) == pids[survivor]
+    assert _lock_holder(pg_url, RELAY_LOCK_KEY, [pids[survivor]]) == pids[survivor]
     for client in (https, *direct):
         client.close()

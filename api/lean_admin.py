@@ -9,8 +9,10 @@ body, the bootstrap (or scheduler) admin token and a body the route's own pydant
 model accepts. Everything else (an operator's token, a bad body, a query string, a
 missing token) goes to the reference route unchanged, its body replayed, so errors
 are the route's own. The command, its domain errors and the answer are the route's:
-the same ``Accounts.handle`` call, the same error mapping and the same response model
-serialised the same way (tests/unit/accounts/test_lean_admin.py compares the bytes).
+one builder (``change_tier_answer`` / ``record_billing_answer`` in
+api/routes/admin_clients.py) makes the command, maps its errors and builds the response
+model for both, serialised the same way (tests/unit/accounts/test_lean_admin.py compares
+the bytes).
 
 What it skips per action: route matching over every route (the admin routes come
 after the data plane's), dependency solving, the Request objects and FastAPI's
@@ -31,10 +33,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.errors import error_body, error_parts
 from api.lean_query import replay_body
-from api.routes.admin_clients import domain_errors
-from api.schemas_admin import BillingRequest, ChangeTierRequest, ClientOut, EventOut, event_out
+from api.routes.admin_clients import change_tier_answer, record_billing_answer
+from api.schemas_admin import BillingRequest, ChangeTierRequest, EventOut
 from api.services import Services
-from coordinator.accounts import Accounts, ChangeTier, RecordBilling
+from coordinator.accounts import Accounts
 
 PREFIX = "/admin/v1/clients/"
 JSON_TYPE = b"application/json"
@@ -190,28 +192,13 @@ class LeanAdmin:
 async def _handle(
     accounts: Accounts, kind: str, client_id: str, request: Any, actor: str
 ) -> tuple[int, bytes]:
-    """The route's own call and answer: (status, JSON body)."""
-    with domain_errors():
-        if kind == "tier":
-            view = await accounts.handle(
-                ChangeTier(
-                    client_id=client_id, tier=request.tier, actor=actor, reason=request.reason
-                )
-            )
-            out = ClientOut.model_validate(view, from_attributes=True)
-            return 200, out.model_dump_json().encode()
-        stored = await accounts.handle(
-            RecordBilling(
-                client_id=client_id,
-                kind=request.kind,
-                amount_cents=request.amount_cents,
-                currency=request.currency,
-                reference=request.reference,
-                actor=actor,
-                reason=request.reason,
-            )
-        )
-        return 201, _EVENT_OUT.dump_json(event_out(stored))
+    """The route's own call and answer (one builder for both): (status, JSON body)."""
+    if kind == "tier":
+        out = await change_tier_answer(accounts, client_id, request, actor)
+        return 200, out.model_dump_json().encode()
+    return 201, _EVENT_OUT.dump_json(
+        await record_billing_answer(accounts, client_id, request, actor)
+    )
 
 
 def lean_admin_routes(router: APIRouter) -> dict[str, BaseRoute]:

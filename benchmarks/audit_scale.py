@@ -18,11 +18,14 @@ import asyncio
 import json
 import os
 import re
+import resource
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -165,14 +168,25 @@ async def _admin_load(url: str, token: str, concurrency: int, seconds: float) ->
 
 
 _WRK_RATE = re.compile(r"Requests/sec:\s+([\d.]+)")
-_WRK_DONE = re.compile(r"actions: (\d+) non-2xx: (\d+)")
+_WRK_DONE = re.compile(r"actions: (\d+) non-2xx: (\d+) billed: (\d+)")
 
 
-def _wrk_load(url: str, token: str, concurrency: int, seconds: float, ids: list[str]) -> float:
+@dataclass(frozen=True)
+class WrkRun:
+    """What wrk reported, and what it cost: its own CPU seconds (all its threads)."""
+
+    rate: float
+    billed: int  # billing records acknowledged (201)
+    cpu_seconds: float
+
+
+def _wrk_load(url: str, token: str, concurrency: int, seconds: float, ids: list[str]) -> WrkRun:
     """wrk (C, a fraction of a core) with benchmarks/admin_actions.lua; the token via env."""
     script = Path(__file__).with_name("admin_actions.lua")
     threads = "2" if concurrency >= 2 else "1"
     command = ["wrk", "-t", threads, "-c", str(concurrency), "-d", f"{seconds:g}s"]
+    # Children's rusage grows only by the children reaped meanwhile: wrk alone here.
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run(
         [*command, "-s", str(script), url, "--", *ids],
         capture_output=True,
@@ -180,12 +194,14 @@ def _wrk_load(url: str, token: str, concurrency: int, seconds: float, ids: list[
         check=True,
         env={**os.environ, "VP_BENCH_TOKEN": token},
     ).stdout
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     rate, done = _WRK_RATE.search(out), _WRK_DONE.search(out)
     if rate is None or done is None:
         raise RuntimeError(f"unexpected wrk output:\n{out}")
     if int(done.group(2)):
         raise RuntimeError(f"{done.group(2)} of {done.group(1)} admin actions failed:\n{out}")
-    return float(rate.group(1))
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return WrkRun(float(rate.group(1)), int(done.group(3)), cpu)
 
 
 def process_cpu_seconds(pid: int) -> float:
@@ -207,6 +223,9 @@ class AdminThroughput:
     client: str
     cpu_us_per_action: float
     coordinator_cpu_share: float  # of one core, over the run
+    load_cpu_share: float | None = None  # wrk's own CPU, of one core (None: not measured)
+    billing_acked: int | None = None  # billing records wrk saw acknowledged (201)
+    billing_events: int | None = None  # billing events in the log afterwards
 
 
 def measure_admin_throughput(
@@ -219,6 +238,7 @@ def measure_admin_throughput(
     """
     if client == "auto":
         client = "wrk" if shutil.which("wrk") else "httpx"
+    run: WrkRun | None = None
     with running_stack(tmp / "admin", workers=1) as stack:
         assert stack.proc is not None
         pid = stack.proc.pid
@@ -233,18 +253,36 @@ def measure_admin_throughput(
 
             ids = asyncio.run(clients())
             cpu, started = process_cpu_seconds(pid), time.perf_counter()
-            rate = _wrk_load(stack.url, stack.admin_token, concurrency, seconds, ids)
+            run = _wrk_load(stack.url, stack.admin_token, concurrency, seconds, ids)
+            rate = run.rate
         else:
             cpu, started = process_cpu_seconds(pid), time.perf_counter()
             rate = asyncio.run(_admin_load(stack.url, stack.admin_token, concurrency, seconds))
         used, wall = process_cpu_seconds(pid) - cpu, time.perf_counter() - started
     actions = rate * wall
+    billing_events = _check_log(tmp / "admin", run)
     return AdminThroughput(
         actions_per_s=rate,
         client=client,
         cpu_us_per_action=1e6 * used / actions if actions else 0.0,
         coordinator_cpu_share=used / wall,
+        load_cpu_share=run.cpu_seconds / wall if run else None,
+        billing_acked=run.billed if run else None,
+        billing_events=billing_events,
     )
+
+
+def _check_log(data: Path, run: WrkRun | None) -> int:
+    """The billing events in the stopped stack's log, once its chain verifies and (with
+    wrk's count) every acknowledged billing record's event is there."""
+    verdict = json.loads(timed_cli(data, "verify", "--json")["out"])
+    if not verdict["ok"]:
+        raise RuntimeError(f"the chain does not verify after the admin load: {verdict}")
+    with closing(sqlite3.connect(f"file:{data / 'control.sqlite3'}?mode=ro", uri=True)) as db:
+        [(billed,)] = db.execute("SELECT count(*) FROM events WHERE type LIKE 'billing.%'")
+    if run is not None and billed < run.billed:
+        raise RuntimeError(f"{run.billed} billing records acknowledged, {billed} in the log")
+    return int(billed)
 
 
 def run_admin_throughput(
@@ -262,6 +300,11 @@ def admin_results(measured: AdminThroughput) -> dict[str, Any]:
         "admin_client": measured.client,
         "admin_cpu_us_per_action": round(measured.cpu_us_per_action),
         "admin_cpu_share": round(measured.coordinator_cpu_share, 2),
+        "admin_load_cpu_share": None
+        if measured.load_cpu_share is None
+        else round(measured.load_cpu_share, 2),
+        "admin_billing_acked": measured.billing_acked,
+        "admin_billing_events": measured.billing_events,
     }
 
 
@@ -303,8 +346,19 @@ def audit_markdown(audit: dict[str, Any] | None) -> str:
             f"(load from {audit.get('admin_client', 'httpx')})"
             + (
                 f"; the coordinator process spent {cpu} µs of CPU per action "
-                f"({audit.get('admin_cpu_share')} of a core)."
+                f"({audit.get('admin_cpu_share')} of a core)"
                 if cpu is not None
+                else ""
+            )
+            + (
+                f"; the load generator {audit['admin_load_cpu_share']} of a core"
+                if audit.get("admin_load_cpu_share") is not None
+                else ""
+            )
+            + (
+                f"; afterwards the chain verified with {audit['admin_billing_events']} billing "
+                f"events for {audit['admin_billing_acked']} acknowledged."
+                if audit.get("admin_billing_acked") is not None
                 else "."
             )
         )
@@ -336,7 +390,18 @@ def main(argv: list[str] | None = None) -> None:
                 f"admin actions/s ({args.concurrency} clients, HTTP, {measured.client}): "
                 f"{measured.actions_per_s:,.0f}; coordinator CPU "
                 f"{measured.cpu_us_per_action:,.0f} µs/action, "
-                f"{measured.coordinator_cpu_share:.0%} of a core",
+                f"{measured.coordinator_cpu_share:.0%} of a core"
+                + (
+                    f"; wrk {measured.load_cpu_share:.0%} of a core"
+                    if measured.load_cpu_share is not None
+                    else ""
+                )
+                + f"; chain verified, {measured.billing_events} billing events in the log"
+                + (
+                    f" ({measured.billing_acked} acknowledged)"
+                    if measured.billing_acked is not None
+                    else ""
+                ),
                 flush=True,
             )
     print(json.dumps(results, indent=2))

@@ -176,11 +176,10 @@ async def revoke_key(
     return Response(status_code=204)
 
 
-@router.post("/clients/{client_id}/tier", response_model=ClientOut)
-async def change_tier(
-    client_id: ClientIdPath, body: ChangeTierRequest, actor: AdminActor, accounts: AccountsDep
+async def change_tier_answer(
+    accounts: Accounts, client_id: str, body: ChangeTierRequest, actor: str
 ) -> ClientOut:
-    """Move the client to another tier; records TierChanged (nothing if the tier is the same)."""
+    """A tier change and its answer: the route's and the lean path's (api/lean_admin.py)."""
     with domain_errors():
         view = await accounts.handle(
             ChangeTier(client_id=client_id, tier=body.tier, actor=actor, reason=body.reason)
@@ -188,11 +187,10 @@ async def change_tier(
     return ClientOut.model_validate(view, from_attributes=True)
 
 
-@router.post("/clients/{client_id}/billing", status_code=201, response_model=EventOut)
-async def record_billing(
-    client_id: ClientIdPath, body: BillingRequest, actor: AdminActor, accounts: AccountsDep
+async def record_billing_answer(
+    accounts: Accounts, client_id: str, body: BillingRequest, actor: str
 ) -> EventOut:
-    """Record an invoice, a payment or a failed payment; returns the recorded event."""
+    """A billing record and its answer: the route's and the lean path's (api/lean_admin.py)."""
     with domain_errors():
         stored = await accounts.handle(
             RecordBilling(
@@ -206,6 +204,22 @@ async def record_billing(
             )
         )
     return event_out(stored)
+
+
+@router.post("/clients/{client_id}/tier", response_model=ClientOut)
+async def change_tier(
+    client_id: ClientIdPath, body: ChangeTierRequest, actor: AdminActor, accounts: AccountsDep
+) -> ClientOut:
+    """Move the client to another tier; records TierChanged (nothing if the tier is the same)."""
+    return await change_tier_answer(accounts, client_id, body, actor)
+
+
+@router.post("/clients/{client_id}/billing", status_code=201, response_model=EventOut)
+async def record_billing(
+    client_id: ClientIdPath, body: BillingRequest, actor: AdminActor, accounts: AccountsDep
+) -> EventOut:
+    """Record an invoice, a payment or a failed payment; returns the recorded event."""
+    return await record_billing_answer(accounts, client_id, body, actor)
 
 
 @router.delete("/clients/{client_id}", status_code=204, response_class=Response)

@@ -368,4 +368,5 @@ class SqliteUnitOfWork(CommitListeners):
 
     def close(self) -> None:
         """Close pooled connections (checkpointing the WAL on the last one)."""
+        self._group.close()  # what is queued commits first
         self._engine.dispose()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -272,6 +273,7 @@ async def serve_coordinator(
                 await serving  # surfaces the bind error
                 raise RuntimeError("the HTTP server stopped before it started")
             await asyncio.sleep(0.05)
+        _freeze_startup_heap()
         if on_ready is not None:
             await on_ready(_bound_port(server, settings.port), hub_port)
         await stop.wait()
@@ -288,6 +290,17 @@ async def serve_coordinator(
         await parts.accounts.close()
         if parts.dashboard is not None:
             parts.dashboard.close()
+
+
+def _freeze_startup_heap() -> None:
+    """Keep the cyclic GC off what startup built (modules, the app, its routes and models).
+
+    Those objects live as long as the process; scanned at every full collection, they
+    made the GC about a fifth of the coordinator's CPU under a stream of admin actions.
+    Frozen, collections scan only what requests allocate.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 async def _finish(task: asyncio.Task[None], stop: asyncio.Event, grace_s: float = 10.0) -> None:

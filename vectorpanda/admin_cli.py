@@ -14,15 +14,15 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from eventlog.events import Tier
 from vectorpanda.client_cli import DEFAULT_URL, UsageError
 from vectorpanda.master_key_cli import add_master_key_command
 from vectorpanda.settings import env_file_path, read_env_file
-from vectorpanda_client.base import tls_verify
+
+if TYPE_CHECKING:
+    import httpx
 
 EVENT_FOLLOW_POLL_S = 1.0
 
@@ -48,11 +48,20 @@ def admin_token(data_dir: Path) -> str:
 
 
 class AdminApi:
-    """A thin client of ``/admin/v1`` that turns error bodies into one sentence."""
+    """A thin client of ``/admin/v1`` that turns error bodies into one sentence.
+
+    httpx and the SDK are imported here, not with the module: every process's command
+    line (``vectorpanda worker`` too) parses these subcommands, and a worker or
+    coordinator that never calls the admin API should not hold them in memory.
+    """
 
     def __init__(self, url: str, token: str) -> None:
+        import httpx
+
+        from vectorpanda_client.base import tls_verify
+
         self.url = url.rstrip("/")
-        self._http = httpx.Client(
+        self._http: httpx.Client = httpx.Client(
             base_url=self.url,
             headers={"Authorization": f"Bearer {token}"},
             timeout=30,
@@ -60,6 +69,8 @@ class AdminApi:
         )
 
     def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        import httpx
+
         try:
             r = self._http.request(method, path, **kwargs)
         except httpx.TransportError as exc:

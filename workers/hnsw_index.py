@@ -412,6 +412,8 @@ class HnswIndex:
                 del self._fresh_version[vector_id]
                 moved.append(vector_id)
         self._fresh.remove(moved)
+        if not self._fresh_version:
+            self._fresh_version = {}  # a drained dict keeps its peak size; a new one is small
         self.dirty = True
 
     # ---- rebuild (maintenance thread) ------------------------------------------------

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Protocol
 
 from workers.disk_space import is_out_of_space
+from workers.heap import give_back
 
 log = logging.getLogger(__name__)
 
@@ -152,4 +153,9 @@ class Maintenance:
                 if more and id(job) not in self._queued:
                     self._queued.add(id(job))
                     self._queue.append(job)
+                idle = not self._queue
                 self._cond.notify_all()
+            if idle:
+                # The work (graph insertion, compaction) left free pages in this thread's
+                # and OpenMP's malloc arenas: hand them back while there is nothing to do.
+                give_back()

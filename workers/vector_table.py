@@ -181,6 +181,8 @@ class VectorTable:
             self.metadata.pop()
             self._count = last
             removed += 1
+        if removed and not self._count:
+            self._rows = {}  # a drained dict keeps its peak size (a fresh buffer's: MiB)
         if removed and self._vectors.shape[0] > 4 * max(self._count, _MIN_CAPACITY):
             self._resize(max(2 * self._count, _MIN_CAPACITY))
         return removed

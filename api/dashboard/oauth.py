@@ -10,20 +10,31 @@ from __future__ import annotations
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import authlib.deprecate
 import httpx
-from joserfc import jwt
-from joserfc.errors import JoseError
-from joserfc.jwk import KeySet
 
-with warnings.catch_warnings():
-    # Authlib 1.9 prefers httpx2 and warns on httpx, which we use; importing
-    # authlib.deprecate first lets this filter win over the "always" one it installs.
-    warnings.simplefilter("ignore", authlib.deprecate.AuthlibDeprecationWarning)
-    from authlib.integrations.base_client.errors import OAuthError
+if TYPE_CHECKING:
     from authlib.integrations.httpx_client import AsyncOAuth2Client
+
+
+def _authlib() -> Any:
+    """Authlib's httpx client and its error class, imported on the first login.
+
+    Authlib and joserfc are some 170 modules (about 3 MiB of memory); a coordinator
+    whose dashboard has no provider configured, or that nobody signs in to, never
+    loads them.
+    """
+    import authlib.deprecate
+
+    with warnings.catch_warnings():
+        # Authlib 1.9 prefers httpx2 and warns on httpx, which we use; importing
+        # authlib.deprecate first lets this filter win over the "always" one it installs.
+        warnings.simplefilter("ignore", authlib.deprecate.AuthlibDeprecationWarning)
+        import authlib.integrations.base_client.errors as errors
+        import authlib.integrations.httpx_client as client
+    return client.AsyncOAuth2Client, errors.OAuthError
+
 
 HTTP_TIMEOUT_S = 10.0
 METADATA_TTL_S = 3600.0
@@ -63,7 +74,8 @@ class LoginProvider(Protocol):
 
 
 def _client(client_id: str, secret: str, scope: str, redirect_uri: str) -> AsyncOAuth2Client:
-    return AsyncOAuth2Client(
+    oauth_client, _ = _authlib()
+    client: AsyncOAuth2Client = oauth_client(
         client_id=client_id,
         client_secret=secret,
         scope=scope,
@@ -71,9 +83,11 @@ def _client(client_id: str, secret: str, scope: str, redirect_uri: str) -> Async
         code_challenge_method="S256",
         timeout=HTTP_TIMEOUT_S,
     )
+    return client
 
 
 async def _exchange(client: AsyncOAuth2Client, token_url: str, code: str, verifier: str) -> Any:
+    _, oauth_error = _authlib()
     try:
         return await client.fetch_token(
             token_url,
@@ -81,7 +95,7 @@ async def _exchange(client: AsyncOAuth2Client, token_url: str, code: str, verifi
             code_verifier=verifier,
             headers={"Accept": "application/json"},
         )
-    except (OAuthError, httpx.HTTPError, ValueError) as exc:
+    except (oauth_error, httpx.HTTPError, ValueError) as exc:
         raise LoginRefused("The sign-in provider refused the login code.") from exc
 
 
@@ -132,6 +146,10 @@ class GoogleLogin:
         id_token = token.get("id_token")
         if not isinstance(id_token, str):
             raise LoginRefused("The sign-in provider sent no ID token.")
+        from joserfc import jwt
+        from joserfc.errors import JoseError
+        from joserfc.jwk import KeySet
+
         try:
             async with httpx.AsyncClient(timeout=HTTP_TIMEOUT_S) as http:
                 r = await http.get(meta["jwks_uri"])
@@ -176,6 +194,7 @@ class GitHubLogin:
         self, code: str, redirect_uri: str, code_verifier: str, nonce: str
     ) -> str:
         cfg = self.config
+        _, oauth_error = _authlib()
         async with _client(cfg.client_id, cfg.client_secret, "user:email", redirect_uri) as c:
             token = await _exchange(c, cfg.token_url, code, code_verifier)
             try:
@@ -185,7 +204,7 @@ class GitHubLogin:
                 )
                 r.raise_for_status()
                 emails = r.json()
-            except (OAuthError, httpx.HTTPError, ValueError) as exc:
+            except (oauth_error, httpx.HTTPError, ValueError) as exc:
                 raise LoginRefused("The sign-in provider did not share an email.") from exc
         del token
         for entry in emails if isinstance(emails, list) else []:

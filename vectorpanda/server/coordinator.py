@@ -52,6 +52,7 @@ from vectorpanda.server.events import (
 )
 from vectorpanda.settings import Settings
 from workers.backup_store import LocalBackupStore
+from workers.heap import keep_large_blocks_mapped
 
 log = logging.getLogger("vectorpanda")
 
@@ -120,6 +121,9 @@ def build_coordinator(
     ``leadership``: this process is a member of a coordinator group (server/group.py); it
     places tenants only while it leads, and otherwise asks the leader.
     """
+    # Bulk upserts pass through as large request bodies and arrays: keep those on mmap
+    # so the heap gives them back (measured: +12 MiB kept after a 100k x 384 import).
+    keep_large_blocks_mapped()
     admin_token = require_secret(settings, "admin_token")
     pepper = require_secret(settings, "key_pepper")
     worker_secret = require_secret(settings, "worker_secret")

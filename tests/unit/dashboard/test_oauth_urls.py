@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import subprocess
+import sys
 import time
 
 import httpx
@@ -38,3 +40,13 @@ async def test_github_url_has_state_and_pkce() -> None:
     assert url.params["code_challenge"] == challenge("w" * 60)
     assert url.params["state"] == "s" and url.params["scope"] == "user:email"
     assert "secret" not in str(url)
+
+
+def test_the_coordinator_loads_authlib_only_for_a_login() -> None:
+    # Authlib and joserfc are imported by the first sign-in, not by the coordinator.
+    probe = (
+        "import sys, vectorpanda.server.coordinator; "
+        "print(','.join(m for m in ('authlib', 'joserfc') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -292,3 +293,21 @@ def test_steady_writes_still_save_the_index_once_it_is_old(
     reloaded = store.collection("h").index
     assert reloaded is not None and reloaded.node_count == 64 and reloaded.fresh_count == 36
     store.close()
+
+
+def test_a_drained_fresh_buffer_gives_its_id_maps_back(store: TenantStore) -> None:
+    # A dict keeps its peak size when emptied; the fresh buffer's two id maps (MiB for
+    # tens of thousands of pending vectors) are replaced once the graph holds them all.
+    coll = _make(store)
+    count = 5000
+    vectors = np.random.default_rng(3).standard_normal((count, DIM), dtype=np.float32)
+    coll.upsert([f"v{i}" for i in range(count)], [None] * count, vectors)
+    index = coll.index
+    assert index is not None
+    peak = sys.getsizeof(index._fresh._rows) + sys.getsizeof(index._fresh_version)
+    assert Maintenance.shared().wait_idle(60)
+    assert index.fresh_count == 0 and index.node_count == count
+    drained = sys.getsizeof(index._fresh._rows) + sys.getsizeof(index._fresh_version)
+    assert drained * 50 < peak
+    results, _ = coll.query(vectors[:3], 1, False, False)
+    assert _ids(results) == [["v0"], ["v1"], ["v2"]]

@@ -10,6 +10,7 @@ import sys
 import vectorpanda.cli
 import vectorpanda.server.worker
 heavy = ("fastapi", "starlette", "sqlalchemy", "jinja2", "uvicorn", "api.app", "coordinator.hub")
+heavy += ("httpx", "vectorpanda_client")  # the admin and client commands load them when run
 print(",".join(name for name in heavy if name in sys.modules))
 """
 

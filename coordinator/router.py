@@ -53,6 +53,17 @@ WAIT_FOR_WORKER_S = 3.0
 # tenant at a time there anyway (cores - 1 threads per tenant). With more cores per
 # worker, raising VP_CLIENT_MAX_FILTERED_RUNNING lets one client's filters use them.
 TENANT_FILTERED_INFLIGHT = 1
+# While other clients are being served (one was routed within CONTENDED_WINDOW_S), a
+# client's filtered requests may keep the service busy a quarter of the time: after
+# one that took longer than FILTERED_FREE_S (cheap filters never do), its next waits
+# three times the excess (coordinator/admission.py). On a shared 2-core machine
+# (load 10-15), client A flooding 50,000-operand filters took B's simple-query p50
+# from 5-7 ms to 43-65 ms, p99 to 3-8x; paced, p50 7-10 ms and p99 1.2-1.4x in most
+# rounds (benchmarks/noisy_split.py), and A's own throughput did not fall: the host
+# and the worker's GIL thrashed less.
+FILTERED_SHARE = 0.25
+FILTERED_FREE_S = 0.005
+CONTENDED_WINDOW_S = 1.0
 # Past the admission gate's own per-client bound, so a request waits until its deadline.
 TENANT_FILTERED_WAITING = 1024
 
@@ -119,6 +130,7 @@ class TenantRouter(OwnershipMoves):
         tenant_keys: Callable[[str], Awaitable[dict[str, Any] | None]] | None = None,
         leading: Callable[[], bool] | None = None,
         follower: FollowerPlacement | None = None,
+        filtered_share: float = FILTERED_SHARE,
     ) -> None:
         self._hub = hub
         self._timeout_s = timeout_s
@@ -128,7 +140,15 @@ class TenantRouter(OwnershipMoves):
         self._idle: dict[str, asyncio.Event] = {}
         self._hits: dict[str, int] = {}
         # A client's filtered requests (the expensive kind): a few at a time, the rest wait.
-        self._filtered = ClientAdmission(filtered_in_flight, TENANT_FILTERED_WAITING)
+        self._filtered = ClientAdmission(
+            filtered_in_flight,
+            TENANT_FILTERED_WAITING,
+            share=filtered_share,
+            free_s=FILTERED_FREE_S,
+            contended=self._others_served,
+        )
+        # The two tenants routed most recently (distinct, latest first), and when.
+        self._recent: list[tuple[str, float]] = []
         # what each tenant costs its worker (heartbeats' busy time), for the rebalancer
         self.cost_watch = cost_watch if cost_watch is not None else CostWatch()
         self._sampled_at = time.monotonic()
@@ -336,13 +356,27 @@ class TenantRouter(OwnershipMoves):
             raise TenantUnavailable(
                 "Too many of this client's filtered requests are running; retry shortly."
             )
+        began = time.monotonic()
         try:
             return await self._call(tenant, op, args, arrays, retry, deadline)
         finally:
-            self._filtered.leave(tenant)
+            self._filtered.leave(tenant, time.monotonic() - began)
 
     def _enter(self, tenant: str) -> None:
         self._inflight[tenant] = self._inflight.get(tenant, 0) + 1
+        now = time.monotonic()
+        recent = self._recent
+        if recent and recent[0][0] == tenant:
+            recent[0] = (tenant, now)
+        else:
+            self._recent = [(tenant, now), *recent[:1]]
+
+    def _others_served(self, tenant: str) -> bool:
+        """Whether a tenant other than ``tenant`` was routed within CONTENDED_WINDOW_S."""
+        for other, seen in self._recent:
+            if other != tenant:
+                return time.monotonic() - seen < CONTENDED_WINDOW_S
+        return False
 
     def _leave(self, tenant: str) -> None:
         left = self._inflight[tenant] - 1

@@ -153,6 +153,7 @@ def split(
         n_coord = len(coordinators)
         spawn = multiprocessing.get_context("spawn")
         for _ in range(rounds):
+            alone_p99 = 0.0
             for mode in ("alone", "CPU burner", "with A"):
                 flood = burner = None
                 stop = spawn.Event()
@@ -180,8 +181,10 @@ def split(
                 if burner is not None:
                     burner.join(30)
                 load = Path("/proc/loadavg").read_text().split()[0]
+                p99 = float(np.percentile(queries, 99))
+                alone_p99 = p99 if mode == "alone" else alone_p99
                 lines.append(
-                    f"| {placed} | {mode} | {_ms(queries)} | "
+                    f"| {placed} | {mode} | {_ms(queries)} | {p99 / alone_p99:.1f}x | "
                     f"{_ms(health)} | {sum(used[:n_coord]):.2f} | {sum(used[n_coord:]):.2f} | "
                     f"{a_done} | {load} |"
                 )
@@ -200,8 +203,8 @@ def main() -> None:
     print(
         f"switch interval {args.switch_ms} ms, {args.seconds:.0f} s per measurement, "
         f"{args.processes} coordinator process(es)\n"
-        "| A and B on | B | B query p50 / p99 ms | B /healthz p50 / p99 ms | "
-        "coordinator CPU | workers CPU | A's 200s | load |\n|---|---|---|---|---|---|---|---|",
+        "| A and B on | B | B query p50 / p99 ms | p99 / alone | B /healthz p50 / p99 ms | "
+        "coordinator CPU | workers CPU | A's 200s | load |\n|---|---|---|---|---|---|---|---|---|",
         flush=True,
     )
     for same in (True,) if args.same_worker_only else (True, False):

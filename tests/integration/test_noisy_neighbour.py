@@ -29,24 +29,26 @@ pytestmark = pytest.mark.integration
 DIM = 8
 DEADLINE_S = 3.0  # the coordinator's request deadline in this stack (VP_REQUEST_TIMEOUT_S)
 FLOODERS = 8
-NOISY_S = 12.0  # how long A floods (the issue's 30 s, shortened to keep `make test` quick)
-ALONE_S = 5.0
+ALONE_S = 4.0
+NOISY_S = 4.0  # B's measurement while A floods (the issue's 30 s, shortened: see ROUNDS)
+RAMP_S = 1.0  # A's load is up before B measures
 B_PAUSE_S = 0.02  # B is a modest steady client (under its standard tier's rate)
-# The bound on B's p99 is 2x its p99 alone, with the alone figure floored at this
-# (so the bound is at least 300 ms). On a loaded 2-core box (load average 10-16 while
-# this was written, from other work) a 15 ms baseline is mostly scheduler noise, and
-# every process A keeps busy (coordinator, worker) waits longer for a core whenever B
-# needs it: measured 83-250 ms with A flooding. Before issue 12, B's requests waited
-# seconds behind A's and got 503 at the deadline; that is what this test keeps out.
-# `python -m benchmarks.noisy_split` shows where the rest goes: B slows as much with A
-# on another worker, B's /healthz (no worker) slows too, and a process that only burns
-# CPU barely slows B. Each of A's requests costs the shared coordinator's event loop
-# about 5 ms of CPU (parsing and bounding 0.55 MB of filter, sending it on), which a
-# busy host stretches; the worker's GIL switch interval (5, 1, 0.5 ms) changed nothing
-# beyond the noise. With one filtered request of a client in flight (the default
-# since; it was two) B's p99 with A was 59-107 ms in five runs, p50 16-19 ms; the
-# floor stays, as a loaded CI box has been seen to double such figures.
-P99_FLOOR_S = 0.15
+# The criterion (issue 12): B's p99 with A flooding stays within 2x its p99 alone,
+# measured in the same round. The machine this runs on has 2 cores shared with other
+# work (load average 7-15 while this was written), so both figures carry scheduler
+# noise: six pairs of back-to-back windows of B alone (no A) had p99s of 12-47 ms,
+# differing by 0.6-2.3x within a pair. The alone figure is floored at P99_FLOOR_S, the
+# typical alone p99 there (so the bound is at least 50 ms), and a round that misses
+# gets another, up to ROUNDS (about 12 s each); any 503 for B, in any round, fails.
+# Before the router paced a client's filtered requests (coordinator/admission.py),
+# B's p99 beside A was 3-8x its p99 alone on this machine, p50 4-9x; paced, 1.3-1.8x
+# in most rounds, p50 1.0-1.6x.
+P99_FLOOR_S = 0.025
+# The median is checked too (not part of the issue's wording, stricter than it): it is
+# robust to the single stalls that make a p99 of ~150 queries noisy, and it is what
+# showed A's effect most plainly before pacing (4-9x). B's p50 alone is 4-8 ms here.
+P50_FLOOR_S = 0.005
+ROUNDS = 3
 # A worker doing nothing but heartbeats uses well under this much CPU in one second.
 IDLE_CPU_S = 0.1
 
@@ -115,8 +117,48 @@ def _simple_queries(client: httpx.Client, seconds: float) -> tuple[list[float], 
     return latencies, statuses
 
 
-def _flood(url: str, key: str, flooding: Any, stop: Any, counts: Any) -> None:
-    """Client A: FLOODERS senders of expensive filtered queries until ``stop``."""
+class _ClientA:
+    """Client A in a process of its own, as another client would be (its 8 senders must
+    not compete with B's for this process's GIL), started once and switched on per round."""
+
+    def __init__(self, url: str, key: str) -> None:
+        spawn = multiprocessing.get_context("spawn")
+        self.go, self.stop, self.ready = spawn.Event(), spawn.Event(), spawn.Event()
+        self.sending = spawn.Value("i", 0)  # requests on the wire
+        self.ok, self.other = spawn.Value("i", 0), spawn.Value("i", 0)
+        shared = (self.go, self.stop, self.ready, self.sending, self.ok, self.other)
+        self.process = spawn.Process(target=_flood, args=(url, key, *shared))
+        self.process.start()
+        assert self.ready.wait(60), "client A's process did not start"
+
+    def start(self) -> None:
+        self.go.set()
+
+    def pause(self) -> None:
+        """Stop sending and wait until every request of A's has been answered."""
+        self.go.clear()
+        quiet_since = None
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.sending.value:
+                quiet_since = None
+            elif quiet_since is None:
+                quiet_since = time.monotonic()
+            elif time.monotonic() - quiet_since > 0.2:  # a sender past go.wait has sent
+                return
+            time.sleep(0.02)
+        raise AssertionError("A's requests were still unanswered 30 s after it paused")
+
+    def close(self) -> None:
+        self.stop.set()
+        self.go.set()
+        self.process.join(30)
+
+
+def _flood(
+    url: str, key: str, go: Any, stop: Any, ready: Any, sending: Any, ok: Any, other: Any
+) -> None:
+    """Client A: FLOODERS senders of expensive filtered queries while ``go``, until ``stop``."""
     strings = [f"x{i:07d}" for i in range(50_000)]
     bodies = [
         orjson.dumps({"vector": [0.1] * DIM, "top_k": 10, "filter": doc})
@@ -126,24 +168,54 @@ def _flood(url: str, key: str, flooding: Any, stop: Any, counts: Any) -> None:
             {"$or": [{"color": {"$nin": strings}}, {"n": {"$in": list(range(10_000))}}]},
         )
     ]
-    statuses: Counter[int] = Counter()
     headers = {"authorization": f"Bearer {key}", "content-type": "application/json"}
+
+    def count(value: Any, by: int) -> None:
+        with value.get_lock():
+            value.value += by
 
     def send(turn: int) -> None:
         with httpx.Client(base_url=url, headers=headers, timeout=30) as client:
             while not stop.is_set():
-                body = bodies[turn % len(bodies)]
+                if not go.wait(0.05) or stop.is_set():
+                    continue
+                count(sending, 1)
+                try:
+                    r = client.post("/v1/collections/noisy/query", content=bodies[turn % 3])
+                finally:
+                    count(sending, -1)
                 turn += 1
-                r = client.post("/v1/collections/noisy/query", content=body)
-                statuses[r.status_code] += 1
-                flooding.set()
+                count(ok if r.status_code == 200 else other, 1)
 
     threads = [threading.Thread(target=send, args=(n,)) for n in range(FLOODERS)]
     for thread in threads:
         thread.start()
+    ready.set()
     for thread in threads:
         thread.join()
-    counts.put(dict(statuses))
+
+
+def _round(a: _ClientA, b: httpx.Client) -> tuple[list[float], list[float], int, str]:
+    """One round: B alone, then B while A floods; B's latencies, A's 200s and a report.
+    B must get 200 to every query, in every round."""
+    alone, alone_statuses = _simple_queries(b, ALONE_S)
+    assert set(alone_statuses) == {200}, f"B alone got {dict(alone_statuses)}"
+    a.start()
+    try:
+        time.sleep(RAMP_S)
+        ok_before = a.ok.value
+        noisy, noisy_statuses = _simple_queries(b, NOISY_S)
+        a_ok = a.ok.value - ok_before
+    finally:
+        a.pause()
+    report = (
+        f"B p50 alone {np.median(alone) * 1000:.1f} ms, with A {np.median(noisy) * 1000:.1f} ms; "
+        f"B p99 alone {_p99(alone) * 1000:.1f} ms ({len(alone)} queries), with A "
+        f"{_p99(noisy) * 1000:.1f} ms ({len(noisy)} queries); A: {a_ok} answered 200 "
+        f"while B measured, {a.other.value} other answers so far"
+    )
+    assert set(noisy_statuses) == {200}, f"B got {dict(noisy_statuses)} beside A; {report}"
+    return alone, noisy, a_ok, report
 
 
 def test_a_tenant_flooding_expensive_filters_leaves_its_neighbour_alone(
@@ -151,40 +223,29 @@ def test_a_tenant_flooding_expensive_filters_leaves_its_neighbour_alone(
 ) -> None:
     a_key = one_worker.new_client("noisy", tier="premium")
     b_key = one_worker.new_client("quiet", tier="standard")
-    with one_worker.client(a_key) as a, one_worker.client(b_key) as b:
-        _collection(a, "noisy", _rows(200, lambda i: {"color": f"c{i % 7}", "n": i}))
+    misses: list[str] = []
+    with one_worker.client(a_key) as a_setup, one_worker.client(b_key) as b:
+        _collection(a_setup, "noisy", _rows(200, lambda i: {"color": f"c{i % 7}", "n": i}))
         _collection(b, "quiet", _rows(200, lambda i: {"n": i}))
         assert b.post("/v1/collections/quiet/query", json={"vector": [0.5] * DIM}).status_code
-        alone, alone_statuses = _simple_queries(b, ALONE_S)
-        assert set(alone_statuses) == {200}, alone_statuses
-
-        # A runs in a process of its own, as another client would: its 8 senders must
-        # not compete with B's for this process's GIL, or B's figures would measure that.
-        spawn = multiprocessing.get_context("spawn")
-        flooding, stop = spawn.Event(), spawn.Event()
-        counts: multiprocessing.Queue[dict[int, int]] = spawn.Queue()
-        flood = spawn.Process(target=_flood, args=(one_worker.url, a_key, flooding, stop, counts))
-        flood.start()
+        a = _ClientA(one_worker.url, a_key)
         try:
-            assert flooding.wait(30), "A's flood did not start"
-            time.sleep(1.0)  # A's load is up before B measures
-            noisy, noisy_statuses = _simple_queries(b, NOISY_S - 1.0)
+            for _ in range(ROUNDS):
+                alone, noisy, a_ok, report = _round(a, b)
+                print(report)
+                # paced, A still gets 13-22 of its filters answered a second here
+                assert a_ok >= 4 * NOISY_S, f"A was not really sending load: {report}"
+                p99_bound = 2 * max(_p99(alone), P99_FLOOR_S)
+                p50_bound = 2 * max(float(np.median(alone)), P50_FLOOR_S)
+                if _p99(noisy) <= p99_bound and np.median(noisy) <= p50_bound:
+                    return
+                bounds = f"p99 {p99_bound * 1000:.1f} ms, p50 {p50_bound * 1000:.1f} ms"
+                misses.append(f"{report}; bounds: {bounds}")
         finally:
-            stop.set()
-            a_statuses = Counter(counts.get(timeout=60))
-            flood.join(30)
-
-    bound = 2 * max(_p99(alone), P99_FLOOR_S)
-    report = (
-        f"B p50 alone {np.median(alone) * 1000:.1f} ms, with A {np.median(noisy) * 1000:.1f} ms; "
-        f"B p99 alone {_p99(alone) * 1000:.1f} ms ({len(alone)} queries), with A "
-        f"{_p99(noisy) * 1000:.1f} ms ({len(noisy)} queries), bound {bound * 1000:.1f} ms; "
-        f"A answered {dict(a_statuses)}"
+            a.close()
+    raise AssertionError(
+        "B beside A missed 2x its latency alone in every round:\n" + "\n".join(misses)
     )
-    print(report)
-    assert set(noisy_statuses) == {200}, f"B got {dict(noisy_statuses)}; {report}"
-    assert a_statuses[200] >= 8 * NOISY_S / 2, f"A was not really sending load: {report}"
-    assert _p99(noisy) <= bound, report
 
 
 def test_abandoned_work_stops_using_the_worker_within_a_second(one_worker: Stack) -> None:

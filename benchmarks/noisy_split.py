@@ -51,10 +51,17 @@ def _client(stack: Stack, name: str, tier: str) -> tuple[str, str]:
     return str(cid), str(key)
 
 
-def _owners(stack: Stack) -> dict[str, str]:
-    with stack.admin() as admin:
-        workers = admin.get("/admin/v1/workers").json()["workers"]
-    return {t: w["worker_id"] for w in workers for t in w["tenant_ids"]}
+def _owners(stack: Stack, *tenants: str) -> dict[str, str]:
+    """Tenant -> worker, once every one of ``tenants`` shows (with several coordinator
+    processes, the one answering learns of a placement at the next heartbeat)."""
+    deadline = time.monotonic() + 15
+    while True:
+        with stack.admin() as admin:
+            workers = admin.get("/admin/v1/workers").json()["workers"]
+        owners = {t: w["worker_id"] for w in workers for t in w["tenant_ids"]}
+        if all(t in owners for t in tenants) or time.monotonic() > deadline:
+            return owners
+        time.sleep(0.2)
 
 
 def _collection(stack: Stack, key: str, name: str, meta: Any) -> None:
@@ -144,7 +151,7 @@ def split(
         for n in range(8):  # with two workers: until B lands on the other one
             b_id, b_key = _client(stack, f"quiet{n}", "standard")
             _collection(stack, b_key, "quiet", lambda i: {"n": i})
-            owners = _owners(stack)
+            owners = _owners(stack, a_id, b_id)
             if (owners[a_id] == owners[b_id]) == same_worker:
                 break
         placed = "same worker" if owners[a_id] == owners[b_id] else "other workers"

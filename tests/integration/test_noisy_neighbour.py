@@ -39,7 +39,7 @@ B_PAUSE_S = 0.02  # B is a modest steady client (under its standard tier's rate)
 # noise: six pairs of back-to-back windows of B alone (no A) had p99s of 12-47 ms,
 # differing by 0.6-2.3x within a pair. The alone figure is floored at P99_FLOOR_S, the
 # typical alone p99 there (so the bound is at least 50 ms), and a round that misses
-# gets another, up to ROUNDS (about 12 s each); any 503 for B, in any round, fails.
+# gets another, up to ROUNDS (about 10 s each); any 503 for B, in any round, fails.
 # Before the router paced a client's filtered requests (coordinator/admission.py),
 # B's p99 beside A was 3-8x its p99 alone on this machine, p50 4-9x; paced, 1.3-1.8x
 # in most rounds, p50 1.0-1.6x.

@@ -89,3 +89,24 @@ async def test_a_request_cancelled_while_its_client_rests_gives_the_slot_on() ->
     assert await asyncio.wait_for(second, 5)
     admission.leave("a")
     assert admission.running("a") == 0
+
+
+def test_the_router_paces_a_client_only_while_another_was_served_within_the_window(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import coordinator.router as router_module
+    from coordinator.hub import WorkerHub
+
+    now = [100.0]
+    monkeypatch.setattr(router_module.time, "monotonic", lambda: now[0])
+    router = router_module.TenantRouter(WorkerHub("s" * 32), 1.0)
+    router._enter("a")
+    router._enter("a")
+    assert not router._others_served("a")  # alone on the service
+    router._enter("b")
+    assert router._others_served("a") and router._others_served("b")
+    router._enter("a")  # the most recent other tenant of "a" is still "b"
+    assert router._others_served("a")
+    now[0] += router_module.CONTENDED_WINDOW_S + 0.1
+    router._enter("a")
+    assert not router._others_served("a")  # "b" has gone quiet

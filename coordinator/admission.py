@@ -15,11 +15,17 @@ alone on the service is never paced.
 from __future__ import annotations
 
 import asyncio
+import mmap
+import os
+import struct
 import time
 from collections import deque
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
+from pathlib import Path
+
+import xxhash
 
 # A single request's rest is capped: one very slow request (up to the deadline) must
 # not make the client's next ones wait past their own deadlines.
@@ -142,3 +148,74 @@ class ClientAdmission:
         line.running -= 1
         if line.running == 0:
             del self._lines[client_id]
+
+
+class RecentClients:
+    """The clients served in the last ``window_s`` seconds, as far as pacing needs:
+    whether one other than a given client was (the two most recent are enough)."""
+
+    def __init__(self, window_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.window_s = window_s
+        self._clock = clock
+        self._recent: list[tuple[str, float]] = []  # distinct clients, latest first
+
+    def seen(self, client_id: str) -> None:
+        now = self._clock()
+        recent = self._recent
+        if recent and recent[0][0] == client_id:
+            recent[0] = (client_id, now)
+        else:
+            self._recent = [(client_id, now), *recent[:1]]
+
+    def others(self, client_id: str) -> bool:
+        """Whether a client other than ``client_id`` was served within the window."""
+        for other, seen in self._recent:
+            if other != client_id:
+                return self._clock() - seen < self.window_s
+        return False
+
+
+_BOARD = struct.Struct("<" + "Qd" * 64)  # 64 slots: client hash, last seen (monotonic s)
+_BOARD_SLOTS = 64
+_SLOT = struct.Struct("<Qd")
+
+
+class SharedRecentClients(RecentClients):
+    """``RecentClients`` across the coordinator processes of one machine.
+
+    A board of 64 slots in a memory-mapped file: a client's slot is its hash modulo 64,
+    holding its hash and when it was last served (the monotonic clock is the machine's).
+    Writes take no lock: the board is a hint (two clients sharing a slot, or a torn
+    write, at worst pace or spare one request), and a stale board from an earlier
+    boot holds times that have passed or lie ahead, both ignored.
+    """
+
+    def __init__(
+        self, path: Path, window_s: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        super().__init__(window_s, clock)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        if os.fstat(self._fd).st_size < _BOARD.size:
+            os.ftruncate(self._fd, _BOARD.size)
+        self._map = mmap.mmap(self._fd, _BOARD.size)
+
+    def close(self) -> None:
+        self._map.close()
+        os.close(self._fd)
+
+    @staticmethod
+    def _hash(client_id: str) -> int:
+        return xxhash.xxh3_64_intdigest(client_id.encode()) | 1  # 0 marks a free slot
+
+    def seen(self, client_id: str) -> None:
+        key = self._hash(client_id)
+        _SLOT.pack_into(self._map, (key % _BOARD_SLOTS) * _SLOT.size, key, self._clock())
+
+    def others(self, client_id: str) -> bool:
+        key, now = self._hash(client_id), self._clock()
+        board = _BOARD.unpack_from(self._map)
+        return any(
+            board[i] not in (0, key) and 0 <= now - board[i + 1] < self.window_s
+            for i in range(0, len(board), 2)
+        )

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from coordinator.admission import ClientAdmission
+from coordinator.admission import ClientAdmission, RecentClients
 from coordinator.convergence import AlertHook, Assignment, no_alert
 from coordinator.cost_watch import CostWatch
 from coordinator.errors import OutcomeUnknown, TenantUnavailable, WorkerRefused
@@ -131,6 +131,7 @@ class TenantRouter(OwnershipMoves):
         leading: Callable[[], bool] | None = None,
         follower: FollowerPlacement | None = None,
         filtered_share: float = FILTERED_SHARE,
+        recent_clients: RecentClients | None = None,
     ) -> None:
         self._hub = hub
         self._timeout_s = timeout_s
@@ -147,8 +148,8 @@ class TenantRouter(OwnershipMoves):
             free_s=FILTERED_FREE_S,
             contended=self._others_served,
         )
-        # The two tenants routed most recently (distinct, latest first), and when.
-        self._recent: list[tuple[str, float]] = []
+        # Who was routed lately (several coordinator processes: in any of them).
+        self.recent_clients = recent_clients or RecentClients(CONTENDED_WINDOW_S)
         # what each tenant costs its worker (heartbeats' busy time), for the rebalancer
         self.cost_watch = cost_watch if cost_watch is not None else CostWatch()
         self._sampled_at = time.monotonic()
@@ -364,19 +365,11 @@ class TenantRouter(OwnershipMoves):
 
     def _enter(self, tenant: str) -> None:
         self._inflight[tenant] = self._inflight.get(tenant, 0) + 1
-        now = time.monotonic()
-        recent = self._recent
-        if recent and recent[0][0] == tenant:
-            recent[0] = (tenant, now)
-        else:
-            self._recent = [(tenant, now), *recent[:1]]
+        self.recent_clients.seen(tenant)
 
     def _others_served(self, tenant: str) -> bool:
         """Whether a tenant other than ``tenant`` was routed within CONTENDED_WINDOW_S."""
-        for other, seen in self._recent:
-            if other != tenant:
-                return time.monotonic() - seen < CONTENDED_WINDOW_S
-        return False
+        return self.recent_clients.others(tenant)
 
     def _leave(self, tenant: str) -> None:
         left = self._inflight[tenant] - 1

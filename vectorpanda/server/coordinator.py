@@ -17,7 +17,7 @@ from api.client_address import trusted_proxy_networks
 from api.dashboard.context import Dashboard
 from coordinator.accounts import Accounts
 from coordinator.accounts.uow import SqliteUnitOfWork
-from coordinator.admission import ClientAdmission
+from coordinator.admission import ClientAdmission, SharedRecentClients
 from coordinator.backups import BackupService, WorkerTenantBackups
 from coordinator.census import CensusTaker
 from coordinator.cost_watch import CostWatch, IsolationPolicy
@@ -34,7 +34,7 @@ from coordinator.list_cursor import ListCursors
 from coordinator.metrics import Metrics
 from coordinator.pause import PauseService, WorkerTenantFiles
 from coordinator.rate_limit import RateLimiter, cost_tokens
-from coordinator.router import TenantRouter
+from coordinator.router import CONTENDED_WINDOW_S, TenantRouter
 from coordinator.shared_limits import SharedRateLimiter
 from coordinator.storage_watch import StorageWatch
 from coordinator.tenant_figures import census_figures, stored_figures
@@ -145,6 +145,12 @@ def build_coordinator(
         rate_limiter = SharedRateLimiter(settings.data_dir / "run" / "rate-limits")
     elif settings.rate_limits:
         rate_limiter = RateLimiter()
+    recent_clients = None
+    if settings.coordinator_processes > 1:
+        # who was served lately, in any coordinator process (pacing of filtered requests)
+        recent_clients = SharedRecentClients(
+            settings.data_dir / "run" / "recent-clients", CONTENDED_WINDOW_S
+        )
     router = TenantRouter(
         hub,
         settings.request_timeout_s,
@@ -159,6 +165,7 @@ def build_coordinator(
         tenant_keys=data_keys.keyring_for if data_keys is not None else None,
         leading=leading,
         follower=follower,
+        recent_clients=recent_clients,
     )
     limits = limits_from(settings)
     # Stored figures are read through a plain data plane: reading them is not usage.

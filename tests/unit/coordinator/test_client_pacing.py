@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
-from coordinator.admission import MAX_REST_S, ClientAdmission
+from coordinator.admission import (
+    MAX_REST_S,
+    ClientAdmission,
+    RecentClients,
+    SharedRecentClients,
+)
 
 
 def paced(contended: bool = True, share: float = 0.25) -> ClientAdmission:
@@ -91,22 +97,47 @@ async def test_a_request_cancelled_while_its_client_rests_gives_the_slot_on() ->
     assert admission.running("a") == 0
 
 
-def test_the_router_paces_a_client_only_while_another_was_served_within_the_window(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    import coordinator.router as router_module
+def test_the_router_paces_a_client_only_while_another_was_served_within_the_window() -> None:
     from coordinator.hub import WorkerHub
+    from coordinator.router import CONTENDED_WINDOW_S, TenantRouter
 
     now = [100.0]
-    monkeypatch.setattr(router_module.time, "monotonic", lambda: now[0])
-    router = router_module.TenantRouter(WorkerHub("s" * 32), 1.0)
-    router._enter("a")
-    router._enter("a")
-    assert not router._others_served("a")  # alone on the service
-    router._enter("b")
-    assert router._others_served("a") and router._others_served("b")
-    router._enter("a")  # the most recent other tenant of "a" is still "b"
-    assert router._others_served("a")
-    now[0] += router_module.CONTENDED_WINDOW_S + 0.1
-    router._enter("a")
-    assert not router._others_served("a")  # "b" has gone quiet
+    router = TenantRouter(
+        WorkerHub("s" * 32), 1.0, recent_clients=RecentClients(CONTENDED_WINDOW_S, lambda: now[0])
+    )
+    _served_in_turn(router.recent_clients, now)
+
+
+def test_coordinator_processes_share_who_was_served(tmp_path: Path) -> None:
+    now = [100.0]
+    board = tmp_path / "run" / "recent-clients"
+    one, two = (SharedRecentClients(board, 1.0, lambda: now[0]) for _ in range(2))
+    try:
+        one.seen("a")
+        assert not two.others("a")
+        two.seen("b")  # b is served by the other process
+        assert one.others("a") and one.others("b") and two.others("a")
+        now[0] += 1.1
+        one.seen("a")
+        assert not two.others("a")  # b has gone quiet
+    finally:
+        one.close()
+        two.close()
+    alone = SharedRecentClients(tmp_path / "other-board", 1.0, lambda: now[0])
+    try:
+        _served_in_turn(alone, now)
+    finally:
+        alone.close()
+
+
+def _served_in_turn(recent: RecentClients, now: list[float]) -> None:
+    recent.seen("a")
+    recent.seen("a")
+    assert not recent.others("a")  # alone on the service
+    recent.seen("b")
+    assert recent.others("a") and recent.others("b")
+    recent.seen("a")  # the most recent other client of "a" is still "b"
+    assert recent.others("a")
+    now[0] += recent.window_s + 0.1
+    recent.seen("a")
+    assert not recent.others("a")  # "b" has gone quiet

@@ -32,7 +32,7 @@ FLOODERS = 8
 ALONE_S = 4.0
 NOISY_S = 4.0  # B's measurement while A floods (the issue's 30 s, shortened: see ROUNDS)
 RAMP_S = 1.0  # A's load is up before B measures
-B_PAUSE_S = 0.02  # B is a modest steady client (under its standard tier's rate)
+B_PAUSE_S = 0.01  # B is a modest steady client (under its standard tier's rate)
 # The criterion (issue 12): B's p99 with A flooding stays within 2x its p99 alone,
 # measured in the same round. The machine this runs on has 2 cores shared with other
 # work (load average 7-15 while this was written), so both figures carry scheduler
@@ -44,10 +44,10 @@ B_PAUSE_S = 0.02  # B is a modest steady client (under its standard tier's rate)
 # B's p99 beside A was 3-8x its p99 alone on this machine, p50 4-9x; paced, 1.3-1.8x
 # in most rounds, p50 1.0-1.6x.
 P99_FLOOR_S = 0.025
-# The median is checked too (not part of the issue's wording, stricter than it): it is
-# robust to the single stalls that make a p99 of ~150 queries noisy, and it is what
-# showed A's effect most plainly before pacing (4-9x). B's p50 alone is 4-8 ms here.
-P50_FLOOR_S = 0.005
+# The median is checked too (not part of the issue's wording, stricter than it), with
+# no floor: it is robust to the single stalls that make a p99 of ~250 queries noisy
+# (the six pairs of alone windows above differed by 0.8-1.4x in p50), and it is what
+# showed A's effect most plainly before pacing (2-9x; 1.0-1.8x paced).
 ROUNDS = 3
 # A worker doing nothing but heartbeats uses well under this much CPU in one second.
 IDLE_CPU_S = 0.1
@@ -233,10 +233,11 @@ def test_a_tenant_flooding_expensive_filters_leaves_its_neighbour_alone(
             for _ in range(ROUNDS):
                 alone, noisy, a_ok, report = _round(a, b)
                 print(report)
-                # paced, A still gets 13-22 of its filters answered a second here
-                assert a_ok >= 4 * NOISY_S, f"A was not really sending load: {report}"
+                # Paced, A gets 4-22 of its filters answered a second here, fewer the
+                # busier the host (each rests 3x what it took past 5 ms).
+                assert a_ok >= 2 * NOISY_S, f"A was not really sending load: {report}"
                 p99_bound = 2 * max(_p99(alone), P99_FLOOR_S)
-                p50_bound = 2 * max(float(np.median(alone)), P50_FLOOR_S)
+                p50_bound = 2 * float(np.median(alone))
                 if _p99(noisy) <= p99_bound and np.median(noisy) <= p50_bound:
                     return
                 bounds = f"p99 {p99_bound * 1000:.1f} ms, p50 {p50_bound * 1000:.1f} ms"

@@ -41,13 +41,13 @@ B_PAUSE_S = 0.01  # B is a modest steady client (under its standard tier's rate)
 # typical alone p99 there (so the bound is at least 50 ms), and a round that misses
 # gets another, up to ROUNDS (about 10 s each); any 503 for B, in any round, fails.
 # Before the router paced a client's filtered requests (coordinator/admission.py),
-# B's p99 beside A was 3-8x its p99 alone on this machine, p50 4-9x; paced, 1.3-1.8x
+# B's p99 beside A was 3-8x its p99 alone on this machine, p50 3-9x; paced, 1.3-1.8x
 # in most rounds, p50 1.0-1.6x.
 P99_FLOOR_S = 0.025
 # The median is checked too (not part of the wording, stricter than it), with
 # no floor: it is robust to the single stalls that make a p99 of ~250 queries noisy
 # (the six pairs of alone windows above differed by 0.8-1.4x in p50), and it is what
-# showed A's effect most plainly before pacing (2-9x; 1.0-1.8x paced).
+# showed A's effect most plainly before pacing (3-9x; 0.9-1.8x paced).
 ROUNDS = 3
 # A worker doing nothing but heartbeats uses well under this much CPU in one second.
 IDLE_CPU_S = 0.1

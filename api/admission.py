@@ -17,19 +17,27 @@ speed become 64 requests per pause instead of tens of thousands a second that
 the coordinator would have to parse. A client that makes a mistake now and
 then is told at once.
 
-Requests that pass carry their principal in the ASGI scope's state, so the
-route's key dependency neither authenticates nor takes a rate token again.
+The gate is the outermost ASGI callable for data-plane paths (``ServicesApp.front``):
+a refusal touches nothing else, not Starlette's middleware stack nor the request
+context (``api/middleware.py``). It does that context's part itself: the request id
+(an incoming well-formed ``X-Request-Id`` is kept), the declared body size (413
+before anything else), one request-log line and the request's metrics
+(``api/refusals.py``). Requests that pass carry their principal, request id and start
+time in the ASGI scope's state, so the route's key dependency neither authenticates
+nor takes a rate token again, and the request context keeps the same id.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 
-import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.client_address import client_address
+from api.middleware import RequestObserver, new_request_id, report_defect, well_formed_request_id
+from api.refusals import Refusal, RefusalDesk
 from coordinator.accounts.key_policy import IPNetwork, address_allowed
 from coordinator.accounts.model import Principal
 from coordinator.admission import ClientAdmission
@@ -42,6 +50,7 @@ _BEARER = b"bearer "
 _MAX_AUTHORIZATION = 1024
 REFUSALS_PER_S = 5
 REFUSAL_BURST = 20
+_MAX_RATE_REFUSALS = 1024  # cached over-the-rate answers (tier x retry-after: a handful)
 
 Authenticate = Callable[[str], Awaitable[Principal | None]]
 
@@ -54,22 +63,26 @@ PAUSED = (
 )
 
 
+def _bearer(value: bytes) -> str | None:
+    if len(value) > _MAX_AUTHORIZATION or value[:7].lower() != _BEARER:
+        return None
+    token = value[7:].strip()
+    try:
+        return token.decode("ascii") or None
+    except UnicodeDecodeError:
+        return None
+
+
 def bearer_of(scope: Scope) -> str | None:
     """The credential of the request's ``Authorization: Bearer ...`` header, if well formed."""
     for name, value in scope.get("headers", ()):
         if name == b"authorization":
-            if len(value) > _MAX_AUTHORIZATION or value[:7].lower() != _BEARER:
-                return None
-            token = value[7:].strip()
-            try:
-                return token.decode("ascii") or None
-            except UnicodeDecodeError:
-                return None
+            return _bearer(value)
     return None
 
 
 class AdmissionGate:
-    """ASGI middleware in front of the data-plane routes (see the module docstring)."""
+    """The data plane's front ASGI callable (see the module docstring)."""
 
     def __init__(
         self,
@@ -80,6 +93,10 @@ class AdmissionGate:
         admission: ClientAdmission,
         refusal_delay_s: float = 0.0,
         trusted_proxies: tuple[IPNetwork, ...] = (),
+        max_body_bytes: int | None = None,
+        refused_counts: dict[tuple[str, int], int] | None = None,
+        usage: RequestObserver | None = None,
+        on_defect: Callable[[Scope], None] | None = None,
     ) -> None:
         self.app = app
         self.trusted_proxies = trusted_proxies
@@ -87,83 +104,125 @@ class AdmissionGate:
         self.authenticate = authenticate
         self.rate_limiter = rate_limiter
         self.admission = admission
+        self.max_body_bytes = max_body_bytes
+        self.on_defect = on_defect
+        self.desk = RefusalDesk(refused_counts, usage)
         # Refusals answered at once, per credential; past them, answers are held.
         self._refusals = RateLimiter(max_clients=10_000)
+        self._unauthorized = Refusal(401, "unauthorized", UNAUTHORIZED)
+        self._forbidden = Refusal(403, "forbidden", ADDRESS_REFUSED)
+        self._paused = Refusal(423, "paused", PAUSED)
+        self._internal = Refusal(500, "internal", "Internal error.")
+        self._too_large = Refusal(
+            413,
+            "payload_too_large",
+            f"The request body is over the limit of {max_body_bytes} bytes.",
+        )
+        self._busy = Refusal(
+            429,
+            "rate_limited",
+            f"Too many of this client's requests are in progress "
+            f"(at most {admission.max_running} running and "
+            f"{admission.max_waiting} waiting); retry after 1 s.",
+            1,
+        )
+        self._over_rate: dict[tuple[str, float, int, int], Refusal] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not scope["path"].startswith(DATA_PLANE_PREFIX):
             await self.app(scope, receive, send)
             return
-        token = bearer_of(scope)
-        principal = None if token is None else await self.authenticate(token)
+        started = time.perf_counter()
+        state = scope.get("state")
+        if state is None:
+            state = scope["state"] = {}
+        request_id: str | None = state.get("request_id")
+        token: str | None = None
+        authorization = declared = None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                if authorization is None:
+                    authorization = value
+            elif name == b"x-request-id":
+                if request_id is None:
+                    request_id = well_formed_request_id(value)
+            elif name == b"content-length" and declared is None:
+                declared = value
+        if request_id is None:
+            request_id = new_request_id()
+        state["request_id"] = request_id
+        state["started"] = started
+        if declared is not None and self.max_body_bytes is not None:
+            try:
+                over = int(declared) > self.max_body_bytes
+            except ValueError:
+                over = False
+            if over:
+                await self.desk.send(scope, send, self._too_large, request_id, started, None)
+                return
+        if authorization is not None:
+            token = _bearer(authorization)
+        try:
+            principal = None if token is None else await self.authenticate(token)
+        except Exception:
+            report_defect(scope, request_id, self.on_defect)
+            await self.desk.send(scope, send, self._internal, request_id, started, None)
+            return
         if principal is None:
             # Keyed by the presented key's id: behind nginx every caller shares one address,
             # and requests without a well-formed key are limited per address at the edge.
             if token is not None and token.startswith("vp_"):
                 await self._hold("key:" + token[3:19])
-            await self._refuse(scope, send, 401, "unauthorized", UNAUTHORIZED)
+            await self.desk.send(scope, send, self._unauthorized, request_id, started, None)
             return
-        state = scope.setdefault("state", {})
-        state["client_id"] = principal.client_id
-        if principal.networks and not address_allowed(
-            principal.networks, client_address(scope, self.trusted_proxies)
-        ):
-            await self._hold(principal.client_id)
-            await self._refuse(scope, send, 403, "forbidden", ADDRESS_REFUSED)
-            return
-        if principal.status == ClientStatus.PAUSED:
-            await self._refuse(scope, send, 423, "paused", PAUSED)
-            return
-        if self.rate_limiter is not None:
-            tier = limits_for(principal.tier)
-            decision = self.rate_limiter.acquire(
-                principal.client_id, tier.requests_per_second, tier.burst
-            )
-            if not decision.allowed:
-                message = (
-                    f"Over the {principal.tier} tier's rate of {tier.requests_per_second:g} "
-                    f"requests/s (burst {tier.burst}); retry after {decision.retry_after} s."
-                )
-                await self._hold(principal.client_id)
-                await self._refuse(scope, send, 429, "rate_limited", message, decision.retry_after)
-                return
-        if not await self.admission.enter(principal.client_id):
-            message = (
-                f"Too many of this client's requests are in progress "
-                f"(at most {self.admission.max_running} running and "
-                f"{self.admission.max_waiting} waiting); retry after 1 s."
-            )
-            await self._hold(principal.client_id)
-            await self._refuse(scope, send, 429, "rate_limited", message, 1)
+        client_id = principal.client_id
+        state["client_id"] = client_id
+        refusal = self._refusal(scope, principal)
+        if refusal is None and not await self.admission.enter(client_id):
+            refusal = self._busy
+        if refusal is not None:
+            if refusal is not self._paused:
+                await self._hold(client_id)
+            await self.desk.send(scope, send, refusal, request_id, started, client_id)
             return
         state["principal"] = principal
         try:
             await self.app(scope, receive, send)
         finally:
-            self.admission.leave(principal.client_id)
+            self.admission.leave(client_id)
+
+    def _refusal(self, scope: Scope, principal: Principal) -> Refusal | None:
+        """Why an authenticated request is refused (address, pause, rate), or None."""
+        if principal.networks and not address_allowed(
+            principal.networks, client_address(scope, self.trusted_proxies)
+        ):
+            return self._forbidden
+        if principal.status == ClientStatus.PAUSED:
+            return self._paused
+        if self.rate_limiter is None:
+            return None
+        tier = limits_for(principal.tier)
+        decision = self.rate_limiter.acquire(
+            principal.client_id, tier.requests_per_second, tier.burst
+        )
+        if decision.allowed:
+            return None
+        key = (principal.tier, tier.requests_per_second, tier.burst, decision.retry_after)
+        refusal = self._over_rate.get(key)
+        if refusal is None:
+            refusal = Refusal(
+                429,
+                "rate_limited",
+                f"Over the {principal.tier} tier's rate of {tier.requests_per_second:g} "
+                f"requests/s (burst {tier.burst}); retry after {decision.retry_after} s.",
+                decision.retry_after,
+            )
+            if len(self._over_rate) < _MAX_RATE_REFUSALS:
+                self._over_rate[key] = refusal
+        return refusal
 
     async def _hold(self, who: str) -> None:
         if self.refusal_delay_s <= 0:
             return
         if not self._refusals.acquire(who, REFUSALS_PER_S, REFUSAL_BURST).allowed:
             await asyncio.sleep(self.refusal_delay_s)
-
-    async def _refuse(
-        self,
-        scope: Scope,
-        send: Send,
-        status: int,
-        code: str,
-        message: str,
-        retry_after: int | None = None,
-    ) -> None:
-        request_id = str(scope.get("state", {}).get("request_id", ""))
-        body = orjson.dumps({"error": {"code": code, "message": message, "request_id": request_id}})
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-        ]
-        if retry_after is not None:
-            headers.append((b"retry-after", str(retry_after).encode()))
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})

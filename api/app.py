@@ -153,19 +153,24 @@ def create_app(
     )
     app.add_middleware(LeanQuery, dataplane=dataplane, route=query_route)
     app.add_middleware(LeanAdmin, routes=lean_admin_routes(admin_clients.router))
-    # Inside RequestContext (request id, body cap, request log), in front of routing.
     app.add_middleware(
-        AdmissionGate,
+        RequestContext,
+        max_body_bytes=dataplane.limits.max_body_bytes,
+        metrics=metrics if usage_meter is None else RequestObservers(metrics, usage_meter),
+        on_defect=metrics.observe_defect,
+    )
+    # The data plane's front: outside Starlette's middleware stack, so a refusal costs
+    # only itself (it does RequestContext's part for the requests it refuses).
+    app.front = AdmissionGate(
+        app.behind_front,
         authenticate=accounts.authenticate,
         rate_limiter=rate_limiter,
         admission=admission or ClientAdmission(max_running=64, max_waiting=256),
         refusal_delay_s=refusal_delay_s,
         trusted_proxies=trusted_proxies,
-    )
-    app.add_middleware(
-        RequestContext,
         max_body_bytes=dataplane.limits.max_body_bytes,
-        metrics=metrics if usage_meter is None else RequestObservers(metrics, usage_meter),
+        refused_counts=metrics.refused,
+        usage=usage_meter,
         on_defect=metrics.observe_defect,
     )
     return app

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -27,6 +27,74 @@ class BodyTooLarge(HTTPException):
 
     def __init__(self) -> None:
         super().__init__(status_code=413, detail="The request body is over the size limit.")
+
+
+def well_formed_request_id(value: bytes) -> str | None:
+    """An incoming ``X-Request-Id`` header's value, if it is one we keep."""
+    candidate = value.decode("latin-1")
+    return candidate if _REQUEST_ID_RE.match(candidate) else None
+
+
+def new_request_id() -> str:
+    """A fresh request id: 32 random hex digits (a uuid4's length, without its object)."""
+    return os.urandom(16).hex()
+
+
+# What every request-log record says besides its line (formatters read the record's
+# ``__dict__``, so these are copied onto each record, not left on the class).
+_REQUEST_LINE_FIXED = {
+    "name": request_log.name,
+    "levelno": logging.INFO,
+    "levelname": "INFO",
+    "pathname": __file__,
+    "filename": "middleware.py",
+    "module": "middleware",
+    "lineno": 0,
+    "funcName": "request",
+    "args": (),
+    "exc_info": None,
+    "exc_text": None,
+    "stack_info": None,
+    "relativeCreated": 0.0,
+    "thread": None,
+    "threadName": None,
+    "process": None,
+    "processName": None,
+    "taskName": None,
+}
+
+
+class _RequestLine(logging.LogRecord):
+    """A request-log record made without ``Logger``'s per-call work (the caller's frame,
+    thread and process names): the line is all it carries; the rest is fixed."""
+
+    def __init__(self, line: str, created: float) -> None:
+        self.__dict__.update(_REQUEST_LINE_FIXED)
+        self.msg = line
+        self.created = created
+        self.msecs = (created - int(created)) * 1000
+
+    def getMessage(self) -> str:
+        return str(self.msg)
+
+
+def write_request_line(line: str, created: float) -> None:
+    """Hand one request-log line to the request log's handlers (the caller checked that
+    the log is on: ``request_log.isEnabledFor(logging.INFO)``)."""
+    request_log.handle(_RequestLine(line, created))
+
+
+def report_defect(scope: Scope, request_id: str, on_defect: Callable[[Scope], None] | None) -> None:
+    """A handler raised what no error handler maps: a defect, never a client error."""
+    route = getattr(scope.get("route"), "path", None) or "unmatched"
+    defect_log.exception(
+        "unhandled exception in %s %s (request %s)", scope.get("method"), route, request_id
+    )
+    if on_defect is not None:
+        try:
+            on_defect(scope)
+        except Exception:
+            defect_log.exception("counting a defect failed")
 
 
 def _error_body(code: str, message: str, request_id: str) -> bytes:
@@ -64,9 +132,10 @@ class RequestContext:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = time.perf_counter()
-        request_id = self._request_id(scope)
         state = scope.setdefault("state", {})
+        # The admission gate, in front of the data plane, may have started the request.
+        started = state.get("started") or time.perf_counter()
+        request_id = state.get("request_id") or self._request_id(scope)
         state["request_id"] = request_id
         status = {"code": 500, "started": False}
         id_header = (b"x-request-id", request_id.encode())
@@ -87,7 +156,7 @@ class RequestContext:
         except BodyTooLarge:
             await self._too_large(send_with_id, request_id)
         except Exception:
-            self._defect(scope, request_id)
+            report_defect(scope, request_id, self.on_defect)
             if status["started"]:
                 raise  # too late for an error body; the server closes the connection
             await self._send_error(send_with_id, 500, "internal", "Internal error.", request_id)
@@ -100,10 +169,10 @@ class RequestContext:
     def _request_id(scope: Scope) -> str:
         for name, value in scope.get("headers", []):
             if name == b"x-request-id":
-                candidate = value.decode("latin-1")
-                if _REQUEST_ID_RE.match(candidate):
-                    return candidate
-        return uuid.uuid4().hex
+                kept = well_formed_request_id(value)
+                if kept is not None:
+                    return kept
+        return new_request_id()
 
     @staticmethod
     def _content_length(scope: Scope) -> int | None:
@@ -138,18 +207,6 @@ class RequestContext:
             request_id,
         )
 
-    def _defect(self, scope: Scope, request_id: str) -> None:
-        """A handler raised what no error handler maps: a defect, never a client error."""
-        route = getattr(scope.get("route"), "path", None) or "unmatched"
-        defect_log.exception(
-            "unhandled exception in %s %s (request %s)", scope.get("method"), route, request_id
-        )
-        if self.on_defect is not None:
-            try:
-                self.on_defect(scope)
-            except Exception:
-                defect_log.exception("counting a defect failed")
-
     @staticmethod
     async def _send_error(
         send: Send, status: int, code: str, message: str, request_id: str
@@ -182,4 +239,4 @@ class RequestContext:
             "status": status,
             "latency_ms": round((time.perf_counter() - started) * 1000, 3),
         }
-        request_log.info(orjson.dumps(record).decode())
+        write_request_line(orjson.dumps(record).decode(), time.time())

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI, Request
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.dashboard.context import Dashboard
 from coordinator.accounts import Accounts
@@ -64,11 +65,27 @@ class Services:
 
 
 class ServicesApp(FastAPI):
-    """The FastAPI app with the :class:`Services` it was built with."""
+    """The FastAPI app with the :class:`Services` it was built with.
+
+    ``front``, when set, is the ASGI callable the server reaches first (the data
+    plane's admission gate, api/admission.py): it answers what it refuses itself,
+    in front of Starlette's middleware stack, and passes the rest to ``behind_front``.
+    """
 
     def __init__(self, services: Services, **settings: Any) -> None:
         super().__init__(**settings)
         self.services = services
+        self.front: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.front is None:
+            await super().__call__(scope, receive, send)
+        else:
+            await self.front(scope, receive, send)
+
+    async def behind_front(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The app without its front: FastAPI's own entry point."""
+        await super().__call__(scope, receive, send)
 
 
 def services_of(request: Request) -> Services:

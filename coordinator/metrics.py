@@ -259,7 +259,8 @@ class Metrics:
         )
         self.request_seconds = Histogram(
             "vectorpanda_http_request_duration_seconds",
-            "API request latency by route template, method and status.",
+            "API request latency by route template, method and status (requests refused "
+            "at the admission gate are counted in vectorpanda_http_requests only).",
             ["route", "method", "status"],
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
@@ -304,6 +305,12 @@ class Metrics:
         self._event_log: EventLogProbe | None = None
         # Labelled children of the per-request metrics, looked up once (ops are a fixed set).
         self._request_children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+        # Requests the admission gate refused, by (method, status): plain integers it adds
+        # to (a flood's refusals must cost next to nothing), folded into
+        # vectorpanda_http_requests{route="unmatched"} by ``snapshot`` before each scrape.
+        # They are not in the latency histogram.
+        self.refused: dict[tuple[str, int], int] = {}
+        self._refused_folded: dict[tuple[str, int], int] = {}
         self._frame_children: dict[tuple[str, str], Any] = {}
 
     def observe_request(self, scope: MutableMapping[str, Any], status: int, seconds: float) -> None:
@@ -342,6 +349,7 @@ class Metrics:
 
     def snapshot(self) -> None:
         """Copy live worker state; call on the event loop, before ``render`` in a thread."""
+        self._fold_refused()
         if self._hub is None or self._router is None:
             return
         now = time.monotonic()
@@ -362,6 +370,13 @@ class Metrics:
         self._workers.unservable = len(unservable)
         self._workers.unservable_over_bound = unservable.over_bound()
         self._workers.unservable_alerts = unservable.alerts
+
+    def _fold_refused(self) -> None:
+        for (method, status), count in list(self.refused.items()):
+            new = count - self._refused_folded.get((method, status), 0)
+            if new:
+                self.requests.labels("unmatched", method, str(status)).inc(new)
+                self._refused_folded[(method, status)] = count
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

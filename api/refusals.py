@@ -1,0 +1,108 @@
+"""The admission gate's answers: error bodies from precomputed bytes, and cheap accounting.
+
+A refusal is the one response a flood makes the coordinator send tens of
+thousands of times a second, so everything about it that does not depend on the
+request is computed once: the JSON error body up to the request id, and the
+headers. The body is byte for byte what ``orjson.dumps`` makes of the API's error
+format (``{"error": {"code", "message", "request_id"}}``), since a request id is
+``[A-Za-z0-9._-]`` only and needs no escaping.
+
+Each refusal is still counted and logged: a plain integer per (method, status)
+that ``/metrics`` folds into ``vectorpanda_http_requests{route="unmatched"}``
+(coordinator/metrics.py), the client's usage (its rejected requests) where the
+client is known, and one request-log line like any request's, made without
+``logging``'s per-call work (caller lookup, record construction), which would
+otherwise be most of what a refusal costs.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import orjson
+from starlette.types import Scope, Send
+
+from api.middleware import RequestObserver, request_log, write_request_line
+
+CONTENT_TYPE = (b"content-type", b"application/json")
+
+
+class Refusal:
+    """One kind of refusal: its status, error code and message, and its headers, ready."""
+
+    __slots__ = ("head", "retry_after", "status")
+
+    def __init__(self, status: int, code: str, message: str, retry_after: int | None = None):
+        self.status = status
+        self.retry_after = (
+            None if retry_after is None else (b"retry-after", str(retry_after).encode())
+        )
+        error = orjson.dumps({"code": code, "message": message})
+        # {"error":{"code":…,"message":…,"request_id":"<id>"}}
+        self.head = b'{"error":' + error[:-1] + b',"request_id":"'
+
+    def body(self, request_id: str) -> bytes:
+        return self.head + request_id.encode() + b'"}}'
+
+
+class RefusalDesk:
+    """Sends refusals, counts them and logs them; shared by a gate's refusal paths."""
+
+    def __init__(
+        self,
+        counts: dict[tuple[str, int], int] | None = None,
+        usage: RequestObserver | None = None,
+    ) -> None:
+        self.counts: dict[tuple[str, int], int] = {} if counts is None else counts
+        self.usage = usage
+        self._second = 0
+        self._ts = ""
+
+    async def send(
+        self,
+        scope: Scope,
+        send: Send,
+        refusal: Refusal,
+        request_id: str,
+        started: float,
+        client_id: str | None,
+    ) -> None:
+        body = refusal.body(request_id)
+        headers = [
+            CONTENT_TYPE,
+            (b"content-length", str(len(body)).encode()),
+            (b"x-request-id", request_id.encode()),
+        ]
+        if refusal.retry_after is not None:
+            headers.append(refusal.retry_after)
+        status = refusal.status
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+        key = (scope.get("method", ""), status)
+        counts = self.counts
+        counts[key] = counts.get(key, 0) + 1
+        if client_id is not None and self.usage is not None:
+            self.usage.observe_request(scope, status, 0.0)
+        if request_log.isEnabledFor(logging.INFO):
+            self._log(scope, request_id, client_id, status, time.perf_counter() - started)
+
+    def _log(
+        self, scope: Scope, request_id: str, client_id: str | None, status: int, seconds: float
+    ) -> None:
+        now = time.time()
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self._ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)) + "Z"
+        record: dict[str, Any] = {
+            "ts": self._ts,
+            "request_id": request_id,
+            "client_id": client_id,
+            "route": "unmatched",  # refused before routing
+            "method": scope.get("method"),
+            "status": status,
+            "latency_ms": round(seconds * 1000, 3),
+        }
+        write_request_line(orjson.dumps(record).decode(), now)

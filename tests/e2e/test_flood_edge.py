@@ -9,8 +9,16 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import RunningFleet
-from tests.flood import flood_requests, prepare_collection, run_steady, start_flood
-from tests.integration.test_flood import FLOOD_RAMP_S, P99_FLOOR_S, require_wrk
+from tests.flood import (
+    FLOOD_RAMP_S,
+    Round,
+    flood_requests,
+    prepare_collection,
+    run_steady,
+    start_flood,
+    within_2x_in_rounds,
+)
+from tests.integration.test_flood import require_wrk
 
 pytestmark = pytest.mark.e2e
 
@@ -32,9 +40,6 @@ def test_requests_without_a_key_are_limited_per_address_at_the_edge(fleet: Runni
     time.sleep(2.5)  # let the per-address bucket refill for the tests after this one
 
 
-MEASURE_ROUNDS = 3
-
-
 def test_a_free_tier_flood_through_nginx_does_not_slow_other_clients(
     fleet: RunningFleet, tmp_path
 ) -> None:
@@ -49,11 +54,9 @@ def test_a_free_tier_flood_through_nginx_does_not_slow_other_clients(
         prepare_collection(c)
     # Free-tier steady clients: 20 requests/s each stays under the tier's 25.
     run_steady(steady, 2, pace_s=0.05)
-    # The latency claim is measured on a shared 2-core machine (wrk, nginx, the
-    # coordinator, a worker and this process): a round whose p99 misses gets one more
-    # round. Errors are never forgiven, in any round.
-    misses = []
-    for _ in range(MEASURE_ROUNDS):
+    # The shared 2-core machine also runs nginx here: see within_2x_in_rounds.
+
+    def measure() -> Round:
         alone = run_steady(steady, 6, pace_s=0.05)
         flood = start_flood(fleet.https_url, flood_key, 13, workdir=tmp_path)
         try:
@@ -64,19 +67,9 @@ def test_a_free_tier_flood_through_nginx_does_not_slow_other_clients(
         finally:
             out, _ = flood.communicate(timeout=60)
         assert flood_requests(out) > 1000, out
-        for after in during:
-            assert not after.errors, after.errors[:5]
-        slow = [
-            f"{after.name}: p99 {after.p99() * 1000:.1f} ms during, "
-            f"{before.p99() * 1000:.1f} ms alone"
-            for before, after in zip(alone, during, strict=True)
-            if after.p99() > 2 * max(before.p99(), P99_FLOOR_S)
-        ]
-        if not slow:
-            break
-        misses.append("; ".join(slow) + f"\n{out}")
-        time.sleep(2.5)  # the flooder's and the address buckets refill between rounds
-    else:
-        raise AssertionError("\n".join(misses))
+        return alone, during, out
+
+    # the flooder's and the address buckets refill between rounds
+    within_2x_in_rounds(measure, between_s=2.5)
     for client in steady.values():
         client.close()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
 import xxhash
@@ -78,8 +79,10 @@ class KeyCache:
         self._generation = 0
         # Presented keys already proven invalid. A key's secret is 32 random bytes
         # and its id is random, so a string that failed once can never become valid:
-        # remembering it makes a flood of bad keys cost no database read.
-        self._refused: LRUCache[int, str] = LRUCache(max(1024, maxsize // 10))
+        # remembering it makes a flood of bad keys cost no database read. An LRU by hand:
+        # the lookup is a flood's whole key check, two C calls on an OrderedDict.
+        self._refused: OrderedDict[int, str] = OrderedDict()
+        self._refused_max = max(1024, maxsize // 10)
 
     def __len__(self) -> int:
         return len(self._cache)
@@ -103,10 +106,11 @@ class KeyCache:
                 return None
             if expired(cached.expires_at_s, self.clock()):
                 self.evict_key(cached.key_id)
-                self._refused[slot] = presented
+                self._refuse(slot, presented)
                 return None
             return cached
         if self._refused.get(slot) == presented:
+            self._refused.move_to_end(slot)
             digest_matches(self._pepper, presented, _NO_DIGEST)  # same work as any refusal
             return None
         key_id = parsed[0]
@@ -117,11 +121,17 @@ class KeyCache:
         matches = digest_matches(self._pepper, presented, stored)
         if principal is None or not matches or expired(principal.expires_at_s, self.clock()):
             # Nothing makes a refused string valid later: not a revoked key, not an expired one.
-            self._refused[slot] = presented
+            self._refuse(slot, presented)
             return None
         if generation == self._generation:
             self._remember(slot, principal)
         return principal
+
+    def _refuse(self, slot: int, presented: str) -> None:
+        self._refused[slot] = presented
+        self._refused.move_to_end(slot)
+        if len(self._refused) > self._refused_max:
+            self._refused.popitem(last=False)
 
     def _remember(self, slot: int, principal: Principal) -> None:
         self.evict_key(principal.key_id)

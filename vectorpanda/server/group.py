@@ -350,7 +350,12 @@ async def run_member(settings: Settings, index: int | None, workers: int) -> int
 
 
 async def _run_member(settings: Settings, index: int, workers: int) -> int:
-    from vectorpanda.server.coordinator import _finish, build_coordinator, quiet_server
+    from vectorpanda.server.coordinator import (
+        _finish,
+        _freeze_startup_heap,
+        build_coordinator,
+        quiet_server,
+    )
     from vectorpanda.server.duties import in_process_duties
     from vectorpanda.shutdown import stop_on_signals
 
@@ -452,6 +457,7 @@ async def _run_member(settings: Settings, index: int, workers: int) -> int:
                 await serving
                 raise RuntimeError("the HTTP server stopped before it started")
             await asyncio.sleep(0.05)
+        _freeze_startup_heap()  # as a single coordinator does
         ready = run_dir(settings) / f"coordinator-{index}.ready"
         ready.write_text(
             json.dumps({"pid": os.getpid(), "live": len(hub.live()), "hub_port": hub_port}),

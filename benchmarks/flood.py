@@ -4,10 +4,14 @@
     .venv/bin/python -m benchmarks.flood --seconds 20
     .venv/bin/python -m benchmarks.flood --processes 2   # VP_COORDINATOR_PROCESSES=2
 
-1. Cost of a "no": the coordinator process's CPU time (from /proc) divided by
-   the requests ``wrk`` completed, for floods that are refused for the rate
-   (a free-tier key) and for an unknown key, with the refusal delay off so
-   every request is one the coordinator answers as fast as it can.
+1. Cost of a "no": the coordinator processes' CPU time (from /proc) divided by
+   the requests ``wrk`` completed, for floods refused for the rate (a free-tier
+   key), an unknown key, no credential, a paused client and an oversize body
+   (Content-Length over VP_MAX_BODY_BYTES), with the refusal delay off so every
+   request is one the coordinator answers as fast as it can. Beside each, the
+   floor: the same flood against uvicorn built as the coordinator builds it
+   (``benchmarks/refusal_floor.py``: a bare ASGI app answering a precomputed
+   429), in the same run, so "ours - floor" is what our refusal itself costs.
 2. Steady clients beside a 64-connection free-tier flood (refusal delay at its
    default): their p50/p99 alone and during the flood, in the same run.
 """
@@ -16,15 +20,24 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
+import subprocess
+import sys
 import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from tests.flood import flood_requests, prepare_collection, run_steady, start_flood
-from tests.stack import Stack, running_stack
+from tests.stack import Stack, free_port, running_stack
 
 P99_FLOOR_S = 0.015  # tests/integration/test_flood.py: quiet p99s below it count as it
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+# Small enough that an oversize flood's body is a few pages, large enough for the setup.
+MAX_BODY_BYTES = 16 * 1024
+UNKNOWN_KEY = "vp_0123456789abcdef_" + "x" * 43
 
 
 def cpu_seconds(pid: int) -> float:
@@ -44,27 +57,94 @@ def coordinator_cpu(stack: Stack) -> float:
     return total
 
 
+def tree_cpu(pid: int) -> float:
+    """CPU seconds of ``pid`` and its direct children."""
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
+    total = cpu_seconds(pid)
+    for child in out.stdout.split():
+        try:
+            total += cpu_seconds(int(child))
+        except OSError:
+            continue
+    return total
+
+
+@contextmanager
+def floor_server(processes: int) -> Iterator[tuple[str, Callable[[], float]]]:
+    """benchmarks/refusal_floor.py on a free port: its URL and a CPU-seconds reading."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.refusal_floor", "--port", str(port),
+         "--processes", str(processes)],
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, "no floor server"
+                time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}", lambda: tree_cpu(proc.pid)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def flood_cost(
+    url: str, cpu: Callable[[], float], key: str | None, seconds: int, body: int, tmp: Path
+) -> tuple[int, float]:
+    """Requests wrk completed and CPU µs per request of the server measured by ``cpu``."""
+    before = cpu()
+    flood = start_flood(url, key, seconds, workdir=tmp, body_bytes=body)
+    out, _ = flood.communicate(timeout=seconds + 60)
+    used = cpu() - before
+    n = flood_requests(out)
+    return n, used / n * 1e6
+
+
+def paused_client(stack: Stack) -> str:
+    """An API key of a client that is paused."""
+    with stack.admin() as admin:
+        body = {"name": "paused", "email": "paused@example.com", "tier": "standard"}
+        client_id = admin.post("/admin/v1/clients", json=body).json()["client_id"]
+        key = admin.post(f"/admin/v1/clients/{client_id}/keys", json={"scopes": ["read"]})
+        r = admin.post(f"/admin/v1/clients/{client_id}/pause", json={"reason": "benchmark"})
+        r.raise_for_status()
+        return str(key.json()["api_key"])
+
+
 def refusal_cost(seconds: int, processes: int) -> list[str]:
     lines = []
-    env = {"VP_REFUSAL_DELAY_S": "0", "VP_COORDINATOR_PROCESSES": str(processes)}
+    env = {
+        "VP_REFUSAL_DELAY_S": "0",
+        "VP_COORDINATOR_PROCESSES": str(processes),
+        "VP_MAX_BODY_BYTES": str(MAX_BODY_BYTES),
+    }
     with (
         tempfile.TemporaryDirectory() as tmp,
         running_stack(Path(tmp) / "vp", workers=1, **env) as stack,
+        floor_server(processes) as (floor_url, floor_cpu),
     ):
-        assert stack.proc is not None
         free_key = stack.new_client("flooder", tier="free")
         prepare_collection(stack.client(free_key))
-        for label, key in (
-            ("rate-limited key", free_key),
-            ("unknown key", "vp_0123456789abcdef_" + "x" * 43),
-        ):
-            before = coordinator_cpu(stack)
-            flood = start_flood(stack.url, key, seconds, workdir=Path(tmp))
-            out, _ = flood.communicate(timeout=seconds + 60)
-            used = coordinator_cpu(stack) - before
-            n = flood_requests(out)
+        floods: list[tuple[str, str | None, int]] = [
+            ("rate-limited key", free_key, 0),
+            ("unknown key", UNKNOWN_KEY, 0),
+            ("no credential", None, 0),
+            ("paused client", paused_client(stack), 0),
+            ("oversize body", free_key, MAX_BODY_BYTES + 1024),
+        ]
+        for label, key, body in floods:
+            # The floor and ours back to back: the same machine load for both.
+            _, floor = flood_cost(floor_url, floor_cpu, key, seconds, body, Path(tmp))
+            n, ours = flood_cost(
+                stack.url, lambda: coordinator_cpu(stack), key, seconds, body, Path(tmp)
+            )
             lines.append(
-                f"| {label} | {n} | {n / seconds:,.0f} | {used:.2f} | {used / n * 1e6:.0f} |"
+                f"| {label} | {floor:.0f} | {ours:.0f} | {ours - floor:.0f} "
+                f"| {ours / floor:.1f} | {n / seconds:,.0f} |"
             )
     return lines
 
@@ -115,9 +195,9 @@ def main() -> None:
     args = p.parse_args()
     print(f"coordinator processes: {args.processes}\n")
     if not args.steady_only:
-        print("## Cost of a refused request (coordinator CPU, refusal delay off)\n")
-        print("| flood | requests | requests/s | coordinator CPU s | CPU µs per request |")
-        print("|---|---|---|---|---|")
+        print("## Cost of a refused request (server CPU µs per request, refusal delay off)\n")
+        print("| flood | floor µs | ours µs | ours - floor µs | ours / floor | ours requests/s |")
+        print("|---|---|---|---|---|---|")
         print("\n".join(refusal_cost(args.seconds, args.processes)))
     print("\n## Steady clients beside a 64-connection free-tier flood\n")
     print(

@@ -12,6 +12,9 @@
    floor: the same flood against uvicorn built as the coordinator builds it
    (``benchmarks/refusal_floor.py``: a bare ASGI app answering a precomputed
    429), in the same run, so "ours - floor" is what our refusal itself costs.
+   "Less idle" takes off what the coordinator processes use with no request at
+   all (their periodic duties, measured for 4 s before each flood), which the
+   plain figure spreads over the flood's requests.
 2. Steady clients beside a 64-connection free-tier flood (refusal delay at its
    default): their p50/p99 alone and during the flood, in the same run.
 """
@@ -92,16 +95,25 @@ def floor_server(processes: int) -> Iterator[tuple[str, Callable[[], float]]]:
         proc.wait(30)
 
 
+def idle_cpu(cpu: Callable[[], float], seconds: float = 4.0) -> float:
+    """CPU seconds a second the server uses with no request (its periodic duties)."""
+    before = cpu()
+    time.sleep(seconds)
+    return (cpu() - before) / seconds
+
+
 def flood_cost(
     url: str, cpu: Callable[[], float], key: str | None, seconds: int, body: int, tmp: Path
-) -> tuple[int, float]:
-    """Requests wrk completed and CPU µs per request of the server measured by ``cpu``."""
-    before = cpu()
+) -> tuple[int, float, float]:
+    """Requests wrk completed, and CPU µs per request of the server measured by ``cpu``:
+    all of it, and less what the server uses idle in as long (measured just before)."""
+    idle = idle_cpu(cpu)
+    before, started = cpu(), time.monotonic()
     flood = start_flood(url, key, seconds, workdir=tmp, body_bytes=body)
     out, _ = flood.communicate(timeout=seconds + 60)
-    used = cpu() - before
+    used, took = cpu() - before, time.monotonic() - started
     n = flood_requests(out)
-    return n, used / n * 1e6
+    return n, used / n * 1e6, (used - idle * took) / n * 1e6
 
 
 def paused_client(stack: Stack) -> str:
@@ -138,13 +150,13 @@ def refusal_cost(seconds: int, processes: int) -> list[str]:
         ]
         for label, key, body in floods:
             # The floor and ours back to back: the same machine load for both.
-            _, floor = flood_cost(floor_url, floor_cpu, key, seconds, body, Path(tmp))
-            n, ours = flood_cost(
+            _, floor, _ = flood_cost(floor_url, floor_cpu, key, seconds, body, Path(tmp))
+            n, ours, busy = flood_cost(
                 stack.url, lambda: coordinator_cpu(stack), key, seconds, body, Path(tmp)
             )
             lines.append(
-                f"| {label} | {floor:.0f} | {ours:.0f} | {ours - floor:.0f} "
-                f"| {ours / floor:.1f} | {n / seconds:,.0f} |"
+                f"| {label} | {floor:.0f} | {ours:.0f} | {busy:.0f} | {busy - floor:.0f} "
+                f"| {n / seconds:,.0f} |"
             )
     return lines
 
@@ -186,6 +198,7 @@ def main() -> None:
     p.add_argument("--seconds", type=int, default=20, help="length of each flood")
     p.add_argument("--processes", type=int, default=1, help="VP_COORDINATOR_PROCESSES")
     p.add_argument("--steady-only", action="store_true", help="skip the refusal cost")
+    p.add_argument("--refusal-only", action="store_true", help="skip the steady clients")
     p.add_argument(
         "--refusal-delay",
         default=None,
@@ -196,9 +209,14 @@ def main() -> None:
     print(f"coordinator processes: {args.processes}\n")
     if not args.steady_only:
         print("## Cost of a refused request (server CPU µs per request, refusal delay off)\n")
-        print("| flood | floor µs | ours µs | ours - floor µs | ours / floor | ours requests/s |")
+        print(
+            "| flood | floor µs | ours µs | ours less idle µs | ours less idle - floor µs "
+            "| ours requests/s |"
+        )
         print("|---|---|---|---|---|---|")
         print("\n".join(refusal_cost(args.seconds, args.processes)))
+    if args.refusal_only:
+        return
     print("\n## Steady clients beside a 64-connection free-tier flood\n")
     print(
         "| client | p50 alone ms | p99 alone ms | p50 flood ms | p99 flood ms | errors "

@@ -17,6 +17,7 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,16 +43,22 @@ def held_owner(hub: WorkerHub, tenant: str) -> tuple[WorkerLink, int] | None:
 
 
 class LeaderClient:
-    """A follower's calls to the leader's internal placement API."""
+    """A follower's calls to the leader's internal placement API.
 
-    def __init__(self, address_file: Path, worker_secret: str) -> None:
-        self._address_file = address_file
+    ``where``: the leader's address file (one host's group), or a function that returns
+    its address (the group's membership table in PostgreSQL, coordinator/membership.py).
+    """
+
+    def __init__(self, where: Path | Callable[[], str | None], worker_secret: str) -> None:
+        self._where = where
         self._secret = worker_secret
         self._client: httpx.AsyncClient | None = None
 
     def leader_url(self) -> str | None:
+        if not isinstance(self._where, Path):
+            return self._where()
         try:
-            data = json.loads(self._address_file.read_text(encoding="utf-8"))
+            data = json.loads(self._where.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return None
         url = data.get("url") if isinstance(data, dict) else None

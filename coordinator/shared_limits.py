@@ -36,6 +36,15 @@ PROBES = 8
 STALE_S = 60.0
 
 
+def table_path(run_dir: Path, host: str | None = None) -> Path:
+    """The table of the processes sharing ``run_dir``; with ``host`` (members of a group
+    spanning hosts, whose run directory may be on a network volume) one per host, since
+    only one kernel's processes share a mapping."""
+    if host is None:
+        return run_dir / "rate-limits"
+    return run_dir / f"rate-limits-{xxhash.xxh3_64_hexdigest(host.encode())}"
+
+
 def reset_table(path: Path) -> None:
     """Create (or empty) the table file: every slot free."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)

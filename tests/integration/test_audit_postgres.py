@@ -56,7 +56,7 @@ def test_the_audit_tables_come_with_the_control_databases_migrations(
 ) -> None:
     engine = pg_engine()
     state = ensure_schema(engine)
-    assert state.revision == HEAD == "0003"
+    assert state.revision == HEAD == "0004"
     names = set(inspect(engine).get_table_names())
     assert {t.name for t in PROJECTED} | {"checkpoints", "dead_letters"} <= names
     with engine.connect() as conn:

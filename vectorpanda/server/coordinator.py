@@ -31,11 +31,12 @@ from coordinator.hub import Fencer, WorkerHub
 from coordinator.key_wrapping import LocalKeyWrapper
 from coordinator.leader import Leadership
 from coordinator.list_cursor import ListCursors
+from coordinator.membership import GroupMembership, SplitRateLimiter
 from coordinator.metrics import Metrics
 from coordinator.pause import PauseService, WorkerTenantFiles
 from coordinator.rate_limit import RateLimiter, cost_tokens
 from coordinator.router import CONTENDED_WINDOW_S, TenantRouter
-from coordinator.shared_limits import SharedRateLimiter
+from coordinator.shared_limits import SharedRateLimiter, table_path
 from coordinator.storage_watch import StorageWatch
 from coordinator.tenant_figures import census_figures, stored_figures
 from coordinator.usage import UsageMeter
@@ -112,7 +113,10 @@ def charge_to(limiter: RateLimiter | None) -> Callable[[str, int], None]:
 
 
 def build_coordinator(
-    settings: Settings, fencer: Fencer | None = None, leadership: Leadership | None = None
+    settings: Settings,
+    fencer: Fencer | None = None,
+    leadership: Leadership | None = None,
+    membership: GroupMembership | None = None,
 ) -> CoordinatorParts:
     """Wire the coordinator: accounts (event store), worker hub, router, API.
 
@@ -120,6 +124,8 @@ def build_coordinator(
     the workers gives it (``vectorpanda up``), otherwise ``VP_FENCE_LOCAL_WORKERS`` decides.
     ``leadership``: this process is a member of a coordinator group (server/group.py); it
     places tenants only while it leads, and otherwise asks the leader.
+    ``membership``: the group's rows in PostgreSQL (members on several hosts): followers
+    find the leader there, and a client's rate is split over the live rate domains.
     """
     # Bulk upserts pass through as large request bodies and arrays: keep those on mmap
     # so the heap gives them back (measured: +12 MiB kept after a 100k x 384 import).
@@ -137,14 +143,19 @@ def build_coordinator(
     hub = WorkerHub(worker_secret, fencer, leading)
     follower = None
     if leadership is not None:
-        follower = FollowerPlacement(hub, LeaderClient(leadership.address_file, worker_secret))
+        where = leadership.address_file if membership is None else membership.leader_url
+        follower = FollowerPlacement(hub, LeaderClient(where, worker_secret))
     data_keys = build_data_keys(settings, accounts)
     rate_limiter: RateLimiter | None = None
     if settings.rate_limits and settings.coordinator_processes > 1:
         # buckets shared by the coordinator processes of `vectorpanda up`
-        rate_limiter = SharedRateLimiter(settings.data_dir / "run" / "rate-limits")
+        host = membership.host if membership is not None else None
+        rate_limiter = SharedRateLimiter(table_path(settings.data_dir / "run", host))
     elif settings.rate_limits:
         rate_limiter = RateLimiter()
+    if rate_limiter is not None and membership is not None:
+        # members on several hosts: each rate domain enforces its share of a client's rate
+        rate_limiter = SplitRateLimiter(rate_limiter, membership.domains)
     recent_clients = None
     if settings.coordinator_processes > 1:
         # who was served lately, in any coordinator process (pacing of filtered requests)

@@ -36,7 +36,8 @@ from coordinator.encryption_duty import EncryptionDuty
 from coordinator.fencing import fence_local_worker
 from coordinator.health import HealthPolicy, HealthTracker
 from coordinator.leader import Leadership
-from coordinator.shared_limits import reset_table
+from coordinator.membership import GroupMembership
+from coordinator.shared_limits import reset_table, table_path
 from coordinator.storage_watch import StorageWatch
 from eventlog.store import SqliteEventStore
 from vectorpanda.control_db import control_engine, database_url
@@ -62,7 +63,8 @@ def run_dir(settings: Settings) -> Path:
 
 
 def rate_limit_table(settings: Settings) -> Path:
-    return run_dir(settings) / "rate-limits"
+    host = this_host_or_name() if database_url(settings) is not None else None
+    return table_path(run_dir(settings), host)
 
 
 def coherence_board(settings: Settings) -> Path:
@@ -74,7 +76,10 @@ COHERENT_COMMANDS = (RevokeApiKey, PauseClient, ResumeClient, ChangeTier, Delete
 
 
 def wait_for_every_process(
-    accounts: Accounts, store: SqliteEventStore, board: CoherenceBoard, index: int
+    accounts: Accounts,
+    store: SqliteEventStore,
+    board: CoherenceBoard | GroupMembership,
+    index: int,
 ) -> None:
     """Make a revocation (pause, resume, deletion, tier change) return only once every
     coordinator process has applied it: read-your-writes across processes."""
@@ -261,6 +266,20 @@ def this_host() -> str | None:
         return None
 
 
+def this_host_or_name() -> str:
+    return this_host() or socket.gethostname()
+
+
+def group_membership(settings: Settings) -> GroupMembership | None:
+    """The group's membership rows in PostgreSQL (members may run on several hosts), or
+    None on SQLite (one host's group shares files under ``run/``)."""
+    if database_url(settings) is None:
+        return None
+    return GroupMembership(
+        control_engine(settings), this_host_or_name(), str(run_dir(settings).resolve())
+    )
+
+
 def _refuse_other_hosts(folder: Path, index: int, count: int, host: str) -> None:
     """Raise OtherHostMember when a live member (its slot lock held) recorded another host."""
     import fcntl
@@ -291,7 +310,9 @@ def _refuse_other_hosts(folder: Path, index: int, count: int, host: str) -> None
             )
 
 
-def claim_member_slot(settings: Settings, host: str | None = None) -> tuple[int, int]:
+def claim_member_slot(
+    settings: Settings, host: str | None = None, check_hosts: bool = True
+) -> tuple[int, int]:
     """A free member index of the group (0 .. processes-1) and the descriptor of its held
     slot lock, for members started without ``--index`` (compose's identical services on one
     shared data volume). The lock goes with the process, so a restarted one takes it again.
@@ -338,7 +359,8 @@ async def run_member(settings: Settings, index: int | None, workers: int) -> int
     slot_fd = None
     if index is None:
         try:
-            index, slot_fd = claim_member_slot(settings)
+            # On PostgreSQL the group spans hosts through the database: no one-host check.
+            index, slot_fd = claim_member_slot(settings, check_hosts=database_url(settings) is None)
         except OtherHostMember as exc:
             log.error("%s", exc)
             return 2
@@ -363,9 +385,13 @@ async def _run_member(settings: Settings, index: int, workers: int) -> int:
     # the lock: flock on the data dir, or PostgreSQL's advisory lock on the control database
     on_postgres = database_url(settings) is not None
     leadership = Leadership(settings.data_dir, control_engine(settings) if on_postgres else None)
+    # PostgreSQL: membership, applied seqs and the leader's address in the database
+    membership = group_membership(settings)
     # hub and router know from the start that they lead only while holding it
     # `up`'s workers run on this machine, as this user: the leader (only) fences them
-    parts = build_coordinator(settings, fencer=fence_local_worker, leadership=leadership)
+    parts = build_coordinator(
+        settings, fencer=fence_local_worker, leadership=leadership, membership=membership
+    )
     app = parts.app
     secret = settings.worker_secret.get_secret_value() if settings.worker_secret else ""
     router, hub = parts.router, parts.hub
@@ -389,7 +415,12 @@ async def _run_member(settings: Settings, index: int, workers: int) -> int:
     tasks: list[asyncio.Task[None]] = [
         asyncio.create_task(tracker.run(stop), name="health"),
     ]
-    board = CoherenceBoard(coherence_board(settings), settings.coordinator_processes)
+    board: CoherenceBoard | GroupMembership
+    if membership is not None:
+        board = membership
+        tasks.append(asyncio.create_task(membership.run(stop), name="membership"))
+    else:
+        board = CoherenceBoard(coherence_board(settings), settings.coordinator_processes)
     if parts.events is not None:
         follower_log = LogFollower(
             parts.events.store,
@@ -414,7 +445,11 @@ async def _run_member(settings: Settings, index: int, workers: int) -> int:
         while not internal.started:  # noqa: ASYNC110 - uvicorn offers no event for it
             await asyncio.sleep(0.01)
         internal_port = int(internal.servers[0].sockets[0].getsockname()[1])
-        leadership.publish(f"http://{advertised_host(settings)}:{internal_port}")
+        url = f"http://{advertised_host(settings)}:{internal_port}"
+        if membership is not None:
+            await asyncio.to_thread(membership.publish_leader, url)
+        else:
+            leadership.publish(url)
         log.warning(
             "coordinator process %d (pid %d) leads placement; adopted %d held tenants",
             index,
@@ -488,6 +523,9 @@ async def _run_member(settings: Settings, index: int, workers: int) -> int:
         if router.follower is not None:
             await router.follower.leader.close()
         await hub.close()
+        if membership is not None:
+            with contextlib.suppress(Exception):  # its row goes stale by itself otherwise
+                await asyncio.to_thread(membership.leave)
         await parts.accounts.close()
         if parts.dashboard is not None:
             parts.dashboard.close()

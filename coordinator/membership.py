@@ -63,12 +63,16 @@ _FORGET = text(
 class GroupMembership:
     """This member's row, its heartbeat, and what it reads of the others' rows."""
 
-    def __init__(self, engine: Engine, host: str, run_dir: str, live_s: float = LIVE_S) -> None:
+    def __init__(
+        self, engine: Engine, host: str, domain: str, label: str = "", live_s: float = LIVE_S
+    ) -> None:
+        """``host``: the kernel's boot id (or the host's name); ``domain``: what identifies
+        the processes sharing one rate-limit table (this host's run directory); ``label``:
+        a readable name for this member's id (its host name and data directory, say)."""
         self._engine = engine
-        self.host = host  # the kernel's boot id (or the host's name)
-        # the processes sharing one rate-limit table: this host's, in this run directory
-        self.domain = f"{host}:{run_dir}"
-        self.member_id = f"{self.domain}#{uuid.uuid4().hex[:12]}"
+        self.host = host
+        self.domain = domain
+        self.member_id = f"{label or domain}#{uuid.uuid4().hex[:12]}"
         self._live_s = live_s
         self._applied = 0
         self._written = -1

@@ -74,3 +74,14 @@ def test_a_member_on_another_host_is_refused_and_one_on_this_host_joins(tmp_path
 def test_this_host_is_the_kernels_boot_id() -> None:
     host = this_host()
     assert host is None or (len(host) >= 32 and host == this_host())
+
+
+def test_on_postgresql_a_member_on_another_host_joins(tmp_path: Path) -> None:
+    # The control plane on PostgreSQL: the group shares its membership, applied seqs and
+    # the leader's address through the database, so the one-host check is off.
+    settings = _settings(tmp_path)
+    first, fd_first = claim_member_slot(settings, host="boot-a")
+    second, fd_second = claim_member_slot(settings, host="boot-b", check_hosts=False)
+    assert second != first
+    os.close(fd_second)
+    os.close(fd_first)

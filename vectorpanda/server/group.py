@@ -275,9 +275,15 @@ def group_membership(settings: Settings) -> GroupMembership | None:
     None on SQLite (one host's group shares files under ``run/``)."""
     if database_url(settings) is None:
         return None
-    return GroupMembership(
-        control_engine(settings), this_host_or_name(), str(run_dir(settings).resolve())
-    )
+    host = this_host_or_name()
+    folder = run_dir(settings)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # One rate domain: the processes of this kernel that map this very directory's table,
+    # whatever path it is mounted at (the same volume in two containers: one domain).
+    found = folder.stat()
+    domain = f"{host}:{found.st_dev}:{found.st_ino}"
+    label = f"{socket.gethostname()}:{folder.resolve()}"
+    return GroupMembership(control_engine(settings), host, domain, label)
 
 
 def _refuse_other_hosts(folder: Path, index: int, count: int, host: str) -> None:
@@ -306,7 +312,9 @@ def _refuse_other_hosts(folder: Path, index: int, count: int, host: str) -> None
                 f"boot id {theirs}, here {host}). The members share rate limits, the "
                 "coherence board and the leader's address as files under the data "
                 "volume's run/ directory, which only processes of one host can share: run "
-                "every member of a group on one host (docs/process-model.md)"
+                "every member of a group on one host, or put the control plane on PostgreSQL "
+                "(VP_DATABASE_URL), where the group meets in the database "
+                "(docs/process-model.md)"
             )
 
 
@@ -319,10 +327,13 @@ def claim_member_slot(
 
     A member refuses to join (OtherHostMember) when a live member recorded another host
     (``host``: this kernel's boot id, by default): the group's shared files work on one
-    host only."""
+    host only. ``check_hosts`` False (the control plane on PostgreSQL, where the group
+    meets in the database, coordinator/membership.py): no check."""
     import fcntl
 
     host = host if host is not None else this_host()
+    if not check_hosts:
+        host = None
     folder = run_dir(settings)
     folder.mkdir(parents=True, exist_ok=True)
     while True:

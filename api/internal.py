@@ -2,7 +2,8 @@
 
 Served on a loopback port of its own (never the public one), authenticated with the
 worker secret. Only the process that leads placement answers; any other says 409, and
-the follower asks again once the leader's address file names the new leader.
+the follower asks again once the leader's address file (on PostgreSQL: the membership
+table) names the new leader.
 """
 
 from __future__ import annotations

@@ -15,6 +15,8 @@ a shared board (``CoherenceBoard``, ``<data>/run/coherence``); a command that re
 pauses, resumes, deletes or changes a tier returns only once every live process has
 applied the log up to it (``wait_applied``, at most ``WAIT_S``). After the admin API
 answers a revocation, no coordinator process accepts the key any more.
+With the control plane on PostgreSQL the board is the group's membership table instead
+(coordinator/membership.py), so members on other hosts count too.
 """
 
 from __future__ import annotations

@@ -10,8 +10,10 @@ The leader is whoever holds a lock: ``flock`` on ``<data>/coordinator-leader.loc
 with the SQLite control database, a session advisory lock (``pg_try_advisory_lock``
 on a connection of its own, like the relay's) with PostgreSQL. The kernel or the
 server releases it when the holder dies, however it dies; every other process polls
-and the first to take it leads from then on. The leader writes the loopback address
-of its internal placement API to ``<data>/coordinator-leader.json`` for followers.
+and the first to take it leads from then on. The leader writes the address of its
+internal placement API to ``<data>/coordinator-leader.json`` for followers (on
+PostgreSQL into its row of the membership table instead, coordinator/membership.py,
+since the followers may run on other hosts).
 """
 
 from __future__ import annotations

@@ -228,7 +228,12 @@ def test_members_on_separate_data_dirs_form_one_group_through_postgresql(group: 
     a, b, c = g.members
 
     # One group: three live members, three rate domains, one leader with an address.
-    _wait("three live members", lambda: len(g.live_rows()) == MEMBERS, 10, g.members)
+    _wait(
+        "three live members and a leader",
+        lambda: len(g.live_rows()) == MEMBERS and g.leader() is not None,
+        15,
+        g.members,
+    )
     rows = g.live_rows()
     assert len({r.domain for r in rows}) == MEMBERS
     assert [bool(r.internal_url) for r in rows if r.is_leader] == [True], rows

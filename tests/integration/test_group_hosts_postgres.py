@@ -9,7 +9,8 @@ off because the control plane is on PostgreSQL: the group meets in
 each member; a key revoked through A is refused by B and C (the revocation returns once
 every live member applied it); a client's rate limit holds across the members within
 the split's tolerance; SIGKILL of the leader: another member takes the lock, publishes
-its address, and a follower places a new tenant through it.
+its address, and a follower places a new tenant through it; the killed member rejoins
+on restart as a follower.
 """
 
 from __future__ import annotations
@@ -301,7 +302,9 @@ def test_members_on_separate_data_dirs_form_one_group_through_postgresql(group: 
     assert set(statuses) <= {200, 429}, statuses
     budget = 50 + 25 * elapsed
     print(f"rate limit across 3 members: {allowed} allowed in {elapsed:.2f}s (budget {budget:.0f})")
-    assert allowed <= budget + 3, (allowed, elapsed)
+    # exact within each domain; 10% for a heartbeat late under load (the domain count
+    # briefly two), far below the three times of per-member buckets
+    assert allowed <= 1.1 * budget + 3, (allowed, elapsed)
     assert allowed >= 0.6 * (50 + 25 * elapsed * 0.5), (allowed, elapsed)  # not starved
 
     # SIGKILL of the leader: another member takes the lock and publishes its address, the
@@ -331,3 +334,13 @@ def test_members_on_separate_data_dirs_form_one_group_through_postgresql(group: 
         ).status_code != 200:
             assert time.monotonic() < deadline, r.text
             time.sleep(0.2)
+
+    # The killed member rejoins on restart, as a follower, and serves again.
+    _start_member(leader, g.pg_url)
+    _wait("the killed member back", lambda: _live_workers(leader) == 1, 60, g.members)
+    _wait("three live members again", lambda: len(g.live_rows()) == MEMBERS, 15, g.members)
+    assert g.leader() is new_leader
+    view = _call(leader, "GET", "/admin/v1/workers", g.admin).json()["coordinator"]
+    assert view["leads_placement"] is False
+    r = _call(leader, "POST", "/v1/collections/f/query", fresh, json=query)
+    assert r.status_code == 200, r.text

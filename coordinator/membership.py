@@ -99,11 +99,17 @@ class GroupMembership:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Beat every ``HEARTBEAT_S``, and at once when the applied seq moves."""
+        failing = False
         while not stop.is_set():
             try:
                 await asyncio.to_thread(self.beat)
+                if failing:
+                    log.warning("the coordinator group heartbeat works again")
+                failing = False
             except Exception:  # a database hiccup: the next beat tries again
-                log.exception("the coordinator group heartbeat failed")
+                if not failing:  # once per outage, not four times a second
+                    log.exception("the coordinator group heartbeat failed")
+                failing = True
             self._changed.clear()
             if self._applied != self._written:
                 continue

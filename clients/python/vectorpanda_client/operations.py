@@ -12,7 +12,7 @@ from urllib.parse import quote
 
 import numpy as np
 
-from vectorpanda_client.binary import ACCEPT, CONTENT_TYPE, decode_answer, encode_query
+from vectorpanda_client.binary import ACCEPT, CONTENT_TYPE, decode_results, encode_query
 from vectorpanda_client.errors import InvalidError
 from vectorpanda_client.exchange import Answer, Call, Operation
 from vectorpanda_client.models import CollectionInfo, FetchedVector, QueryResult, Usage
@@ -131,19 +131,24 @@ def query(
     if single:
         body = encode_query(matrix[:1], True, options)
         answer = yield Call("POST", path, body, content_type=CONTENT_TYPE, accept=ACCEPT)
-        return QueryResult.from_json(_query_answer(answer))
+        return _query_results(answer, True)[0]
     results: list[QueryResult] = []
     for start in chunks(len(matrix), MAX_QUERY_VECTORS):
         body = encode_query(matrix[start : start + MAX_QUERY_VECTORS], False, options)
         answer = yield Call("POST", path, body, content_type=CONTENT_TYPE, accept=ACCEPT)
-        results.extend(QueryResult.from_json(r) for r in _query_answer(answer)["results"])
+        results.extend(_query_results(answer, False))
     return results
 
 
-def _query_answer(answer: Answer) -> Any:
+def _query_results(answer: Answer, single: bool) -> list[QueryResult]:
     if answer.header("content-type").startswith(CONTENT_TYPE):
-        return decode_answer(answer.content)
-    return answer.json()
+        return decode_results(answer.content)
+    body = answer.json()
+    return (
+        [QueryResult.from_json(body)]
+        if single
+        else [QueryResult.from_json(r) for r in body["results"]]
+    )
 
 
 def fetch(name: str, ids: Sequence[str]) -> Operation[dict[str, FetchedVector]]:

@@ -76,26 +76,58 @@ def decode_answer(content: bytes) -> dict[str, Any]:
 
 def decode_results(content: bytes) -> list[QueryResult]:
     """A binary answer straight into ``QueryResult``s, one per query vector."""
-    head, scores, values = _parts(content)
-    every = scores.tolist()  # Python floats of the same float32 values
-    results = []
+    if content[:4] != ANSWER_MAGIC or len(content) < 8:
+        raise ValueError("not a binary query answer")
+    (length,) = _LEN.unpack_from(content, 4)
+    head = orjson.loads(content[8 : 8 + length])
+    if head.get("dimension") is not None:  # values asked for: numpy rows as the JSON path
+        return _results_with_values(content)
+    results = head["results"]
+    total = sum(len(r["ids"]) for r in results)
+    try:
+        every = _floats(total).unpack_from(content, 8 + length)  # the float32s as floats
+    except struct.error:
+        raise ValueError("truncated binary query answer") from None
+    out = []
     row = 0
-    for result in head["results"]:
+    for result in results:
         ids = result["ids"]
         metas = result.get("metadata")
         end = row + len(ids)
-        if metas is None and values is None:
+        if metas is None:
             matches = [Match(vid, score) for vid, score in zip(ids, every[row:end], strict=True)]
         else:
             matches = [
-                Match(
-                    vid,
-                    every[row + i],
-                    metas[i] if metas is not None else None,
-                    values[row + i] if values is not None else None,
-                )
-                for i, vid in enumerate(ids)
+                Match(vid, score, meta)
+                for vid, score, meta in zip(ids, every[row:end], metas, strict=True)
             ]
-        results.append(QueryResult(matches))
+        out.append(QueryResult(matches))
         row = end
-    return results
+    return out
+
+
+def _floats(count: int) -> struct.Struct:
+    found = _FLOATS.get(count)
+    if found is None:
+        found = _FLOATS[count] = struct.Struct(f"<{count}f")
+    return found
+
+
+_FLOATS: dict[int, struct.Struct] = {}
+
+
+def _results_with_values(content: bytes) -> list[QueryResult]:
+    head, scores, values = _parts(content)
+    assert values is not None
+    every = scores.tolist()
+    out = []
+    row = 0
+    for result in head["results"]:
+        metas = result.get("metadata")
+        matches = [
+            Match(vid, every[row + i], metas[i] if metas is not None else None, values[row + i])
+            for i, vid in enumerate(result["ids"])
+        ]
+        out.append(QueryResult(matches))
+        row += len(matches)
+    return out

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 from urllib.parse import quote
 
@@ -23,8 +24,10 @@ MAX_QUERY_VECTORS = 100
 MAX_IDS_PER_REQUEST = 1000
 
 Metadata = dict[str, Any]
+_FLOAT32 = np.dtype("<f4")
 
 
+@lru_cache(maxsize=256)
 def collection_path(name: str, action: str = "") -> str:
     path = f"/v1/collections/{quote(name, safe='')}"
     return f"{path}/{action}" if action else path
@@ -32,7 +35,15 @@ def collection_path(name: str, action: str = "") -> str:
 
 def as_matrix(vectors: Any, what: str = "vectors") -> np.ndarray:
     """Vectors as a C-contiguous little-endian float32 matrix, checked to be finite."""
-    matrix = np.ascontiguousarray(np.asarray(vectors, dtype="<f4"))
+    if (
+        type(vectors) is np.ndarray
+        and vectors.dtype == _FLOAT32
+        and vectors.ndim >= 1
+        and vectors.flags.c_contiguous
+    ):
+        matrix = vectors  # already what is sent: no conversion
+    else:
+        matrix = np.ascontiguousarray(np.asarray(vectors, dtype="<f4"))
     if matrix.ndim == 1:
         matrix = matrix.reshape(1, -1)
     if matrix.ndim != 2 or matrix.shape[1] == 0:

@@ -12,7 +12,7 @@ import httpx
 from vectorpanda_client import operations as ops
 from vectorpanda_client import records
 from vectorpanda_client.base import DEFAULT_TIMEOUT_S, ClientConfig, tls_verify
-from vectorpanda_client.exchange import Answer, Call, Operation, Outcome
+from vectorpanda_client.exchange import Answer, Call, Operation, Outcome, failed
 from vectorpanda_client.models import CollectionInfo, FetchedVector, QueryResult, Usage
 from vectorpanda_client.operations import Metadata
 from vectorpanda_client.records import ListedVector, VectorPage
@@ -65,15 +65,25 @@ class Client:
             return self._config.failure(exc)
 
     def _run(self, op: Operation[T]) -> T:
-        plan = self._config.plan(op)
+        """Carry out ``op`` by the rules of ``exchange.with_retries``, driven directly
+        (one generator step fewer per request on the hot path)."""
+        policy, rng = self._config.retry, self._config.rng
         try:
-            step = next(plan)
+            call = next(op)
             while True:
-                if isinstance(step, Call):
-                    step = plan.send(self._exchange(step))
-                else:
-                    time.sleep(step.seconds)
-                    step = plan.send(None)
+                attempt = 0
+                while True:
+                    outcome = self._exchange(call)
+                    if isinstance(outcome, Answer) and outcome.status < 400:
+                        break
+                    error = failed(outcome)
+                    delay = policy.delay(attempt, error, call.idempotent, rng)
+                    if delay is None:
+                        op.close()
+                        raise error
+                    time.sleep(delay)
+                    attempt += 1
+                call = op.send(outcome)
         except StopIteration as done:
             return done.value
 

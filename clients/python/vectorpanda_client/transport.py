@@ -353,21 +353,21 @@ def _read_response(conn: _Connection, head_only: bool) -> tuple[int, Headers, by
         raise httpx.RemoteProtocolError("malformed status line")
     status = int(parts[1])
     headers: Headers = []
-    length: int | None = None
-    chunked = False
-    keep = parts[0] == "HTTP/1.1"
     for line in header_lines:
         name, sep, value = line.partition(":")
         if not sep:
             raise httpx.RemoteProtocolError("malformed header line")
-        name, value = name.strip().lower(), value.strip()
-        headers.append((name, value))
+        headers.append((name.strip().lower(), value.strip()))
+    length: int | None = None
+    chunked = False
+    keep = parts[0] == "HTTP/1.1"
+    for name, value in headers:
         if name == "content-length":
             if not value.isdigit():
                 raise httpx.RemoteProtocolError("malformed Content-Length")
             length = int(value)
-        elif name == "transfer-encoding" and "chunked" in value.lower():
-            chunked = True
+        elif name == "transfer-encoding":
+            chunked = "chunked" in value.lower()
         elif name == "connection":
             keep = "close" not in value.lower() and (keep or "keep-alive" in value.lower())
     if head_only or status in (204, 304) or 100 <= status < 200:

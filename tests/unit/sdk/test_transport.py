@@ -1,4 +1,5 @@
-"""The SDK's lean transport against a real socket server: framing, keep-alive, failures."""
+"""The SDK's lean transports (``Pool``, the Client's own, and ``LeanTransport`` for
+httpx) against a real socket server: framing, keep-alive, failures."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from collections.abc import Callable, Iterator
 import httpx
 import pytest
 
-from vectorpanda_client.transport import LeanTransport
+from vectorpanda_client import NO_RETRIES, Client, ConnectionFailed
+from vectorpanda_client.transport import LeanTransport, Pool
 
 Reply = Callable[[bytes], bytes | None]
 
@@ -156,3 +158,82 @@ def test_failures_are_httpx_errors_saying_whether_anything_was_sent(
         pytest.raises(httpx.ReadTimeout),
     ):
         http.get("/")
+
+
+# --- the Client's own path: transport.Pool (no httpx Request/Response) -------------------
+
+USAGE = (
+    b'{"client_id":"c","tier":"free","status":"active","collections":0,"vectors":0,'
+    b'"bytes":0,"limits":{}}'
+)
+KEY = "vp_0123456789abcdef_" + "s" * 43
+
+
+def _json_answer(body: bytes, *extra: bytes) -> bytes:
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n" + b"".join(extra)
+    return head + b"Content-Length: %d\r\n\r\n" % len(body) + body
+
+
+def test_client_requests_carry_prefix_host_key_and_length_on_one_connection(
+    serve: Callable[[Reply], Server],
+) -> None:
+    server = serve(
+        lambda r: _json_answer(USAGE) if r.startswith(b"GET") else _json_answer(b'{"count":3}')
+    )
+    with Client(server.url + "/base/", KEY) as client:
+        assert client.usage().tier == "free"
+        assert client.collection("a b").count() == 3
+        assert client.usage().tier == "free"
+    assert server.connections == 1 and len(server.requests) == 3
+    get, post = server.requests[0], server.requests[1]
+    assert get.startswith(b"GET /base/v1/usage HTTP/1.1\r\n") and get.endswith(b"\r\n\r\n")
+    assert b"content-length" not in get.lower()
+    assert f"Host: 127.0.0.1:{server.port}\r\n".encode() in get
+    assert f"Authorization: Bearer {KEY}\r\n".encode() in get
+    assert post.startswith(b"POST /base/v1/collections/a%20b/count HTTP/1.1\r\n")
+    assert b"Content-Length: 2\r\n" in post and post.endswith(b"\r\n\r\n{}")
+
+
+def test_client_reads_chunked_and_honours_connection_close(
+    serve: Callable[[Reply], Server],
+) -> None:
+    half = len(USAGE) // 2
+    chunked = serve(
+        lambda r: (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+            + b"%x\r\n" % half + USAGE[:half] + b"\r\n"
+            + b"%x\r\n" % (len(USAGE) - half) + USAGE[half:] + b"\r\n0\r\n\r\n"
+        )
+    )  # fmt: skip
+    with Client(chunked.url, KEY) as client:
+        assert client.usage().tier == "free" and client.usage().tier == "free"
+    assert chunked.connections == 1
+    closing = serve(lambda r: _json_answer(USAGE, b"Connection: close\r\n"))
+    with Client(closing.url, KEY, retry=NO_RETRIES) as client:
+        assert client.usage().tier == "free" and client.usage().tier == "free"
+    assert closing.connections == 2
+
+
+def test_client_maps_timeouts_and_broken_answers_to_connection_failed(
+    serve: Callable[[Reply], Server],
+) -> None:
+    slow = serve(lambda r: (threading.Event().wait(1.0), None)[1])
+    with (
+        Client(slow.url, KEY, timeout=0.2, retry=NO_RETRIES) as client,
+        pytest.raises(ConnectionFailed, match="ReadTimeout") as timed_out,
+    ):
+        client.usage()
+    assert timed_out.value.sent is True
+    truncated = serve(lambda r: b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\nshort")
+    truncated.close_after_answer = True
+    with (
+        Client(truncated.url, KEY, retry=NO_RETRIES) as client,
+        pytest.raises(ConnectionFailed, match="RemoteProtocolError") as cut,
+    ):
+        client.usage()
+    assert cut.value.sent is True
+
+
+def test_pool_refuses_urls_it_cannot_reach() -> None:
+    with pytest.raises(ValueError, match="http:// or https://"):
+        Pool("ftp://example.invalid", {"Content-Type": "a", "Accept": "b"}, 1.0, True)

@@ -7,6 +7,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -248,3 +249,22 @@ def test_nothing_listening_is_refused_not_sent_and_retried_once(
         client.usage()
     assert e.value.sent is False and e.value.refused is True
     assert len(slept) == 1
+
+
+def test_one_client_shared_by_threads_keeps_one_connection_per_concurrent_request(
+    proxy: AnswerProxy, key: str
+) -> None:
+    with Client(proxy.url, key) as client:
+        data = _collection(client, "t-shared")
+        col = client.collection("t-shared")
+
+        def ask(start: int) -> list[bool]:
+            return [
+                col.query(data[i % 20], top_k=1).ids == [f"v{i % 20}"]
+                for i in range(start, start + 25)
+            ]
+
+        with ThreadPoolExecutor(8) as pool:
+            answers = [ok for batch in pool.map(ask, range(0, 200, 25)) for ok in batch]
+    assert len(answers) == 200 and all(answers)
+    assert 1 <= proxy.connections <= 8

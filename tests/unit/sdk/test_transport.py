@@ -3,9 +3,13 @@ httpx) against a real socket server: framing, keep-alive, failures."""
 
 from __future__ import annotations
 
+import shutil
 import socket
+import ssl
+import subprocess
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -19,8 +23,9 @@ Reply = Callable[[bytes], bytes | None]
 class Server:
     """Answers each request read from a connection with ``reply(request)``; None closes it."""
 
-    def __init__(self, reply: Reply) -> None:
+    def __init__(self, reply: Reply, tls: ssl.SSLContext | None = None) -> None:
         self.reply = reply
+        self.tls = tls
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.connections = 0
@@ -39,6 +44,11 @@ class Server:
 
     def _serve(self, conn: socket.socket) -> None:
         buffer = b""
+        if self.tls is not None:
+            try:
+                conn = self.tls.wrap_socket(conn, server_side=True)
+            except (OSError, ssl.SSLError):
+                return  # the client refused our certificate
         with conn:
             while True:
                 while b"\r\n\r\n" not in buffer:
@@ -65,7 +75,7 @@ class Server:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def close(self) -> None:
         self.listener.close()
@@ -237,3 +247,33 @@ def test_client_maps_timeouts_and_broken_answers_to_connection_failed(
 def test_pool_refuses_urls_it_cannot_reach() -> None:
     with pytest.raises(ValueError, match="http:// or https://"):
         Pool("ftp://example.invalid", {"Content-Type": "a", "Accept": "b"}, 1.0, True)
+
+
+def test_client_over_tls_keeps_the_connection_and_checks_the_certificate(
+    tmp_path: Path,
+) -> None:
+    if shutil.which("openssl") is None:
+        pytest.skip("no openssl command to make a certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+         "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1", "-addext",
+         "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    server = Server(lambda r: _json_answer(USAGE), tls=context)
+    try:
+        with Client(server.url, KEY, verify=str(cert)) as client:
+            for _ in range(3):
+                assert client.usage().tier == "free"
+        assert server.connections == 1 and len(server.requests) == 3
+        with (
+            Client(server.url, KEY, verify=True, retry=NO_RETRIES) as client,
+            pytest.raises(ConnectionFailed, match="CERTIFICATE_VERIFY_FAILED") as refused,
+        ):
+            client.usage()
+        assert refused.value.sent is False  # the request never left
+    finally:
+        server.close()

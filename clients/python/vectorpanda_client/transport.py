@@ -160,6 +160,7 @@ class _Sockets:
         """
         connect, write, read = timeouts
         conn = self.take(key) or self.connect(key, connect)
+        broke: OSError | None = None
         try:
             conn.set_timeouts(write, read)
             try:
@@ -167,13 +168,20 @@ class _Sockets:
             except (TimeoutError, BlockingIOError) as exc:
                 raise httpx.WriteTimeout(str(exc)) from exc
             except OSError as exc:
-                raise httpx.WriteError(str(exc)) from exc
+                # A server may answer (a 413, say) and close before reading the whole
+                # body: read that answer if it is there, as httpcore does.
+                broke = exc
             conn.reading(read)
-            status, headers, content, keep = _read_response(conn, head_only)
+            try:
+                status, headers, content, keep = _read_response(conn, head_only)
+            except httpx.TransportError:
+                if broke is not None:
+                    raise httpx.WriteError(str(broke)) from broke
+                raise
         except BaseException:
             conn.close()
             raise
-        if keep and not head_only:
+        if keep and not head_only and broke is None:
             self.give_back(key, conn)
         else:
             conn.close()

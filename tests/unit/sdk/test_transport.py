@@ -277,3 +277,32 @@ def test_client_over_tls_keeps_the_connection_and_checks_the_certificate(
         assert refused.value.sent is False  # the request never left
     finally:
         server.close()
+
+
+def test_an_answer_sent_before_the_body_was_read_is_returned(
+    serve: Callable[[Reply], Server],
+) -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    answer = b'{"error":{"code":"payload_too_large","message":"over","request_id":"r9"}}'
+
+    def refuse_early() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            while b"\r\n\r\n" not in conn.recv(65536):
+                pass
+            conn.sendall(
+                b"HTTP/1.1 413 Payload Too Large\r\nContent-Type: application/json\r\n"
+                b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(answer), answer)
+            )
+            conn.shutdown(socket.SHUT_WR)
+            threading.Event().wait(0.5)  # then close with the body unread: a reset
+
+    threading.Thread(target=refuse_early, daemon=True).start()
+    pool = Pool(f"http://127.0.0.1:{port}", {"Content-Type": "a", "Accept": "b"}, 5.0, True)
+    try:
+        status, headers, content = pool.request("POST", "/big", b"x" * (64 << 20))
+    finally:
+        pool.close()
+        listener.close()
+    assert status == 413 and content == answer and headers["connection"] == "close"

@@ -349,6 +349,14 @@ def _read_line(conn: _Connection) -> bytes:
 
 
 def _read_response(conn: _Connection, head_only: bool) -> tuple[int, Headers, bytes, bool]:
+    while True:
+        answer = _read_answer(conn, head_only)
+        if not 100 <= answer[0] < 200 or answer[0] == 101:
+            return answer
+        # An interim answer (100 Continue, 103 Early Hints): the final one follows.
+
+
+def _read_answer(conn: _Connection, head_only: bool) -> tuple[int, Headers, bytes, bool]:
     buffer = conn.buffer or _recv(conn)
     while (head_end := buffer.find(b"\r\n\r\n")) < 0:
         if len(buffer) > _MAX_HEAD:

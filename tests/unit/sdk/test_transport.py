@@ -224,6 +224,13 @@ def test_client_reads_chunked_and_honours_connection_close(
     assert closing.connections == 2
 
 
+def test_client_skips_interim_answers(serve: Callable[[Reply], Server]) -> None:
+    server = serve(lambda r: b"HTTP/1.1 100 Continue\r\n\r\n" + _json_answer(USAGE))
+    with Client(server.url, KEY) as client:
+        assert client.usage().tier == "free" and client.usage().tier == "free"
+    assert server.connections == 1
+
+
 def test_client_maps_timeouts_and_broken_answers_to_connection_failed(
     serve: Callable[[Reply], Server],
 ) -> None:

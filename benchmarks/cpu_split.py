@@ -9,12 +9,17 @@ Raw FAISS in-process on the same data is the baseline, in the same run.
     .venv/bin/python -m benchmarks.cpu_split [--n 20000] [--dim 384] [--queries 3000]
         [--wire sdk json]
 
-``sdk`` drives the SDK (binary queries), ``json`` plain JSON bodies over httpx.
+``sdk`` drives the SDK (binary queries), ``json`` plain JSON bodies over httpx, ``raw``
+the same binary query bodies as the SDK written to a plain socket with the answer read
+undecoded: the floor of any Python HTTP/1.1 client's CPU per query. The client column
+is this process's CPU (``getrusage``) over the run, so on a shared machine it is what
+the client takes away from the server per query.
 """
 
 from __future__ import annotations
 
 import argparse
+import socket
 import statistics
 import tempfile
 import time
@@ -30,6 +35,7 @@ from benchmarks.data import standard_normal
 from benchmarks.timing import own_cpu, process_cpu, wait_until_idle
 from tests.stack import running_stack
 from vectorpanda_client import Client
+from vectorpanda_client.binary import ACCEPT, CONTENT_TYPE, encode_query
 
 OPT_NUMPY = orjson.OPT_SERIALIZE_NUMPY
 
@@ -56,12 +62,16 @@ def measure(
 ) -> str:
     """One markdown row: q/s, p50 and CPU per query of each process at ``concurrency``.
 
-    ``wire``: ``sdk`` (the SDK, binary queries) or ``json`` (JSON bodies over httpx).
+    ``wire``: ``sdk`` (the SDK, binary queries), ``json`` (JSON bodies over httpx) or
+    ``raw`` (binary bodies on a plain socket, the answer not decoded).
     """
     clients = [Client(url, key) for _ in range(concurrency)]
     latencies: list[float] = []
 
     def work(w: int) -> None:
+        if wire == "raw":
+            latencies.extend(raw_queries(url, key, queries[w::concurrency]))
+            return
         if wire == "json":
             headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
             with httpx.Client(base_url=url, headers=headers) as http:
@@ -91,12 +101,46 @@ def measure(
     return f"| {wire} | {concurrency} | {n / elapsed:.0f} | {p50:.2f} | {cells} |"
 
 
+def raw_queries(url: str, key: str, queries: np.ndarray) -> list[float]:
+    """Binary single-vector queries on one kept-alive socket; each answer's latency."""
+    host, port = url.rsplit("/", 1)[1].rsplit(":", 1)
+    head = (
+        f"POST /v1/collections/h/query HTTP/1.1\r\nHost: {host}:{port}\r\n"
+        f"Authorization: Bearer {key}\r\nContent-Type: {CONTENT_TYPE}\r\nAccept: {ACCEPT}\r\n"
+    ).encode()
+    latencies = []
+    with socket.create_connection((host, int(port))) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        buffer = b""
+        for q in queries:
+            started = time.perf_counter()
+            body = encode_query(q[None, :], True, {"top_k": 10})
+            sock.sendall(b"%sContent-Length: %d\r\n\r\n%s" % (head, len(body), body))
+            while b"\r\n\r\n" not in buffer:
+                buffer += sock.recv(65536)
+            answer_head, _, buffer = buffer.partition(b"\r\n\r\n")
+            if not answer_head.startswith(b"HTTP/1.1 200"):
+                raise RuntimeError(answer_head.decode("latin-1"))
+            length = next(
+                int(line.split(b":", 1)[1])
+                for line in answer_head.split(b"\r\n")
+                if line.lower().startswith(b"content-length:")
+            )
+            while len(buffer) < length:
+                buffer += sock.recv(65536)
+            buffer = buffer[length:]
+            latencies.append(time.perf_counter() - started)
+    return latencies
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=20_000)
     parser.add_argument("--dim", type=int, default=384)
     parser.add_argument("--queries", type=int, default=3000)
-    parser.add_argument("--wire", nargs="+", choices=["sdk", "json"], default=["sdk", "json"])
+    parser.add_argument(
+        "--wire", nargs="+", choices=["sdk", "json", "raw"], default=["sdk", "raw", "json"]
+    )
     args = parser.parse_args()
     data, queries = standard_normal(args.n, args.dim, args.queries)
     print(f"raw FAISS (HNSW m=32, ef 64): {raw_faiss_cpu_us(data, queries, 64):.0f} us CPU/query")

@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import orjson
 
+from vectorpanda_client.models import Match, QueryResult
+
 CONTENT_TYPE = "application/x-vectorpanda"
 MAGIC = b"VPQ1"
 ANSWER_MAGIC = b"VPA1"
@@ -32,14 +34,13 @@ def encode_query(matrix: np.ndarray, single: bool, options: dict[str, Any]) -> b
     return b"".join((MAGIC, _LEN.pack(len(head)), head, values.tobytes()))
 
 
-def decode_answer(content: bytes) -> dict[str, Any]:
-    """A binary answer as the JSON answer reads: ``{matches}`` or ``{results: [{matches}]}``."""
+def _parts(content: bytes) -> tuple[dict[str, Any], np.ndarray, np.ndarray | None]:
+    """The JSON head, every score, and every value row (None unless asked for)."""
     if content[:4] != ANSWER_MAGIC or len(content) < 8:
         raise ValueError("not a binary query answer")
     (length,) = _LEN.unpack_from(content, 4)
     head = orjson.loads(content[8 : 8 + length])
-    results = head["results"]
-    total = sum(len(r["ids"]) for r in results)
+    total = sum(len(r["ids"]) for r in head["results"])
     offset = 8 + length
     scores = np.frombuffer(content, dtype="<f4", count=total, offset=offset)
     values = None
@@ -50,9 +51,15 @@ def decode_answer(content: bytes) -> dict[str, Any]:
             .reshape(total, dimension)
             .copy()
         )  # writable, as the JSON answer's arrays are
+    return head, scores, values
+
+
+def decode_answer(content: bytes) -> dict[str, Any]:
+    """A binary answer as the JSON answer reads: ``{matches}`` or ``{results: [{matches}]}``."""
+    head, scores, values = _parts(content)
     answers = []
     row = 0
-    for result in results:
+    for result in head["results"]:
         metas = result.get("metadata")
         matches = []
         for i, vid in enumerate(result["ids"]):
@@ -65,3 +72,62 @@ def decode_answer(content: bytes) -> dict[str, Any]:
             row += 1
         answers.append({"matches": matches})
     return answers[0] if head.get("single") else {"results": answers}
+
+
+def decode_results(content: bytes) -> list[QueryResult]:
+    """A binary answer straight into ``QueryResult``s, one per query vector."""
+    if content[:4] != ANSWER_MAGIC or len(content) < 8:
+        raise ValueError("not a binary query answer")
+    (length,) = _LEN.unpack_from(content, 4)
+    head = orjson.loads(content[8 : 8 + length])
+    if head.get("dimension") is not None:  # values asked for: numpy rows as the JSON path
+        return _results_with_values(content)
+    results = head["results"]
+    total = sum(len(r["ids"]) for r in results)
+    try:
+        every = _floats(total).unpack_from(content, 8 + length)  # the float32s as floats
+    except struct.error:
+        raise ValueError("truncated binary query answer") from None
+    out = []
+    row = 0
+    for result in results:
+        ids = result["ids"]
+        metas = result.get("metadata")
+        end = row + len(ids)
+        if metas is None:
+            matches = [Match(vid, score) for vid, score in zip(ids, every[row:end], strict=True)]
+        else:
+            matches = [
+                Match(vid, score, meta)
+                for vid, score, meta in zip(ids, every[row:end], metas, strict=True)
+            ]
+        out.append(QueryResult(matches))
+        row = end
+    return out
+
+
+def _floats(count: int) -> struct.Struct:
+    found = _FLOATS.get(count)
+    if found is None:
+        found = _FLOATS[count] = struct.Struct(f"<{count}f")
+    return found
+
+
+_FLOATS: dict[int, struct.Struct] = {}
+
+
+def _results_with_values(content: bytes) -> list[QueryResult]:
+    head, scores, values = _parts(content)
+    assert values is not None
+    every = scores.tolist()
+    out = []
+    row = 0
+    for result in head["results"]:
+        metas = result.get("metadata")
+        matches = [
+            Match(vid, every[row + i], metas[i] if metas is not None else None, values[row + i])
+            for i, vid in enumerate(result["ids"])
+        ]
+        out.append(QueryResult(matches))
+        row += len(matches)
+    return out

@@ -73,8 +73,20 @@ Outcome = Answer | VectorPandaError | None
 Plan = Generator[Step, Outcome, T]
 
 
+def failed(outcome: Outcome) -> VectorPandaError:
+    """The error a failed outcome stands for."""
+    if isinstance(outcome, Answer):
+        return error_from_response(outcome.status, outcome.headers, outcome.content)
+    assert isinstance(outcome, VectorPandaError)
+    return outcome
+
+
 def with_retries(op: Operation[T], policy: RetryPolicy, rng: random.Random) -> Plan[T]:
-    """Run ``op``, retrying each failed call as ``policy`` allows; raise the last error."""
+    """Run ``op``, retrying each failed call as ``policy`` allows; raise the last error.
+
+    (The blocking client drives the same rules without this generator layer:
+    ``sync_client.Client._run``.)
+    """
     try:
         call = next(op)
     except StopIteration as done:
@@ -85,11 +97,7 @@ def with_retries(op: Operation[T], policy: RetryPolicy, rng: random.Random) -> P
             outcome = yield call
             if isinstance(outcome, Answer) and outcome.status < 400:
                 break
-            if isinstance(outcome, Answer):
-                error = error_from_response(outcome.status, outcome.headers, outcome.content)
-            else:
-                assert isinstance(outcome, VectorPandaError)
-                error = outcome
+            error = failed(outcome)
             delay = policy.delay(attempt, error, call.idempotent, rng)
             if delay is None:
                 op.close()

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 from urllib.parse import quote
 
 import numpy as np
 
-from vectorpanda_client.binary import ACCEPT, CONTENT_TYPE, decode_answer, encode_query
+from vectorpanda_client.binary import ACCEPT, CONTENT_TYPE, decode_results, encode_query
 from vectorpanda_client.errors import InvalidError
 from vectorpanda_client.exchange import Answer, Call, Operation
 from vectorpanda_client.models import CollectionInfo, FetchedVector, QueryResult, Usage
@@ -23,8 +24,10 @@ MAX_QUERY_VECTORS = 100
 MAX_IDS_PER_REQUEST = 1000
 
 Metadata = dict[str, Any]
+_FLOAT32 = np.dtype("<f4")
 
 
+@lru_cache(maxsize=256)
 def collection_path(name: str, action: str = "") -> str:
     path = f"/v1/collections/{quote(name, safe='')}"
     return f"{path}/{action}" if action else path
@@ -32,7 +35,15 @@ def collection_path(name: str, action: str = "") -> str:
 
 def as_matrix(vectors: Any, what: str = "vectors") -> np.ndarray:
     """Vectors as a C-contiguous little-endian float32 matrix, checked to be finite."""
-    matrix = np.ascontiguousarray(np.asarray(vectors, dtype="<f4"))
+    if (
+        type(vectors) is np.ndarray
+        and vectors.dtype == _FLOAT32
+        and vectors.ndim >= 1
+        and vectors.flags.c_contiguous
+    ):
+        matrix = vectors  # already what is sent: no conversion
+    else:
+        matrix = np.ascontiguousarray(np.asarray(vectors, dtype="<f4"))
     if matrix.ndim == 1:
         matrix = matrix.reshape(1, -1)
     if matrix.ndim != 2 or matrix.shape[1] == 0:
@@ -131,19 +142,24 @@ def query(
     if single:
         body = encode_query(matrix[:1], True, options)
         answer = yield Call("POST", path, body, content_type=CONTENT_TYPE, accept=ACCEPT)
-        return QueryResult.from_json(_query_answer(answer))
+        return _query_results(answer, True)[0]
     results: list[QueryResult] = []
     for start in chunks(len(matrix), MAX_QUERY_VECTORS):
         body = encode_query(matrix[start : start + MAX_QUERY_VECTORS], False, options)
         answer = yield Call("POST", path, body, content_type=CONTENT_TYPE, accept=ACCEPT)
-        results.extend(QueryResult.from_json(r) for r in _query_answer(answer)["results"])
+        results.extend(_query_results(answer, False))
     return results
 
 
-def _query_answer(answer: Answer) -> Any:
+def _query_results(answer: Answer, single: bool) -> list[QueryResult]:
     if answer.header("content-type").startswith(CONTENT_TYPE):
-        return decode_answer(answer.content)
-    return answer.json()
+        return decode_results(answer.content)
+    body = answer.json()
+    return (
+        [QueryResult.from_json(body)]
+        if single
+        else [QueryResult.from_json(r) for r in body["results"]]
+    )
 
 
 def fetch(name: str, ids: Sequence[str]) -> Operation[dict[str, FetchedVector]]:

@@ -12,12 +12,12 @@ import httpx
 from vectorpanda_client import operations as ops
 from vectorpanda_client import records
 from vectorpanda_client.base import DEFAULT_TIMEOUT_S, ClientConfig, tls_verify
-from vectorpanda_client.exchange import Call, Operation, Outcome
+from vectorpanda_client.exchange import Answer, Call, Operation, Outcome, failed
 from vectorpanda_client.models import CollectionInfo, FetchedVector, QueryResult, Usage
 from vectorpanda_client.operations import Metadata
 from vectorpanda_client.records import ListedVector, VectorPage
 from vectorpanda_client.retry import RetryPolicy
-from vectorpanda_client.transport import LeanTransport
+from vectorpanda_client.transport import Pool
 
 T = TypeVar("T")
 
@@ -38,31 +38,52 @@ class Client:
     ) -> None:
         self._config = ClientConfig(url, api_key, retry, seed)
         verify = tls_verify(verify)
-        self._http = httpx.Client(
-            base_url=self._config.url,
-            headers=self._config.headers,
-            timeout=timeout,
-            # One write per request on kept-alive sockets (vectorpanda/sdk/transport.py).
-            transport=transport or LeanTransport(verify),
-            verify=verify,
-        )
+        self._http: httpx.Client | None = None
+        self._pool: Pool | None = None
+        if transport is None:
+            # Plain keep-alive sockets, one write per request (transport.py).
+            self._pool = Pool(self._config.url, self._config.headers, timeout, verify)
+        else:
+            self._http = httpx.Client(
+                base_url=self._config.url,
+                headers=self._config.headers,
+                timeout=timeout,
+                transport=transport,
+                verify=verify,
+            )
 
     def _exchange(self, call: Call) -> Outcome:
         try:
+            if self._pool is not None:
+                status, headers, content = self._pool.request(
+                    call.method, call.path, call.content(), call.content_type, call.accept
+                )
+                return Answer(status, headers, content)
+            assert self._http is not None
             return self._config.answer(self._http.request(**self._config.request_args(call)))
         except httpx.TransportError as exc:
             return self._config.failure(exc)
 
     def _run(self, op: Operation[T]) -> T:
-        plan = self._config.plan(op)
+        """Carry out ``op`` by the rules of ``exchange.with_retries``, driven directly
+        (one generator step fewer per request on the hot path)."""
+        policy, rng = self._config.retry, self._config.rng
         try:
-            step = next(plan)
+            call = next(op)
             while True:
-                if isinstance(step, Call):
-                    step = plan.send(self._exchange(step))
-                else:
-                    time.sleep(step.seconds)
-                    step = plan.send(None)
+                attempt = 0
+                while True:
+                    outcome = self._exchange(call)
+                    if isinstance(outcome, Answer) and outcome.status < 400:
+                        break
+                    error = failed(outcome)
+                    delay = policy.delay(attempt, error, call.idempotent, rng)
+                    if delay is None:
+                        op.close()
+                        raise error
+                    time.sleep(delay)
+                    attempt += 1
+                call = op.send(outcome)
         except StopIteration as done:
             return done.value
 
@@ -92,7 +113,10 @@ class Client:
         return Collection(self, name)
 
     def close(self) -> None:
-        self._http.close()
+        if self._pool is not None:
+            self._pool.close()
+        if self._http is not None:
+            self._http.close()
 
     def __enter__(self) -> Client:
         return self

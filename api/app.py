@@ -16,8 +16,9 @@ from api.deps import StrictQuery
 from api.docs_ui import declare_security, install_docs
 from api.errors import ERROR_RESPONSES, install_error_handlers
 from api.lean_admin import LeanAdmin, lean_admin_routes
+from api.lean_front import LeanFront
 from api.lean_query import LeanQuery
-from api.middleware import RequestContext, RequestObserver
+from api.middleware import RequestContext, RequestObserver, RequestRecorder
 from api.routes import (
     admin_backups,
     admin_clients,
@@ -147,28 +148,35 @@ def create_app(
         app.include_router(test_hooks.router)
     # Pages under /login and /dashboard (not configured where ``dashboard`` is None).
     app.include_router(dashboard_router)
-    # Inside the admission gate: valid queries answered without FastAPI's per-request work.
+    app.add_middleware(LeanAdmin, routes=lean_admin_routes(admin_clients.router))
+    observer = metrics if usage_meter is None else RequestObservers(metrics, usage_meter)
+    max_body_bytes = dataplane.limits.max_body_bytes
+    app.add_middleware(
+        RequestContext,
+        max_body_bytes=max_body_bytes,
+        metrics=observer,
+        on_defect=metrics.observe_defect,
+    )
+    # Admitted valid queries are answered from the gate, without FastAPI's per-request work
+    # or Starlette's stack; the route stays the reference (and the OpenAPI description).
     query_route = next(
         r for r in vectors.router.routes if isinstance(r, APIRoute) and r.path == vectors.QUERY_PATH
     )
-    app.add_middleware(LeanQuery, dataplane=dataplane, route=query_route)
-    app.add_middleware(LeanAdmin, routes=lean_admin_routes(admin_clients.router))
-    app.add_middleware(
-        RequestContext,
-        max_body_bytes=dataplane.limits.max_body_bytes,
-        metrics=metrics if usage_meter is None else RequestObservers(metrics, usage_meter),
-        on_defect=metrics.observe_defect,
+    lean_front = LeanFront(
+        app.behind_front,
+        query=LeanQuery(dataplane=dataplane, route=query_route),
+        recorder=RequestRecorder(max_body_bytes, observer, metrics.observe_defect),
     )
     # The data plane's front: outside Starlette's middleware stack, so a refusal costs
     # only itself (it does RequestContext's part for the requests it refuses).
     app.front = AdmissionGate(
-        app.behind_front,
+        lean_front,
         authenticate=accounts.authenticate,
         rate_limiter=rate_limiter,
         admission=admission or ClientAdmission(max_running=64, max_waiting=256),
         refusal_delay_s=refusal_delay_s,
         trusted_proxies=trusted_proxies,
-        max_body_bytes=dataplane.limits.max_body_bytes,
+        max_body_bytes=max_body_bytes,
         refused_counts=metrics.refused,
         usage=usage_meter,
         on_defect=metrics.observe_defect,

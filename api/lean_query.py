@@ -1,12 +1,13 @@
 """The lean query path: ``POST /v1/collections/{name}/query`` without FastAPI's per-request work.
 
 The route in api/routes/vectors.py stays the reference (and the OpenAPI description);
-this ASGI middleware, inside the admission gate, answers the requests it can prove
-valid with the same checks in the same order, and hands every other one to that
-route unchanged (its body replayed), so the answers are the same byte for byte,
-errors included (tests/integration/test_query_golden.py). What it skips per request:
-route matching over every route, dependency solving, the pydantic model of the body,
-the Match objects and the second JSON encoding (the worker renders the answer).
+:class:`LeanQuery` answers the requests it can prove valid with the same checks in the
+same order, and every other one goes to that route unchanged (its body replayed), so the
+answers are the same byte for byte, errors included (tests/integration/test_query_golden.py).
+What it skips per request: dependency solving, the pydantic model of the body, the Match
+objects and the second JSON encoding (the worker renders the answer). It is served
+straight from the admission gate (api/lean_front.py), before Starlette's middleware
+stack and routing.
 
 It also takes the binary query format (api/binary_query.py) when the request says
 ``Content-Type: application/x-vectorpanda``, and answers in the binary answer format
@@ -23,15 +24,13 @@ from typing import Any, TypeVar
 
 import orjson
 from starlette.routing import BaseRoute
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope
 
-from api.binary_query import BINARY_TYPE, BinaryQueryError, parse_binary_query, query_options
-from api.errors import error_body, error_parts
+from api.binary_query import BINARY_TYPE, parse_binary_query, query_options
 from api.routes.vectors import query_matrix
 from coordinator.accounts.model import Principal
 from coordinator.dataplane import DataPlane
 from coordinator.errors import TenantUnavailable
-from eventlog.events import Scope as KeyScope
 
 PREFIX = "/v1/collections/"
 SUFFIX = "/query"
@@ -44,37 +43,37 @@ _NUMBERS = frozenset({float, int})
 T = TypeVar("T")
 
 
-class _Fallback(Exception):
+class Fallback(Exception):
     """Not provably valid: the reference route answers."""
 
 
 def _row(value: Any) -> list[Any]:
     # strict floats: ints and floats, never bools or strings (set(map(type)) is the cheap test)
     if type(value) is not list or not set(map(type, value)) <= _NUMBERS:
-        raise _Fallback
+        raise Fallback
     return value
 
 
 def parse_json_query(body: bytes) -> dict[str, Any]:
-    """The body as QueryRequest would accept it (with its defaults), or _Fallback."""
+    """The body as QueryRequest would accept it (with its defaults), or Fallback."""
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError:
-        raise _Fallback from None
+        raise Fallback from None
     if type(doc) is not dict or not doc.keys() <= _FIELDS:
-        raise _Fallback
+        raise Fallback
     vector, vectors = doc.get("vector"), doc.get("vectors")
     if vector is not None:
         if vectors is not None:
-            raise _Fallback
+            raise Fallback
         rows = [_row(vector)]
     elif type(vectors) is list and vectors:
         rows = [_row(v) for v in vectors]
     else:
-        raise _Fallback
+        raise Fallback
     options = query_options(doc)
     if options is None:
-        raise _Fallback
+        raise Fallback
     return {"rows": rows, "single": vector is not None, **options}
 
 
@@ -100,28 +99,6 @@ def wants_binary(accept: bytes | None) -> bool:
         elif media in (JSON_TYPE, b"application/*", b"*/*"):
             json = max(json, quality)
     return binary > 0 and binary >= json
-
-
-def _header(scope: Scope, name: bytes) -> bytes | None:
-    for key, value in scope["headers"]:
-        if key == name:
-            return bytes(value)
-    return None
-
-
-async def _read_body(receive: Receive) -> bytes:
-    chunks = []
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            raise _Disconnected
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            return b"".join(chunks)
-
-
-class _Disconnected(Exception):
-    """The client went away while sending its body."""
 
 
 def replay_body(body: bytes, receive: Receive) -> Receive:
@@ -167,59 +144,15 @@ async def _unless_disconnected(receive: Receive, work: Awaitable[T]) -> T:
 
 
 class LeanQuery:
-    """ASGI middleware serving the query route's provably valid requests itself."""
+    """The query route's provably valid requests, answered without FastAPI (its handler;
+    api/lean_front.py serves them from the admission gate)."""
 
-    def __init__(self, app: ASGIApp, *, dataplane: DataPlane, route: BaseRoute) -> None:
-        self.app = app
+    def __init__(self, *, dataplane: DataPlane, route: BaseRoute) -> None:
         self.dataplane = dataplane
-        self.route = route
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        name = self._collection(scope)
-        state = scope.get("state") or {}
-        principal: Principal | None = state.get("principal")
-        if name is None or principal is None or KeyScope.READ not in principal.scopes:
-            await self.app(scope, receive, send)
-            return
-        content_type = _header(scope, b"content-type")
-        if content_type != JSON_TYPE and content_type != BINARY_TYPE:
-            await self.app(scope, receive, send)
-            return
-        try:
-            body = await _read_body(receive)
-        except _Disconnected:
-            await self.app(scope, receive, send)  # the route finds the same
-            return
-        try:
-            if content_type == BINARY_TYPE:
-                query = parse_binary_query(body)
-            else:
-                query = parse_json_query(body)
-        except _Fallback:
-            await self.app(scope, replay_body(body, receive), send)
-            return
-        except BinaryQueryError as exc:
-            query = None
-            failure: Exception = exc.as_api_error()
-        scope["route"] = self.route  # for the request log and the metrics
-        scope["path_params"] = {"name": name}
-        request_id = str(state.get("request_id", ""))
-        binary = wants_binary(_header(scope, b"accept"))
-        try:
-            if query is None:
-                raise failure
-            answer = await self._answer(principal, name, query, receive, binary)
-        except Exception as exc:
-            parts = error_parts(exc)
-            if parts is None:
-                raise  # a defect: the request middleware answers 500 and logs it
-            status, code, message, retry_after = parts
-            await _send(send, status, error_body(status, code, message, request_id), retry_after)
-            return
-        await _send(send, 200, answer, None, BINARY_TYPE if binary else JSON_TYPE)
+        self.route = route  # the reference route: named in the request log and the metrics
 
     @staticmethod
-    def _collection(scope: Scope) -> str | None:
+    def collection(scope: Scope) -> str | None:
         """The collection name when this is ``POST /v1/collections/{name}/query``, exactly."""
         if scope["type"] != "http" or scope["method"] != "POST" or scope["query_string"]:
             return None
@@ -229,7 +162,15 @@ class LeanQuery:
         name = path[len(PREFIX) : -len(SUFFIX)]
         return name if name and "/" not in name else None
 
-    async def _answer(
+    @staticmethod
+    def parse(content_type: bytes, body: bytes) -> dict[str, Any]:
+        """The query in ``body``: Fallback when the route must answer, BinaryQueryError
+        for a binary frame the API refuses."""
+        if content_type == BINARY_TYPE:
+            return parse_binary_query(body)
+        return parse_json_query(body)
+
+    async def answer(
         self,
         principal: Principal,
         name: str,
@@ -237,6 +178,7 @@ class LeanQuery:
         receive: Receive,
         binary: bool = False,
     ) -> bytes:
+        """The answer's bytes (JSON, or binary when ``binary``), or the API's error raised."""
         dataplane = self.dataplane
         top_k, filter_ = query["top_k"], query["filter"]
         collection, matrix = query_matrix(name, query["rows"], top_k, filter_, dataplane.limits)
@@ -255,13 +197,3 @@ class LeanQuery:
                 binary=binary,
             ),
         )
-
-
-async def _send(
-    send: Send, status: int, body: bytes, retry_after: int | None, content_type: bytes = JSON_TYPE
-) -> None:
-    headers = [(b"content-length", str(len(body)).encode()), (b"content-type", content_type)]
-    if retry_after is not None:
-        headers.append((b"retry-after", str(retry_after).encode()))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})

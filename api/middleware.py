@@ -7,7 +7,7 @@ import random
 import re
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Protocol
 
 import orjson
 from starlette.exceptions import HTTPException
@@ -108,6 +108,78 @@ class RequestObserver(Protocol):
     def observe_request(self, scope: Scope, status: int, seconds: float) -> None: ...
 
 
+class RequestRecorder:
+    """What every request gets on its way out: one request-log line, its metrics, and the
+    JSON error bodies of the request context (413 over the body limit, 500 for a defect).
+
+    Shared by :class:`RequestContext` and the lean query path served from the admission
+    gate (api/lean_front.py), so both log, count and answer alike.
+    """
+
+    def __init__(
+        self,
+        max_body_bytes: int,
+        metrics: RequestObserver | None = None,
+        on_defect: Callable[[Scope], None] | None = None,
+    ) -> None:
+        self.max_body_bytes = max_body_bytes
+        self.metrics = metrics
+        self.on_defect = on_defect
+        self.too_large_message = f"The request body is over the limit of {max_body_bytes} bytes."
+        self._second = 0
+        self._ts = ""
+
+    def finish(self, scope: Scope, request_id: str, status: int, started: float) -> None:
+        """The request's log line and metrics (once it is answered, or failed)."""
+        now = time.perf_counter()
+        if request_log.isEnabledFor(logging.INFO):
+            self._log(scope, request_id, status, now - started)
+        if self.metrics is not None:
+            self.metrics.observe_request(scope, status, now - started)
+
+    def defect(self, scope: Scope, request_id: str) -> None:
+        """An exception escaped the app: logged with its traceback and counted."""
+        report_defect(scope, request_id, self.on_defect)
+
+    def _log(self, scope: Scope, request_id: str, status: int, seconds: float) -> None:
+        now = time.time()
+        second = int(now)
+        if second != self._second:  # one strftime a second, not one a request
+            self._second = second
+            self._ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)) + "Z"
+        state = scope.get("state")
+        record = {
+            "ts": self._ts,
+            "request_id": request_id,
+            "client_id": state.get("client_id") if state else None,
+            "route": getattr(scope.get("route"), "path", None) or "unmatched",
+            "method": scope.get("method"),
+            "status": status,
+            "latency_ms": round(seconds * 1000, 3),
+        }
+        write_request_line(orjson.dumps(record).decode(), now)
+
+
+async def send_error(
+    send: Send,
+    status: int,
+    code: str,
+    message: str,
+    request_id: str,
+    id_header: tuple[bytes, bytes] | None = None,
+) -> None:
+    """The documented error body (``id_header``, when given, ends the headers)."""
+    body = _error_body(code, message, request_id)
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    if id_header is not None:
+        headers.append(id_header)
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
 class RequestContext:
     """Assigns ``X-Request-Id``, caps body size, and logs one JSON line per request.
 
@@ -126,8 +198,7 @@ class RequestContext:
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
-        self.metrics = metrics
-        self.on_defect = on_defect
+        self.recorder = RequestRecorder(max_body_bytes, metrics, on_defect)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -148,6 +219,7 @@ class RequestContext:
                 message["headers"] = [*message.get("headers", []), id_header]
             await send(message)
 
+        recorder = self.recorder
         try:
             declared = self._content_length(scope)
             if declared is not None and declared > self.max_body_bytes:
@@ -157,14 +229,12 @@ class RequestContext:
         except BodyTooLarge:
             await self._too_large(send_with_id, request_id)
         except Exception:
-            report_defect(scope, request_id, self.on_defect)
+            recorder.defect(scope, request_id)
             if status["started"]:
                 raise  # too late for an error body; the server closes the connection
-            await self._send_error(send_with_id, 500, "internal", "Internal error.", request_id)
+            await send_error(send_with_id, 500, "internal", "Internal error.", request_id)
         finally:
-            self._log(scope, request_id, status["code"], started)
-            if self.metrics is not None:
-                self.metrics.observe_request(scope, status["code"], time.perf_counter() - started)
+            recorder.finish(scope, request_id, status["code"], started)
 
     @staticmethod
     def _request_id(scope: Scope) -> str:
@@ -200,44 +270,5 @@ class RequestContext:
         return capped
 
     async def _too_large(self, send: Send, request_id: str) -> None:
-        await self._send_error(
-            send,
-            413,
-            "payload_too_large",
-            f"The request body is over the limit of {self.max_body_bytes} bytes.",
-            request_id,
-        )
-
-    @staticmethod
-    async def _send_error(
-        send: Send, status: int, code: str, message: str, request_id: str
-    ) -> None:
-        body = _error_body(code, message, request_id)
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
-
-    @staticmethod
-    def _log(scope: Scope, request_id: str, status: int, started: float) -> None:
-        if not request_log.isEnabledFor(logging.INFO):
-            return
-        route = scope.get("route")
-        state: dict[str, Any] = scope.get("state", {})
-        record = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + "Z",
-            "request_id": request_id,
-            "client_id": state.get("client_id"),
-            "route": getattr(route, "path", None) or "unmatched",
-            "method": scope.get("method"),
-            "status": status,
-            "latency_ms": round((time.perf_counter() - started) * 1000, 3),
-        }
-        write_request_line(orjson.dumps(record).decode(), time.time())
+        message = self.recorder.too_large_message
+        await send_error(send, 413, "payload_too_large", message, request_id)

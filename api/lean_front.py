@@ -1,0 +1,174 @@
+"""The lean query route served straight from the admission gate.
+
+An admitted ``POST /v1/collections/{name}/query`` (the key has the read scope, the body
+is JSON or the binary query format) is answered here, called by the gate
+(api/admission.py) in place of the app: not through FastAPI's entry point, Starlette's
+middleware stack (server errors, exception telemetry, body limit, the request context,
+the lean admin path, the exception handlers) and its routing over every route. What
+that chain does for such a request is done here, the same way and with the same pieces
+(api/middleware.py's :class:`RequestRecorder`):
+
+- the request id the gate settled (an incoming well-formed ``X-Request-Id`` kept, else a
+  new one) ends the response's headers, as ``X-Request-Id``;
+- the body is capped as it is read (413, the request context's error body);
+- the answer, or the API's error body for an error the API answers (api/errors.py);
+- an exception no error maps is a defect: logged with its traceback, counted in
+  ``vectorpanda_internal_errors`` and answered the documented 500 with the request id
+  (or re-raised if the answer had started, as the request context does);
+- one request-log line and the request's metrics (``vectorpanda_http_requests`` and the
+  latency histogram, labelled with the query route's template), usage included;
+- a client that goes away stops the worker's work (api/lean_query.py).
+
+Every other request, and every query the lean handler cannot prove valid (its body
+replayed), goes on to the app (``chain``) unchanged, where the reference route answers.
+The route stays registered there, so the OpenAPI document is the same.
+"""
+
+from __future__ import annotations
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from api.binary_query import BINARY_TYPE, BinaryQueryError
+from api.errors import error_body, error_parts
+from api.lean_query import JSON_TYPE, Fallback, LeanQuery, replay_body, wants_binary
+from api.middleware import BodyTooLarge, RequestRecorder, send_error
+from coordinator.accounts.model import Principal
+from eventlog.events import Scope as KeyScope
+
+_JSON_CONTENT = (b"content-type", JSON_TYPE)
+_BINARY_CONTENT = (b"content-type", BINARY_TYPE)
+
+
+class _Disconnected(Exception):
+    """The client went away while sending its body."""
+
+
+async def _read_capped(receive: Receive, limit: int) -> bytes:
+    """The whole body; BodyTooLarge as soon as it passes ``limit`` (as the request
+    context's capped receive), _Disconnected if the client leaves first."""
+    message = await receive()
+    if message["type"] != "http.request":
+        raise _Disconnected
+    body: bytes = message.get("body", b"")
+    seen = len(body)
+    if seen > limit:
+        raise BodyTooLarge()
+    if not message.get("more_body", False):
+        return body
+    chunks = [body]
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            raise _Disconnected
+        chunk = message.get("body", b"")
+        seen += len(chunk)
+        if seen > limit:
+            raise BodyTooLarge()
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+class LeanFront:
+    """The gate's callable for admitted requests: lean queries here, the rest to ``chain``."""
+
+    def __init__(self, chain: ASGIApp, *, query: LeanQuery, recorder: RequestRecorder) -> None:
+        self.chain = chain
+        self.query = query
+        self.recorder = recorder
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        name = LeanQuery.collection(scope)
+        if name is not None:
+            principal: Principal | None = scope["state"].get("principal")
+            if principal is not None and KeyScope.READ in principal.scopes:
+                content_type = accept = None
+                for key, value in scope["headers"]:  # the first of each, as Headers.get
+                    if key == b"content-type":
+                        if content_type is None:
+                            content_type = value
+                    elif key == b"accept" and accept is None:
+                        accept = value
+                if content_type in (JSON_TYPE, BINARY_TYPE):
+                    handed_on = await self._serve(
+                        scope, receive, send, name, principal, content_type, accept
+                    )
+                    if handed_on is None:
+                        return
+                    receive = handed_on
+        await self.chain(scope, receive, send)
+
+    async def _serve(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        name: str,
+        principal: Principal,
+        content_type: bytes,
+        accept: bytes | None,
+    ) -> Receive | None:
+        """Answer the query, logged and counted; or the ``receive`` the chain must get
+        when the reference route answers instead (nothing logged or counted here)."""
+        state = scope["state"]
+        request_id: str = state["request_id"]
+        id_header = (b"x-request-id", request_id.encode())
+        recorder = self.recorder
+        status = 500  # as the request context: what is logged if no answer starts
+        responded = False
+        recorded = True
+        try:
+            try:
+                body = await _read_capped(receive, recorder.max_body_bytes)
+            except _Disconnected:
+                recorded = False
+                return receive  # the route finds the same
+            failure: Exception | None = None
+            try:
+                query = self.query.parse(content_type, body)
+            except Fallback:
+                recorded = False
+                return replay_body(body, receive)
+            except BinaryQueryError as exc:
+                query, failure = None, exc.as_api_error()
+            scope["route"] = self.query.route  # for the request log and the metrics
+            scope["path_params"] = {"name": name}
+            binary = wants_binary(accept)
+            try:
+                if query is None:
+                    assert failure is not None
+                    raise failure
+                answer = await self.query.answer(principal, name, query, receive, binary)
+            except Exception as exc:
+                parts = error_parts(exc)
+                if parts is None:
+                    raise  # a defect: answered 500 below
+                status, code, message, retry_after = parts
+                answer = error_body(status, code, message, request_id)
+                headers = [(b"content-length", str(len(answer)).encode()), _JSON_CONTENT]
+                if retry_after is not None:
+                    headers.append((b"retry-after", str(retry_after).encode()))
+            else:
+                status = 200
+                kind = _BINARY_CONTENT if binary else _JSON_CONTENT
+                headers = [(b"content-length", str(len(answer)).encode()), kind]
+            headers.append(id_header)
+            responded = True
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": answer})
+        except BodyTooLarge:
+            responded = True
+            status = 413
+            message = recorder.too_large_message
+            await send_error(send, 413, "payload_too_large", message, request_id, id_header)
+        except Exception:
+            recorder.defect(scope, request_id)
+            if responded:
+                raise  # too late for an error body; the server closes the connection
+            responded = True
+            status = 500
+            await send_error(send, 500, "internal", "Internal error.", request_id, id_header)
+        finally:
+            if recorded:
+                recorder.finish(scope, request_id, status, state["started"])
+        return None

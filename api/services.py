@@ -69,7 +69,8 @@ class ServicesApp(FastAPI):
 
     ``front``, when set, is the ASGI callable the server reaches first (the data
     plane's admission gate, api/admission.py): it answers what it refuses itself,
-    in front of Starlette's middleware stack, and passes the rest to ``behind_front``.
+    in front of Starlette's middleware stack, and passes the rest on: an admitted
+    query to its lean handler (api/lean_front.py), everything else to ``behind_front``.
     """
 
     def __init__(self, services: Services, **settings: Any) -> None:

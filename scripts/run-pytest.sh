@@ -1,8 +1,35 @@
 #!/usr/bin/env bash
 # Runs the whole suite; pytest's "no tests collected" (exit 5) counts as a failure.
+#
+# With no arguments (`make test`): two passes. First everything not marked `serial`, in
+# PYTEST_WORKERS processes (pytest-xdist, default 2; each test file stays in one
+# process, so a module's shared stack starts once); then the `serial` tests (timing-
+# sensitive modules and tests/e2e, listed in tests/conftest.py) one at a time, with
+# nothing else running beside them. Both passes always run; either failing fails.
+# With arguments: one plain pytest run with those arguments.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-.venv/bin/python -m pytest "$@"
-rc=$?
-if [ "$rc" -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi
-exit "$rc"
+
+run() {
+    .venv/bin/python -m pytest "$@"
+    local rc=$?
+    if [ "$rc" -eq 5 ]; then
+        echo "pytest collected no tests" >&2
+        return 1
+    fi
+    return "$rc"
+}
+
+if [ "$#" -gt 0 ]; then
+    run "$@"
+    exit $?
+fi
+
+run -n "${PYTEST_WORKERS:-2}" --dist loadfile -m "not serial"
+parallel_rc=$?
+run -p no:xdist -m serial
+serial_rc=$?
+if [ "$parallel_rc" -ne 0 ] || [ "$serial_rc" -ne 0 ]; then
+    echo "pytest failed: parallel pass exit $parallel_rc, serial pass exit $serial_rc" >&2
+    exit 1
+fi

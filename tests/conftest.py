@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.postgres import pg_database, pg_url  # noqa: F401  (fixtures)
+from tests.serial import is_serial
 from tests.stack import Stack, running_stack
 
 
@@ -17,3 +18,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     data_dir: Path = tmp_path_factory.mktemp("vp-data")
     with running_stack(data_dir) as s:
         yield s
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark the tests of ``make test``'s serial pass (see tests/serial.py)."""
+    for item in items:
+        if is_serial(item.nodeid):
+            item.add_marker(pytest.mark.serial)

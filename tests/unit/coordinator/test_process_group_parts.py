@@ -19,6 +19,7 @@ from coordinator.rate_limit import RateLimiter
 from coordinator.shared_limits import SharedRateLimiter, reset_table
 from eventlog.sqlite import open_engine
 from eventlog.store import SqliteEventStore, StoredEvent
+from tests.unit.coordinator.process_group_children import hold_lock, take
 from tests.unit.eventlog.event_store_contract import created
 from workers.main import SharedLease, WorkerSession
 
@@ -48,17 +49,12 @@ def test_two_limiters_on_one_table_share_a_clients_bucket(tmp_path: Path) -> Non
     b.close()
 
 
-def _take(path: str, count: int, out: Any) -> None:
-    limiter = SharedRateLimiter(Path(path))
-    out.put(sum(limiter.acquire("flooder", 0.001, 100).allowed for _ in range(count)))
-
-
 def test_processes_taking_at_once_never_take_more_than_the_bucket(tmp_path: Path) -> None:
     table = tmp_path / "rate-limits"
     reset_table(table)
     ctx = multiprocessing.get_context("spawn")
     out = ctx.Queue()
-    procs = [ctx.Process(target=_take, args=(str(table), 400, out)) for _ in range(3)]
+    procs = [ctx.Process(target=take, args=(str(table), 400, out)) for _ in range(3)]
     for p in procs:
         p.start()
     taken = [out.get(timeout=60) for _ in procs]
@@ -90,17 +86,10 @@ def test_one_leader_at_a_time_and_takeover_when_it_goes(tmp_path: Path) -> None:
     second.release()
 
 
-def _hold_lock(path: str, ready: Any) -> None:
-    leadership = Leadership(Path(path))
-    assert leadership.try_acquire()
-    ready.set()
-    time.sleep(60)
-
-
 def test_the_lock_of_a_killed_leader_is_taken_over(tmp_path: Path) -> None:
     ctx = multiprocessing.get_context("spawn")
     ready = ctx.Event()
-    holder = ctx.Process(target=_hold_lock, args=(str(tmp_path), ready))
+    holder = ctx.Process(target=hold_lock, args=(str(tmp_path), ready))
     holder.start()
     assert ready.wait(30)
     mine = Leadership(tmp_path)

@@ -53,6 +53,8 @@ SHARED_TABLES = {
     "census_index",
     "checkpoints",
     "dead_letters",
+    # 0004: the coordinator group's members (PostgreSQL only, like 0003)
+    "coordinator_members",
 }
 
 

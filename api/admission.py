@@ -36,7 +36,13 @@ from collections.abc import Awaitable, Callable
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.client_address import client_address
-from api.middleware import RequestObserver, new_request_id, report_defect, well_formed_request_id
+from api.middleware import (
+    RequestObserver,
+    new_request_id,
+    report_defect,
+    too_large_message,
+    well_formed_request_id,
+)
 from api.refusals import Refusal, RefusalDesk
 from coordinator.accounts.key_policy import IPNetwork, address_allowed
 from coordinator.accounts.model import Principal
@@ -113,11 +119,7 @@ class AdmissionGate:
         self._forbidden = Refusal(403, "forbidden", ADDRESS_REFUSED)
         self._paused = Refusal(423, "paused", PAUSED)
         self._internal = Refusal(500, "internal", "Internal error.")
-        self._too_large = Refusal(
-            413,
-            "payload_too_large",
-            f"The request body is over the limit of {max_body_bytes} bytes.",
-        )
+        self._too_large = Refusal(413, "payload_too_large", too_large_message(max_body_bytes))
         self._busy = Refusal(
             429,
             "rate_limited",

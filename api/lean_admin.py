@@ -32,7 +32,7 @@ from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.errors import error_body, error_parts
-from api.lean_query import replay_body
+from api.lean_query import Disconnected, read_body, replay_body
 from api.routes.admin_clients import change_tier_answer, record_billing_answer
 from api.schemas_admin import BillingRequest, ChangeTierRequest, EventOut
 from api.services import Services
@@ -48,10 +48,6 @@ _EVENT_OUT = TypeAdapter(EventOut)  # a pydantic dataclass: serialised as the ro
 
 class _Fallback(Exception):
     """Not provably valid here: the reference route answers."""
-
-
-class _Disconnected(Exception):
-    """The client went away while sending its body."""
 
 
 def _action(scope: Scope) -> tuple[str, str] | None:
@@ -82,17 +78,6 @@ def _headers(scope: Scope) -> tuple[bytes | None, bytes | None, bool]:
         elif name == b"content-length":
             sized = True
     return authorization, content_type, sized
-
-
-async def _read_body(receive: Receive) -> bytes:
-    chunks = []
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            raise _Disconnected
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            return b"".join(chunks)
 
 
 def _model(body: bytes, model: type[BaseModel]) -> Any:
@@ -163,8 +148,8 @@ class LeanAdmin:
             await self.app(scope, receive, send)
             return
         try:
-            body = await _read_body(receive)
-        except _Disconnected:
+            body = await read_body(receive)
+        except Disconnected:
             await self.app(scope, receive, send)  # the route finds the same
             return
         client_id, kind = action

@@ -30,43 +30,21 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.binary_query import BINARY_TYPE, BinaryQueryError
 from api.errors import error_body, error_parts
-from api.lean_query import JSON_TYPE, Fallback, LeanQuery, replay_body, wants_binary
+from api.lean_query import (
+    JSON_TYPE,
+    Disconnected,
+    Fallback,
+    LeanQuery,
+    read_body,
+    replay_body,
+    wants_binary,
+)
 from api.middleware import BodyTooLarge, RequestRecorder, send_error
 from coordinator.accounts.model import Principal
 from eventlog.events import Scope as KeyScope
 
 _JSON_CONTENT = (b"content-type", JSON_TYPE)
 _BINARY_CONTENT = (b"content-type", BINARY_TYPE)
-
-
-class _Disconnected(Exception):
-    """The client went away while sending its body."""
-
-
-async def _read_capped(receive: Receive, limit: int) -> bytes:
-    """The whole body; BodyTooLarge as soon as it passes ``limit`` (as the request
-    context's capped receive), _Disconnected if the client leaves first."""
-    message = await receive()
-    if message["type"] != "http.request":
-        raise _Disconnected
-    body: bytes = message.get("body", b"")
-    seen = len(body)
-    if seen > limit:
-        raise BodyTooLarge()
-    if not message.get("more_body", False):
-        return body
-    chunks = [body]
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            raise _Disconnected
-        chunk = message.get("body", b"")
-        seen += len(chunk)
-        if seen > limit:
-            raise BodyTooLarge()
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
 
 
 class LeanFront:
@@ -119,8 +97,8 @@ class LeanFront:
         recorded = True
         try:
             try:
-                body = await _read_capped(receive, recorder.max_body_bytes)
-            except _Disconnected:
+                body = await read_body(receive, recorder.max_body_bytes)
+            except Disconnected:
                 recorded = False
                 return receive  # the route finds the same
             failure: Exception | None = None

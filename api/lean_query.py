@@ -27,6 +27,7 @@ from starlette.routing import BaseRoute
 from starlette.types import Message, Receive, Scope
 
 from api.binary_query import BINARY_TYPE, parse_binary_query, query_options
+from api.middleware import BodyTooLarge
 from api.routes.vectors import query_matrix
 from coordinator.accounts.model import Principal
 from coordinator.dataplane import DataPlane
@@ -114,6 +115,31 @@ def _prefers_binary(accept: bytes) -> bool:
         elif media in (JSON_TYPE, b"application/*", b"*/*"):
             json = max(json, quality)
     return binary > 0 and binary >= json
+
+
+class Disconnected(Exception):
+    """The client went away while sending its body."""
+
+
+async def read_body(receive: Receive, limit: int | None = None) -> bytes:
+    """The whole body; BodyTooLarge as soon as it passes ``limit`` (as the request
+    context's capped receive), Disconnected if the client leaves first."""
+    chunks: list[bytes] = []
+    seen = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            raise Disconnected
+        chunk: bytes = message.get("body", b"")
+        seen += len(chunk)
+        if limit is not None and seen > limit:
+            raise BodyTooLarge()
+        if not message.get("more_body", False):
+            if not chunks:
+                return chunk
+            chunks.append(chunk)
+            return b"".join(chunks)
+        chunks.append(chunk)
 
 
 def replay_body(body: bytes, receive: Receive) -> Receive:

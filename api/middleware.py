@@ -102,6 +102,43 @@ def _error_body(code: str, message: str, request_id: str) -> bytes:
     return orjson.dumps({"error": {"code": code, "message": message, "request_id": request_id}})
 
 
+def too_large_message(max_body_bytes: int | None) -> str:
+    return f"The request body is over the limit of {max_body_bytes} bytes."
+
+
+class _Stamp:
+    """The request log's timestamp, formatted once a second, not once a request."""
+
+    second = 0
+    text = ""
+
+
+def log_request(
+    scope: Scope,
+    request_id: str,
+    client_id: str | None,
+    route: str,
+    status: int,
+    seconds: float,
+) -> None:
+    """One request-log line (every answered request, refused ones included)."""
+    now = time.time()
+    second = int(now)
+    if second != _Stamp.second:
+        _Stamp.second = second
+        _Stamp.text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)) + "Z"
+    record = {
+        "ts": _Stamp.text,
+        "request_id": request_id,
+        "client_id": client_id,
+        "route": route,
+        "method": scope.get("method"),
+        "status": status,
+        "latency_ms": round(seconds * 1000, 3),
+    }
+    write_request_line(orjson.dumps(record).decode(), now)
+
+
 class RequestObserver(Protocol):
     """Receives every request's outcome (the metrics registry)."""
 
@@ -125,9 +162,7 @@ class RequestRecorder:
         self.max_body_bytes = max_body_bytes
         self.metrics = metrics
         self.on_defect = on_defect
-        self.too_large_message = f"The request body is over the limit of {max_body_bytes} bytes."
-        self._second = 0
-        self._ts = ""
+        self.too_large_message = too_large_message(max_body_bytes)
 
     def finish(self, scope: Scope, request_id: str, status: int, started: float) -> None:
         """The request's log line and metrics (once it is answered, or failed)."""
@@ -141,23 +176,17 @@ class RequestRecorder:
         """An exception escaped the app: logged with its traceback and counted."""
         report_defect(scope, request_id, self.on_defect)
 
-    def _log(self, scope: Scope, request_id: str, status: int, seconds: float) -> None:
-        now = time.time()
-        second = int(now)
-        if second != self._second:  # one strftime a second, not one a request
-            self._second = second
-            self._ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)) + "Z"
+    @staticmethod
+    def _log(scope: Scope, request_id: str, status: int, seconds: float) -> None:
         state = scope.get("state")
-        record = {
-            "ts": self._ts,
-            "request_id": request_id,
-            "client_id": state.get("client_id") if state else None,
-            "route": getattr(scope.get("route"), "path", None) or "unmatched",
-            "method": scope.get("method"),
-            "status": status,
-            "latency_ms": round(seconds * 1000, 3),
-        }
-        write_request_line(orjson.dumps(record).decode(), now)
+        log_request(
+            scope,
+            request_id,
+            state.get("client_id") if state else None,
+            getattr(scope.get("route"), "path", None) or "unmatched",
+            status,
+            seconds,
+        )
 
 
 async def send_error(

@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
 
 import orjson
 from starlette.types import Scope, Send
 
-from api.middleware import RequestObserver, request_log, write_request_line
+from api.middleware import RequestObserver, log_request, request_log
 
 CONTENT_TYPE = (b"content-type", b"application/json")
 
@@ -57,8 +56,6 @@ class RefusalDesk:
     ) -> None:
         self.counts: dict[tuple[str, int], int] = {} if counts is None else counts
         self.usage = usage
-        self._second = 0
-        self._ts = ""
 
     async def send(
         self,
@@ -86,23 +83,6 @@ class RefusalDesk:
         if client_id is not None and self.usage is not None:
             self.usage.observe_request(scope, status, 0.0)
         if request_log.isEnabledFor(logging.INFO):
-            self._log(scope, request_id, client_id, status, time.perf_counter() - started)
-
-    def _log(
-        self, scope: Scope, request_id: str, client_id: str | None, status: int, seconds: float
-    ) -> None:
-        now = time.time()
-        second = int(now)
-        if second != self._second:
-            self._second = second
-            self._ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)) + "Z"
-        record: dict[str, Any] = {
-            "ts": self._ts,
-            "request_id": request_id,
-            "client_id": client_id,
-            "route": "unmatched",  # refused before routing
-            "method": scope.get("method"),
-            "status": status,
-            "latency_ms": round(seconds * 1000, 3),
-        }
-        write_request_line(orjson.dumps(record).decode(), now)
+            seconds = time.perf_counter() - started
+            # refused before routing
+            log_request(scope, request_id, client_id, "unmatched", status, seconds)

@@ -175,9 +175,13 @@ class EventLogProbe(Collector):
         self.audit_db = audit_db
 
     def _control(self, sql: str) -> list[tuple[Any, ...]]:
-        if isinstance(self.control_db, Path):
-            return self._query(self.control_db, sql)
-        with self.control_db.connect() as conn:
+        return self._read(self.control_db, sql)
+
+    @classmethod
+    def _read(cls, db: Path | Engine, sql: str) -> list[tuple[Any, ...]]:
+        if isinstance(db, Path):
+            return cls._query(db, sql)
+        with db.connect() as conn:
             return [tuple(row) for row in conn.exec_driver_sql(sql)]
 
     @staticmethod
@@ -198,12 +202,8 @@ class EventLogProbe(Collector):
                 "SELECT COUNT(*), MIN(e.occurred_at) FROM outbox o JOIN events e ON e.seq = o.seq",
             )[0]
             checkpoints: list[tuple[Any, ...]] = []
-            if isinstance(self.audit_db, Engine):
-                with self.audit_db.connect() as conn:
-                    sql = "SELECT consumer, seq FROM checkpoints"
-                    checkpoints = [tuple(row) for row in conn.exec_driver_sql(sql)]
-            elif self.audit_db.exists():
-                checkpoints = self._query(self.audit_db, "SELECT consumer, seq FROM checkpoints")
+            if isinstance(self.audit_db, Engine) or self.audit_db.exists():
+                checkpoints = self._read(self.audit_db, "SELECT consumer, seq FROM checkpoints")
         except (sqlite3.Error, SQLAlchemyError, IndexError, ValueError) as exc:
             log.debug("event log probe failed: %s", exc)
             up.add_metric([], 0)

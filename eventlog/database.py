@@ -269,7 +269,7 @@ def consumer_transaction(engine: Engine, consumer: str) -> Iterator[Connection]:
         yield conn
 
 
-def insert_ignoring_conflicts(conn: Connection, table: Table) -> Any:
+def insert_ignoring_conflicts(conn: Engine | Connection, table: Table) -> Any:
     """``INSERT … ON CONFLICT DO NOTHING`` (SQLite's INSERT OR IGNORE) in this dialect."""
     dialect = postgresql if is_postgres(conn) else sqlite_dialect
     return dialect.insert(table).on_conflict_do_nothing()

@@ -31,10 +31,8 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql
-from sqlalchemy.dialects import sqlite as sqlite_dialect
 
-from eventlog.database import is_postgres, open_control_engine, open_local_engine
+from eventlog.database import insert_ignoring_conflicts, open_control_engine, open_local_engine
 from eventlog.schema import ensure_schema
 
 MAX_BODY_BYTES = 64 * 1024
@@ -79,9 +77,8 @@ class DeadLetterBook:
         else:
             self._engine = open_control_engine(where, Path("unused"))
             ensure_schema(self._engine)
-        dialect = postgresql if is_postgres(self._engine) else sqlite_dialect
-        self._insert = (
-            dialect.insert(dead_letters).on_conflict_do_nothing().returning(dead_letters.c.times)
+        self._insert = insert_ignoring_conflicts(self._engine, dead_letters).returning(
+            dead_letters.c.times
         )
 
     def close(self) -> None:

@@ -4,7 +4,7 @@
 # With no arguments (`make test`): two passes. First everything not marked `serial`, in
 # PYTEST_WORKERS processes (pytest-xdist, default 2; each test file stays in one
 # process, so a module's shared stack starts once); then the `serial` tests (timing-
-# sensitive modules and tests/e2e, listed in tests/conftest.py) one at a time, with
+# sensitive modules and tests/e2e, listed in tests/serial.py) one at a time, with
 # nothing else running beside them. Both passes always run; either failing fails.
 # With arguments: one plain pytest run with those arguments.
 set -uo pipefail

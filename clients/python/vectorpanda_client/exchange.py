@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import orjson
 
@@ -81,6 +81,26 @@ def failed(outcome: Outcome) -> VectorPandaError:
     return outcome
 
 
+def retry_delay(
+    op: Operation[Any],
+    call: Call,
+    outcome: Outcome,
+    attempt: int,
+    policy: RetryPolicy,
+    rng: random.Random,
+) -> float | None:
+    """None when ``outcome`` answered ``call``; else the wait before trying it again,
+    or, when ``policy`` allows no retry, ``op`` closed and the outcome's error raised."""
+    if isinstance(outcome, Answer) and outcome.status < 400:
+        return None
+    error = failed(outcome)
+    delay = policy.delay(attempt, error, call.idempotent, rng)
+    if delay is None:
+        op.close()
+        raise error
+    return delay
+
+
 def with_retries(op: Operation[T], policy: RetryPolicy, rng: random.Random) -> Plan[T]:
     """Run ``op``, retrying each failed call as ``policy`` allows; raise the last error.
 
@@ -95,16 +115,12 @@ def with_retries(op: Operation[T], policy: RetryPolicy, rng: random.Random) -> P
         attempt = 0
         while True:
             outcome = yield call
-            if isinstance(outcome, Answer) and outcome.status < 400:
-                break
-            error = failed(outcome)
-            delay = policy.delay(attempt, error, call.idempotent, rng)
+            delay = retry_delay(op, call, outcome, attempt, policy, rng)
             if delay is None:
-                op.close()
-                raise error
+                break
             yield Sleep(delay)
             attempt += 1
         try:
-            call = op.send(outcome)
+            call = op.send(cast(Answer, outcome))  # retry_delay said it answered
         except StopIteration as done:
             return done.value

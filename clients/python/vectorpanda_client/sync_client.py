@@ -5,14 +5,14 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Sequence
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import httpx
 
 from vectorpanda_client import operations as ops
 from vectorpanda_client import records
 from vectorpanda_client.base import DEFAULT_TIMEOUT_S, ClientConfig, tls_verify
-from vectorpanda_client.exchange import Answer, Call, Operation, Outcome, failed
+from vectorpanda_client.exchange import Answer, Call, Operation, Outcome, retry_delay
 from vectorpanda_client.models import CollectionInfo, FetchedVector, QueryResult, Usage
 from vectorpanda_client.operations import Metadata
 from vectorpanda_client.records import ListedVector, VectorPage
@@ -74,16 +74,12 @@ class Client:
                 attempt = 0
                 while True:
                     outcome = self._exchange(call)
-                    if isinstance(outcome, Answer) and outcome.status < 400:
-                        break
-                    error = failed(outcome)
-                    delay = policy.delay(attempt, error, call.idempotent, rng)
+                    delay = retry_delay(op, call, outcome, attempt, policy, rng)
                     if delay is None:
-                        op.close()
-                        raise error
+                        break
                     time.sleep(delay)
                     attempt += 1
-                call = op.send(outcome)
+                call = op.send(cast(Answer, outcome))  # retry_delay said it answered
         except StopIteration as done:
             return done.value
 

@@ -28,6 +28,7 @@ from eventlog.events import (
     ClientResumed,
     CollectionCreated,
     CollectionDeleted,
+    Event,
     InvoiceIssued,
     PaymentFailed,
     PaymentReceived,
@@ -43,35 +44,43 @@ from projections.replay import replay_with_digests, verify_audit
 C = "c00000000000000aa"
 KEY = "0123456789abcdef"
 
-STORY = [
-    ClientCreated(client_id=C, name="Acme", email="ops@acme.io", tier="free"),
-    ApiKeyIssued(client_id=C, key_id=KEY, scopes=("read", "write"), label="ci"),
-    TierChanged(client_id=C, from_tier="free", to_tier="premium"),
-    InvoiceIssued(client_id=C, amount_cents=4900, currency="EUR", reference="INV-1"),
-    PaymentFailed(client_id=C, amount_cents=4900, currency="EUR", reference="INV-1", reason="nsf"),
-    PaymentReceived(client_id=C, amount_cents=4900, currency="EUR", reference="INV-1"),
-    CollectionCreated(client_id=C, name="docs", dimension=3, metric="cosine", index="flat"),
-    UsageRecorded(
-        client_id=C,
-        period_start="2025-01-01T00:00:00Z",
-        period_end="2025-01-02T00:00:00Z",
-        requests=10,
-        queries=5,
-        vectors_upserted=3,
-        vectors_stored=3,
-        # past int4: the column must hold a customer's real byte count
-        bytes_stored=5 * 2**31,
-    ),
-    BillingAnomalyDetected(
-        client_id=C, metric="queries", observed=900, baseline=9, window_hours=24
-    ),
-    ClientPaused(client_id=C, reason="unpaid", automatic=True),
-    ClientResumed(client_id=C),
-    CollectionDeleted(client_id=C, name="docs"),
-    ApiKeyRevoked(client_id=C, key_id=KEY),
-    CensusSnapshotTaken(archive="census/1.jsonl.gz", sha256="a" * 64, clients=1),
-    ClientDeleted(client_id=C),
-]
+
+def story(bytes_stored: int = 5 * 2**31) -> list[Event]:
+    """One client's whole life, an event of every kind the audit tables take
+    (the default ``bytes_stored`` is past int4: the column must hold a real byte count)."""
+    return [
+        ClientCreated(client_id=C, name="Acme", email="ops@acme.io", tier="free"),
+        ApiKeyIssued(client_id=C, key_id=KEY, scopes=("read", "write"), label="ci"),
+        TierChanged(client_id=C, from_tier="free", to_tier="premium"),
+        InvoiceIssued(client_id=C, amount_cents=4900, currency="EUR", reference="INV-1"),
+        PaymentFailed(
+            client_id=C, amount_cents=4900, currency="EUR", reference="INV-1", reason="nsf"
+        ),
+        PaymentReceived(client_id=C, amount_cents=4900, currency="EUR", reference="INV-1"),
+        CollectionCreated(client_id=C, name="docs", dimension=3, metric="cosine", index="flat"),
+        UsageRecorded(
+            client_id=C,
+            period_start="2025-01-01T00:00:00Z",
+            period_end="2025-01-02T00:00:00Z",
+            requests=10,
+            queries=5,
+            vectors_upserted=3,
+            vectors_stored=3,
+            bytes_stored=bytes_stored,
+        ),
+        BillingAnomalyDetected(
+            client_id=C, metric="queries", observed=900, baseline=9, window_hours=24
+        ),
+        ClientPaused(client_id=C, reason="unpaid", automatic=True),
+        ClientResumed(client_id=C),
+        CollectionDeleted(client_id=C, name="docs"),
+        ApiKeyRevoked(client_id=C, key_id=KEY),
+        CensusSnapshotTaken(archive="census/1.jsonl.gz", sha256="a" * 64, clients=1),
+        ClientDeleted(client_id=C),
+    ]
+
+
+STORY = story()
 # "c_z" sorts before "ca" in byte order, after it in most locales' collations:
 # client_state's key order (and so its digest) must be byte order on either dialect.
 OTHERS = [

@@ -8,60 +8,14 @@ from pathlib import Path
 import pytest
 
 from eventlog.consumer import CheckpointGap
-from eventlog.events import (
-    ApiKeyIssued,
-    ApiKeyRevoked,
-    BillingAnomalyDetected,
-    CensusSnapshotTaken,
-    ClientCreated,
-    ClientDeleted,
-    ClientPaused,
-    ClientResumed,
-    CollectionCreated,
-    CollectionDeleted,
-    InvoiceIssued,
-    PaymentFailed,
-    PaymentReceived,
-    TierChanged,
-    UsageRecorded,
-)
 from eventlog.export import export_lines, verify_export
 from eventlog.sqlite import open_engine
 from eventlog.store import SqliteEventStore
 from projections.audit_store import AuditProjection, table_digests
 from projections.replay import ReplayTargetExists, replay_into, verify_audit
+from tests.unit.projections.audit_contract import story
 
-C = "c00000000000000aa"
-KEY = "0123456789abcdef"
-
-STORY = [
-    ClientCreated(client_id=C, name="Acme", email="ops@acme.io", tier="free"),
-    ApiKeyIssued(client_id=C, key_id=KEY, scopes=("read", "write"), label="ci"),
-    TierChanged(client_id=C, from_tier="free", to_tier="premium"),
-    InvoiceIssued(client_id=C, amount_cents=4900, currency="EUR", reference="INV-1"),
-    PaymentFailed(client_id=C, amount_cents=4900, currency="EUR", reference="INV-1", reason="nsf"),
-    PaymentReceived(client_id=C, amount_cents=4900, currency="EUR", reference="INV-1"),
-    CollectionCreated(client_id=C, name="docs", dimension=3, metric="cosine", index="flat"),
-    UsageRecorded(
-        client_id=C,
-        period_start="2025-01-01T00:00:00Z",
-        period_end="2025-01-02T00:00:00Z",
-        requests=10,
-        queries=5,
-        vectors_upserted=3,
-        vectors_stored=3,
-        bytes_stored=36,
-    ),
-    BillingAnomalyDetected(
-        client_id=C, metric="queries", observed=900, baseline=9, window_hours=24
-    ),
-    ClientPaused(client_id=C, reason="unpaid", automatic=True),
-    ClientResumed(client_id=C),
-    CollectionDeleted(client_id=C, name="docs"),
-    ApiKeyRevoked(client_id=C, key_id=KEY),
-    CensusSnapshotTaken(archive="census/1.jsonl.gz", sha256="a" * 64, clients=1),
-    ClientDeleted(client_id=C),
-]
+STORY = story(bytes_stored=36)
 
 
 @pytest.fixture

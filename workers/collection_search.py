@@ -107,10 +107,11 @@ class CollectionSearch:
                 budget.check()
                 batch = queries[start : start + SEARCH_BATCH]
                 parts.append(self._search(table, batch, top_k, mask, ef_search, wait))
+                cost = self._search_cost(len(batch), top_k, ef_search, eligible, table.count)
                 if wait:
-                    budget.spend(len(batch) * eligible)
+                    budget.spend(cost)
                 else:
-                    unspent += len(batch) * eligible
+                    unspent += cost
             scores, rows = _stacked(parts)
             results: list[dict[str, Any]] = []
             ids, meta = table.ids, table.metadata
@@ -192,7 +193,9 @@ class CollectionSearch:
                     except WouldBlock:
                         start = end
                         continue  # the graph is being added to: a thread answers it
-                request.budget.spend(len(part) * table.count)
+                request.budget.spend(
+                    index.search_cost(len(part), top_k, ef_search, table.count, table.count)
+                )
                 results: list[dict[str, Any]] = []
                 for j in range(start, end):
                     live = [r for r in row_lists[j] if r >= 0]
@@ -208,6 +211,14 @@ class CollectionSearch:
         finally:
             self._rows.release_read()
         return out
+
+    def _search_cost(
+        self, queries: int, top_k: int, ef_search: int | None, eligible: int, rows: int
+    ) -> int:
+        """Vectors compared by ``_search``: the graph's estimate, or an exact scan's."""
+        if self._index is not None:
+            return self._index.search_cost(queries, top_k, ef_search, eligible, rows)
+        return queries * eligible
 
     def _search(
         self,

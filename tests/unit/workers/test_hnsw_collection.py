@@ -11,10 +11,12 @@ import pytest
 from workers.collection import INDEX_FILE, Collection
 from workers.collection_spec import parse_collection_spec
 from workers.errors import StoreError
+from workers.hnsw_index import GRAPH_COST_EF_MARGIN
 from workers.maintenance import Maintenance
 from workers.metadata_filter import parse_filter
 from workers.protocol import ErrorCode
 from workers.tenant_store import TenantStore
+from workers.work_budget import WorkBudget
 
 from .conftest import SMALL_WAL
 
@@ -311,3 +313,38 @@ def test_a_drained_fresh_buffer_gives_its_id_maps_back(store: TenantStore) -> No
     assert drained * 50 < peak
     results, _ = coll.query(vectors[:3], 1, False, False)
     assert _ids(results) == [["v0"], ["v1"], ["v2"]]
+
+
+def test_a_graph_search_costs_the_vectors_it_compares_not_the_whole_table(
+    store: TenantStore,
+) -> None:
+    """The rate limit charges a query the vectors its search compares (work_budget):
+    a graph search walks about (ef + margin) x 2M of them, not every row."""
+    rng = np.random.default_rng(5)
+    coll = _make(store, m=4)
+    rows = 3000
+    coll.upsert(
+        [f"v{i}" for i in range(rows)],
+        [{"even": i % 2 == 0} for i in range(rows)],
+        rng.standard_normal((rows, DIM), dtype=np.float32),
+    )
+    coll.flush_index()
+    queries = rng.standard_normal((3, DIM), dtype=np.float32)
+    walk = (32 + GRAPH_COST_EF_MARGIN) * 2 * 4
+    cases = [
+        ({}, 3 * walk),  # the graph alone
+        ({"predicate": parse_filter({"even": True})}, rows + 3 * rows // 2),  # exact over matches
+    ]
+    for kwargs, expected in cases:
+        budget = WorkBudget()
+        coll.query(queries, 10, False, False, ef_search=32, budget=budget, **kwargs)
+        assert budget.cost == expected, kwargs
+    # fresh vectors are scanned exactly on top of the walk
+    coll.upsert(["new"], [None], rng.standard_normal((1, DIM), dtype=np.float32))
+    budget = WorkBudget()
+    coll.query(queries, 10, False, False, ef_search=32, budget=budget)
+    assert budget.cost == 3 * (walk + 1)
+    # a walk never counts more than the graph holds
+    budget = WorkBudget()
+    coll.query(queries[:1], 10, False, False, ef_search=5000, budget=budget)
+    assert budget.cost == rows + 1

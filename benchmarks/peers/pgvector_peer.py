@@ -120,8 +120,29 @@ def copy_binary(vectors: np.ndarray) -> bytes:
     return header + rows.tobytes() + struct.pack(">h", -1)
 
 
-def _literal(q: np.ndarray) -> str:
-    return "[" + ",".join(repr(float(x)) for x in q) + "]"
+_VECTOR_HEAD = struct.Struct(">HH")
+
+
+def _binary_vectors(conn: Any) -> None:
+    """Send numpy query vectors to ``conn`` in pgvector's binary form (int16 dimension,
+    int16 unused, big-endian float32 values), as pgvector's own Python adapter does:
+    the text form (``[0.1,0.2,...]``) cost its client about 0.2 ms of CPU per query."""
+    from psycopg.adapt import Dumper
+    from psycopg.pq import Format
+    from psycopg.types import TypeInfo
+
+    info = TypeInfo.fetch(conn, "vector")
+    if info is None:
+        raise RuntimeError("the vector extension is not installed")
+
+    class VectorDumper(Dumper):
+        format = Format.BINARY
+        oid = info.oid
+
+        def dump(self, obj: np.ndarray) -> bytes:
+            return _VECTOR_HEAD.pack(len(obj), 0) + obj.astype(">f4").tobytes()
+
+    conn.adapters.register_dumper(np.ndarray, VectorDumper)
 
 
 def run(data: Dataset, exact_queries: int) -> Figures:
@@ -160,6 +181,7 @@ def run(data: Dataset, exact_queries: int) -> Figures:
             )
         conns = [psycopg.connect(_dsn(port), autocommit=True) for _ in range(16)]
         for c in conns:  # warm: read table and graph into shared buffers
+            _binary_vectors(c)
             c.execute("SELECT 1")
         conns[0].execute("SELECT count(*) FROM items")
         figures.memory_mib = procstat.pss_mib(server)
@@ -174,14 +196,14 @@ def run(data: Dataset, exact_queries: int) -> Figures:
 
             def runner(w: int) -> Callable[[np.ndarray], list[int]]:
                 conn = conns[w]
-                sql = "SELECT id FROM items ORDER BY embedding <-> %s::vector LIMIT 10"
+                sql = "SELECT id FROM items ORDER BY embedding <-> %b LIMIT 10"
                 if ef is None:
                     # Another statement text: a prepared statement keeps the plan it was
                     # made with (the index scan) whatever enable_indexscan says later.
                     sql += " -- exact"
 
                 def ask(q: np.ndarray) -> list[int]:
-                    return [row[0] for row in conn.execute(sql, (_literal(q),), prepare=True)]
+                    return [row[0] for row in conn.execute(sql, (q,), prepare=True)]
 
                 return ask
 

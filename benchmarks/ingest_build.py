@@ -146,7 +146,7 @@ def _stack_build(vectors: np.ndarray) -> None:
             waited = settle(server, budget_s=1800)
             print(
                 f"stack: upsert {sent:.1f} s, fully indexed {sent + waited:.1f} s wall "
-                f"(2 s resolution), server CPU {procstat.cpu_seconds(server) - cpu:.1f} s; "
+                f"(0.5 s resolution), server CPU {procstat.cpu_seconds(server) - cpu:.1f} s; "
                 f"RSS {_tree_rss_mib(server[0]):.0f} MiB (idle {idle_rss:.0f}), "
                 f"PSS {procstat.pss_mib(server):.0f} MiB (idle {idle_pss:.0f}), "
                 f"raw vectors {vectors.nbytes / 2**20:.0f} MiB"

@@ -159,13 +159,15 @@ def sweep_and_time(
             extra(point)
 
 
-def settle(pids: list[int], budget_s: float, window_s: float = 2.0) -> float:
+def settle(pids: list[int], budget_s: float, window_s: float = 0.5) -> float:
     """Wait until the trees use under 5 % of a core over ``window_s`` (background
-    indexing has finished); return the seconds waited."""
+    indexing has finished); return the seconds until the work ended: the start of the
+    first idle window, so within ``window_s`` of the truth."""
     started = time.perf_counter()
     while time.perf_counter() - started < budget_s:
+        mark = time.perf_counter()
         before = procstat.cpu_seconds(pids)
         time.sleep(window_s)
         if procstat.cpu_seconds(pids) - before < 0.05 * window_s:
-            break
+            return mark - started
     return time.perf_counter() - started

@@ -56,7 +56,7 @@ def run(data: Dataset, exact_queries: int, workers: int, wrk_seconds: float | No
             figures.memory_mib = procstat.pss_mib(server)
             figures.notes.append(
                 f"{workers} worker(s); indexed = upsert {sent:.1f} s + graph insertion "
-                f"until the server was idle ({waited:.1f} s, 2 s resolution)"
+                f"until the server was idle ({waited:.1f} s, 0.5 s resolution)"
             )
             _load(client, FLAT, "flat", data)
             settle(server, budget_s=600)

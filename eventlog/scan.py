@@ -8,7 +8,7 @@ read transaction so the whole walk sees one snapshot of the log.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -36,43 +36,48 @@ class _QmarkCursor:
     def execute(self, sql: str, params: Any = None) -> Any:
         return self._cursor.execute(sql.replace("?", "%s"), params)
 
-    def fetchall(self) -> Any:
-        return self._cursor.fetchall()
-
     def fetchone(self) -> Any:
         return self._cursor.fetchone()
+
+    def fetchall(self) -> list[Any]:
+        return list(self._cursor.fetchall())
+
+    def fetchmany(self, size: int) -> list[Any]:
+        return list(self._cursor.fetchmany(size))
 
     def close(self) -> None:
         self._cursor.close()
 
 
 @contextmanager
-def snapshot_cursor(engine: Engine) -> Iterator[Any]:
-    """A raw cursor inside one read transaction (a consistent snapshot of the log)."""
+def snapshot_cursors(engine: Engine) -> Iterator[Callable[[], Any]]:
+    """One read-only snapshot of ``engine``'s database; yields a maker of raw DB-API
+    cursors on it (``?`` placeholders on either dialect), for readers that interleave."""
     raw = engine.raw_connection()
-    if engine.dialect.name == "postgresql":
-        try:
-            pg = _QmarkCursor(raw.cursor())
-            # The driver has begun a transaction implicitly; this is its first statement.
-            pg.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            try:
-                yield pg
-            finally:
-                pg.close()
-                raw.rollback()
-        finally:
-            raw.close()
-        return
     try:
-        cursor = raw.cursor()
-        cursor.execute("BEGIN DEFERRED")
+        first = raw.cursor()
+        if engine.dialect.name == "postgresql":
+            # The driver has begun a transaction implicitly; this is its first statement.
+            first.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            try:
+                yield lambda: _QmarkCursor(raw.cursor())
+            finally:
+                raw.rollback()
+            return
+        first.execute("BEGIN DEFERRED")
         try:
-            yield cursor
+            yield raw.cursor
         finally:
-            cursor.execute("COMMIT")
-            cursor.close()
+            first.execute("COMMIT")
     finally:
         raw.close()
+
+
+@contextmanager
+def snapshot_cursor(engine: Engine) -> Iterator[Any]:
+    """A raw cursor inside one read transaction (a consistent snapshot of the log)."""
+    with snapshot_cursors(engine) as cursor:
+        yield cursor()
 
 
 def scan_chain_rows(

@@ -2,17 +2,17 @@
 
 The audit tables live in their own SQLite file (``audit.sqlite3``) with the embedded
 default, or in the PostgreSQL control database when ``VP_DATABASE_URL`` names one
-(created there by migration 0003). What differs between the two is kept here: how a
-projector's write transaction serialises with the other projectors, and how a
-read-only snapshot is opened for verify and the digests.
+(created there by migration 0003). What differs between the two is decided in
+eventlog: a projector's write transaction is the audit checkpoint's
+``consumer_transaction``, and verify and the digests read one snapshot through
+``eventlog.scan.snapshot_cursors``.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +20,10 @@ from sqlalchemy import Connection, Engine, Table, select
 
 from eventlog import sqlite
 from eventlog.consumer import CheckpointGap
-from eventlog.database import DriverCursor, is_postgres, read_transaction
+from eventlog.database import DriverCursor, consumer_transaction, is_postgres, read_transaction
 from eventlog.events import ClientCreated
 from eventlog.records import StoredEvent
+from eventlog.scan import snapshot_cursor
 from eventlog.schema import ensure_schema
 from projections.digests import digests_on
 from projections.fold import ClientState, fold
@@ -30,9 +31,6 @@ from projections.tables import PROJECTED, key_history, metadata
 
 AUDIT_CONSUMER = "audit"
 _TABLES: dict[str, Table] = {t.name: t for t in PROJECTED}
-# "VPAUDIT1": the projectors' lock on PostgreSQL, apart from the appends' write lock, so
-# projecting never holds up an admin action.
-AUDIT_LOCK_KEY = 0x5650415544495431
 # Where the audit tables are: the SQLite file's path, or an engine on the PostgreSQL
 # control database.
 AuditTarget = Path | Engine
@@ -44,61 +42,6 @@ def open_audit_engine(target: AuditTarget) -> Engine:
     # A lost last commit after power loss takes its checkpoint with it and is
     # simply applied again, so FULL fsync buys nothing here.
     return sqlite.open_engine(target, synchronous="NORMAL")
-
-
-@contextmanager
-def audit_write(engine: Engine) -> Iterator[Connection]:
-    """One projector writes at a time, in every process sharing the audit tables."""
-    if not is_postgres(engine):
-        with sqlite.write_transaction(engine) as conn:
-            yield conn
-        return
-    with engine.connect() as conn, conn.begin():
-        # First statement: the checkpoint is read only once the lock is held, so two
-        # coordinators' projectors never apply the same event twice.
-        conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%s)", (AUDIT_LOCK_KEY,))
-        yield conn
-
-
-class _QmarkCursor:
-    """A psycopg cursor that takes the ``?`` placeholders the audit SQL is written with."""
-
-    def __init__(self, cursor: Any) -> None:
-        self._cursor = cursor
-
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
-        self._cursor.execute(sql.replace("?", "%s"), params)
-
-    def fetchone(self) -> Any:
-        return self._cursor.fetchone()
-
-    def fetchall(self) -> list[Any]:
-        return list(self._cursor.fetchall())
-
-    def fetchmany(self, size: int) -> list[Any]:
-        return list(self._cursor.fetchmany(size))
-
-    def close(self) -> None:
-        self._cursor.close()
-
-
-@contextmanager
-def audit_snapshot(engine: Engine) -> Iterator[Callable[[], Any]]:
-    """One read-only snapshot of the audit tables; yields a maker of DB-API cursors on it
-    (``?`` placeholders on either dialect)."""
-    raw = engine.raw_connection()
-    try:
-        first = raw.cursor()
-        if is_postgres(engine):
-            first.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            yield lambda: _QmarkCursor(raw.cursor())
-            raw.commit()
-        else:
-            first.execute("BEGIN DEFERRED")
-            yield raw.cursor
-            first.execute("COMMIT")
-    finally:
-        raw.close()
 
 
 class AuditProjection:
@@ -125,7 +68,11 @@ class AuditProjection:
 
     def apply(self, events: Sequence[StoredEvent]) -> int:
         """Apply the events after the checkpoint and move it, in one transaction."""
-        with self._write_lock, audit_write(self.engine) as conn:
+        # One projector writes at a time, in every process sharing the audit tables: on
+        # PostgreSQL the checkpoint's own lock (apart from the appends' write lock, so
+        # projecting never holds up an admin action), taken before the checkpoint is
+        # read, so two coordinators' projectors never apply the same event twice.
+        with self._write_lock, consumer_transaction(self.engine, self.name) as conn:
             # Driver statements throughout: the projector runs after every admin action,
             # in the same process, and Core cost more per event than the fold itself.
             driver = DriverCursor(conn)
@@ -231,5 +178,5 @@ def table_digests(engine: Engine) -> dict[str, str]:
     Streams each table off a raw cursor, so a table of millions of rows costs a page
     of memory, not the table.
     """
-    with audit_snapshot(engine) as cursor:
-        return digests_on(cursor())
+    with snapshot_cursor(engine) as cursor:
+        return digests_on(cursor)

@@ -18,9 +18,15 @@ from typing import Any
 from sqlalchemy import Table
 
 from eventlog.hashchain import GENESIS_HASH, ChainReport, Mismatch
-from eventlog.scan import head_row, scan_chain_rows, snapshot_cursor, verify_range
+from eventlog.scan import (
+    head_row,
+    scan_chain_rows,
+    snapshot_cursor,
+    snapshot_cursors,
+    verify_range,
+)
 from eventlog.store import SqliteEventStore
-from projections.audit_store import AUDIT_CONSUMER, AuditProjection, AuditTarget, audit_snapshot
+from projections.audit_store import AUDIT_CONSUMER, AuditProjection, AuditTarget
 from projections.fold import ClientState
 from projections.replay_writer import ReplayWriter, WriterProcess
 from projections.walk import (
@@ -158,7 +164,7 @@ def walk_and_compare(
     """
     live = AuditProjection.at(audit_db)  # creates the tables when the audit db is new
     try:
-        with audit_snapshot(live.engine) as new_cursor:
+        with snapshot_cursors(live.engine) as new_cursor:
             return _walk_and_compare(
                 store, new_cursor, after_seq, prev_hash, state_loader, progress, chain_apart_over
             )

@@ -11,12 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from vectorpanda.server.group import (
-    OtherHostMember,
-    advertised_host,
-    claim_member_slot,
-    this_host,
-)
+from vectorpanda.server.group import OtherHostMember, advertised_host, claim_member_slot
+from vectorpanda.server.run_files import this_host
 from vectorpanda.settings import Settings
 
 

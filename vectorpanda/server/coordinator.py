@@ -36,7 +36,7 @@ from coordinator.metrics import Metrics
 from coordinator.pause import PauseService, WorkerTenantFiles
 from coordinator.rate_limit import RateLimiter, cost_tokens
 from coordinator.router import CONTENDED_WINDOW_S, TenantRouter
-from coordinator.shared_limits import SharedRateLimiter, table_path
+from coordinator.shared_limits import SharedRateLimiter
 from coordinator.storage_watch import StorageWatch
 from coordinator.tenant_figures import census_figures, stored_figures
 from coordinator.usage import UsageMeter
@@ -51,6 +51,7 @@ from vectorpanda.server.events import (
     build_event_services,
     tenant_unavailable_alert,
 )
+from vectorpanda.server.run_files import rate_limit_table, run_dir
 from vectorpanda.settings import Settings
 from workers.backup_store import LocalBackupStore
 from workers.heap import keep_large_blocks_mapped
@@ -149,8 +150,7 @@ def build_coordinator(
     rate_limiter: RateLimiter | None = None
     if settings.rate_limits and settings.coordinator_processes > 1:
         # buckets shared by the coordinator processes of `vectorpanda up`
-        host = membership.host if membership is not None else None
-        rate_limiter = SharedRateLimiter(table_path(settings.data_dir / "run", host))
+        rate_limiter = SharedRateLimiter(rate_limit_table(settings))
     elif settings.rate_limits:
         rate_limiter = RateLimiter()
     if rate_limiter is not None and membership is not None:
@@ -160,7 +160,7 @@ def build_coordinator(
     if settings.coordinator_processes > 1:
         # who was served lately, in any coordinator process (pacing of filtered requests)
         recent_clients = SharedRecentClients(
-            settings.data_dir / "run" / "recent-clients", CONTENDED_WINDOW_S
+            run_dir(settings) / "recent-clients", CONTENDED_WINDOW_S
         )
     router = TenantRouter(
         hub,

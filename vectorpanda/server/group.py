@@ -37,10 +37,17 @@ from coordinator.fencing import fence_local_worker
 from coordinator.health import HealthPolicy, HealthTracker
 from coordinator.leader import Leadership
 from coordinator.membership import GroupMembership
-from coordinator.shared_limits import reset_table, table_path
+from coordinator.shared_limits import reset_table
 from coordinator.storage_watch import StorageWatch
 from eventlog.store import SqliteEventStore
 from vectorpanda.control_db import control_engine, database_url
+from vectorpanda.server.run_files import (
+    coherence_board,
+    rate_limit_table,
+    run_dir,
+    this_host,
+    this_host_or_name,
+)
 from vectorpanda.settings import Settings, env_file_path
 from vectorpanda.shutdown import stop_children
 
@@ -56,19 +63,6 @@ class WorkerProcesses(Protocol):
 READY_WAIT_S = 60.0
 STOP_GRACE_S = 20.0
 LEADERLESS_EXIT = 3  # a member that lost its leadership lock exits with this
-
-
-def run_dir(settings: Settings) -> Path:
-    return settings.data_dir / "run"
-
-
-def rate_limit_table(settings: Settings) -> Path:
-    host = this_host_or_name() if database_url(settings) is not None else None
-    return table_path(run_dir(settings), host)
-
-
-def coherence_board(settings: Settings) -> Path:
-    return run_dir(settings) / "coherence"
 
 
 # Commands after which a cached key may no longer be used as it was.
@@ -252,22 +246,6 @@ async def run_group(
 
 class OtherHostMember(RuntimeError):
     """A live member of this group runs on another host: the group must share one host."""
-
-
-_BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
-
-
-def this_host() -> str | None:
-    """The running kernel's boot id: the same in every container of one host, different on
-    any other host (None where the kernel does not tell)."""
-    try:
-        return _BOOT_ID.read_text().strip() or None
-    except OSError:
-        return None
-
-
-def this_host_or_name() -> str:
-    return this_host() or socket.gethostname()
 
 
 def group_membership(settings: Settings) -> GroupMembership | None:

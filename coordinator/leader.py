@@ -84,6 +84,10 @@ class Leadership:
                 "SELECT pg_try_advisory_lock(%s)", (LEADER_LOCK_KEY,)
             ).scalar()
         except Exception:
+            # It may hold the lock without knowing it: never back into the pool, which
+            # the membership heartbeat shares (vectorpanda/server/group.py).
+            with contextlib.suppress(Exception):
+                conn.invalidate()
             conn.close()
             raise
         if not got:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, inspect, text
 
+from coordinator.leader import Leadership
 from coordinator.membership import GroupMembership
 from eventlog.database import open_control_engine
 from eventlog.schema import ensure_schema
@@ -98,3 +99,23 @@ def test_a_member_whose_heartbeat_stopped_is_not_waited_for(engine: Engine) -> N
     assert a.behind(0, 1) == []
     a.beat()
     assert a.domains() == 1
+
+
+def test_leadership_on_the_memberships_pool_never_lends_its_lock(
+    engine: Engine, tmp_path: Path
+) -> None:
+    # One engine for both, as a group member runs them (vectorpanda/server/group.py).
+    member = GroupMembership(engine, "boot-a", "boot-a:run")
+    first = Leadership(tmp_path / "a", engine)
+    second = Leadership(tmp_path / "b", engine)
+    try:
+        assert first.try_acquire()
+        for _ in range(20):  # the heartbeat checks connections out and back in meanwhile
+            member.beat()
+            assert not second.try_acquire()
+        assert first.still_held()
+        first.release()
+        assert second.try_acquire()  # the lock went with the leader's session
+    finally:
+        first.release()
+        second.release()

@@ -22,6 +22,8 @@ import time
 from pathlib import Path
 from typing import Any, Protocol
 
+from sqlalchemy import Engine
+
 from api.internal import internal_app
 from coordinator.accounts import Accounts
 from coordinator.accounts.commands import (
@@ -248,9 +250,10 @@ class OtherHostMember(RuntimeError):
     """A live member of this group runs on another host: the group must share one host."""
 
 
-def group_membership(settings: Settings) -> GroupMembership | None:
+def group_membership(settings: Settings, engine: Engine | None = None) -> GroupMembership | None:
     """The group's membership rows in PostgreSQL (members may run on several hosts), or
-    None on SQLite (one host's group shares files under ``run/``)."""
+    None on SQLite (one host's group shares files under ``run/``). ``engine``: the pool to
+    beat on (a new one on the control database by default)."""
     if database_url(settings) is None:
         return None
     host = this_host_or_name()
@@ -261,7 +264,7 @@ def group_membership(settings: Settings) -> GroupMembership | None:
     found = folder.stat()
     domain = f"{host}:{found.st_dev}:{found.st_ino}"
     label = f"{socket.gethostname()}:{folder.resolve()}"
-    return GroupMembership(control_engine(settings), host, domain, label)
+    return GroupMembership(engine or control_engine(settings), host, domain, label)
 
 
 def _refuse_other_hosts(folder: Path, index: int, count: int, host: str) -> None:
@@ -372,10 +375,17 @@ async def _run_member(settings: Settings, index: int, workers: int) -> int:
 
     stop = stop_on_signals()
     # the lock: flock on the data dir, or PostgreSQL's advisory lock on the control database
-    on_postgres = database_url(settings) is not None
-    leadership = Leadership(settings.data_dir, control_engine(settings) if on_postgres else None)
+    # One pool for the two, apart from the store's. Leadership's session lock is safe on
+    # a shared pool: its connection stays checked out while it leads and is invalidated,
+    # never checked back in, when it stops (or fails mid-try), so no other user is ever
+    # handed a session holding the lock. The store's writers are kept off it: they hold
+    # pooled connections while queued on the global write lock, and a heartbeat starved
+    # behind them for LIVE_S would make this member look gone to the others, who would
+    # then stop waiting for it to apply a revocation.
+    group_engine = control_engine(settings) if database_url(settings) is not None else None
+    leadership = Leadership(settings.data_dir, group_engine)
     # PostgreSQL: membership, applied seqs and the leader's address in the database
-    membership = group_membership(settings)
+    membership = group_membership(settings, group_engine)
     # hub and router know from the start that they lead only while holding it
     # `up`'s workers run on this machine, as this user: the leader (only) fences them
     parts = build_coordinator(

@@ -8,8 +8,10 @@ Python threads sending one small query at a fixed pace.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -82,6 +84,18 @@ def wrk_path() -> str | None:
     return shutil.which("wrk")
 
 
+def require_wrk() -> None:
+    """Skip the calling test when ``wrk`` is missing (fail it when ``CI`` is set)."""
+    import pytest  # here: benchmarks/flood.py uses this module without pytest
+
+    if wrk_path() is None:
+        reason = "wrk is not installed (apt-get install wrk); the flood test needs it"
+        print(reason, file=sys.stderr)
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+
+
 def start_flood(
     url: str,
     api_key: str | None,
@@ -133,6 +147,29 @@ def flood_requests(wrk_output: str) -> int:
 
 # One round: the steady clients alone, the same clients during a flood, and wrk's output.
 Round = tuple[list[Steady], list[Steady], str]
+
+
+def flood_round(
+    steady: dict[str, httpx.Client],
+    url: str,
+    api_key: str | None,
+    *,
+    alone_s: float,
+    flood_s: int,
+    during_s: float,
+    workdir: Path,
+    pace_s: float = 0.02,
+) -> Round:
+    """The steady clients alone for ``alone_s``; then ``wrk`` floods for ``flood_s`` and,
+    once its connections are up (``FLOOD_RAMP_S``), the same clients for ``during_s``."""
+    alone = run_steady(steady, alone_s, pace_s)
+    flood = start_flood(url, api_key, flood_s, workdir=workdir)
+    try:
+        time.sleep(FLOOD_RAMP_S)  # measure the sustained flood, not its connection setup
+        during = run_steady(steady, during_s, pace_s)
+    finally:
+        out, _ = flood.communicate(timeout=flood_s + 60)
+    return alone, during, out
 
 
 def within_2x_in_rounds(

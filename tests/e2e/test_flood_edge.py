@@ -10,15 +10,14 @@ import pytest
 
 from tests.e2e.conftest import RunningFleet
 from tests.flood import (
-    FLOOD_RAMP_S,
     Round,
     flood_requests,
+    flood_round,
     prepare_collection,
+    require_wrk,
     run_steady,
-    start_flood,
     within_2x_in_rounds,
 )
-from tests.integration.test_flood import require_wrk
 
 pytestmark = pytest.mark.e2e
 
@@ -57,15 +56,12 @@ def test_a_free_tier_flood_through_nginx_does_not_slow_other_clients(
     # The shared 2-core machine also runs nginx here: see within_2x_in_rounds.
 
     def measure() -> Round:
-        alone = run_steady(steady, 6, pace_s=0.05)
-        flood = start_flood(fleet.https_url, flood_key, 13, workdir=tmp_path)
-        try:
-            # The claim is about a sustained flood: measure once wrk's 64 TLS handshakes
-            # (a one-off burst of CPU in nginx and wrk) are behind it.
-            time.sleep(FLOOD_RAMP_S)
-            during = run_steady(steady, 10, pace_s=0.05)
-        finally:
-            out, _ = flood.communicate(timeout=60)
+        # The claim is about a sustained flood: flood_round measures once wrk's 64 TLS
+        # handshakes (a one-off burst of CPU in nginx and wrk) are behind it.
+        alone, during, out = flood_round(
+            steady, fleet.https_url, flood_key,
+            alone_s=6, flood_s=13, during_s=10, workdir=tmp_path, pace_s=0.05,
+        )  # fmt: skip
         assert flood_requests(out) > 1000, out
         return alone, during, out
 

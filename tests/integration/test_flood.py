@@ -8,21 +8,16 @@ whose p99 misses on the shared machine gets another, up to 3; errors never).
 
 from __future__ import annotations
 
-import os
-import sys
-import time
-
 import pytest
 
 from tests.flood import (
-    FLOOD_RAMP_S,
     Round,
     flood_requests,
+    flood_round,
     prepare_collection,
+    require_wrk,
     run_steady,
-    start_flood,
     within_2x_in_rounds,
-    wrk_path,
 )
 from tests.stack import Stack, running_stack
 
@@ -30,15 +25,6 @@ pytestmark = pytest.mark.integration
 
 FLOOD_S = 12
 UNKNOWN_KEY = "vp_0123456789abcdef_" + "x" * 43
-
-
-def require_wrk() -> None:
-    if wrk_path() is None:
-        reason = "wrk is not installed (apt-get install wrk); the flood test needs it"
-        print(reason, file=sys.stderr)
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
 
 
 @pytest.fixture(scope="module", params=["1", "2"], ids=["1-process", "2-processes"])
@@ -67,13 +53,10 @@ def test_a_free_tier_flood_does_not_slow_other_clients(flood_stack: Stack, tmp_p
     run_steady(steady, 2)  # warm up connections and tenants
 
     def measure() -> Round:
-        alone = run_steady(steady, 6)
-        flood = start_flood(stack.url, flood_key, FLOOD_S, workdir=tmp_path)
-        try:
-            time.sleep(FLOOD_RAMP_S)  # measure the sustained flood, not its connection setup
-            during = run_steady(steady, FLOOD_S - 2)
-        finally:
-            out, _ = flood.communicate(timeout=FLOOD_S + 30)
+        alone, during, out = flood_round(
+            steady, stack.url, flood_key,
+            alone_s=6, flood_s=FLOOD_S, during_s=FLOOD_S - 2, workdir=tmp_path,
+        )  # fmt: skip
         assert flood_requests(out) > 1000, f"the flood hardly flooded:\n{out}"
         return alone, during, out
 
@@ -88,13 +71,9 @@ def test_a_flood_with_an_unknown_key_is_refused_and_harmless(flood_stack: Stack,
     steady = {"standard": client_for(stack, "steady-unknown", "standard")}
 
     def measure() -> Round:
-        alone = run_steady(steady, 4)
-        flood = start_flood(stack.url, UNKNOWN_KEY, 8, workdir=tmp_path)
-        try:
-            time.sleep(FLOOD_RAMP_S)
-            during = run_steady(steady, 6)
-        finally:
-            out, _ = flood.communicate(timeout=40)
+        alone, during, out = flood_round(
+            steady, stack.url, UNKNOWN_KEY, alone_s=4, flood_s=8, during_s=6, workdir=tmp_path
+        )
         assert "Non-2xx or 3xx responses" in out, out
         return alone, during, out
 

@@ -139,6 +139,9 @@ class Settings(BaseSettings):
     # timing
     request_timeout_s: float = Field(default=10.0, gt=0)
     heartbeat_interval_s: float = Field(default=1.0, gt=0)
+    # `vectorpanda up`: a worker that exits is restarted after a pause that starts at
+    # 0.5 s and doubles, up to this, while it keeps exiting within 30 s of its start
+    worker_restart_backoff_max_s: float = Field(default=10.0, gt=0, le=3600)
     # the rebalancer: how often it looks; a tenant that kept this many of its worker's
     # request threads busy on average (thread-seconds per second), at two looks running,
     # beside active neighbours, moves to a worker with fewer active tenants; a tenant

@@ -112,7 +112,12 @@ class Writer(threading.Thread):
 
 
 def start(data_dir: Path) -> Stack:
-    env = {"VP_RATE_LIMITS": "false"}  # every refusal here must come from a crash
+    env = {
+        "VP_RATE_LIMITS": "false",  # every refusal here must come from a crash
+        # Workers killed every round would otherwise wait up to 10 s to be restarted: the
+        # test is about the answers, not about how long a crash-looping worker rests.
+        "VP_WORKER_RESTART_BACKOFF_MAX_S": "0.5",
+    }
     return Stack(data_dir=data_dir, port=free_port(), workers=2, env=env).start()
 
 

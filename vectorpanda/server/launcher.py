@@ -30,6 +30,10 @@ READY_WAIT_S = 60.0
 # A SIGKILLed process is gone at once, even a stopped one; this only bounds a
 # process stuck in uninterruptible I/O (D state), which the kernel kills on return.
 FENCE_WAIT_S = 5.0
+# A worker that keeps exiting is restarted after a pause that doubles from this, up to
+# VP_WORKER_RESTART_BACKOFF_MAX_S; one that ran this long starts over from it.
+RESTART_BACKOFF_FIRST_S = 0.5
+RESTART_BACKOFF_RESET_S = 30.0
 
 
 class WorkerSupervisor:
@@ -70,7 +74,9 @@ class WorkerSupervisor:
         return env
 
     async def _keep_running(self, worker_id: str, hub_url: str) -> None:
-        backoff = 0.5
+        cap = self._settings.worker_restart_backoff_max_s
+        first = min(RESTART_BACKOFF_FIRST_S, cap)
+        backoff = first
         while not self._stopping:
             started = time.monotonic()
             proc = await asyncio.create_subprocess_exec(
@@ -89,7 +95,8 @@ class WorkerSupervisor:
                 self._fenced.discard(proc.pid)
                 log.warning("worker %s was fenced; starting a new one", worker_id)
                 continue
-            backoff = 0.5 if time.monotonic() - started > 30 else min(backoff * 2, 10.0)
+            ran_s = time.monotonic() - started
+            backoff = first if ran_s > RESTART_BACKOFF_RESET_S else min(backoff * 2, cap)
             log.warning("worker %s exited with %s; restarting in %.1fs", worker_id, code, backoff)
             await asyncio.sleep(backoff)
 

@@ -19,12 +19,13 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from coordinator.errors import TenantUnavailable
 from coordinator.hub import WorkerHub, WorkerLink
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger("vectorpanda.follower")
 
@@ -70,6 +71,10 @@ class LeaderClient:
         url = self.leader_url()
         if url is None or remaining <= 0:
             raise TenantUnavailable("Placement is changing hands; retry shortly.", retry_after=1)
+        # httpx on first use: with click installed it loads rich and pygments (~5 MiB),
+        # which a coordinator that is not a follower has no use for.
+        import httpx
+
         if self._client is None:
             self._client = httpx.AsyncClient(
                 headers={"Authorization": f"Bearer {self._secret}"}, trust_env=False

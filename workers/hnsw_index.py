@@ -20,10 +20,10 @@ import zlib
 from collections.abc import Sequence
 from typing import Any
 
-import faiss
 import numpy as np
 import orjson
 
+from workers.faiss_runtime import faiss
 from workers.flat_index import exact_search
 from workers.read_write_lock import ReadWriteLock, WouldBlock
 from workers.vector_table import VectorTable
@@ -76,7 +76,8 @@ def fresh_limit_for(dimension: int) -> int:
 
 
 def _faiss_metric(metric: str) -> int:
-    return int(faiss.METRIC_L2 if metric == "l2" else faiss.METRIC_INNER_PRODUCT)
+    lib = faiss()
+    return int(lib.METRIC_L2 if metric == "l2" else lib.METRIC_INNER_PRODUCT)
 
 
 def merge_results(
@@ -338,12 +339,12 @@ class HnswIndex:
                 count = int(allowed.sum())
             if count == 0:
                 return empty
-            bitmap = None
+            lib, bitmap = faiss(), None
             if allowed is not None and count < n:
-                params = faiss.SearchParametersHNSW()  # type: ignore[attr-defined]
+                params = lib.SearchParametersHNSW()
                 params.efSearch = max(ef, k)
                 bitmap = np.packbits(allowed, bitorder="little")
-                params.sel = faiss.IDSelectorBitmap(n, faiss.swig_ptr(bitmap))
+                params.sel = lib.IDSelectorBitmap(n, lib.swig_ptr(bitmap))
             else:
                 params = self._params(max(ef, k))
             width = min(k, count)
@@ -353,10 +354,10 @@ class HnswIndex:
             # FAISS's own search() without its wrapper's checks (done above)
             self._graph.search_c(
                 q,
-                faiss.swig_ptr(x),
+                lib.swig_ptr(x),
                 width,
-                faiss.swig_ptr(scores),
-                faiss.swig_ptr(nodes_found),
+                lib.swig_ptr(scores),
+                lib.swig_ptr(nodes_found),
                 params,
             )
             del bitmap  # the selector borrowed it until here
@@ -379,7 +380,7 @@ class HnswIndex:
     def _params(self, ef: int) -> Any:
         params = self._plain_params.get(ef)
         if params is None:
-            params = faiss.SearchParametersHNSW()  # type: ignore[attr-defined]
+            params = faiss().SearchParametersHNSW()
             params.efSearch = ef
             if len(self._plain_params) < 64:  # ef is the client's: keep the cache small
                 self._plain_params[ef] = params
@@ -404,9 +405,10 @@ class HnswIndex:
         if in_graph.any():
             with self._graph_lock.reading(wait):
                 graph = self._graph
-                storage = faiss.downcast_index(graph.storage)
-                xb = storage.get_xb()  # type: ignore[attr-defined]
-                stored = faiss.rev_swig_ptr(xb, graph.ntotal * self.dimension)
+                lib = faiss()
+                storage = lib.downcast_index(graph.storage)
+                xb = storage.get_xb()
+                stored = lib.rev_swig_ptr(xb, graph.ntotal * self.dimension)
                 matrix = stored.reshape(graph.ntotal, self.dimension)
                 out[in_graph] = matrix[nodes[in_graph]]  # copied while the graph is held
         return out
@@ -461,7 +463,7 @@ class HnswIndex:
 
     def new_graph(self) -> Any:
         """An empty FAISS HNSW graph with this collection's parameters."""
-        graph = faiss.IndexHNSWFlat(self.dimension, self.m, _faiss_metric(self.metric))
+        graph = faiss().IndexHNSWFlat(self.dimension, self.m, _faiss_metric(self.metric))
         graph.hnsw.efConstruction = self.ef_construction
         return graph
 
@@ -481,7 +483,7 @@ class HnswIndex:
     def serialize(self) -> bytes:
         """The index file: magic, node ids, the FAISS graph, CRC32 of all before it."""
         with self._graph_lock.reading():
-            graph_bytes = faiss.serialize_index(self._graph).tobytes()
+            graph_bytes = faiss().serialize_index(self._graph).tobytes()
             ids = orjson.dumps(self._node_ids[: self._graph.ntotal])
         body = b"".join([_MAGIC, _U64.pack(len(ids)), ids, graph_bytes])
         return body + _U32.pack(zlib.crc32(body))
@@ -533,12 +535,13 @@ def add_with_threads(graph: Any, vectors: np.ndarray, threads: int) -> None:
     if threads <= 1:
         graph.add(vectors)
         return
-    before = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(threads)
+    lib = faiss()
+    before = lib.omp_get_max_threads()
+    lib.omp_set_num_threads(threads)
     try:
         graph.add(vectors)
     finally:
-        faiss.omp_set_num_threads(before)
+        lib.omp_set_num_threads(before)
 
 
 def _parse_index_file(data: bytes) -> tuple[Any, list[str]]:
@@ -554,7 +557,7 @@ def _parse_index_file(data: bytes) -> tuple[Any, list[str]]:
         raise CorruptIndexError("index file is truncated")
     try:
         node_ids = orjson.loads(body[head : head + ids_len])
-        graph = faiss.deserialize_index(np.frombuffer(body[head + ids_len :], dtype=np.uint8))
+        graph = faiss().deserialize_index(np.frombuffer(body[head + ids_len :], dtype=np.uint8))
     except (orjson.JSONDecodeError, RuntimeError) as exc:
         raise CorruptIndexError(str(exc)) from exc
     if not isinstance(node_ids, list) or len(node_ids) != graph.ntotal:

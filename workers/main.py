@@ -11,13 +11,13 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import faiss
 import numpy as np
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from workers.backup_store import LocalBackupStore
 from workers.fair_share import FairShare
+from workers.faiss_runtime import one_openmp_thread
 from workers.fsync_stats import WAL_FSYNCS
 from workers.heap import keep_large_blocks_mapped
 from workers.protocol import (
@@ -397,7 +397,7 @@ async def run_worker(
     ``query_batch`` bounds the queries one FAISS search answers together
     (VP_WORKER_QUERY_BATCH, see workers.query_batch).
     """
-    faiss.omp_set_num_threads(1)
+    one_openmp_thread()  # FAISS itself loads with the first collection
     keep_large_blocks_mapped()
     sys.setswitchinterval(switch_interval_s)
     stop = stop or asyncio.Event()

@@ -28,12 +28,12 @@ import struct
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from typing import TYPE_CHECKING, Any
 
 from workers.integrity import IntegrityError
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 MAGIC = b"VPSEAL1\n"
 _HEADER = struct.Struct("<8sII16s")
@@ -44,6 +44,20 @@ TAG_SIZE = 16
 _LEN = struct.Struct("<I")
 _AAD_TAIL = struct.Struct("<QB")
 KEY_BYTES = 32
+
+
+def new_aead(key: bytes) -> AESGCM:
+    """AES-GCM under ``key``. The cryptography library (about 6 MiB of a worker's RSS)
+    is imported here, so a worker whose tenants are not encrypted never loads it."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    return AESGCM(key)
+
+
+def _invalid_tag() -> type[Exception]:
+    from cryptography.exceptions import InvalidTag
+
+    return InvalidTag
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +78,7 @@ class Keyring:
         key = self.keys.get(version)
         if key is None:
             raise IntegrityError(file, f"sealed with data key version {version}, not held")
-        return AESGCM(key)
+        return new_aead(key)
 
     def __repr__(self) -> str:  # never print key bytes
         return f"Keyring(current={self.current}, versions={sorted(self.keys)})"
@@ -103,7 +117,7 @@ class SealedWriter:
 
     def __init__(self, sink: Any, keyring: Keyring, chunk_size: int = CHUNK_SIZE) -> None:
         self._sink = sink
-        self._aead = AESGCM(keyring.keys[keyring.current])
+        self._aead = new_aead(keyring.keys[keyring.current])
         self._header = _HEADER.pack(MAGIC, keyring.current, chunk_size, os.urandom(16))
         self._chunk_size = chunk_size
         self._buffer = bytearray()
@@ -141,7 +155,7 @@ class SealedWriter:
 
 def seal_bytes(data: bytes, keyring: Keyring, chunk_size: int = CHUNK_SIZE) -> bytes:
     """``data`` as a sealed file's bytes (the same format ``SealedWriter`` streams)."""
-    aead = AESGCM(keyring.keys[keyring.current])
+    aead = new_aead(keyring.keys[keyring.current])
     header = _HEADER.pack(MAGIC, keyring.current, chunk_size, os.urandom(16))
     parts = [header]
     view = memoryview(data)
@@ -182,7 +196,7 @@ def _open_chunks(view: memoryview, header: bytes, aead: AESGCM, file: str) -> It
         last = body + length == end
         try:
             yield aead.decrypt(nonce, view[body : body + length], _aad(header, index, last))
-        except InvalidTag:
+        except _invalid_tag():
             raise IntegrityError(
                 file, f"chunk {index} fails authentication (tampered, moved or wrong key)"
             ) from None
@@ -251,5 +265,5 @@ def open_record(aead: AESGCM, header: bytes, offset: int, body: bytes) -> bytes 
         return aead.decrypt(
             body[:NONCE_SIZE], body[NONCE_SIZE:], header + struct.pack("<Q", offset)
         )
-    except InvalidTag:
+    except _invalid_tag():
         return None

@@ -12,7 +12,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import faiss
 import numpy as np
 
 from workers import handlers
@@ -22,6 +21,7 @@ from workers.collection_spec import check_tenant_id
 from workers.disk_space import GROWING_OPS, SpaceGuard, is_out_of_space, out_of_space_error
 from workers.errors import StoreError
 from workers.fair_share import FairShare
+from workers.faiss_runtime import one_openmp_thread
 from workers.handlers import BUDGETED, HANDLERS
 from workers.ownership import Ownership
 from workers.protocol import (
@@ -79,11 +79,9 @@ class WorkerService:
         self.fair_share = fair_share or FairShare()
         # One FAISS (OpenMP) thread per request thread, also where OMP_NUM_THREADS is
         # unset: OpenMP's thread count is per thread, the main thread's does not carry.
+        # FAISS itself is loaded only once a collection needs it (workers.faiss_runtime).
         self._threads = ThreadPoolExecutor(
-            self.fair_share.slots,
-            thread_name_prefix="request",
-            initializer=faiss.omp_set_num_threads,
-            initargs=(1,),
+            self.fair_share.slots, thread_name_prefix="request", initializer=one_openmp_thread
         )
         self.mover = TenantMover(registry.hot_dir, cold_dir, registry.options.compact_bytes)
         self.ownership = Ownership()

@@ -12,8 +12,6 @@ import warnings
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-import httpx
-
 if TYPE_CHECKING:
     from authlib.integrations.httpx_client import AsyncOAuth2Client
 
@@ -34,6 +32,14 @@ def _authlib() -> Any:
         import authlib.integrations.base_client.errors as errors
         import authlib.integrations.httpx_client as client
     return client.AsyncOAuth2Client, errors.OAuthError
+
+
+def _httpx() -> Any:
+    """httpx, imported on first use: with click installed it loads its command line's
+    rich and pygments too (about 5 MiB of the coordinator's RSS)."""
+    import httpx
+
+    return httpx
 
 
 HTTP_TIMEOUT_S = 10.0
@@ -88,6 +94,7 @@ def _client(client_id: str, secret: str, scope: str, redirect_uri: str) -> Async
 
 async def _exchange(client: AsyncOAuth2Client, token_url: str, code: str, verifier: str) -> Any:
     _, oauth_error = _authlib()
+    httpx = _httpx()
     try:
         return await client.fetch_token(
             token_url,
@@ -112,7 +119,7 @@ class GoogleLogin:
 
     async def metadata(self) -> dict[str, Any]:
         if self._metadata is None or time.monotonic() - self._metadata_at > METADATA_TTL_S:
-            async with httpx.AsyncClient(timeout=HTTP_TIMEOUT_S) as http:
+            async with _httpx().AsyncClient(timeout=HTTP_TIMEOUT_S) as http:
                 r = await http.get(self.config.metadata_url)
                 r.raise_for_status()
                 self._metadata = dict(r.json())
@@ -136,6 +143,7 @@ class GoogleLogin:
     async def verified_email(
         self, code: str, redirect_uri: str, code_verifier: str, nonce: str
     ) -> str:
+        httpx = _httpx()
         try:
             meta = await self.metadata()
         except (httpx.HTTPError, ValueError) as exc:
@@ -195,6 +203,7 @@ class GitHubLogin:
     ) -> str:
         cfg = self.config
         _, oauth_error = _authlib()
+        httpx = _httpx()
         async with _client(cfg.client_id, cfg.client_secret, "user:email", redirect_uri) as c:
             token = await _exchange(c, cfg.token_url, code, code_verifier)
             try:

@@ -16,12 +16,26 @@ Imports happen inside each function: a worker process loads no web stack.
 
 from __future__ import annotations
 
+import sys
+
 from vectorpanda.settings import Settings
 from vectorpanda.shutdown import stop_on_signals
 
 
+def _without_httpx_command_line() -> None:
+    """Keep httpx's own command line (``httpx._main``: click, rich and pygments, about
+    3 MiB of RSS) out of a server process, which uses httpx only as a client.
+
+    httpx's ``__init__`` imports it whenever click is installed (uvicorn needs click),
+    and falls back to a stub when that import fails; a ``None`` entry in
+    ``sys.modules`` makes it fail. Called before anything here imports httpx.
+    """
+    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+
+
 async def up(settings: Settings, workers: int) -> int:
     """Coordinator, scheduler, notifier and ``workers`` worker processes."""
+    _without_httpx_command_line()
     from vectorpanda.server.launcher import run_up
 
     return await run_up(settings, workers)
@@ -29,6 +43,7 @@ async def up(settings: Settings, workers: int) -> int:
 
 async def coordinator_member(settings: Settings, index: int | None, workers: int) -> int:
     """One of the coordinator processes of ``up`` with VP_COORDINATOR_PROCESSES > 1."""
+    _without_httpx_command_line()
     from vectorpanda.server.group import run_member
 
     return await run_member(settings, index, workers)
@@ -36,6 +51,7 @@ async def coordinator_member(settings: Settings, index: int | None, workers: int
 
 async def coordinator(settings: Settings) -> int:
     """The HTTP API and the worker hub, until a signal arrives."""
+    _without_httpx_command_line()
     from vectorpanda.server.coordinator import build_coordinator, serve_coordinator
 
     stop = stop_on_signals()
@@ -61,6 +77,7 @@ async def worker(settings: Settings) -> int:
 
 async def scheduler(settings: Settings) -> int:
     """The scheduler, acting through the admin API with VP_SCHEDULER_TOKEN."""
+    _without_httpx_command_line()
     from vectorpanda.server.duties import run_scheduler_process
 
     await run_scheduler_process(settings, stop_on_signals())

@@ -1,7 +1,9 @@
-"""A worker process does not load the coordinator's web stack (tens of MiB of RSS each)."""
+"""A worker process loads only what its work needs: no coordinator web stack, and FAISS
+and the cryptography library only once a collection (an encrypted one) needs them."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -11,10 +13,51 @@ import vectorpanda.cli
 import vectorpanda.server.worker
 heavy = ("fastapi", "starlette", "sqlalchemy", "jinja2", "uvicorn", "api.app", "coordinator.hub")
 heavy += ("httpx", "vectorpanda_client")  # the admin and client commands load them when run
+heavy += ("faiss", "cryptography")  # loaded with the first collection (encrypted tenant)
 print(",".join(name for name in heavy if name in sys.modules))
+"""
+
+# A request thread started before FAISS is loaded, and one started after, both search
+# with one OpenMP thread (OpenMP's own default is one per core: this can only fail on a
+# machine with several); a wider graph build puts the caller's count back.
+THREADS_PROBE = """
+import asyncio, tempfile
+from pathlib import Path
+from workers.service import WorkerService
+from workers.tenant_registry import TenantRegistry
+from workers import faiss_runtime
+
+def count():
+    return faiss_runtime.faiss().omp_get_max_threads()
+
+async def main():
+    with tempfile.TemporaryDirectory() as tmp:
+        service = WorkerService(TenantRegistry(Path(tmp) / "hot", 1 << 30), 1 << 30)
+        service._threads.submit(lambda: None).result()  # a thread starts, FAISS unloaded
+        before = faiss_runtime.loaded()
+        counts = sorted({service._threads.submit(count).result() for _ in range(8)})
+        import numpy as np
+        from workers.hnsw_index import add_with_threads, HnswIndex
+        graph = HnswIndex(4, "l2", 8, 16, None).new_graph()
+        add_with_threads(graph, np.ones((4, 4), np.float32), 2)
+        print(before, counts, faiss_runtime.faiss().omp_get_max_threads())
+        await service.release_all()
+
+asyncio.run(main())
 """
 
 
 def test_the_worker_entry_point_imports_no_coordinator_libraries() -> None:
     out = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_request_threads_use_one_openmp_thread_when_faiss_loads_late() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    out = subprocess.run(
+        [sys.executable, "-c", THREADS_PROBE], capture_output=True, text=True, check=True, env=env
+    )
+    # FAISS was not loaded when the pool's threads started; each still runs one thread,
+    # and the caller's own count is back where it was after a wider graph build.
+    assert out.stdout.split("\n")[0] == "False [1] 1"
+    assert "OMP_NUM_THREADS" not in env  # the probe ran with OpenMP's own default

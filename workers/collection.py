@@ -345,7 +345,9 @@ class Collection(CollectionRecords, CollectionSearch):
 
     def _save_index(self) -> None:
         assert self._index is not None
-        data = seal_or_plain(self._index.serialize(), self._options.keyring)
+        with self._rows.reading():
+            names = self._index.node_names()
+        data = seal_or_plain(self._index.serialize(names), self._options.keyring)
         self._index.dirty = False
         write_bytes_durably(self.directory / INDEX_FILE, data)
         self._index_saved_at = time.monotonic()

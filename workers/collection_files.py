@@ -183,7 +183,7 @@ def _load_index(
 ) -> HnswIndex:
     params = spec.hnsw or {}
     index = HnswIndex(
-        spec.dimension,
+        table,
         spec.metric,
         int(params["m"]),
         int(params["ef_construction"]),
@@ -204,7 +204,7 @@ def _load_index(
             spec.name,
             exc,
         )
-        index = HnswIndex(spec.dimension, spec.metric, index.m, index.ef_construction, fresh_limit)
+        index = HnswIndex(table, spec.metric, index.m, index.ef_construction, fresh_limit)
     index.put_missing(table)
     index.dirty = True
     return index

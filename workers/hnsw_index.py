@@ -5,7 +5,9 @@ there exactly; the worker's maintenance thread later moves them into the graph i
 small chunks (``take_fresh`` -> ``add_to_graph`` -> ``settle``). A graph node whose
 vector was replaced or deleted is a *tombstone*: it stays in the graph (FAISS HNSW
 cannot remove nodes) but is excluded from every search by an ``IDSelectorBitmap`` of
-live nodes, and disappears when the graph is rebuilt from its live nodes.
+live nodes, and disappears when the graph is rebuilt from its live nodes. Which node
+serves which row of the collection's table is kept by the table (``GraphRows``), so
+no per-id Python object stands for a graph node.
 
 Locking: callers hold the collection's row lock (shared for ``search`` and
 ``take_fresh``, exclusive for ``put``, ``remove``, ``settle`` and ``swap_graph``).
@@ -17,7 +19,6 @@ from __future__ import annotations
 
 import struct
 import zlib
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,7 @@ import orjson
 
 from workers.faiss_runtime import faiss
 from workers.flat_index import exact_search
+from workers.graph_rows import GraphRows
 from workers.read_write_lock import ReadWriteLock, WouldBlock
 from workers.vector_table import VectorTable
 
@@ -113,12 +115,14 @@ class HnswIndex:
 
     def __init__(
         self,
-        dimension: int,
+        table: VectorTable,
         metric: str,
         m: int,
         ef_construction: int,
         fresh_limit: int | None = None,
     ) -> None:
+        """The index of ``table``'s rows (which keeps the row <-> node links from now on)."""
+        dimension = table.dimension
         self.dimension = dimension
         self.metric = metric
         self.m = m
@@ -126,9 +130,9 @@ class HnswIndex:
         self.fresh_limit = fresh_limit_for(dimension) if fresh_limit is None else fresh_limit
         self._graph = self.new_graph()
         self._graph_lock = ReadWriteLock()
-        self._node_ids: list[str] = []  # node -> the id it was inserted under
-        self._live = np.zeros(0, dtype=bool)
-        self._node_of: dict[str, int] = {}  # live id -> node
+        self._table = table
+        self._nodes = GraphRows()
+        table.track_graph(self._nodes)
         self._fresh = VectorTable(dimension, normalize=False)
         self._fresh_version: dict[str, int] = {}
         self._seq = 0
@@ -140,24 +144,18 @@ class HnswIndex:
     # ---- writes (row lock held exclusively) -------------------------------------
 
     def put(self, ids: list[str], search_vectors: np.ndarray) -> None:
-        """New or replaced vectors: old graph nodes become tombstones, values go fresh."""
+        """New or replaced vectors go fresh (the table's put has already made the nodes
+        of replaced ones tombstones)."""
         for vector_id in ids:
-            self._kill(vector_id)
             self._seq += 1
             self._fresh_version[vector_id] = self._seq
         self._fresh.put(ids, [None] * len(ids), search_vectors)
 
     def remove(self, ids: list[str]) -> None:
-        """Deleted vectors: tombstone their node or drop them from the fresh buffer."""
-        for vector_id in ids:
-            self._kill(vector_id)
+        """Deleted vectors leave the fresh buffer (the table's remove has already made
+        their nodes tombstones)."""
         gone = [i for i in ids if self._fresh_version.pop(i, None) is not None]
         self._fresh.remove(gone)
-
-    def _kill(self, vector_id: str) -> None:
-        node = self._node_of.pop(vector_id, None)
-        if node is not None:
-            self._live[node] = False
 
     # ---- state --------------------------------------------------------------------
 
@@ -169,12 +167,12 @@ class HnswIndex:
     @property
     def node_count(self) -> int:
         """Nodes in the graph, tombstones included."""
-        return len(self._node_ids)
+        return self._nodes.nodes
 
     @property
     def tombstones(self) -> int:
         """Graph nodes whose vector is no longer live."""
-        return len(self._node_ids) - len(self._node_of)
+        return self._nodes.nodes - self._nodes.linked
 
     def admits(self, new_vectors: int) -> bool:
         """Whether the fresh buffer may take ``new_vectors`` more (backpressure)."""
@@ -182,9 +180,10 @@ class HnswIndex:
 
     @property
     def memory_bytes(self) -> int:
-        """Graph vectors and links, plus the fresh buffer."""
+        """Graph vectors and links, the row <-> node arrays, plus the fresh buffer."""
         per_node = self.dimension * 4 + self.m * 2 * 4 * 1.1 + 64
-        return int(len(self._node_ids) * per_node + self._fresh.memory_bytes)
+        nodes = self._nodes
+        return int(nodes.nodes * per_node + nodes.nbytes + self._fresh.memory_bytes)
 
     def needs_rebuild(self) -> bool:
         """Whether tombstones are worth folding away by rebuilding the graph."""
@@ -321,20 +320,15 @@ class HnswIndex:
         try:
             n = self._graph.ntotal
             allowed: np.ndarray | None = None
-            every_node_live = False
-            if mask is None and len(self._node_of) == n:
+            links = self._nodes
+            if mask is None and links.linked == n:
                 count = n  # no tombstones and nothing half-inserted: no selector needed
-                every_node_live = True
             elif mask is None:
-                allowed = np.zeros(n, dtype=bool)
-                upto = min(n, len(self._live))
-                allowed[:upto] = self._live[:upto]
+                allowed = links.live_mask(n)
             else:
                 allowed = np.zeros(n, dtype=bool)
-                ids = table.ids
-                nodes = [self._node_of.get(ids[r]) for r in np.flatnonzero(mask).tolist()]
-                picked = np.fromiter((x for x in nodes if x is not None and x < n), dtype=np.int64)
-                allowed[picked] = True
+                nodes = links.node_of_rows(np.flatnonzero(mask))
+                allowed[nodes[(nodes >= 0) & (nodes < n)]] = True
             if allowed is not None:
                 count = int(allowed.sum())
             if count == 0:
@@ -363,19 +357,8 @@ class HnswIndex:
             del bitmap  # the selector borrowed it until here
         finally:
             lock.release_read()
-        node_ids, found = self._node_ids, nodes_found.ravel().tolist()
-        row_of = table.row_lookup()
-        if every_node_live:  # every node < n is live and named in node_ids
-            rows = np.array(
-                [-1 if node < 0 else row_of(node_ids[node], -1) for node in found], np.int64
-            )
-            return scores, rows.reshape(nodes_found.shape)
-        live, limit = self._live, len(node_ids)
-        flat = [
-            (row_of(node_ids[node], -1) if 0 <= node < limit and live[node] else -1)
-            for node in found
-        ]
-        return scores, np.array(flat, np.int64).reshape(nodes_found.shape)
+        # the row lock (held) keeps the links as they were during the search
+        return scores, self._nodes.rows_of_nodes(nodes_found)
 
     def _params(self, ef: int) -> Any:
         params = self._plain_params.get(ef)
@@ -386,19 +369,21 @@ class HnswIndex:
                 self._plain_params[ef] = params
         return params
 
-    def search_vectors(self, ids: Sequence[str], wait: bool = True) -> np.ndarray:
-        """The search vectors of live ``ids`` from the graph's storage or the fresh buffer
-        (the table's VectorSource once detached); row lock held, shared or exclusive.
-        ``wait=False``: WouldBlock rather than wait while the graph is being added to."""
-        out = np.empty((len(ids), self.dimension), dtype=np.float32)
-        if not len(ids):
+    def search_vectors(self, rows: np.ndarray, wait: bool = True) -> np.ndarray:
+        """The search vectors of the table's ``rows`` from the graph's storage or the fresh
+        buffer (the table's VectorSource once detached); row lock held, shared or
+        exclusive. ``wait=False``: WouldBlock rather than wait while the graph is being
+        added to."""
+        rows = np.asarray(rows, dtype=np.int64)
+        out = np.empty((len(rows), self.dimension), dtype=np.float32)
+        if not len(rows):
             return out
-        node_of, fresh_row = self._node_of.get, self._fresh.row_lookup()
-        nodes = np.array([node_of(i, -1) for i in ids], dtype=np.int64)
+        nodes = self._nodes.node_of_rows(rows)
         in_graph = nodes >= 0
         if not in_graph.all():
             picked = np.flatnonzero(~in_graph)
-            fresh_rows = [fresh_row(ids[j], -1) for j in picked.tolist()]
+            ids, fresh_row = self._table.ids, self._fresh.row_lookup()
+            fresh_rows = [fresh_row(ids[r], -1) for r in rows[picked].tolist()]
             if min(fresh_rows) < 0:
                 raise KeyError("an id with no vector in the index")
             out[picked] = self._fresh.search_matrix()[fresh_rows]
@@ -432,19 +417,16 @@ class HnswIndex:
 
     def settle(self, ids: list[str], versions: list[int], base: int) -> None:
         """Make inserted nodes live unless their id changed meanwhile; row lock exclusive."""
-        self._node_ids.extend(ids)
-        if len(self._live) < len(self._node_ids):
-            grown = np.zeros(max(len(self._node_ids), 2 * len(self._live), 64), dtype=bool)
-            grown[: len(self._live)] = self._live
-            self._live = grown
-        moved = []
+        assert base == self._nodes.nodes, "nodes are settled in the order they were added"
+        moved, row_of = [], self._table.row_lookup()
+        rows = np.full(len(ids), -1, dtype=np.int64)
         for offset, (vector_id, version) in enumerate(zip(ids, versions, strict=True)):
             if self._fresh_version.get(vector_id) == version:
-                node = base + offset
-                self._live[node] = True
-                self._node_of[vector_id] = node
+                # a current fresh version means the id is a live row with this vector
+                rows[offset] = row_of(vector_id, -1)
                 del self._fresh_version[vector_id]
                 moved.append(vector_id)
+        self._nodes.add_nodes(rows)
         self._fresh.remove(moved)
         if not self._fresh_version:
             self._fresh_version = {}  # a drained dict keeps its peak size; a new one is small
@@ -454,7 +436,7 @@ class HnswIndex:
 
     def live_nodes(self) -> tuple[np.ndarray, np.ndarray]:
         """Live node numbers and their vectors, the source of a rebuild; row lock shared."""
-        nodes = np.flatnonzero(self._live[: len(self._node_ids)])
+        nodes = self._nodes.live_nodes()
         with self._graph_lock.reading():
             vectors = self._graph.reconstruct_batch(nodes) if len(nodes) else None
         if vectors is None:
@@ -469,22 +451,27 @@ class HnswIndex:
 
     def swap_graph(self, graph: Any, old_nodes: np.ndarray) -> None:
         """Replace the graph by one built from ``old_nodes`` (in order); row lock exclusive."""
-        live = self._live[old_nodes] if len(old_nodes) else np.zeros(0, bool)
-        node_ids = [self._node_ids[n] for n in old_nodes.tolist()]
         with self._graph_lock.writing():
             self._graph = graph
-        self._node_ids = node_ids
-        self._live = live.copy()
-        self._node_of = {node_ids[n]: n for n in np.flatnonzero(live).tolist()}
+        self._nodes.renumber(old_nodes)  # nodes killed since live_nodes stay tombstones
         self.dirty = True
 
     # ---- persistence -----------------------------------------------------------------
 
-    def serialize(self) -> bytes:
-        """The index file: magic, node ids, the FAISS graph, CRC32 of all before it."""
+    def node_names(self) -> list[str | None]:
+        """Each settled node's id (None: a tombstone), for ``serialize``; row lock held."""
+        names = self._table.ids
+        rows = self._nodes.rows_of_nodes(np.arange(self._nodes.nodes, dtype=np.int64))
+        return [None if r < 0 else names[r] for r in rows.tolist()]
+
+    def serialize(self, names: list[str | None]) -> bytes:
+        """The index file: magic, node ids (``node_names``, taken under the row lock),
+        the FAISS graph, CRC32 of all before it. Graph insertion must not run meanwhile."""
         with self._graph_lock.reading():
             graph_bytes = faiss().serialize_index(self._graph).tobytes()
-            ids = orjson.dumps(self._node_ids[: self._graph.ntotal])
+            count = int(self._graph.ntotal)
+        names = names[:count] + [None] * (count - len(names))
+        ids = orjson.dumps(names)
         body = b"".join([_MAGIC, _U64.pack(len(ids)), ids, graph_bytes])
         return body + _U32.pack(zlib.crc32(body))
 
@@ -498,32 +485,32 @@ class HnswIndex:
         if graph.d != self.dimension or graph.metric_type != _faiss_metric(self.metric):
             raise CorruptIndexError("index file does not match the collection")
         n = graph.ntotal
+        row_of = table.row_lookup()
         rows = np.fromiter(
-            ((table.row_of(i) if table.row_of(i) is not None else -1) for i in node_ids),
-            dtype=np.int64,
-            count=n,
+            (row_of(i, -1) if isinstance(i, str) else -1 for i in node_ids), np.int64, count=n
         )
+        del node_ids  # the table's own id strings stand for the nodes from here on
         live = np.zeros(n, dtype=bool)
         known = np.flatnonzero(rows >= 0)
         if len(known):
             stored = graph.reconstruct_batch(known)
             live[known] = (stored == table.search_rows(rows[known])).all(axis=1)
-        node_of: dict[str, int] = {}
-        for node in np.flatnonzero(live).tolist():
-            if node_ids[node] in node_of:  # the same value upserted twice: keep one node
-                live[node] = False
-            else:
-                node_of[node_ids[node]] = node
-        self._graph, self._node_ids, self._live, self._node_of = graph, node_ids, live, node_of
+        # The same value upserted twice leaves two nodes naming one row: keep the first.
+        live_nodes = np.flatnonzero(live)
+        _, first = np.unique(rows[live_nodes], return_index=True)
+        keep = np.full(n, -1, dtype=np.int64)
+        keep[live_nodes[first]] = rows[live_nodes[first]]
+        self._graph = graph
+        self._nodes.replace(keep)
         self.dirty = False
         self.put_missing(table)
 
     def put_missing(self, table: VectorTable) -> None:
         """Send every table row that has no live node to the fresh buffer."""
-        missing = [i for i in table.ids if i not in self._node_of]
-        if missing:
-            rows = np.fromiter((table.row_of(i) for i in missing), np.int64, count=len(missing))
-            self.put(missing, table.search_rows(rows))
+        rows = self._nodes.unlinked_rows(table.count)
+        if len(rows):
+            ids = table.ids
+            self.put([ids[r] for r in rows.tolist()], table.search_rows(rows))
 
 
 def add_with_threads(graph: Any, vectors: np.ndarray, threads: int) -> None:

@@ -5,6 +5,9 @@ An HNSW collection's table is *detached* once its index holds every live vector
 vectors, so they are not held twice. For ``l2``/``ip`` those are the values
 themselves and the table keeps no vectors at all; for ``cosine`` (the index holds
 unit-length copies) it keeps only the original values.
+
+An HNSW collection's table also carries which graph node holds each row's vector
+(``GraphRows``), moving it with the row when a delete moves the last row into a hole.
 """
 
 from __future__ import annotations
@@ -14,15 +17,16 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from workers.graph_rows import GraphRows
 from workers.segment import SegmentData
 
 
 class VectorSource(Protocol):
     """Where a detached table's search vectors live (the collection's HNSW index)."""
 
-    def search_vectors(self, ids: Sequence[str], wait: bool = True) -> np.ndarray:
-        """The search vectors of live ``ids``, in order, as a new (n, d) float32 array;
-        ``wait=False``: WouldBlock rather than wait for a lock."""
+    def search_vectors(self, rows: np.ndarray, wait: bool = True) -> np.ndarray:
+        """The search vectors of the table's ``rows``, in order, as a new (n, d) float32
+        array; ``wait=False``: WouldBlock rather than wait for a lock."""
         ...
 
 
@@ -52,6 +56,12 @@ class VectorTable:
         self.metadata: list[dict[str, Any] | None] = []
         self._rows: dict[str, int] = {}
         self._source: VectorSource | None = None
+        self._graph: GraphRows | None = None
+
+    def track_graph(self, graph: GraphRows) -> None:
+        """Keep ``graph``'s row -> node links in step with this table's rows."""
+        graph.reserve_rows(self._count)
+        self._graph = graph
 
     @property
     def detached(self) -> bool:
@@ -80,14 +90,14 @@ class VectorTable:
         rows = np.asarray(rows, dtype=np.int64)
         if self._source is None or self._normalize:
             return self._vectors[rows]
-        return self._source.search_vectors([self.ids[r] for r in rows.tolist()], wait)
+        return self._source.search_vectors(rows, wait)
 
     def search_rows(self, rows: np.ndarray) -> np.ndarray:
         """The search vectors of ``rows`` (normalized for cosine; a new array)."""
         rows = np.asarray(rows, dtype=np.int64)
         if self._source is None:
             return self._search[rows]
-        return self._source.search_vectors([self.ids[r] for r in rows.tolist()])
+        return self._source.search_vectors(rows)
 
     @property
     def count(self) -> int:
@@ -130,6 +140,8 @@ class VectorTable:
         self.metadata = list(segment.metadata)
         self._rows = dict(zip(self.ids, range(n), strict=True))
         self._count = n
+        if self._graph is not None:
+            self._graph.reserve_rows(n)
 
     def put(
         self, ids: Sequence[str], metadata: Sequence[dict[str, Any] | None], vectors: np.ndarray
@@ -141,7 +153,7 @@ class VectorTable:
         keep_values = self._source is None or self._normalize
         search = normalized(vectors) if keep_search else vectors
         rows = np.empty(len(ids), dtype=np.int64)
-        fresh = 0
+        fresh, graph = 0, self._graph
         for i, vector_id in enumerate(ids):
             row = self._rows.get(vector_id)
             if row is None:
@@ -152,6 +164,8 @@ class VectorTable:
                 self.metadata.append(metadata[i])
             else:
                 self.metadata[row] = metadata[i]
+                if graph is not None:
+                    graph.unlink(row)  # the graph's node holds the old vector
             rows[i] = row
         if keep_values:
             self._reserve(self._count + fresh)
@@ -159,15 +173,21 @@ class VectorTable:
             if keep_search:
                 self._search[rows] = search
         self._count += fresh
+        if graph is not None:
+            graph.reserve_rows(self._count)
 
     def remove(self, ids: Sequence[str]) -> int:
         """Delete rows by id (moving the last row into each hole); return how many existed."""
-        removed = 0
+        removed, graph = 0, self._graph
         for vector_id in ids:
             row = self._rows.pop(vector_id, None)
             if row is None:
                 continue
             last = self._count - 1
+            if graph is not None:
+                graph.unlink(row)
+                if row != last:
+                    graph.move(last, row)
             if row != last:
                 moved = self.ids[last]
                 if self._vectors.shape[0]:
@@ -185,12 +205,18 @@ class VectorTable:
             self._rows = {}  # a drained dict keeps its peak size (a fresh buffer's: MiB)
         if removed and self._vectors.shape[0] > 4 * max(self._count, _MIN_CAPACITY):
             self._resize(max(2 * self._count, _MIN_CAPACITY))
+        if (
+            removed
+            and graph is not None
+            and graph.row_capacity > 4 * max(self._count, _MIN_CAPACITY)
+        ):
+            graph.shrink_rows(2 * max(self._count, _MIN_CAPACITY))
         return removed
 
     def snapshot(self) -> SegmentData:
         """Copies of the live rows, for writing a segment."""
         if self._source is not None and not self._normalize:
-            vectors = self._source.search_vectors(self.ids)
+            vectors = self._source.search_vectors(np.arange(self._count, dtype=np.int64))
         else:
             vectors = self.vectors().copy()
         return SegmentData(ids=list(self.ids), metadata=list(self.metadata), vectors=vectors)

@@ -25,7 +25,6 @@ from coordinator.accounts.eviction import (
     KeyCacheEviction,
     key_cache_queue,
 )
-from eventlog.amqp_bus import RabbitBus
 from eventlog.anchors import signing_key
 from eventlog.bus import Bus, DeadLetterHook, Subscription
 from eventlog.database import is_postgres
@@ -59,6 +58,9 @@ def build_bus(settings: Settings, on_dead_letter: DeadLetterHook | None = None) 
     """RabbitMQ when configured, else None (the caller picks the local bus or polling)."""
     if settings.amqp_url is None or not settings.amqp_url.get_secret_value():
         return None
+    # aio-pika (about 3 MiB of RSS) only where a broker is configured
+    from eventlog.amqp_bus import RabbitBus
+
     return RabbitBus(
         settings.amqp_url.get_secret_value(),
         exchange=settings.amqp_exchange,

@@ -38,7 +38,8 @@ async def main():
         counts = sorted({service._threads.submit(count).result() for _ in range(8)})
         import numpy as np
         from workers.hnsw_index import add_with_threads, HnswIndex
-        graph = HnswIndex(4, "l2", 8, 16, None).new_graph()
+        from workers.vector_table import VectorTable
+        graph = HnswIndex(VectorTable(4, False), "l2", 8, 16).new_graph()
         add_with_threads(graph, np.ones((4, 4), np.float32), 2)
         print(before, counts, faiss_runtime.faiss().omp_get_max_threads())
         await service.release_all()

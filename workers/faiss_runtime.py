@@ -47,13 +47,18 @@ def _load() -> Any:
     with _lock:
         if _module is None:
             saved = os.environ.get("OMP_NUM_THREADS")
-            os.environ["OMP_NUM_THREADS"] = "1"  # read once, when OpenMP loads
-            try:
+            if saved == "1":  # as `vectorpanda up`, fleet and the image start workers
                 import faiss as module
-            finally:
-                if saved is None:
-                    del os.environ["OMP_NUM_THREADS"]
-                else:
-                    os.environ["OMP_NUM_THREADS"] = saved
+            else:
+                # Read once, when OpenMP loads; put back so child processes see the
+                # environment they were given.
+                os.environ["OMP_NUM_THREADS"] = "1"
+                try:
+                    import faiss as module
+                finally:
+                    if saved is None:
+                        del os.environ["OMP_NUM_THREADS"]
+                    else:
+                        os.environ["OMP_NUM_THREADS"] = saved
             _module = module
         return _module

@@ -8,6 +8,8 @@ unit-length copies) it keeps only the original values.
 
 An HNSW collection's table also carries which graph node holds each row's vector
 (``GraphRows``), moving it with the row when a delete moves the last row into a hole.
+id -> row is an int32 hash table over ``ids`` (``IdRows``), not a dict: a row costs
+no Python object beyond its id string.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from workers.graph_rows import GraphRows
+from workers.id_rows import IdRows
 from workers.segment import SegmentData
 
 
@@ -54,7 +57,7 @@ class VectorTable:
         self._count = 0
         self.ids: list[str] = []
         self.metadata: list[dict[str, Any] | None] = []
-        self._rows: dict[str, int] = {}
+        self._rows = IdRows(self.ids)
         self._source: VectorSource | None = None
         self._graph: GraphRows | None = None
 
@@ -115,8 +118,8 @@ class VectorTable:
         return self._rows.get(vector_id)
 
     def row_lookup(self) -> Callable[[str, int], int]:
-        """``dict.get`` of id -> row (``row_lookup()(id, -1)``), for loops over many ids."""
-        return self._rows.get
+        """id -> row with a default (``row_lookup()(id, -1)``), for loops over many ids."""
+        return self._rows.row_or
 
     def vectors(self) -> np.ndarray:
         """Original values of the live rows (a view; valid until the next write)."""
@@ -138,7 +141,7 @@ class VectorTable:
             self._search[:n] = normalized(self._vectors[:n])
         self.ids = list(segment.ids)
         self.metadata = list(segment.metadata)
-        self._rows = dict(zip(self.ids, range(n), strict=True))
+        self._rows = IdRows(self.ids)
         self._count = n
         if self._graph is not None:
             self._graph.reserve_rows(n)
@@ -159,8 +162,8 @@ class VectorTable:
             if row is None:
                 row = self._count + fresh
                 fresh += 1
-                self._rows[vector_id] = row
                 self.ids.append(vector_id)
+                self._rows.add(vector_id, row)
                 self.metadata.append(metadata[i])
             else:
                 self.metadata[row] = metadata[i]
@@ -180,7 +183,7 @@ class VectorTable:
         """Delete rows by id (moving the last row into each hole); return how many existed."""
         removed, graph = 0, self._graph
         for vector_id in ids:
-            row = self._rows.pop(vector_id, None)
+            row = self._rows.pop(vector_id)  # while the id is still at its row
             if row is None:
                 continue
             last = self._count - 1
@@ -194,15 +197,15 @@ class VectorTable:
                     self._vectors[row] = self._vectors[last]
                 if self._search.shape[0] and self._search is not self._vectors:
                     self._search[row] = self._search[last]
+                self._rows.relocate(moved, last, row)
                 self.ids[row] = moved
                 self.metadata[row] = self.metadata[last]
-                self._rows[moved] = row
             self.ids.pop()
             self.metadata.pop()
             self._count = last
             removed += 1
-        if removed and not self._count:
-            self._rows = {}  # a drained dict keeps its peak size (a fresh buffer's: MiB)
+        if removed:
+            self._rows.fit()  # a drained fresh buffer gives its slots back
         if removed and self._vectors.shape[0] > 4 * max(self._count, _MIN_CAPACITY):
             self._resize(max(2 * self._count, _MIN_CAPACITY))
         if (

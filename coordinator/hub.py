@@ -19,6 +19,9 @@ from typing import Any
 import numpy as np
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import Frame as WireFrame
+from websockets.frames import Opcode
+from websockets.protocol import State
 
 from workers.protocol import (
     PROTOCOL_VERSION,
@@ -37,6 +40,56 @@ MAX_FRAME_BYTES = 512 * 1024 * 1024
 
 class WorkerGone(Exception):
     """The worker's socket closed before it replied."""
+
+
+class WorkerConnection(ServerConnection):
+    """A worker's socket: once ``on_binary`` is set, each whole binary message goes to it
+    as it is parsed, instead of through the receive queue and the reading task.
+
+    ``recv`` costs a queue, a future and a step of the reading task per message; a reply
+    is handed straight to its request's future here (``WorkerHub._dispatch``). The hub
+    sets it before it welcomes the worker, which sends nothing before that but HELLO.
+    Text and fragmented messages (workers send neither) still queue, and the reading
+    task still ends when the socket closes.
+    """
+
+    on_binary: Callable[[bytes], None] | None = None
+
+    def process_event(self, event: Any) -> None:
+        on_binary = self.on_binary
+        if (
+            on_binary is not None
+            and type(event) is WireFrame
+            and event.opcode is Opcode.BINARY
+            and event.fin
+        ):
+            data = event.data
+            try:
+                on_binary(data if type(data) is bytes else bytes(data))
+            except Exception:  # a defect here must not end the socket's reading
+                log.exception("dispatching a worker frame failed")
+            return
+        super().process_event(event)
+
+
+def send_now(socket: ServerConnection, frame: bytes) -> bool:
+    """Write one binary message at once, as websockets' ``broadcast`` does (no task switch,
+    no context managers); False when it must go through ``send`` instead: the socket is
+    not open, a fragmented message is being sent, or the socket's buffer is full."""
+    if (
+        socket.protocol.state is not State.OPEN
+        or socket.send_in_progress is not None
+        or socket.paused
+    ):
+        return False
+    socket.protocol.send_binary(frame)
+    try:
+        socket.send_data()
+    except Exception as exc:  # as Connection.send: the connection is finished
+        socket.set_connection_exc(exc)
+        socket.transport.abort()
+        raise WorkerGone(str(exc)) from exc
+    return True
 
 
 @dataclass
@@ -72,9 +125,11 @@ class WorkerLink:
             raise WorkerGone(self.worker_id)
         fut: asyncio.Future[Frame] = asyncio.get_running_loop().create_future()
         self.pending[rid] = fut
+        frame = encode_frame({**header, "rid": rid}, arrays)
         try:
-            await self.socket.send(encode_frame({**header, "rid": rid}, arrays))
-        except ConnectionClosed as exc:
+            if not send_now(self.socket, frame):
+                await self.socket.send(frame)
+        except (ConnectionClosed, WorkerGone) as exc:
             self.pending.pop(rid, None)
             raise WorkerGone(self.worker_id) from exc
         return fut
@@ -182,7 +237,12 @@ class WorkerHub:
     async def start(self, host: str, port: int) -> int:
         """Listen for workers; return the bound port (useful with port 0)."""
         self._server = await serve(
-            self._handle, host, port, compression=None, max_size=MAX_FRAME_BYTES
+            self._handle,
+            host,
+            port,
+            compression=None,
+            max_size=MAX_FRAME_BYTES,
+            create_connection=WorkerConnection,
         )
         sockets = list(self._server.sockets)
         return int(sockets[0].getsockname()[1]) if sockets else port
@@ -229,6 +289,8 @@ class WorkerHub:
             )
         self._links[worker_id] = link
         self.departed.pop(worker_id, None)
+        if isinstance(socket, WorkerConnection):
+            socket.on_binary = lambda raw: self._dispatch(link, raw)
         await socket.send(
             encode_frame({"op": Op.WELCOME.value, "rid": hello.rid, "ok": True, **self._role()})
         )

@@ -51,6 +51,7 @@ from vectorpanda.server.events import (
     build_event_services,
     tenant_unavailable_alert,
 )
+from vectorpanda.server.http_protocol import HeldHeadHttpToolsProtocol
 from vectorpanda.server.run_files import rate_limit_table, run_dir
 from vectorpanda.settings import Settings
 from workers.backup_store import LocalBackupStore
@@ -356,6 +357,8 @@ def quiet_server(app: Any, **where: Any) -> _QuietServer:
             ws="none",
             server_header=False,
             timeout_graceful_shutdown=10,
+            # An answer's head and body in one write (vectorpanda/server/http_protocol.py).
+            http=HeldHeadHttpToolsProtocol,
             **where,
         )
     )

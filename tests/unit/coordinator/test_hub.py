@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 
+import numpy as np
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from coordinator.hub import WorkerHub
+from coordinator.hub import WorkerGone, WorkerHub
 from workers.protocol import PROTOCOL_VERSION, Op, decode_frame, encode_frame
 
 SECRET = "s3cret-worker-token"
@@ -71,3 +72,35 @@ async def test_worker_with_the_secret_joins_and_heartbeats_are_acknowledged(hub:
             break
         await asyncio.sleep(0.02)
     assert hub.live() == [] and "w9" in hub.departed
+
+
+async def test_a_reply_resolves_its_request_with_its_arrays(hub: WorkerHub) -> None:
+    async with connect(f"ws://127.0.0.1:{hub.port}", compression=None) as ws:  # type: ignore[attr-defined]
+        await ws.send(hello(SECRET))
+        await asyncio.wait_for(ws.recv(), 5)  # WELCOME
+        link = hub.live()[0]
+        vectors = np.arange(6, dtype=np.float32).reshape(2, 3)
+        futures = [
+            await link.request(rid, {"op": Op.QUERY.value, "n": rid}, {"q": vectors * rid})
+            for rid in (11, 12)
+        ]
+        for _ in futures:
+            frame = decode_frame(await asyncio.wait_for(ws.recv(), 5))
+            assert frame.header["n"] == frame.rid
+            np.testing.assert_array_equal(frame.arrays["q"], vectors * frame.rid)
+            reply = {"op": Op.QUERY.value, "rid": frame.rid, "ok": True, "n": frame.rid}
+            await ws.send(encode_frame(reply, {"body": frame.arrays["q"] + 1}))
+        replies = await asyncio.wait_for(asyncio.gather(*futures), 5)
+        assert [r.header["n"] for r in replies] == [11, 12]
+        np.testing.assert_array_equal(replies[1].arrays["body"], vectors * 12 + 1)
+        await ws.send(b"not a frame")  # a malformed frame is dropped, the link stays up
+        await ws.send(encode_frame({"op": Op.HEARTBEAT.value, "rid": 0, "seq": 8}))
+        ack = decode_frame(await asyncio.wait_for(ws.recv(), 5))
+        assert ack.header["seq"] == 8 and link.alive
+    for _ in range(50):
+        if not link.alive:
+            break
+        await asyncio.sleep(0.02)
+    with pytest.raises(WorkerGone):  # the socket closed: nothing is sent, nothing waits
+        await link.request(13, {"op": Op.QUERY.value}, None)
+    assert link.pending == {}

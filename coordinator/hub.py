@@ -123,7 +123,9 @@ class WorkerLink:
         """Send one request frame; the returned future resolves with the reply."""
         if not self.alive:
             raise WorkerGone(self.worker_id)
-        fut: asyncio.Future[Frame] = asyncio.get_running_loop().create_future()
+        # The socket's loop, not asyncio.get_running_loop(): on Python 3.11 that is a
+        # getpid system call each time.
+        fut: asyncio.Future[Frame] = self.socket.loop.create_future()
         self.pending[rid] = fut
         frame = encode_frame({**header, "rid": rid}, arrays)
         try:

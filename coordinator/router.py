@@ -306,7 +306,8 @@ class TenantRouter(OwnershipMoves):
         header = {**header, "deadline_ms": int(remaining * 1000)}
         fut = await link.request(rid, header, arrays)  # WorkerGone here: nothing was sent
         # A timer on the reply's future itself: what wait_for does, without its extra future.
-        expiry = asyncio.get_running_loop().call_later(remaining, _overdue, fut)
+        # (the future's loop: asyncio.get_running_loop() is a getpid system call on 3.11)
+        expiry = fut.get_loop().call_later(remaining, _overdue, fut)
         try:
             reply = await fut
             outcome = "ok" if reply.header.get("ok") else "refused"

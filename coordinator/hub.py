@@ -34,6 +34,7 @@ from workers.protocol import (
 
 log = logging.getLogger("vectorpanda.hub")
 
+_QUERY = Op.QUERY.value
 HELLO_TIMEOUT_S = 5.0
 MAX_FRAME_BYTES = 512 * 1024 * 1024
 
@@ -72,15 +73,20 @@ class WorkerConnection(ServerConnection):
         super().process_event(event)
 
 
+def writable_now(socket: ServerConnection) -> bool:
+    """Whether a message may be written without ``send``: the socket is open, no
+    fragmented message is being sent and its buffer is not full."""
+    return (
+        socket.protocol.state is State.OPEN
+        and socket.send_in_progress is None
+        and not socket.paused
+    )
+
+
 def send_now(socket: ServerConnection, frame: bytes) -> bool:
     """Write one binary message at once, as websockets' ``broadcast`` does (no task switch,
-    no context managers); False when it must go through ``send`` instead: the socket is
-    not open, a fragmented message is being sent, or the socket's buffer is full."""
-    if (
-        socket.protocol.state is not State.OPEN
-        or socket.send_in_progress is not None
-        or socket.paused
-    ):
+    no context managers); False when it must go through ``send`` instead."""
+    if not writable_now(socket):
         return False
     socket.protocol.send_binary(frame)
     try:
@@ -113,6 +119,8 @@ class WorkerLink:
     # from the latest heartbeat; the rebalancer's measure of cost); None until reported.
     busy: dict[str, float] | None = None
     busy_at: float = 0.0
+    # a write of the queries queued in this step of the loop is scheduled (``_queue``)
+    flush_due: bool = False
 
     def heartbeat_age(self) -> float:
         return time.monotonic() - self.last_heartbeat
@@ -128,6 +136,10 @@ class WorkerLink:
         fut: asyncio.Future[Frame] = self.socket.loop.create_future()
         self.pending[rid] = fut
         frame = encode_frame({**header, "rid": rid}, arrays)
+        # Queries sent while others are in flight go out together at the end of this
+        # step of the loop (the worker then also reads them together); alone, at once.
+        if len(self.pending) > 1 and header.get("op") == _QUERY and self._queue(frame):
+            return fut
         try:
             if not send_now(self.socket, frame):
                 await self.socket.send(frame)
@@ -135,6 +147,31 @@ class WorkerLink:
             self.pending.pop(rid, None)
             raise WorkerGone(self.worker_id) from exc
         return fut
+
+    def _queue(self, frame: bytes) -> bool:
+        """Add a query frame to the socket's outgoing data, written once this step of the
+        loop is over with every other one queued in it (False: not open, ``send`` it).
+
+        A query is read-only: if that write fails, the socket is aborted and the query's
+        future fails with WorkerGone, after which the router asks the new owner."""
+        socket = self.socket
+        if not writable_now(socket):
+            return False
+        socket.protocol.send_binary(frame)
+        if not self.flush_due:
+            self.flush_due = True
+            socket.loop.call_soon(self._flush)
+        return True
+
+    def _flush(self) -> None:
+        """Write the queued frames in one system call."""
+        self.flush_due = False
+        socket = self.socket
+        try:
+            socket.send_data()
+        except Exception as exc:
+            socket.set_connection_exc(exc)
+            socket.transport.abort()
 
     def cancel(self, rid: int) -> None:
         """Tell the worker nobody waits for request ``rid`` any more (best effort)."""

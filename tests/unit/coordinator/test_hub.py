@@ -104,3 +104,20 @@ async def test_a_reply_resolves_its_request_with_its_arrays(hub: WorkerHub) -> N
     with pytest.raises(WorkerGone):  # the socket closed: nothing is sent, nothing waits
         await link.request(13, {"op": Op.QUERY.value}, None)
     assert link.pending == {}
+
+
+async def test_queries_sent_together_all_reach_the_worker_in_order(hub: WorkerHub) -> None:
+    async with connect(f"ws://127.0.0.1:{hub.port}", compression=None) as ws:  # type: ignore[attr-defined]
+        await ws.send(hello(SECRET))
+        await asyncio.wait_for(ws.recv(), 5)  # WELCOME
+        link = hub.live()[0]
+        # In one step of the loop, with others in flight: queued, then written together.
+        futures = [await link.request(rid, {"op": Op.QUERY.value}, None) for rid in range(1, 17)]
+        upsert = await link.request(17, {"op": Op.UPSERT.value}, None)  # written at once
+        rids = [decode_frame(await asyncio.wait_for(ws.recv(), 5)).rid for _ in range(17)]
+        assert rids == list(range(1, 18))
+        for rid in reversed(rids):
+            await ws.send(encode_frame({"op": Op.QUERY.value, "rid": rid, "ok": True}))
+        replies = await asyncio.wait_for(asyncio.gather(*futures, upsert), 5)
+        assert [r.rid for r in replies] == list(range(1, 18))
+        assert link.pending == {}

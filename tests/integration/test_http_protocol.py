@@ -146,6 +146,10 @@ class _Recorded:
     def __init__(self) -> None:
         self.writes: list[bytes] = []
         self.closed = False
+        self.gone = False
+
+    def is_closing(self) -> bool:
+        return self.closed or self.gone
 
     def write(self, data: bytes) -> None:
         self.writes.append(bytes(data))
@@ -170,3 +174,13 @@ def test_head_and_body_leave_in_one_write() -> None:
     transport.write(b"HEAD-ONLY\r\n\r\n")
     transport.close()  # closing writes what is held first
     assert recorded.writes[-1] == b"HEAD-ONLY\r\n\r\n" and recorded.closed
+
+
+def test_a_held_head_is_dropped_when_the_client_has_gone() -> None:
+    recorded = _Recorded()
+    transport = HeldHeadTransport(recorded)  # type: ignore[arg-type]
+    transport.hold = True
+    transport.write(b"HTTP/1.1 200 OK\r\n\r\n")
+    recorded.gone = True  # the connection was lost before the body
+    transport.close()  # as uvicorn's connection_lost does: no write to a closed socket
+    assert recorded.writes == [] and recorded.closed

@@ -53,12 +53,14 @@ class HeldHeadTransport:
             self.write(part)
 
     def flush(self) -> None:
-        """Write a held head now (the response ended without a body write)."""
+        """Write a held head now (the response ended without a body write, or the
+        connection is being closed); dropped if the connection is already gone."""
         self.hold = False
         held = self._held
         if held is not None:
             self._held = None
-            self._transport.write(held)
+            if not self._transport.is_closing():  # uvloop raises on a closed transport
+                self._transport.write(held)
 
     def close(self) -> None:
         self.flush()

@@ -7,21 +7,20 @@ import asyncio
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from vectorpanda import __version__, server
-from vectorpanda.admin_cli import DefaultsInHelp, add_admin_commands
-from vectorpanda.audit_cli import add_audit_commands
-from vectorpanda.client_cli import add_client_commands
-from vectorpanda.migrate_cli import add_migrate_command
-from vectorpanda.process_setup import MissingSecretError, configure_logging
-from vectorpanda.records_cli import add_record_commands
-from vectorpanda.settings import (
-    InsecureEnvFileError,
-    Settings,
-    ensure_env_file,
-    env_file_path,
-    load_settings,
+from vectorpanda.env_file import InsecureEnvFileError
+from vectorpanda.process_setup import (
+    MissingSecretError,
+    configure_logging,
+    configure_worker_logging,
 )
+
+# Imported by the commands that use them: `vectorpanda worker` (one per worker process)
+# loads neither pydantic's Settings nor the other commands' modules (RSS: issue 11).
+if TYPE_CHECKING:
+    from vectorpanda.settings import Settings
 
 
 def _run(coro: object) -> int:
@@ -34,6 +33,8 @@ def _run(coro: object) -> int:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    from vectorpanda.settings import ensure_env_file, env_file_path, load_settings
+
     data_dir = Path(args.data_dir)
     created = ensure_env_file(env_file_path(data_dir))
     if created:
@@ -55,16 +56,22 @@ def cmd_coordinator(args: argparse.Namespace) -> int:
 
 def cmd_coordinator_member(args: argparse.Namespace) -> int:
     """One coordinator process of `vectorpanda up` with VP_COORDINATOR_PROCESSES > 1."""
+    from vectorpanda.settings import load_settings
+
     settings = load_settings(Path(os.environ.get("VP_DATA_DIR", "./vp-data")))
     configure_logging(settings, request_log_to_file=True)
     return _run(server.coordinator_member(settings, args.index, args.workers))
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    settings = _settings(args)
+    from dataclasses import replace
+
+    from vectorpanda.worker_settings import load_worker_settings
+
+    settings = load_worker_settings(Path(args.data_dir) if args.data_dir else None)
     if args.coordinator:
-        settings = settings.model_copy(update={"coordinator_url": args.coordinator})
-    configure_logging(settings, request_log_to_file=False)
+        settings = replace(settings, coordinator_url=args.coordinator)
+    configure_worker_logging()
     return _run(server.worker(settings))
 
 
@@ -129,18 +136,37 @@ def cmd_backup_verify(args: argparse.Namespace) -> int:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
+    from vectorpanda.settings import load_settings
+
     data_dir = Path(args.data_dir) if args.data_dir else None
     return load_settings(data_dir)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _top_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction[Any]]:
     parser = argparse.ArgumentParser(
         prog="vectorpanda",
         description="VectorPanda: a hosted multi-tenant vector database. "
         "Secrets come from the env file or the environment, never from arguments.",
     )
     parser.add_argument("--version", action="version", version=f"vectorpanda {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    return parser, parser.add_subparsers(dest="command", required=True)
+
+
+def _add_worker_command(sub: argparse._SubParsersAction[Any]) -> None:
+    worker = sub.add_parser("worker", help="run one FAISS worker that dials the coordinator")
+    worker.add_argument("--coordinator", default=None, help="ws://host:port of the worker hub")
+    worker.add_argument("--data-dir", default=None)
+    worker.set_defaults(func=cmd_worker)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from vectorpanda.admin_cli import DefaultsInHelp, add_admin_commands
+    from vectorpanda.audit_cli import add_audit_commands
+    from vectorpanda.client_cli import add_client_commands
+    from vectorpanda.migrate_cli import add_migrate_command
+    from vectorpanda.records_cli import add_record_commands
+
+    parser, sub = _top_parser()
 
     up = sub.add_parser(
         "up",
@@ -169,10 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     coord.add_argument("--data-dir", default=None)
     coord.set_defaults(func=cmd_coordinator)
 
-    worker = sub.add_parser("worker", help="run one FAISS worker that dials the coordinator")
-    worker.add_argument("--coordinator", default=None, help="ws://host:port of the worker hub")
-    worker.add_argument("--data-dir", default=None)
-    worker.set_defaults(func=cmd_worker)
+    _add_worker_command(sub)
 
     scheduler = sub.add_parser(
         "scheduler", help="run the scheduler (census, auto-pause, anomalies) via the admin API"
@@ -245,8 +268,17 @@ def cli_commands() -> set[str]:
 PRIVATE_UMASK = 0o077
 
 
+def _worker_parser() -> argparse.ArgumentParser:
+    """The parser with the worker command alone: a worker process loads no other command."""
+    parser, sub = _top_parser()
+    _add_worker_command(sub)
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    words = sys.argv[1:] if argv is None else argv
+    parser = _worker_parser() if words[:1] == ["worker"] else build_parser()
+    args = parser.parse_args(argv)
     os.umask(PRIVATE_UMASK)
     try:
         return int(args.func(args))

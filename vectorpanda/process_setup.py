@@ -9,9 +9,12 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from vectorpanda.request_log import request_log_handler
-from vectorpanda.settings import Settings
+from vectorpanda.request_log import HeadSigner, request_log_handler
+
+if TYPE_CHECKING:  # the worker's own settings leave pydantic out (worker_settings)
+    from vectorpanda.settings import Settings
 
 log = logging.getLogger("vectorpanda")
 
@@ -24,12 +27,17 @@ def require_secret(settings: Settings, name: str) -> str:
     """The value of a secret setting, or a clear error naming where to put it."""
     value = getattr(settings, name)
     if value is None or not value.get_secret_value():
-        raise MissingSecretError(
-            f"VP_{name.upper()} is not set: put it in the env file "
-            f"({settings.data_dir}/vectorpanda.env, mode 0600) or the environment"
-        )
+        raise missing_secret(settings.data_dir, name)
     secret: str = value.get_secret_value()
     return secret
+
+
+def missing_secret(data_dir: Path, name: str) -> MissingSecretError:
+    """The error for the secret setting ``name`` left unset."""
+    return MissingSecretError(
+        f"VP_{name.upper()} is not set: put it in the env file "
+        f"({data_dir}/vectorpanda.env, mode 0600) or the environment"
+    )
 
 
 def warn_if_shared(directory: Path) -> None:
@@ -47,15 +55,8 @@ def warn_if_shared(directory: Path) -> None:
 
 def configure_logging(settings: Settings, request_log_to_file: bool) -> None:
     """Human logs on stderr; the request log as JSON lines (file under ``up``)."""
-    root = logging.getLogger()
     if getattr(configure_logging, "done", False):
         return
-    root.setLevel(logging.INFO)
-    stderr = logging.StreamHandler(sys.stderr)
-    stderr.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root.addHandler(stderr)
-    requests = logging.getLogger("vectorpanda.requests")
-    requests.propagate = False
     sign = None
     if request_log_to_file and settings.anchor_signing_key is not None:
         # Only the coordinator writes the request log to a file: the control database
@@ -68,6 +69,24 @@ def configure_logging(settings: Settings, request_log_to_file: bool) -> None:
             settings.anchor_signing_key.get_secret_value(), settings.anchors_dir
         )
         sign = LogHeadAnchorer(anchorer, lambda: control_engine(settings))
-    handler = request_log_handler(settings.logs if request_log_to_file else None, sign)
+    _start_logging(settings.logs if request_log_to_file else None, sign)
+
+
+def configure_worker_logging() -> None:
+    """A worker's logging: as ``configure_logging(settings, request_log_to_file=False)``."""
+    if getattr(configure_logging, "done", False):
+        return
+    _start_logging(None, None)
+
+
+def _start_logging(request_log_dir: Path | None, sign: HeadSigner | None) -> None:
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    stderr = logging.StreamHandler(sys.stderr)
+    stderr.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(stderr)
+    requests = logging.getLogger("vectorpanda.requests")
+    requests.propagate = False
+    handler = request_log_handler(request_log_dir, sign)
     requests.addHandler(handler)  # logging.shutdown() at exit flushes what is buffered
     configure_logging.done = True  # type: ignore[attr-defined]

@@ -11,14 +11,18 @@ from __future__ import annotations
 import ipaddress
 import os
 import secrets
-import stat
 from pathlib import Path
 from typing import Any
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-ENV_FILE_NAME = "vectorpanda.env"
+from vectorpanda.env_file import ENV_FILE_NAME as ENV_FILE_NAME
+from vectorpanda.env_file import InsecureEnvFileError as InsecureEnvFileError
+from vectorpanda.env_file import check_env_file_mode as check_env_file_mode
+from vectorpanda.env_file import env_file_path as env_file_path
+from vectorpanda.env_file import env_file_settings, read_env_file
+
 SECRET_NAMES = (
     "VP_ADMIN_TOKEN",
     "VP_KEY_PEPPER",
@@ -27,10 +31,6 @@ SECRET_NAMES = (
     "VP_ANCHOR_SIGNING_KEY",
     "VP_MASTER_KEY",
 )
-
-
-class InsecureEnvFileError(RuntimeError):
-    """The env file holding secrets is readable by group or others."""
 
 
 class Settings(BaseSettings):
@@ -281,38 +281,6 @@ class Settings(BaseSettings):
         return self.data_dir / "sessions.sqlite3"
 
 
-def env_file_path(data_dir: Path) -> Path:
-    """Where the secrets file lives, honouring ``VP_ENV_FILE``."""
-    override = os.environ.get("VP_ENV_FILE")
-    return Path(override) if override else data_dir / ENV_FILE_NAME
-
-
-def check_env_file_mode(path: Path) -> None:
-    """Refuse an env file that group or others can read or write."""
-    mode = path.stat().st_mode
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise InsecureEnvFileError(
-            f"{path} is readable by group or others (mode {stat.S_IMODE(mode):04o}); "
-            f"it holds secrets. Fix it with: chmod 600 {path}"
-        )
-
-
-def read_env_file(path: Path) -> dict[str, str]:
-    """Parse ``KEY=value`` lines of an env file after checking its mode."""
-    check_env_file_mode(path)
-    values: dict[str, str] = {}
-    for raw in path.read_text(encoding="utf-8").splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        key, _, value = line.partition("=")
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        values[key.strip()] = value
-    return values
-
-
 def ensure_env_file(path: Path) -> bool:
     """Create the env file with fresh random secrets (mode 0600) if missing.
 
@@ -338,13 +306,7 @@ def ensure_env_file(path: Path) -> bool:
 
 def load_settings(data_dir: Path | None = None, **overrides: Any) -> Settings:
     """Build Settings from the environment and the env file (environment wins)."""
-    base_dir = data_dir or Path(os.environ.get("VP_DATA_DIR", "./vp-data"))
-    path = env_file_path(base_dir)
-    file_values: dict[str, Any] = {}
-    if path.exists():
-        for key, value in read_env_file(path).items():
-            if key.startswith("VP_") and key not in os.environ:
-                file_values[key[3:].lower()] = value
+    file_values: dict[str, Any] = dict(env_file_settings(data_dir))
     values: dict[str, Any] = {**file_values, **overrides}
     if data_dir is not None:
         values["data_dir"] = data_dir

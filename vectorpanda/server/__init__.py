@@ -17,9 +17,13 @@ Imports happen inside each function: a worker process loads no web stack.
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
-from vectorpanda.settings import Settings
 from vectorpanda.shutdown import stop_on_signals
+
+if TYPE_CHECKING:  # a worker process runs without pydantic (vectorpanda.worker_settings)
+    from vectorpanda.settings import Settings
+    from vectorpanda.worker_settings import WorkerSettings
 
 
 def _without_httpx_command_line() -> None:
@@ -68,7 +72,7 @@ async def coordinator(settings: Settings) -> int:
     return 0
 
 
-async def worker(settings: Settings) -> int:
+async def worker(settings: WorkerSettings) -> int:
     """One FAISS worker that dials the coordinator's hub."""
     from vectorpanda.server.worker import run_worker_process
 

@@ -1,20 +1,22 @@
-"""``vectorpanda worker``: one FAISS worker process, wired from Settings."""
+"""``vectorpanda worker``: one FAISS worker process, wired from its WorkerSettings."""
 
 from __future__ import annotations
 
 import os
 import socket
 
-from vectorpanda.process_setup import require_secret, warn_if_shared
-from vectorpanda.settings import Settings
+from vectorpanda.process_setup import missing_secret, warn_if_shared
 from vectorpanda.shutdown import stop_on_signals
+from vectorpanda.worker_settings import WorkerSettings
 from workers.fair_share import FairShare
 from workers.main import run_worker
 
 
-async def run_worker_process(settings: Settings) -> int:
+async def run_worker_process(settings: WorkerSettings) -> int:
     """Dial the coordinator and serve tenants until SIGTERM/SIGINT."""
-    secret = require_secret(settings, "worker_secret")
+    secret = settings.worker_secret
+    if not secret:
+        raise missing_secret(settings.data_dir, "worker_secret")
     worker_id = settings.worker_id or f"{socket.gethostname()}-{os.getpid()}"
     settings.hot.mkdir(mode=0o700, parents=True, exist_ok=True)
     warn_if_shared(settings.hot)

@@ -1,11 +1,13 @@
-"""A worker process loads only what its work needs: no coordinator web stack, and FAISS
-and the cryptography library only once a collection (an encrypted one) needs them."""
+"""A worker process loads only what its work needs: no coordinator web stack, no
+pydantic Settings or other commands' modules, and FAISS and the cryptography library
+only once a collection (an encrypted one) needs them."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 PROBE = """
 import sys
@@ -15,6 +17,25 @@ heavy = ("fastapi", "starlette", "sqlalchemy", "jinja2", "uvicorn", "api.app", "
 heavy += ("httpx", "vectorpanda_client")  # the admin and client commands load them when run
 heavy += ("faiss", "cryptography")  # loaded with the first collection (encrypted tenant)
 print(",".join(name for name in heavy if name in sys.modules))
+"""
+# `vectorpanda worker` itself, run until it has started (dialling a port nobody listens
+# on), then stopped with SIGINT: what it loaded by then.
+START_PROBE = """
+import os, signal, sys, threading
+from vectorpanda.cli import main
+
+def look():
+    heavy = [name for name in sys.modules if name in HEAVY or name.split(".")[0] in HEAVY]
+    print(",".join(sorted(heavy)) or "-")
+    os.kill(os.getpid(), signal.SIGINT)
+
+HEAVY = {"pydantic", "pydantic_core", "pydantic_settings", "dotenv", "sqlite3", "sqlalchemy",
+    "fastapi", "starlette", "httpx", "coordinator", "eventlog", "faiss", "cryptography"}
+HEAVY |= {"vectorpanda.settings", "vectorpanda.admin_cli", "vectorpanda.audit_cli",
+    "vectorpanda.client_cli", "vectorpanda.records_cli", "vectorpanda.migrate_cli"}
+threading.Timer(2.0, look).start()
+code = main(["worker", "--coordinator", "ws://127.0.0.1:9"])
+print("exit", code)
 """
 
 # A request thread started before FAISS is loaded, and one started after, both search
@@ -51,6 +72,18 @@ asyncio.run(main())
 def test_the_worker_entry_point_imports_no_coordinator_libraries() -> None:
     out = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_a_started_worker_has_loaded_no_settings_model_or_other_commands(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("VP_")}
+    env |= {"VP_DATA_DIR": str(tmp_path), "VP_WORKER_SECRET": "s" * 32}
+    out = subprocess.run(
+        [sys.executable, "-c", START_PROBE], capture_output=True, text=True, env=env, timeout=60
+    )
+    loaded, stopped = out.stdout.strip().split("\n")
+    assert stopped == "exit 0", out.stderr
+    assert loaded == "-"
+    assert (tmp_path / "hot").is_dir()  # it got as far as its data directory
 
 
 def test_request_threads_use_one_openmp_thread_when_faiss_loads_late() -> None:

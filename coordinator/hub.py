@@ -19,10 +19,8 @@ from typing import Any
 import numpy as np
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
-from websockets.frames import Frame as WireFrame
-from websockets.frames import Opcode
-from websockets.protocol import State
 
+from workers.direct_socket import DirectBinary, writable_now, write_now
 from workers.protocol import (
     PROTOCOL_VERSION,
     Frame,
@@ -43,59 +41,19 @@ class WorkerGone(Exception):
     """The worker's socket closed before it replied."""
 
 
-class WorkerConnection(ServerConnection):
+class WorkerConnection(DirectBinary, ServerConnection):
     """A worker's socket: once ``on_binary`` is set, each whole binary message goes to it
-    as it is parsed, instead of through the receive queue and the reading task.
-
-    ``recv`` costs a queue, a future and a step of the reading task per message; a reply
-    is handed straight to its request's future here (``WorkerHub._dispatch``). The hub
-    sets it before it welcomes the worker, which sends nothing before that but HELLO.
-    Text and fragmented messages (workers send neither) still queue, and the reading
-    task still ends when the socket closes.
-    """
-
-    on_binary: Callable[[bytes], None] | None = None
-
-    def process_event(self, event: Any) -> None:
-        on_binary = self.on_binary
-        if (
-            on_binary is not None
-            and type(event) is WireFrame
-            and event.opcode is Opcode.BINARY
-            and event.fin
-        ):
-            data = event.data
-            try:
-                on_binary(data if type(data) is bytes else bytes(data))
-            except Exception:  # a defect here must not end the socket's reading
-                log.exception("dispatching a worker frame failed")
-            return
-        super().process_event(event)
-
-
-def writable_now(socket: ServerConnection) -> bool:
-    """Whether a message may be written without ``send``: the socket is open, no
-    fragmented message is being sent and its buffer is not full."""
-    return (
-        socket.protocol.state is State.OPEN
-        and socket.send_in_progress is None
-        and not socket.paused
-    )
+    as it is parsed (workers.direct_socket); the hub sets it before it welcomes the
+    worker, which sends nothing before that but HELLO."""
 
 
 def send_now(socket: ServerConnection, frame: bytes) -> bool:
-    """Write one binary message at once, as websockets' ``broadcast`` does (no task switch,
-    no context managers); False when it must go through ``send`` instead."""
-    if not writable_now(socket):
-        return False
-    socket.protocol.send_binary(frame)
+    """Write one binary message at once (no task switch, no context managers); False
+    when it must go through ``send`` instead."""
     try:
-        socket.send_data()
+        return write_now(socket, (frame,))
     except Exception as exc:  # as Connection.send: the connection is finished
-        socket.set_connection_exc(exc)
-        socket.transport.abort()
         raise WorkerGone(str(exc)) from exc
-    return True
 
 
 @dataclass

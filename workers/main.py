@@ -16,6 +16,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from workers.backup_store import LocalBackupStore
+from workers.direct_socket import DirectBinary, write_now
 from workers.fair_share import FairShare
 from workers.faiss_runtime import one_openmp_thread
 from workers.fsync_stats import WAL_FSYNCS
@@ -81,6 +82,11 @@ class SharedLease:
         self.until = max(self.until, until)
 
 
+class CoordinatorConnection(DirectBinary, ClientConnection):
+    """The worker's socket to a coordinator: once the session serves, each whole binary
+    frame is dispatched as it is parsed (workers.direct_socket)."""
+
+
 class WorkerSession:
     """One WebSocket connection's life: hello, welcome, then heartbeats and requests."""
 
@@ -92,6 +98,8 @@ class WorkerSession:
         lease: SharedLease | None = None,
     ) -> None:
         self._ws = ws
+        # frames read and written without websockets' queue, lock and tasks (a real socket)
+        self._direct = isinstance(ws, DirectBinary)
         # Several coordinator processes: one lease for all sessions, watched by run_worker.
         self._shared = lease
         self._service = service
@@ -164,6 +172,8 @@ class WorkerSession:
         watching = asyncio.create_task(
             self._watch_lease() if self._shared is None else asyncio.Event().wait()
         )
+        if isinstance(self._ws, DirectBinary):
+            self._ws.on_binary = self._on_binary
         receiving = asyncio.create_task(self._receive())
         batching = asyncio.create_task(self._batches())
         stopping = asyncio.create_task(stop.wait())
@@ -245,21 +255,27 @@ class WorkerSession:
             await asyncio.sleep(self._heartbeat_s / 4)
 
     async def _receive(self) -> None:
+        """Read the socket until it closes: frames the socket did not hand to
+        ``_on_binary`` as they were parsed (all of them on a socket without the hook)."""
         async for raw in self._ws:
             if not isinstance(raw, bytes):
                 log.warning("ignoring a text frame from the coordinator")
                 continue
-            if len(raw) >= BIG_FRAME_BYTES:
-                task = asyncio.create_task(self._decode_and_answer(raw))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
-                continue
-            try:
-                frame = decode_frame(raw)
-            except ValueError as exc:  # ProtocolError, or a shape decode_frame let through
-                log.warning("ignoring a malformed frame: %s", exc)
-                continue
-            await self._dispatch(frame)
+            self._on_binary(raw)
+
+    def _on_binary(self, raw: bytes) -> None:
+        """Act on one binary frame as it arrives, in arrival order."""
+        if len(raw) >= BIG_FRAME_BYTES:
+            task = asyncio.create_task(self._decode_and_answer(raw))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            return
+        try:
+            frame = decode_frame(raw)
+        except ValueError as exc:  # ProtocolError, or a shape decode_frame let through
+            log.warning("ignoring a malformed frame: %s", exc)
+            return
+        self._dispatch(frame)
 
     async def _decode_and_answer(self, raw: bytes) -> None:
         loop = asyncio.get_running_loop()
@@ -268,9 +284,9 @@ class WorkerSession:
         except ValueError as exc:
             log.warning("ignoring a malformed frame: %s", exc)
             return
-        await self._dispatch(frame)
+        self._dispatch(frame)
 
-    async def _dispatch(self, frame: Frame) -> None:
+    def _dispatch(self, frame: Frame) -> None:
         """Act on one decoded frame: an acknowledgement, a cancel, or a request to answer."""
         if frame.op == Op.HEARTBEAT_ACK:
             self._on_heartbeat_ack(frame.header.get("seq"), frame.header.get("leader"))
@@ -293,7 +309,9 @@ class WorkerSession:
             rid = frame.header.get("rid")
             rid = rid if isinstance(rid, int) else 0
             busy = reply_error(rid, ErrorCode.BUSY, "worker is busy; try again")
-            await self._ws.send(encode_frame(busy))
+            task = asyncio.create_task(self._send_all([encode_frame(busy)]))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
             return
         self._spawn(frame)
 
@@ -321,18 +339,29 @@ class WorkerSession:
             except Exception:  # a defect: the usual way answers them, the batcher lives on
                 log.exception("batched queries failed; answering them one by one")
                 replies = [None] * len(batch)
+            out: list[bytes] = []
             for (frame, budget), answered in zip(batch, replies, strict=True):
                 if answered is None:  # the usual way: its own task, maybe a thread
                     self._spawn(frame, budget)
                     continue
                 if self._budgets.get(frame.rid) is budget:
                     del self._budgets[frame.rid]
-                try:
-                    await self._ws.send(encode_frame(*answered))
-                except ConnectionClosed:
-                    log.warning("reply to request %s lost: connection closed", frame.rid)
+                out.append(encode_frame(*answered))
+            if out:
+                await self._send_all(out)
             if self._pending:
                 await asyncio.sleep(0)  # the receive loop's turn before the next batch
+
+    async def _send_all(self, frames: list[bytes]) -> None:
+        """Send ``frames``: in one write when the socket takes them at once, else one by
+        one through ``send``; on a closed socket they are lost (logged)."""
+        try:
+            if self._direct and write_now(self._ws, frames):
+                return
+            for data in frames:
+                await self._ws.send(data)
+        except Exception as exc:  # ConnectionClosed, or the failed write that closed it
+            log.warning("%d replies lost: connection closed (%s)", len(frames), exc)
 
     def _spawn(self, frame: Frame, budget: WorkBudget | None = None) -> None:
         task = asyncio.create_task(self._answer(frame, budget))
@@ -420,7 +449,11 @@ async def run_worker(
     while not stop.is_set():
         try:
             async with connect(
-                coordinator_url, compression=None, max_size=MAX_FRAME_BYTES, open_timeout=10
+                coordinator_url,
+                compression=None,
+                max_size=MAX_FRAME_BYTES,
+                open_timeout=10,
+                create_connection=CoordinatorConnection,
             ) as ws:
                 session = WorkerSession(ws, service, heartbeat_interval_s)
                 if await session.handshake(worker_id, secret):
@@ -468,7 +501,11 @@ async def _serve_several(
         while not stop.is_set():
             try:
                 async with connect(
-                    url, compression=None, max_size=MAX_FRAME_BYTES, open_timeout=10
+                    url,
+                    compression=None,
+                    max_size=MAX_FRAME_BYTES,
+                    open_timeout=10,
+                    create_connection=CoordinatorConnection,
                 ) as ws:
                     session = WorkerSession(ws, service, heartbeat_s, lease)
                     if await session.handshake(worker_id, secret):

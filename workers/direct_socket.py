@@ -1,0 +1,75 @@
+"""Binary WebSocket messages without websockets' per-message queue, task and lock.
+
+Used on both ends of the coordinator-worker socket (coordinator/hub.py, workers/main.py).
+``Connection.recv`` costs a queue, a future and a step of the reading task per message,
+and ``Connection.send`` a lock and two context managers; for the small binary frames of
+the query path that was a measurable share of each process's CPU per query. Here a
+whole binary message goes to a callback as it is parsed, and messages are written at
+once, several in one system call, the way websockets' own ``broadcast`` writes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from websockets.asyncio.connection import Connection
+from websockets.frames import Frame as WireFrame
+from websockets.frames import Opcode
+from websockets.protocol import State
+
+log = logging.getLogger("vectorpanda.socket")
+
+
+class DirectBinary(Connection):
+    """A connection whose whole binary messages go to ``on_binary`` once it is set.
+
+    Text and fragmented messages (neither end sends them) still go to the receive
+    queue, and the reading task still ends when the socket closes.
+    """
+
+    on_binary: Callable[[bytes], None] | None = None
+
+    def process_event(self, event: Any) -> None:
+        on_binary = self.on_binary
+        if (
+            on_binary is not None
+            and type(event) is WireFrame
+            and event.opcode is Opcode.BINARY
+            and event.fin
+        ):
+            data = event.data
+            try:
+                on_binary(data if type(data) is bytes else bytes(data))
+            except Exception:  # a defect here must not end the socket's reading
+                log.exception("dispatching a frame failed")
+            return
+        super().process_event(event)
+
+
+def writable_now(socket: Connection) -> bool:
+    """Whether a message may be written without ``send``: the socket is open, no
+    fragmented message is being sent and its buffer is not full."""
+    return (
+        socket.protocol.state is State.OPEN
+        and socket.send_in_progress is None
+        and not socket.paused
+    )
+
+
+def write_now(socket: Connection, messages: Sequence[bytes]) -> bool:
+    """Write binary ``messages`` at once, in one system call; False (nothing written)
+    when they must go through ``send`` instead. A failed write finishes the connection
+    (as ``send`` does) and raises."""
+    if not writable_now(socket):
+        return False
+    for message in messages:
+        socket.protocol.send_binary(message)
+    try:
+        socket.send_data()
+    except Exception as exc:
+        socket.set_connection_exc(exc)
+        socket.transport.abort()
+        raise
+    return True

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
+import orjson
 
 from coordinator.list_cursor import ListCursors
 from coordinator.router import TenantRouter
@@ -222,7 +223,7 @@ class DataPlane:
         *,
         include_metadata: bool,
         include_values: bool,
-        filter: dict[str, Any] | None,
+        filter: dict[str, Any] | orjson.Fragment | None,
         ef_search: int | None,
         single: bool,
         binary: bool = False,

@@ -12,8 +12,9 @@ with its filter already encoded as JSON, which the frame to the worker carries a
 
 Answers are the same byte for byte: a body the lean path cannot prove valid still goes
 to the reference route, and a filter past its bounds is refused at the same point,
-with the same message (``CheckedFilter``). If the helper cannot be used (it died, or
-cannot start), the body is parsed here as before.
+with the same message (``CheckedFilter``). While the helper starts (its imports take
+a second or more, once per coordinator process), and if it cannot be used (it died),
+the body is parsed here as before.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
@@ -57,6 +58,10 @@ def parse_checked(body: bytes, max_depth: int, max_operands: int) -> dict[str, A
     return query
 
 
+def _ready() -> bool:
+    return True
+
+
 class QueryDesk:
     """One helper process (started at the first large body) that parses large bodies."""
 
@@ -64,6 +69,7 @@ class QueryDesk:
         self.limits = limits
         self.big_body_bytes = big_body_bytes
         self._pool: ProcessPoolExecutor | None = None
+        self._started: Future[bool] | None = None  # done once the helper has started
 
     async def parse(self, body: bytes) -> dict[str, Any]:
         """The query in a JSON ``body`` (parse_json_query's answer; Fallback likewise)."""
@@ -72,6 +78,8 @@ class QueryDesk:
         limits = self.limits
         try:
             pool = self._pool_started()
+            if not self._up():
+                return parse_json_query(body)
             query = await asyncio.get_running_loop().run_in_executor(
                 pool, parse_checked, body, limits.max_filter_depth, limits.max_filter_operands
             )
@@ -89,10 +97,18 @@ class QueryDesk:
             # spawn: a fork would copy the coordinator's threads' locks in any state
             context = multiprocessing.get_context("spawn")
             self._pool = ProcessPoolExecutor(1, mp_context=context)
+            self._started = self._pool.submit(_ready)
         return self._pool
+
+    def _up(self) -> bool:
+        """Whether the helper has started (False while it starts; raises if it failed)."""
+        started = self._started
+        if started is None or not started.done():
+            return False
+        return started.result()
 
     def close(self) -> None:
         """Stop the helper process (if started); a later large body starts a new one."""
-        pool, self._pool = self._pool, None
+        pool, self._pool, self._started = self._pool, None, None
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)

@@ -253,5 +253,6 @@ class LeanQuery:
                 ef_search=query["ef_search"],
                 single=query["single"],
                 binary=binary,
+                spent_s=query.get("parse_s", 0.0),
             ),
         )

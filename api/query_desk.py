@@ -8,7 +8,9 @@ client's request waited for it. A body of at least ``BIG_BODY_BYTES`` is handed 
 the desk instead: one helper process parses and checks it (api/lean_query.py's
 ``parse_json_query`` and api/filter_bounds.py, the same code) and sends back the query
 with its filter already encoded as JSON, which the frame to the worker carries as it is
-(``orjson.Fragment``). The event loop only passes bytes along.
+(``orjson.Fragment``). The event loop only passes bytes along. The parse's CPU time
+(``parse_s``) counts towards the client's pacing (coordinator/admission.py) with the
+request's round trip: reading such a body is part of what it costs the service.
 
 Answers are the same byte for byte: a body the lean path cannot prove valid still goes
 to the reference route, and a filter past its bounds is refused at the same point,
@@ -22,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
@@ -42,6 +45,7 @@ BIG_BODY_BYTES = 64 * 1024
 def parse_checked(body: bytes, max_depth: int, max_operands: int) -> dict[str, Any] | None:
     """The query in ``body`` with its filter checked and encoded (a ``CheckedFilter``);
     None when the reference route must answer. Runs in the desk's process."""
+    began = time.thread_time()
     try:
         query = parse_json_query(body)
     except Fallback:
@@ -55,6 +59,14 @@ def parse_checked(body: bytes, max_depth: int, max_operands: int) -> dict[str, A
         except Invalid as exc:
             error = exc.message
         query["filter"] = CheckedFilter(orjson.dumps(filter_) if error is None else b"", error)
+    query["parse_s"] = time.thread_time() - began
+    return query
+
+
+def _parsed_here(body: bytes) -> dict[str, Any]:
+    began = time.thread_time()
+    query = parse_json_query(body)
+    query["parse_s"] = time.thread_time() - began
     return query
 
 
@@ -79,7 +91,7 @@ class QueryDesk:
         try:
             pool = self._pool_started()
             if not self._up():
-                return parse_json_query(body)
+                return _parsed_here(body)
             query = await asyncio.get_running_loop().run_in_executor(
                 pool, parse_checked, body, limits.max_filter_depth, limits.max_filter_operands
             )
@@ -87,7 +99,7 @@ class QueryDesk:
             # RuntimeError: the pool was shut down (the process is stopping)
             log.warning("query desk unavailable, parsing here: %s", exc)
             self.close()
-            return parse_json_query(body)
+            return _parsed_here(body)
         if query is None:
             raise Fallback
         return query

@@ -19,6 +19,7 @@ from api.lean_admin import LeanAdmin, lean_admin_routes
 from api.lean_front import LeanFront
 from api.lean_query import LeanQuery
 from api.middleware import RequestContext, RequestObserver, RequestRecorder
+from api.query_desk import QueryDesk
 from api.routes import (
     admin_backups,
     admin_clients,
@@ -162,10 +163,12 @@ def create_app(
     query_route = next(
         r for r in vectors.router.routes if isinstance(r, APIRoute) and r.path == vectors.QUERY_PATH
     )
+    app.query_desk = QueryDesk(dataplane.limits)
     lean_front = LeanFront(
         app.behind_front,
         query=LeanQuery(dataplane=dataplane, route=query_route),
         recorder=RequestRecorder(max_body_bytes, observer, metrics.observe_defect),
+        desk=app.query_desk,
     )
     # The data plane's front: outside Starlette's middleware stack, so a refusal costs
     # only itself (it does RequestContext's part for the requests it refuses).

@@ -11,7 +11,10 @@ frame has to carry it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from api.errors import Invalid
 from coordinator.dataplane import Limits
@@ -67,7 +70,23 @@ class _Walk:
             )
 
 
-def check_filter_bounds(doc: dict[str, Any] | None, limits: Limits) -> None:
+@dataclass(frozen=True, slots=True)
+class CheckedFilter:
+    """A filter already checked elsewhere (api/query_desk.py): its JSON, or why it was
+    refused (the message ``check_filter_bounds`` raises for it)."""
+
+    json: bytes
+    error: str | None = None
+
+    def fragment(self) -> orjson.Fragment:
+        """The filter as the frame to the worker carries it, without encoding it again."""
+        return orjson.Fragment(self.json)
+
+
+def check_filter_bounds(doc: dict[str, Any] | CheckedFilter | None, limits: Limits) -> None:
     """Refuse (422) a filter nested or sized past the configured limits."""
-    if doc is not None:
+    if isinstance(doc, CheckedFilter):
+        if doc.error is not None:
+            raise Invalid(doc.error)
+    elif doc is not None:
         _Walk(limits).filter(doc, 0)

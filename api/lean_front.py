@@ -40,6 +40,7 @@ from api.lean_query import (
     wants_binary,
 )
 from api.middleware import BodyTooLarge, RequestRecorder, send_error
+from api.query_desk import QueryDesk
 from coordinator.accounts.model import Principal
 from eventlog.events import Scope as KeyScope
 
@@ -50,10 +51,19 @@ _BINARY_CONTENT = (b"content-type", BINARY_TYPE)
 class LeanFront:
     """The gate's callable for admitted requests: lean queries here, the rest to ``chain``."""
 
-    def __init__(self, chain: ASGIApp, *, query: LeanQuery, recorder: RequestRecorder) -> None:
+    def __init__(
+        self,
+        chain: ASGIApp,
+        *,
+        query: LeanQuery,
+        recorder: RequestRecorder,
+        desk: QueryDesk | None = None,
+    ) -> None:
         self.chain = chain
         self.query = query
         self.recorder = recorder
+        # Large JSON bodies are parsed in a process of its own (api/query_desk.py).
+        self.desk = desk
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         name = LeanQuery.collection(scope)
@@ -103,7 +113,10 @@ class LeanFront:
                 return receive  # the route finds the same
             failure: Exception | None = None
             try:
-                query = self.query.parse(content_type, body)
+                if content_type == JSON_TYPE and self.desk is not None:
+                    query = await self.desk.parse(body)
+                else:
+                    query = self.query.parse(content_type, body)
             except Fallback:
                 recorded = False
                 return replay_body(body, receive)

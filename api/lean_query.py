@@ -27,6 +27,7 @@ from starlette.routing import BaseRoute
 from starlette.types import Message, Receive, Scope
 
 from api.binary_query import BINARY_TYPE, parse_binary_query, query_options
+from api.filter_bounds import CheckedFilter
 from api.middleware import BodyTooLarge
 from api.routes.vectors import query_matrix
 from coordinator.accounts.model import Principal
@@ -237,6 +238,8 @@ class LeanQuery:
         dataplane = self.dataplane
         top_k, filter_ = query["top_k"], query["filter"]
         collection, matrix = query_matrix(name, query["rows"], top_k, filter_, dataplane.limits)
+        if isinstance(filter_, CheckedFilter):  # checked and encoded by api/query_desk.py
+            filter_ = filter_.fragment()
         return await _unless_disconnected(
             receive,
             dataplane.query_json(
@@ -250,5 +253,6 @@ class LeanQuery:
                 ef_search=query["ef_search"],
                 single=query["single"],
                 binary=binary,
+                spent_s=query.get("parse_s", 0.0),
             ),
         )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -29,6 +29,9 @@ from coordinator.metrics import Metrics
 from coordinator.pause import PauseService, TenantFiles
 from coordinator.rate_limit import RateLimiter
 from eventlog.hashchain import ChainReport
+
+if TYPE_CHECKING:  # api/query_desk.py imports the routes, which import this
+    from api.query_desk import QueryDesk
 
 AuditVerify = Callable[[], Awaitable[ChainReport]]
 
@@ -77,6 +80,8 @@ class ServicesApp(FastAPI):
         super().__init__(**settings)
         self.services = services
         self.front: ASGIApp | None = None
+        # Large query bodies' parser (api/query_desk.py); the server closes it on exit.
+        self.query_desk: QueryDesk | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.front is None:

@@ -49,7 +49,9 @@ class _Router:
 
     observe_frame = None
 
-    async def call(self, tenant: str, op: Any, args: Any, arrays: Any = None) -> Any:
+    async def call(
+        self, tenant: str, op: Any, args: Any, arrays: Any = None, spent_s: float = 0.0
+    ) -> Any:
         body = np.frombuffer(ANSWER, dtype=np.uint8)
         return SimpleNamespace(header={"rendered": True}, arrays={"body": body})
 

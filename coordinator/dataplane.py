@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
+import orjson
 
 from coordinator.list_cursor import ListCursors
 from coordinator.router import TenantRouter
@@ -222,15 +223,17 @@ class DataPlane:
         *,
         include_metadata: bool,
         include_values: bool,
-        filter: dict[str, Any] | None,
+        filter: dict[str, Any] | orjson.Fragment | None,
         ef_search: int | None,
         single: bool,
         binary: bool = False,
+        spent_s: float = 0.0,
     ) -> bytes:
         """The client's JSON answer, rendered by the worker and passed on as it is.
 
         ``single`` answers ``{"matches"}`` (one query vector), else ``{"results"}``.
         ``binary``: the binary answer instead (workers.query_answer.render_binary).
+        ``spent_s``: the request's cost before it is routed (see ``TenantRouter.call``).
         """
         form = "single" if single else "batch"
         args = {
@@ -244,7 +247,9 @@ class DataPlane:
         }
         if binary:
             args["render_format"] = "binary"
-        reply = await self._router.call(tenant, Op.QUERY, args, {"queries": queries})
+        reply = await self._router.call(
+            tenant, Op.QUERY, args, {"queries": queries}, spent_s=spent_s
+        )
         body = reply.arrays.get("body")
         if body is not None and reply.header.get("rendered") is True:
             answer = body.tobytes()

@@ -336,6 +336,7 @@ class TenantRouter(OwnershipMoves):
         *,
         retry: bool = True,
         timeout_s: float | None = None,
+        spent_s: float = 0.0,
     ) -> Frame:
         """Send one data frame to the tenant's owner and return the OK reply.
 
@@ -343,6 +344,9 @@ class TenantRouter(OwnershipMoves):
         owner answered in time. ``retry`` says the frame may be sent again to
         a new owner if the first one vanished (idempotent operations).
         ``timeout_s`` replaces the request timeout (backups and restores take long).
+        ``spent_s``: what the request already cost before it was routed (reading a large
+        body, api/query_desk.py), counted with its round trip when a filtered request
+        is paced.
         """
         if not (args or {}).get("filter"):
             deadline = time.monotonic() + timeout_s if timeout_s else None
@@ -362,7 +366,7 @@ class TenantRouter(OwnershipMoves):
         try:
             return await self._call(tenant, op, args, arrays, retry, deadline)
         finally:
-            self._filtered.leave(tenant, time.monotonic() - began)
+            self._filtered.leave(tenant, time.monotonic() - began + spent_s)
 
     def _enter(self, tenant: str) -> None:
         self._inflight[tenant] = self._inflight.get(tenant, 0) + 1

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Request, Response
 from api.deps import DataPlaneDep, ReadKey, WriteKey, tier_limits
 from api.disconnect import unless_disconnected
 from api.errors import BadRequest, Invalid, PayloadTooLarge
-from api.filter_bounds import check_filter_bounds
+from api.filter_bounds import CheckedFilter, check_filter_bounds
 from api.routes.collections import CollectionName, known_name
 from api.routing import OrjsonRoute, json_response
 from api.schemas import (
@@ -113,7 +113,11 @@ async def upsert(
 
 
 def query_matrix(
-    name: str, rows: list[Any], top_k: int, filter: dict[str, Any] | None, limits: Limits
+    name: str,
+    rows: list[Any],
+    top_k: int,
+    filter: dict[str, Any] | CheckedFilter | None,
+    limits: Limits,
 ) -> tuple[str, np.ndarray]:
     """The checks of a schema-valid query, in the order the API makes them: name and matrix.
 

@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from api.app import create_app
 from api.client_address import trusted_proxy_networks
 from api.dashboard.context import Dashboard
+from api.services import ServicesApp
 from coordinator.accounts import Accounts
 from coordinator.accounts.uow import SqliteUnitOfWork
 from coordinator.admission import ClientAdmission, SharedRecentClients
@@ -313,6 +314,8 @@ async def serve_coordinator(
         await parts.accounts.close()
         if parts.dashboard is not None:
             parts.dashboard.close()
+        if isinstance(parts.app, ServicesApp) and parts.app.query_desk is not None:
+            parts.app.query_desk.close()
 
 
 def _freeze_startup_heap() -> None:

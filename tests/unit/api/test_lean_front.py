@@ -51,7 +51,9 @@ class Worker:
 
     observe_frame = None
 
-    async def call(self, tenant: str, op: Any, args: dict[str, Any], arrays: Any = None) -> Any:
+    async def call(
+        self, tenant: str, op: Any, args: dict[str, Any], arrays: Any = None, spent_s: float = 0.0
+    ) -> Any:
         self.calls.append(args)
         if self.mode == "defect":
             raise RuntimeError("the worker link broke in an unexpected way")

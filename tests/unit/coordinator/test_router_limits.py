@@ -85,3 +85,30 @@ async def test_new_tenants_are_not_placed_beside_a_tenant_that_keeps_its_worker_
                 task.cancel()
     finally:
         await hub.close()
+
+
+async def test_what_a_filtered_request_cost_before_routing_counts_towards_its_pacing() -> None:
+    hub = WorkerHub(SECRET)
+    port = await hub.start("127.0.0.1", 0)
+    router = TenantRouter(hub, 5.0)
+    try:
+        async with connect(f"ws://127.0.0.1:{port}", compression=None) as ws:
+            await ws.send(hello(SECRET))
+            await asyncio.wait_for(ws.recv(), 5)  # welcome
+            fake = FakeWorker(ws)
+            fake.answer = {"results": []}
+            serving = asyncio.create_task(fake.serve())
+            args = {"collection": "c", "filter": {"n": {"$gt": 1}}}
+            router.recent_clients.seen("other")  # another client is being served
+            # A quick round trip, after a large body's parse of 0.3 s (api/query_desk.py):
+            # the client rests three times the excess over the free 5 ms, about 0.9 s.
+            await router.call("acme", Op.QUERY, args, spent_s=0.3)
+            router.recent_clients.seen("other")
+            following = asyncio.create_task(router.call("acme", Op.QUERY, args))
+            await asyncio.sleep(0.2)
+            assert len(fake.of(Op.QUERY)) == 1  # still resting
+            await asyncio.wait_for(following, 5)
+            assert len(fake.of(Op.QUERY)) == 2
+            serving.cancel()
+    finally:
+        await hub.close()

@@ -15,7 +15,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from workers.errors import StoreError
-from workers.metadata_filter import compile_filter, matching_rows, parse_filter
+from workers.metadata_filter import (
+    SET_CHUNK,
+    FilterError,
+    compile_filter,
+    matching_rows,
+    parse_filter,
+)
 from workers.work_budget import WorkBudget
 
 _MISSING = object()
@@ -171,6 +177,25 @@ def test_in_keeps_kinds_apart() -> None:
     predicate = parse_filter({"v": {"$in": [1, "2", False]}})
     matches = [v for v in (1, 1.0, True, 2, "2", "1", False, 0, [0, "2"]) if predicate({"v": v})]
     assert matches == [1, 1.0, "2", False, [0, "2"]]
+
+
+def test_long_lists_keep_kinds_apart_across_chunks() -> None:
+    # Chunks of one kind (all numbers, all strings, all booleans) and a mixed one.
+    numbers = list(range(SET_CHUNK)) + [0.5] * 10
+    strings = [f"s{i}" for i in range(SET_CHUNK)]
+    mixed = [7, "7", True, 2.5] * 10
+    predicate = parse_filter({"v": {"$in": numbers + strings + [False] * SET_CHUNK + mixed}})
+    values = (3, 3.0, 0.5, 2.5, "3", "s3", True, False, 1, "7", 7, "s", 1.5, [1.5, "s1"])
+    matches = [v for v in values if predicate({"v": v})]
+    assert matches == [3, 3.0, 0.5, 2.5, "s3", True, False, 1, "7", 7, [1.5, "s1"]]
+
+
+@pytest.mark.parametrize("bad", [None, [1], {"a": 1}])
+def test_a_bad_operand_after_a_chunk_of_strings_is_refused(bad: object) -> None:
+    operands: list[object] = [f"s{i}" for i in range(SET_CHUNK + 3)]
+    operands.insert(SET_CHUNK + 1, bad)
+    with pytest.raises(FilterError, match=r"field 'v': \$nin needs a list"):
+        parse_filter({"v": {"$nin": operands}})
 
 
 def test_matching_rows_stops_when_the_budget_is_cancelled() -> None:

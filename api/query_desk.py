@@ -1,0 +1,126 @@
+"""Large JSON query bodies read in a process of their own, off the coordinator's event loop.
+
+A query whose filter holds tens of thousands of operands is a body of hundreds of
+kilobytes: parsing it (``orjson``), checking the filter's bounds and encoding it again
+for the worker took about 4 ms of the coordinator's event loop (measured with
+``benchmarks.noisy_split``), in C calls that hold the interpreter lock, so every other
+client's request waited for it. A body of at least ``BIG_BODY_BYTES`` is handed to
+the desk instead: one helper process parses and checks it (api/lean_query.py's
+``parse_json_query`` and api/filter_bounds.py, the same code) and sends back the query
+with its filter already encoded as JSON, which the frame to the worker carries as it is
+(``orjson.Fragment``). The event loop only passes bytes along. The parse's CPU time
+(``parse_s``) counts towards the client's pacing (coordinator/admission.py) with the
+request's round trip: reading such a body is part of what it costs the service.
+
+Answers are the same byte for byte: a body the lean path cannot prove valid still goes
+to the reference route, and a filter past its bounds is refused at the same point,
+with the same message (``CheckedFilter``). While the helper starts (its imports take
+a second or more, once per coordinator process), and if it cannot be used (it died),
+the body is parsed here as before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import time
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
+
+import orjson
+
+from api.errors import Invalid
+from api.filter_bounds import CheckedFilter, check_filter_bounds
+from api.lean_query import Fallback, parse_json_query
+from coordinator.dataplane import Limits
+
+log = logging.getLogger(__name__)
+
+# Smaller bodies cost less to parse here than to pass to another process and back.
+BIG_BODY_BYTES = 64 * 1024
+
+
+def parse_checked(body: bytes, max_depth: int, max_operands: int) -> dict[str, Any] | None:
+    """The query in ``body`` with its filter checked and encoded (a ``CheckedFilter``);
+    None when the reference route must answer. Runs in the desk's process."""
+    began = time.thread_time()
+    try:
+        query = parse_json_query(body)
+    except Fallback:
+        return None
+    filter_ = query["filter"]
+    if filter_:  # None and {} go as they are: nothing to check, nothing to carry
+        limits = Limits(max_filter_depth=max_depth, max_filter_operands=max_operands)
+        error = None
+        try:
+            check_filter_bounds(filter_, limits)
+        except Invalid as exc:
+            error = exc.message
+        query["filter"] = CheckedFilter(orjson.dumps(filter_) if error is None else b"", error)
+    query["parse_s"] = time.thread_time() - began
+    return query
+
+
+def _parsed_here(body: bytes) -> dict[str, Any]:
+    began = time.thread_time()
+    query = parse_json_query(body)
+    query["parse_s"] = time.thread_time() - began
+    return query
+
+
+def _ready() -> bool:
+    return True
+
+
+class QueryDesk:
+    """One helper process (started at the first large body) that parses large bodies."""
+
+    def __init__(self, limits: Limits, big_body_bytes: int = BIG_BODY_BYTES) -> None:
+        self.limits = limits
+        self.big_body_bytes = big_body_bytes
+        self._pool: ProcessPoolExecutor | None = None
+        self._started: Future[bool] | None = None  # done once the helper has started
+
+    async def parse(self, body: bytes) -> dict[str, Any]:
+        """The query in a JSON ``body`` (parse_json_query's answer; Fallback likewise)."""
+        if len(body) < self.big_body_bytes:
+            return parse_json_query(body)
+        limits = self.limits
+        try:
+            pool = self._pool_started()
+            if not self._up():
+                return _parsed_here(body)
+            query = await asyncio.get_running_loop().run_in_executor(
+                pool, parse_checked, body, limits.max_filter_depth, limits.max_filter_operands
+            )
+        except (BrokenProcessPool, OSError, RuntimeError) as exc:
+            # RuntimeError: the pool was shut down (the process is stopping)
+            log.warning("query desk unavailable, parsing here: %s", exc)
+            self.close()
+            return _parsed_here(body)
+        if query is None:
+            raise Fallback
+        return query
+
+    def _pool_started(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            # spawn: a fork would copy the coordinator's threads' locks in any state
+            context = multiprocessing.get_context("spawn")
+            self._pool = ProcessPoolExecutor(1, mp_context=context)
+            self._started = self._pool.submit(_ready)
+        return self._pool
+
+    def _up(self) -> bool:
+        """Whether the helper has started (False while it starts; raises if it failed)."""
+        started = self._started
+        if started is None or not started.done():
+            return False
+        return started.result()
+
+    def close(self) -> None:
+        """Stop the helper process (if started); a later large body starts a new one."""
+        pool, self._pool, self._started = self._pool, None, None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)

@@ -39,6 +39,10 @@ class QuickQuery(Protocol):
 INLINE_MAX_QUERIES = 4
 INLINE_MAX_EF = 256
 INLINE_MAX_FRESH = 2048
+# A flat collection this small (query vectors x rows x dimension) is scanned on the
+# event loop too: about 0.1 ms, less than the hop to a thread and back, and no turns of
+# the interpreter lock against other tenants' threads on the way.
+INLINE_MAX_FLAT_FLOATS = 1 << 18
 # Query vectors searched between two looks at the request's budget: one vector's
 # search is bounded by the collection's size, so an abandoned batch stops soon.
 SEARCH_BATCH = 8
@@ -60,16 +64,15 @@ class CollectionSearch:
         raise NotImplementedError
 
     def quick_to_search(self, queries: int, top_k: int, ef_search: int | None) -> bool:
-        """Whether an unfiltered query is cheap enough to answer on the event loop:
-        an HNSW graph with a small fresh buffer, a few query vectors, a modest ef."""
+        """Whether an unfiltered query is cheap enough to answer on the event loop: a
+        few query vectors, and an HNSW graph with a small fresh buffer and a modest ef,
+        or a small flat collection."""
+        if self._closed is not None or queries > INLINE_MAX_QUERIES:
+            return False
         index = self._index
-        return (
-            index is not None
-            and self._closed is None
-            and queries <= INLINE_MAX_QUERIES
-            and max(top_k, ef_search or 0) <= INLINE_MAX_EF
-            and index.fresh_count <= INLINE_MAX_FRESH
-        )
+        if index is None:
+            return queries * self._table.count * self.spec.dimension <= INLINE_MAX_FLAT_FLOATS
+        return max(top_k, ef_search or 0) <= INLINE_MAX_EF and index.fresh_count <= INLINE_MAX_FRESH
 
     def query(
         self,
@@ -137,7 +140,8 @@ class CollectionSearch:
         ef_search: int | None,
     ) -> list[QueryAnswer | StoreError | None]:
         """Unfiltered quick queries of several requests (same ``top_k`` and ``ef_search``)
-        with one graph search, on the event loop (micro-batching, see workers.query_batch).
+        with one graph search, on the event loop (micro-batching, see workers.query_batch);
+        on a small flat collection, each request's own exact scan (``_flat_quick``).
 
         Each request gets exactly the answer ``query`` would give it alone, its own
         refusal (StoreError), or None where ``query`` would have had to wait or scan
@@ -146,7 +150,8 @@ class CollectionSearch:
         being written: every request then goes to a thread.
         """
         index = self._index
-        assert index is not None
+        if index is None:
+            return [self._flat_quick(request, top_k, ef_search) for request in requests]
         out: list[QueryAnswer | StoreError | None] = [None] * len(requests)
         ready: list[int] = []
         for i, request in enumerate(requests):
@@ -211,6 +216,28 @@ class CollectionSearch:
         finally:
             self._rows.release_read()
         return out
+
+    def _flat_quick(
+        self, request: QuickQuery, top_k: int, ef_search: int | None
+    ) -> QueryAnswer | StoreError | None:
+        """A small flat collection's quick query: ``query`` itself, on the event loop (an
+        exact scan's arithmetic depends on how many queries it takes at once, so each
+        request is scanned alone, as a thread would); None where it would wait."""
+        try:
+            return self.query(
+                request.queries,
+                top_k,
+                request.include_metadata,
+                request.include_values,
+                None,
+                ef_search,
+                wait=False,
+                budget=request.budget,
+            )
+        except WouldBlock:
+            return None
+        except StoreError as exc:
+            return exc
 
     def _search_cost(
         self, queries: int, top_k: int, ef_search: int | None, eligible: int, rows: int

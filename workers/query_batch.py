@@ -4,10 +4,12 @@ The worker's session collects the QUERY frames that have already arrived (it nev
 waits for more: a batch is whatever queued up while the event loop was busy, at most
 ``VP_WORKER_QUERY_BATCH`` queries per search) and answers them together here, on
 the event loop. Queries of one collection with the same ``top_k`` and ``ef_search``
-share one graph search (``Collection.query_many``); everything else stays per
+share one graph search (``Collection.query_many``; a small flat collection's are each
+scanned alone, as exact arithmetic depends on the batch); everything else stays per
 request: the argument checks and their refusals, the deadline and cancel (its own
 ``WorkBudget``), the cost reported for metering, the rendering of the answer. A
-request that is not quick (filtered, flat, large, or the collection being written)
+request that is not quick (filtered, a large flat scan, a large HNSW query, or the
+collection being written)
 gets None and takes the usual way to a thread, alone.
 
 Fair share: the batch visits tenants in turn, one search of at most the batch size

@@ -317,7 +317,8 @@ class WorkerService:
     def _quick_query(
         self, tenant: str, frame: Frame, budget: WorkBudget | None = None
     ) -> Reply | None:
-        """A small HNSW query of a loaded collection, answered here on the event loop.
+        """A quick query of a loaded collection (a small HNSW search or a small flat
+        scan, see Collection.quick_to_search), answered here on the event loop.
 
         The thread hop costs more than such a search; anything that would wait for a
         lock, read a file or scan exactly returns None and goes to a thread instead.

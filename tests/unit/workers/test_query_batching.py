@@ -2,8 +2,9 @@
 
 Concurrent quick queries to one collection share one FAISS search; every request
 still gets the answer (ids, scores, metadata, values, rendered bytes), the refusal
-and the cost it gets alone. Flat, filtered or large queries are not batched and take
-their usual way, with the same answers.
+and the cost it gets alone. Filtered or large queries are not batched and take their
+usual way, and a small flat collection's are answered on the loop one by one, with the
+same answers.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Small HNSW queries are answered on the worker's event loop, never by waiting there.
 
-A query of a loaded HNSW collection with a few vectors and no filter skips the
-thread hop. Anything that would wait for a lock a writer holds, read a file or
+A query of a loaded HNSW collection (or of a small flat one) with a few vectors and
+no filter skips the thread hop. Anything that would wait for a lock a writer holds, read a file or
 scan exactly goes to a thread as before, with the same answer.
 """
 
@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from workers.collection_search import INLINE_MAX_FLAT_FLOATS
 from workers.protocol import decode_frame, encode_frame
 from workers.read_write_lock import ReadWriteLock, WouldBlock
 from workers.service import WorkerService
@@ -150,3 +151,32 @@ async def test_a_query_never_blocks_the_loop_while_a_writer_holds_the_graph(
     ticking.cancel()
     thread.join(5)
     assert header["results"][0]["ids"][0] == "v3"
+
+
+async def test_a_small_flat_collection_is_scanned_on_the_loop_and_a_large_one_in_a_thread(
+    tmp_path: Path,
+) -> None:
+    """A flat scan of a few thousand floats costs less than the hop to a thread: it is
+    answered on the loop, with the thread's answer; past INLINE_MAX_FLAT_FLOATS it is not."""
+    svc = WorkerService(TenantRegistry(tmp_path / "hot", 1 << 30))
+    await data(svc, "assign")
+    rng = np.random.default_rng(4)
+    sizes = {"small": 200, "large": INLINE_MAX_FLAT_FLOATS // DIM + 1}
+    for name, rows in sizes.items():
+        await data(svc, "create_collection", collection=name, dimension=DIM, metric="l2",
+                   index="flat")  # fmt: skip
+        vectors = rng.standard_normal((rows, DIM)).astype(np.float32)
+        ids = [f"{name}{i}" for i in range(rows)]
+        await data(svc, "upsert", {"vectors": vectors}, collection=name, ids=ids,
+                   metadata=[{"i": i} for i in range(rows)])  # fmt: skip
+        frame = query_frame(vectors[5:6], collection=name, include_metadata=True)
+        quick = svc._quick_query(TENANT, frame)
+        header, _ = await data(svc, "query", {"queries": vectors[5:6]}, collection=name,
+                               top_k=5, include_metadata=True)  # fmt: skip
+        assert header["results"][0]["ids"][0] == f"{name}5"
+        if name == "small":
+            assert quick is not None, "a small flat collection answers on the loop"
+            assert quick[0]["results"] == header["results"]
+        else:
+            assert quick is None, "a large flat scan goes to a thread"
+    await svc.release_all()

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import vectorpanda_client.sync_client as sync_module
+from tests.loopback_http import LoopbackListener, read_message
 from tests.stack import Stack
 from vectorpanda_client import (
     NO_RETRIES,
@@ -27,62 +28,30 @@ pytestmark = pytest.mark.integration
 DIM = 8
 
 
-def _read_message(sock: socket.socket, buffer: bytes) -> tuple[bytes, bytes] | None:
-    """One HTTP/1.1 message framed by Content-Length (all the API sends): (message, rest)."""
-    while b"\r\n\r\n" not in buffer:
-        data = sock.recv(65536)
-        if not data:
-            return None
-        buffer += data
-    head, _, rest = buffer.partition(b"\r\n\r\n")
-    length = 0
-    for line in head.split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            length = int(value)
-    while len(rest) < length:
-        data = sock.recv(65536)
-        if not data:
-            return None
-        rest += data
-    return head + b"\r\n\r\n" + rest[:length], rest[length:]
-
-
-class AnswerProxy:
+class AnswerProxy(LoopbackListener):
     """Forwards each request to the server and its answer back, unless told otherwise for
     the next answers: ``"cut"`` sends half of it and drops the connection, ``"close"``
     sends it and then closes, ``"delay"`` holds it ``delay_s`` first."""
 
     def __init__(self, target: tuple[str, int]) -> None:
+        super().__init__()
         self.target = target
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.connections = 0
         self.requests: list[bytes] = []  # request lines, in order
         self.plan: list[str] = []
         self.delay_s = 1.0
         self._lock = threading.Lock()
-        threading.Thread(target=self._accept, daemon=True).start()
+        self.start()
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                return
-            self.connections += 1
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
         upstream = socket.create_connection(self.target)
         inbound = outbound = b""
         with conn, upstream:
             while True:
-                got = _read_message(conn, inbound)
+                got = read_message(conn, inbound)
                 if got is None:
                     return
                 request, inbound = got
@@ -90,7 +59,7 @@ class AnswerProxy:
                     self.requests.append(request.split(b"\r\n", 1)[0])
                     mode = self.plan.pop(0) if self.plan else "pass"
                 upstream.sendall(request)
-                answered = _read_message(upstream, outbound)
+                answered = read_message(upstream, outbound)
                 if answered is None:
                     return
                 answer, outbound = answered
@@ -109,9 +78,6 @@ class AnswerProxy:
 
     def sent(self, request_line: bytes) -> int:
         return sum(1 for r in self.requests if r.startswith(request_line))
-
-    def close(self) -> None:
-        self.listener.close()
 
 
 @pytest.fixture

@@ -14,33 +14,23 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.loopback_http import LoopbackListener, read_message
 from vectorpanda_client import NO_RETRIES, Client, ConnectionFailed
 from vectorpanda_client.transport import LeanTransport, Pool
 
 Reply = Callable[[bytes], bytes | None]
 
 
-class Server:
+class Server(LoopbackListener):
     """Answers each request read from a connection with ``reply(request)``; None closes it."""
 
     def __init__(self, reply: Reply, tls: ssl.SSLContext | None = None) -> None:
+        super().__init__()
         self.reply = reply
         self.tls = tls
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.connections = 0
         self.requests: list[bytes] = []
         self.close_after_answer = False  # close while the client thinks it kept the connection
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                return
-            self.connections += 1
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+        self.start()
 
     def _serve(self, conn: socket.socket) -> None:
         buffer = b""
@@ -51,20 +41,10 @@ class Server:
                 return  # the client refused our certificate
         with conn:
             while True:
-                while b"\r\n\r\n" not in buffer:
-                    data = conn.recv(65536)
-                    if not data:
-                        return
-                    buffer += data
-                head, _, rest = buffer.partition(b"\r\n\r\n")
-                length = 0
-                for line in head.split(b"\r\n")[1:]:
-                    name, _, value = line.partition(b":")
-                    if name.strip().lower() == b"content-length":
-                        length = int(value)
-                while len(rest) < length:
-                    rest += conn.recv(65536)
-                request, buffer = head + b"\r\n\r\n" + rest[:length], rest[length:]
+                got = read_message(conn, buffer)
+                if got is None:
+                    return
+                request, buffer = got
                 self.requests.append(request)
                 answer = self.reply(request)
                 if answer is None:
@@ -76,9 +56,6 @@ class Server:
     @property
     def url(self) -> str:
         return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
-
-    def close(self) -> None:
-        self.listener.close()
 
 
 @pytest.fixture

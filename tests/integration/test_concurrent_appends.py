@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import multiprocessing
+import time
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,11 @@ def append_many(url: str | None, path: str, base: int, count: int, start: Any) -
     start.wait()
     for n in range(count):
         store.append([created(base + n)], actor=f"writer-{base}")
+        if n % 25 == 24:
+            # SQLite's busy handler lets a waiting writer sleep up to 100 ms while the
+            # holder takes the lock again at once: a pause now and then lets the others
+            # in, so the writers really interleave (asserted below) on a loaded machine.
+            time.sleep(0.02)
     store.engine.dispose()
 
 

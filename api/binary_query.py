@@ -24,13 +24,13 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from api.errors import ApiError, BadRequest, Invalid, describe_validation
+from api.query_parse import query_options
 from api.schemas import QueryRequest
 
 BINARY_TYPE = b"application/x-vectorpanda"
 MAGIC = b"VPQ1"
 _LEN = struct.Struct("<I")
 _FIELDS = frozenset({"top_k", "filter", "include_metadata", "include_values", "ef_search", "shape"})
-MAX_EF_SEARCH = 10_000
 
 
 class BinaryQueryError(Exception):
@@ -90,35 +90,3 @@ def parse_binary_query(body: bytes) -> dict[str, Any]:
     if options is None:
         raise _refuse(doc, rows, single)
     return {"rows": rows, "single": single, **options}
-
-
-def query_options(doc: dict[str, Any]) -> dict[str, Any] | None:
-    """The options of a query body as QueryRequest accepts them (defaults filled in), or None.
-
-    The same rules as the model (strict types, ``top_k >= 1``, ``ef_search`` 1-10000),
-    for the lean path (api/lean_query.py) and the binary format.
-    """
-    top_k = doc.get("top_k", 10)
-    include_metadata = doc.get("include_metadata", False)
-    include_values = doc.get("include_values", False)
-    ef_search = doc.get("ef_search")
-    filter_ = doc.get("filter")
-    if (
-        type(top_k) is not int
-        or top_k < 1
-        or type(include_metadata) is not bool
-        or type(include_values) is not bool
-        or (
-            ef_search is not None
-            and (type(ef_search) is not int or not 1 <= ef_search <= MAX_EF_SEARCH)
-        )
-        or (filter_ is not None and type(filter_) is not dict)
-    ):
-        return None
-    return {
-        "top_k": top_k,
-        "include_metadata": include_metadata,
-        "include_values": include_values,
-        "ef_search": ef_search,
-        "filter": filter_,
-    }

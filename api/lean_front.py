@@ -33,7 +33,6 @@ from api.errors import error_body, error_parts
 from api.lean_query import (
     JSON_TYPE,
     Disconnected,
-    Fallback,
     LeanQuery,
     read_body,
     replay_body,
@@ -41,6 +40,7 @@ from api.lean_query import (
 )
 from api.middleware import BodyTooLarge, RequestRecorder, send_error
 from api.query_desk import QueryDesk
+from api.query_parse import Fallback
 from coordinator.accounts.model import Principal
 from eventlog.events import Scope as KeyScope
 

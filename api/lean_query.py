@@ -22,13 +22,12 @@ import asyncio
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
-import orjson
 from starlette.routing import BaseRoute
 from starlette.types import Message, Receive, Scope
 
-from api.binary_query import BINARY_TYPE, parse_binary_query, query_options
-from api.filter_bounds import CheckedFilter
+from api.binary_query import BINARY_TYPE, parse_binary_query
 from api.middleware import BodyTooLarge
+from api.query_parse import CheckedFilter, parse_json_query
 from api.routes.vectors import query_matrix
 from coordinator.accounts.model import Principal
 from coordinator.dataplane import DataPlane
@@ -37,46 +36,7 @@ from coordinator.errors import TenantUnavailable
 PREFIX = "/v1/collections/"
 SUFFIX = "/query"
 JSON_TYPE = b"application/json"
-_FIELDS = frozenset(
-    {"vector", "vectors", "top_k", "filter", "include_metadata", "include_values", "ef_search"}
-)
-_NUMBERS = frozenset({float, int})
-
 T = TypeVar("T")
-
-
-class Fallback(Exception):
-    """Not provably valid: the reference route answers."""
-
-
-def _row(value: Any) -> list[Any]:
-    # strict floats: ints and floats, never bools or strings (set(map(type)) is the cheap test)
-    if type(value) is not list or not set(map(type, value)) <= _NUMBERS:
-        raise Fallback
-    return value
-
-
-def parse_json_query(body: bytes) -> dict[str, Any]:
-    """The body as QueryRequest would accept it (with its defaults), or Fallback."""
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise Fallback from None
-    if type(doc) is not dict or not doc.keys() <= _FIELDS:
-        raise Fallback
-    vector, vectors = doc.get("vector"), doc.get("vectors")
-    if vector is not None:
-        if vectors is not None:
-            raise Fallback
-        rows = [_row(vector)]
-    elif type(vectors) is list and vectors:
-        rows = [_row(v) for v in vectors]
-    else:
-        raise Fallback
-    options = query_options(doc)
-    if options is None:
-        raise Fallback
-    return {"rows": rows, "single": vector is not None, **options}
 
 
 def wants_binary(accept: bytes | None) -> bool:

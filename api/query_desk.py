@@ -5,8 +5,8 @@ kilobytes: parsing it (``orjson``), checking the filter's bounds and encoding it
 for the worker took about 4 ms of the coordinator's event loop (measured with
 ``benchmarks.noisy_split``), in C calls that hold the interpreter lock, so every other
 client's request waited for it. A body of at least ``BIG_BODY_BYTES`` is handed to
-the desk instead: one helper process parses and checks it (api/lean_query.py's
-``parse_json_query`` and api/filter_bounds.py, the same code) and sends back the query
+the desk instead: one helper process parses and checks it (api/query_parse.py, the
+code the coordinator uses; the helper imports nothing heavier) and sends back the query
 with its filter already encoded as JSON, which the frame to the worker carries as it is
 (``orjson.Fragment``). The event loop only passes bytes along. The parse's CPU time
 (``parse_s``) counts towards the client's pacing (coordinator/admission.py) with the
@@ -14,9 +14,9 @@ request's round trip: reading such a body is part of what it costs the service.
 
 Answers are the same byte for byte: a body the lean path cannot prove valid still goes
 to the reference route, and a filter past its bounds is refused at the same point,
-with the same message (``CheckedFilter``). While the helper starts (its imports take
-a second or more, once per coordinator process), and if it cannot be used (it died),
-the body is parsed here as before.
+with the same message (``CheckedFilter``). While the helper starts (a fraction of a
+second, once per coordinator process), and if it cannot be used (it died), the body is
+parsed here as before.
 """
 
 from __future__ import annotations
@@ -27,14 +27,14 @@ import multiprocessing
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from api.errors import Invalid
-from api.filter_bounds import CheckedFilter, check_filter_bounds
-from api.lean_query import Fallback, parse_json_query
-from coordinator.dataplane import Limits
+from api.query_parse import CheckedFilter, Fallback, FilterTooLarge, parse_json_query, size_filter
+
+if TYPE_CHECKING:
+    from coordinator.dataplane import Limits
 
 log = logging.getLogger(__name__)
 
@@ -52,12 +52,11 @@ def parse_checked(body: bytes, max_depth: int, max_operands: int) -> dict[str, A
         return None
     filter_ = query["filter"]
     if filter_:  # None and {} go as they are: nothing to check, nothing to carry
-        limits = Limits(max_filter_depth=max_depth, max_filter_operands=max_operands)
         error = None
         try:
-            check_filter_bounds(filter_, limits)
-        except Invalid as exc:
-            error = exc.message
+            size_filter(filter_, max_depth, max_operands)
+        except FilterTooLarge as exc:
+            error = str(exc)
         query["filter"] = CheckedFilter(orjson.dumps(filter_) if error is None else b"", error)
     query["parse_s"] = time.thread_time() - began
     return query

@@ -13,7 +13,8 @@ from fastapi import APIRouter, Request, Response
 from api.deps import DataPlaneDep, ReadKey, WriteKey, tier_limits
 from api.disconnect import unless_disconnected
 from api.errors import BadRequest, Invalid, PayloadTooLarge
-from api.filter_bounds import CheckedFilter, check_filter_bounds
+from api.filter_bounds import check_filter_bounds
+from api.query_parse import CheckedFilter
 from api.routes.collections import CollectionName, known_name
 from api.routing import OrjsonRoute, json_response
 from api.schemas import (

@@ -10,9 +10,9 @@ import orjson
 import pytest
 
 from api.errors import Invalid
-from api.filter_bounds import CheckedFilter, check_filter_bounds
-from api.lean_query import Fallback, parse_json_query
+from api.filter_bounds import check_filter_bounds
 from api.query_desk import BIG_BODY_BYTES, QueryDesk
+from api.query_parse import CheckedFilter, Fallback, parse_json_query
 from coordinator.dataplane import Limits
 from workers.protocol import decode_frame, encode_frame
 
@@ -125,3 +125,15 @@ async def test_without_its_process_the_desk_parses_here() -> None:
         assert desk._pool is None  # the next large body starts a new helper
     finally:
         desk.close()
+
+
+def test_the_helper_process_loads_no_web_stack_or_store(desk: QueryDesk) -> None:
+    # What the helper has imported once started, asked in the helper itself: until it has
+    # started, large bodies are parsed on the coordinator's event loop, so it must start
+    # fast (FastAPI, pydantic and the account store took it 1.5 s or more).
+    heavy = {"fastapi", "starlette", "pydantic", "sqlalchemy", "coordinator", "uvicorn"}
+    probe = f"sorted(m for m in __import__('sys').modules if m.split('.')[0] in {heavy!r})"
+    assert desk._pool is not None
+    loaded = desk._pool.submit(eval, probe).result(timeout=60)
+    assert loaded == []
+    assert desk._pool.submit(eval, "'api.query_desk' in __import__('sys').modules").result()

@@ -198,7 +198,9 @@ class LeanQuery:
         dataplane = self.dataplane
         top_k, filter_ = query["top_k"], query["filter"]
         collection, matrix = query_matrix(name, query["rows"], top_k, filter_, dataplane.limits)
+        pieces = None
         if isinstance(filter_, CheckedFilter):  # checked and encoded by api/query_desk.py
+            pieces = filter_.pieces
             filter_ = filter_.fragment()
         return await _unless_disconnected(
             receive,
@@ -210,6 +212,7 @@ class LeanQuery:
                 include_metadata=query["include_metadata"],
                 include_values=query["include_values"],
                 filter=filter_,
+                filter_pieces=pieces,
                 ef_search=query["ef_search"],
                 single=query["single"],
                 binary=binary,

@@ -8,7 +8,8 @@ client's request waited for it. A body of at least ``BIG_BODY_BYTES`` is handed 
 the desk instead: one helper process parses and checks it (api/query_parse.py, the
 code the coordinator uses; the helper imports nothing heavier) and sends back the query
 with its filter already encoded as JSON, which the frame to the worker carries as it is
-(``orjson.Fragment``). The event loop only passes bytes along. The parse's CPU time
+(``orjson.Fragment``), its long operand lists split into pieces the worker decodes one
+at a time (workers/filter_pieces.py). The event loop only passes bytes along. The parse's CPU time
 (``parse_s``) counts towards the client's pacing (coordinator/admission.py) with the
 request's round trip: reading such a body is part of what it costs the service.
 
@@ -32,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from api.query_parse import CheckedFilter, Fallback, FilterTooLarge, parse_json_query, size_filter
+from workers.filter_pieces import split_filter
 
 if TYPE_CHECKING:
     from coordinator.dataplane import Limits
@@ -57,7 +59,11 @@ def parse_checked(body: bytes, max_depth: int, max_operands: int) -> dict[str, A
             size_filter(filter_, max_depth, max_operands)
         except FilterTooLarge as exc:
             error = str(exc)
-        query["filter"] = CheckedFilter(orjson.dumps(filter_) if error is None else b"", error)
+        if error is None:
+            filter_, pieces = split_filter(filter_)
+            query["filter"] = CheckedFilter(orjson.dumps(filter_), None, pieces)
+        else:
+            query["filter"] = CheckedFilter(b"", error)
     query["parse_s"] = time.thread_time() - began
     return query
 

@@ -8,10 +8,12 @@ and until it has started the coordinator parses large bodies on its event loop.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+
+from workers.filter_pieces import Path
 
 MAX_EF_SEARCH = 10_000
 _FIELDS = frozenset(
@@ -148,10 +150,12 @@ def size_filter(doc: dict[str, Any], max_depth: int, max_operands: int) -> None:
 @dataclass(frozen=True, slots=True)
 class CheckedFilter:
     """A filter already checked elsewhere (api/query_desk.py): its JSON, or why it was
-    refused (the message ``check_filter_bounds`` raises for it)."""
+    refused (the message ``check_filter_bounds`` raises for it). ``pieces``: its long
+    operand lists, which the JSON holds empty (workers/filter_pieces.py)."""
 
     json: bytes
     error: str | None = None
+    pieces: list[tuple[Path, list[bytes]]] = field(default_factory=list)
 
     def fragment(self) -> orjson.Fragment:
         """The filter as the frame to the worker carries it, without encoding it again."""

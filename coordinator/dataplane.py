@@ -14,6 +14,9 @@ import orjson
 
 from coordinator.list_cursor import ListCursors
 from coordinator.router import TenantRouter
+from workers.filter_pieces import KEY as PIECES_KEY
+from workers.filter_pieces import Path as PiecePath
+from workers.filter_pieces import piece_arrays
 from workers.protocol import Op
 from workers.query_answer import binary_from_json, render_answer, render_binary
 
@@ -226,6 +229,7 @@ class DataPlane:
         filter: dict[str, Any] | orjson.Fragment | None,
         ef_search: int | None,
         single: bool,
+        filter_pieces: list[tuple[PiecePath, list[bytes]]] | None = None,
         binary: bool = False,
         spent_s: float = 0.0,
     ) -> bytes:
@@ -234,6 +238,8 @@ class DataPlane:
         ``single`` answers ``{"matches"}`` (one query vector), else ``{"results"}``.
         ``binary``: the binary answer instead (workers.query_answer.render_binary).
         ``spent_s``: the request's cost before it is routed (see ``TenantRouter.call``).
+        ``filter_pieces``: the long operand lists ``filter`` holds empty, in pieces
+        (workers/filter_pieces.py).
         """
         form = "single" if single else "batch"
         args = {
@@ -247,9 +253,12 @@ class DataPlane:
         }
         if binary:
             args["render_format"] = "binary"
-        reply = await self._router.call(
-            tenant, Op.QUERY, args, {"queries": queries}, spent_s=spent_s
-        )
+        arrays = {"queries": queries}
+        if filter_pieces:
+            places, pieces = piece_arrays(filter_pieces)
+            args[PIECES_KEY] = places
+            arrays |= pieces
+        reply = await self._router.call(tenant, Op.QUERY, args, arrays, spent_s=spent_s)
         body = reply.arrays.get("body")
         if body is not None and reply.header.get("rendered") is True:
             answer = body.tobytes()

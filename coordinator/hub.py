@@ -21,6 +21,8 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from workers.direct_socket import DirectBinary, writable_now, write_now
+from workers.filter_pieces import KEY as PIECES_KEY
+from workers.filter_pieces import joined_frame
 from workers.protocol import (
     PROTOCOL_VERSION,
     Frame,
@@ -79,6 +81,8 @@ class WorkerLink:
     busy_at: float = 0.0
     # a write of the queries queued in this step of the loop is scheduled (``_queue``)
     flush_due: bool = False
+    # the worker takes a filter's long lists in pieces (its hello says so)
+    filter_pieces: bool = False
 
     def heartbeat_age(self) -> float:
         return time.monotonic() - self.last_heartbeat
@@ -93,6 +97,8 @@ class WorkerLink:
         # getpid system call each time.
         fut: asyncio.Future[Frame] = self.socket.loop.create_future()
         self.pending[rid] = fut
+        if arrays is not None and PIECES_KEY in header and not self.filter_pieces:
+            header, arrays = joined_frame(header, arrays)  # a worker from before pieces
         frame = encode_frame({**header, "rid": rid}, arrays)
         # Queries sent while others are in flight go out together at the end of this
         # step of the loop (the worker then also reads them together); alone, at once.
@@ -276,6 +282,7 @@ class WorkerHub:
             await self._drop(previous, "replaced by a new connection")
         link = WorkerLink(worker_id=worker_id, pid=int(hello.header.get("pid", 0)), socket=socket)
         link.held = _held(hello.header.get("held"))
+        link.filter_pieces = hello.header.get(PIECES_KEY) is True
         released = hello.header.get("released_on_expiry")
         if isinstance(released, list) and released:
             log.warning(

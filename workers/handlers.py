@@ -9,6 +9,8 @@ import numpy as np
 
 from workers.collection_spec import parse_collection_spec
 from workers.errors import StoreError
+from workers.filter_pieces import KEY as PIECES_KEY
+from workers.filter_pieces import PieceError, join_filter
 from workers.metadata_filter import FilterError, Predicate, compile_filter
 from workers.metadata_patch import PatchError, check_patch
 from workers.protocol import ErrorCode, Frame, Op
@@ -93,7 +95,7 @@ def query(
     top_k = header.get("top_k")
     if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
         raise StoreError(ErrorCode.INVALID, "top_k must be a positive integer")
-    predicate = _filter(header.get("filter"), allow_empty=True, budget=budget)
+    predicate = _filter(_query_filter(frame), allow_empty=True, budget=budget)
     ef_search, include_values, render, binary = query_options(header)
     queries = _array(frame, "queries")
     if loaded is None:
@@ -225,6 +227,19 @@ HANDLERS: dict[str, Handler] = {
     Op.UPDATE_METADATA: update_metadata,
     Op.RESEAL: reseal,
 }
+
+
+def _query_filter(frame: Frame) -> Any:
+    """The query's filter, its long lists put back from the frame's pieces if it came
+    with any (workers/filter_pieces.py): here, in the request's thread, a piece at a time."""
+    header = frame.header
+    places = header.get(PIECES_KEY)
+    if places is None:
+        return header.get("filter")
+    try:
+        return join_filter(header.get("filter"), places, frame.arrays)
+    except PieceError as exc:
+        raise StoreError(ErrorCode.INVALID, f"invalid filter pieces: {exc}") from exc
 
 
 def _filter(value: Any, allow_empty: bool, budget: WorkBudget) -> Predicate | None:

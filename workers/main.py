@@ -19,6 +19,7 @@ from workers.backup_store import LocalBackupStore
 from workers.direct_socket import DirectBinary, write_now
 from workers.fair_share import FairShare
 from workers.faiss_runtime import one_openmp_thread
+from workers.filter_pieces import KEY as FILTER_PIECES
 from workers.fsync_stats import WAL_FSYNCS
 from workers.heap import keep_large_blocks_mapped
 from workers.protocol import (
@@ -147,6 +148,7 @@ class WorkerSession:
             "protocol": PROTOCOL_VERSION,
             "held": self._service.held(),
             "released_on_expiry": self._service.released_on_expiry,
+            FILTER_PIECES: True,  # a filter's long lists may come in pieces
         }
         sent_at = time.monotonic()
         await self._ws.send(encode_frame(hello))

@@ -14,6 +14,8 @@ from api.filter_bounds import check_filter_bounds
 from api.query_desk import BIG_BODY_BYTES, QueryDesk
 from api.query_parse import CheckedFilter, Fallback, parse_json_query
 from coordinator.dataplane import Limits
+from workers.filter_pieces import KEY as PIECES_KEY
+from workers.filter_pieces import join_filter, piece_arrays
 from workers.protocol import decode_frame, encode_frame
 
 STRINGS = [f"x{i:07d}" for i in range(20_000)]
@@ -60,9 +62,15 @@ async def test_a_large_body_reads_as_parsed_here_with_its_filter_encoded(
     assert query == here
     assert isinstance(filter_, CheckedFilter) and filter_.error is None
     check_filter_bounds(filter_, desk.limits)  # checked already: passes
-    # The frame to the worker carries the filter's JSON as it is.
-    frame = decode_frame(encode_frame({"op": "query", "filter": filter_.fragment()}))
-    assert frame.header["filter"] == BIG_FILTER
+    # The frame to the worker carries the filter's JSON as it is, its long list in
+    # pieces; the worker puts the list back.
+    assert [path for path, _ in filter_.pieces] == [["$or", 0, "color", "$nin"]]
+    places, arrays = piece_arrays(filter_.pieces)
+    header = {"op": "query", "filter": filter_.fragment(), PIECES_KEY: places}
+    frame = decode_frame(encode_frame(header, arrays))
+    assert frame.header["filter"] != BIG_FILTER
+    joined = join_filter(frame.header["filter"], frame.header[PIECES_KEY], frame.arrays)
+    assert joined == BIG_FILTER
 
 
 async def test_a_filter_past_its_bounds_is_refused_with_the_same_message(

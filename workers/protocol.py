@@ -84,6 +84,10 @@ The lean query path (issue 11; backwards compatible):
   JSON answer itself (``workers.query_answer``) and replies ``{rendered: true}`` plus
   the uint8 array ``body``; the coordinator forwards those bytes to the client as they
   are. A worker that leaves ``rendered`` out answered ``results`` as before.
+* QUERY ``filter_pieces`` (issue 12): the filter's operand lists longer than 4,096 are
+  empty in ``filter`` and travel as JSON pieces in the uint8 arrays ``fp0``, ``fp1``...;
+  ``filter_pieces`` is ``[[path, count], ...]`` (workers.filter_pieces). Sent only to
+  a worker whose HELLO says ``filter_pieces: true``.
 """
 
 from __future__ import annotations

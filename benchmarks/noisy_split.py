@@ -4,7 +4,8 @@
     .venv/bin/python -m benchmarks.noisy_split --rounds 3 --switch-ms 5
 
 Client A sends the noisy-neighbour test's queries (``$nin``/``$in`` of 50,000
-strings, 8 at a time, from a process of its own); client B sends simple queries
+strings, 8 at a time, by ``wrk``, or with ``--a-client httpx`` from a Python process
+of its own); client B sends simple queries
 and, between them, ``GET /healthz``, which never reaches a worker. Each round
 measures B alone, then B while A floods, in the same run; twice over: with A and
 B on the same worker, and on different workers (two workers). The CPU columns
@@ -19,6 +20,8 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
+import shutil
+import subprocess
 import tempfile
 import threading
 import time
@@ -76,9 +79,9 @@ def _collection(stack: Stack, key: str, name: str, meta: Any) -> None:
         client.post(f"/v1/collections/{name}/upsert", json={"vectors": rows}).raise_for_status()
 
 
-def _flood(url: str, key: str, flooding: Any, stop: Any, counts: Any) -> None:
+def _bodies() -> list[bytes]:
     strings = [f"x{i:07d}" for i in range(50_000)]
-    bodies = [
+    return [
         orjson.dumps({"vector": [0.1] * DIM, "top_k": 10, "filter": doc})
         for doc in (
             {"color": {"$nin": strings}},
@@ -86,6 +89,11 @@ def _flood(url: str, key: str, flooding: Any, stop: Any, counts: Any) -> None:
             {"$or": [{"color": {"$nin": strings}}, {"n": {"$in": list(range(10_000))}}]},
         )
     ]
+
+
+def _flood(url: str, key: str, flooding: Any, stop: Any, counts: Any) -> None:
+    """A as a Python client (httpx, one thread per connection)."""
+    bodies = _bodies()
     statuses: Counter[int] = Counter()
     headers = {"authorization": f"Bearer {key}", "content-type": "application/json"}
 
@@ -103,6 +111,35 @@ def _flood(url: str, key: str, flooding: Any, stop: Any, counts: Any) -> None:
     for thread in threads:
         thread.join()
     counts.put(dict(statuses))
+
+
+def _flood_wrk(url: str, key: str, seconds: float, workdir: Path) -> subprocess.Popen[str]:
+    """A as ``wrk`` (C; FLOODERS keep-alive connections, the bodies in turn): the load
+    generator's own CPU, which shares the host's two cores with the service and B, is a
+    small part of what A costs (httpx's was about a tenth of a core)."""
+    files = []
+    for n, body in enumerate(_bodies()):
+        files.append(workdir / f"noisy-{n}.json")
+        files[-1].write_bytes(body)
+    wrk = shutil.which("wrk")
+    assert wrk is not None, "wrk is not installed (apt-get install wrk), or use --a-client httpx"
+    argv = [wrk, "-t1", f"-c{FLOODERS}", f"-d{max(1, round(seconds))}s", "--timeout", "30s"]
+    argv += ["-s", str(Path(__file__).with_name("noisy_filters.lua"))]
+    argv += [f"{url}/v1/collections/noisy/query", "--", *map(str, files)]
+    env = {**os.environ, "VP_NOISY_KEY": key}
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, env=env)
+
+
+def _wrk_answers(out: str) -> int:
+    """The 2xx answers wrk reports: its request count less its non-2xx/3xx count."""
+    done = bad = 0
+    for line in out.splitlines():
+        words = line.split()
+        if "requests in" in line:
+            done = int(words[0])
+        elif line.strip().startswith("Non-2xx"):
+            bad = int(words[-1])
+    return done - bad
 
 
 def _burn(stop: Any) -> None:
@@ -133,7 +170,12 @@ def _ms(xs: list[float]) -> str:
 
 
 def split(
-    same_worker: bool, rounds: int, seconds: float, switch_ms: float, processes: int = 1
+    same_worker: bool,
+    rounds: int,
+    seconds: float,
+    switch_ms: float,
+    processes: int = 1,
+    a_client: str = "wrk",
 ) -> list[str]:
     env = {
         "VP_REQUEST_TIMEOUT_S": "3",
@@ -162,9 +204,12 @@ def split(
         for _ in range(rounds):
             alone_p99 = 0.0
             for mode in ("alone", "CPU burner", "with A"):
-                flood = burner = None
+                flood = burner = wrk = None
                 stop = spawn.Event()
-                if mode == "with A":
+                if mode == "with A" and a_client == "wrk":
+                    wrk = _flood_wrk(stack.url, a_key, seconds + 3, Path(tmp))
+                    time.sleep(1.5)
+                elif mode == "with A":
                     flooding, counts = spawn.Event(), spawn.Queue()
                     flood = spawn.Process(
                         target=_flood, args=(stack.url, a_key, flooding, stop, counts)
@@ -187,6 +232,9 @@ def split(
                     flood.join(30)
                 if burner is not None:
                     burner.join(30)
+                if wrk is not None:
+                    out, _ = wrk.communicate(timeout=60)
+                    a_done = str(_wrk_answers(out))
                 load = Path("/proc/loadavg").read_text().split()[0]
                 p99 = float(np.percentile(queries, 99))
                 alone_p99 = p99 if mode == "alone" else alone_p99
@@ -206,16 +254,19 @@ def main() -> None:
     parser.add_argument("--switch-ms", type=float, default=1.0)
     parser.add_argument("--processes", type=int, default=1, help="VP_COORDINATOR_PROCESSES")
     parser.add_argument("--same-worker-only", action="store_true")
+    parser.add_argument(
+        "--a-client", choices=("wrk", "httpx"), default="wrk", help="what sends A's filters"
+    )
     args = parser.parse_args()
     print(
         f"switch interval {args.switch_ms} ms, {args.seconds:.0f} s per measurement, "
-        f"{args.processes} coordinator process(es)\n"
+        f"{args.processes} coordinator process(es), A sent by {args.a_client}\n"
         "| A and B on | B | B query p50 / p99 ms | p99 / alone | B /healthz p50 / p99 ms | "
         "coordinator CPU | workers CPU | A's 200s | load |\n|---|---|---|---|---|---|---|---|---|",
         flush=True,
     )
     for same in (True,) if args.same_worker_only else (True, False):
-        split(same, args.rounds, args.seconds, args.switch_ms, args.processes)
+        split(same, args.rounds, args.seconds, args.switch_ms, args.processes, args.a_client)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from collections.abc import Set as AbstractSet
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -45,6 +44,12 @@ _MISSING = object()
 CHUNK_TARGET_S = 0.005
 MAX_CHUNK_ROWS = 4096
 SET_CHUNK = 4096  # $in/$nin operands added to their set per call
+# A set holds at most this many operands; a longer list of one kind fills several.
+# Growing one set past 19,660 entries rehashes it into a table of 131,072 slots in a
+# single C call: about 2 ms holding the GIL at 50,000 strings (the worker's event loop,
+# every tenant's quick queries, waits that long). Up to 16,384 the largest rehash is
+# of 4,915 entries, about 0.4 ms; a row then costs one lookup per set (4 at 50,000).
+SET_ENTRIES = 16_384
 
 
 class FilterError(ValueError):
@@ -146,14 +151,15 @@ def _eq_test(operand: object) -> Callable[[object], bool]:
     return test
 
 
-def _by_kind(operands: list[object]) -> dict[str, AbstractSet[object]] | None:
-    """The operands as one set per kind, or None if one is of no kind (refused).
+def _by_kind(operands: list[object]) -> dict[str, list[set[object]]] | None:
+    """The operands as sets, per kind, or None if one is of no kind (refused).
 
-    One set per kind keeps the evaluator's equality: 1 matches 1.0 but not true,
+    One group per kind keeps the evaluator's equality: 1 matches 1.0 but not true,
     "1" matches only "1". The common all-strings list (what a large $nin usually
-    is) costs one pass. The sets are never changed after this.
+    is) costs one pass. A kind's operands fill sets of at most SET_ENTRIES, so no
+    set is ever rehashed big (see SET_ENTRIES). The sets are never changed after this.
     """
-    groups: dict[str, set[object]] = {"bool": set(), "number": set(), "string": set()}
+    groups: dict[str, list[set[object]]] = {"bool": [set()], "number": [set()], "string": [set()]}
     for start in range(0, len(operands), SET_CHUNK):
         # In chunks: one C call over 50,000 strings would hold the GIL for milliseconds
         # while other tenants' requests on this worker wait for it. A chunk of one kind
@@ -163,14 +169,17 @@ def _by_kind(operands: list[object]) -> dict[str, AbstractSet[object]] | None:
         chunk = operands[start : start + SET_CHUNK]
         kinds = _CHUNK_KINDS.get(frozenset(map(type, chunk)))
         if kinds is not None:
-            groups[kinds].update(chunk)
+            sets = groups[kinds]
+            if len(sets[-1]) + len(chunk) > SET_ENTRIES:
+                sets.append(set())
+            sets[-1].update(chunk)
             continue
         for o in chunk:
             kind = _kind(o)
             if kind is None:
                 return None
-            groups[kind].add(o)
-    return dict(groups)
+            groups[kind][-1].add(o)
+    return groups
 
 
 # The element types (JSON gives exactly these, never subclasses) a chunk of one kind has.
@@ -183,10 +192,17 @@ _CHUNK_KINDS: dict[frozenset[type], str] = {
 }
 
 
-def _in_test(by_kind: dict[str, AbstractSet[object]]) -> Callable[[object], bool]:
+def _in_test(by_kind: dict[str, list[set[object]]]) -> Callable[[object], bool]:
+    single = {kind: sets[0] for kind, sets in by_kind.items() if len(sets) == 1}
+
     def member(element: object) -> bool:
         kind = _kind(element)
-        return kind is not None and element in by_kind[kind]
+        if kind is None:
+            return False
+        one = single.get(kind)
+        if one is not None:
+            return element in one
+        return any(element in part for part in by_kind[kind])
 
     def test(stored: object) -> bool:
         if stored is _MISSING:

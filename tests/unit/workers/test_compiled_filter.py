@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from workers.errors import StoreError
 from workers.metadata_filter import (
     SET_CHUNK,
+    SET_ENTRIES,
     FilterError,
     compile_filter,
     matching_rows,
@@ -188,6 +189,21 @@ def test_long_lists_keep_kinds_apart_across_chunks() -> None:
     values = (3, 3.0, 0.5, 2.5, "3", "s3", True, False, 1, "7", 7, "s", 1.5, [1.5, "s1"])
     matches = [v for v in values if predicate({"v": v})]
     assert matches == [3, 3.0, 0.5, 2.5, "s3", True, False, 1, "7", 7, [1.5, "s1"]]
+
+
+def test_a_list_longer_than_one_set_matches_in_every_set() -> None:
+    # 2.5 sets' worth of strings and of numbers: the operands fill several sets per kind
+    # (no set rehashed big), and a value matches whichever set holds it.
+    size = SET_ENTRIES * 5 // 2
+    strings = [f"s{i}" for i in range(size)]
+    numbers = list(range(size))
+    inside = parse_filter({"v": {"$in": strings + numbers + [True]}})
+    outside = parse_filter({"v": {"$nin": strings + numbers}})
+    values = ["s0", f"s{SET_ENTRIES + 5}", f"s{size - 1}", 0, float(size - 1), SET_ENTRIES]
+    values += [f"s{size}", size, -1, "0", True, False, [f"s{size}", 2 * SET_ENTRIES]]
+    matches = [v for v in values if inside({"v": v})]
+    assert matches == [*values[:6], True, [f"s{size}", 2 * SET_ENTRIES]]
+    assert [v for v in values if outside({"v": v})] == [f"s{size}", size, -1, "0", True, False]
 
 
 @pytest.mark.parametrize("bad", [None, [1], {"a": 1}])

@@ -124,7 +124,9 @@ def _step(node: Any, step: Any) -> Any:
     raise PieceError("a path does not lead into the filter")
 
 
-def joined_frame(header: dict[str, Any], arrays: dict[str, Any]) -> tuple[dict[str, Any], dict]:
+def joined_frame(
+    header: dict[str, Any], arrays: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """The header and arrays with the pieces put back into the filter (for a worker that
     does not take pieces). ``header["filter"]`` may be an ``orjson.Fragment``."""
     header = dict(header)

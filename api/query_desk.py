@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from api.query_parse import CheckedFilter, Fallback, FilterTooLarge, parse_json_query, size_filter
-from workers.filter_pieces import split_filter
+from coordinator.filter_pieces import split_filter
 
 if TYPE_CHECKING:
     from coordinator.dataplane import Limits

@@ -13,8 +13,6 @@ from typing import Any
 
 import orjson
 
-from workers.filter_pieces import Path
-
 MAX_EF_SEARCH = 10_000
 _FIELDS = frozenset(
     {"vector", "vectors", "top_k", "filter", "include_metadata", "include_values", "ef_search"}
@@ -155,7 +153,7 @@ class CheckedFilter:
 
     json: bytes
     error: str | None = None
-    pieces: list[tuple[Path, list[bytes]]] = field(default_factory=list)
+    pieces: list[tuple[list[str | int], list[bytes]]] = field(default_factory=list)
 
     def fragment(self) -> orjson.Fragment:
         """The filter as the frame to the worker carries it, without encoding it again."""

@@ -12,11 +12,11 @@ from typing import Any, Protocol
 import numpy as np
 import orjson
 
+from coordinator.filter_pieces import piece_arrays
 from coordinator.list_cursor import ListCursors
 from coordinator.router import TenantRouter
 from workers.filter_pieces import KEY as PIECES_KEY
 from workers.filter_pieces import Path as PiecePath
-from workers.filter_pieces import piece_arrays
 from workers.protocol import Op
 from workers.query_answer import binary_from_json, render_answer, render_binary
 

@@ -20,9 +20,9 @@ import numpy as np
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
+from coordinator.filter_pieces import joined_frame
 from workers.direct_socket import DirectBinary, writable_now, write_now
 from workers.filter_pieces import KEY as PIECES_KEY
-from workers.filter_pieces import joined_frame
 from workers.protocol import (
     PROTOCOL_VERSION,
     Frame,

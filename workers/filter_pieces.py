@@ -1,4 +1,5 @@
-"""A filter's long operand lists carried beside the frame's header, in pieces.
+"""A filter's long operand lists carried beside the frame's header, in pieces: the
+worker's side (the coordinator's, which splits them: coordinator/filter_pieces.py).
 
 A filter with tens of thousands of ``$in`` / ``$nin`` operands made a frame header of
 hundreds of kilobytes, which the worker decoded in one ``orjson.loads`` call: 3-4 ms
@@ -12,7 +13,7 @@ request's own thread (``join_filter``), a piece at a time, so the lock passes on
 between pieces; the filter it then compiles is the one the client sent.
 
 Only workers that say so in their hello (``filter_pieces: true``) are sent pieces;
-for any other the coordinator puts the lists back before sending (``joined_frame``).
+for any other the coordinator puts the lists back before sending.
 """
 
 from __future__ import annotations
@@ -24,57 +25,12 @@ import orjson
 
 PIECE_OPERANDS = 4096
 KEY = "filter_pieces"
-_COMBINATORS = ("$and", "$or")
 
 Path = list[str | int]
 
 
 class PieceError(ValueError):
     """The frame's pieces do not fit its filter (a defect or a forged frame)."""
-
-
-def split_filter(doc: dict[str, Any]) -> tuple[dict[str, Any], list[tuple[Path, list[bytes]]]]:
-    """``doc`` with each operand list longer than PIECE_OPERANDS emptied, and for each
-    such list its place and its JSON pieces. ``doc`` itself is not changed."""
-    lists: list[tuple[Path, list[bytes]]] = []
-
-    def walk(node: dict[str, Any], path: Path) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for key, value in node.items():
-            here: Path = [*path, key]
-            if key in _COMBINATORS and isinstance(value, list):
-                out[key] = [
-                    walk(sub, [*here, i]) if isinstance(sub, dict) else sub
-                    for i, sub in enumerate(value)
-                ]
-            elif isinstance(value, dict):
-                out[key] = {op: operand(o, [*here, op]) for op, o in value.items()}
-            else:
-                out[key] = operand(value, here)
-        return out
-
-    def operand(value: Any, path: Path) -> Any:
-        if not isinstance(value, list) or len(value) <= PIECE_OPERANDS:
-            return value
-        pieces = [
-            orjson.dumps(value[start : start + PIECE_OPERANDS])
-            for start in range(0, len(value), PIECE_OPERANDS)
-        ]
-        lists.append((path, pieces))
-        return []
-
-    return walk(doc, []), lists
-
-
-def piece_arrays(lists: list[tuple[Path, list[bytes]]]) -> tuple[list[list[Any]], dict[str, Any]]:
-    """The header's ``filter_pieces`` and the frame's arrays for ``split_filter``'s lists."""
-    places: list[list[Any]] = []
-    arrays: dict[str, Any] = {}
-    for path, pieces in lists:
-        places.append([path, len(pieces)])
-        for piece in pieces:
-            arrays[f"fp{len(arrays)}"] = np.frombuffer(piece, dtype=np.uint8)
-    return places, arrays
 
 
 def join_filter(filter_: Any, places: Any, arrays: dict[str, np.ndarray]) -> Any:
@@ -122,15 +78,3 @@ def _step(node: Any, step: Any) -> Any:
     if isinstance(node, list) and type(step) is int and 0 <= step < len(node):
         return node[step]
     raise PieceError("a path does not lead into the filter")
-
-
-def joined_frame(
-    header: dict[str, Any], arrays: dict[str, Any]
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The header and arrays with the pieces put back into the filter (for a worker that
-    does not take pieces). ``header["filter"]`` may be an ``orjson.Fragment``."""
-    header = dict(header)
-    places = header.pop(KEY)
-    filter_ = orjson.loads(orjson.dumps(header["filter"]))
-    header["filter"] = join_filter(filter_, places, arrays)
-    return header, {k: v for k, v in arrays.items() if not k.startswith("fp")}

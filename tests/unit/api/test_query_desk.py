@@ -14,8 +14,9 @@ from api.filter_bounds import check_filter_bounds
 from api.query_desk import BIG_BODY_BYTES, QueryDesk
 from api.query_parse import CheckedFilter, Fallback, parse_json_query
 from coordinator.dataplane import Limits
+from coordinator.filter_pieces import piece_arrays
 from workers.filter_pieces import KEY as PIECES_KEY
-from workers.filter_pieces import join_filter, piece_arrays
+from workers.filter_pieces import join_filter
 from workers.protocol import decode_frame, encode_frame
 
 STRINGS = [f"x{i:07d}" for i in range(20_000)]
@@ -139,9 +140,11 @@ def test_the_helper_process_loads_no_web_stack_or_store(desk: QueryDesk) -> None
     # What the helper has imported once started, asked in the helper itself: until it has
     # started, large bodies are parsed on the coordinator's event loop, so it must start
     # fast (FastAPI, pydantic and the account store took it 1.5 s or more).
-    heavy = {"fastapi", "starlette", "pydantic", "sqlalchemy", "coordinator", "uvicorn"}
+    heavy = {"fastapi", "starlette", "pydantic", "sqlalchemy", "uvicorn", "websockets"}
     probe = f"sorted(m for m in __import__('sys').modules if m.split('.')[0] in {heavy!r})"
     assert desk._pool is not None
-    loaded = desk._pool.submit(eval, probe).result(timeout=60)
-    assert loaded == []
-    assert desk._pool.submit(eval, "'api.query_desk' in __import__('sys').modules").result()
+    assert desk._pool.submit(eval, probe).result(timeout=60) == []
+    ours = "sorted(m for m in __import__('sys').modules if m.startswith(('coordinator', 'api')))"
+    loaded = desk._pool.submit(eval, ours).result(timeout=60)
+    assert set(loaded) == {"api", "api.query_desk", "api.query_parse", "coordinator",
+                           "coordinator.filter_pieces"}  # fmt: skip

@@ -12,8 +12,9 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection, serve
 
+from coordinator.filter_pieces import piece_arrays, split_filter
 from coordinator.hub import WorkerLink
-from workers.filter_pieces import KEY, piece_arrays, split_filter
+from workers.filter_pieces import KEY
 from workers.protocol import Frame, decode_frame
 
 FILTER = {"color": {"$nin": [f"x{i}" for i in range(9000)]}, "n": {"$gte": 2}}

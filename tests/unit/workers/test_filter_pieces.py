@@ -11,15 +11,8 @@ import numpy as np
 import orjson
 import pytest
 
-from workers.filter_pieces import (
-    KEY,
-    PIECE_OPERANDS,
-    PieceError,
-    join_filter,
-    joined_frame,
-    piece_arrays,
-    split_filter,
-)
+from coordinator.filter_pieces import joined_frame, piece_arrays, split_filter
+from workers.filter_pieces import KEY, PIECE_OPERANDS, PieceError, join_filter
 from workers.protocol import decode_frame, encode_frame
 from workers.service import WorkerService
 from workers.tenant_registry import TenantRegistry

@@ -8,10 +8,11 @@ client's request waited for it. A body of at least ``BIG_BODY_BYTES`` is handed 
 the desk instead: one helper process parses and checks it (api/query_parse.py, the
 code the coordinator uses; the helper imports nothing heavier) and sends back the query
 with its filter already encoded as JSON, which the frame to the worker carries as it is
-(``orjson.Fragment``), its long operand lists split into pieces the worker decodes one
-at a time (workers/filter_pieces.py). The event loop only passes bytes along. The parse's CPU time
-(``parse_s``) counts towards the client's pacing (coordinator/admission.py) with the
-request's round trip: reading such a body is part of what it costs the service.
+(``orjson.Fragment``), its long operand lists split into pieces that the worker decodes
+one at a time (coordinator/filter_pieces.py). The event loop only passes bytes along.
+The parse's CPU time (``parse_s``) counts towards the client's pacing
+(coordinator/admission.py) with the request's round trip: reading such a body is part
+of what it costs the service.
 
 Answers are the same byte for byte: a body the lean path cannot prove valid still goes
 to the reference route, and a filter past its bounds is refused at the same point,

@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 import orjson
 
+from workers.gil_turns import Turns
+
 PIECE_OPERANDS = 4096
 KEY = "filter_pieces"
 
@@ -39,12 +41,14 @@ def join_filter(filter_: Any, places: Any, arrays: dict[str, np.ndarray]) -> Any
     if not isinstance(places, list) or not isinstance(filter_, dict):
         raise PieceError("filter_pieces must be a list, with a filter")
     next_piece = 0
+    turns = Turns()  # the lock to the event loop between pieces (workers/gil_turns.py)
     for place in places:
         if not (isinstance(place, list) and len(place) == 2 and isinstance(place[1], int)):
             raise PieceError("each place is [path, count]")
         path, count = place
         values: list[Any] = []
         for _ in range(count):
+            turns.step()
             piece = arrays.get(f"fp{next_piece}")
             next_piece += 1
             if piece is None or piece.dtype != np.uint8:

@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from workers.gil_turns import Turns
+
 if TYPE_CHECKING:
     from workers.work_budget import WorkBudget
 
@@ -40,8 +42,9 @@ MAX_NODES = 1024
 _MISSING = object()
 # Rows are tested in chunks sized to take about this long, so the budget is looked at
 # often enough (a single row costs at most MAX_NODES tests over one bounded metadata
-# object) and rarely enough to cost nothing measurable.
-CHUNK_TARGET_S = 0.005
+# object) and rarely enough to cost nothing measurable; between chunks the thread hands
+# the interpreter lock to the event loop (workers/gil_turns.py).
+CHUNK_TARGET_S = 0.0005
 MAX_CHUNK_ROWS = 4096
 SET_CHUNK = 4096  # $in/$nin operands added to their set per call
 # A set holds at most this many operands; a longer list of one kind fills several.
@@ -160,7 +163,9 @@ def _by_kind(operands: list[object]) -> dict[str, list[set[object]]] | None:
     set is ever rehashed big (see SET_ENTRIES). The sets are never changed after this.
     """
     groups: dict[str, list[set[object]]] = {"bool": [set()], "number": [set()], "string": [set()]}
+    turns = Turns()  # the lock to the event loop between chunks (workers/gil_turns.py)
     for start in range(0, len(operands), SET_CHUNK):
+        turns.step()
         # In chunks: one C call over 50,000 strings would hold the GIL for milliseconds
         # while other tenants' requests on this worker wait for it. A chunk of one kind
         # (the usual case: all strings, or all numbers) is added in C; a mixed one is
@@ -269,7 +274,9 @@ def matching_rows(
     """A boolean mask of the rows whose metadata matches, stopping if the budget runs out."""
     mask = np.zeros(len(metadata), dtype=bool)
     start, size = 0, 1
+    turns = Turns()  # the lock to the event loop between chunks (workers/gil_turns.py)
     while start < len(metadata):
+        turns.step()
         budget.check()
         began = time.perf_counter()
         chunk = metadata[start : start + size]

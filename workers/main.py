@@ -21,6 +21,7 @@ from workers.fair_share import FairShare
 from workers.faiss_runtime import one_openmp_thread
 from workers.filter_pieces import KEY as FILTER_PIECES
 from workers.fsync_stats import WAL_FSYNCS
+from workers.full_collections import FullCollections
 from workers.heap import keep_large_blocks_mapped
 from workers.protocol import (
     DATA_OPS,
@@ -444,6 +445,9 @@ async def run_worker(
     liveness = None
     if liveness_file is not None:
         liveness = asyncio.create_task(touch_liveness(liveness_file, heartbeat_interval_s))
+    # The oldest generation is collected while no reads run (workers/full_collections.py).
+    full_collections = FullCollections(service.registry.options.maintenance.activity.quiet)
+    collector = asyncio.create_task(full_collections.run(stop))
     urls = [u.strip() for u in coordinator_url.split(",") if u.strip()]
     if len(urls) > 1:
         await _serve_several(urls, secret, worker_id, service, heartbeat_interval_s, stop)
@@ -474,10 +478,11 @@ async def run_worker(
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), backoff)
         backoff = min(backoff * 2, BACKOFF_MAX_S)
-    if liveness is not None:
-        liveness.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await liveness
+    for task in (liveness, collector):
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
     log.info("worker %s stopped", worker_id)
 
 

@@ -97,7 +97,7 @@ class WorkerLink:
         # getpid system call each time.
         fut: asyncio.Future[Frame] = self.socket.loop.create_future()
         self.pending[rid] = fut
-        if arrays is not None and PIECES_KEY in header and not self.filter_pieces:
+        if PIECES_KEY in header and not self.filter_pieces and arrays is not None:
             header, arrays = joined_frame(header, arrays)  # a worker from before pieces
         frame = encode_frame({**header, "rid": rid}, arrays)
         # Queries sent while others are in flight go out together at the end of this

@@ -39,9 +39,11 @@ INSERT_CHUNK = 32  # vectors per graph insertion step (~20-40 ms of exclusive gr
 # two cores at M=16): FAISS spreads one add over its threads, and bigger steps cut the
 # per-step Python work and OpenMP start-up.
 INSERT_CHUNK_IDLE = 256
-# Not bigger: at 1,024 a 100k x 384 import was fully indexed sooner (1.5x raw FAISS's
+# Not bigger: at 1,024 a 100k x 384 import was fully indexed sooner (1.4-1.5x raw FAISS's
 # 2-thread build instead of 1.8x, benchmarks.ingest_build), but recall@10 at ef 64 came
-# out 0.92-0.97 over five runs, against 0.969-0.971 at 256 and 0.970 for raw FAISS.
+# out 0.92-0.97 over five runs (0.955-0.966 over three, later), against 0.964-0.971 at
+# 256 (raw FAISS itself keeps its recall with 1,024-vector adds); and the first query
+# after a quiet spell would wait for a step four times as long (about 200 ms).
 # A filter matching at most this many rows (or under a tenth of them) is answered by an
 # exact scan of just those rows: cheaper than HNSW and exact.
 EXACT_FILTER_MAX_ROWS = 8192

@@ -31,6 +31,7 @@ from workers.protocol import (
     Op,
     decode_frame,
     encode_frame,
+    header_length,
     reply_error,
 )
 from workers.query_batch import DEFAULT_QUERY_BATCH
@@ -52,9 +53,11 @@ MAX_QUEUED = 1024  # requests accepted but waiting; beyond this the worker answe
 # worker that was frozen (SIGSTOP, long GC, swap) stops writing before its
 # tenants can be handed to another worker.
 LEASE_INTERVALS = 2.5
-# Frames this large (a filter with tens of thousands of operands) are decoded in a
-# thread of their own, one at a time, so the event loop keeps serving small frames.
-BIG_FRAME_BYTES = 64 * 1024
+# Frames whose JSON header is this large (a filter with tens of thousands of operands
+# that came without pieces, a bulk write's ids and metadata) are decoded in a thread
+# of their own, one at a time, so the event loop keeps serving small frames. Their
+# arrays (vectors, filter pieces) cost nothing to decode: they are views of the frame.
+BIG_HEADER_BYTES = 64 * 1024
 # The GIL passes between threads this often (Python's default is 5 ms): a tenant's
 # short request does not wait behind another tenant's long Python work for long.
 # VP_WORKER_SWITCH_INTERVAL_MS overrides it.
@@ -268,7 +271,7 @@ class WorkerSession:
 
     def _on_binary(self, raw: bytes) -> None:
         """Act on one binary frame as it arrives, in arrival order."""
-        if len(raw) >= BIG_FRAME_BYTES:
+        if header_length(raw) >= BIG_HEADER_BYTES:
             task = asyncio.create_task(self._decode_and_answer(raw))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)

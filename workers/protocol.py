@@ -243,6 +243,11 @@ def encode_frame(header: dict[str, Any], arrays: dict[str, np.ndarray] | None = 
     return b"".join([_LEN.pack(len(head)), head, *parts])
 
 
+def header_length(data: bytes) -> int:
+    """The length a frame gives its JSON header (0 for a frame too short to say)."""
+    return _LEN.unpack_from(data, 0)[0] if len(data) >= _LEN.size else 0
+
+
 def decode_frame(data: bytes) -> Frame:
     """Decode one binary frame; raise ProtocolError on anything malformed."""
     if not isinstance(data, bytes | bytearray | memoryview) or len(data) < _LEN.size:

@@ -8,7 +8,14 @@ import numpy as np
 import orjson
 import pytest
 
-from workers.protocol import ErrorCode, ProtocolError, decode_frame, encode_frame, reply_error
+from workers.protocol import (
+    ErrorCode,
+    ProtocolError,
+    decode_frame,
+    encode_frame,
+    header_length,
+    reply_error,
+)
 
 
 def test_round_trip_keeps_header_and_arrays_exactly() -> None:
@@ -22,6 +29,16 @@ def test_round_trip_keeps_header_and_arrays_exactly() -> None:
     assert frame.arrays["vectors"].shape == (5, 7)
     assert frame.arrays["ids"].dtype == np.int64
     assert frame.arrays["ids"].tolist() == [0, 1, 2]
+
+
+def test_the_header_length_leaves_the_arrays_out() -> None:
+    # The worker decodes frames with large headers in a thread; large arrays are views.
+    header = {"op": "query", "rid": 1}
+    vectors = np.zeros((1000, 384), dtype=np.float32)
+    frame = encode_frame(header, {"queries": vectors})
+    head = orjson.dumps({**header, "arrays": [["queries", "<f4", [1000, 384]]]})
+    assert header_length(frame) == len(head) < 100 < len(frame)
+    assert header_length(b"ab") == 0
 
 
 def test_error_reply_round_trip() -> None:

@@ -33,6 +33,7 @@ import httpx
 import numpy as np
 import orjson
 
+from tests.flood import gc_paused
 from tests.stack import Stack, running_stack
 
 DIM = 8
@@ -152,7 +153,11 @@ def _steady(stack: Stack, key: str, seconds: float) -> tuple[list[float], list[f
     queries: list[float] = []
     health: list[float] = []
     end = time.monotonic() + seconds
-    with stack.client(key) as b, httpx.Client(base_url=stack.url, timeout=30) as anon:
+    with (
+        stack.client(key) as b,
+        httpx.Client(base_url=stack.url, timeout=30) as anon,
+        gc_paused(),  # B's own collections are not the service's latency
+    ):
         while time.monotonic() < end:
             started = time.perf_counter()
             r = b.post("/v1/collections/quiet/query", json={"vector": [0.5] * DIM, "top_k": 5})

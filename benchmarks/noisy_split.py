@@ -2,6 +2,7 @@
 
     .venv/bin/python -m benchmarks.noisy_split                    # ~2 minutes
     .venv/bin/python -m benchmarks.noisy_split --rounds 3 --switch-ms 5
+    .venv/bin/python -m benchmarks.noisy_split --seconds 30 --same-worker-only --no-burner
 
 Client A sends the noisy-neighbour test's queries (``$nin``/``$in`` of 50,000
 strings, 8 at a time, by ``wrk``, or with ``--a-client httpx`` from a Python process
@@ -181,6 +182,7 @@ def split(
     switch_ms: float,
     processes: int = 1,
     a_client: str = "wrk",
+    burner: bool = True,
 ) -> list[str]:
     env = {
         "VP_REQUEST_TIMEOUT_S": "3",
@@ -208,7 +210,7 @@ def split(
         spawn = multiprocessing.get_context("spawn")
         for _ in range(rounds):
             alone_p99 = 0.0
-            for mode in ("alone", "CPU burner", "with A"):
+            for mode in ("alone", "CPU burner", "with A") if burner else ("alone", "with A"):
                 flood = burner = wrk = None
                 stop = spawn.Event()
                 if mode == "with A" and a_client == "wrk":
@@ -262,6 +264,9 @@ def main() -> None:
     parser.add_argument(
         "--a-client", choices=("wrk", "httpx"), default="wrk", help="what sends A's filters"
     )
+    parser.add_argument(
+        "--no-burner", action="store_true", help="skip the CPU-burner window of each round"
+    )
     args = parser.parse_args()
     print(
         f"switch interval {args.switch_ms} ms, {args.seconds:.0f} s per measurement, "
@@ -271,7 +276,15 @@ def main() -> None:
         flush=True,
     )
     for same in (True,) if args.same_worker_only else (True, False):
-        split(same, args.rounds, args.seconds, args.switch_ms, args.processes, args.a_client)
+        split(
+            same,
+            args.rounds,
+            args.seconds,
+            args.switch_ms,
+            args.processes,
+            args.a_client,
+            burner=not args.no_burner,
+        )
 
 
 if __name__ == "__main__":

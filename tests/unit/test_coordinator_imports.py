@@ -1,7 +1,8 @@
 """The coordinator holds no library it does not run (RSS: issue 11): built as ``vectorpanda
 up`` builds it, on a fresh data dir, it has not loaded Alembic (the start-up migration runs
 in a helper process), Jinja2 (the dashboard's pages load it), aiosmtplib (the first email
-sent over SMTP loads it), pydantic's v1 copy or uvicorn's file watcher."""
+sent over SMTP loads it), pydantic's v1 copy, uvicorn's file watcher or, on SQLite,
+SQLAlchemy's PostgreSQL dialect."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ data_dir = Path(sys.argv[1])
 ensure_env_file(env_file_path(data_dir))
 parts = build_coordinator(load_settings(data_dir, projections_in_process=True))
 unused = ("alembic", "mako", "jinja2", "aiosmtplib", "pydantic.v1", "watchfiles")
+unused += ("sqlalchemy.dialects.postgresql",)  # on SQLite
 loaded = [m for m in unused if sys.modules.get(m) is not None]
 print(",".join(loaded) + "|" + str(parts.app is not None))
 """

@@ -14,7 +14,7 @@ stderr as the coordinator's own did.
 from __future__ import annotations
 
 import json
-import subprocess  # nosec B404 - runs this module with our own interpreter
+import subprocess  # nosec B404
 import sys
 from pathlib import Path
 
@@ -39,7 +39,8 @@ def ensure_schema_in_helper(engine: Engine, url: str | None, sqlite_path: Path) 
     if schema_is_current(engine):
         return
     # The URL may hold a password: it goes through stdin, never argv or the environment.
-    done = subprocess.run(  # nosec B603 - fixed argv, our interpreter and module
+    # A fixed argv: this interpreter and this module.
+    done = subprocess.run(  # nosec B603
         [sys.executable, "-m", "vectorpanda.startup_migration"],
         input=json.dumps({"url": url, "sqlite_path": str(sqlite_path)}),
         stdout=subprocess.PIPE,

@@ -22,8 +22,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, Text, create_engine, inspect
-from sqlalchemy.dialects import postgresql
+from sqlalchemy import TEXT, Connection, Engine, Table, Text, create_engine, inspect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -35,8 +34,10 @@ WRITE_LOCK_KEY = 0x56504354524C3031
 _PG_DRIVER = "postgresql+psycopg"
 
 # Text that is ordered or range-compared (timestamps, names): byte order on PostgreSQL,
-# as SQLite compares, whatever the database's default collation.
-OrderedText = Text().with_variant(postgresql.TEXT(collation="C"), "postgresql")
+# as SQLite compares, whatever the database's default collation. (``TEXT`` is the type
+# ``sqlalchemy.dialects.postgresql.TEXT`` names; that dialect, about 2.3 MiB, is
+# imported only by a process on PostgreSQL.)
+OrderedText = Text().with_variant(TEXT(collation="C"), "postgresql")
 
 _PG_APPEND_ONLY = (
     "CREATE OR REPLACE FUNCTION vp_events_append_only() RETURNS trigger "
@@ -269,15 +270,22 @@ def consumer_transaction(engine: Engine, consumer: str) -> Iterator[Connection]:
         yield conn
 
 
+def _postgresql() -> Any:
+    """SQLAlchemy's PostgreSQL dialect module (loaded already by an engine on it)."""
+    from sqlalchemy.dialects import postgresql
+
+    return postgresql
+
+
 def insert_ignoring_conflicts(conn: Engine | Connection, table: Table) -> Any:
     """``INSERT … ON CONFLICT DO NOTHING`` (SQLite's INSERT OR IGNORE) in this dialect."""
-    dialect = postgresql if is_postgres(conn) else sqlite_dialect
+    dialect = _postgresql() if is_postgres(conn) else sqlite_dialect
     return dialect.insert(table).on_conflict_do_nothing()
 
 
 def upsert(conn: Connection, table: Table, keys: list[str], row: dict[str, Any]) -> Any:
     """``INSERT … ON CONFLICT (keys) DO UPDATE`` setting every other column of ``row``."""
-    dialect = postgresql if is_postgres(conn) else sqlite_dialect
+    dialect = _postgresql() if is_postgres(conn) else sqlite_dialect
     stmt = dialect.insert(table).values(**row)
     return stmt.on_conflict_do_update(
         index_elements=keys, set_={k: stmt.excluded[k] for k in row if k not in keys}

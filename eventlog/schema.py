@@ -71,6 +71,12 @@ def schema_state(conn: Connection) -> SchemaState:
     return SchemaState(revision, tables - {VERSION_TABLE})
 
 
+def schema_is_current(engine: Engine) -> bool:
+    """Whether the database is at the newest revision (one read; no Alembic)."""
+    with read_transaction(engine) as conn:
+        return schema_state(conn).current
+
+
 def known_revisions() -> list[str]:
     """Every revision in the migrations directory, oldest first."""
     return [script.revision for script in reversed(list(_scripts().walk_revisions()))]

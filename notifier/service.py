@@ -16,14 +16,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 import time
 import uuid
 from collections.abc import Callable
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Protocol
-
-import aiosmtplib
 
 from eventlog.bus import Bus, Delivery
 from eventlog.consumer import CheckpointedConsumer, EventReader
@@ -48,6 +47,11 @@ def is_permanent(exc: BaseException) -> bool:
     """Whether a sending error will recur however often the email is retried."""
     if isinstance(exc, PermanentFailure | UnicodeError):
         return True
+    # Looked up, not imported: aiosmtplib loads with the first email sent over SMTP (a
+    # process that writes .eml files never holds it), and only it raises its errors.
+    aiosmtplib = sys.modules.get("aiosmtplib")
+    if aiosmtplib is None:
+        return False
     if isinstance(exc, aiosmtplib.SMTPNotSupported):
         return "SMTPUTF8" in str(exc)  # STARTTLS/AUTH missing is configuration, fixable
     if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
@@ -85,6 +89,8 @@ class SmtpSender:
         self._timeout = timeout_s
 
     async def send(self, message: EmailMessage) -> None:
+        import aiosmtplib
+
         await aiosmtplib.send(
             message,
             hostname=self._host,

@@ -26,20 +26,30 @@ if TYPE_CHECKING:  # a worker process runs without pydantic (vectorpanda.worker_
     from vectorpanda.worker_settings import WorkerSettings
 
 
-def _without_httpx_command_line() -> None:
-    """Keep httpx's own command line (``httpx._main``: click, rich and pygments, about
-    3 MiB of RSS) out of a server process, which uses httpx only as a client.
+def _without_unused_library_parts() -> None:
+    """Keep library modules a server process never runs out of it (RSS: issue 11).
 
-    httpx's ``__init__`` imports it whenever click is installed (uvicorn needs click),
-    and falls back to a stub when that import fails; a ``None`` entry in
-    ``sys.modules`` makes it fail. Called before anything here imports httpx.
+    Each is imported by its library only to offer something we do not use, and each
+    import is one the library makes optional (it falls back when the import fails); a
+    ``None`` entry in ``sys.modules`` makes it fail. Called before anything here imports
+    httpx, FastAPI or uvicorn.
+
+    - ``httpx._main``: httpx's own command line (click, rich and pygments, about 3 MiB),
+      imported by its ``__init__`` whenever click is installed (uvicorn needs click);
+      a server uses httpx only as a client.
+    - ``pydantic.v1``: FastAPI asks, as it declares each route and in its last-resort
+      encoder, whether a type is a pydantic v1 model, and imports pydantic's v1 copy to
+      ask (about 1.7 MiB); without it the answer is "no", which it is for every model here.
+    - ``watchfiles``: uvicorn's file watcher for ``--reload``, never used by a server;
+      uvicorn falls back to its polling reloader class, which is never started either.
     """
-    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+    for name in ("httpx._main", "pydantic.v1", "watchfiles"):
+        sys.modules.setdefault(name, None)  # type: ignore[arg-type]
 
 
 async def up(settings: Settings, workers: int) -> int:
     """Coordinator, scheduler, notifier and ``workers`` worker processes."""
-    _without_httpx_command_line()
+    _without_unused_library_parts()
     from vectorpanda.server.launcher import run_up
 
     return await run_up(settings, workers)
@@ -47,7 +57,7 @@ async def up(settings: Settings, workers: int) -> int:
 
 async def coordinator_member(settings: Settings, index: int | None, workers: int) -> int:
     """One of the coordinator processes of ``up`` with VP_COORDINATOR_PROCESSES > 1."""
-    _without_httpx_command_line()
+    _without_unused_library_parts()
     from vectorpanda.server.group import run_member
 
     return await run_member(settings, index, workers)
@@ -55,7 +65,7 @@ async def coordinator_member(settings: Settings, index: int | None, workers: int
 
 async def coordinator(settings: Settings) -> int:
     """The HTTP API and the worker hub, until a signal arrives."""
-    _without_httpx_command_line()
+    _without_unused_library_parts()
     from vectorpanda.server.coordinator import build_coordinator, serve_coordinator
 
     stop = stop_on_signals()
@@ -81,7 +91,7 @@ async def worker(settings: WorkerSettings) -> int:
 
 async def scheduler(settings: Settings) -> int:
     """The scheduler, acting through the admin API with VP_SCHEDULER_TOKEN."""
-    _without_httpx_command_line()
+    _without_unused_library_parts()
     from vectorpanda.server.duties import run_scheduler_process
 
     await run_scheduler_process(settings, stop_on_signals())

@@ -55,6 +55,7 @@ from vectorpanda.server.events import (
 from vectorpanda.server.http_protocol import HeldHeadHttpToolsProtocol
 from vectorpanda.server.run_files import rate_limit_table, run_dir
 from vectorpanda.settings import Settings
+from vectorpanda.startup_migration import ensure_schema_in_helper
 from workers.backup_store import LocalBackupStore
 from workers.heap import keep_large_blocks_mapped
 
@@ -138,7 +139,11 @@ def build_coordinator(
     worker_secret = require_secret(settings, "worker_secret")
     settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     warn_if_shared(settings.data_dir)
-    uow = SqliteUnitOfWork(control_engine(settings))
+    engine = control_engine(settings)
+    # A database to create or upgrade is migrated by a helper process: Alembic stays out
+    # of this one (about 11 MiB for its whole life, vectorpanda/startup_migration.py).
+    ensure_schema_in_helper(engine, database_url(settings), settings.control_db)
+    uow = SqliteUnitOfWork(engine)
     accounts = Accounts.with_unit_of_work(uow, pepper.encode(), settings.key_cache_size)
     if fencer is None and settings.fence_local_workers:
         fencer = fence_local_worker

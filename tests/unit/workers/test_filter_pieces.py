@@ -55,6 +55,18 @@ def test_long_lists_go_in_pieces_and_come_back_in_order() -> None:
     assert join_filter(frame.header["filter"], frame.header[KEY], frame.arrays) == FILTER
 
 
+def test_the_frames_filter_is_left_as_it_came() -> None:
+    """The long lists belong to the joined copy (freed with the request, in its thread),
+    not to the frame's header (freed with the frame, on the event loop)."""
+    frame = _wire(FILTER)
+    before = orjson.dumps(frame.header["filter"])
+    joined = join_filter(frame.header["filter"], frame.header[KEY], frame.arrays)
+    assert joined == FILTER
+    assert orjson.dumps(frame.header["filter"]) == before
+    assert frame.header["filter"]["$and"][0] == {"color": {"$nin": []}}
+    assert joined["short"] is frame.header["filter"]["short"]  # off every path: shared
+
+
 def test_a_filter_without_long_lists_is_left_as_it_is() -> None:
     doc = {"a": {"$in": [1, 2]}, "$or": [{"b": 1}, {"c": {"$exists": False}}]}
     assert split_filter(doc) == (doc, [])

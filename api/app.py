@@ -18,6 +18,7 @@ from api.errors import ERROR_RESPONSES, install_error_handlers
 from api.lean_admin import LeanAdmin, lean_admin_routes
 from api.lean_front import LeanFront
 from api.lean_query import LeanQuery
+from api.lean_upsert import LeanUpsert
 from api.middleware import RequestContext, RequestObserver, RequestRecorder
 from api.query_desk import QueryDesk
 from api.routes import (
@@ -160,8 +161,9 @@ def create_app(
     )
     # Admitted valid queries are answered from the gate, without FastAPI's per-request work
     # or Starlette's stack; the route stays the reference (and the OpenAPI description).
-    query_route = next(
-        r for r in vectors.router.routes if isinstance(r, APIRoute) and r.path == vectors.QUERY_PATH
+    query_route, upsert_route = (
+        next(r for r in vectors.router.routes if isinstance(r, APIRoute) and r.path == path)
+        for path in (vectors.QUERY_PATH, vectors.UPSERT_PATH)
     )
     app.query_desk = QueryDesk(dataplane.limits)
     lean_front = LeanFront(
@@ -169,6 +171,8 @@ def create_app(
         query=LeanQuery(dataplane=dataplane, route=query_route),
         recorder=RequestRecorder(max_body_bytes, observer, metrics.observe_defect),
         desk=app.query_desk,
+        # Large JSON upserts: parsed by the desk too, off the event loop.
+        upsert=LeanUpsert(dataplane=dataplane, route=upsert_route),
     )
     # The data plane's front: outside Starlette's middleware stack, so a refusal costs
     # only itself (it does RequestContext's part for the requests it refuses).

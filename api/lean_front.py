@@ -22,6 +22,11 @@ that chain does for such a request is done here, the same way and with the same 
 Every other request, and every query the lean handler cannot prove valid (its body
 replayed), goes on to the app (``chain``) unchanged, where the reference route answers.
 The route stays registered there, so the OpenAPI document is the same.
+
+A large JSON ``POST /v1/collections/{name}/upsert`` (a key with the write scope, a body
+of at least the query desk's 64 KiB) is served the same way, its body parsed and
+checked by the query desk's helper process rather than on the event loop
+(api/lean_upsert.py); a smaller one, or one the helper refuses, goes to its route.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from api.lean_query import (
     replay_body,
     wants_binary,
 )
+from api.lean_upsert import UPSERT_SUFFIX, LeanUpsert
 from api.middleware import BodyTooLarge, RequestRecorder, send_error
 from api.query_desk import QueryDesk
 from api.query_parse import Fallback
@@ -58,16 +64,25 @@ class LeanFront:
         query: LeanQuery,
         recorder: RequestRecorder,
         desk: QueryDesk | None = None,
+        upsert: LeanUpsert | None = None,
     ) -> None:
         self.chain = chain
         self.query = query
         self.recorder = recorder
         # Large JSON bodies are parsed in a process of its own (api/query_desk.py).
         self.desk = desk
+        # Large JSON upserts too, when given (api/lean_upsert.py).
+        self.upsert = upsert if desk is not None else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         name = LeanQuery.collection(scope)
-        if name is not None:
+        if name is None:
+            if self.upsert is not None and scope["path"].endswith(UPSERT_SUFFIX):
+                handed_on = await self._large_upsert(scope, receive, send)
+                if handed_on is None:
+                    return
+                receive = handed_on
+        else:
             principal: Principal | None = scope["state"].get("principal")
             if principal is not None and KeyScope.READ in principal.scopes:
                 content_type = accept = None
@@ -86,6 +101,29 @@ class LeanFront:
                     receive = handed_on
         await self.chain(scope, receive, send)
 
+    async def _large_upsert(self, scope: Scope, receive: Receive, send: Send) -> Receive | None:
+        """A large JSON upsert by a key with the write scope, its body parsed by the desk
+        and answered here (None); for any other request, ``receive`` untouched."""
+        name = LeanUpsert.collection(scope)
+        principal: Principal | None = scope["state"].get("principal")
+        if name is None or principal is None or KeyScope.WRITE not in principal.scopes:
+            return receive
+        content_type = length = None
+        for key, value in scope["headers"]:  # the first of each, as Headers.get
+            if key == b"content-type":
+                if content_type is None:
+                    content_type = value
+            elif key == b"content-length" and length is None:
+                length = value
+        if content_type != JSON_TYPE:
+            return receive
+        assert self.desk is not None and self.upsert is not None
+        if length is not None and length.isdigit() and int(length) < self.desk.big_body_bytes:
+            return receive  # small: the route's parse costs less than the trip to the desk
+        return await self._serve(
+            scope, receive, send, name, principal, content_type, None, self.upsert
+        )
+
     async def _serve(
         self,
         scope: Scope,
@@ -95,9 +133,11 @@ class LeanFront:
         principal: Principal,
         content_type: bytes,
         accept: bytes | None,
+        upsert: LeanUpsert | None = None,
     ) -> Receive | None:
-        """Answer the query, logged and counted; or the ``receive`` the chain must get
-        when the reference route answers instead (nothing logged or counted here)."""
+        """Answer the query (or with ``upsert``, the large JSON upsert), logged and
+        counted; or the ``receive`` the chain must get when the reference route answers
+        instead (nothing logged or counted here)."""
         state = scope["state"]
         request_id: str = state["request_id"]
         id_header = (b"x-request-id", request_id.encode())
@@ -112,8 +152,12 @@ class LeanFront:
                 recorded = False
                 return receive  # the route finds the same
             failure: Exception | None = None
+            rows = query = None
             try:
-                if content_type == JSON_TYPE and self.desk is not None:
+                if upsert is not None:
+                    assert self.desk is not None
+                    rows = await self.desk.parse_upsert(body)
+                elif content_type == JSON_TYPE and self.desk is not None:
                     query = await self.desk.parse(body)
                 else:
                     query = self.query.parse(content_type, body)
@@ -121,15 +165,20 @@ class LeanFront:
                 recorded = False
                 return replay_body(body, receive)
             except BinaryQueryError as exc:
-                query, failure = None, exc.as_api_error()
-            scope["route"] = self.query.route  # for the request log and the metrics
+                failure = exc.as_api_error()
+            # for the request log and the metrics
+            scope["route"] = self.query.route if upsert is None else upsert.route
             scope["path_params"] = {"name": name}
-            binary = wants_binary(accept)
+            binary = upsert is None and wants_binary(accept)
             try:
-                if query is None:
-                    assert failure is not None
+                if failure is not None:
                     raise failure
-                answer = await self.query.answer(principal, name, query, receive, binary)
+                if rows is not None:
+                    assert upsert is not None
+                    answer = await upsert.answer(principal, name, rows)
+                else:
+                    assert query is not None
+                    answer = await self.query.answer(principal, name, query, receive, binary)
             except Exception as exc:
                 parts = error_parts(exc)
                 if parts is None:

@@ -37,6 +37,7 @@ from api.query_parse import CheckedFilter, Fallback, FilterTooLarge, parse_json_
 from coordinator.filter_pieces import split_filter
 
 if TYPE_CHECKING:
+    from api.upsert_rows import Rows
     from coordinator.dataplane import Limits
 
 log = logging.getLogger(__name__)
@@ -109,6 +110,36 @@ class QueryDesk:
         if query is None:
             raise Fallback
         return query
+
+    async def parse_upsert(self, body: bytes) -> Rows:
+        """The rows of a large JSON upsert ``body``, parsed and checked by the helper as the
+        route would (api/upsert_rows.py); Fallback when the route must answer: a body the
+        route refuses, a small one, or any while the helper starts or is down (the route
+        then parses it on the event loop, as before)."""
+        if len(body) < self.big_body_bytes:
+            raise Fallback
+        from api.upsert_rows import parse_upsert  # pydantic: the helper loads it only here
+
+        limits = self.limits
+        try:
+            pool = self._pool_started()
+            if not self._up():
+                raise Fallback
+            parsed = await asyncio.get_running_loop().run_in_executor(
+                pool,
+                parse_upsert,
+                body,
+                limits.max_upsert_vectors,
+                limits.max_dimension,
+                limits.max_metadata_bytes,
+            )
+        except (BrokenProcessPool, OSError, RuntimeError) as exc:
+            log.warning("query desk unavailable, the upsert route parses the body: %s", exc)
+            self.close()
+            raise Fallback from None
+        if parsed is None:
+            raise Fallback
+        return parsed
 
     def _pool_started(self) -> ProcessPoolExecutor:
         if self._pool is None:

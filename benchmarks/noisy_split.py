@@ -81,6 +81,28 @@ def _collection(stack: Stack, key: str, name: str, meta: Any) -> None:
         client.post(f"/v1/collections/{name}/upsert", json={"vectors": rows}).raise_for_status()
 
 
+BULK_DIM = 384  # --a-sends upserts: A imports 1,000 x 384 vectors a request, as JSON
+
+
+def _upsert_bodies() -> list[bytes]:
+    rng = np.random.default_rng(3)
+    return [
+        orjson.dumps(
+            {
+                "vectors": [
+                    {
+                        "id": f"b{i}",
+                        "values": rng.standard_normal(BULK_DIM).astype(np.float32).tolist(),
+                        "metadata": {"n": i, "batch": turn},
+                    }
+                    for i in range(1000)
+                ]
+            }
+        )
+        for turn in range(2)
+    ]
+
+
 def _bodies() -> list[bytes]:
     strings = [f"x{i:07d}" for i in range(50_000)]
     return [
@@ -115,19 +137,22 @@ def _flood(url: str, key: str, flooding: Any, stop: Any, counts: Any) -> None:
     counts.put(dict(statuses))
 
 
-def _flood_wrk(url: str, key: str, seconds: float, workdir: Path) -> subprocess.Popen[str]:
+def _flood_wrk(
+    url: str, key: str, seconds: float, workdir: Path, sends: str = "filters"
+) -> subprocess.Popen[str]:
     """A as ``wrk`` (C; FLOODERS keep-alive connections, the bodies in turn): the load
     generator's own CPU, which shares the host's two cores with the service and B, is a
     small part of what A costs (httpx's was about a tenth of a core)."""
     files = []
-    for n, body in enumerate(_bodies()):
+    for n, body in enumerate(_bodies() if sends == "filters" else _upsert_bodies()):
         files.append(workdir / f"noisy-{n}.json")
         files[-1].write_bytes(body)
     wrk = shutil.which("wrk")
     assert wrk is not None, "wrk is not installed (apt-get install wrk), or use --a-client httpx"
     argv = [wrk, "-t1", f"-c{FLOODERS}", f"-d{max(1, round(seconds))}s", "--timeout", "30s"]
     argv += ["-s", str(Path(__file__).with_name("noisy_filters.lua"))]
-    argv += [f"{url}/v1/collections/noisy/query", "--", *map(str, files)]
+    path = "noisy/query" if sends == "filters" else "bulk/upsert"
+    argv += [f"{url}/v1/collections/{path}", "--", *map(str, files)]
     env = {**os.environ, "VP_NOISY_KEY": key}
     return subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, env=env)
 
@@ -183,6 +208,7 @@ def split(
     processes: int = 1,
     a_client: str = "wrk",
     burner: bool = True,
+    a_sends: str = "filters",
 ) -> list[str]:
     env = {
         "VP_REQUEST_TIMEOUT_S": "3",
@@ -197,6 +223,9 @@ def split(
         assert stack.proc is not None
         a_id, a_key = _client(stack, "noisy", "premium")
         _collection(stack, a_key, "noisy", lambda i: {"color": f"c{i % 7}", "n": i})
+        with stack.client(a_key) as client:  # --a-sends upserts: A's bulk import goes here
+            spec = {"name": "bulk", "dimension": BULK_DIM, "metric": "l2"}
+            client.post("/v1/collections", json=spec).raise_for_status()
         for n in range(8):  # with two workers: until B lands on the other one
             b_id, b_key = _client(stack, f"quiet{n}", "standard")
             _collection(stack, b_key, "quiet", lambda i: {"n": i})
@@ -214,7 +243,7 @@ def split(
                 flood = burner = wrk = None
                 stop = spawn.Event()
                 if mode == "with A" and a_client == "wrk":
-                    wrk = _flood_wrk(stack.url, a_key, seconds + 3, Path(tmp))
+                    wrk = _flood_wrk(stack.url, a_key, seconds + 3, Path(tmp), a_sends)
                     time.sleep(1.5)
                 elif mode == "with A":
                     flooding, counts = spawn.Event(), spawn.Queue()
@@ -265,12 +294,19 @@ def main() -> None:
         "--a-client", choices=("wrk", "httpx"), default="wrk", help="what sends A's filters"
     )
     parser.add_argument(
+        "--a-sends",
+        choices=("filters", "upserts"),
+        default="filters",
+        help="A's flood: 50,000-operand filters, or (wrk only) JSON upserts of 1,000 x 384",
+    )
+    parser.add_argument(
         "--no-burner", action="store_true", help="skip the CPU-burner window of each round"
     )
     args = parser.parse_args()
     print(
         f"switch interval {args.switch_ms} ms, {args.seconds:.0f} s per measurement, "
-        f"{args.processes} coordinator process(es), A sent by {args.a_client}\n"
+        f"{args.processes} coordinator process(es), A sent by {args.a_client}, "
+        f"sending {args.a_sends}\n"
         "| A and B on | B | B query p50 / p99 ms | p99 / alone | B /healthz p50 / p99 ms | "
         "coordinator CPU | workers CPU | A's 200s | load |\n|---|---|---|---|---|---|---|---|---|",
         flush=True,
@@ -284,6 +320,7 @@ def main() -> None:
             args.processes,
             args.a_client,
             burner=not args.no_burner,
+            a_sends=args.a_sends,
         )
 
 

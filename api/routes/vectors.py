@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from typing import Any
 
 import numpy as np
-import orjson
 from fastapi import APIRouter, Request, Response
 
 from api.deps import DataPlaneDep, ReadKey, WriteKey, tier_limits
@@ -28,54 +25,48 @@ from api.schemas import (
     UpsertRequest,
     UpsertResponse,
 )
+from api.upsert_rows import (
+    BAD_REQUEST,
+    INVALID,
+    TOO_LARGE,
+    RowsRefused,
+    check_count,
+    matrix_of,
+    upsert_rows,
+)
 from coordinator.dataplane import Limits
 
 router = APIRouter(prefix="/v1/collections", tags=["vectors"], route_class=OrjsonRoute)
 # Also served by the lean path (api/lean_query.py); this route stays the reference.
 QUERY_PATH = "/v1/collections/{name}/query"
+UPSERT_PATH = "/v1/collections/{name}/upsert"  # large JSON bodies: api/lean_upsert.py
+
+
+_ERRORS: dict[int, type[BadRequest | PayloadTooLarge | Invalid]] = {
+    BAD_REQUEST: BadRequest,
+    TOO_LARGE: PayloadTooLarge,
+    INVALID: Invalid,
+}
+
+
+def api_error(refused: RowsRefused) -> BadRequest | PayloadTooLarge | Invalid:
+    """The API's error for a refusal of api/upsert_rows.py (same status, same message)."""
+    return _ERRORS[refused.status](refused.message)
 
 
 def _matrix(rows: list[list[float]] | np.ndarray) -> np.ndarray:
     """Rows of floats (or a float32 matrix already) as one float32 matrix; ragged rows are a 422."""
-    width = len(rows[0]) if len(rows) else 0
-    if width == 0 or any(len(r) != width for r in rows):
-        raise Invalid("all vectors must have the same, non-zero number of values")
-    matrix = np.asarray(rows, dtype=np.float32)
-    if not np.isfinite(matrix).all():
-        raise Invalid("values must be finite (no NaN or Infinity, and within float32 range)")
-    return matrix
-
-
-def _decode_b64(ids: list[str], payload: str) -> np.ndarray:
     try:
-        raw = base64.b64decode(payload, validate=True)
-    except (binascii.Error, ValueError):
-        raise BadRequest("values_b64 is not valid base64") from None
-    if len(raw) % 4:
-        raise BadRequest("values_b64 must hold little-endian float32 values (4 bytes each)")
-    floats = len(raw) // 4
-    if not ids or floats == 0 or floats % len(ids):
-        raise Invalid(
-            f"values_b64 holds {floats} float32 values, not a multiple of "
-            f"len(ids)={len(ids)}: its length must be len(ids) x dimension x 4 bytes"
-        )
-    matrix = np.frombuffer(raw, dtype="<f4").reshape(len(ids), floats // len(ids))
-    if not np.isfinite(matrix).all():
-        raise Invalid("values must be finite (no NaN or Infinity)")
-    return matrix.astype(np.float32, copy=False)
-
-
-def _check_metadata(metadata: list[dict[str, Any] | None], limits: Limits) -> None:
-    for i, meta in enumerate(metadata):
-        if meta is not None and len(orjson.dumps(meta)) > limits.max_metadata_bytes:
-            raise Invalid(
-                f"metadata of vector {i} is over {limits.max_metadata_bytes} bytes of JSON"
-            )
+        return matrix_of(rows)
+    except RowsRefused as refused:
+        raise api_error(refused) from None
 
 
 def _check_count(count: int, limit: int, what: str) -> None:
-    if count > limit:
-        raise PayloadTooLarge(f"at most {limit} {what} per request; got {count}")
+    try:
+        check_count(count, limit, what)
+    except RowsRefused as refused:
+        raise api_error(refused) from None
 
 
 @router.post("/{name}/upsert", response_model=UpsertResponse)
@@ -84,24 +75,12 @@ async def upsert(
 ) -> Response:
     """Insert or replace vectors; durable (fsynced) before the response."""
     limits = dataplane.limits
-    if body.vectors is not None:
-        _check_count(len(body.vectors), limits.max_upsert_vectors, "vectors")
-        if not body.vectors:
-            raise Invalid("'vectors' must not be empty")
-        ids = [v.id for v in body.vectors]
-        matrix = _matrix([v.values for v in body.vectors])
-        metadata: list[dict[str, Any] | None] = [
-            dict(v.metadata) if v.metadata is not None else None for v in body.vectors
-        ]
-    else:
-        assert body.ids is not None and body.values_b64 is not None
-        _check_count(len(body.ids), limits.max_upsert_vectors, "vectors")
-        ids = body.ids
-        matrix = _decode_b64(ids, body.values_b64)
-        metadata = [dict(m) if m else None for m in body.metadata or [None] * len(ids)]
-    if matrix.shape[1] > limits.max_dimension:
-        raise Invalid(f"dimension must be at most {limits.max_dimension}")
-    _check_metadata(metadata, limits)
+    try:
+        ids, matrix, metadata = upsert_rows(
+            body, limits.max_upsert_vectors, limits.max_dimension, limits.max_metadata_bytes
+        )
+    except RowsRefused as refused:
+        raise api_error(refused) from None
     count = await dataplane.upsert(
         key.client_id,
         known_name(name),

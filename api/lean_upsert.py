@@ -1,0 +1,64 @@
+"""Large JSON upserts answered from the admission gate, their body parsed off the event loop.
+
+``POST /v1/collections/{name}/upsert`` with a JSON body of at least the query desk's
+``big_body_bytes`` (64 KiB) and a key with the write scope: api/lean_front.py reads the
+body and hands it to the query desk's helper process (api/query_desk.py), which runs
+the route's own parse and checks on it (api/upsert_rows.py) and sends back the ids,
+the float32 matrix and the metadata. A 1,000 x 384 upsert as JSON is about 7.6 MB;
+parsed on the coordinator's event loop, it held that loop (and every other client's
+request) for 40-80 ms.
+
+The route in api/routes/vectors.py stays the reference and the OpenAPI description:
+a body the helper refuses, a smaller body, and any large body while the helper
+starts, go to it unchanged (the body replayed), so every error is the route's own.
+What follows the parse is the route's: the collection name, the tier's vector limit,
+``DataPlane.upsert``, and the same answer, ``{"upserted": n}``.
+"""
+
+from __future__ import annotations
+
+import orjson
+from starlette.routing import BaseRoute
+from starlette.types import Scope
+
+from api.routes.collections import known_name
+from api.routing import JSON_OPTIONS
+from api.upsert_rows import Rows
+from coordinator.accounts.model import Principal
+from coordinator.dataplane import DataPlane
+from coordinator.tiers import limits_for
+
+PREFIX = "/v1/collections/"
+UPSERT_SUFFIX = "/upsert"
+
+
+class LeanUpsert:
+    """The upsert route's large JSON bodies, once the desk has parsed and checked them."""
+
+    def __init__(self, *, dataplane: DataPlane, route: BaseRoute) -> None:
+        self.dataplane = dataplane
+        self.route = route  # the reference route: named in the request log and the metrics
+
+    @staticmethod
+    def collection(scope: Scope) -> str | None:
+        """The collection name when this is ``POST /v1/collections/{name}/upsert``, exactly."""
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["query_string"]:
+            return None
+        path: str = scope["path"]
+        if not path.startswith(PREFIX) or not path.endswith(UPSERT_SUFFIX):
+            return None
+        name = path[len(PREFIX) : -len(UPSERT_SUFFIX)]
+        return name if name and "/" not in name else None
+
+    async def answer(self, principal: Principal, name: str, rows: Rows) -> bytes:
+        """The answer's bytes, or the API's error raised (as the route raises it)."""
+        ids, matrix, metadata = rows
+        count = await self.dataplane.upsert(
+            principal.client_id,
+            known_name(name),
+            ids,
+            matrix,
+            metadata,
+            max_vectors=limits_for(principal.tier).max_vectors,
+        )
+        return orjson.dumps({"upserted": count}, option=JSON_OPTIONS)

@@ -51,10 +51,21 @@ def pg_fleet(pg_url: str, tmp_path: Path) -> Iterator[tuple[Proc, dict[str, Any]
     proc.pump()
     try:
         proc.wait_for("fleet: ", timeout=90)
-        line = next(x for x in proc.output if x.startswith("fleet: "))
+        line = next((x for x in proc.output if x.startswith("fleet: ")), None)
+        # "vectorpanda fleet: <why>" when it could not start: its output and its children's
+        # logs say why
+        assert line is not None, "".join(proc.output) + _log_tails(data_dir / "logs" / "fleet")
         yield proc, json.loads(line.removeprefix("fleet: ")), data_dir
     finally:
         proc.stop()
+
+
+def _log_tails(logs: Path, lines: int = 40) -> str:
+    out = []
+    for log in sorted(logs.glob("*.log")):
+        tail = log.read_text(errors="replace").splitlines()[-lines:]
+        out.append(f"\n--- {log.name}\n" + "\n".join(tail))
+    return "".join(out)
 
 
 def _socket_inodes(port: int) -> set[str]:

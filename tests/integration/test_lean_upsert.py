@@ -2,7 +2,9 @@
 answered as the reference route answers them, errors included, and store the same rows.
 
 ``Content-Type: application/json; charset=utf-8`` is not the lean path's exact type, so
-the same body sent with it is answered by the route (api/routes/vectors.py).
+the same body sent with it is answered by the route (api/routes/vectors.py). A packed
+body (``values_b64``, as the SDK sends) has few values and is parsed by the route either
+way (api/query_desk.py, ``UPSERT_DESK_VALUES``); it is here to show both stay alike.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ pytestmark = pytest.mark.integration
 
 DIM = 64
 RNG = np.random.default_rng(17)
-MATRIX = RNG.standard_normal((300, DIM)).astype(np.float32)
+MATRIX = RNG.standard_normal((500, DIM)).astype(np.float32)  # rows: values enough for the desk
 LEAN, ROUTE = "application/json", "application/json; charset=utf-8"
 
 

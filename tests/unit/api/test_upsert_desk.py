@@ -11,7 +11,7 @@ import numpy as np
 import orjson
 import pytest
 
-from api.query_desk import BIG_BODY_BYTES, QueryDesk
+from api.query_desk import BIG_BODY_BYTES, UPSERT_DESK_VALUES, QueryDesk, json_values
 from api.query_parse import Fallback
 from api.schemas import UpsertRequest
 from api.upsert_rows import INVALID, TOO_LARGE, RowsRefused, parse_upsert, upsert_rows
@@ -20,7 +20,7 @@ from coordinator.dataplane import Limits
 LIMITS = Limits()
 BOUNDS = (LIMITS.max_upsert_vectors, LIMITS.max_dimension, LIMITS.max_metadata_bytes)
 RNG = np.random.default_rng(5)
-MATRIX = RNG.standard_normal((200, 48)).astype(np.float32)
+MATRIX = RNG.standard_normal((400, 64)).astype(np.float32)  # values enough for the desk
 
 
 def _rows_body(matrix: np.ndarray = MATRIX, **extra: Any) -> bytes:
@@ -118,14 +118,27 @@ async def test_the_desk_parses_a_large_body_in_its_process(desk: QueryDesk) -> N
     assert loaded.result(timeout=60)  # parsed there, not here
 
 
-async def test_small_bodies_and_refused_ones_go_to_the_route(desk: QueryDesk) -> None:
+async def test_small_cheap_and_refused_bodies_go_to_the_route(desk: QueryDesk) -> None:
     small = _rows_body(MATRIX[:2])
     assert len(small) < BIG_BODY_BYTES
+    packed = _packed_body()  # large, but few values: cheap to parse on the event loop
+    assert len(packed) >= BIG_BODY_BYTES and json_values(packed) < UPSERT_DESK_VALUES
     ragged = orjson.loads(_rows_body())
     ragged["vectors"][5]["values"].pop()
-    for body in (small, orjson.dumps(ragged)):
+    for body in (small, packed, orjson.dumps(ragged)):
         with pytest.raises(Fallback):
             await desk.parse_upsert(body)
+
+
+def test_the_values_of_a_body_are_estimated_from_a_sample() -> None:
+    rows = _rows_body()
+    exact = rows.count(b",")
+    assert len(rows) > 16 * 4096  # sampled, not counted
+    for _ in range(20):
+        assert 0.7 * exact < json_values(rows) < 1.3 * exact
+    assert json_values(b'{"a": [1, 2, 3]}') == 2  # small: counted
+    # a long string is cheap to parse, whatever its size
+    assert json_values(orjson.dumps({"ids": ["a"], "values_b64": "A" * 400_000})) < 100
 
 
 async def test_until_its_process_has_started_the_route_parses() -> None:

@@ -159,6 +159,18 @@ async def _unless_disconnected(receive: Receive, work: Awaitable[T]) -> T:
             watcher.cancel()
 
 
+def collection_posted(scope: Scope, suffix: str) -> str | None:
+    """The collection name when this is ``POST /v1/collections/{name}<suffix>``, exactly
+    (no query string)."""
+    if scope["type"] != "http" or scope["method"] != "POST" or scope["query_string"]:
+        return None
+    path: str = scope["path"]
+    if not path.startswith(PREFIX) or not path.endswith(suffix):
+        return None
+    name = path[len(PREFIX) : -len(suffix)]
+    return name if name and "/" not in name else None
+
+
 class LeanQuery:
     """The query route's provably valid requests, answered without FastAPI (its handler;
     api/lean_front.py serves them from the admission gate)."""
@@ -170,13 +182,7 @@ class LeanQuery:
     @staticmethod
     def collection(scope: Scope) -> str | None:
         """The collection name when this is ``POST /v1/collections/{name}/query``, exactly."""
-        if scope["type"] != "http" or scope["method"] != "POST" or scope["query_string"]:
-            return None
-        path: str = scope["path"]
-        if not path.startswith(PREFIX) or not path.endswith(SUFFIX):
-            return None
-        name = path[len(PREFIX) : -len(SUFFIX)]
-        return name if name and "/" not in name else None
+        return collection_posted(scope, SUFFIX)
 
     @staticmethod
     def parse(content_type: bytes, body: bytes) -> dict[str, Any]:

@@ -21,6 +21,7 @@ import orjson
 from starlette.routing import BaseRoute
 from starlette.types import Scope
 
+from api.lean_query import collection_posted
 from api.routes.collections import known_name
 from api.routing import JSON_OPTIONS
 from api.upsert_rows import Rows
@@ -28,7 +29,6 @@ from coordinator.accounts.model import Principal
 from coordinator.dataplane import DataPlane
 from coordinator.tiers import limits_for
 
-PREFIX = "/v1/collections/"
 UPSERT_SUFFIX = "/upsert"
 
 
@@ -42,13 +42,7 @@ class LeanUpsert:
     @staticmethod
     def collection(scope: Scope) -> str | None:
         """The collection name when this is ``POST /v1/collections/{name}/upsert``, exactly."""
-        if scope["type"] != "http" or scope["method"] != "POST" or scope["query_string"]:
-            return None
-        path: str = scope["path"]
-        if not path.startswith(PREFIX) or not path.endswith(UPSERT_SUFFIX):
-            return None
-        name = path[len(PREFIX) : -len(UPSERT_SUFFIX)]
-        return name if name and "/" not in name else None
+        return collection_posted(scope, UPSERT_SUFFIX)
 
     async def answer(self, principal: Principal, name: str, rows: Rows) -> bytes:
         """The answer's bytes, or the API's error raised (as the route raises it)."""

@@ -79,9 +79,11 @@ class Usage:
         self.seen.append((scope.get("state", {}).get("client_id"), status))
 
 
-def build(worker: Worker, *, lean: bool) -> tuple[ServicesApp, Metrics, Usage]:
+def build(
+    worker: Any, *, lean: bool, max_body: int = MAX_BODY
+) -> tuple[ServicesApp, Metrics, Usage]:
     metrics, usage = Metrics(), Usage()
-    dataplane = DataPlane(worker, Limits(max_body_bytes=MAX_BODY))  # type: ignore[arg-type]
+    dataplane = DataPlane(worker, Limits(max_body_bytes=max_body))
     parts: Any = SimpleNamespace(authenticate=authenticate, uow=None)
     app = create_app(
         accounts=parts,
@@ -169,16 +171,21 @@ async def answers(lean: bool, caplog: pytest.LogCaptureFixture) -> tuple[list[An
     return got, request_lines(caplog), request_counts(metrics), usage.seen
 
 
+def assert_alike(lean: tuple[list[Any], ...], chain: tuple[list[Any], ...], count: int) -> None:
+    """The same answers (status, headers, body), request log lines, metrics and usage."""
+    for got, want in zip(lean[0], chain[0], strict=True):
+        assert got == want
+    assert lean[1] == chain[1] and len(lean[1]) == count
+    assert lean[2] == chain[2]
+    assert lean[3] == chain[3]
+
+
 async def test_lean_answers_logs_and_metrics_are_the_chains(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     lean = await answers(True, caplog)
     chain = await answers(False, caplog)
-    for got, want in zip(lean[0], chain[0], strict=True):
-        assert got == want
-    assert lean[1] == chain[1] and len(lean[1]) == len(REQUESTS)
-    assert lean[2] == chain[2]
-    assert lean[3] == chain[3]
+    assert_alike(lean, chain, len(REQUESTS))
     statuses = [status for status, _, _ in lean[0]]
     assert statuses == [200, 200, 422, 422, 422, 422, 400, 422, 422, 403]
     assert lean[1][0]["route"] == "/v1/collections/{name}/query"

@@ -20,17 +20,15 @@ import numpy as np
 import orjson
 import pytest
 
-from api.app import create_app
-from api.lean_front import LeanFront
 from api.query_desk import BIG_BODY_BYTES
 from api.services import ServicesApp
-from coordinator.dataplane import DataPlane, Limits
 from coordinator.metrics import Metrics
 from tests.unit.api.test_lean_front import (
     READER,
     WRITER,
     Usage,
-    authenticate,
+    assert_alike,
+    build,
     client,
     headers,
     request_counts,
@@ -65,26 +63,12 @@ def apps() -> Iterator[dict[bool, tuple[ServicesApp, Metrics, Usage, Worker]]]:
     """A lean app (its desk's helper started) and a chain-only app."""
     built = {}
     for lean in (True, False):
-        metrics, usage, worker = Metrics(), Usage(), Worker()
-        dataplane = DataPlane(worker, Limits(max_body_bytes=16 << 20))  # type: ignore[arg-type]
-        parts: Any = SimpleNamespace(authenticate=authenticate, uow=None)
-        app = create_app(
-            accounts=parts,
-            dataplane=dataplane,
-            hub=parts,
-            admin_token="t",
-            metrics=metrics,
-            usage_meter=usage,
-        )
-        assert isinstance(app, ServicesApp) and app.front is not None
-        gate: Any = app.front
-        assert isinstance(gate.app, LeanFront)
+        worker = Worker()
+        app, metrics, usage = build(worker, lean=lean, max_body=16 << 20)
         if lean:
             app.query_desk._pool_started()
             assert app.query_desk._started is not None
             assert app.query_desk._started.result(timeout=60)
-        else:
-            gate.app = app.behind_front  # every admitted request through the whole chain
         built[lean] = (app, metrics, usage, worker)
     yield built
     for app, *_ in built.values():
@@ -145,11 +129,7 @@ async def test_lean_upserts_answers_logs_metrics_and_frames_are_the_chains(
     assert len(REQUESTS[0][1]) >= BIG_BODY_BYTES and len(REQUESTS[7][1]) < BIG_BODY_BYTES
     lean = await _answers(*apps[True][:3], caplog)
     chain = await _answers(*apps[False][:3], caplog)
-    for got, want in zip(lean[0], chain[0], strict=True):
-        assert got == want
-    assert lean[1] == chain[1] and len(lean[1]) == len(REQUESTS)
-    assert lean[2] == chain[2]
-    assert lean[3] == chain[3]
+    assert_alike(lean, chain, len(REQUESTS))
     statuses = [status for status, _, _ in lean[0]]
     assert statuses == [200, 200, 403, 422, 422, 413, 400, 200, 200]
     assert lean[0][0][2] == b'{"upserted":300}'
@@ -186,10 +166,7 @@ async def test_a_large_upsert_while_the_desk_starts_is_the_routes(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     worker = Worker()
-    dataplane = DataPlane(worker, Limits(max_body_bytes=16 << 20))  # type: ignore[arg-type]
-    parts: Any = SimpleNamespace(authenticate=authenticate, uow=None)
-    app = create_app(accounts=parts, dataplane=dataplane, hub=parts, admin_token="t")
-    assert isinstance(app, ServicesApp)
+    app, _, _ = build(worker, lean=True, max_body=16 << 20)
     try:
         async with client(app) as c:
             body = orjson.dumps(_rows())
@@ -202,10 +179,7 @@ async def test_a_large_upsert_while_the_desk_starts_is_the_routes(
 
 async def test_a_small_upsert_never_starts_the_desk() -> None:
     worker = Worker()
-    dataplane = DataPlane(worker, Limits(max_body_bytes=16 << 20))  # type: ignore[arg-type]
-    parts: Any = SimpleNamespace(authenticate=authenticate, uow=None)
-    app = create_app(accounts=parts, dataplane=dataplane, hub=parts, admin_token="t")
-    assert isinstance(app, ServicesApp)
+    app, _, _ = build(worker, lean=True, max_body=16 << 20)
     body = orjson.dumps(_rows(MATRIX[:3]))
     async with client(app) as c:
         r = await c.post(PATH, content=body, headers=headers(WRITER, "x3"))

@@ -20,6 +20,26 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield s
 
 
+# A test's lines for the end of the run (record_property), shown whichever process ran it.
+SUMMARY_PROPERTY = "summary"
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Print the summary lines tests recorded (xdist hides a worker's own output)."""
+    lines = [
+        str(value)
+        for reports in terminalreporter.stats.values()
+        for report in reports
+        if getattr(report, "when", None) == "call"
+        for key, value in getattr(report, "user_properties", ())
+        if key == SUMMARY_PROPERTY
+    ]
+    if lines:
+        terminalreporter.section("recorded by tests")
+        for line in lines:
+            terminalreporter.write_line(line)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark the tests of ``make test``'s serial pass (see tests/serial.py)."""
     for item in items:

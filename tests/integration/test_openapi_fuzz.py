@@ -10,6 +10,7 @@ examples keep it fast in ``make test``; ``make fuzz`` runs the same with
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from tests.conftest import SUMMARY_PROPERTY
 from tests.stack import Stack, running_stack
 
 pytestmark = pytest.mark.integration
@@ -59,7 +61,9 @@ def _fixed_path(path: str, method: str) -> dict[str, Any] | None:
 
 
 def test_every_operation_conforms_to_the_openapi_document(
-    tmp_path_factory: pytest.TempPathFactory, capsys: pytest.CaptureFixture[str]
+    tmp_path_factory: pytest.TempPathFactory,
+    capsys: pytest.CaptureFixture[str],
+    record_property: Callable[[str, object], None],
 ) -> None:
     data_dir: Path = tmp_path_factory.mktemp("fuzz")
     with running_stack(data_dir, workers=1, VP_RATE_LIMITS="false") as stack:
@@ -112,15 +116,19 @@ def test_every_operation_conforms_to_the_openapi_document(
                     detail = "; ".join(f"{type(c).__name__}: {c}" for c in causes)
                     failures.append(f"{operation.label} ({plane}): {exc} {detail}")
         server_errors = sum(n for status, n in statuses.items() if status >= 500)
-        with capsys.disabled():
-            print(
-                f"\nschemathesis: {operations} operations, {examples} examples "
-                f"({EXAMPLES} per operation and mode), {server_errors} server errors, "
-                f"statuses {dict(sorted(statuses.items()))}"
-            )
-            few = {label: n for label, n in per_operation.items() if n < EXAMPLES}
-            if few:  # hypothesis stops once an operation's inputs are exhausted
-                print(f"schemathesis: operations with fewer examples (inputs exhausted): {few}")
+        lines = [
+            f"schemathesis: {operations} operations, {examples} examples "
+            f"({EXAMPLES} per operation and mode), {server_errors} server errors, "
+            f"statuses {dict(sorted(statuses.items()))}"
+        ]
+        few = {label: n for label, n in per_operation.items() if n < EXAMPLES}
+        if few:  # hypothesis stops once an operation's inputs are exhausted
+            lines.append(f"schemathesis: operations with fewer examples (inputs exhausted): {few}")
+        with capsys.disabled():  # shown at once in a plain run
+            print("\n" + "\n".join(lines))
+        # ... and in the summary of make test's parallel run (tests/conftest.py), where a
+        # worker process's output is not shown
+        record_property(SUMMARY_PROPERTY, "\n".join(lines))
         assert operations >= 20
         assert not failures, "\n\n".join(failures)
         assert server_errors == 0

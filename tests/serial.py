@@ -21,6 +21,7 @@ SERIAL_MODULES = frozenset(
         "tests/integration/test_group_acceptance_postgres.py",
         "tests/integration/test_group_hosts_postgres.py",
         "tests/integration/test_key_refusal_timing.py",
+        "tests/integration/test_noisy_import.py",
         "tests/integration/test_noisy_neighbour.py",
         "tests/integration/test_notifier_smtp.py",
         "tests/integration/test_ownership_convergence.py",

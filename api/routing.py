@@ -10,6 +10,7 @@ import orjson
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
+from starlette.types import Receive, Scope, Send
 
 JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 
@@ -82,3 +83,23 @@ def json_response(content: Any, status_code: int = 200) -> Response:
         status_code=status_code,
         media_type="application/json",
     )
+
+
+class PartsResponse(Response):
+    """A JSON answer rendered in parts (``in_turns``): one Content-Length, the parts sent
+    one after the other as the body, never joined into one more copy."""
+
+    media_type = "application/json"
+
+    def __init__(self, parts: list[bytes], status_code: int = 200) -> None:
+        self.parts = parts
+        length = str(sum(len(part) for part in parts))
+        super().__init__(None, status_code=status_code, headers={"content-length": length})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send(
+            {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+        )
+        last = len(self.parts) - 1
+        for i, part in enumerate(self.parts):
+            await send({"type": "http.response.body", "body": part, "more_body": i < last})

@@ -144,14 +144,19 @@ def _flood_wrk(
     generator's own CPU, which shares the host's two cores with the service and B, is a
     small part of what A costs (httpx's was about a tenth of a core)."""
     files = []
-    for n, body in enumerate(_bodies() if sends == "filters" else _upsert_bodies()):
+    bodies = {
+        "filters": _bodies,
+        "upserts": _upsert_bodies,
+        "fetches": lambda: [orjson.dumps({"ids": [f"b{i}" for i in range(1000)]})],
+    }[sends]()
+    for n, body in enumerate(bodies):
         files.append(workdir / f"noisy-{n}.json")
         files[-1].write_bytes(body)
     wrk = shutil.which("wrk")
     assert wrk is not None, "wrk is not installed (apt-get install wrk), or use --a-client httpx"
     argv = [wrk, "-t1", f"-c{FLOODERS}", f"-d{max(1, round(seconds))}s", "--timeout", "30s"]
     argv += ["-s", str(Path(__file__).with_name("noisy_filters.lua"))]
-    path = "noisy/query" if sends == "filters" else "bulk/upsert"
+    path = {"filters": "noisy/query", "upserts": "bulk/upsert", "fetches": "bulk/fetch"}[sends]
     argv += [f"{url}/v1/collections/{path}", "--", *map(str, files)]
     env = {**os.environ, "VP_NOISY_KEY": key}
     return subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, env=env)
@@ -226,6 +231,11 @@ def split(
         with stack.client(a_key) as client:  # --a-sends upserts: A's bulk import goes here
             spec = {"name": "bulk", "dimension": BULK_DIM, "metric": "l2"}
             client.post("/v1/collections", json=spec).raise_for_status()
+            if a_sends == "fetches":  # the 1,000 vectors A then fetches, all at once
+                json = {"content-type": "application/json"}
+                upsert = _upsert_bodies()[0]
+                r = client.post("/v1/collections/bulk/upsert", content=upsert, headers=json)
+                r.raise_for_status()
         for n in range(8):  # with two workers: until B lands on the other one
             b_id, b_key = _client(stack, f"quiet{n}", "standard")
             _collection(stack, b_key, "quiet", lambda i: {"n": i})
@@ -295,9 +305,10 @@ def main() -> None:
     )
     parser.add_argument(
         "--a-sends",
-        choices=("filters", "upserts"),
+        choices=("filters", "upserts", "fetches"),
         default="filters",
-        help="A's flood: 50,000-operand filters, or (wrk only) JSON upserts of 1,000 x 384",
+        help="A's flood: 50,000-operand filters, or (wrk only) JSON upserts of 1,000 x 384 "
+        "or fetches of those 1,000 vectors",
     )
     parser.add_argument(
         "--no-burner", action="store_true", help="skip the CPU-burner window of each round"

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import numpy as np
+import orjson
 from fastapi import APIRouter, Request, Response
 
 from api.deps import DataPlaneDep, ReadKey, WriteKey, tier_limits
@@ -13,7 +15,7 @@ from api.errors import BadRequest, Invalid, PayloadTooLarge
 from api.filter_bounds import check_filter_bounds
 from api.query_parse import CheckedFilter
 from api.routes.collections import CollectionName, known_name
-from api.routing import OrjsonRoute, json_response
+from api.routing import JSON_OPTIONS, OrjsonRoute, PartsResponse, json_response
 from api.schemas import (
     BatchQueryResponse,
     DeleteRequest,
@@ -34,7 +36,7 @@ from api.upsert_rows import (
     matrix_of,
     upsert_rows,
 )
-from coordinator.dataplane import Limits
+from coordinator.dataplane import FetchedVector, Limits
 
 router = APIRouter(prefix="/v1/collections", tags=["vectors"], route_class=OrjsonRoute)
 # Also served by the lean path (api/lean_query.py); this route stays the reference.
@@ -149,8 +151,41 @@ async def fetch(
     """Vectors by id; missing ids are absent from the answer."""
     _check_count(len(body.ids), dataplane.limits.max_ids_per_request, "ids")
     found = await dataplane.fetch(key.client_id, known_name(name), body.ids)
-    vectors = {vid: {"values": v.values, "metadata": v.metadata or {}} for vid, v in found.items()}
-    return json_response({"vectors": vectors})
+    return PartsResponse(await fetch_answer(found))
+
+
+# orjson encodes about 30 million floats a second here: the answer to a fetch of 1,000
+# vectors of 4,096 took 120 ms in one call, during which every other request on this
+# event loop waited. It is rendered in parts of about this many floats (about 0.15 ms
+# each), and the loop takes a turn between parts; the bytes are the same. Measured with
+# benchmarks.noisy_split --a-sends fetches (a client fetching 1,000 x 384 at concurrency
+# 8): a quiet client's median went from 130 ms to 31 ms with parts of 32,768 floats, 13
+# ms with 8,192, 9 ms with 4,096 and 7 ms with 2,048; the fetching client lost 0, 10, 10
+# and 15 % of its answers a second.
+FLOATS_PER_TURN = 4_096
+
+
+async def fetch_answer(found: dict[str, FetchedVector]) -> list[bytes]:
+    """``{"vectors": {id: {"values", "metadata"}}}`` as orjson renders it, in parts of
+    about ``FLOATS_PER_TURN`` floats each (one orjson call per part), the event loop
+    served between parts."""
+    pieces: list[bytes] = []
+    group: dict[str, dict[str, Any]] = {}
+    floats = 0
+    for vid, vector in found.items():
+        group[vid] = {"values": vector.values, "metadata": vector.metadata or {}}
+        floats += vector.values.size
+        if floats >= FLOATS_PER_TURN:
+            pieces.append(orjson.dumps(group, option=JSON_OPTIONS)[1:-1])  # without {}
+            group, floats = {}, 0
+            await asyncio.sleep(0)
+    if group:
+        pieces.append(orjson.dumps(group, option=JSON_OPTIONS)[1:-1])
+    if not pieces:
+        return [b'{"vectors":{}}']
+    parts = [b'{"vectors":{' + pieces[0]] + [b"," + piece for piece in pieces[1:]]
+    parts[-1] += b"}}"
+    return parts
 
 
 @router.post("/{name}/delete", response_model=DeleteResponse)

@@ -11,23 +11,20 @@ request) for 40-80 ms.
 The route in api/routes/vectors.py stays the reference and the OpenAPI description:
 a body the helper refuses, a smaller body, and any large body while the helper
 starts, go to it unchanged (the body replayed), so every error is the route's own.
-What follows the parse is the route's: the collection name, the tier's vector limit,
-``DataPlane.upsert``, and the same answer, ``{"upserted": n}``.
+What follows the parse is the route's own last step (``store_rows``): the collection
+name, the tier's vector limit, ``DataPlane.upsert``, and the answer ``{"upserted": n}``.
 """
 
 from __future__ import annotations
 
-import orjson
 from starlette.routing import BaseRoute
 from starlette.types import Scope
 
 from api.lean_query import collection_posted
-from api.routes.collections import known_name
-from api.routing import JSON_OPTIONS
+from api.routes.vectors import store_rows
 from api.upsert_rows import Rows
 from coordinator.accounts.model import Principal
 from coordinator.dataplane import DataPlane
-from coordinator.tiers import limits_for
 
 UPSERT_SUFFIX = "/upsert"
 
@@ -45,14 +42,5 @@ class LeanUpsert:
         return collection_posted(scope, UPSERT_SUFFIX)
 
     async def answer(self, principal: Principal, name: str, rows: Rows) -> bytes:
-        """The answer's bytes, or the API's error raised (as the route raises it)."""
-        ids, matrix, metadata = rows
-        count = await self.dataplane.upsert(
-            principal.client_id,
-            known_name(name),
-            ids,
-            matrix,
-            metadata,
-            max_vectors=limits_for(principal.tier).max_vectors,
-        )
-        return orjson.dumps({"upserted": count}, option=JSON_OPTIONS)
+        """The answer's bytes, or the API's error raised (the route's own last step)."""
+        return await store_rows(self.dataplane, principal, name, rows)

@@ -31,12 +31,14 @@ from api.upsert_rows import (
     BAD_REQUEST,
     INVALID,
     TOO_LARGE,
+    Rows,
     RowsRefused,
     check_count,
     matrix_of,
     upsert_rows,
 )
-from coordinator.dataplane import FetchedVector, Limits
+from coordinator.accounts.model import Principal
+from coordinator.dataplane import DataPlane, FetchedVector, Limits
 
 router = APIRouter(prefix="/v1/collections", tags=["vectors"], route_class=OrjsonRoute)
 # Also served by the lean path (api/lean_query.py); this route stays the reference.
@@ -83,6 +85,14 @@ async def upsert(
         )
     except RowsRefused as refused:
         raise api_error(refused) from None
+    answer = await store_rows(dataplane, key, name, (ids, matrix, metadata))
+    return Response(answer, media_type="application/json")
+
+
+async def store_rows(dataplane: DataPlane, key: Principal, name: str, rows: Rows) -> bytes:
+    """Upsert checked rows into the key's collection ``name``: the answer's bytes, or the
+    API's error raised. The route's and the lean path's (api/lean_upsert.py) last step."""
+    ids, matrix, metadata = rows
     count = await dataplane.upsert(
         key.client_id,
         known_name(name),
@@ -91,7 +101,7 @@ async def upsert(
         metadata,
         max_vectors=tier_limits(key).max_vectors,
     )
-    return json_response({"upserted": count})
+    return orjson.dumps({"upserted": count}, option=JSON_OPTIONS)
 
 
 def query_matrix(

@@ -84,15 +84,42 @@ def json_values(body: bytes) -> int:
     The cost of parsing a body grows with its values, not its bytes (a long string is
     cheap). Counting every comma of a 7.6 MB body took 4-5 ms; a sample of 64 KiB at
     random places takes about 0.05 ms, and a client cannot know where it falls: a body
-    whose values fill most of it is seen as such.
+    whose values fill most of it is seen as such. A packed body's ``values_b64`` string
+    (no commas, nearly all of its bytes) is left out first: sampled with it, the ids'
+    and metadata's commas of a packed 1,000 x 384 upsert, 13 KB of its 2 MB, were
+    sometimes seen as 25,000 values (one window in sixteen falling on them).
     """
-    size = len(body)
+    start, end = _packed_span(body)
+    return _commas(body, 0, start) + _commas(body, end, len(body))
+
+
+def _packed_span(body: bytes) -> tuple[int, int]:
+    """The contents of a ``"values_b64": "..."`` string in ``body`` as (start, end), or
+    (0, 0). Skipping any string's contents never hides a value (a comma inside a string
+    separates none), and a quote inside a JSON string is escaped, so the key's bytes
+    can only be a real string token; base64 has no quotes to end the string early."""
+    key = body.find(b'"values_b64"')
+    if key < 0:
+        return 0, 0
+    at = key + len(b'"values_b64"')
+    while at < len(body) and body[at] in b" \t\r\n:":
+        at += 1
+    if at >= len(body) or body[at] != 0x22 or b":" not in body[key:at]:  # 0x22: a quote
+        return 0, 0
+    close = body.find(b'"', at + 1)
+    return (at + 1, close) if close > at else (0, 0)
+
+
+def _commas(body: bytes, start: int, end: int) -> int:
+    """The commas of ``body[start:end]``: counted when short, else estimated from
+    SAMPLE_WINDOWS windows at random places."""
+    size = end - start
     if size <= SAMPLE_WINDOWS * SAMPLE_BYTES:
-        return body.count(b",")
+        return body.count(b",", start, end)
     seen = 0
     for _ in range(SAMPLE_WINDOWS):
-        start = random.randrange(size - SAMPLE_BYTES)  # nosec B311: a sample, not a secret
-        seen += body.count(b",", start, start + SAMPLE_BYTES)
+        at = start + random.randrange(size - SAMPLE_BYTES)  # nosec B311: a sample, not a secret
+        seen += body.count(b",", at, at + SAMPLE_BYTES)
     return seen * size // (SAMPLE_WINDOWS * SAMPLE_BYTES)
 
 

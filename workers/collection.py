@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -33,16 +33,22 @@ from workers.collection_records import CollectionRecords
 from workers.collection_search import CollectionSearch
 from workers.collection_spec import CollectionSpec
 from workers.crash_points import crash_point
-from workers.durable_files import write_bytes_durably
+from workers.durable_files import write_durably
 from workers.errors import StoreError
-from workers.hnsw_index import INSERT_CHUNK, INSERT_CHUNK_IDLE, HnswIndex, add_with_threads
+from workers.hnsw_index import (
+    INSERT_CHUNK,
+    INSERT_CHUNK_IDLE,
+    HnswIndex,
+    add_with_threads,
+    next_idle_chunk,
+)
 from workers.id_order import IdOrder
 from workers.integrity import FileChecksum, file_checksum
 from workers.maintenance import Maintenance
 from workers.metadata_filter import Predicate, matching_rows
 from workers.protocol import ErrorCode
 from workers.read_write_lock import ReadWriteLock
-from workers.sealed import Keyring, seal_or_plain
+from workers.sealed import Keyring, SealedWriter
 from workers.segment import (
     SPEC_FILE,
     Manifest,
@@ -64,6 +70,9 @@ DEFAULT_FRESH_LIMIT: int | None = None
 # A graph is saved when its fresh buffer runs dry, and at least this often while
 # steady writes keep it from running dry, so a reload never rebuilds from far back.
 INDEX_SAVE_MAX_AGE_S = 300.0
+# While vectors wait for the graph, the WAL may grow to this many times its compaction
+# size before it is compacted (workers.collection.Collection._compaction_due).
+COMPACT_DEFER_FACTOR = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +113,7 @@ class Collection(CollectionRecords, CollectionSearch):
         self._rows = ReadWriteLock()
         self._closed: StoreError | None = None
         self._index_saved_at = time.monotonic()
+        self._idle_chunk = INSERT_CHUNK_IDLE  # the next quiet-spell step (maintenance thread)
         self._id_order = IdOrder()
         self._request_maintenance()
 
@@ -274,10 +284,20 @@ class Collection(CollectionRecords, CollectionSearch):
         with self._maint_lock:
             if self._closed is not None:
                 return False
-            if self._wal.size > self._options.compact_bytes:
+            if self._compaction_due():
                 self._compact_locked()
                 return True
             return self._index is not None and self._index_step()
+
+    def _compaction_due(self) -> bool:
+        """Whether the WAL is to be folded into a segment now. While the graph has
+        vectors waiting, up to COMPACT_DEFER_FACTOR times the usual log: a bulk import
+        is indexed first and compacted once, not rewritten in the middle of it (each
+        compaction writes the whole collection anew)."""
+        size, limit = self._wal.size, self._options.compact_bytes
+        if self._index is not None and self._index.fresh_count:
+            limit *= COMPACT_DEFER_FACTOR
+        return size > limit
 
     def compact(self) -> None:
         """Fold the WAL into a new segment generation now (in the calling thread)."""
@@ -314,12 +334,19 @@ class Collection(CollectionRecords, CollectionSearch):
         index = self._index
         assert index is not None
         threads = self._options.maintenance.build_threads()
+        if threads == 1:
+            chunk = INSERT_CHUNK
+            self._idle_chunk = INSERT_CHUNK_IDLE  # a quiet spell starts small again
+        else:
+            chunk = self._idle_chunk
         with self._rows.reading():
-            ids, versions, vectors = index.take_fresh(
-                INSERT_CHUNK if threads == 1 else INSERT_CHUNK_IDLE
-            )
+            ids, versions, vectors = index.take_fresh(chunk)
         if ids:
+            started = time.perf_counter()
             base = index.add_to_graph(vectors, threads)
+            if threads > 1:
+                took = time.perf_counter() - started
+                self._idle_chunk = next_idle_chunk(chunk, len(ids), took)
             with self._rows.writing():
                 index.settle(ids, versions, base)
             if time.monotonic() - self._index_saved_at >= INDEX_SAVE_MAX_AGE_S:
@@ -344,12 +371,22 @@ class Collection(CollectionRecords, CollectionSearch):
             index.swap_graph(graph, nodes)
 
     def _save_index(self) -> None:
-        assert self._index is not None
+        index = self._index
+        assert index is not None
         with self._rows.reading():
-            names = self._index.node_names()
-        data = seal_or_plain(self._index.serialize(names), self._options.keyring)
-        self._index.dirty = False
-        write_bytes_durably(self.directory / INDEX_FILE, data)
+            names = index.node_names()
+        keyring = self._options.keyring
+
+        def fill(sink: BinaryIO) -> None:
+            if keyring is None:
+                index.write_file(sink, names)
+                return
+            sealer = SealedWriter(sink, keyring)
+            index.write_file(sealer, names)
+            sealer.close()
+
+        index.dirty = False
+        write_durably(self.directory / INDEX_FILE, fill)
         self._index_saved_at = time.monotonic()
 
     def _compact_locked(self) -> None:

@@ -5,7 +5,12 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
+
+# Writes of a streamed file reach the kernel in pieces this large.
+WRITE_BUFFER_BYTES = 1 << 20
 
 
 def fsync_dir(path: Path) -> None:
@@ -27,14 +32,19 @@ def fsync_file(path: Path) -> None:
 
 
 def write_bytes_durably(path: Path, data: bytes) -> None:
-    """Replace ``path`` atomically: write a temp file, fsync, rename, fsync the directory."""
+    """Replace ``path`` atomically with ``data`` (see ``write_durably``)."""
+    write_durably(path, lambda sink: sink.write(data))
+
+
+def write_durably(path: Path, fill: Callable[[BinaryIO], object]) -> None:
+    """Replace ``path`` atomically with what ``fill`` writes to the file it is given: a
+    temp file, written, fsynced, renamed, then the directory fsynced. Streaming keeps
+    a large file (an index) from being assembled in memory first."""
     temp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        view = memoryview(data)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
+        with open(fd, "wb", buffering=WRITE_BUFFER_BYTES, closefd=False) as sink:
+            fill(sink)
         os.fsync(fd)
     except BaseException:
         os.close(fd)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import struct
 import zlib
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import orjson
@@ -35,15 +35,18 @@ DEFAULT_EF_CONSTRUCTION = 200
 # Measured: recall@10 >= 0.95 at 64 on clustered 384-d data (see the worker report).
 DEFAULT_EF_SEARCH = 64
 INSERT_CHUNK = 32  # vectors per graph insertion step (~20-40 ms of exclusive graph lock)
-# While no reads run, a step inserts this many with every core (~50 ms of graph lock on
-# two cores at M=16): FAISS spreads one add over its threads, and bigger steps cut the
-# per-step Python work and OpenMP start-up.
+# While no reads run, steps use every core and grow: the first takes this many, each
+# next one twice as many (up to INSERT_CHUNK_IDLE_MAX) while the last one held the
+# graph for well under IDLE_STEP_S. FAISS (1.15) inserts each add() call in batches
+# that start at one vector and double, and only batches over 100 run on several
+# threads, so a 256-vector add keeps half of its work on one core: at 30k x 384, two
+# threads took 9.4 s with steps of 256, 7.3 s of 1,024, 6.9 s of 2,048 and 5.8 s in
+# one call (one thread: 11.2 s). The cost: a read arriving in such a quiet spell waits
+# for the step under way, at most about IDLE_STEP_S; once reads run, steps are
+# INSERT_CHUNK on one thread again.
 INSERT_CHUNK_IDLE = 256
-# Not bigger: at 1,024 a 100k x 384 import was fully indexed sooner (1.4-1.5x raw FAISS's
-# 2-thread build instead of 1.8x, benchmarks.ingest_build), but recall@10 at ef 64 came
-# out 0.92-0.97 over five runs (0.955-0.966 over three, later), against 0.964-0.971 at
-# 256 (raw FAISS itself keeps its recall with 1,024-vector adds); and the first query
-# after a quiet spell would wait for a step four times as long (about 200 ms).
+INSERT_CHUNK_IDLE_MAX = 4096
+IDLE_STEP_S = 0.4
 # A filter matching at most this many rows (or under a tenth of them) is answered by an
 # exact scan of just those rows: cheaper than HNSW and exact.
 EXACT_FILTER_MAX_ROWS = 8192
@@ -469,16 +472,22 @@ class HnswIndex:
         rows = self._nodes.rows_of_nodes(np.arange(self._nodes.nodes, dtype=np.int64))
         return [None if r < 0 else names[r] for r in rows.tolist()]
 
-    def serialize(self, names: list[str | None]) -> bytes:
-        """The index file: magic, node ids (``node_names``, taken under the row lock),
-        the FAISS graph, CRC32 of all before it. Graph insertion must not run meanwhile."""
+    def write_file(self, sink: Writable, names: list[str | None]) -> None:
+        """Write the index file into ``sink`` as it is made: magic, node ids
+        (``node_names``, taken under the row lock), the FAISS graph, CRC32 of all before
+        it. Graph insertion must not run meanwhile. FAISS hands the graph over in
+        pieces, so no copy of it is made in memory (a whole-file bytes object and its
+        copies held about four times the graph at once: 640 MB for 100k x 384)."""
+        checked = _Checksummed(sink)
         with self._graph_lock.reading():
-            graph_bytes = faiss().serialize_index(self._graph).tobytes()
             count = int(self._graph.ntotal)
-        names = names[:count] + [None] * (count - len(names))
-        ids = orjson.dumps(names)
-        body = b"".join([_MAGIC, _U64.pack(len(ids)), ids, graph_bytes])
-        return body + _U32.pack(zlib.crc32(body))
+            names = names[:count] + [None] * (count - len(names))
+            ids = orjson.dumps(names)
+            checked.write(_MAGIC + _U64.pack(len(ids)))
+            checked.write(ids)
+            lib = faiss()
+            lib.write_index(self._graph, lib.PyCallbackIOWriter(checked.write))
+        sink.write(_U32.pack(checked.crc))
 
     def restore(self, data: bytes, table: VectorTable) -> None:
         """Adopt a saved graph; nodes whose id no longer holds the same vector are tombstones.
@@ -516,6 +525,39 @@ class HnswIndex:
         if len(rows):
             ids = table.ids
             self.put([ids[r] for r in rows.tolist()], table.search_rows(rows))
+
+
+def next_idle_chunk(chunk: int, added: int, took_s: float) -> int:
+    """The size of the next quiet-spell insertion step after one of ``chunk`` vectors
+    that inserted ``added`` in ``took_s`` seconds: twice as many while the doubled step
+    would still hold the graph under IDLE_STEP_S (judged at this step's pace, which a
+    bigger step only beats), fewer when this one took longer, never outside
+    [INSERT_CHUNK_IDLE, INSERT_CHUNK_IDLE_MAX]."""
+    if added < chunk:
+        return chunk  # the fresh buffer ran short: this step says nothing about bigger ones
+    within = int(added * IDLE_STEP_S / max(took_s, 1e-6))
+    return max(INSERT_CHUNK_IDLE, min(2 * chunk, within, INSERT_CHUNK_IDLE_MAX))
+
+
+class Writable(Protocol):
+    """Where an index file is written (a file, or a SealedWriter over one)."""
+
+    def write(self, data: bytes, /) -> int | None: ...
+
+
+class _Checksummed:
+    """Passes writes on to ``sink`` and keeps the CRC32 of all of them."""
+
+    __slots__ = ("_sink", "crc")
+
+    def __init__(self, sink: Writable) -> None:
+        self._sink = sink
+        self.crc = 0
+
+    def write(self, data: bytes) -> int:
+        self.crc = zlib.crc32(data, self.crc)
+        self._sink.write(data)
+        return len(data)
 
 
 def add_with_threads(graph: Any, vectors: np.ndarray, threads: int) -> None:

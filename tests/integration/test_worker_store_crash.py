@@ -84,10 +84,10 @@ elif crash == "mid_cleanup":
     collection_module.remove_orphans = partial_cleanup
 elif crash == "before_index_save":
     collection_module.INDEX_SAVE_MAX_AGE_S = 0.0  # save at the first insertion step
-    die_before(collection_module, "write_bytes_durably")
+    die_before(collection_module, "write_durably")
 elif crash == "after_index_save":
     collection_module.INDEX_SAVE_MAX_AGE_S = 0.0
-    die_after(collection_module, "write_bytes_durably")
+    die_after(collection_module, "write_durably")
 print("ready", flush=True)
 b = start
 while True:

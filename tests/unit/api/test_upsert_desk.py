@@ -141,6 +141,26 @@ def test_the_values_of_a_body_are_estimated_from_a_sample() -> None:
     assert json_values(orjson.dumps({"ids": ["a"], "values_b64": "A" * 400_000})) < 100
 
 
+def test_a_packed_body_is_seen_as_the_few_values_it_holds() -> None:
+    # As the SDK sends 1,000 x 384: 2 MB of base64 and 2,000 short values beside it,
+    # which a sample of the whole body sometimes took for 25,000 (the desk's bar).
+    matrix = RNG.standard_normal((1000, 384)).astype(np.float32)
+    ids = [str(i) for i in range(1000)]
+    values = base64.b64encode(matrix.tobytes()).decode()
+    packed = orjson.dumps({"ids": ids, "values_b64": values, "metadata": [None] * 1000})
+    exact = packed.count(b",")
+    assert exact < 2100
+    assert max(json_values(packed) for _ in range(300)) == exact  # counted outside the string
+    spaced = packed.replace(b'"values_b64":', b'"values_b64" :\n ')
+    assert json_values(spaced) == exact
+    # Values beside the packed string still count, sampled when many.
+    heavy = orjson.dumps({"ids": ids, "values_b64": values, "metadata": [[1] * 200] * 1000})
+    assert json_values(heavy) > UPSERT_DESK_VALUES
+    # The same name as a value, not a key, leaves the body sampled whole.
+    named = orjson.dumps({"ids": ["values_b64", "x"], "v": [1, 2, 3]})
+    assert json_values(named) == named.count(b",") == 4
+
+
 async def test_until_its_process_has_started_the_route_parses() -> None:
     desk = QueryDesk(LIMITS)
     try:

@@ -7,10 +7,20 @@ from pathlib import Path
 
 import faiss
 import numpy as np
+import pytest
 
 from workers.collection import Collection
 from workers.collection_spec import parse_collection_spec
-from workers.hnsw_index import INSERT_CHUNK, INSERT_CHUNK_IDLE, add_with_threads, fresh_limit_for
+from workers.hnsw_index import (
+    IDLE_STEP_S,
+    INSERT_CHUNK,
+    INSERT_CHUNK_IDLE,
+    INSERT_CHUNK_IDLE_MAX,
+    HnswIndex,
+    add_with_threads,
+    fresh_limit_for,
+    next_idle_chunk,
+)
 from workers.maintenance import Activity, Maintenance, usable_cores
 from workers.protocol import decode_frame, encode_frame
 from workers.service import WorkerService
@@ -90,7 +100,31 @@ def test_add_with_threads_restores_the_callers_thread_count() -> None:
     assert seen == {"after": 1, "nodes": 300}
 
 
-def test_a_graph_built_on_every_core_answers_like_one_built_on_one(hot: Path) -> None:
+def test_quiet_spell_steps_double_within_their_time_bound() -> None:
+    fast = IDLE_STEP_S / 10_000  # seconds per vector: 4,096 would take under half the bound
+    assert next_idle_chunk(256, 256, 256 * fast) == 512
+    assert next_idle_chunk(2048, 2048, 2048 * fast) == INSERT_CHUNK_IDLE_MAX
+    assert next_idle_chunk(INSERT_CHUNK_IDLE_MAX, INSERT_CHUNK_IDLE_MAX, 0.01) == 4096
+    # A step that took about the bound stays as it is; one that took twice as long halves.
+    assert next_idle_chunk(1024, 1024, IDLE_STEP_S) == 1024
+    assert next_idle_chunk(1024, 1024, 2 * IDLE_STEP_S) == 512
+    # Never below the first quiet step, however slow (a huge M or dimension).
+    assert next_idle_chunk(256, 256, 100 * IDLE_STEP_S) == INSERT_CHUNK_IDLE
+    # A step cut short by a dry fresh buffer says nothing about bigger ones.
+    assert next_idle_chunk(2048, 300, 300 * fast) == 2048
+
+
+def test_a_graph_built_on_every_core_answers_like_one_built_on_one(
+    hot: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sizes: list[tuple[int, int]] = []
+    add = HnswIndex.add_to_graph
+
+    def recorded(index: HnswIndex, vectors: np.ndarray, threads: int = 1) -> int:
+        sizes.append((len(vectors), threads))
+        return add(index, vectors, threads)
+
+    monkeypatch.setattr(HnswIndex, "add_to_graph", recorded)
     rng = np.random.default_rng(7)
     base = rng.standard_normal((COUNT, DIM), dtype=np.float32)
     queries = rng.standard_normal((40, DIM), dtype=np.float32)
@@ -108,9 +142,15 @@ def test_a_graph_built_on_every_core_answers_like_one_built_on_one(hot: Path) ->
         index = coll.index
         assert index is not None
         assert index.fresh_count == 0 and index.node_count == COUNT and index.tombstones == 0
-        chunk = INSERT_CHUNK if threads == 1 else INSERT_CHUNK_IDLE
-        # the step size followed the thread count (plus a step or two for the save)
-        assert -(-COUNT // chunk) <= steps <= -(-COUNT // chunk) + 2
+        # the step size followed the thread count (plus a step or two for the save):
+        # fixed on one thread; on more, doubling from INSERT_CHUNK_IDLE (these are fast)
+        if threads == 1:
+            want = [INSERT_CHUNK] * (COUNT // INSERT_CHUNK) + [COUNT % INSERT_CHUNK]
+        else:
+            want = [INSERT_CHUNK_IDLE, 2 * INSERT_CHUNK_IDLE, COUNT - 3 * INSERT_CHUNK_IDLE]
+        assert sizes == [(size, threads) for size in want]
+        assert len(want) <= steps <= len(want) + 2
+        sizes.clear()
         found, _ = coll.query(queries, 10, True, False, ef_search=200)
         assert _recall(found, truth) >= 0.98
         for r in found:

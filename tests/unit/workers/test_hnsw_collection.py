@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import struct
 import sys
+import zlib
 from pathlib import Path
 
+import faiss
 import numpy as np
+import orjson
 import pytest
 
 from workers.collection import INDEX_FILE, Collection
@@ -185,6 +189,56 @@ def test_index_is_saved_and_reused_and_a_corrupt_one_is_rebuilt(hot: Path) -> No
     coll = store.collection("h")
     assert coll.index is not None and coll.index.fresh_count == 500  # rebuilt from segments
     assert _ids(coll.query(queries, 10, False, False)[0]) == _ids(before)
+    store.close()
+
+
+def test_the_streamed_index_file_is_magic_ids_graph_and_crc(hot: Path) -> None:
+    quiet = Maintenance(autostart=False)
+    store = TenantStore.open(hot, "tenant_a", SMALL_WAL, maintenance=quiet)
+    coll = _make(store, m=8, ef_construction=40)
+    base = np.random.default_rng(9).standard_normal((300, DIM), dtype=np.float32)
+    coll.upsert([f"v{i}" for i in range(300)], [None] * 300, base)
+    coll.flush_index()  # saved through write_durably, FAISS's pieces streamed
+    data = (coll.directory / INDEX_FILE).read_bytes()
+    index = coll.index
+    assert index is not None
+    ids = orjson.dumps(index.node_names())
+    graph = faiss.serialize_index(index._graph).tobytes()  # FAISS's own whole-file form
+    body = b"VPHNSW1\0" + struct.pack("<Q", len(ids)) + ids + graph
+    assert data == body + struct.pack("<I", zlib.crc32(body))
+    store.close()
+
+
+def test_a_bulk_import_is_indexed_before_its_log_is_compacted(hot: Path) -> None:
+    quiet = Maintenance(autostart=False)
+    quiet.cores = 1  # steps of INSERT_CHUNK (32)
+    vectors = np.random.default_rng(8).standard_normal((200, DIM), dtype=np.float32)
+    ids = [f"v{i}" for i in range(200)]
+    probe = TenantStore.open(hot, "probe", SMALL_WAL, maintenance=quiet)
+    probe_coll = _make(probe)
+    probe_coll.upsert(ids, [None] * 200, vectors)
+    logged = probe_coll._wal.size  # the log this import writes
+    probe.close()
+    # Compaction is due at half the import's log, but deferred (up to 4x) while the
+    # graph has vectors waiting: every step indexes until the fresh buffer runs dry.
+    store = TenantStore.open(hot, "tenant_a", logged // 2, maintenance=quiet)
+    coll = _make(store)
+    coll.upsert(ids, [None] * 200, vectors)
+    assert coll.index is not None
+    steps = 0
+    while coll.index.fresh_count:
+        assert coll.run_maintenance()
+        assert coll.generation == 0  # not compacted yet
+        steps += 1
+    assert steps == -(-200 // 32)
+    assert coll.run_maintenance() and coll.generation == 1  # now compacted, once
+    assert not coll.run_maintenance()  # then the index saved, and nothing left
+    # Past four times its size, the log is compacted even while vectors wait.
+    for batch in range(10):
+        coll.upsert([f"w{batch}-{i}" for i in range(200)], [None] * 200, vectors + batch + 1)
+    assert coll._wal.size > 4 * (logged // 2) and coll.index.fresh_count
+    generation = coll.generation
+    assert coll.run_maintenance() and coll.generation == generation + 1
     store.close()
 
 

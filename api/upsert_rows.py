@@ -57,9 +57,23 @@ def matrix_of(rows: list[list[float]] | np.ndarray) -> np.ndarray:
     return matrix
 
 
+def b64_bytes(payload: str) -> bytes:
+    """``base64.b64decode(payload, validate=True)``, its usual case in one C call.
+
+    That call checks the alphabet with a regular expression before decoding: 4 ms of
+    a 2 MB packed 1,000 x 384 upsert (on the event loop), against 1 ms for binascii's
+    strict mode, which accepts a subset of what it does (canonical base64) and decodes
+    it to the same bytes. Anything strict mode refuses gets the call's own verdict.
+    """
+    try:
+        return binascii.a2b_base64(payload, strict_mode=True)
+    except (binascii.Error, ValueError):
+        return base64.b64decode(payload, validate=True)
+
+
 def decode_b64(ids: list[str], payload: str) -> np.ndarray:
     try:
-        raw = base64.b64decode(payload, validate=True)
+        raw = b64_bytes(payload)
     except (binascii.Error, ValueError):
         raise RowsRefused(BAD_REQUEST, "values_b64 is not valid base64") from None
     if len(raw) % 4:

@@ -4,6 +4,7 @@ route would have built, or the route itself for anything it would refuse."""
 from __future__ import annotations
 
 import base64
+import binascii
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,7 +15,7 @@ import pytest
 from api.query_desk import BIG_BODY_BYTES, UPSERT_DESK_VALUES, QueryDesk, json_values
 from api.query_parse import Fallback
 from api.schemas import UpsertRequest
-from api.upsert_rows import INVALID, TOO_LARGE, RowsRefused, parse_upsert, upsert_rows
+from api.upsert_rows import INVALID, TOO_LARGE, RowsRefused, b64_bytes, parse_upsert, upsert_rows
 from coordinator.dataplane import Limits
 
 LIMITS = Limits()
@@ -170,3 +171,36 @@ async def test_until_its_process_has_started_the_route_parses() -> None:
         _same_rows(await desk.parse_upsert(_rows_body()), _as_the_route(_rows_body()))
     finally:
         desk.close()
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        "",
+        "QUJD",
+        "QUI=",
+        "QU==",
+        "QUJ",
+        "Q===",
+        "QUJD=",
+        "QUJD==",
+        "QU=D",
+        "=QUJ",
+        "QUJD\n",
+        "QU JD",
+        "Q\u00e9JD",
+        "QUJD=x",
+        "QUI==",
+        "AA==AA==",
+        "A",
+        "QUJDQUI=QUI=",
+    ],
+)
+def test_values_b64_is_decoded_exactly_as_b64decode_validate_decodes_it(payload: str) -> None:
+    def outcome(decode: Any) -> tuple[str, bytes | None]:
+        try:
+            return "ok", decode(payload)
+        except (binascii.Error, ValueError):
+            return "refused", None
+
+    assert outcome(b64_bytes) == outcome(lambda p: base64.b64decode(p, validate=True))

@@ -37,13 +37,13 @@ DEFAULT_EF_SEARCH = 64
 INSERT_CHUNK = 32  # vectors per graph insertion step (~20-40 ms of exclusive graph lock)
 # While no reads run, steps use every core and grow: the first takes this many, each
 # next one twice as many (up to INSERT_CHUNK_IDLE_MAX) as long as the bigger step is
-# expected, at the last one's pace, to hold the graph under IDLE_STEP_S. FAISS (1.15) inserts each add() call in batches
-# that start at one vector and double, and only batches over 100 run on several
-# threads, so a 256-vector add keeps half of its work on one core: at 30k x 384, two
-# threads took 9.4 s with steps of 256, 7.3 s of 1,024, 6.9 s of 2,048 and 5.8 s in
-# one call (one thread: 11.2 s). The cost: a read arriving in such a quiet spell waits
-# for the step under way, at most about IDLE_STEP_S; once reads run, steps are
-# INSERT_CHUNK on one thread again.
+# expected, at the last one's pace, to hold the graph under IDLE_STEP_S. FAISS (1.15)
+# inserts each add() call in batches that start at one vector and double, and only
+# batches over 100 run on several threads, so a 256-vector add keeps half of its work
+# on one core: at 30k x 384, two threads took 9.4 s with steps of 256, 7.3 s of 1,024,
+# 6.9 s of 2,048 and 5.8 s in one call (one thread: 11.2 s). The cost: a read arriving
+# in such a quiet spell waits for the step under way, at most about IDLE_STEP_S; once
+# reads run, steps are INSERT_CHUNK on one thread again.
 INSERT_CHUNK_IDLE = 256
 INSERT_CHUNK_IDLE_MAX = 4096
 IDLE_STEP_S = 0.4

@@ -85,13 +85,7 @@ class LeanFront:
         else:
             principal: Principal | None = scope["state"].get("principal")
             if principal is not None and KeyScope.READ in principal.scopes:
-                content_type = accept = None
-                for key, value in scope["headers"]:  # the first of each, as Headers.get
-                    if key == b"content-type":
-                        if content_type is None:
-                            content_type = value
-                    elif key == b"accept" and accept is None:
-                        accept = value
+                content_type, accept = _content_type_and(scope, b"accept")
                 if content_type in (JSON_TYPE, BINARY_TYPE):
                     handed_on = await self._serve(
                         scope, receive, send, name, principal, content_type, accept
@@ -108,13 +102,7 @@ class LeanFront:
         principal: Principal | None = scope["state"].get("principal")
         if name is None or principal is None or KeyScope.WRITE not in principal.scopes:
             return receive
-        content_type = length = None
-        for key, value in scope["headers"]:  # the first of each, as Headers.get
-            if key == b"content-type":
-                if content_type is None:
-                    content_type = value
-            elif key == b"content-length" and length is None:
-                length = value
+        content_type, length = _content_type_and(scope, b"content-length")
         if content_type != JSON_TYPE:
             return receive
         assert self.desk is not None and self.upsert is not None
@@ -212,3 +200,16 @@ class LeanFront:
             if recorded:
                 recorder.finish(scope, request_id, status, state["started"])
         return None
+
+
+def _content_type_and(scope: Scope, other: bytes) -> tuple[bytes | None, bytes | None]:
+    """The request's first Content-Type header and first ``other`` header (as
+    Headers.get finds them), in one pass over the raw headers."""
+    content_type = found = None
+    for key, value in scope["headers"]:
+        if key == b"content-type":
+            if content_type is None:
+                content_type = value
+        elif key == other and found is None:
+            found = value
+    return content_type, found

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from starlette.routing import BaseRoute
 from starlette.types import Message, Receive, Scope
@@ -171,18 +171,27 @@ def collection_posted(scope: Scope, suffix: str) -> str | None:
     return name if name and "/" not in name else None
 
 
-class LeanQuery:
-    """The query route's provably valid requests, answered without FastAPI (its handler;
-    api/lean_front.py serves them from the admission gate)."""
+class LeanRoute:
+    """A data-plane route's requests answered from the admission gate (api/lean_front.py)
+    without FastAPI; the reference route stays the OpenAPI description."""
+
+    suffix: ClassVar[str]  # of the path, after /v1/collections/{name}
 
     def __init__(self, *, dataplane: DataPlane, route: BaseRoute) -> None:
         self.dataplane = dataplane
         self.route = route  # the reference route: named in the request log and the metrics
 
-    @staticmethod
-    def collection(scope: Scope) -> str | None:
-        """The collection name when this is ``POST /v1/collections/{name}/query``, exactly."""
-        return collection_posted(scope, SUFFIX)
+    @classmethod
+    def collection(cls, scope: Scope) -> str | None:
+        """The collection name when this is ``POST /v1/collections/{name}<suffix>``, exactly."""
+        return collection_posted(scope, cls.suffix)
+
+
+class LeanQuery(LeanRoute):
+    """The query route's provably valid requests, answered without FastAPI (its handler;
+    api/lean_front.py serves them from the admission gate)."""
+
+    suffix = SUFFIX
 
     @staticmethod
     def parse(content_type: bytes, body: bytes) -> dict[str, Any]:

@@ -17,29 +17,18 @@ name, the tier's vector limit, ``DataPlane.upsert``, and the answer ``{"upserted
 
 from __future__ import annotations
 
-from starlette.routing import BaseRoute
-from starlette.types import Scope
-
-from api.lean_query import collection_posted
+from api.lean_query import LeanRoute
 from api.routes.vectors import store_rows
 from api.upsert_rows import Rows
 from coordinator.accounts.model import Principal
-from coordinator.dataplane import DataPlane
 
 UPSERT_SUFFIX = "/upsert"
 
 
-class LeanUpsert:
+class LeanUpsert(LeanRoute):
     """The upsert route's large JSON bodies, once the desk has parsed and checked them."""
 
-    def __init__(self, *, dataplane: DataPlane, route: BaseRoute) -> None:
-        self.dataplane = dataplane
-        self.route = route  # the reference route: named in the request log and the metrics
-
-    @staticmethod
-    def collection(scope: Scope) -> str | None:
-        """The collection name when this is ``POST /v1/collections/{name}/upsert``, exactly."""
-        return collection_posted(scope, UPSERT_SUFFIX)
+    suffix = UPSERT_SUFFIX
 
     async def answer(self, principal: Principal, name: str, rows: Rows) -> bytes:
         """The answer's bytes, or the API's error raised (the route's own last step)."""

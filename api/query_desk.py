@@ -28,9 +28,10 @@ import logging
 import multiprocessing
 import random
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import orjson
 
@@ -52,6 +53,8 @@ BIG_BODY_BYTES = 64 * 1024
 UPSERT_DESK_VALUES = 16_384
 # json_values samples this many windows of this many bytes, at random places.
 SAMPLE_WINDOWS, SAMPLE_BYTES = 16, 4096
+# What QueryDesk._in_helper answers while the helper starts or is down.
+_DOWN = object()
 
 
 def parse_checked(body: bytes, max_depth: int, max_operands: int) -> dict[str, Any] | None:
@@ -148,21 +151,14 @@ class QueryDesk:
         if len(body) < self.big_body_bytes:
             return parse_json_query(body)
         limits = self.limits
-        try:
-            pool = self._pool_started()
-            if not self._up():
-                return _parsed_here(body)
-            query = await asyncio.get_running_loop().run_in_executor(
-                pool, parse_checked, body, limits.max_filter_depth, limits.max_filter_operands
-            )
-        except (BrokenProcessPool, OSError, RuntimeError) as exc:
-            # RuntimeError: the pool was shut down (the process is stopping)
-            log.warning("query desk unavailable, parsing here: %s", exc)
-            self.close()
+        query = await self._in_helper(
+            "parsing here", parse_checked, body, limits.max_filter_depth, limits.max_filter_operands
+        )
+        if query is _DOWN:
             return _parsed_here(body)
         if query is None:
             raise Fallback
-        return query
+        return cast("dict[str, Any]", query)
 
     async def parse_upsert(self, body: bytes) -> Rows:
         """The rows of a large JSON upsert ``body``, parsed and checked by the helper as the
@@ -174,25 +170,31 @@ class QueryDesk:
         from api.upsert_rows import parse_upsert  # pydantic: the helper loads it only here
 
         limits = self.limits
+        parsed = await self._in_helper(
+            "the upsert route parses the body",
+            parse_upsert,
+            body,
+            limits.max_upsert_vectors,
+            limits.max_dimension,
+            limits.max_metadata_bytes,
+        )
+        if parsed is _DOWN or parsed is None:
+            raise Fallback
+        return cast("Rows", parsed)
+
+    async def _in_helper(self, instead: str, fn: Callable[..., object], *args: object) -> object:
+        """``fn(*args)`` in the helper process; _DOWN while the helper starts, or when it
+        is down (then stopped, and logged with what happens ``instead``)."""
         try:
             pool = self._pool_started()
             if not self._up():
-                raise Fallback
-            parsed = await asyncio.get_running_loop().run_in_executor(
-                pool,
-                parse_upsert,
-                body,
-                limits.max_upsert_vectors,
-                limits.max_dimension,
-                limits.max_metadata_bytes,
-            )
+                return _DOWN
+            return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
         except (BrokenProcessPool, OSError, RuntimeError) as exc:
-            log.warning("query desk unavailable, the upsert route parses the body: %s", exc)
+            # RuntimeError: the pool was shut down (the process is stopping)
+            log.warning("query desk unavailable, %s: %s", instead, exc)
             self.close()
-            raise Fallback from None
-        if parsed is None:
-            raise Fallback
-        return parsed
+            return _DOWN
 
     def _pool_started(self) -> ProcessPoolExecutor:
         if self._pool is None:

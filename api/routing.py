@@ -86,8 +86,9 @@ def json_response(content: Any, status_code: int = 200) -> Response:
 
 
 class PartsResponse(Response):
-    """A JSON answer rendered in parts (``in_turns``): one Content-Length, the parts sent
-    one after the other as the body, never joined into one more copy."""
+    """A JSON answer rendered in parts (as api/routes/vectors.fetch_answer makes them):
+    one Content-Length, the parts sent one after the other as the body, never joined
+    into one more copy."""
 
     media_type = "application/json"
 

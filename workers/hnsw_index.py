@@ -27,6 +27,7 @@ import orjson
 from workers.faiss_runtime import faiss
 from workers.flat_index import exact_search
 from workers.graph_rows import GraphRows
+from workers.integrity import ChecksummingWriter
 from workers.read_write_lock import ReadWriteLock, WouldBlock
 from workers.vector_table import VectorTable
 
@@ -478,7 +479,7 @@ class HnswIndex:
         it. Graph insertion must not run meanwhile. FAISS hands the graph over in
         pieces, so no copy of it is made in memory (a whole-file bytes object and its
         copies held about four times the graph at once: 640 MB for 100k x 384)."""
-        checked = _Checksummed(sink)
+        checked = ChecksummingWriter(sink)
         with self._graph_lock.reading():
             count = int(self._graph.ntotal)
             names = names[:count] + [None] * (count - len(names))
@@ -487,7 +488,7 @@ class HnswIndex:
             checked.write(ids)
             lib = faiss()
             lib.write_index(self._graph, lib.PyCallbackIOWriter(checked.write))
-        sink.write(_U32.pack(checked.crc))
+        sink.write(_U32.pack(checked.checksum.crc32))
 
     def restore(self, data: bytes, table: VectorTable) -> None:
         """Adopt a saved graph; nodes whose id no longer holds the same vector are tombstones.
@@ -543,21 +544,6 @@ class Writable(Protocol):
     """Where an index file is written (a file, or a SealedWriter over one)."""
 
     def write(self, data: bytes, /) -> int | None: ...
-
-
-class _Checksummed:
-    """Passes writes on to ``sink`` and keeps the CRC32 of all of them."""
-
-    __slots__ = ("_sink", "crc")
-
-    def __init__(self, sink: Writable) -> None:
-        self._sink = sink
-        self.crc = 0
-
-    def write(self, data: bytes) -> int:
-        self.crc = zlib.crc32(data, self.crc)
-        self._sink.write(data)
-        return len(data)
 
 
 def add_with_threads(graph: Any, vectors: np.ndarray, threads: int) -> None:

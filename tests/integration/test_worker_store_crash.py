@@ -26,7 +26,7 @@ DIM = 32
 # The child: upsert numbered batches forever, printing each batch number only after
 # upsert() returned. An optional crash point makes it die at one exact step.
 CHILD = r"""
-import os, sys, time
+import os, sys, threading, time
 from pathlib import Path
 import numpy as np
 import workers.collection as collection_module
@@ -43,18 +43,24 @@ def batch(b):
     n = 1 + b % 7
     return [f"b{b}-{i}" for i in range(n)], rng.standard_normal((n, DIM), dtype=np.float32)
 
+# A crash point may fire in the background thread as soon as the store is open: it
+# waits until "ready" is out, or the parent would wait for a line that never comes.
+announced = threading.Event()
+
 def die_after(module, name, calls=1):
     original, seen = getattr(module, name), []
     def wrapper(*args, **kwargs):
         result = original(*args, **kwargs)
         seen.append(1)
         if len(seen) >= calls:
+            announced.wait()
             os._exit(137)
         return result
     setattr(module, name, wrapper)
 
 def die_before(module, name):
     def wrapper(*args, **kwargs):
+        announced.wait()
         os._exit(137)
     setattr(module, name, wrapper)
 
@@ -79,6 +85,7 @@ elif crash == "mid_cleanup":
         old_wal = directory / f"wal-{manifest.generation - 1}.log"
         if manifest.generation >= 1 and old_wal.exists():
             old_wal.unlink()
+            announced.wait()
             os._exit(137)
         return original(directory, manifest)
     collection_module.remove_orphans = partial_cleanup
@@ -89,6 +96,7 @@ elif crash == "after_index_save":
     collection_module.INDEX_SAVE_MAX_AGE_S = 0.0
     die_after(collection_module, "write_durably")
 print("ready", flush=True)
+announced.set()
 b = start
 while True:
     ids, vectors = batch(b)

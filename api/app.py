@@ -171,7 +171,7 @@ def create_app(
         query=LeanQuery(dataplane=dataplane, route=query_route),
         recorder=RequestRecorder(max_body_bytes, observer, metrics.observe_defect),
         desk=app.query_desk,
-        # Large JSON upserts: parsed by the desk too, off the event loop.
+        # Binary upserts, and large JSON ones (parsed by the desk too, off the event loop).
         upsert=LeanUpsert(dataplane=dataplane, route=upsert_route),
     )
     # The data plane's front: outside Starlette's middleware stack, so a refusal costs

@@ -56,19 +56,28 @@ def _refuse(doc: dict[str, Any], rows: np.ndarray, single: bool) -> BinaryQueryE
     return BinaryQueryError(Invalid("The request is invalid."))
 
 
-def parse_binary_query(body: bytes) -> dict[str, Any]:
-    """The query in ``body`` as api/lean_query.py's parse_json_query returns it."""
-    if len(body) < 8 or body[:4] != MAGIC:
-        raise BinaryQueryError(BadRequest("a binary query starts with VPQ1 and P's length"))
+def read_frame(body: bytes, magic: bytes, what: str) -> tuple[dict[str, Any], memoryview]:
+    """P (a JSON object) and the bytes after it of ``magic | u32 LE len(P) | P | ...``;
+    BinaryQueryError (400) for a malformed frame. Shared with api/binary_upsert.py."""
+    if len(body) < 8 or body[:4] != magic:
+        raise BinaryQueryError(
+            BadRequest(f"a binary {what} starts with {magic.decode()} and P's length")
+        )
     (length,) = _LEN.unpack_from(body, 4)
     if 8 + length > len(body):
-        raise BinaryQueryError(BadRequest("the binary query is shorter than its header says"))
+        raise BinaryQueryError(BadRequest(f"the binary {what} is shorter than its header says"))
     try:
         doc = orjson.loads(body[8 : 8 + length])
     except orjson.JSONDecodeError:
-        raise BinaryQueryError(BadRequest("the binary query's P is not valid JSON")) from None
+        raise BinaryQueryError(BadRequest(f"the binary {what}'s P is not valid JSON")) from None
     if type(doc) is not dict:
-        raise BinaryQueryError(BadRequest("the binary query's P must be a JSON object"))
+        raise BinaryQueryError(BadRequest(f"the binary {what}'s P must be a JSON object"))
+    return doc, memoryview(body)[8 + length :]
+
+
+def parse_binary_query(body: bytes) -> dict[str, Any]:
+    """The query in ``body`` as api/lean_query.py's parse_json_query returns it."""
+    doc, payload = read_frame(body, MAGIC, "query")
     shape = doc.get("shape")
     if (
         type(shape) is not list
@@ -76,7 +85,6 @@ def parse_binary_query(body: bytes) -> dict[str, Any]:
         or not all(type(n) is int and n > 0 for n in shape)
     ):
         raise BinaryQueryError(Invalid("shape must be [d] or [n, d] with positive integers"))
-    payload = memoryview(body)[8 + length :]
     count = 1
     for n in shape:
         count *= n

@@ -23,10 +23,11 @@ Every other request, and every query the lean handler cannot prove valid (its bo
 replayed), goes on to the app (``chain``) unchanged, where the reference route answers.
 The route stays registered there, so the OpenAPI document is the same.
 
-A large JSON ``POST /v1/collections/{name}/upsert`` (a key with the write scope, a body
-of at least the query desk's 64 KiB) is served the same way, its body parsed and
-checked by the query desk's helper process rather than on the event loop
-(api/lean_upsert.py); a smaller one, or one the helper refuses, goes to its route.
+A ``POST /v1/collections/{name}/upsert`` by a key with the write scope is served the
+same way (api/lean_upsert.py) when its body is the binary upsert format (parsed here;
+the route cannot read it), or JSON of at least the query desk's 64 KiB (parsed and
+checked by the desk's helper process rather than on the event loop); a smaller JSON
+one, or one the helper refuses, goes to its route.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from __future__ import annotations
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.binary_query import BINARY_TYPE, BinaryQueryError
-from api.errors import error_body, error_parts
+from api.errors import ApiError, error_body, error_parts
 from api.lean_query import (
     JSON_TYPE,
     Disconnected,
@@ -71,8 +72,8 @@ class LeanFront:
         self.recorder = recorder
         # Large JSON bodies are parsed in a process of its own (api/query_desk.py).
         self.desk = desk
-        # Large JSON upserts too, when given (api/lean_upsert.py).
-        self.upsert = upsert if desk is not None else None
+        # Binary upserts, and with the desk large JSON ones (api/lean_upsert.py).
+        self.upsert = upsert
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         name = LeanQuery.collection(scope)
@@ -96,16 +97,21 @@ class LeanFront:
         await self.chain(scope, receive, send)
 
     async def _large_upsert(self, scope: Scope, receive: Receive, send: Send) -> Receive | None:
-        """A large JSON upsert by a key with the write scope, its body parsed by the desk
-        and answered here (None); for any other request, ``receive`` untouched."""
+        """A binary upsert, or a large JSON one (its body parsed by the desk), by a key
+        with the write scope, answered here (None); for any other request, ``receive``
+        untouched."""
         name = LeanUpsert.collection(scope)
         principal: Principal | None = scope["state"].get("principal")
         if name is None or principal is None or KeyScope.WRITE not in principal.scopes:
             return receive
         content_type, length = _content_type_and(scope, b"content-length")
-        if content_type != JSON_TYPE:
+        assert self.upsert is not None
+        if content_type == BINARY_TYPE:
+            return await self._serve(
+                scope, receive, send, name, principal, content_type, None, self.upsert
+            )
+        if content_type != JSON_TYPE or self.desk is None:
             return receive
-        assert self.desk is not None and self.upsert is not None
         if length is not None and length.isdigit() and int(length) < self.desk.big_body_bytes:
             return receive  # small: the route's parse costs less than the trip to the desk
         return await self._serve(
@@ -142,7 +148,9 @@ class LeanFront:
             failure: Exception | None = None
             rows = query = None
             try:
-                if upsert is not None:
+                if upsert is not None and content_type == BINARY_TYPE:
+                    rows = upsert.parse_binary(body)
+                elif upsert is not None:
                     assert self.desk is not None
                     rows = await self.desk.parse_upsert(body)
                 elif content_type == JSON_TYPE and self.desk is not None:
@@ -154,6 +162,8 @@ class LeanFront:
                 return replay_body(body, receive)
             except BinaryQueryError as exc:
                 failure = exc.as_api_error()
+            except ApiError as exc:  # a binary upsert the API refuses
+                failure = exc
             # for the request log and the metrics
             scope["route"] = self.query.route if upsert is None else upsert.route
             scope["path_params"] = {"name": name}

@@ -87,7 +87,11 @@ def decode_b64(ids: list[str], payload: str) -> np.ndarray:
             f"values_b64 holds {floats} float32 values, not a multiple of "
             f"len(ids)={len(ids)}: its length must be len(ids) x dimension x 4 bytes",
         )
-    matrix = np.frombuffer(raw, dtype="<f4").reshape(len(ids), floats // len(ids))
+    return finite_rows(np.frombuffer(raw, dtype="<f4").reshape(len(ids), floats // len(ids)))
+
+
+def finite_rows(matrix: np.ndarray) -> np.ndarray:
+    """A little-endian float32 matrix as float32, refused if a value is NaN or Infinity."""
     if not np.isfinite(matrix).all():
         raise RowsRefused(INVALID, "values must be finite (no NaN or Infinity)")
     return matrix.astype(np.float32, copy=False)
@@ -118,6 +122,17 @@ def upsert_rows(
         ids = body.ids
         matrix = decode_b64(ids, body.values_b64)
         metadata = [dict(m) if m else None for m in body.metadata or [None] * len(ids)]
+    return checked_rows(ids, matrix, metadata, max_dimension, max_metadata_bytes)
+
+
+def checked_rows(
+    ids: list[str],
+    matrix: np.ndarray,
+    metadata: list[dict[str, Any] | None],
+    max_dimension: int,
+    max_metadata_bytes: int,
+) -> Rows:
+    """The rows, once their dimension and each metadata's size are within the limits."""
     if matrix.shape[1] > max_dimension:
         raise RowsRefused(INVALID, f"dimension must be at most {max_dimension}")
     check_metadata(metadata, max_metadata_bytes)

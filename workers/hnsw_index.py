@@ -17,8 +17,10 @@ an upsert never waits for graph insertion.
 
 from __future__ import annotations
 
+import contextlib
 import struct
 import zlib
+from collections.abc import Iterator
 from typing import Any, Protocol
 
 import numpy as np
@@ -397,15 +399,30 @@ class HnswIndex:
                 raise KeyError("an id with no vector in the index")
             out[picked] = self._fresh.search_matrix()[fresh_rows]
         if in_graph.any():
-            with self._graph_lock.reading(wait):
-                graph = self._graph
-                lib = faiss()
-                storage = lib.downcast_index(graph.storage)
-                xb = storage.get_xb()
-                stored = lib.rev_swig_ptr(xb, graph.ntotal * self.dimension)
-                matrix = stored.reshape(graph.ntotal, self.dimension)
+            with self.stored_matrix(wait) as matrix:
                 out[in_graph] = matrix[nodes[in_graph]]  # copied while the graph is held
         return out
+
+    def stored_rows(self, count: int) -> StoredRows:
+        """The search vectors of the table's rows ``0..count-1`` as they stand now, read
+        block by block later (for a segment, without a whole copy of the matrix); row
+        lock held now. Valid as long as the graph takes no vectors and is not swapped:
+        while the caller holds the collection's maintenance lock."""
+        nodes = self._nodes.node_of_rows(np.arange(count, dtype=np.int64))
+        fresh_at = np.flatnonzero(nodes < 0)
+        fresh = self.search_vectors(fresh_at)  # copies: the fresh buffer keeps changing
+        return StoredRows(self, nodes, fresh_at, fresh)
+
+    @contextlib.contextmanager
+    def stored_matrix(self, wait: bool = True) -> Iterator[np.ndarray]:
+        """The graph's storage as an (ntotal, d) view, valid inside the block (graph
+        lock shared; ``wait=False``: WouldBlock rather than wait for it)."""
+        with self._graph_lock.reading(wait):
+            graph = self._graph
+            lib = faiss()
+            xb = lib.downcast_index(graph.storage).get_xb()
+            matrix = lib.rev_swig_ptr(xb, graph.ntotal * self.dimension)
+            yield matrix.reshape(graph.ntotal, self.dimension)
 
     # ---- graph insertion (maintenance thread) ----------------------------------------
 
@@ -526,6 +543,49 @@ class HnswIndex:
         if len(rows):
             ids = table.ids
             self.put([ids[r] for r in rows.tolist()], table.search_rows(rows))
+
+
+class StoredRows:
+    """``HnswIndex.stored_rows``: rows in the graph are read from its storage a block at
+    a time (into one reused buffer); the few still fresh were copied when it was made."""
+
+    def __init__(
+        self, index: HnswIndex, nodes: np.ndarray, fresh_at: np.ndarray, fresh: np.ndarray
+    ) -> None:
+        self._index = index
+        self._nodes = nodes
+        self._fresh_at = fresh_at
+        self._fresh = fresh
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return len(self._nodes), self._index.dimension
+
+    def blocks(self, rows: int) -> Iterator[np.ndarray]:
+        count, dimension = self.shape
+        buffer = np.empty((min(rows, count), dimension), dtype=np.float32)
+        # The graph takes no vectors while this runs (the caller's maintenance lock), so
+        # holding its lock shared across the blocks keeps no writer waiting.
+        with self._index.stored_matrix() as matrix:
+            for start in range(0, count, rows):
+                nodes = self._nodes[start : start + rows]
+                lo, hi = np.searchsorted(self._fresh_at, [start, start + len(nodes)])
+                if hi == lo and _consecutive(nodes):
+                    # A bulk import's rows are its nodes in order: no copy at all.
+                    yield matrix[nodes[0] : nodes[0] + len(nodes)]
+                    continue
+                out = buffer[: len(nodes)]
+                if hi - lo < len(nodes):  # some rows are in the graph
+                    np.take(matrix, np.where(nodes < 0, 0, nodes), axis=0, out=out)
+                if hi > lo:
+                    out[self._fresh_at[lo:hi] - start] = self._fresh[lo:hi]
+                yield out
+
+
+def _consecutive(nodes: np.ndarray) -> bool:
+    return bool(
+        nodes[-1] - nodes[0] == len(nodes) - 1 and (len(nodes) < 2 or (np.diff(nodes) == 1).all())
+    )
 
 
 def next_idle_chunk(chunk: int, added: int, took_s: float) -> int:

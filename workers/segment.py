@@ -28,10 +28,10 @@ import re
 import shutil
 import uuid
 import zlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Protocol
 
 import numpy as np
 import orjson
@@ -85,13 +85,32 @@ class Manifest:
         return [SPEC_FILE, *(f"{self.segment}/{name}" for name in SEGMENT_FILES)]
 
 
+# Rows per block when a segment's vectors are written (16 MiB at 384 dimensions).
+WRITE_BLOCK_ROWS = 10_000
+
+
+class RowBlocks(Protocol):
+    """A float32 matrix handed out a block of rows at a time, for writing a segment of
+    vectors that are not copied whole first (an HNSW collection's, read from its graph)."""
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(rows, dimension)."""
+        ...
+
+    def blocks(self, rows: int) -> Iterator[np.ndarray]:
+        """The matrix in order, up to ``rows`` rows per block; a block is valid only
+        until the next one is asked for."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class SegmentData:
     """The live rows of a collection in row order."""
 
     ids: list[str]
     metadata: list[dict[str, Any] | None]
-    vectors: np.ndarray
+    vectors: np.ndarray | RowBlocks
 
 
 def read_manifest(directory: Path) -> Manifest:
@@ -162,12 +181,11 @@ def write_segment(
         checksums[f"{name}/metadata.jsonl"] = FileChecksum.of_bytes(lines)
         with (temp / "vectors.npy").open("wb") as fh:
             writer = ChecksummingWriter(fh)
-            matrix = np.ascontiguousarray(data.vectors, dtype="<f4")
             if keyring is None:
-                np.save(writer, matrix, allow_pickle=False)
+                write_npy(writer, data.vectors)
             else:
                 sealer = SealedWriter(writer, keyring)
-                np.save(sealer, matrix, allow_pickle=False)
+                write_npy(sealer, data.vectors)
                 sealer.close()
             fh.flush()
             os.fsync(fh.fileno())
@@ -179,6 +197,25 @@ def write_segment(
         raise
     fsync_dir(directory)
     return checksums
+
+
+def write_npy(sink: BinaryIO | Any, vectors: np.ndarray | RowBlocks) -> None:
+    """The bytes ``np.save`` writes for a float32 matrix, written from its blocks as
+    they are (np.save would copy each of its chunks to a bytes object first)."""
+    rows, dimension = vectors.shape
+    header = {"descr": "<f4", "fortran_order": False, "shape": (rows, dimension)}
+    np.lib.format.write_array_header_1_0(sink, header)
+    if isinstance(vectors, np.ndarray):
+        matrix = np.ascontiguousarray(vectors, dtype="<f4")
+        blocks: Iterator[np.ndarray] = (
+            matrix[start : start + WRITE_BLOCK_ROWS]
+            for start in range(0, rows, WRITE_BLOCK_ROWS)
+        )
+    else:
+        blocks = vectors.blocks(WRITE_BLOCK_ROWS)
+    for block in blocks:
+        if len(block):
+            sink.write(memoryview(np.ascontiguousarray(block, dtype="<f4")).cast("B"))
 
 
 def read_segment(

@@ -21,7 +21,7 @@ import numpy as np
 
 from workers.graph_rows import GraphRows
 from workers.id_rows import IdRows
-from workers.segment import SegmentData
+from workers.segment import RowBlocks, SegmentData
 
 
 class VectorSource(Protocol):
@@ -30,6 +30,11 @@ class VectorSource(Protocol):
     def search_vectors(self, rows: np.ndarray, wait: bool = True) -> np.ndarray:
         """The search vectors of the table's ``rows``, in order, as a new (n, d) float32
         array; ``wait=False``: WouldBlock rather than wait for a lock."""
+        ...
+
+    def stored_rows(self, count: int) -> RowBlocks:
+        """The search vectors of rows ``0..count-1`` as they stand now, to be read a
+        block at a time while the index takes no new vectors."""
         ...
 
 
@@ -217,9 +222,12 @@ class VectorTable:
         return removed
 
     def snapshot(self) -> SegmentData:
-        """Copies of the live rows, for writing a segment."""
+        """The live rows as they stand now, for writing a segment: copies, except a
+        detached table's vectors, which its index hands out block by block (see
+        ``HnswIndex.stored_rows``, valid while no graph step runs)."""
+        vectors: np.ndarray | RowBlocks
         if self._source is not None and not self._normalize:
-            vectors = self._source.search_vectors(np.arange(self._count, dtype=np.int64))
+            vectors = self._source.stored_rows(self._count)
         else:
             vectors = self.vectors().copy()
         return SegmentData(ids=list(self.ids), metadata=list(self.metadata), vectors=vectors)

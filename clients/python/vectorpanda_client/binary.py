@@ -2,6 +2,8 @@
 
 ``b"VPQ1" | u32 LE length of P | P (JSON options + "shape") | float32 LE values``: the
 query vectors travel as raw float32, so neither side writes or parses them as text.
+Upserts travel the same way: ``b"VPU1"``, P holding ``ids``, ``metadata`` and
+``shape`` (the server's side: api/binary_upsert.py).
 With ``Accept: application/x-vectorpanda`` the server answers in the binary answer
 format (``decode_answer``; the server's side: workers/query_answer.py): ids and
 metadata as JSON, scores and values as raw float32. A server that answers JSON
@@ -21,6 +23,7 @@ from vectorpanda_client.models import Match, QueryResult
 
 CONTENT_TYPE = "application/x-vectorpanda"
 MAGIC = b"VPQ1"
+UPSERT_MAGIC = b"VPU1"
 ANSWER_MAGIC = b"VPA1"
 ACCEPT = f"{CONTENT_TYPE}, application/json;q=0.9"
 _LEN = struct.Struct("<I")
@@ -32,6 +35,18 @@ def encode_query(matrix: np.ndarray, single: bool, options: dict[str, Any]) -> b
     shape = [values.shape[1]] if single else [values.shape[0], values.shape[1]]
     head = orjson.dumps({**options, "shape": shape})
     return b"".join((MAGIC, _LEN.pack(len(head)), head, values.tobytes()))
+
+
+def encode_upsert(
+    ids: list[str], matrix: np.ndarray, metadata: list[dict[str, Any] | None] | None
+) -> bytes:
+    """The body of an upsert of ``matrix`` (n, d) under ``ids`` (``b"VPU1"`` framing)."""
+    values = np.ascontiguousarray(matrix, dtype="<f4")
+    head: dict[str, Any] = {"ids": ids, "shape": [values.shape[0], values.shape[1]]}
+    if metadata is not None:
+        head["metadata"] = metadata
+    encoded = orjson.dumps(head)
+    return b"".join((UPSERT_MAGIC, _LEN.pack(len(encoded)), encoded, values.tobytes()))
 
 
 def _parts(content: bytes) -> tuple[dict[str, Any], np.ndarray, np.ndarray | None]:

@@ -5,7 +5,6 @@ Shared by ``Client`` and ``AsyncClient``; nothing here does I/O.
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
@@ -13,7 +12,13 @@ from urllib.parse import quote
 
 import numpy as np
 
-from vectorpanda_client.binary import ACCEPT, CONTENT_TYPE, decode_results, encode_query
+from vectorpanda_client.binary import (
+    ACCEPT,
+    CONTENT_TYPE,
+    decode_results,
+    encode_query,
+    encode_upsert,
+)
 from vectorpanda_client.errors import InvalidError
 from vectorpanda_client.exchange import Answer, Call, Operation
 from vectorpanda_client.models import CollectionInfo, FetchedVector, QueryResult, Usage
@@ -93,7 +98,7 @@ def upsert(
     metadata: Sequence[Metadata | None] | None,
     batch_size: int = MAX_UPSERT_VECTORS,
 ) -> Operation[int]:
-    """Packed float32 (``values_b64``) in batches of at most ``batch_size`` vectors."""
+    """Raw float32 (the binary upsert format) in batches of at most ``batch_size`` vectors."""
     ids = [str(i) for i in ids]
     matrix = as_matrix(vectors)
     if len(ids) != matrix.shape[0]:
@@ -104,13 +109,11 @@ def upsert(
     upserted = 0
     for start in chunks(len(ids), size):
         stop = start + size
-        body: dict[str, Any] = {
-            "ids": ids[start:stop],
-            "values_b64": base64.b64encode(matrix[start:stop].tobytes()).decode("ascii"),
-        }
-        if metadata is not None:
-            body["metadata"] = list(metadata[start:stop])
-        answer = yield Call("POST", collection_path(name, "upsert"), body)
+        rows = None if metadata is None else list(metadata[start:stop])
+        body = encode_upsert(ids[start:stop], matrix[start:stop], rows)
+        answer = yield Call(
+            "POST", collection_path(name, "upsert"), body, content_type=CONTENT_TYPE
+        )
         upserted += int(answer.json()["upserted"])
     return upserted
 

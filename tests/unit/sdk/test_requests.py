@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import struct
 
 import numpy as np
@@ -28,7 +27,7 @@ def drive(op: Operation[object], answers: list[dict[str, object]]) -> tuple[list
     raise AssertionError("the operation wanted more answers than scripted")
 
 
-def test_upsert_packs_float32_and_batches_at_1000() -> None:
+def test_upsert_sends_raw_float32_and_batches_at_1000() -> None:
     data = np.arange(2500 * 3, dtype=np.float64).reshape(2500, 3)
     ids = [f"v{i}" for i in range(2500)]
     meta = [{"i": i} for i in range(2500)]
@@ -36,10 +35,19 @@ def test_upsert_packs_float32_and_batches_at_1000() -> None:
     calls, total = drive(ops.upsert("c", ids, data, meta), answers)
     assert total == 2500 and len(calls) == 3
     assert [c.path for c in calls] == ["/v1/collections/c/upsert"] * 3
-    last = calls[2].body
-    assert last["ids"] == ids[2000:] and last["metadata"] == meta[2000:]
-    raw = np.frombuffer(base64.b64decode(last["values_b64"]), dtype="<f4").reshape(500, 3)
+    assert {c.content_type for c in calls} == {CONTENT_TYPE}
+    # b"VPU1" | u32 length of P | P (ids, metadata, shape) | float32 values
+    last = calls[2].content() or b""
+    assert last[:4] == b"VPU1"
+    (length,) = struct.unpack_from("<I", last, 4)
+    head = orjson.loads(last[8 : 8 + length])
+    assert head == {"ids": ids[2000:], "metadata": meta[2000:], "shape": [500, 3]}
+    raw = np.frombuffer(last[8 + length :], dtype="<f4").reshape(500, 3)
     assert np.array_equal(raw, data[2000:].astype(np.float32))
+    calls, _ = drive(ops.upsert("c", ["a"], [[1.0, 2.0]], None), [{"upserted": 1}])
+    first = calls[0].content() or b""
+    (length,) = struct.unpack_from("<I", first, 4)
+    assert orjson.loads(first[8 : 8 + length]) == {"ids": ["a"], "shape": [1, 2]}
 
 
 def test_upsert_checks_shapes_and_finiteness_before_sending() -> None:

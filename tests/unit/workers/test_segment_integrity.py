@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from workers.collection_spec import parse_collection_spec
 from workers.errors import StoreError
 from workers.integrity import FileChecksum, file_checksum
 from workers.protocol import ErrorCode
-from workers.segment import MANIFEST, read_manifest
+from workers.segment import MANIFEST, WRITE_BLOCK_ROWS, read_manifest, write_npy
 from workers.tenant_store import TenantStore
 
 from .conftest import SMALL_WAL
@@ -202,3 +203,19 @@ def test_collection_without_checksums_loads_unverified_until_compaction(
         assert store.collection("legacy").fetch(["v3"])[2].tobytes() == vectors[[3]].tobytes()
     finally:
         store.close()
+
+
+@pytest.mark.parametrize(
+    "rows", [0, 1, WRITE_BLOCK_ROWS - 1, WRITE_BLOCK_ROWS, 2 * WRITE_BLOCK_ROWS + 3]
+)
+def test_vectors_file_is_what_numpy_saves(rows: int) -> None:
+    """The segment's vectors.npy, written block by block, is np.save's file byte for
+    byte (so np.load, and a reader of any other version, reads it), a column slice too."""
+    wide = np.random.default_rng(rows).standard_normal((rows, DIM + 3), np.float32)
+    for matrix in (wide[:, :DIM], np.ascontiguousarray(wide[:, :DIM])):
+        written, saved = io.BytesIO(), io.BytesIO()
+        write_npy(written, matrix)
+        np.save(saved, np.ascontiguousarray(matrix), allow_pickle=False)
+        assert written.getvalue() == saved.getvalue()
+        written.seek(0)
+        assert np.array_equal(np.load(written), matrix)

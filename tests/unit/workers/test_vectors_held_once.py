@@ -9,6 +9,8 @@ deletes (rows move), graph rebuilds and reloads.
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 
@@ -18,6 +20,7 @@ from workers.errors import StoreError
 from workers.maintenance import Maintenance
 from workers.protocol import ErrorCode
 from workers.read_write_lock import WouldBlock
+from workers.segment import RowBlocks, write_npy
 from workers.tenant_store import TenantStore
 
 from .conftest import SMALL_WAL
@@ -45,7 +48,21 @@ def _check(coll: Collection, expected: dict[str, np.ndarray]) -> None:
     flat = [vid for r in results for vid in r["ids"]]
     assert np.array_equal(values, np.stack([expected[i] for i in flat]))
     snapshot = coll._table.snapshot()
-    assert np.array_equal(snapshot.vectors, np.stack([expected[i] for i in snapshot.ids]))
+    want = np.stack([expected[i] for i in snapshot.ids])
+    assert np.array_equal(_whole(snapshot.vectors), want)
+    # As compaction writes it: the bytes np.save writes for the matrix.
+    written, saved = io.BytesIO(), io.BytesIO()
+    write_npy(written, snapshot.vectors)
+    np.save(saved, want, allow_pickle=False)
+    assert written.getvalue() == saved.getvalue()
+
+
+def _whole(vectors: np.ndarray | RowBlocks) -> np.ndarray:
+    """The matrix of a snapshot; an index's blocks read a few rows at a time (blocks
+    mixing graph and fresh rows, and rows whose nodes are in order or not)."""
+    if isinstance(vectors, np.ndarray):
+        return vectors
+    return np.concatenate([block.copy() for block in vectors.blocks(7)])
 
 
 @pytest.mark.parametrize("metric", ["l2", "ip", "cosine"])

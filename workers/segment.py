@@ -208,14 +208,13 @@ def write_npy(sink: BinaryIO | Any, vectors: np.ndarray | RowBlocks) -> None:
     if isinstance(vectors, np.ndarray):
         matrix = np.ascontiguousarray(vectors, dtype="<f4")
         blocks: Iterator[np.ndarray] = (
-            matrix[start : start + WRITE_BLOCK_ROWS]
-            for start in range(0, rows, WRITE_BLOCK_ROWS)
+            matrix[start : start + WRITE_BLOCK_ROWS] for start in range(0, rows, WRITE_BLOCK_ROWS)
         )
     else:
         blocks = vectors.blocks(WRITE_BLOCK_ROWS)
     for block in blocks:
         if len(block):
-            sink.write(memoryview(np.ascontiguousarray(block, dtype="<f4")).cast("B"))
+            sink.write(np.ascontiguousarray(block, dtype="<f4").data.cast("B"))
 
 
 def read_segment(

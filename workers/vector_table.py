@@ -140,6 +140,7 @@ class VectorTable:
         """Fill an empty table from a segment (ids in a segment never repeat)."""
         assert self._count == 0
         n = len(segment.ids)
+        assert isinstance(segment.vectors, np.ndarray)  # as read_segment reads it
         self._reserve(n)
         self._vectors[:n] = segment.vectors
         if self._normalize:

@@ -58,9 +58,9 @@ def _with(matrix: np.ndarray, row: int, col: int, value: float) -> np.ndarray:
 ALIKE: list[tuple[list[Any], np.ndarray, list[Any] | None]] = [
     (IDS, MATRIX, META),
     (IDS, MATRIX, None),
-    (IDS[:3] + ["p1"], MATRIX[:4], None),  # a repeated id: 422 naming it
+    ([*IDS[:3], "p1"], MATRIX[:4], None),  # a repeated id: 422 naming it
     (IDS[:4], MATRIX[:4], META[:3]),  # metadata entries do not match the ids
-    (IDS[:2] + ["x" * 300], MATRIX[:3], None),  # an id over 256 bytes
+    ([*IDS[:2], "x" * 300], MATRIX[:3], None),  # an id over 256 bytes
     (IDS[:2], MATRIX[:2], [{"n": 1}, 5]),  # metadata that is no object
     ([f"v{i}" for i in range(1001)], np.zeros((1001, 2), np.float32), None),  # 413
     (IDS[:4], _with(MATRIX[:4], 2, 5, np.nan), None),  # not finite

@@ -12,6 +12,7 @@ import base64
 import struct
 from typing import Any
 
+import httpx
 import numpy as np
 import orjson
 import pytest
@@ -54,6 +55,18 @@ def _with(matrix: np.ndarray, row: int, col: int, value: float) -> np.ndarray:
     return changed
 
 
+async def post_once(body: bytes, request_id: str, kind: str) -> tuple[httpx.Response, Worker]:
+    """The answer of a new lean app to one upsert by the writer, and its worker."""
+    worker = Worker()
+    app, _, _ = build(worker, lean=True, max_body=16 << 20)
+    try:
+        async with client(app) as c:
+            answer = await c.post(PATH, content=body, headers=headers(WRITER, request_id, kind))
+    finally:
+        app.query_desk.close()
+    return answer, worker
+
+
 # The same rows both ways: (ids, matrix, metadata)
 ALIKE: list[tuple[list[Any], np.ndarray, list[Any] | None]] = [
     (IDS, MATRIX, META),
@@ -78,13 +91,7 @@ async def test_a_binary_upsert_is_answered_as_its_packed_json(case: int) -> None
         (binary(ids, matrix, metadata), BINARY),
         (packed(ids, matrix, metadata), "application/json"),
     ):
-        worker = Worker()
-        app, _, _ = build(worker, lean=True, max_body=16 << 20)
-        try:
-            async with client(app) as c:
-                r = await c.post(PATH, content=body, headers=headers(WRITER, "same-id-0001", kind))
-        finally:
-            app.query_desk.close()
+        r, worker = await post_once(body, "same-id-0001", kind)
         answers.append((r.status_code, r.headers["content-type"], r.content))
         frames.append(worker.calls)
     assert answers[0] == answers[1]
@@ -116,13 +123,7 @@ REFUSED: list[tuple[bytes, int, str]] = [
 @pytest.mark.parametrize("case", range(len(REFUSED)))
 async def test_a_malformed_binary_upsert_is_refused_and_stores_nothing(case: int) -> None:
     body, status, words = REFUSED[case]
-    worker = Worker()
-    app, _, _ = build(worker, lean=True, max_body=16 << 20)
-    try:
-        async with client(app) as c:
-            r = await c.post(PATH, content=body, headers=headers(WRITER, "bad-0001", BINARY))
-    finally:
-        app.query_desk.close()
+    r, worker = await post_once(body, "bad-0001", BINARY)
     assert r.status_code == status
     error = r.json()["error"]
     assert error["code"] == ("bad_request" if status == 400 else "invalid")

@@ -76,7 +76,7 @@ def parse_binary_upsert(
         raise RowsRefused(INVALID, f"shape must be [n, d] with n = len(ids) = {len(ids)}")
     if len(payload) != 4 * shape[0] * shape[1]:
         raise RowsRefused(
-            422,
+            INVALID,
             f"shape {shape} needs {4 * shape[0] * shape[1]} bytes of float32 values; "
             f"got {len(payload)}",
         )

@@ -17,7 +17,6 @@ an upsert never waits for graph insertion.
 
 from __future__ import annotations
 
-import contextlib
 import struct
 import zlib
 from collections.abc import Iterator
@@ -399,8 +398,8 @@ class HnswIndex:
                 raise KeyError("an id with no vector in the index")
             out[picked] = self._fresh.search_matrix()[fresh_rows]
         if in_graph.any():
-            with self.stored_matrix(wait) as matrix:
-                out[in_graph] = matrix[nodes[in_graph]]  # copied while the graph is held
+            with self._graph_lock.reading(wait):
+                out[in_graph] = self._storage()[nodes[in_graph]]  # copied while it is held
         return out
 
     def stored_rows(self, count: int) -> StoredRows:
@@ -413,16 +412,21 @@ class HnswIndex:
         fresh = self.search_vectors(fresh_at)  # copies: the fresh buffer keeps changing
         return StoredRows(self, nodes, fresh_at, fresh)
 
-    @contextlib.contextmanager
-    def stored_matrix(self, wait: bool = True) -> Iterator[np.ndarray]:
-        """The graph's storage as an (ntotal, d) view, valid inside the block (graph
-        lock shared; ``wait=False``: WouldBlock rather than wait for it)."""
-        with self._graph_lock.reading(wait):
-            graph = self._graph
-            lib = faiss()
-            xb = lib.downcast_index(graph.storage).get_xb()
-            matrix = lib.rev_swig_ptr(xb, graph.ntotal * self.dimension)
-            yield matrix.reshape(graph.ntotal, self.dimension)
+    def frozen_storage(self) -> np.ndarray:
+        """The graph's storage as an (ntotal, d) view, for a caller holding the
+        collection's maintenance lock: no graph step can add to it or replace it then."""
+        with self._graph_lock.reading():
+            return self._storage()
+
+    def _storage(self) -> np.ndarray:
+        # A view of FAISS's own array: valid while the graph lock is held (or nothing
+        # can add to the graph), as adding may move the array.
+        graph = self._graph
+        lib = faiss()
+        stored = lib.rev_swig_ptr(
+            lib.downcast_index(graph.storage).get_xb(), graph.ntotal * self.dimension
+        )
+        return stored.reshape(graph.ntotal, self.dimension)
 
     # ---- graph insertion (maintenance thread) ----------------------------------------
 
@@ -564,22 +568,20 @@ class StoredRows:
     def blocks(self, rows: int) -> Iterator[np.ndarray]:
         count, dimension = self.shape
         buffer = np.empty((min(rows, count), dimension), dtype=np.float32)
-        # The graph takes no vectors while this runs (the caller's maintenance lock), so
-        # holding its lock shared across the blocks keeps no writer waiting.
-        with self._index.stored_matrix() as matrix:
-            for start in range(0, count, rows):
-                nodes = self._nodes[start : start + rows]
-                lo, hi = np.searchsorted(self._fresh_at, [start, start + len(nodes)])
-                if hi == lo and _consecutive(nodes):
-                    # A bulk import's rows are its nodes in order: no copy at all.
-                    yield matrix[nodes[0] : nodes[0] + len(nodes)]
-                    continue
-                out = buffer[: len(nodes)]
-                if hi - lo < len(nodes):  # some rows are in the graph
-                    np.take(matrix, np.where(nodes < 0, 0, nodes), axis=0, out=out)
-                if hi > lo:
-                    out[self._fresh_at[lo:hi] - start] = self._fresh[lo:hi]
-                yield out
+        matrix = self._index.frozen_storage()  # the caller holds the maintenance lock
+        for start in range(0, count, rows):
+            nodes = self._nodes[start : start + rows]
+            lo, hi = np.searchsorted(self._fresh_at, [start, start + len(nodes)])
+            if hi == lo and _consecutive(nodes):
+                # Rows whose nodes are in order (as a bulk import's can be): no copy at all.
+                yield matrix[nodes[0] : nodes[0] + len(nodes)]
+                continue
+            out = buffer[: len(nodes)]
+            if hi - lo < len(nodes):  # some rows are in the graph
+                np.take(matrix, np.where(nodes < 0, 0, nodes), axis=0, out=out)
+            if hi > lo:
+                out[self._fresh_at[lo:hi] - start] = self._fresh[lo:hi]
+            yield out
 
 
 def _consecutive(nodes: np.ndarray) -> bool:

@@ -1,9 +1,11 @@
-"""The lean query path: the binary format through the real service, and concurrent queries.
+"""The lean query path: the binary formats through the real service, and concurrent queries.
 
 Byte-for-byte equality with the old JSON answers is test_query_golden.py's job; here the
 binary format (api/binary_query.py, sent by the SDK) must answer exactly what the JSON
 body answers, refuse malformed frames clearly, and many concurrent quick queries to one
 collection (answered in the worker's receive loop) must each get their own answer.
+Binary upserts (api/binary_upsert.py, sent by the SDK) store exactly what was sent,
+and the ones the API refuses change nothing.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import pytest
 
 from tests.stack import Stack
 from vectorpanda_client import Client
-from vectorpanda_client.binary import CONTENT_TYPE, encode_query
+from vectorpanda_client.binary import CONTENT_TYPE, encode_query, encode_upsert
 
 pytestmark = pytest.mark.integration
 
@@ -44,10 +46,12 @@ def loaded(stack: Stack) -> tuple[str, str]:
     return key, write_only
 
 
-def _post(stack: Stack, key: str, name: str, content: bytes, ctype: str) -> httpx.Response:
+def _post(
+    stack: Stack, key: str, name: str, content: bytes, ctype: str, route: str = "query"
+) -> httpx.Response:
     headers = {"Authorization": f"Bearer {key}", "Content-Type": ctype}
     return httpx.post(
-        f"{stack.url}/v1/collections/{name}/query", content=content, headers=headers, timeout=30
+        f"{stack.url}/v1/collections/{name}/{route}", content=content, headers=headers, timeout=30
     )
 
 
@@ -194,3 +198,46 @@ def test_a_large_filter_is_answered_as_the_reference_route_answers(
             assert lean.status_code == 422
             assert lean.json()["error"]["message"] == route.json()["error"]["message"]
             assert "VP_MAX_FILTER_OPERANDS" in lean.json()["error"]["message"]
+
+
+def test_sdk_upserts_go_binary_and_store_exactly_what_was_sent(
+    stack: Stack, loaded: tuple[str, str]
+) -> None:
+    key, _ = loaded
+    with Client(stack.url, key) as client:
+        for name in ("flat", "graph"):
+            got = client.collection(name).fetch([f"v{i}" for i in (0, 7, 299)])
+            assert np.array_equal(got["v7"].values, DATA[7])  # float32 bit for bit
+            assert got["v299"].metadata == {"part": 299 % 5, "name": "n299"}
+        body = encode_upsert(["b0", "b1"], DATA[:2] * 2, [{"part": 9}, None])
+        answer = _post(stack, key, "flat", body, CONTENT_TYPE, "upsert")
+        assert answer.status_code == 200 and answer.json() == {"upserted": 2}
+        got = client.collection("flat").fetch(["b0", "b1"])
+        assert np.array_equal(got["b1"].values, DATA[1] * 2)
+        assert got["b0"].metadata == {"part": 9} and got["b1"].metadata == {}
+        client.collection("flat").delete(["b0", "b1"])
+
+
+def test_binary_upsert_refusals_are_clear_and_change_nothing(
+    stack: Stack, loaded: tuple[str, str]
+) -> None:
+    key, _ = loaded
+    read_only = stack.new_client("lean-r", scopes=("read",), tier="premium")
+    with Client(stack.url, key) as client:
+        before = client.collection("flat").count()
+        good = encode_upsert(["n1", "n2"], DATA[:2], None)
+        refusals = [
+            (key, "flat", b"XXXX" + good[4:], 400, "bad_request"),
+            (key, "flat", good[:-4], 422, "invalid"),  # values that do not fill the shape
+            (key, "flat", encode_upsert(["n1"], DATA[:1, :8], None), 422, "invalid"),  # dimension
+            (key, "flat", encode_upsert(["n1", "n1"], DATA[:2], None), 422, "invalid"),
+            (key, "nope", good, 404, "not_found"),
+            (read_only, "flat", good, 403, "forbidden"),
+        ]
+        for who, name, body, status, code in refusals:
+            assert _error(_post(stack, who, name, body, CONTENT_TYPE, "upsert"))[:2] == (
+                status,
+                code,
+            )
+        assert client.collection("flat").count() == before
+        assert client.collection("flat").fetch(["n1", "n2"]) == {}

@@ -16,7 +16,12 @@ import httpx
 import numpy as np
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from api.binary_query import BinaryQueryError
+from api.binary_upsert import parse_binary_upsert
+from api.upsert_rows import RowsRefused
 from tests.unit.api.test_lean_front import READER, WRITER, build, client, headers
 from tests.unit.api.test_lean_upsert import PATH, Worker
 
@@ -30,6 +35,10 @@ META: list[Any] = [{"n": i} if i % 3 else None for i in range(len(MATRIX))]
 def frame(head: dict[str, Any], matrix: np.ndarray, magic: bytes = b"VPU1") -> bytes:
     p = orjson.dumps(head)
     return magic + struct.pack("<I", len(p)) + p + np.asarray(matrix, "<f4").tobytes()
+
+
+def raw_frame(p: bytes) -> bytes:
+    return b"VPU1" + struct.pack("<I", len(p)) + p
 
 
 def binary(ids: list[Any], matrix: np.ndarray, metadata: list[Any] | None = None) -> bytes:
@@ -109,6 +118,8 @@ REFUSED: list[tuple[bytes, int, str]] = [
     (b"VPU1" + struct.pack("<I", 500) + b"{}", 400, "shorter than its header says"),
     (b"VPU1" + struct.pack("<I", 2) + b"{x", 400, "not valid JSON"),
     (b"VPU1" + struct.pack("<I", 2) + b"[]", 400, "must be a JSON object"),
+    (raw_frame(b'{"ids":["a"],"shape":[1,1e999]}'), 400, "not valid JSON"),
+    (raw_frame(b'{"ids":["a"],"shape":[1,' + b"9" * 22 + b"]}"), 422, "shape"),
     (frame({"ids": ["a"], "shape": [1, 2], "vectors": []}, MATRIX[:1, :2]), 422, "vectors"),
     (frame({"shape": [1, 2]}, MATRIX[:1, :2]), 422, "ids"),
     (frame({"ids": ["a"], "shape": [2]}, MATRIX[:1, :2]), 422, "shape must be [n, d]"),
@@ -153,3 +164,47 @@ async def test_a_binary_upsert_needs_the_write_scope_and_skips_the_stack() -> No
         app.query_desk.close()
     assert r.status_code == 200 and r.json() == {"upserted": 300}
     assert r.headers["x-request-id"] == "write-0001" and len(worker.calls) == 1
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.floats()
+    | st.text(max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=4), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+heads = st.fixed_dictionaries(
+    {},
+    optional={
+        "ids": st.lists(st.text(max_size=4), max_size=4) | json_values,
+        "metadata": st.lists(
+            st.none() | st.dictionaries(st.text(max_size=3), json_values), max_size=4
+        )
+        | json_values,
+        "shape": st.lists(st.integers(-2, 5), max_size=3) | json_values,
+        "extra": json_values,
+    },
+)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(head=heads, payload=st.binary(max_size=96), cut=st.integers(0, 12))
+def test_any_frame_is_rows_or_the_apis_refusal(
+    head: dict[str, Any], payload: bytes, cut: int
+) -> None:
+    """Hostile frames: P of any JSON shape, any payload, a frame cut anywhere in its head."""
+    p = orjson.dumps(head)
+    body = b"VPU1" + struct.pack("<I", len(p)) + p + payload
+    for candidate in (body, body[:cut]):
+        try:
+            ids, matrix, metadata = parse_binary_upsert(candidate, 1000, 4096, 1024)
+        except (RowsRefused, BinaryQueryError) as refused:
+            error = refused.as_api_error() if isinstance(refused, BinaryQueryError) else refused
+            assert error.status in (400, 413, 422) if isinstance(refused, RowsRefused) else True
+            continue
+        assert len(ids) == matrix.shape[0] == len(metadata) and matrix.dtype == np.float32
+        assert np.isfinite(matrix).all()

@@ -12,7 +12,8 @@ core for the ratio. The main thread is pinned to one FAISS thread as the worker 
 CPU seconds are the load-proof figure on a shared machine.
 
 ``--stack`` does the same through a real server (``vectorpanda up``, two workers, the
-SDK): the server's CPU until it is idle again, and the RSS and PSS of its processes.
+SDK): the server's CPU until it is idle again, the coordinator's and the SDK's CPU
+during the upload, and the RSS and PSS of its processes.
 """
 
 from __future__ import annotations
@@ -143,8 +144,14 @@ def _stack_build(vectors: np.ndarray) -> None:
             spec = {"m": HNSW_M, "ef_construction": EF_CONSTRUCTION}
             client.create_collection("c", vectors.shape[1], metric="l2", index="hnsw", hnsw=spec)
             cpu, t0 = procstat.cpu_seconds(server), time.perf_counter()
+            coordinator, client_cpu = procstat.cpu_seconds_of(server[0]), _cpu()
             client.collection("c").upsert([str(i) for i in range(len(vectors))], vectors)
             sent = time.perf_counter() - t0
+            coordinator = procstat.cpu_seconds_of(server[0]) - coordinator
+            print(
+                f"stack: during the upsert, the coordinator used {coordinator:.2f} s of CPU, "
+                f"the SDK {_cpu() - client_cpu:.2f} s"
+            )
             waited = settle(server, budget_s=1800)
             print(
                 f"stack: upsert {sent:.1f} s, fully indexed {sent + waited:.1f} s wall "

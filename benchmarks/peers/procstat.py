@@ -47,6 +47,11 @@ def cpu_seconds(roots: list[int]) -> float:
     return total
 
 
+def cpu_seconds_of(pid: int) -> float:
+    """User + system CPU of one process (its threads, not its children)."""
+    return sum(int(x) for x in _stat(pid)[11:13]) / TICKS
+
+
 def pss_mib(roots: list[int]) -> float:
     """Proportional set size of the trees (shared pages split between their users, so
     PostgreSQL's shared buffers are not counted once per backend), in MiB."""

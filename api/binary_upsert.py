@@ -35,6 +35,7 @@ from api.upsert_rows import (
     check_count,
     checked_rows,
     finite_rows,
+    packed_metadata,
 )
 
 MAGIC = b"VPU1"
@@ -81,5 +82,5 @@ def parse_binary_upsert(
             f"got {len(payload)}",
         )
     matrix = finite_rows(np.frombuffer(payload, dtype="<f4").reshape(shape[0], shape[1]))
-    metadata = [dict(m) if m else None for m in request.metadata or [None] * len(ids)]
+    metadata = packed_metadata(request, len(ids))
     return checked_rows(ids, matrix, metadata, max_dimension, max_metadata_bytes)

@@ -79,7 +79,7 @@ class LeanFront:
         name = LeanQuery.collection(scope)
         if name is None:
             if self.upsert is not None and scope["path"].endswith(UPSERT_SUFFIX):
-                handed_on = await self._large_upsert(scope, receive, send)
+                handed_on = await self._lean_upsert(scope, receive, send)
                 if handed_on is None:
                     return
                 receive = handed_on
@@ -96,7 +96,7 @@ class LeanFront:
                     receive = handed_on
         await self.chain(scope, receive, send)
 
-    async def _large_upsert(self, scope: Scope, receive: Receive, send: Send) -> Receive | None:
+    async def _lean_upsert(self, scope: Scope, receive: Receive, send: Send) -> Receive | None:
         """A binary upsert, or a large JSON one (its body parsed by the desk), by a key
         with the write scope, answered here (None); for any other request, ``receive``
         untouched."""

@@ -97,6 +97,12 @@ def finite_rows(matrix: np.ndarray) -> np.ndarray:
     return matrix.astype(np.float32, copy=False)
 
 
+def packed_metadata(body: UpsertRequest, count: int) -> list[dict[str, Any] | None]:
+    """The ``metadata`` list of a packed body (``ids`` with their values elsewhere), one
+    entry per id: an empty or absent entry is None."""
+    return [dict(m) if m else None for m in body.metadata or [None] * count]
+
+
 def check_metadata(metadata: list[dict[str, Any] | None], max_bytes: int) -> None:
     for i, meta in enumerate(metadata):
         if meta is not None and len(orjson.dumps(meta)) > max_bytes:
@@ -121,7 +127,7 @@ def upsert_rows(
         check_count(len(body.ids), max_vectors, "vectors")
         ids = body.ids
         matrix = decode_b64(ids, body.values_b64)
-        metadata = [dict(m) if m else None for m in body.metadata or [None] * len(ids)]
+        metadata = packed_metadata(body, len(ids))
     return checked_rows(ids, matrix, metadata, max_dimension, max_metadata_bytes)
 
 

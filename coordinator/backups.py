@@ -115,16 +115,18 @@ class Job:
     task: asyncio.Task[None] | None = None
 
     def listing(self) -> dict[str, Any]:
+        # A job that completed while the store was being read is listed from its result
+        # (the same figures as its manifest), never as an empty backup.
         return {
             "backup_id": self.job_id,
             "kind": self.kind,
             "status": self.status,
             "started_at": self.started_at,
             "completed_at": self.completed_at,
-            "collections": list(self.collections or []),
-            "vectors": 0,
-            "bytes": 0,
-            "head_seq": 0,
+            "collections": list(self.result.get("collections") or self.collections or []),
+            "vectors": int(self.result.get("vectors", 0)),
+            "bytes": int(self.result.get("bytes", 0)),
+            "head_seq": int(self.result.get("head_seq", 0)),
         }
 
 

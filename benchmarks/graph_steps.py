@@ -1,7 +1,7 @@
 """How well FAISS's HNSW insertion keeps the cores busy, by the size of each ``add`` call.
 
     .venv/bin/python -m benchmarks.graph_steps [--base 50000] [--dim 384] [--threads 2]
-        [--steps 1000 2500 10000 25000]
+        [--steps 1000 2500 10000 50000] [--hold-upper]
 
 The worker moves fresh vectors into the graph in steps (workers.hnsw_index,
 ``INSERT_CHUNK_IDLE`` up to ``INSERT_CHUNK_IDLE_MAX``, each kept under ``IDLE_STEP_S``
@@ -65,6 +65,7 @@ def _steps(count: int, step: int, levels: np.ndarray | None) -> list[np.ndarray]
     given) their level-0 rows, with the higher ones held until ``HOLD_BATCH`` wait."""
     calls: list[np.ndarray] = []
     held: list[np.ndarray] = []
+    waiting = 0
     for start in range(0, count, step):
         rows = np.arange(start, min(start + step, count))
         if levels is None:
@@ -72,10 +73,11 @@ def _steps(count: int, step: int, levels: np.ndarray | None) -> list[np.ndarray]
             continue
         upper = levels[rows] > 1
         held.append(rows[upper])
+        waiting += int(upper.sum())
         calls.append(rows[~upper])
-        if sum(len(h) for h in held) >= HOLD_BATCH:
+        if waiting >= HOLD_BATCH:
             calls.append(np.concatenate(held))
-            held = []
+            held, waiting = [], 0
     if held:
         calls.append(np.concatenate(held))
     return [rows for rows in calls if len(rows)]
@@ -141,8 +143,8 @@ def main() -> None:
         f"| threads busy | recall@10, ef_search {EF_SEARCH} |"
     )
     print("|---|---|---|---|---|---|")
+    ways = (False, True) if args.hold_upper else (False,)
     for step in args.steps:
-        ways = (False, True) if args.hold_upper else (False,)
         for hold in ways:
             row = measure(base, more, step, args.threads, data.queries, data.truth, hold)
             print(row, flush=True)

@@ -16,7 +16,8 @@ FAISS 1.15 builds deterministically: each ``add`` call inserts each level's new 
 in batches of 1, 1, 2, 4, ... (up to 2 % of the graph), and a batch of 100 or fewer
 runs on one thread; so every call starts with a stretch on one core, and a small call
 keeps the other cores idle for a larger share of its time. ``--hold-upper`` also
-measures a way around it: the levels of the new nodes are drawn beforehand (FAISS's
+measures the way around it that the worker takes (workers.hnsw_index,
+``HOLD_UPPER_BATCH``): the levels of the new nodes are drawn beforehand (FAISS's
 own distribution, given to FAISS as preset levels), the nodes of level 0 go in with
 their step, and the few nodes of higher levels are held back and inserted together
 once ``HOLD_BATCH`` of them are waiting, so that their batches are large enough for

@@ -340,10 +340,10 @@ class Collection(CollectionRecords, CollectionSearch):
         else:
             chunk = self._idle_chunk
         with self._rows.reading():
-            ids, versions, vectors = index.take_fresh(chunk)
+            ids, versions, vectors, levels = index.take_fresh(chunk, hold=threads > 1)
         if ids:
             started = time.perf_counter()
-            base = index.add_to_graph(vectors, threads)
+            base = index.add_to_graph(vectors, threads, levels)
             if threads > 1:
                 took = time.perf_counter() - started
                 self._idle_chunk = next_idle_chunk(chunk, len(ids), took)

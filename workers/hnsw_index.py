@@ -2,7 +2,9 @@
 
 Vectors enter the *fresh* buffer when their upsert is acknowledged and are searched
 there exactly; the worker's maintenance thread later moves them into the graph in
-small chunks (``take_fresh`` -> ``add_to_graph`` -> ``settle``). A graph node whose
+small chunks (``take_fresh`` -> ``add_to_graph`` -> ``settle``), at graph levels drawn
+when they were put (nodes above level 0 held back in quiet spells, see
+HOLD_UPPER_BATCH). A graph node whose
 vector was replaced or deleted is a *tombstone*: it stays in the graph (FAISS HNSW
 cannot remove nodes) but is excluded from every search by an ``IDSelectorBitmap`` of
 live nodes, and disappears when the graph is rebuilt from its live nodes. Which node
@@ -49,6 +51,16 @@ INSERT_CHUNK = 32  # vectors per graph insertion step (~20-40 ms of exclusive gr
 INSERT_CHUNK_IDLE = 256
 INSERT_CHUNK_IDLE_MAX = 4096
 IDLE_STEP_S = 0.4
+# Each fresh vector's HNSW level is drawn when it is put (FAISS's own distribution) and
+# given to FAISS as a preset level. The same FAISS inserts each level of an add() call
+# separately, every one starting with batches of 1, 1, 2, 4, ... vectors on one core, so
+# the few nodes above level 0 of a quiet-spell step (about 1/M of it) kept a core idle
+# for much of each step. In quiet spells they are held back until this many wait and
+# go in together: measured with ``benchmarks.graph_steps --hold-upper`` at steps of
+# 2,500, 168 against 183 ms per 1,000 vectors (threads busy 0.89 against 0.82). Held
+# nodes only wait longer in the fresh buffer, which is searched exactly.
+HOLD_UPPER_BATCH = 1000
+LEVEL_SEED = 12345
 # A filter matching at most this many rows (or under a tenth of them) is answered by an
 # exact scan of just those rows: cheaper than HNSW and exact.
 EXACT_FILTER_MAX_ROWS = 8192
@@ -145,6 +157,11 @@ class HnswIndex:
         table.track_graph(self._nodes)
         self._fresh = VectorTable(dimension, normalize=False)
         self._fresh_version: dict[str, int] = {}
+        # Fresh ids drawn above level 0 -> their level (1-based, as FAISS keeps it);
+        # every other fresh id goes to level 0.
+        self._upper: dict[str, int] = {}
+        self._level_cdf = np.cumsum(faiss().vector_to_array(self._graph.hnsw.assign_probas))
+        self._rng = np.random.default_rng(LEVEL_SEED)
         self._seq = 0
         self.dirty = False  # the graph changed since it was last saved
         # Search parameters without a selector, by efSearch: FAISS only reads them, so
@@ -155,16 +172,28 @@ class HnswIndex:
 
     def put(self, ids: list[str], search_vectors: np.ndarray) -> None:
         """New or replaced vectors go fresh (the table's put has already made the nodes
-        of replaced ones tombstones)."""
+        of replaced ones tombstones), each with a newly drawn graph level."""
+        upper = self._upper
         for vector_id in ids:
             self._seq += 1
             self._fresh_version[vector_id] = self._seq
+            upper.pop(vector_id, None)
+        levels = self._draw_levels(len(ids))
+        for at in np.flatnonzero(levels > 1).tolist():
+            upper[ids[at]] = int(levels[at])
         self._fresh.put(ids, [None] * len(ids), search_vectors)
+
+    def _draw_levels(self, count: int) -> np.ndarray:
+        """``count`` HNSW levels (1-based) drawn as FAISS's ``random_level`` draws them."""
+        drawn = np.searchsorted(self._level_cdf, self._rng.random(count), side="right")
+        return np.minimum(drawn + 1, len(self._level_cdf)).astype(np.int32)
 
     def remove(self, ids: list[str]) -> None:
         """Deleted vectors leave the fresh buffer (the table's remove has already made
         their nodes tombstones)."""
         gone = [i for i in ids if self._fresh_version.pop(i, None) is not None]
+        for vector_id in gone:
+            self._upper.pop(vector_id, None)
         self._fresh.remove(gone)
 
     # ---- state --------------------------------------------------------------------
@@ -430,19 +459,54 @@ class HnswIndex:
 
     # ---- graph insertion (maintenance thread) ----------------------------------------
 
-    def take_fresh(self, limit: int) -> tuple[list[str], list[int], np.ndarray]:
-        """Up to ``limit`` fresh vectors to insert: ids, versions, copied values (rows shared)."""
-        count = min(limit, self._fresh.count)
-        ids = self._fresh.ids[:count]
-        versions = [self._fresh_version[i] for i in ids]
-        return list(ids), versions, self._fresh.search_matrix()[:count].copy()
+    def take_fresh(
+        self, limit: int, hold: bool = False
+    ) -> tuple[list[str], list[int], np.ndarray, np.ndarray]:
+        """Up to ``limit`` fresh vectors to insert: ids, versions, copied values (rows
+        shared) and their levels, in the order they are to become nodes.
 
-    def add_to_graph(self, vectors: np.ndarray, threads: int = 1) -> int:
-        """Insert into the graph with ``threads`` FAISS threads; return the first new
-        node number. No row lock needed."""
+        ``hold`` (a quiet-spell step on several threads): vectors drawn above level 0
+        stay fresh until HOLD_UPPER_BATCH of them wait, or until this step takes what
+        is left, and then go first.
+        """
+        fresh, upper = self._fresh, self._upper
+        total = fresh.count
+        if not hold or not upper or total <= limit or total == len(upper):
+            count = min(limit, total)
+            ids = fresh.ids[:count]
+            vectors = fresh.search_matrix()[:count].copy()
+            levels = np.fromiter((upper.get(i, 1) for i in ids), np.int32, count=count)
+            return list(ids), [self._fresh_version[i] for i in ids], vectors, levels
+        rows: list[int] = []
+        if len(upper) >= HOLD_UPPER_BATCH:
+            row_of = fresh.row_lookup()
+            rows = [row_of(i, -1) for i in list(upper)[:limit]]
+        # Among the first limit + len(upper) rows, at least ``limit`` are of level 0.
+        window = fresh.ids[: limit + len(upper)]
+        rows += [r for r, i in enumerate(window) if i not in upper][: limit - len(rows)]
+        ids = [fresh.ids[r] for r in rows]
+        vectors = fresh.search_matrix()[rows]
+        levels = np.fromiter((upper.get(i, 1) for i in ids), np.int32, count=len(ids))
+        return ids, [self._fresh_version[i] for i in ids], vectors, levels
+
+    def add_to_graph(
+        self, vectors: np.ndarray, threads: int = 1, levels: np.ndarray | None = None
+    ) -> int:
+        """Insert into the graph with ``threads`` FAISS threads, at the given ``levels``
+        (1-based; None: FAISS draws them); return the first new node number. No row
+        lock needed."""
         with self._graph_lock.writing():
-            base = int(self._graph.ntotal)
-            add_with_threads(self._graph, vectors, threads)
+            graph = self._graph
+            base = int(graph.ntotal)
+            if levels is not None:
+                preset_levels(graph, levels)
+            try:
+                add_with_threads(graph, vectors, threads)
+            finally:
+                # FAISS aborts the process on its next add if the levels and the nodes
+                # disagree: a failed add leaves no preset behind.
+                if graph.hnsw.levels.size() != graph.ntotal:
+                    graph.hnsw.levels.resize(graph.ntotal)
         return base
 
     def settle(self, ids: list[str], versions: list[int], base: int) -> None:
@@ -455,6 +519,7 @@ class HnswIndex:
                 # a current fresh version means the id is a live row with this vector
                 rows[offset] = row_of(vector_id, -1)
                 del self._fresh_version[vector_id]
+                self._upper.pop(vector_id, None)
                 moved.append(vector_id)
         self._nodes.add_nodes(rows)
         self._fresh.remove(moved)
@@ -606,6 +671,15 @@ class Writable(Protocol):
     """Where an index file is written (a file, or a SealedWriter over one)."""
 
     def write(self, data: bytes, /) -> int | None: ...
+
+
+def preset_levels(graph: Any, levels: np.ndarray) -> None:
+    """Give FAISS the levels (1-based) of the next ``len(levels)`` nodes of ``graph``:
+    its next add() of exactly that many vectors takes them instead of drawing its own."""
+    held = graph.hnsw.levels
+    start = int(held.size())
+    held.resize(start + len(levels))
+    faiss().rev_swig_ptr(held.data(), start + len(levels))[start:] = levels
 
 
 def add_with_threads(graph: Any, vectors: np.ndarray, threads: int) -> None:

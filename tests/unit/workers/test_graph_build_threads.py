@@ -120,9 +120,11 @@ def test_a_graph_built_on_every_core_answers_like_one_built_on_one(
     sizes: list[tuple[int, int]] = []
     add = HnswIndex.add_to_graph
 
-    def recorded(index: HnswIndex, vectors: np.ndarray, threads: int = 1) -> int:
+    def recorded(
+        index: HnswIndex, vectors: np.ndarray, threads: int = 1, levels: np.ndarray | None = None
+    ) -> int:
         sizes.append((len(vectors), threads))
-        return add(index, vectors, threads)
+        return add(index, vectors, threads, levels)
 
     monkeypatch.setattr(HnswIndex, "add_to_graph", recorded)
     rng = np.random.default_rng(7)

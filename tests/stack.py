@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -25,6 +26,23 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+_NEW_CONNECTIONS = threading.local()
+
+
+def on_new_connection(method: str, url: str, **kw: Any) -> httpx.Response:
+    """One request on a connection of its own (no keep-alive), so that the kernel spreads
+    such requests over the processes sharing a port. Each thread has its own client:
+    in a pool shared between threads, a connection that turned idle while the pool was
+    handing out connections can be given to one thread's request and then closed, as a
+    surplus idle connection, by another thread before the first has used it (httpcore
+    1.0; that thread's read fails with EBADF, seen once in CI)."""
+    client = getattr(_NEW_CONNECTIONS, "client", None)
+    if client is None:
+        limits = httpx.Limits(max_keepalive_connections=0)
+        client = _NEW_CONNECTIONS.client = httpx.Client(timeout=30, limits=limits)
+    return client.request(method, url, **kw)
 
 
 def census_cron_away_from_now(now: datetime | None = None) -> str:

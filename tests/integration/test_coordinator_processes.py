@@ -19,22 +19,23 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.stack import Stack, amqp_url_or_skip, broker_cleanup, running_stack
+from tests.stack import (
+    Stack,
+    amqp_url_or_skip,
+    broker_cleanup,
+    on_new_connection,
+    running_stack,
+)
 
 pytestmark = pytest.mark.integration
 
 PROCESSES = "2"
 
 
-# No keep-alive: every request opens a connection of its own (and SSL contexts, slow to
-# build, are built once).
-_FRESH = httpx.Client(timeout=30, limits=httpx.Limits(max_keepalive_connections=0))
-
-
 def once(stack: Stack, method: str, path: str, key: str, **kw: Any) -> httpx.Response:
     """One request on a fresh connection (so on either coordinator process)."""
     headers = {"Authorization": f"Bearer {key}"}
-    return _FRESH.request(method, f"{stack.url}{path}", headers=headers, **kw)
+    return on_new_connection(method, f"{stack.url}{path}", headers=headers, **kw)
 
 
 def coordinator(stack: Stack) -> dict[str, Any]:

@@ -31,13 +31,12 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
-from tests.stack import free_port, read_env_file
+from tests.stack import free_port, on_new_connection, read_env_file
 from vectorpanda.settings import ensure_env_file, env_file_path
 
 pytestmark = pytest.mark.integration
 
 MEMBERS = 3
-_FRESH = httpx.Client(timeout=30, limits=httpx.Limits(max_keepalive_connections=0))
 
 
 @dataclass
@@ -94,7 +93,7 @@ def _start_member(m: Member, pg_url: str) -> None:
 
 def _call(m: Member, method: str, path: str, key: str, **kw: Any) -> httpx.Response:
     headers = {"Authorization": f"Bearer {key}"}
-    return _FRESH.request(method, f"{m.url}{path}", headers=headers, **kw)
+    return on_new_connection(method, f"{m.url}{path}", headers=headers, **kw)
 
 
 def _wait(what: str, ready: Any, timeout: float, members: list[Member]) -> None:

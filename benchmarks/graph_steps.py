@@ -40,6 +40,7 @@ import numpy as np
 from benchmarks.data import gaussian_mixture
 from benchmarks.peers.measure import EF_CONSTRUCTION, HNSW_M
 from benchmarks.timing import own_cpu
+from workers.hnsw_index import draw_levels, level_cdf, preset_levels
 
 ADDED = 50_000
 HOLD_BATCH = 1000
@@ -52,13 +53,6 @@ def _graph(vectors: np.ndarray, threads: int) -> faiss.IndexHNSWFlat:
     faiss.omp_set_num_threads(threads)
     graph.add(vectors)
     return graph
-
-
-def _levels(graph: faiss.IndexHNSWFlat, count: int, seed: int) -> np.ndarray:
-    """1-based HNSW levels for ``count`` new nodes, drawn as FAISS draws them."""
-    probas = faiss.vector_to_array(graph.hnsw.assign_probas)
-    drawn = np.searchsorted(np.cumsum(probas), np.random.default_rng(seed).random(count))
-    return (np.minimum(drawn, len(probas) - 1) + 1).astype(np.int32)
 
 
 def _steps(count: int, step: int, levels: np.ndarray | None) -> list[np.ndarray]:
@@ -96,13 +90,13 @@ def measure(
     """One markdown row: ``more`` added to a copy of ``base`` in calls of ``step``."""
     graph = cast(faiss.IndexHNSWFlat, faiss.clone_index(base))
     faiss.omp_set_num_threads(threads)
-    levels = _levels(graph, len(more), seed=step) if hold_upper else None
+    rng = np.random.default_rng(step)
+    levels = draw_levels(level_cdf(graph), rng, len(more)) if hold_upper else None
     order = [np.arange(base.ntotal)]  # node -> row of all the vectors
     wall = cpu = 0.0
     for rows in _steps(len(more), step, levels):
         if levels is not None:
-            for level in levels[rows]:
-                graph.hnsw.levels.push_back(int(level))  # preset: FAISS keeps them
+            preset_levels(graph, levels[rows])  # FAISS keeps them
         t0, c0 = time.perf_counter(), own_cpu()
         graph.add(np.ascontiguousarray(more[rows]))
         wall += time.perf_counter() - t0

@@ -162,7 +162,7 @@ class HnswIndex:
         # Fresh ids drawn above level 0 -> their level (1-based, as FAISS keeps it);
         # every other fresh id goes to level 0.
         self._upper: dict[str, int] = {}
-        self._level_cdf = np.cumsum(faiss().vector_to_array(self._graph.hnsw.assign_probas))
+        self._level_cdf = level_cdf(self._graph)
         self._rng = np.random.default_rng(LEVEL_SEED)
         self._seq = 0
         self.dirty = False  # the graph changed since it was last saved
@@ -186,9 +186,7 @@ class HnswIndex:
         self._fresh.put(ids, [None] * len(ids), search_vectors)
 
     def _draw_levels(self, count: int) -> np.ndarray:
-        """``count`` HNSW levels (1-based) drawn as FAISS's ``random_level`` draws them."""
-        drawn = np.searchsorted(self._level_cdf, self._rng.random(count), side="right")
-        return np.minimum(drawn + 1, len(self._level_cdf)).astype(np.int32)
+        return draw_levels(self._level_cdf, self._rng, count)
 
     def remove(self, ids: list[str]) -> None:
         """Deleted vectors leave the fresh buffer (the table's remove has already made
@@ -477,19 +475,18 @@ class HnswIndex:
             count = min(limit, total)
             ids = fresh.ids[:count]
             vectors = fresh.search_matrix()[:count].copy()
-            levels = np.fromiter((upper.get(i, 1) for i in ids), np.int32, count=count)
-            return list(ids), [self._fresh_version[i] for i in ids], vectors, levels
-        rows: list[int] = []
-        if len(upper) >= HOLD_UPPER_BATCH:
-            row_of = fresh.row_lookup()
-            rows = [row_of(i, -1) for i in list(upper)[:limit]]
-        # Among the first limit + len(upper) rows, at least ``limit`` are of level 0.
-        window = fresh.ids[: limit + len(upper)]
-        rows += [r for r, i in enumerate(window) if i not in upper][: limit - len(rows)]
-        ids = [fresh.ids[r] for r in rows]
-        vectors = fresh.search_matrix()[rows]
+        else:
+            rows: list[int] = []
+            if len(upper) >= HOLD_UPPER_BATCH:
+                row_of = fresh.row_lookup()
+                rows = [row_of(i, -1) for i in list(upper)[:limit]]
+            # Among the first limit + len(upper) rows, at least ``limit`` are of level 0.
+            window = fresh.ids[: limit + len(upper)]
+            rows += [r for r, i in enumerate(window) if i not in upper][: limit - len(rows)]
+            ids = [fresh.ids[r] for r in rows]
+            vectors = fresh.search_matrix()[rows]
         levels = np.fromiter((upper.get(i, 1) for i in ids), np.int32, count=len(ids))
-        return ids, [self._fresh_version[i] for i in ids], vectors, levels
+        return list(ids), [self._fresh_version[i] for i in ids], vectors, levels
 
     def add_to_graph(
         self, vectors: np.ndarray, threads: int = 1, levels: np.ndarray | None = None
@@ -673,6 +670,18 @@ class Writable(Protocol):
     """Where an index file is written (a file, or a SealedWriter over one)."""
 
     def write(self, data: bytes, /) -> int | None: ...
+
+
+def level_cdf(graph: Any) -> np.ndarray:
+    """The cumulative distribution of ``graph``'s HNSW levels (FAISS's assign_probas)."""
+    return np.cumsum(faiss().vector_to_array(graph.hnsw.assign_probas))
+
+
+def draw_levels(cdf: np.ndarray, rng: np.random.Generator, count: int) -> np.ndarray:
+    """``count`` HNSW levels (1-based) drawn from ``cdf`` as FAISS's ``random_level``
+    draws them."""
+    drawn = np.searchsorted(cdf, rng.random(count), side="right")
+    return np.minimum(drawn + 1, len(cdf)).astype(np.int32)
 
 
 def preset_levels(graph: Any, levels: np.ndarray) -> None:

@@ -18,13 +18,24 @@ class Dataset:
 
 
 def gaussian_mixture(
-    n: int, dim: int, queries: int, clusters: int = 100, k: int = 10, seed: int = 0
+    n: int,
+    dim: int,
+    queries: int,
+    clusters: int = 100,
+    k: int = 10,
+    seed: int = 0,
+    grouped: bool = False,
 ) -> Dataset:
-    """``n`` + ``queries`` points around ``clusters`` random centres; truth by exact L2 search."""
+    """``n`` + ``queries`` points around ``clusters`` random centres; truth by exact L2 search.
+
+    ``grouped``: the ``n`` points come cluster by cluster, as documents' chunks arrive one
+    document after another (the queries stay in random order)."""
     rng = np.random.default_rng(seed)
     centres = rng.standard_normal((clusters, dim), dtype=np.float32) * 4.0
     spread = rng.uniform(0.5, 1.5, size=clusters).astype(np.float32)
     which = rng.integers(0, clusters, size=n + queries)
+    if grouped:
+        which[:n].sort()
     points = (
         centres[which]
         + rng.standard_normal((n + queries, dim), dtype=np.float32) * (spread[which, None])

@@ -185,8 +185,11 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=384)
     parser.add_argument("--skip-faiss", action="store_true")
     parser.add_argument("--stack", action="store_true", help="through a real server")
+    parser.add_argument(
+        "--grouped", action="store_true", help="the vectors arrive cluster by cluster"
+    )
     args = parser.parse_args()
-    data = gaussian_mixture(args.count, args.dim, 200)
+    data = gaussian_mixture(args.count, args.dim, 200, grouped=args.grouped)
     if args.stack:
         _stack_build(data.vectors)
         return

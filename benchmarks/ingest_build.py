@@ -2,14 +2,19 @@
 
     .venv/bin/python -m benchmarks.ingest_build --count 50000 --dim 384
     .venv/bin/python -m benchmarks.ingest_build --count 50000 --stack   # whole server
+    .venv/bin/python -m benchmarks.ingest_build --count 50000 --grouped # arriving by cluster
+    .venv/bin/python -m benchmarks.ingest_build --count 50000 --peers   # real embeddings
 
-Upserts ``count`` clustered vectors (batches of 1,000, BUSY answers retried) into an
+Upserts ``count`` clustered vectors (``--grouped``: arriving cluster by cluster;
+``--peers``: the peers benchmark's real embeddings in corpus order, its dataset made
+by ``benchmarks.peers.dataset``) (batches of 1,000, BUSY answers retried) into an
 HNSW collection (M=16, ef_construction=100, as the peers benchmark) through the
 worker's own store, waits until the graph holds them all, and prints wall and CPU
 seconds, the FAISS thread count, 429-like BUSY answers, the RSS the collection
-added, recall@10 of the graph, and raw FAISS's build of the same vectors with every
-core for the ratio. The main thread is pinned to one FAISS thread as the worker is.
-CPU seconds are the load-proof figure on a shared machine.
+added, recall@10 of the graph at ef_search 32, 64 and 128, and raw FAISS's build of
+the same vectors with every core for the ratio. The main thread is pinned to one
+FAISS thread as the worker is. CPU seconds are the load-proof figure on a shared
+machine.
 
 ``--stack`` does the same through a real server (``vectorpanda up``, two workers, the
 SDK): the server's CPU until it is idle again, the coordinator's and the SDK's CPU
@@ -30,6 +35,7 @@ import faiss
 import numpy as np
 
 from benchmarks.data import gaussian_mixture, recall_at_k
+from benchmarks.peers import dataset
 from benchmarks.peers.measure import EF_CONSTRUCTION, HNSW_M
 from workers.collection_spec import parse_collection_spec
 from workers.errors import StoreError
@@ -96,14 +102,17 @@ def _collection_build(vectors: np.ndarray, queries: np.ndarray, truth: np.ndarra
         wall, cpu = time.perf_counter() - t0, _cpu() - cpu0
         index = coll.index
         assert index is not None and index.fresh_count == 0
-        results, _ = coll.query(queries, 10, False, False, ef_search=64)
-        found = [[int(i) for i in r["ids"]] for r in results]
+        recalls = []
+        for ef in (32, 64, 128):
+            results, _ = coll.query(queries, 10, False, False, ef_search=ef)
+            found = [[int(i) for i in r["ids"]] for r in results]
+            recalls.append(f"{recall_at_k(found, truth):.4f}")
         print(
             f"collection: upsert {sent:.1f} s, fully indexed {wall:.1f} s wall, "
             f"{cpu:.1f} s CPU, {len(vectors) / wall:,.0f} vectors/s, BUSY answers {busy}, "
             f"busiest {threads} threads on CPU at once, RSS +{_rss_mib() - rss0:.0f} MiB "
             f"(raw vectors {vectors.nbytes / 2**20:.0f} MiB), "
-            f"recall@10 {recall_at_k(found, truth):.3f}"
+            f"recall@10 at ef 32/64/128 {'/'.join(recalls)}"
         )
         store.close()
 
@@ -116,11 +125,14 @@ def _faiss_build(vectors: np.ndarray, queries: np.ndarray, truth: np.ndarray) ->
     t0, cpu0 = time.perf_counter(), _cpu()
     graph.add(vectors)
     wall, cpu = time.perf_counter() - t0, _cpu() - cpu0
-    graph.hnsw.efSearch = 64
-    _, found = graph.search(queries, 10)
+    recalls = []
+    for ef in (32, 64, 128):
+        graph.hnsw.efSearch = ef
+        _, found = graph.search(queries, 10)
+        recalls.append(f"{recall_at_k(found.tolist(), truth):.4f}")
     print(
         f"raw FAISS, {cores} threads: {wall:.1f} s wall, {cpu:.1f} s CPU, "
-        f"{len(vectors) / wall:,.0f} vectors/s, recall@10 {recall_at_k(found.tolist(), truth):.3f}"
+        f"{len(vectors) / wall:,.0f} vectors/s, recall@10 at ef 32/64/128 {'/'.join(recalls)}"
     )
     faiss.omp_set_num_threads(1)
 
@@ -188,8 +200,17 @@ def main() -> None:
     parser.add_argument(
         "--grouped", action="store_true", help="the vectors arrive cluster by cluster"
     )
+    parser.add_argument(
+        "--peers",
+        action="store_true",
+        help="the peers benchmark's real embeddings, in corpus order (384-d; --dim unused)",
+    )
     args = parser.parse_args()
-    data = gaussian_mixture(args.count, args.dim, 200, grouped=args.grouped)
+    if args.peers:
+        data, label = dataset.real(args.count, 1000)
+        print(label)
+    else:
+        data = gaussian_mixture(args.count, args.dim, 200, grouped=args.grouped)
     if args.stack:
         _stack_build(data.vectors)
         return

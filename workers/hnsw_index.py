@@ -493,11 +493,13 @@ class HnswIndex:
             if len(upper) >= HOLD_UPPER_BATCH:
                 row_of = fresh.row_lookup()
                 held = [row_of(i, -1) for i in list(upper)[:limit]]
-            # Among any limit + len(upper) rows, at least ``limit`` are of level 0.
-            drawn = self._random_rows(total, min(total, limit + len(upper)))
+            # Among any limit + len(upper) rows, at least ``limit`` are of level 0: these
+            # are drawn in random order, so dropping the surplus favours no rows.
+            count = min(total, limit + len(upper))
+            drawn = self._order_rng.choice(total, size=count, replace=False)
             ids = fresh.ids
-            level0 = [r for r in drawn.tolist() if ids[r] not in upper]
-            rows = np.array(held + level0[: limit - len(held)], dtype=np.int64)
+            level0 = [r for r in drawn.tolist() if ids[r] not in upper][: limit - len(held)]
+            rows = np.array(held + sorted(level0), dtype=np.int64)
         ids = [fresh.ids[r] for r in rows.tolist()]
         vectors = fresh.search_matrix()[rows]  # a copy: the rows may move meanwhile
         levels = np.fromiter((upper.get(i, 1) for i in ids), np.int32, count=len(ids))

@@ -105,6 +105,15 @@ def test_busy_steps_take_fresh_vectors_at_random_with_their_levels() -> None:
     assert positions[0] < 100 and positions[-1] >= 400
 
 
+def test_quiet_steps_take_level0_vectors_from_the_whole_buffer() -> None:
+    _, index = _index(8000)
+    ids, _, _, levels = index.take_fresh(1000, hold=True)
+    assert len(ids) == 1000 and (levels == 1).all()
+    positions = np.array([int(i[1:]) for i in ids])  # arrival order = buffer row here
+    assert positions.min() < 200 and positions.max() > 7800
+    assert 3500 < positions.mean() < 4500  # no end of the buffer favoured
+
+
 def _bulk_import_recall(order: str) -> float:
     """Recall@10 (ef 16) of a graph built in busy steps of 100 from a bulk import of 30
     groups of 200 vectors that arrive group by group (as documents' chunks do) or

@@ -497,8 +497,8 @@ class HnswIndex:
             # are drawn in random order, so dropping the surplus favours no rows.
             count = min(total, limit + len(upper))
             drawn = self._order_rng.choice(total, size=count, replace=False)
-            ids = fresh.ids
-            level0 = [r for r in drawn.tolist() if ids[r] not in upper][: limit - len(held)]
+            names = fresh.ids
+            level0 = [r for r in drawn.tolist() if names[r] not in upper][: limit - len(held)]
             rows = np.array(held + sorted(level0), dtype=np.int64)
         ids = [fresh.ids[r] for r in rows.tolist()]
         vectors = fresh.search_matrix()[rows]  # a copy: the rows may move meanwhile

@@ -29,7 +29,9 @@ import os
 import resource
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
 import faiss
 import numpy as np
@@ -63,6 +65,11 @@ def _busy_threads() -> int:
         with contextlib.suppress(OSError), open(f"/proc/self/task/{task}/stat") as f:
             running += f.read().rsplit(")", 1)[1].split()[0] == "R"
     return running
+
+
+def _recalls(found_at: Callable[[int], list[list[int]]], truth: np.ndarray) -> str:
+    """Recall@10 at ef_search 32, 64 and 128, as ``a/b/c``."""
+    return "/".join(f"{recall_at_k(found_at(ef), truth):.4f}" for ef in (32, 64, 128))
 
 
 def _collection_build(vectors: np.ndarray, queries: np.ndarray, truth: np.ndarray) -> None:
@@ -102,17 +109,17 @@ def _collection_build(vectors: np.ndarray, queries: np.ndarray, truth: np.ndarra
         wall, cpu = time.perf_counter() - t0, _cpu() - cpu0
         index = coll.index
         assert index is not None and index.fresh_count == 0
-        recalls = []
-        for ef in (32, 64, 128):
+
+        def found_at(ef: int) -> list[list[int]]:
             results, _ = coll.query(queries, 10, False, False, ef_search=ef)
-            found = [[int(i) for i in r["ids"]] for r in results]
-            recalls.append(f"{recall_at_k(found, truth):.4f}")
+            return [[int(i) for i in r["ids"]] for r in results]
+
         print(
             f"collection: upsert {sent:.1f} s, fully indexed {wall:.1f} s wall, "
             f"{cpu:.1f} s CPU, {len(vectors) / wall:,.0f} vectors/s, BUSY answers {busy}, "
             f"busiest {threads} threads on CPU at once, RSS +{_rss_mib() - rss0:.0f} MiB "
             f"(raw vectors {vectors.nbytes / 2**20:.0f} MiB), "
-            f"recall@10 at ef 32/64/128 {'/'.join(recalls)}"
+            f"recall@10 at ef 32/64/128 {_recalls(found_at, truth)}"
         )
         store.close()
 
@@ -125,14 +132,15 @@ def _faiss_build(vectors: np.ndarray, queries: np.ndarray, truth: np.ndarray) ->
     t0, cpu0 = time.perf_counter(), _cpu()
     graph.add(vectors)
     wall, cpu = time.perf_counter() - t0, _cpu() - cpu0
-    recalls = []
-    for ef in (32, 64, 128):
+
+    def found_at(ef: int) -> list[list[int]]:
         graph.hnsw.efSearch = ef
-        _, found = graph.search(queries, 10)
-        recalls.append(f"{recall_at_k(found.tolist(), truth):.4f}")
+        return cast(list[list[int]], graph.search(queries, 10)[1].tolist())
+
     print(
         f"raw FAISS, {cores} threads: {wall:.1f} s wall, {cpu:.1f} s CPU, "
-        f"{len(vectors) / wall:,.0f} vectors/s, recall@10 at ef 32/64/128 {'/'.join(recalls)}"
+        f"{len(vectors) / wall:,.0f} vectors/s, "
+        f"recall@10 at ef 32/64/128 {_recalls(found_at, truth)}"
     )
     faiss.omp_set_num_threads(1)
 

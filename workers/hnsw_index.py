@@ -487,7 +487,8 @@ class HnswIndex:
         if total <= limit:
             rows = np.arange(total)
         elif not hold or not upper or total == len(upper):
-            rows = self._random_rows(total, limit)
+            # ascending: the gather below reads the buffer in order
+            rows = np.sort(self._order_rng.choice(total, size=limit, replace=False))
         else:
             held: list[int] = []
             if len(upper) >= HOLD_UPPER_BATCH:
@@ -504,12 +505,6 @@ class HnswIndex:
         vectors = fresh.search_matrix()[rows]  # a copy: the rows may move meanwhile
         levels = np.fromiter((upper.get(i, 1) for i in ids), np.int32, count=len(ids))
         return ids, [self._fresh_version[i] for i in ids], vectors, levels
-
-    def _random_rows(self, total: int, count: int) -> np.ndarray:
-        """``count`` distinct rows of ``total`` at random, ascending (a gather in order)."""
-        if count >= total:
-            return np.arange(total)
-        return np.sort(self._order_rng.choice(total, size=count, replace=False))
 
     def add_to_graph(
         self, vectors: np.ndarray, threads: int = 1, levels: np.ndarray | None = None

@@ -35,6 +35,7 @@ from workers.collection_spec import CollectionSpec
 from workers.crash_points import crash_point
 from workers.durable_files import write_durably
 from workers.errors import StoreError
+from workers.flat_index import ScanHelpers
 from workers.hnsw_index import (
     INSERT_CHUNK,
     INSERT_CHUNK_IDLE,
@@ -427,6 +428,9 @@ class Collection(CollectionRecords, CollectionSearch):
     def _check_open(self) -> None:
         if self._closed is not None:
             raise self._closed
+
+    def _scan_helpers(self) -> ScanHelpers:
+        return self._options.maintenance.scans
 
     def _check_vectors(self, vectors: np.ndarray, rows: int | None) -> None:
         expected = self.spec.dimension

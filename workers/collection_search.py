@@ -14,7 +14,7 @@ import numpy as np
 
 from workers.collection_spec import CollectionSpec
 from workers.errors import StoreError
-from workers.flat_index import exact_search
+from workers.flat_index import ScanHelpers, exact_search
 from workers.hnsw_index import HnswIndex
 from workers.metadata_filter import Predicate, matching_rows
 from workers.read_write_lock import ReadWriteLock, WouldBlock
@@ -61,6 +61,10 @@ class CollectionSearch:
         raise NotImplementedError
 
     def _check_vectors(self, vectors: np.ndarray, rows: int | None) -> None:
+        raise NotImplementedError
+
+    def _scan_helpers(self) -> ScanHelpers:
+        """Spare cores for a long exact scan (the worker's, see workers.maintenance)."""
         raise NotImplementedError
 
     def quick_to_search(self, queries: int, top_k: int, ef_search: int | None) -> bool:
@@ -258,12 +262,14 @@ class CollectionSearch:
     ) -> tuple[np.ndarray, np.ndarray]:
         if self._index is not None:
             return self._index.search(table, queries, top_k, mask, ef_search, wait)
+        # A thread may wait for the scan's helpers; the event loop (wait=False) scans
+        # only small collections, alone.
+        helpers = self._scan_helpers() if wait else None
+        metric = self.spec.metric
         if mask is None:
-            return exact_search(table.search_matrix(), queries, top_k, self.spec.metric)
+            return exact_search(table.search_matrix(), queries, top_k, metric, helpers)
         subset = np.flatnonzero(mask)
-        scores, local = exact_search(
-            table.search_matrix()[subset], queries, top_k, self.spec.metric
-        )
+        scores, local = exact_search(table.search_matrix()[subset], queries, top_k, metric, helpers)
         return scores, (subset[local] if subset.size else local)
 
     def fetch(self, ids: list[str]) -> tuple[list[str], list[Metadata], np.ndarray]:

@@ -28,7 +28,7 @@ import numpy as np
 import orjson
 
 from workers.faiss_runtime import faiss
-from workers.flat_index import exact_search
+from workers.flat_index import exact_search, merge_results
 from workers.graph_rows import GraphRows
 from workers.integrity import ChecksummingWriter
 from workers.read_write_lock import ReadWriteLock, WouldBlock
@@ -115,18 +115,6 @@ def fresh_limit_for(dimension: int) -> int:
 def _faiss_metric(metric: str) -> int:
     lib = faiss()
     return int(lib.METRIC_L2 if metric == "l2" else lib.METRIC_INNER_PRODUCT)
-
-
-def merge_results(
-    parts: list[tuple[np.ndarray, np.ndarray]], k: int, metric: str
-) -> tuple[np.ndarray, np.ndarray]:
-    """Best ``k`` per query of several (scores, rows) results; missing slots are row -1."""
-    scores = np.concatenate([p[0] for p in parts], axis=1).astype(np.float32)
-    rows = np.concatenate([p[1] for p in parts], axis=1).astype(np.int64)
-    keys = scores.astype(np.float64) if metric == "l2" else -scores.astype(np.float64)
-    keys[rows < 0] = np.inf
-    order = np.argsort(keys, axis=1, kind="stable")[:, :k]
-    return np.take_along_axis(scores, order, axis=1), np.take_along_axis(rows, order, axis=1)
 
 
 def subset_search(

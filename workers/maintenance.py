@@ -9,6 +9,9 @@ request threads run FAISS with one OpenMP thread each (``workers.main``), and Op
 thread count is per calling thread, so ``build_threads`` only widens this thread's
 own FAISS calls. Workers run with ``OMP_WAIT_POLICY=PASSIVE`` so that idle OpenMP
 threads sleep instead of spinning on cores the queries need.
+
+The same holds for a long exact scan: its parts go to the other cores too while it is
+the only read the process serves (``scans``, workers.flat_index).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from pathlib import Path
 from typing import Protocol
 
 from workers.disk_space import is_out_of_space
+from workers.flat_index import ScanHelpers
 from workers.heap import give_back
 
 log = logging.getLogger(__name__)
@@ -96,6 +100,9 @@ class Maintenance:
         self._thread: threading.Thread | None = None
         self.activity = Activity()
         self.cores = usable_cores()
+        # Spare cores for a long exact scan while no other read runs (the scan's own read
+        # is in flight).
+        self.scans = ScanHelpers(self.cores, lambda: self.activity.in_flight <= 1)
 
     def build_threads(self) -> int:
         """FAISS threads for the next graph-building step: every core while no reads run."""

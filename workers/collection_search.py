@@ -113,7 +113,7 @@ class CollectionSearch:
             for start in range(0, max(len(queries), 1), SEARCH_BATCH):
                 budget.check()
                 batch = queries[start : start + SEARCH_BATCH]
-                parts.append(self._search(table, batch, top_k, mask, ef_search, wait))
+                parts.append(self._search(table, batch, top_k, mask, ef_search, wait, budget))
                 cost = self._search_cost(len(batch), top_k, ef_search, eligible, table.count)
                 if wait:
                     budget.spend(cost)
@@ -259,17 +259,19 @@ class CollectionSearch:
         mask: np.ndarray | None,
         ef_search: int | None,
         wait: bool,
+        budget: WorkBudget,
     ) -> tuple[np.ndarray, np.ndarray]:
         if self._index is not None:
             return self._index.search(table, queries, top_k, mask, ef_search, wait)
         # A thread may wait for the scan's helpers; the event loop (wait=False) scans
         # only small collections, alone.
         helpers = self._scan_helpers() if wait else None
-        metric = self.spec.metric
+        metric, check = self.spec.metric, budget.check
         if mask is None:
-            return exact_search(table.search_matrix(), queries, top_k, metric, helpers)
+            return exact_search(table.search_matrix(), queries, top_k, metric, helpers, check)
         subset = np.flatnonzero(mask)
-        scores, local = exact_search(table.search_matrix()[subset], queries, top_k, metric, helpers)
+        matrix = table.search_matrix()[subset]
+        scores, local = exact_search(matrix, queries, top_k, metric, helpers, check)
         return scores, (subset[local] if subset.size else local)
 
     def fetch(self, ids: list[str]) -> tuple[list[str], list[Metadata], np.ndarray]:

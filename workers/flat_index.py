@@ -37,12 +37,15 @@ def exact_search(
     k: int,
     metric: str,
     helpers: ScanHelpers | None = None,
+    check: Callable[[], None] | None = None,
 ) -> Result:
     """Top-k rows per query, best first: (scores (q, k'), rows (q, k')) with k' = min(k, n).
 
     ``metric`` is ``l2`` (squared distance, ascending) or an inner-product metric
     (``ip``/``cosine`` on already normalized inputs; similarity, descending). A long
-    scan's parts go to ``helpers`` as well as this thread when they have spare cores.
+    scan's parts go to ``helpers`` as well as this thread when they have spare cores;
+    ``check`` (a request's budget) runs before each part, and what it raises ends the
+    scan once the parts already begun are done.
     """
     n = matrix.shape[0]
     k = min(k, n)
@@ -55,6 +58,8 @@ def exact_search(
     ends = [*starts[1:], n]
 
     def part(i: int) -> Result:
+        if check is not None:
+            check()
         scores, rows = _scan(matrix[starts[i] : ends[i]], queries, k, metric)
         return scores, rows + starts[i]
 

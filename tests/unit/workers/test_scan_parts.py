@@ -10,11 +10,17 @@ import numpy as np
 import pytest
 
 from workers import flat_index, maintenance
+from workers.collection_spec import parse_collection_spec
+from workers.errors import StoreError
 from workers.flat_index import BLAS_BATCH_MIN, ScanHelpers, exact_search, part_starts
 from workers.maintenance import Maintenance
-from workers.protocol import decode_frame, encode_frame
+from workers.protocol import ErrorCode, decode_frame, encode_frame
 from workers.service import WorkerService
 from workers.tenant_registry import TenantRegistry
+from workers.tenant_store import TenantStore
+from workers.work_budget import WorkBudget
+
+from .conftest import SMALL_WAL
 
 METRICS = ["l2", "ip"]
 ROWS, DIM = 1000, 16
@@ -181,3 +187,49 @@ async def test_the_worker_scans_a_large_flat_collection_on_every_core(
     expected = [str(i) for i in _brute_force(base, asked, "l2", 10)[0]]
     assert reply["results"][0]["ids"] == expected
     assert len(names) == 2 and any(name.startswith("scan") for name in names)
+
+
+def test_an_abandoned_scan_stops_between_parts(monkeypatch: pytest.MonkeyPatch, hot: Path) -> None:
+    """A request's budget is checked before each part: cancelled during the scan, the
+    query ends with the budget's error after the part under way, not at the scan's end."""
+    monkeypatch.setattr(flat_index, "PART_FLOATS", 100 * DIM)  # 10 parts
+    alone = Maintenance(autostart=False)
+    alone.scans = flat_index.ALONE  # one thread: the parts scanned are exactly counted
+    store = TenantStore.open(hot, "tenant_a", SMALL_WAL, maintenance=alone)
+    try:
+        spec = {"collection": "f", "dimension": DIM, "metric": "l2", "index": "flat"}
+        store.create_collection(parse_collection_spec(spec))
+        coll = store.collection("f")
+        base, asked = _data()
+        coll.upsert([str(i) for i in range(ROWS)], [None] * ROWS, base)
+        budget = WorkBudget()
+        scanned: list[int] = []
+        scan = flat_index._scan
+
+        def cancelling(
+            matrix: np.ndarray, queries: np.ndarray, k: int, metric: str
+        ) -> tuple[np.ndarray, np.ndarray]:
+            scanned.append(len(matrix))
+            budget.cancel()  # the client goes away while the first part is scanned
+            return scan(matrix, queries, k, metric)
+
+        monkeypatch.setattr(flat_index, "_scan", cancelling)
+        with pytest.raises(StoreError, match="cancelled") as refused:
+            coll.query(asked[:1], 10, False, False, budget=budget)
+        assert refused.value.code == ErrorCode.UNAVAILABLE
+        assert scanned == [100]  # one part of ten
+        # A budget left alone scans every part
+        scanned.clear()
+
+        def counting(
+            matrix: np.ndarray, queries: np.ndarray, k: int, metric: str
+        ) -> tuple[np.ndarray, np.ndarray]:
+            scanned.append(len(matrix))
+            return scan(matrix, queries, k, metric)
+
+        monkeypatch.setattr(flat_index, "_scan", counting)
+        results, _ = coll.query(asked[:1], 10, False, False, budget=WorkBudget())
+        assert len(scanned) == 10
+        assert results[0]["ids"] == [str(i) for i in _brute_force(base, asked[:1], "l2", 10)[0]]
+    finally:
+        store.close()

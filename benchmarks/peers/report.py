@@ -118,7 +118,9 @@ def markdown(meta: dict[str, Any], systems: list[Figures]) -> str:
         f"- {NOISE}",
         "- c1 / c16: the system's own Python client, 1 or 16 threads (one client each), "
         "one query per request; wrk: a fixed request body (the first query), "
-        f"{meta['wrk_seconds']} s per run, from the same machine.",
+        f"{meta['wrk_seconds']} s per run, from the same machine; its q/s and CPU per "
+        "query count answered requests only (errors, such as a tier's rate limit, are "
+        "shown beside them).",
         "- Server CPU per query: user + system CPU of the server's processes and their "
         "children (/proc/<pid>/stat) over the run, divided by the queries answered; for raw "
         "FAISS, the benchmark process itself.",

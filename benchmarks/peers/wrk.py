@@ -47,7 +47,8 @@ def _ms(text: str) -> float:
 
 
 def parse(output: str) -> dict[str, Any]:
-    """Requests/s, p50/p99 (ms) and non-2xx answers from ``wrk --latency`` output."""
+    """Answered requests/s (non-2xx and socket errors left out), p50/p99 (ms) and the
+    errors from ``wrk --latency`` output."""
     out: dict[str, Any] = {"qps": 0.0, "p50_ms": None, "p99_ms": None, "errors": 0, "requests": 0}
     for line in output.splitlines():
         words = line.split()
@@ -61,6 +62,10 @@ def parse(output: str) -> dict[str, Any]:
             out["errors"] += int(words[-1])
         elif line.strip().startswith("Socket errors"):
             out["errors"] += sum(int(x.strip(",")) for x in words if x.strip(",").isdigit())
+    # Answers only: refusals (a tier's rate limit, 503s) are quick and would flatter it.
+    if out["requests"]:
+        answered = max(out["requests"] - out["errors"], 0)
+        out["qps"] *= answered / out["requests"]
     return out
 
 
@@ -83,7 +88,7 @@ def run(
         done = subprocess.run([*cmd, "-s", str(script), url], capture_output=True, text=True)
         spent = procstat.cpu_seconds(server) - before
     result = parse(done.stdout)
-    answered = max(result["requests"], 1)
+    answered = max(result["requests"] - result["errors"], 1)
     result["server_cpu_ms_per_q"] = spent / answered * 1000
     if done.returncode != 0:
         result["failed"] = done.stderr.strip()[-200:]

@@ -117,6 +117,7 @@ def measure(
     figures.indexed_s = sent + waited
     figures.indexed_cpu_s = procstat.cpu_seconds(server.pids) - cpu
     figures.memory_mib = procstat.pss_mib(server.pids)
+    figures.rss_mib = procstat.rss_mib(server.pids)
     figures.notes.append(
         f"add() in batches of {batch}: {sent:.1f} s, then {waited:.1f} s until the server was "
         "idle; no exact mode (Chroma always searches its HNSW graph once it has one); the "

@@ -59,6 +59,7 @@ class Figures:
     sweep: dict[int, float] = field(default_factory=dict)  # ef_search -> recall@10
     points: list[Point] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    rss_mib: float | None = None  # RSS of the server processes (shared pages in each)
 
     def plain(self) -> dict[str, Any]:
         return _plain(dataclasses.asdict(self))

@@ -185,6 +185,7 @@ def run(data: Dataset, exact_queries: int) -> Figures:
             c.execute("SELECT 1")
         conns[0].execute("SELECT count(*) FROM items")
         figures.memory_mib = procstat.pss_mib(server)
+        figures.rss_mib = procstat.rss_mib(server)
 
         def searcher(ef: int | None) -> Callable[[int], Any]:
             for c in conns:

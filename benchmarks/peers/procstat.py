@@ -55,12 +55,22 @@ def cpu_seconds_of(pid: int) -> float:
 def pss_mib(roots: list[int]) -> float:
     """Proportional set size of the trees (shared pages split between their users, so
     PostgreSQL's shared buffers are not counted once per backend), in MiB."""
+    return _rollup_mib(roots, "Pss:")
+
+
+def rss_mib(roots: list[int]) -> float:
+    """Resident set size of the trees, each process counted whole (shared library and
+    shared-memory pages once per process that maps them), in MiB."""
+    return _rollup_mib(roots, "Rss:")
+
+
+def _rollup_mib(roots: list[int], field: str) -> float:
     total_kib = 0
     for root in roots:
         for pid in tree(root):
             try:
                 for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-                    if line.startswith("Pss:"):
+                    if line.startswith(field):
                         total_kib += int(line.split()[1])
             except OSError:
                 continue

@@ -84,15 +84,15 @@ def ingest(systems: list[Figures]) -> str:
     faiss = next((s for s in systems if s.system.startswith(FAISS)), None)
     lines = [
         "| system | ingest vectors/s | fully indexed s | ÷ FAISS build | server CPU to index s "
-        "| ÷ FAISS build CPU | memory MiB (PSS) |",
-        "|---|---|---|---|---|---|---|",
+        "| ÷ FAISS build CPU | memory MiB (PSS) | memory MiB (RSS) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for s in systems:
         build = _ratio(s.indexed_s or 0.0, faiss.indexed_s or 0.0) if faiss else "—"
         cpu = _ratio(s.indexed_cpu_s or 0.0, faiss.indexed_cpu_s or 0.0) if faiss else "—"
         lines.append(
             f"| {s.system} | {_f(s.ingest_vps)} | {_f(s.indexed_s, 1)} | {build} "
-            f"| {_f(s.indexed_cpu_s, 1)} | {cpu} | {_f(s.memory_mib)} |"
+            f"| {_f(s.indexed_cpu_s, 1)} | {cpu} | {_f(s.memory_mib)} | {_f(s.rss_mib)} |"
         )
     return "\n".join(lines)
 

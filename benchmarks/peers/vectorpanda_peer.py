@@ -54,6 +54,7 @@ def run(data: Dataset, exact_queries: int, workers: int, wrk_seconds: float | No
             figures.ingest_vps = len(data.vectors) / sent
             figures.indexed_s = sent + waited
             figures.memory_mib = procstat.pss_mib(server)
+            figures.rss_mib = procstat.rss_mib(server)
             figures.notes.append(
                 f"{workers} worker(s); indexed = upsert {sent:.1f} s + graph insertion "
                 f"until the server was idle ({waited:.1f} s, 0.5 s resolution)"

@@ -118,6 +118,20 @@ class CollectionList(BaseModel):
     collections: list[Collection]
 
 
+class CollectionIndexing(BaseModel):
+    """How much of a collection its index holds (after a bulk import, until it is whole)."""
+
+    name: str
+    index: str
+    vector_count: int
+    indexed: int = Field(description="Vectors in the HNSW graph (all of them for flat).")
+    pending: int = Field(
+        description="Vectors waiting to be inserted into the graph; searched exactly "
+        "meanwhile, so every query already finds them."
+    )
+    fully_indexed: bool
+
+
 class VectorIn(Strict):
     id: str
     values: list[FiniteFloat]

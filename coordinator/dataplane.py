@@ -12,6 +12,7 @@ from typing import Any, Protocol
 import numpy as np
 import orjson
 
+from coordinator.errors import TenantUnavailable
 from coordinator.filter_pieces import piece_arrays
 from coordinator.list_cursor import ListCursors
 from coordinator.router import TenantRouter
@@ -134,6 +135,25 @@ class DataPlane:
         reply = await self._router.call(tenant, Op.GET_COLLECTION, {"collection": name})
         info: dict[str, Any] = reply.header["collection"]
         return info
+
+    async def collection_indexing(self, tenant: str, name: str) -> dict[str, Any]:
+        """How much of a collection its index holds: vectors in all, in the graph, and
+        waiting for it (searched exactly meanwhile)."""
+        reply = await self._router.call(tenant, Op.GET_COLLECTION, {"collection": name})
+        info: dict[str, Any] = reply.header["collection"]
+        unindexed = reply.header.get("unindexed")
+        if type(unindexed) is not int or unindexed < 0:
+            raise TenantUnavailable("the collection's worker cannot tell its indexing yet")
+        total = int(info.get("vector_count", 0))
+        pending = min(unindexed, total)
+        return {
+            "name": info.get("name", name),
+            "index": info.get("index"),
+            "vector_count": total,
+            "indexed": total - pending,
+            "pending": pending,
+            "fully_indexed": pending == 0,
+        }
 
     async def delete_collection(self, tenant: str, name: str) -> list[tuple[str, str]]:
         """Delete a collection; the removed files as (path, sha256) of their stored bytes."""

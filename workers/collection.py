@@ -196,6 +196,11 @@ class Collection(CollectionRecords, CollectionSearch):
         """The INFO object of the wire protocol."""
         return self.spec.info(self._table.count)
 
+    @property
+    def unindexed(self) -> int:
+        """Vectors not yet in the HNSW graph (searched exactly meanwhile); 0 for flat."""
+        return self._index.fresh_count if self._index is not None else 0
+
     def upsert(
         self,
         ids: list[str],

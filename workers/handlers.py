@@ -39,8 +39,10 @@ def list_collections(store: TenantStore, frame: Frame) -> Result:
 
 
 def get_collection(store: TenantStore, frame: Frame) -> Result:
-    """GET_COLLECTION {collection} -> {collection}."""
-    return {"collection": store.collection(frame.header.get("collection", "")).info()}, {}
+    """GET_COLLECTION {collection} -> {collection, unindexed}: its INFO, and how many of
+    its vectors wait to be inserted into its graph."""
+    loaded = store.collection(frame.header.get("collection", ""))
+    return {"collection": loaded.info(), "unindexed": loaded.unindexed}, {}
 
 
 def delete_collection(store: TenantStore, frame: Frame) -> Result:

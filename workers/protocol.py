@@ -88,6 +88,9 @@ The lean query path (issue 11; backwards compatible):
   empty in ``filter`` and travel as JSON pieces in the uint8 arrays ``fp0``, ``fp1``...;
   ``filter_pieces`` is ``[[path, count], ...]`` (workers.filter_pieces). Sent only to
   a worker whose HELLO says ``filter_pieces: true``.
+* GET_COLLECTION's reply carries ``unindexed``: the collection's vectors not yet in its
+  HNSW graph (searched exactly meanwhile; 0 for flat). A worker that leaves it out
+  cannot tell.
 """
 
 from __future__ import annotations

@@ -10,7 +10,14 @@ from api.deps import AccountsDep, DataPlaneDep, ManageKey, ReadKey, get_backups,
 from api.errors import Invalid, NotFound
 from api.routes.snapshots import create_from_snapshot
 from api.routing import OrjsonRoute, json_response
-from api.schemas import NAME_PATTERN, NAME_RE, Collection, CollectionList, CreateCollection
+from api.schemas import (
+    NAME_PATTERN,
+    NAME_RE,
+    Collection,
+    CollectionIndexing,
+    CollectionList,
+    CreateCollection,
+)
 from coordinator.accounts import (
     Accounts,
     RecordCollectionCreated,
@@ -91,6 +98,15 @@ async def list_collections(key: ReadKey, dataplane: DataPlaneDep) -> Response:
 async def get_collection(name: CollectionName, key: ReadKey, dataplane: DataPlaneDep) -> Response:
     """One collection with its vector count."""
     return json_response(await dataplane.get_collection(key.client_id, known_name(name)))
+
+
+@router.get("/{name}/indexing", response_model=CollectionIndexing)
+async def collection_indexing(
+    name: CollectionName, key: ReadKey, dataplane: DataPlaneDep
+) -> Response:
+    """How many of the collection's vectors its HNSW graph holds and how many still wait
+    to be inserted (after a bulk import); a flat collection is always fully indexed."""
+    return json_response(await dataplane.collection_indexing(key.client_id, known_name(name)))
 
 
 @router.delete("/{name}", status_code=204)

@@ -18,7 +18,14 @@ from vectorpanda_client.errors import (
     UnavailableError,
     VectorPandaError,
 )
-from vectorpanda_client.models import CollectionInfo, FetchedVector, Match, QueryResult, Usage
+from vectorpanda_client.models import (
+    CollectionInfo,
+    FetchedVector,
+    Indexing,
+    Match,
+    QueryResult,
+    Usage,
+)
 from vectorpanda_client.records import ListedVector, VectorPage
 from vectorpanda_client.retry import NO_RETRIES, RetryPolicy
 from vectorpanda_client.sync_client import Client, Collection
@@ -35,6 +42,7 @@ __all__ = [
     "ConnectionFailed",
     "FetchedVector",
     "ForbiddenError",
+    "Indexing",
     "InsufficientStorageError",
     "InvalidError",
     "ListedVector",

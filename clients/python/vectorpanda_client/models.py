@@ -35,6 +35,26 @@ class CollectionInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class Indexing:
+    """How much of a collection its index holds (``pending`` vectors wait for the HNSW
+    graph; queries search them exactly meanwhile)."""
+
+    vector_count: int
+    indexed: int
+    pending: int
+    fully_indexed: bool
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> Indexing:
+        return cls(
+            vector_count=int(body["vector_count"]),
+            indexed=int(body["indexed"]),
+            pending=int(body["pending"]),
+            fully_indexed=bool(body["fully_indexed"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Match:
     """One nearest neighbour: similarity for cosine/ip, squared L2 distance for l2."""
 

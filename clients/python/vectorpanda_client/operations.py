@@ -21,7 +21,7 @@ from vectorpanda_client.binary import (
 )
 from vectorpanda_client.errors import InvalidError
 from vectorpanda_client.exchange import Answer, Call, Operation
-from vectorpanda_client.models import CollectionInfo, FetchedVector, QueryResult, Usage
+from vectorpanda_client.models import CollectionInfo, FetchedVector, Indexing, QueryResult, Usage
 
 # The server's per-request limits (shared/API.md defaults).
 MAX_UPSERT_VECTORS = 1000
@@ -80,6 +80,11 @@ def list_collections() -> Operation[list[CollectionInfo]]:
 def describe_collection(name: str) -> Operation[CollectionInfo]:
     answer = yield Call("GET", collection_path(name))
     return CollectionInfo.from_json(answer.json())
+
+
+def collection_indexing(name: str) -> Operation[Indexing]:
+    answer = yield Call("GET", collection_path(name, "indexing"))
+    return Indexing.from_json(answer.json())
 
 
 def delete_collection(name: str) -> Operation[None]:

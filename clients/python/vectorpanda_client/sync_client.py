@@ -13,7 +13,7 @@ from vectorpanda_client import operations as ops
 from vectorpanda_client import records
 from vectorpanda_client.base import DEFAULT_TIMEOUT_S, ClientConfig, tls_verify
 from vectorpanda_client.exchange import Answer, Call, Operation, Outcome, retry_delay
-from vectorpanda_client.models import CollectionInfo, FetchedVector, QueryResult, Usage
+from vectorpanda_client.models import CollectionInfo, FetchedVector, Indexing, QueryResult, Usage
 from vectorpanda_client.operations import Metadata
 from vectorpanda_client.records import ListedVector, VectorPage
 from vectorpanda_client.retry import RetryPolicy
@@ -135,6 +135,10 @@ class Collection:
 
     def describe(self) -> CollectionInfo:
         return self._client._run(ops.describe_collection(self.name))
+
+    def indexing(self) -> Indexing:
+        """How many vectors the HNSW graph holds and how many still wait for it."""
+        return self._client._run(ops.collection_indexing(self.name))
 
     def upsert(
         self,

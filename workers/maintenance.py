@@ -52,28 +52,58 @@ def usable_cores(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
 
 
 class Activity:
-    """Reads in flight in this process, and when the last one ended.
+    """Reads in flight in this process, and when the last one ended (and whose it was).
 
-    Written by the event loop only; the maintenance thread reads two plain values and
-    needs only to see changes eventually.
+    Written by the event loop only; the maintenance thread and the scan helpers read
+    plain values and need only to see changes eventually. A read's tenant is None when
+    it is not one tenant's (a micro-batch of quick queries): it counts as anyone's.
     """
 
-    __slots__ = ("in_flight", "last_end")
+    __slots__ = ("alone", "in_flight", "last_end", "last_tenant", "other_end")
 
     def __init__(self) -> None:
         self.in_flight = 0
         self.last_end = 0.0
+        self.last_tenant: str | None = None
+        # When a read of a tenant other than ``last_tenant`` last ended
+        self.other_end = 0.0
+        # The tenant of the read in flight while it is the only one (else None)
+        self.alone: str | None = None
 
-    def began(self) -> None:
+    def began(self, tenant: str | None = None) -> None:
         self.in_flight += 1
+        self.alone = tenant if self.in_flight == 1 else None
 
-    def ended(self) -> None:
+    def ended(self, tenant: str | None = None) -> None:
         self.in_flight -= 1
-        self.last_end = time.monotonic()
+        now = time.monotonic()
+        if tenant is None or tenant != self.last_tenant:
+            self.other_end = self.last_end if tenant is not None else now
+        self.last_tenant = tenant
+        self.last_end = now
 
     def quiet(self, for_s: float = QUIET_S) -> bool:
         """Whether no read runs now nor ended within the last ``for_s`` seconds."""
         return self.in_flight <= 0 and time.monotonic() - self.last_end >= for_s
+
+    def alone_for(self, for_s: float = QUIET_S) -> bool:
+        """Whether one tenant's read is the only one running, and no other tenant's read
+        (nor a batch of anyone's) ended within the last ``for_s`` seconds: the tenant's
+        own earlier queries do not count against it."""
+        tenant = self.alone
+        if self.in_flight != 1 or tenant is None:
+            return False
+        others = self.other_end if self.last_tenant == tenant else self.last_end
+        return time.monotonic() - others >= for_s
+
+
+def runnable_tasks(path: Path = Path("/proc/loadavg")) -> int | None:
+    """Threads runnable on this machine right now (the kernel's count, running ones
+    included), or None where that is not known."""
+    try:
+        return int(path.read_text(encoding="ascii").split()[3].split("/")[0])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 class MaintenanceJob(Protocol):
@@ -100,9 +130,17 @@ class Maintenance:
         self._thread: threading.Thread | None = None
         self.activity = Activity()
         self.cores = usable_cores()
-        # Spare cores for a long exact scan while no other read runs (the scan's own read
-        # is in flight).
-        self.scans = ScanHelpers(self.cores, lambda: self.activity.in_flight <= 1)
+        # Spare cores for a long exact scan (workers.flat_index)
+        self.scans = ScanHelpers(self.cores, self.cores_spare)
+
+    def cores_spare(self) -> bool:
+        """Whether a scan may take more cores now: its read is this process's only one,
+        no other tenant's read ended within ``QUIET_S``, and no thread on the machine
+        waits for a core (the scan's own threads aside). Asked before each part."""
+        if not self.activity.alone_for():
+            return False
+        runnable = runnable_tasks()
+        return runnable is not None and runnable <= self.cores
 
     def build_threads(self) -> int:
         """FAISS threads for the next graph-building step: every core while no reads run."""

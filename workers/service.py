@@ -278,7 +278,7 @@ class WorkerService:
         # Reads keep graph building to one core while they run (see workers.maintenance).
         activity = self.registry.options.maintenance.activity if op in READ_OPS else None
         if activity is not None:
-            activity.began()
+            activity.began(tenant)
         try:
             async with gate.data():
                 self._recheck(tenant, epoch)
@@ -295,7 +295,7 @@ class WorkerService:
                     )
         finally:
             if activity is not None:
-                activity.ended()
+                activity.ended(tenant)
             self._used(tenant)
 
     def _used(self, tenant: str) -> None:

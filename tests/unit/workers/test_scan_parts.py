@@ -13,7 +13,7 @@ from workers import flat_index, maintenance
 from workers.collection_spec import parse_collection_spec
 from workers.errors import StoreError
 from workers.flat_index import BLAS_BATCH_MIN, ScanHelpers, exact_search, part_starts
-from workers.maintenance import Maintenance
+from workers.maintenance import Activity, Maintenance, runnable_tasks
 from workers.protocol import ErrorCode, decode_frame, encode_frame
 from workers.service import WorkerService
 from workers.tenant_registry import TenantRegistry
@@ -141,6 +141,7 @@ async def test_the_worker_scans_a_large_flat_collection_on_every_core(
     """A query to a flat collection through the worker's request path: the scan's
     parts run on two threads at once (the query is the only read), same answer."""
     monkeypatch.setattr(maintenance, "usable_cores", lambda: 2)
+    monkeypatch.setattr(maintenance, "runnable_tasks", lambda: 2)  # the scan's two threads
     # Large enough not to be scanned on the event loop (INLINE_MAX_FLAT_FLOATS)
     rows = 20_000
     monkeypatch.setattr(flat_index, "PART_FLOATS", 2_000 * DIM)
@@ -233,3 +234,54 @@ def test_an_abandoned_scan_stops_between_parts(monkeypatch: pytest.MonkeyPatch, 
         assert results[0]["ids"] == [str(i) for i in _brute_force(base, asked[:1], "l2", 10)[0]]
     finally:
         store.close()
+
+
+def test_a_tenant_is_alone_until_another_tenants_read_is_recent() -> None:
+    activity = Activity()
+    assert not activity.alone_for(0.0)  # nothing in flight
+    for _ in range(3):  # the tenant's own queries, one after another
+        activity.began("a")
+        assert activity.alone_for(3600.0) and activity.alone_for(0.0)
+        activity.ended("a")
+    activity.began("b")
+    activity.ended("b")
+    activity.began("a")
+    assert not activity.alone_for(3600.0)  # b's read ended within the hour
+    assert activity.alone_for(0.0)
+    activity.began("a")  # a second read in flight, even the tenant's own
+    assert not activity.alone_for(0.0)
+    activity.ended("a")
+    activity.ended("a")
+    activity.began(None)  # a micro-batch of quick queries: anyone's
+    activity.ended(None)
+    activity.began("a")
+    assert not activity.alone_for(3600.0) and activity.alone_for(0.0)
+    activity.ended("a")
+    activity.began("a")  # a's own read since: the batch's end still counts
+    assert not activity.alone_for(3600.0)
+
+
+def test_runnable_threads_are_read_from_the_kernels_count(tmp_path: Path) -> None:
+    loadavg = tmp_path / "loadavg"
+    loadavg.write_text("0.69 1.11 1.14 2/139 24632\n")
+    assert runnable_tasks(loadavg) == 2
+    loadavg.write_text("garbage\n")
+    assert runnable_tasks(loadavg) is None
+    assert runnable_tasks(tmp_path / "missing") is None
+
+
+@pytest.mark.parametrize(
+    ("runnable", "others_recent", "spare"),
+    [(2, False, True), (3, False, False), (None, False, False), (2, True, False)],
+)
+def test_a_scan_takes_cores_only_when_the_machine_and_the_worker_are_quiet(
+    monkeypatch: pytest.MonkeyPatch, runnable: int | None, others_recent: bool, spare: bool
+) -> None:
+    monkeypatch.setattr(maintenance, "usable_cores", lambda: 2)
+    monkeypatch.setattr(maintenance, "runnable_tasks", lambda: runnable)
+    m = Maintenance(autostart=False)
+    if others_recent:
+        m.activity.began("b")
+        m.activity.ended("b")  # just now: well within QUIET_S
+    m.activity.began("a")
+    assert m.cores_spare() is spare

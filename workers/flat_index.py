@@ -1,8 +1,9 @@
 """Exact (flat) nearest-neighbour search over a collection's live rows.
 
 A long scan is cut into parts of about ``PART_FLOATS`` (rows x dimension), always the
-same way for the same matrix, and the parts' answers merged. While the worker serves
-no other read, spare cores take parts too (``ScanHelpers``): one query's scan of a large
+same way for the same matrix, and the parts' answers merged. While the machine is
+otherwise idle, spare cores take parts too (``ScanHelpers``; the worker's test is
+workers.maintenance's ``cores_spare``): one query's scan of a large
 flat collection then finishes sooner (1.6x on two cores in-process, the scan being bound
 by memory bandwidth; 5.9 -> 4.4 ms over 100k x 384 through the stack). The answer does not depend
 on how many threads scanned: the parts are always the same, and their answers are merged
@@ -125,9 +126,9 @@ def _blas_search(matrix: np.ndarray, queries: np.ndarray, k: int, metric: str) -
 class ScanHelpers:
     """Threads on the process's other cores that take parts of a scan while ``spare()``.
 
-    ``spare`` is asked before each part a helper takes (the worker's: no read runs but
-    the scan's own), so helpers stop within a part's time once other work arrives; the
-    scanning thread itself takes parts until none are left.
+    ``spare`` is asked before each part a helper takes, so helpers stop within a part's
+    time once other work arrives; the scanning thread itself takes parts until none are
+    left.
     """
 
     def __init__(self, cores: int, spare: Callable[[], bool]) -> None:

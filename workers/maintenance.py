@@ -10,8 +10,8 @@ thread count is per calling thread, so ``build_threads`` only widens this thread
 own FAISS calls. Workers run with ``OMP_WAIT_POLICY=PASSIVE`` so that idle OpenMP
 threads sleep instead of spinning on cores the queries need.
 
-The same holds for a long exact scan: its parts go to the other cores too while it is
-the only read the process serves (``scans``, workers.flat_index).
+The same holds for a long exact scan: its parts go to the other cores too while the
+machine is otherwise idle (``cores_spare``, workers.flat_index).
 """
 
 from __future__ import annotations

@@ -131,17 +131,21 @@ class DataPlane:
         infos: list[dict[str, Any]] = reply.header["collections"]
         return infos
 
-    async def get_collection(self, tenant: str, name: str) -> dict[str, Any]:
+    async def _collection_reply(self, tenant: str, name: str) -> dict[str, Any]:
+        """GET_COLLECTION's reply header: ``collection`` (INFO) and ``unindexed``."""
         reply = await self._router.call(tenant, Op.GET_COLLECTION, {"collection": name})
-        info: dict[str, Any] = reply.header["collection"]
+        return reply.header
+
+    async def get_collection(self, tenant: str, name: str) -> dict[str, Any]:
+        info: dict[str, Any] = (await self._collection_reply(tenant, name))["collection"]
         return info
 
     async def collection_indexing(self, tenant: str, name: str) -> dict[str, Any]:
         """How much of a collection its index holds: vectors in all, in the graph, and
         waiting for it (searched exactly meanwhile)."""
-        reply = await self._router.call(tenant, Op.GET_COLLECTION, {"collection": name})
-        info: dict[str, Any] = reply.header["collection"]
-        unindexed = reply.header.get("unindexed")
+        header = await self._collection_reply(tenant, name)
+        info: dict[str, Any] = header["collection"]
+        unindexed = header.get("unindexed")
         if type(unindexed) is not int or unindexed < 0:
             raise TenantUnavailable("the collection's worker cannot tell its indexing yet")
         total = int(info.get("vector_count", 0))

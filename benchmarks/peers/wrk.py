@@ -63,9 +63,9 @@ def parse(output: str) -> dict[str, Any]:
         elif line.strip().startswith("Socket errors"):
             out["errors"] += sum(int(x.strip(",")) for x in words if x.strip(",").isdigit())
     # Answers only: refusals (a tier's rate limit, 503s) are quick and would flatter it.
+    out["answered"] = max(out["requests"] - out["errors"], 0)
     if out["requests"]:
-        answered = max(out["requests"] - out["errors"], 0)
-        out["qps"] *= answered / out["requests"]
+        out["qps"] *= out["answered"] / out["requests"]
     return out
 
 
@@ -88,8 +88,7 @@ def run(
         done = subprocess.run([*cmd, "-s", str(script), url], capture_output=True, text=True)
         spent = procstat.cpu_seconds(server) - before
     result = parse(done.stdout)
-    answered = max(result["requests"] - result["errors"], 1)
-    result["server_cpu_ms_per_q"] = spent / answered * 1000
+    result["server_cpu_ms_per_q"] = spent / max(result["answered"], 1) * 1000
     if done.returncode != 0:
         result["failed"] = done.stderr.strip()[-200:]
     return result

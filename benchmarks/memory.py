@@ -1,8 +1,8 @@
 """Memory of a real server holding one HNSW collection, per process, against its data.
 
-    .venv/bin/python -m benchmarks.memory --count 100000 --dim 384
+    .venv/bin/python -m benchmarks.memory --count 100000 --dim 384 [--workers 2]
 
-Starts ``vectorpanda up`` (two workers) in a temporary data dir, upserts ``count``
+Starts ``vectorpanda up`` (two workers, or ``--workers``) in a temporary data dir, upserts ``count``
 clustered vectors through the SDK into an HNSW collection (M=16, ef_construction=100,
 as the peers benchmark), waits until the server is idle (the graph holds them all),
 and reads ``/proc/<pid>/smaps_rollup`` of the coordinator and each worker: RSS, PSS
@@ -110,6 +110,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=100_000)
     parser.add_argument("--dim", type=int, default=384)
+    parser.add_argument(
+        "--workers", type=int, default=2, help="worker processes (the peers benchmark runs 1)"
+    )
     args = parser.parse_args()
     vectors = gaussian_mixture(args.count, args.dim, 200).vectors
     raw = vectors.nbytes / MIB
@@ -117,7 +120,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="vp-memory-") as tmp:
         data_dir = Path(tmp)
-        with running_stack(data_dir, workers=2) as stack:
+        with running_stack(data_dir, workers=args.workers) as stack:
             assert stack.proc is not None
             server = [stack.proc.pid]
             key = _premium_key(stack)
@@ -132,7 +135,7 @@ def main() -> None:
                 print(f"upserted and indexed in {time.perf_counter() - t0:.0f} s ({waited:.0f})")
             indexed = snapshot(stack, f"indexed ({args.count:,} x {args.dim})")
         graph = graph_bytes(data_dir, args.count, args.dim)
-        with running_stack(data_dir, workers=2) as stack:
+        with running_stack(data_dir, workers=args.workers) as stack:
             assert stack.proc is not None
             with Client(stack.url, key) as client:
                 client.collection("c").query(np.zeros(args.dim, np.float32), top_k=1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from typing import Any
 
+from benchmarks.peers import pace
 from benchmarks.peers.measure import TARGETS, Figures, Point
 
 FAISS = "raw FAISS"
@@ -21,6 +22,13 @@ def _f(value: Any, digits: int = 0) -> str:
     if isinstance(value, float) and value != value:
         return "—"
     return f"{value:,.{digits}f}"
+
+
+def _pace(meta: dict[str, Any]) -> str:
+    taken = meta.get("pace") or {}
+    if not taken:
+        return "not measured (a run before the probes existed)."
+    return pace.describe(taken.get("start"), taken.get("end")) + "."
 
 
 def _run(point: Point, key: str) -> dict[str, Any]:
@@ -116,6 +124,9 @@ def markdown(meta: dict[str, Any], systems: list[Figures]) -> str:
         "everywhere; each HNSW system at the smallest ef_search reaching the recall target.",
         f"- Machine: {meta['machine']}. Command: `{meta['command']}`",
         f"- {NOISE}",
+        f"- Machine pace (`benchmarks/peers/pace.py`: small Python operations per second, "
+        "and one message's round trip between two processes over loopback TCP), "
+        f"{_pace(meta)}",
         "- c1 / c16: the system's own Python client, 1 or 16 threads (one client each), "
         "one query per request; wrk: a fixed request body (the first query), "
         f"{meta['wrk_seconds']} s per run, from the same machine; its q/s and CPU per "

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks.peers import dataset, report, wrk
+from benchmarks.peers import dataset, pace, report, wrk
 from benchmarks.peers.measure import EF_CONSTRUCTION, HNSW_M, Figures
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
@@ -74,6 +74,8 @@ def main(argv: list[str] | None = None) -> None:
     data, label = dataset.load(args.n, args.queries)
     print(f"data: {label}")
     wrk_seconds = args.wrk_seconds if args.wrk_seconds > 0 and wrk.available() else None
+    pace_start = pace.probe()
+    print(f"machine pace: {pace.describe(pace_start, None)}", flush=True)
     runs: dict[str, Callable[[], Figures]] = {}
     if "faiss" in chosen:
         from benchmarks.peers import faiss_peer
@@ -94,6 +96,7 @@ def main(argv: list[str] | None = None) -> None:
 
         runs["Chroma"] = lambda: chroma_peer.run(data, wrk_seconds)
     systems = [_attempt(name, measure) for name, measure in runs.items()]
+    pace_end = pace.probe()
     meta: dict[str, Any] = {
         "when": when,
         "n": args.n,
@@ -105,6 +108,7 @@ def main(argv: list[str] | None = None) -> None:
         "wrk_seconds": wrk_seconds or "no wrk:",
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, "
         f"Python {platform.python_version()}",
+        "pace": {"start": pace_start, "end": pace_end},
         "command": " ".join(["python -m benchmarks.peers.run", *map(shlex.quote, sys.argv[1:])]),
     }
     write(meta, systems, _size(args.n))

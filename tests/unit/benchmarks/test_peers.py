@@ -8,7 +8,7 @@ import struct
 import numpy as np
 import pytest
 
-from benchmarks.peers import wrk
+from benchmarks.peers import pace, wrk
 from benchmarks.peers.corpus import page_sentences
 from benchmarks.peers.measure import Figures, Point, choose, recall_at_k
 from benchmarks.peers.pgvector_peer import copy_binary
@@ -102,3 +102,17 @@ def test_ratios_are_to_the_fastest_other_peer_and_to_faiss() -> None:
     text = markdown(meta, systems)
     assert "shared with other engineers" in text
     assert "## HNSW at recall@10 ≥ 0.99" in text
+
+
+def test_machine_pace_is_probed_and_reported_or_said_missing() -> None:
+    taken = pace.probe()
+    assert taken["python_mops"] > 0
+    assert 0 < taken["round_trip_us"] < 1_000_000
+    meta = {"when": "t", "data": "d", "hnsw_m": 16, "ef_construction": 100, "machine": "m",
+            "command": "c", "wrk_seconds": 3, "exact_queries": 200}  # fmt: skip
+    systems = [_system("raw FAISS (in-process)", 4000.0)]
+    assert "Machine pace" in markdown(meta, systems)
+    assert "not measured (a run before the probes existed)" in markdown(meta, systems)
+    meta["pace"] = {"start": {"python_mops": 25.0, "round_trip_us": 40.0}, "end": None}
+    line = next(x for x in markdown(meta, systems).splitlines() if "Machine pace" in x)
+    assert line.endswith("start: Python 25.0 M ops/s, round trip 40 µs.")

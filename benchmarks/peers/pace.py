@@ -22,6 +22,7 @@ import statistics
 import time
 from dataclasses import dataclass
 
+_WAIT_S = 30.0  # no probe step waits longer than this
 _OPS_PER_LOOP = 6  # one call, two dict reads, one attribute read and write, one add
 
 
@@ -54,7 +55,8 @@ def _echo(port: int) -> None:
     with socket.create_connection(("127.0.0.1", port)) as sock:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         while True:
-            select.select([sock], [], [])
+            if not select.select([sock], [], [], _WAIT_S)[0]:
+                return
             data = sock.recv(64)
             if not data:
                 return
@@ -68,6 +70,7 @@ def round_trip_us(count: int = 2000) -> float:
         child = multiprocessing.get_context("spawn").Process(target=_echo, args=(port,))
         child.start()
         try:
+            server.settimeout(_WAIT_S)
             conn, _ = server.accept()
             with conn:
                 conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -77,8 +80,12 @@ def round_trip_us(count: int = 2000) -> float:
                     conn.sendall(message)
                     got = 0
                     while got < len(message):
-                        select.select([conn], [], [])
-                        got += len(conn.recv(64))
+                        if not select.select([conn], [], [], _WAIT_S)[0]:
+                            raise TimeoutError("the echo process did not answer")
+                        data = conn.recv(64)
+                        if not data:
+                            raise ConnectionError("the echo process went away")
+                        got += len(data)
                     times.append(time.perf_counter() - started)
         finally:
             child.join(timeout=10)

@@ -99,11 +99,12 @@ def probe() -> dict[str, float]:
     return {"python_mops": round(python_mops(), 1), "round_trip_us": round(round_trip_us(), 1)}
 
 
+def one(taken: dict[str, float]) -> str:
+    """One probe's figures, as the report prints them."""
+    return f"Python {taken['python_mops']:.1f} M ops/s, round trip {taken['round_trip_us']:.0f} µs"
+
+
 def describe(start: dict[str, float] | None, end: dict[str, float] | None) -> str:
     """One line for the report: the probes at the run's start and end."""
-
-    def one(p: dict[str, float]) -> str:
-        return f"Python {p['python_mops']:.1f} M ops/s, round trip {p['round_trip_us']:.0f} µs"
-
     taken = [f"{label} {one(p)}" for label, p in (("start:", start), ("end:", end)) if p]
     return "; ".join(taken) if taken else "not measured"

@@ -50,14 +50,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def _attempt(name: str, measure: Callable[[], Figures]) -> Figures:
-    """One system's figures; a system that fails is reported as failed, not fatal."""
+    """One system's figures; a system that fails is reported as failed, not fatal. The
+    machine's pace just before it goes into its notes: a shared machine can slow down
+    between one system and the next."""
     print(f"== {name}", flush=True)
+    before = pace.probe()
     started = time.perf_counter()
     try:
         figures = measure()
     except Exception as exc:  # one peer failing (not installed, crashed) must not lose the others
         traceback.print_exc()
         figures = Figures(name, notes=[f"FAILED: {type(exc).__name__}: {exc}"])
+    figures.notes.append(f"machine pace just before it: {pace.one(before)}")
     print(f"== {name}: {time.perf_counter() - started:.0f} s", flush=True)
     return figures
 

@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"data: {label}")
     wrk_seconds = args.wrk_seconds if args.wrk_seconds > 0 and wrk.available() else None
     pace_start = pace.probe()
-    print(f"machine pace: {pace.describe(pace_start, None)}", flush=True)
+    print(f"machine pace at the start: {pace.one(pace_start)}", flush=True)
     runs: dict[str, Callable[[], Figures]] = {}
     if "faiss" in chosen:
         from benchmarks.peers import faiss_peer

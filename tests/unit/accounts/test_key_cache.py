@@ -86,6 +86,20 @@ async def test_a_cache_slot_collision_is_not_proof(monkeypatch: pytest.MonkeyPat
     assert await accounts.authenticate(f"vp_{issued.key_id}_" + "B" * 43) is None
 
 
+async def test_a_hit_is_proven_by_a_per_process_keyed_digest_not_the_key() -> None:
+    first, _ = make()
+    second, _ = make()
+    _, issued = await client_with_key(first)
+    assert await first.authenticate(issued.api_key) is not None
+    [(principal, proof)] = list(first.key_cache._cache.values())
+    assert principal.key_id == issued.key_id
+    assert len(proof) == 64 and issued.api_key.encode() not in proof
+    assert proof != principal.digest.encode() and proof.hex() != principal.digest
+    # The proof's key is the process's own: the same key string proves nothing elsewhere.
+    assert first.key_cache._proof(issued.api_key) != second.key_cache._proof(issued.api_key)
+    assert first.key_cache._proof(issued.api_key) == proof
+
+
 async def test_a_refused_key_in_the_same_slot_does_not_refuse_the_real_one(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

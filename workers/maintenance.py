@@ -17,6 +17,7 @@ machine is otherwise idle (``cores_spare``, workers.flat_index).
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
@@ -63,10 +64,12 @@ class Activity:
 
     def __init__(self) -> None:
         self.in_flight = 0
-        self.last_end = 0.0
+        # -inf: never. Not 0.0, which time.monotonic() (seconds since boot here) is
+        # close to on a machine started within the hour.
+        self.last_end = -math.inf
         self.last_tenant: str | None = None
         # When a read of a tenant other than ``last_tenant`` last ended
-        self.other_end = 0.0
+        self.other_end = -math.inf
         # The tenant of the read in flight while it is the only one (else None)
         self.alone: str | None = None
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -87,7 +88,7 @@ class WorkerService:
         self.ownership = Ownership()
         self.memory_budget_bytes = memory_budget_bytes
         self._check_interval = memory_check_interval_s
-        self._last_check = 0.0
+        self._last_check = -math.inf  # never (monotonic time can be small after a boot)
         self._last_use: OrderedDict[str, float] = OrderedDict()  # least recent first
         self._evicting = False
         self._background: set[asyncio.Task[int]] = set()

@@ -4,11 +4,12 @@ Entries are found by a seeded xxHash3-128 of the presented key, which only
 makes the lookup fast; every hit is still proven by a constant-time compare of a
 digest of the whole presented key. An entry is filled only after the key's HMAC
 (under the server pepper) matched the stored digest; it keeps, beside the
-principal, the key's keyed BLAKE2b-256 under a random key of this process, and a
-hit is proven against that. Same proof, cheaper to compute: OpenSSL's one-shot
-HMAC looks up its digest and MAC implementations on every call, which measured
-about a twentieth of the coordinator's CPU per query (issue 11); hashlib's BLAKE2b
-keyed mode (RFC 7693, a MAC by design) is one small call with nothing to look up.
+principal, the key's keyed BLAKE2b (64 bytes) under a random key of this process,
+and a hit is proven against that. Same proof, cheaper to compute: OpenSSL's
+one-shot HMAC looks up its digest and MAC implementations on every call, which
+measured about a twentieth of the coordinator's CPU per query (issue 11);
+hashlib's BLAKE2b keyed mode (RFC 7693, a MAC by design) is one small call with
+nothing to look up.
 
 A refusal does the same work whatever its reason (unknown key id, wrong secret,
 revoked, expired, refused before): each computes one digest and compares it,

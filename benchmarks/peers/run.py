@@ -5,7 +5,8 @@ same real sentence embeddings, at equal recall.
     .venv/bin/python -m benchmarks.peers.run --quick  # 10,000 vectors
     .venv/bin/python -m benchmarks.peers.run --systems faiss,pgvector --wrk-seconds 0
 
-Results: benchmarks/results/peers-<size>-<time>.md / .png / .json (and peers-<size>-latest.*).
+Results: benchmarks/results/peers-<size>-<time>.md / .png / .json, and peers-<size>-latest.*
+when every system ran (a ``--systems`` subset leaves those as they were).
 """
 
 from __future__ import annotations
@@ -130,10 +131,14 @@ def write(meta: dict[str, Any], systems: list[Figures], size: str) -> None:
     stem.with_suffix(".png").write_bytes(report.chart(meta, systems))
     raw = {"meta": meta, "systems": [s.plain() for s in systems]}
     stem.with_suffix(".json").write_text(json.dumps(raw, indent=1))
-    for suffix in (".md", ".png", ".json"):
-        shutil.copyfile(stem.with_suffix(suffix), RESULTS / f"peers-{size}-latest{suffix}")
     print(text)
-    print(f"results: {stem}.md / .png / .json (and peers-{size}-latest.*)")
+    if len(systems) == len(SYSTEMS):
+        for suffix in (".md", ".png", ".json"):
+            shutil.copyfile(stem.with_suffix(suffix), RESULTS / f"peers-{size}-latest{suffix}")
+        print(f"results: {stem}.md / .png / .json (and peers-{size}-latest.*)")
+    else:  # a --systems subset is no comparison with every peer: "latest" stays a full run
+        print(f"results: {stem}.md / .png / .json (a subset of the systems: "
+              f"peers-{size}-latest.* left as they were)")  # fmt: skip
 
 
 if __name__ == "__main__":

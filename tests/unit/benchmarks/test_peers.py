@@ -4,11 +4,12 @@ output, the choice of equal-recall points and the report."""
 from __future__ import annotations
 
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from benchmarks.peers import pace, wrk
+from benchmarks.peers import pace, run, wrk
 from benchmarks.peers.corpus import page_sentences
 from benchmarks.peers.measure import Figures, Point, choose, recall_at_k
 from benchmarks.peers.pgvector_peer import copy_binary
@@ -116,3 +117,21 @@ def test_machine_pace_is_probed_and_reported_or_said_missing() -> None:
     meta["pace"] = {"start": {"python_mops": 25.0, "round_trip_us": 40.0}, "end": None}
     line = next(x for x in markdown(meta, systems).splitlines() if "Machine pace" in x)
     assert line.endswith("start: Python 25.0 M ops/s, round trip 40 µs.")
+
+
+def test_only_a_run_of_every_system_becomes_the_latest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(run, "RESULTS", tmp_path)
+    meta = {"data": "d", "hnsw_m": 16, "ef_construction": 100, "machine": "m", "n": 1000,
+            "command": "c", "wrk_seconds": 3, "exact_queries": 200}  # fmt: skip
+    every = [_system(name, 100.0) for name in ("raw FAISS", "VectorPanda", "pgvector", "Chroma")]
+    run.write({**meta, "when": "full"}, every, "1k")
+    latest = (tmp_path / "peers-1k-latest.md").read_text()
+    assert latest == (tmp_path / "peers-1k-full.md").read_text()
+    assert "peers-1k-latest.*)" in capsys.readouterr().out
+
+    run.write({**meta, "when": "subset"}, every[:2], "1k")
+    assert (tmp_path / "peers-1k-subset.json").exists()
+    assert (tmp_path / "peers-1k-latest.md").read_text() == latest
+    assert "left as they were" in capsys.readouterr().out

@@ -123,6 +123,8 @@ def test_only_a_run_of_every_system_becomes_the_latest(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setattr(run, "RESULTS", tmp_path)
+    # the chart needs matplotlib, a bench-only package; what is kept where is under test here
+    monkeypatch.setattr(run.report, "chart", lambda meta, systems: b"png")
     meta = {"data": "d", "hnsw_m": 16, "ef_construction": 100, "machine": "m", "n": 1000,
             "command": "c", "wrk_seconds": 3, "exact_queries": 200}  # fmt: skip
     every = [_system(name, 100.0) for name in ("raw FAISS", "VectorPanda", "pgvector", "Chroma")]

@@ -132,13 +132,15 @@ def write(meta: dict[str, Any], systems: list[Figures], size: str) -> None:
     raw = {"meta": meta, "systems": [s.plain() for s in systems]}
     stem.with_suffix(".json").write_text(json.dumps(raw, indent=1))
     print(text)
+    # a --systems subset is no comparison with every peer: "latest" stays a full run
+    latest = f"peers-{size}-latest"
     if len(systems) == len(SYSTEMS):
         for suffix in (".md", ".png", ".json"):
-            shutil.copyfile(stem.with_suffix(suffix), RESULTS / f"peers-{size}-latest{suffix}")
-        print(f"results: {stem}.md / .png / .json (and peers-{size}-latest.*)")
-    else:  # a --systems subset is no comparison with every peer: "latest" stays a full run
-        print(f"results: {stem}.md / .png / .json (a subset of the systems: "
-              f"peers-{size}-latest.* left as they were)")  # fmt: skip
+            shutil.copyfile(stem.with_suffix(suffix), RESULTS / f"{latest}{suffix}")
+        kept = f"and {latest}.*"
+    else:
+        kept = f"a subset of the systems: {latest}.* left as they were"
+    print(f"results: {stem}.md / .png / .json ({kept})")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,10 @@ from benchmarks.peers.measure import Figures, Point, choose, recall_at_k
 from benchmarks.peers.pgvector_peer import copy_binary
 from benchmarks.peers.report import comparison, markdown, point_for
 
+# A run's description, as run.main writes it (without "when", the pace and the size).
+META = {"data": "d", "hnsw_m": 16, "ef_construction": 100, "machine": "m",
+        "command": "c", "wrk_seconds": 3, "exact_queries": 200}  # fmt: skip
+
 ROFF = r""".\" a comment that is not text
 .TH LS 1
 .SH DESCRIPTION
@@ -98,8 +102,7 @@ def test_ratios_are_to_the_fastest_other_peer_and_to_faiss() -> None:
     vectorpanda = next(line for line in table.splitlines() if line.startswith("| VectorPanda"))
     assert vectorpanda.endswith("| 1.50x | 0.15x |")
     assert point_for(systems[0], 0.99) is None
-    meta = {"when": "t", "data": "d", "hnsw_m": 16, "ef_construction": 100, "machine": "m",
-            "command": "c", "wrk_seconds": 3, "exact_queries": 200}  # fmt: skip
+    meta = {**META, "when": "t"}
     text = markdown(meta, systems)
     assert "shared with other engineers" in text
     assert "## HNSW at recall@10 ≥ 0.99" in text
@@ -109,8 +112,7 @@ def test_machine_pace_is_probed_and_reported_or_said_missing() -> None:
     taken = pace.probe()
     assert taken["python_mops"] > 0
     assert 0 < taken["round_trip_us"] < 1_000_000
-    meta = {"when": "t", "data": "d", "hnsw_m": 16, "ef_construction": 100, "machine": "m",
-            "command": "c", "wrk_seconds": 3, "exact_queries": 200}  # fmt: skip
+    meta = {**META, "when": "t"}
     systems = [_system("raw FAISS (in-process)", 4000.0)]
     assert "Machine pace" in markdown(meta, systems)
     assert "not measured (a run before the probes existed)" in markdown(meta, systems)
@@ -125,8 +127,7 @@ def test_only_a_run_of_every_system_becomes_the_latest(
     monkeypatch.setattr(run, "RESULTS", tmp_path)
     # the chart needs matplotlib, a bench-only package; what is kept where is under test here
     monkeypatch.setattr(run.report, "chart", lambda meta, systems: b"png")
-    meta = {"data": "d", "hnsw_m": 16, "ef_construction": 100, "machine": "m", "n": 1000,
-            "command": "c", "wrk_seconds": 3, "exact_queries": 200}  # fmt: skip
+    meta = {**META, "n": 1000}
     every = [_system(name, 100.0) for name in ("raw FAISS", "VectorPanda", "pgvector", "Chroma")]
     run.write({**meta, "when": "full"}, every, "1k")
     latest = (tmp_path / "peers-1k-latest.md").read_text()

@@ -60,6 +60,9 @@ class Figures:
     points: list[Point] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     rss_mib: float | None = None  # RSS of the server processes (shared pages in each)
+    # Raw FAISS's build of the same vectors with every core, timed just before this
+    # system ran: the machine's speed drifts over a run, so this baseline is the nearer.
+    paired_build_s: float | None = None
 
     def plain(self) -> dict[str, Any]:
         return _plain(dataclasses.asdict(self))

@@ -50,18 +50,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def _attempt(name: str, measure: Callable[[], Figures]) -> Figures:
+def _attempt(
+    name: str, measure: Callable[[], Figures], baseline: Callable[[], float] | None = None
+) -> Figures:
     """One system's figures; a system that fails is reported as failed, not fatal. The
-    machine's pace just before it goes into its notes: a shared machine can slow down
+    machine's pace just before it goes into its notes, and ``baseline`` (raw FAISS's
+    build of the same vectors) is timed just before it: a shared machine can slow down
     between one system and the next."""
     print(f"== {name}", flush=True)
     before = pace.probe()
+    paired = baseline() if baseline is not None else None
     started = time.perf_counter()
     try:
         figures = measure()
     except Exception as exc:  # one peer failing (not installed, crashed) must not lose the others
         traceback.print_exc()
         figures = Figures(name, notes=[f"FAILED: {type(exc).__name__}: {exc}"])
+    figures.paired_build_s = paired
     figures.notes.append(f"machine pace just before it: {pace.one(before)}")
     print(f"== {name}: {time.perf_counter() - started:.0f} s", flush=True)
     return figures
@@ -100,7 +105,15 @@ def main(argv: list[str] | None = None) -> None:
         from benchmarks.peers import chroma_peer
 
         runs["Chroma"] = lambda: chroma_peer.run(data, wrk_seconds)
-    systems = [_attempt(name, measure) for name, measure in runs.items()]
+    from benchmarks.peers import faiss_peer
+
+    def baseline() -> float:
+        return faiss_peer.build_seconds(data.vectors)
+
+    systems = [
+        _attempt(name, measure, None if name == "raw FAISS" else baseline)
+        for name, measure in runs.items()
+    ]
     pace_end = pace.probe()
     meta: dict[str, Any] = {
         "when": when,

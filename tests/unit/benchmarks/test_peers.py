@@ -138,3 +138,38 @@ def test_only_a_run_of_every_system_becomes_the_latest(
     assert (tmp_path / "peers-1k-subset.json").exists()
     assert (tmp_path / "peers-1k-latest.md").read_text() == latest
     assert "left as they were" in capsys.readouterr().out
+
+
+def test_each_server_system_is_paired_with_a_faiss_build_timed_just_before_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(run.pace, "probe", lambda: {"python_mops": 50.0, "round_trip_us": 20.0})
+    order: list[str] = []
+
+    def baseline() -> float:
+        order.append("faiss build")
+        return 8.0
+
+    def measure() -> Figures:
+        order.append("system")
+        return _system("VectorPanda (SDK)", 600.0)
+
+    figures = run._attempt("VectorPanda", measure, baseline)
+    assert order == ["faiss build", "system"]
+    assert figures.paired_build_s == 8.0
+    faiss = run._attempt("raw FAISS", lambda: _system("raw FAISS (in-process)", 4000.0))
+    assert faiss.paired_build_s is None
+
+    def crash() -> Figures:
+        raise RuntimeError("the peer crashed")
+
+    failed = run._attempt("Chroma", crash, baseline)
+    assert failed.paired_build_s == 8.0 and failed.notes[0].startswith("FAILED")
+
+    # fully indexed in 10.0 s (see _system): as long as FAISS's build at the run's start
+    # (its own row, the same figures), 1.25x the 8.0 s of the build just before
+    text = markdown({**META, "when": "t"}, [faiss, figures])
+    row = next(x for x in text.splitlines() if x.startswith("| VectorPanda (SDK) | 1,000 |"))
+    assert "| 10.0 | 1.00x | 8.0 | 1.25x |" in row
+    faiss_row = next(x for x in text.splitlines() if x.startswith("| raw FAISS (in-process) | 1,"))
+    assert "| 10.0 | 1.00x | — | — |" in faiss_row

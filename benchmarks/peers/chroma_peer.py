@@ -34,7 +34,11 @@ def ensure_venv() -> Path:
         if not python.exists():
             venv.create(VENV, with_pip=True)
         pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-        subprocess.run([*pip, "--require-hashes", "-r", str(LOCK)], check=True)
+        # --no-deps: the lock already holds the whole closure. Resolving Chroma's own
+        # requirements again let pip 23 take a newer release for one with extras
+        # ("uvicorn[standard]>=...", uvicorn 0.55 beside the locked 0.54) and refuse it
+        # in hash-checking mode, once the package index had that release.
+        subprocess.run([*pip, "--no-deps", "--require-hashes", "-r", str(LOCK)], check=True)
         stamp.write_text(wanted)
     return python
 

@@ -18,28 +18,21 @@ peers benchmark's real sentence embeddings instead (``benchmarks.peers.dataset``
 from __future__ import annotations
 
 import argparse
-import os
-import time
 
 import faiss
 import numpy as np
 
 from benchmarks.data import Dataset, gaussian_mixture, recall_at_k
-from benchmarks.peers.measure import EF_CONSTRUCTION, HNSW_M
-from workers.hnsw_index import draw_levels, level_cdf, preset_levels
+from benchmarks.peers.faiss_peer import build_graph
+from benchmarks.peers.measure import HNSW_M
+from workers.hnsw_index import draw_levels, level_cdf
 
 EFS = (32, 64, 128)
 
 
 def build_and_recall(data: Dataset, levels: np.ndarray | None) -> tuple[str, float]:
     """Recall@10 at each of EFS (as text) and the build's wall seconds."""
-    graph = faiss.IndexHNSWFlat(data.vectors.shape[1], HNSW_M)
-    graph.hnsw.efConstruction = EF_CONSTRUCTION
-    if levels is not None:
-        preset_levels(graph, levels)
-    started = time.perf_counter()
-    graph.add(data.vectors)
-    took = time.perf_counter() - started
+    graph, took, _ = build_graph(data.vectors, levels)
     recalls = []
     for ef in EFS:
         graph.hnsw.efSearch = ef
@@ -63,7 +56,6 @@ def main() -> None:
     else:
         data = gaussian_mixture(args.count, args.dim, 1000, clusters=args.clusters)
         label = f"{args.count:,} x {args.dim} in {args.clusters} Gaussian clusters"
-    faiss.omp_set_num_threads(os.cpu_count() or 1)
     cdf = level_cdf(faiss.IndexHNSWFlat(data.vectors.shape[1], HNSW_M))
     print(f"{label}; recall@10 at ef_search {' / '.join(map(str, EFS))}")
     recalls, took = build_and_recall(data, None)

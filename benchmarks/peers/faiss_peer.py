@@ -15,13 +15,17 @@ import numpy as np
 
 from benchmarks.data import Dataset
 from benchmarks.peers.measure import EF_CONSTRUCTION, HNSW_M, Figures, sweep_and_time
+from workers.hnsw_index import preset_levels
 
 
-def _build(vectors: np.ndarray) -> tuple[Any, float, float]:
-    """The HNSW graph of ``vectors`` built with every core: graph, wall and CPU seconds."""
+def build_graph(vectors: np.ndarray, levels: np.ndarray | None = None) -> tuple[Any, float, float]:
+    """The HNSW graph of ``vectors`` built with every core (at preset ``levels``, 1-based,
+    if given; else FAISS draws them): graph, wall and CPU seconds."""
     faiss.omp_set_num_threads(os.cpu_count() or 1)
     hnsw = faiss.IndexHNSWFlat(vectors.shape[1], HNSW_M)
     hnsw.hnsw.efConstruction = EF_CONSTRUCTION
+    if levels is not None:
+        preset_levels(hnsw, levels)
     started, cpu = time.perf_counter(), time.process_time()
     try:
         hnsw.add(vectors)
@@ -33,14 +37,14 @@ def _build(vectors: np.ndarray) -> tuple[Any, float, float]:
 def build_seconds(vectors: np.ndarray) -> float:
     """Wall seconds raw FAISS takes to build the graph of ``vectors`` with every core,
     now: the baseline timed just before each server system (see run._attempt)."""
-    _, wall, _ = _build(vectors)
+    _, wall, _ = build_graph(vectors)
     return wall
 
 
 def run(data: Dataset, exact_queries: int) -> Figures:
     figures = Figures("raw FAISS (in-process)")
     dim = data.vectors.shape[1]
-    hnsw, figures.indexed_s, figures.indexed_cpu_s = _build(data.vectors)
+    hnsw, figures.indexed_s, figures.indexed_cpu_s = build_graph(data.vectors)
     figures.ingest_vps = len(data.vectors) / figures.indexed_s
     figures.memory_mib = len(faiss.serialize_index(hnsw)) / 2**20
     figures.notes.append(

@@ -12,6 +12,7 @@ when every system ran (a ``--systems`` subset leaves those as they were).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -24,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks.peers import dataset, pace, report, wrk
+from benchmarks.peers import dataset, faiss_peer, pace, report, wrk
 from benchmarks.peers.measure import EF_CONSTRUCTION, HNSW_M, Figures
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
@@ -88,8 +89,6 @@ def main(argv: list[str] | None = None) -> None:
     print(f"machine pace at the start: {pace.one(pace_start)}", flush=True)
     runs: dict[str, Callable[[], Figures]] = {}
     if "faiss" in chosen:
-        from benchmarks.peers import faiss_peer
-
         runs["raw FAISS"] = lambda: faiss_peer.run(data, args.exact_queries)
     if "vectorpanda" in chosen:
         from benchmarks.peers import vectorpanda_peer
@@ -105,11 +104,7 @@ def main(argv: list[str] | None = None) -> None:
         from benchmarks.peers import chroma_peer
 
         runs["Chroma"] = lambda: chroma_peer.run(data, wrk_seconds)
-    from benchmarks.peers import faiss_peer
-
-    def baseline() -> float:
-        return faiss_peer.build_seconds(data.vectors)
-
+    baseline = functools.partial(faiss_peer.build_seconds, data.vectors)
     systems = [
         _attempt(name, measure, None if name == "raw FAISS" else baseline)
         for name, measure in runs.items()

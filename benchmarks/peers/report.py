@@ -35,6 +35,16 @@ def _run(point: Point, key: str) -> dict[str, Any]:
     return point.runs.get(key) or {}
 
 
+def wrk_errors(run: dict[str, Any]) -> str:
+    """ " (20 errors: read 2, timeout 18)" for a wrk run that had errors, else nothing; a
+    results file from before the kinds were kept gives the count alone."""
+    if not run.get("errors"):
+        return ""
+    kinds = run.get("error_kinds") or {}
+    named = ": " + ", ".join(f"{kind} {count}" for kind, count in kinds.items()) if kinds else ""
+    return f" ({run['errors']} errors{named})"
+
+
 def point_for(figures: Figures, target: float | None) -> Point | None:
     """The system's point for a recall target (None: exact search)."""
     for point in figures.points:
@@ -70,8 +80,7 @@ def comparison(systems: list[Figures], target: float | None) -> str:
         w1, w16 = _run(point, "wrk c1"), _run(point, "wrk c16")
         reached = "" if target is None or point.recall >= target else " (target not reached)"
         wrk_qps = f"{_f(w1.get('qps'))} / {_f(w16.get('qps'))}" if w16 else "—"
-        if w16.get("errors"):
-            wrk_qps += f" ({w16['errors']} errors)"
+        wrk_qps += wrk_errors(w16)
         cpu = f"{_f(c1.get('server_cpu_ms_per_q'), 2)} / {_f(c16.get('server_cpu_ms_per_q'), 2)}"
         lines.append(
             f"| {system.system} | {point.mode}{reached} | {point.recall:.4f} "

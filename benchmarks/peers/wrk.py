@@ -48,8 +48,10 @@ def _ms(text: str) -> float:
 
 def parse(output: str) -> dict[str, Any]:
     """Answered requests/s (non-2xx and socket errors left out), p50/p99 (ms) and the
-    errors from ``wrk --latency`` output."""
+    errors from ``wrk --latency`` output, in all and by kind (``error_kinds``: non-2xx,
+    connect, read, write, timeout; the kinds seen only)."""
     out: dict[str, Any] = {"qps": 0.0, "p50_ms": None, "p99_ms": None, "errors": 0, "requests": 0}
+    kinds: dict[str, int] = {}
     for line in output.splitlines():
         words = line.split()
         if line.startswith("Requests/sec:"):
@@ -59,9 +61,13 @@ def parse(output: str) -> dict[str, Any]:
         elif "requests in" in line:
             out["requests"] = int(words[0])
         elif line.strip().startswith("Non-2xx"):
-            out["errors"] += int(words[-1])
-        elif line.strip().startswith("Socket errors"):
-            out["errors"] += sum(int(x.strip(",")) for x in words if x.strip(",").isdigit())
+            kinds["non-2xx"] = int(words[-1])
+        elif line.strip().startswith("Socket errors:"):
+            # "Socket errors: connect 0, read 2, write 0, timeout 18"
+            for kind, count in zip(words[2::2], words[3::2], strict=False):
+                kinds[kind] = int(count.strip(","))
+    out["error_kinds"] = {kind: count for kind, count in kinds.items() if count}
+    out["errors"] = sum(out["error_kinds"].values())
     # Answers only: refusals (a tier's rate limit, 503s) are quick and would flatter it.
     out["answered"] = max(out["requests"] - out["errors"], 0)
     if out["requests"]:

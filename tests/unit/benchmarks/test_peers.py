@@ -13,7 +13,7 @@ from benchmarks.peers import pace, run, wrk
 from benchmarks.peers.corpus import page_sentences
 from benchmarks.peers.measure import Figures, Point, choose, recall_at_k
 from benchmarks.peers.pgvector_peer import copy_binary
-from benchmarks.peers.report import comparison, markdown, point_for
+from benchmarks.peers.report import comparison, markdown, point_for, wrk_errors
 
 # A run's description, as run.main writes it (without "when", the pace and the size).
 META = {"data": "d", "hnsw_m": 16, "ef_construction": 100, "machine": "m",
@@ -70,6 +70,25 @@ Requests/sec:    800.25
     assert parsed["p99_ms"] == 1500.0
     assert parsed["requests"] == 2400
     assert parsed["errors"] == 7
+    assert parsed["error_kinds"] == {"non-2xx": 7}
+
+
+def test_wrk_socket_errors_are_counted_by_kind_and_shown_in_the_report() -> None:
+    output = """  Latency Distribution
+     50%    2.00ms
+     99%    5.00ms
+  1000 requests in 5.00s, 1.00MB read
+  Socket errors: connect 0, read 2, write 0, timeout 18
+  Non-2xx or 3xx responses: 5
+Requests/sec:    200.00
+"""
+    parsed = wrk.parse(output)
+    assert parsed["error_kinds"] == {"read": 2, "timeout": 18, "non-2xx": 5}
+    assert parsed["errors"] == 25
+    assert parsed["qps"] == pytest.approx(200.0 * 975 / 1000)
+    assert wrk_errors(parsed) == " (25 errors: read 2, timeout 18, non-2xx 5)"
+    assert wrk_errors({"errors": 3}) == " (3 errors)"  # a results file from before the kinds
+    assert wrk_errors({"errors": 0, "error_kinds": {}}) == ""
 
 
 def test_the_smallest_ef_reaching_each_target_is_chosen() -> None:

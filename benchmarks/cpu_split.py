@@ -36,13 +36,17 @@ from benchmarks.timing import own_cpu, process_cpu, wait_until_idle
 from tests.stack import running_stack
 from vectorpanda_client import Client
 from vectorpanda_client.binary import ACCEPT, CONTENT_TYPE, encode_query
+from workers.collection_spec import HNSW_DEFAULTS
 
 OPT_NUMPY = orjson.OPT_SERIALIZE_NUMPY
 
 
 def raw_faiss_cpu_us(data: np.ndarray, queries: np.ndarray, ef: int) -> float:
+    """Raw FAISS's CPU per query on a graph built as the server builds the collection's
+    (its defaults: M and ef_construction), at ``ef``."""
     faiss.omp_set_num_threads(1)
-    index = faiss.IndexHNSWFlat(data.shape[1], 32)
+    index = faiss.IndexHNSWFlat(data.shape[1], HNSW_DEFAULTS["m"])
+    index.hnsw.efConstruction = HNSW_DEFAULTS["ef_construction"]
     index.add(data)
     index.hnsw.efSearch = ef
     started = own_cpu()
@@ -143,7 +147,8 @@ def main() -> None:
     )
     args = parser.parse_args()
     data, queries = standard_normal(args.n, args.dim, args.queries)
-    print(f"raw FAISS (HNSW m=32, ef 64): {raw_faiss_cpu_us(data, queries, 64):.0f} us CPU/query")
+    graph = f"HNSW m={HNSW_DEFAULTS['m']}, ef_construction {HNSW_DEFAULTS['ef_construction']}"
+    print(f"raw FAISS ({graph}, ef 64): {raw_faiss_cpu_us(data, queries, 64):.0f} us CPU/query")
     with tempfile.TemporaryDirectory() as tmp, running_stack(Path(tmp), workers=1) as stack:
         assert stack.proc is not None
         coordinator = stack.proc.pid

@@ -47,7 +47,7 @@ from api.refusals import Refusal, RefusalDesk
 from coordinator.accounts.key_policy import IPNetwork, address_allowed
 from coordinator.accounts.model import Principal
 from coordinator.admission import ClientAdmission
-from coordinator.rate_limit import RateLimiter
+from coordinator.rate_limit import RateLimiter, over_rate_message
 from coordinator.tiers import limits_for
 from eventlog.events import ClientStatus
 
@@ -215,8 +215,9 @@ class AdmissionGate:
             refusal = Refusal(
                 429,
                 "rate_limited",
-                f"Over the {principal.tier} tier's rate of {tier.requests_per_second:g} "
-                f"requests/s (burst {tier.burst}); retry after {decision.retry_after} s.",
+                over_rate_message(
+                    principal.tier, tier.requests_per_second, tier.burst, decision.retry_after
+                ),
                 decision.retry_after,
             )
             if len(self._over_rate) < _MAX_RATE_REFUSALS:

@@ -31,7 +31,7 @@ from coordinator.history.service import ClientHistory
 from coordinator.hub import WorkerHub
 from coordinator.metrics import Metrics
 from coordinator.pause import PauseService, TenantFiles
-from coordinator.rate_limit import RateLimiter
+from coordinator.rate_limit import RateLimiter, over_rate_message
 from coordinator.tiers import TierLimits, limits_for
 from eventlog.events import ClientStatus, Scope
 
@@ -156,8 +156,9 @@ def check_rate(request: Request, principal: Principal) -> None:
     decision = limiter.acquire(principal.client_id, tier.requests_per_second, tier.burst)
     if not decision.allowed:
         raise RateLimited(
-            f"Over the {principal.tier} tier's rate of {tier.requests_per_second:g} requests/s "
-            f"(burst {tier.burst}); retry after {decision.retry_after} s.",
+            over_rate_message(
+                principal.tier, tier.requests_per_second, tier.burst, decision.retry_after
+            ),
             retry_after=decision.retry_after,
         )
 

@@ -48,6 +48,16 @@ def cost_tokens(cost: int) -> float:
     return max(0, cost) / ROWS_PER_TOKEN
 
 
+def over_rate_message(tier: str, rate: float, burst: int, retry_after: int) -> str:
+    """A refusal's message: the tier's rate, and how a request counts against it (a
+    client sending fewer requests a second than the rate can still be over it)."""
+    return (
+        f"Over the {tier} tier's rate of {rate:g} requests/s (burst {burst}; a request "
+        f"counts 1 plus 1 per {ROWS_PER_TOKEN:,} rows or vectors it examined); "
+        f"retry after {retry_after} s."
+    )
+
+
 class RateLimiter:
     """Token buckets keyed by client id, bounded in memory.
 

@@ -109,7 +109,8 @@ async def test_every_refusal_is_exact_and_keeps_an_incoming_request_id() -> None
             r,
             429,
             "rate_limited",
-            "Over the free tier's rate of 25 requests/s (burst 50); retry after 1 s.",
+            "Over the free tier's rate of 25 requests/s (burst 50; a request counts 1 plus 1"
+            " per 10,000 rows or vectors it examined); retry after 1 s.",
         )
         assert r.headers["x-request-id"] == "mine-0001" and r.headers["retry-after"] == "1"
         r = await c.get("/v1/collections", headers=bearer(UNKNOWN, **{"X-Request-Id": "bad id"}))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from coordinator.rate_limit import RateLimiter, cost_tokens
+from coordinator.rate_limit import RateLimiter, cost_tokens, over_rate_message
 
 
 class Clock:
@@ -96,3 +96,25 @@ def test_cost_of_a_client_without_a_bucket_is_ignored() -> None:
     limiter.charge("never-seen", 100.0)  # no rate limit applied to it: nothing to charge
     assert len(limiter) == 0
     assert cost_tokens(0) == 0 and cost_tokens(-5) == 0
+
+
+def test_fewer_requests_than_the_rate_can_be_over_it_and_the_refusal_says_why() -> None:
+    """A graph search that compares 3,600 vectors counts 1.36: 4,500 such requests a
+    second (6,120 counted) are over a rate of 5,000 requests/s once the burst of 10,000
+    is spent, after about 10,000 / 1,120 = 8.9 s, and the message says how they count."""
+    clock = Clock()
+    limiter = RateLimiter(clock=clock)
+    refused = None
+    for i in range(60_000):  # 4,500 requests a second for up to 13.3 s
+        clock.now = 1000.0 + i / 4500
+        decision = limiter.acquire("a", rate=5000, burst=10_000)
+        if not decision.allowed:
+            refused = decision
+            break
+        limiter.charge("a", cost_tokens(3600))
+    assert refused is not None and 8.5 < i / 4500 < 9.3  # when the burst ran out
+    message = over_rate_message("premium", 5000, 10_000, refused.retry_after)
+    assert message == (
+        "Over the premium tier's rate of 5000 requests/s (burst 10000; a request counts 1"
+        " plus 1 per 10,000 rows or vectors it examined); retry after 1 s."
+    )

@@ -36,8 +36,9 @@ def _run(point: Point, key: str) -> dict[str, Any]:
 
 
 def wrk_errors(run: dict[str, Any]) -> str:
-    """ " (20 errors: read 2, timeout 18)" for a wrk run that had errors, else nothing; a
-    results file from before the kinds were kept gives the count alone."""
+    """The end of a wrk run's q/s cell: ``(20 errors: read 2, timeout 18)`` after a
+    space, nothing without errors, the count alone from a results file made before the
+    kinds were kept."""
     if not run.get("errors"):
         return ""
     kinds = run.get("error_kinds") or {}

@@ -11,7 +11,12 @@ Raw FAISS in-process on the same data is the baseline, in the same run.
 
 ``sdk`` drives the SDK (binary queries), ``json`` plain JSON bodies over httpx, ``raw``
 the same binary query bodies as the SDK written to a plain socket with the answer read
-undecoded: the floor of any Python HTTP/1.1 client's CPU per query. The client column
+undecoded: the floor of any Python HTTP/1.1 client's CPU per query. ``floor`` is the
+``raw`` client against ``benchmarks.hop_floor``'s bare relay instead of the server: the
+same hops with the same libraries (HTTP in, a WebSocket message to a second process
+and back), no work at all, so its columns are what the server's shape costs before
+any of VectorPanda's own code or FAISS (the coordinator column is the relay, the worker
+column the process that answers it). The client column
 is this process's CPU (``getrusage``) over the run, so on a shared machine it is what
 the client takes away from the server per query.
 """
@@ -32,6 +37,7 @@ import numpy as np
 import orjson
 
 from benchmarks.data import standard_normal
+from benchmarks.hop_floor import running_floor
 from benchmarks.timing import own_cpu, process_cpu, wait_until_idle
 from tests.stack import running_stack
 from vectorpanda_client import Client
@@ -63,13 +69,14 @@ def measure(
     coordinator: int,
     worker: int,
     wire: str = "sdk",
+    label: str | None = None,
 ) -> str:
     """One markdown row: q/s, p50 and CPU per query of each process at ``concurrency``.
 
     ``wire``: ``sdk`` (the SDK, binary queries), ``json`` (JSON bodies over httpx) or
     ``raw`` (binary bodies on a plain socket, the answer not decoded).
     """
-    clients = [Client(url, key) for _ in range(concurrency)]
+    clients = [Client(url, key) for _ in range(concurrency)] if wire == "sdk" else []
     latencies: list[float] = []
 
     def work(w: int) -> None:
@@ -102,7 +109,7 @@ def measure(
     cpu_us = [(own_cpu() - m0), process_cpu(coordinator) - c0, process_cpu(worker) - w0]
     cells = " | ".join(f"{x / n * 1e6:.0f}" for x in cpu_us)
     p50 = statistics.median(latencies) * 1e3
-    return f"| {wire} | {concurrency} | {n / elapsed:.0f} | {p50:.2f} | {cells} |"
+    return f"| {label or wire} | {concurrency} | {n / elapsed:.0f} | {p50:.2f} | {cells} |"
 
 
 def raw_queries(url: str, key: str, queries: np.ndarray) -> list[float]:
@@ -143,7 +150,7 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=384)
     parser.add_argument("--queries", type=int, default=3000)
     parser.add_argument(
-        "--wire", nargs="+", choices=["sdk", "json", "raw"], default=["sdk", "raw", "json"]
+        "--wire", nargs="+", choices=["sdk", "json", "raw", "floor"], default=["sdk", "raw", "json"]
     )
     args = parser.parse_args()
     data, queries = standard_normal(args.n, args.dim, args.queries)
@@ -161,8 +168,14 @@ def main() -> None:
         print("| client | concurrency | q/s | p50 ms | client us | coordinator us | worker us |")
         print("|---|---|---|---|---|---|---|")
         for wire in args.wire:
+            if wire == "floor":
+                continue
             for concurrency in (1, 16):
                 print(measure(stack.url, key, queries, concurrency, coordinator, worker, wire))
+    if "floor" in args.wire:
+        with running_floor() as (url, relay, echo):
+            for concurrency in (1, 16):
+                print(measure(url, "", queries, concurrency, relay, echo, "raw", "floor"))
 
 
 if __name__ == "__main__":

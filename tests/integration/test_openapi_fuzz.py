@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
-from hypothesis.errors import Unsatisfiable
+from hypothesis.errors import FlakyStrategyDefinition, Unsatisfiable
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -74,6 +74,8 @@ def test_every_operation_conforms_to_the_openapi_document(
         schema = schemathesis.openapi.from_url(f"{stack.url}/openapi.json")
         operations = examples = 0
         failures: list[str] = []
+        cut_short: list[str] = []
+        failed_checks: list[str] = []
         statuses: dict[int, int] = {}
         per_operation: dict[str, int] = {}
         crossed = {"now": False}
@@ -86,6 +88,8 @@ def test_every_operation_conforms_to_the_openapi_document(
                     generation_mode=mode,
                     path_parameters=_fixed_path(operation.path, operation.method),
                 )
+
+                failed_checks.clear()  # this pass's
 
                 @given(case=strategy)
                 @settings(
@@ -104,12 +108,24 @@ def test_every_operation_conforms_to_the_openapi_document(
                     headers = _credentials(stack, key, case.operation.path, crossed["now"])
                     response = case.call(base_url=stack.url, headers=headers, timeout=30)
                     statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
-                    case.validate_response(response, checks=CHECKS)
+                    try:
+                        case.validate_response(response, checks=CHECKS)
+                    except (Exception, BaseExceptionGroup) as exc:
+                        failed_checks.append(f"{type(exc).__name__}: {exc}")
+                        raise
 
                 try:
                     run()
                 except Unsatisfiable:
                     pass  # nothing to negate: an operation without parameters or body
+                except FlakyStrategyDefinition:
+                    # schemathesis's generator drew differently when Hypothesis replayed a
+                    # choice sequence (seen in negative mode at 400 examples): its defect,
+                    # not the server's, unless a check had failed before the replay.
+                    if failed_checks:
+                        failures.append(f"{operation.label} ({mode.value}): {failed_checks[0]}")
+                    else:
+                        cut_short.append(f"{operation.label} ({mode.value})")
                 except (Exception, BaseExceptionGroup) as exc:
                     plane = "other plane's credential" if other_plane else mode.value
                     causes = getattr(exc, "exceptions", ())  # a group: say what was inside
@@ -121,6 +137,11 @@ def test_every_operation_conforms_to_the_openapi_document(
             f"({EXAMPLES} per operation and mode), {server_errors} server errors, "
             f"statuses {dict(sorted(statuses.items()))}"
         ]
+        if cut_short:
+            lines.append(
+                "schemathesis: passes its generator ended early (inconsistent data "
+                f"generation, not a check): {cut_short}"
+            )
         few = {label: n for label, n in per_operation.items() if n < EXAMPLES}
         if few:  # hypothesis stops once an operation's inputs are exhausted
             lines.append(f"schemathesis: operations with fewer examples (inputs exhausted): {few}")

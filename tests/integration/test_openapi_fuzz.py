@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
-from hypothesis.errors import FlakyStrategyDefinition, Unsatisfiable
+from hypothesis.errors import Unsatisfiable
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -30,9 +30,12 @@ from schemathesis.specs.openapi.checks import (
 from tests.conftest import SUMMARY_PROPERTY
 from tests.stack import Stack, running_stack
 
-pytestmark = pytest.mark.integration
-
 EXAMPLES = int(os.environ.get("VP_FUZZ_EXAMPLES", "20"))
+# The suite's 180 s per test would interrupt a longer campaign (make fuzz): pytest-timeout
+# raises inside the example that is running, Hypothesis replays it, it passes, and the
+# pass is reported flaky. About 1.6 s per example and mode was seen on a loaded machine.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(180 + 4 * EXAMPLES)]
+
 # VP_FUZZ_ONLY="DELETE /admin/v1/clients/{client_id}|...": only these operations (to
 # reproduce one; the generated inputs are the same as in a whole run).
 ONLY = {label for label in os.environ.get("VP_FUZZ_ONLY", "").split("|") if label}
@@ -79,7 +82,6 @@ def test_every_operation_conforms_to_the_openapi_document(
         schema = schemathesis.openapi.from_url(f"{stack.url}/openapi.json")
         operations = examples = 0
         failures: list[str] = []
-        cut_short: list[str] = []
         failed_checks: list[str] = []
         statuses: dict[int, int] = {}
         per_operation: dict[str, int] = {}
@@ -117,7 +119,7 @@ def test_every_operation_conforms_to_the_openapi_document(
                         response = case.call(base_url=stack.url, headers=headers, timeout=30)
                         statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
                         case.validate_response(response, checks=CHECKS)
-                    except (Exception, BaseExceptionGroup) as exc:
+                    except BaseException as exc:  # pytest's own outcomes included
                         failed_checks.append(f"{type(exc).__name__}: {exc}")
                         raise
 
@@ -125,14 +127,6 @@ def test_every_operation_conforms_to_the_openapi_document(
                     run()
                 except Unsatisfiable:
                     pass  # nothing to negate: an operation without parameters or body
-                except FlakyStrategyDefinition:
-                    # schemathesis's generator drew differently when Hypothesis replayed a
-                    # choice sequence (seen in negative mode at 400 examples): its defect,
-                    # not the server's, unless a request or check had failed before.
-                    if failed_checks:
-                        failures.append(f"{operation.label} ({mode.value}): {failed_checks[0]}")
-                    else:
-                        cut_short.append(f"{operation.label} ({mode.value})")
                 except (Exception, BaseExceptionGroup) as exc:
                     plane = "other plane's credential" if other_plane else mode.value
                     causes = getattr(exc, "exceptions", ())  # a group: say what was inside
@@ -146,11 +140,6 @@ def test_every_operation_conforms_to_the_openapi_document(
             f"({EXAMPLES} per operation and mode), {server_errors} server errors, "
             f"statuses {dict(sorted(statuses.items()))}"
         ]
-        if cut_short:
-            lines.append(
-                "schemathesis: passes its generator ended early (inconsistent data "
-                f"generation, not a check): {cut_short}"
-            )
         few = {label: n for label, n in per_operation.items() if n < EXAMPLES}
         if few:  # hypothesis stops once an operation's inputs are exhausted
             lines.append(f"schemathesis: operations with fewer examples (inputs exhausted): {few}")

@@ -116,9 +116,14 @@ class WorkerSession:
         self._beat_seq = 0
         self._beats_sent: dict[int, float] = {}
         self._lease_until = 0.0
-        # Queries waiting for the batcher (micro-batching), and its wake-up call.
+        # Queries waiting for the batcher's next turn (micro-batching): the turn is a
+        # plain loop callback (no task, event or future to wake), scheduled once.
         self._pending: list[tuple[Frame, WorkBudget]] = []
-        self._wake = asyncio.Event()
+        self._turn_handle: asyncio.Handle | None = None
+        # Replies of a turn the socket could not take at once: no turn runs until
+        # they are written (the coordinator not reading holds the queries back).
+        self._sending: asyncio.Task[None] | None = None
+        self._turns_stopped = False
 
     def lease_valid(self) -> bool:
         """True while an acknowledged heartbeat, sent recently enough, backs our ownership."""
@@ -181,20 +186,13 @@ class WorkerSession:
         if isinstance(self._ws, DirectBinary):
             self._ws.on_binary = self._on_binary
         receiving = asyncio.create_task(self._receive())
-        batching = asyncio.create_task(self._batches())
         stopping = asyncio.create_task(stop.wait())
         try:
             await asyncio.wait({receiving, stopping}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             receiving.cancel()
             stopping.cancel()
-            batching.cancel()
-            with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
-                await batching
-            # Queries the batcher had not taken yet: the usual way, like the others.
-            batch, self._pending = self._pending, []
-            for frame, budget in batch:
-                self._spawn(frame, budget)
+            await self._stop_turns()
             self._decoder.shutdown(wait=False, cancel_futures=True)
             # Nobody will read the replies of a closed socket: stop their work early.
             for budget in self._budgets.values():
@@ -308,8 +306,7 @@ class WorkerSession:
             budget = WorkBudget.from_header(frame.header)
             self._budgets[frame.rid] = budget
             self._pending.append((frame, budget))
-            if not self._wake.is_set():
-                self._wake.set()
+            self._want_turn()
             return
         if len(self._tasks) >= MAX_QUEUED:
             rid = frame.header.get("rid")
@@ -321,25 +318,32 @@ class WorkerSession:
             return
         self._spawn(frame)
 
-    async def _batches(self) -> None:
+    def _want_turn(self) -> None:
+        """Schedule the batcher's next turn, unless one is scheduled or replies are
+        still being written."""
+        if self._turn_handle is None and self._sending is None and not self._turns_stopped:
+            self._turn_handle = asyncio.get_running_loop().call_soon(self._turn)
+
+    def _turn(self) -> None:
         """Answer the queued queries together: each turn takes every query that arrived
         while the event loop was busy (it never waits for more), so concurrent queries
-        to one collection share a FAISS search (micro-batching, workers.query_batch)."""
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            # A turn holds the event loop for a few searches at most: what is left
-            # waits for the next turn, after the loop has read the socket again.
-            turn = max(TURN_SEARCHES * self._service.query_batch, TURN_MIN_FRAMES)
-            batch, self._pending = self._pending[:turn], self._pending[turn:]
-            if self._pending:
-                self._wake.set()
-            if not batch:
-                continue
+        to one collection share a FAISS search (micro-batching, workers.query_batch).
+
+        A loop callback: it runs after the read callbacks that queued the queries, and
+        the next turn is scheduled behind the socket's next read.
+        """
+        self._turn_handle = None
+        # A turn holds the event loop for a few searches at most: what is left
+        # waits for the next turn, after the loop has read the socket again.
+        turn = max(TURN_SEARCHES * self._service.query_batch, TURN_MIN_FRAMES)
+        batch, self._pending = self._pending[:turn], self._pending[turn:]
+        if not batch:
+            return
+        try:
             if not self.lease_valid():  # the usual way refuses them (lease expired)
                 for frame, budget in batch:
                     self._spawn(frame, budget)
-                continue
+                return
             try:
                 replies = self._service.answer_now(batch)
             except Exception:  # a defect: the usual way answers them, the batcher lives on
@@ -353,10 +357,46 @@ class WorkerSession:
                 if self._budgets.get(frame.rid) is budget:
                     del self._budgets[frame.rid]
                 out.append(encode_frame(*answered))
-            if out:
-                await self._send_all(out)
+            if out and not self._written_now(out):
+                self._sending = asyncio.create_task(self._send_then_turn(out))
+        finally:
             if self._pending:
-                await asyncio.sleep(0)  # the receive loop's turn before the next batch
+                self._want_turn()
+
+    def _written_now(self, frames: list[bytes]) -> bool:
+        """Whether ``frames`` went out at once (True too when the write failed: the
+        connection is then closed and they are lost, logged)."""
+        if not self._direct:
+            return False
+        try:
+            return write_now(self._ws, frames)
+        except Exception as exc:
+            log.warning("%d replies lost: connection closed (%s)", len(frames), exc)
+            return True
+
+    async def _send_then_turn(self, frames: list[bytes]) -> None:
+        try:
+            await self._send_all(frames)
+        finally:
+            self._sending = None
+            if self._pending:
+                self._want_turn()
+
+    async def _stop_turns(self) -> None:
+        """No more turns: the one scheduled is dropped, replies being written are given
+        up, and the queries not taken yet go the usual way, like the others."""
+        self._turns_stopped = True
+        if self._turn_handle is not None:
+            self._turn_handle.cancel()
+            self._turn_handle = None
+        sending = self._sending
+        if sending is not None:
+            sending.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
+                await sending
+        batch, self._pending = self._pending, []
+        for frame, budget in batch:
+            self._spawn(frame, budget)
 
     async def _send_all(self, frames: list[bytes]) -> None:
         """Send ``frames``: in one write when the socket takes them at once, else one by

@@ -205,11 +205,9 @@ async def test_a_burst_of_frames_on_the_socket_is_answered_by_few_searches(
     socket = Socket()
     session = WorkerSession(socket, service, 60.0)  # type: ignore[arg-type]
     session._lease_until = time.monotonic() + 600
-    batching = asyncio.create_task(session._batches())
     await session._receive()
     while len(socket.sent) < len(frames):
         await asyncio.sleep(0.01)
-    batching.cancel()
     got = {decode_frame(raw).rid: raw for raw in socket.sent}
     assert got == expected
     assert seen == searches
@@ -233,3 +231,76 @@ async def test_a_defect_in_a_batch_answers_internal_and_spares_the_rest(
     assert replies[0] is not None and replies[0][0]["ok"] is True
     assert replies[1] is not None
     assert replies[1][0]["error"] == {"code": "internal", "message": "internal error in worker"}
+
+
+class _HeldSocket:
+    """The coordinator's end, not reading: every send waits until ``release``."""
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+        self.open = asyncio.Event()
+
+    async def send(self, data: bytes) -> None:
+        await self.open.wait()
+        self.sent.append(data)
+
+
+def _single(rid: int) -> bytes:
+    q = np.random.default_rng(rid).standard_normal((1, DIM)).astype(np.float32)
+    f = frame(rid, q, collection="h", render="single")
+    return encode_frame(f.header, f.arrays)
+
+
+async def test_no_turn_runs_while_a_turns_replies_wait_for_the_socket(
+    service: WorkerService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Replies the socket cannot take at once hold the next turn back (backpressure):
+    the queries that arrive meanwhile wait, then are answered, none lost."""
+    searched: list[int] = []
+    original = HnswIndex.search_many
+
+    def counted(self: HnswIndex, table: Any, parts: list[np.ndarray], k: int, ef: Any) -> Any:
+        searched.append(len(parts))
+        return original(self, table, parts, k, ef)
+
+    monkeypatch.setattr(HnswIndex, "search_many", counted)
+    socket = _HeldSocket()
+    session = WorkerSession(socket, service, 60.0)  # type: ignore[arg-type]
+    session._lease_until = time.monotonic() + 600
+    for rid in (1, 2):
+        session._on_binary(_single(rid))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert searched == [2]  # one turn, its replies stuck in send
+    for rid in (3, 4, 5):
+        session._on_binary(_single(rid))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert searched == [2] and len(session._pending) == 3
+    socket.open.set()
+    while len(socket.sent) < 5:
+        await asyncio.sleep(0.01)
+    assert searched == [2, 3]
+    assert sorted(decode_frame(raw).rid for raw in socket.sent) == [1, 2, 3, 4, 5]
+    assert all(decode_frame(raw).header["ok"] for raw in socket.sent)
+    assert not session._budgets
+
+
+async def test_stopping_hands_the_queries_not_yet_taken_to_the_usual_way(
+    service: WorkerService,
+) -> None:
+    socket = _HeldSocket()
+    socket.open.set()
+    session = WorkerSession(socket, service, 60.0)  # type: ignore[arg-type]
+    session._lease_until = time.monotonic() + 600
+    for rid in (1, 2, 3):
+        session._on_binary(_single(rid))
+    assert len(session._pending) == 3  # the turn has not run yet
+    await session._stop_turns()
+    assert not session._pending and session._turn_handle is None
+    await asyncio.wait(set(session._tasks))
+    assert sorted(decode_frame(raw).rid for raw in socket.sent) == [1, 2, 3]
+    expected = {rid: wire(await service.handle(decode_frame(_single(rid)))) for rid in (1, 2, 3)}
+    assert {decode_frame(raw).rid: raw for raw in socket.sent} == expected
+    session._on_binary(_single(4))  # no turn after the stop
+    assert session._turn_handle is None

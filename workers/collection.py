@@ -13,6 +13,7 @@ close) -> ``_write_mutex`` (one write at a time: WAL fsync + memory) -> ``_rows`
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -451,7 +452,9 @@ class Collection(CollectionRecords, CollectionSearch):
             raise StoreError(ErrorCode.INVALID, f"got {vectors.shape[0]} vectors for {rows} ids")
         if vectors.dtype != np.float32:
             raise StoreError(ErrorCode.INVALID, "vectors must be float32")
-        if not np.isfinite(vectors).all():
+        # Finite float32 values cannot overflow a float64 sum: it is finite exactly when
+        # every value is (one reduction instead of a mask and a second one).
+        if not math.isfinite(np.add.reduce(vectors, axis=None, dtype=np.float64)):
             raise StoreError(ErrorCode.INVALID, "vectors must not contain NaN or Inf")
 
 

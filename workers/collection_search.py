@@ -185,13 +185,15 @@ class CollectionSearch:
                 searched.append(i)
             if not parts:
                 return out
-            scores, rows, short = index.search_many(table, parts, top_k, ef_search)
+            scores, rows = index.search_many(table, parts, top_k, ef_search)
             # plain lists once for the whole batch: cheaper than numpy per request
-            score_lists, row_lists, shorts = scores.tolist(), rows.tolist(), short.tolist()
+            score_lists, row_lists = scores.tolist(), rows.tolist()
             ids, meta, start = table.ids, table.metadata, 0
+            whole = min(top_k, table.count)  # fewer live rows: the graph answered short
             for i, part in zip(searched, parts, strict=True):
                 request, end = requests[i], start + len(part)
-                if any(shorts[start:end]):
+                lives = [[r for r in row_lists[j] if r >= 0] for j in range(start, end)]
+                if any(len(live) < whole for live in lives):
                     start = end
                     continue  # searched alone in a thread (exact fallback)
                 values = None
@@ -206,8 +208,7 @@ class CollectionSearch:
                     index.search_cost(len(part), top_k, ef_search, table.count, table.count)
                 )
                 results: list[dict[str, Any]] = []
-                for j in range(start, end):
-                    live = [r for r in row_lists[j] if r >= 0]
+                for j, live in zip(range(start, end), lives, strict=True):
                     result: dict[str, Any] = {
                         "ids": [ids[r] for r in live],
                         "scores": score_lists[j][: len(live)],

@@ -17,6 +17,8 @@ import numpy as np
 
 _MIN_CAPACITY = 64
 # A collection holds far fewer than 2**31 rows or nodes; answers are int64 as elsewhere.
+# Up to this many nodes are turned into rows one by one (a few queries' answers).
+_FEW_NODES = 256
 _LINK = np.dtype("int32")
 
 
@@ -58,9 +60,13 @@ class GraphRows:
     def rows_of_nodes(self, nodes: np.ndarray) -> np.ndarray:
         """The row each node serves (-1: tombstone, no node, or not settled yet)."""
         nodes = np.asarray(nodes, dtype=np.int64)
-        known = (nodes >= 0) & (nodes < self.nodes)
+        settled, row_of_node = self.nodes, self._row_of_node
+        if nodes.size <= _FEW_NODES:  # a query's answer: cheaper in Python than in numpy
+            rows = [row_of_node.item(n) if 0 <= n < settled else -1 for n in nodes.ravel().tolist()]
+            return np.array(rows, dtype=np.int64).reshape(nodes.shape)
+        known = (nodes >= 0) & (nodes < settled)
         out = np.full(nodes.shape, -1, dtype=np.int64)
-        out[known] = self._row_of_node[nodes[known]]
+        out[known] = row_of_node[nodes[known]]
         return out
 
     def live_nodes(self) -> np.ndarray:

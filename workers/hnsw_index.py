@@ -297,14 +297,15 @@ class HnswIndex:
 
     def search_many(
         self, table: VectorTable, parts: list[np.ndarray], k: int, ef_search: int | None
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    ) -> tuple[np.ndarray, np.ndarray]:
         """``search`` of several requests' unfiltered queries, with one graph search.
 
         Each request's answer is exactly what ``search`` gives it alone: the graph
         answers every query independently, and the fresh buffer is scanned per request
         (an exact scan's arithmetic depends on how many queries it takes at once).
-        Returns (scores, rows, short): ``short`` marks the queries the graph answered
-        short, which ``search`` would finish with an exact scan (not done here).
+        Returns (scores, rows): a query answered with fewer than min(k, table.count)
+        rows (-1 padded) is one the graph answered short, which ``search`` would finish
+        with an exact scan (not done here).
         """
         stacked = parts[0] if len(parts) == 1 else np.concatenate(parts)
         graph = self._search_graph(table, stacked, k, None, ef_search or DEFAULT_EF_SEARCH, False)
@@ -315,8 +316,7 @@ class HnswIndex:
             scores, rows = merge_results([graph, (scores_f, rows_f)], k, self.metric)
         else:
             scores, rows = graph
-        short = (rows >= 0).sum(axis=1) < min(k, table.count)
-        return scores, rows, short
+        return scores, rows
 
     def _search_fresh(
         self, table: VectorTable, queries: np.ndarray, k: int, mask: np.ndarray | None

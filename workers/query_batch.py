@@ -94,6 +94,12 @@ def run_batches(
     other exception: an internal error), or None (a thread answers it).
     ``charge(tenant, seconds)`` adds busy time to the tenant's account.
     """
+    out: dict[int, Result | Exception | None] = {}
+    if len(items) == 1:  # one request (concurrency 1): one search, nothing to group
+        started = time.perf_counter()
+        _run_chunk(items, out)
+        charge(items[0].tenant, time.perf_counter() - started)
+        return out
     groups: OrderedDict[tuple[int, int, int | None], list[QuickQuery]] = OrderedDict()
     for item in items:
         groups.setdefault((id(item.collection), item.top_k, item.ef_search), []).append(item)
@@ -109,7 +115,6 @@ def run_batches(
             chunk.append(item)
             rows += len(item.queries)
         chunks.append(chunk)
-    out: dict[int, Result | Exception | None] = {}
     while by_tenant:  # round robin: one search per tenant per turn
         for tenant in list(by_tenant):
             chunks = by_tenant[tenant]

@@ -15,7 +15,10 @@ class ReadWriteLock:
     """Many readers or one writer; a waiting writer holds back new readers."""
 
     def __init__(self) -> None:
-        self._cond = threading.Condition(threading.Lock())
+        # The shared holds of the query path take the plain lock (a C context manager)
+        # and touch the condition only when they must wait or wake: it is the same lock.
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._readers = 0
         self._writer = False
         self._writers_waiting = 0
@@ -23,7 +26,7 @@ class ReadWriteLock:
     def acquire_read(self, wait: bool = True) -> None:
         """Take the lock shared (``reading`` without a context manager, for hot paths);
         with ``wait=False``, raise WouldBlock rather than wait. Pair with release_read."""
-        with self._cond:
+        with self._lock:
             while self._writer or self._writers_waiting:
                 if not wait:
                     raise WouldBlock
@@ -32,7 +35,7 @@ class ReadWriteLock:
 
     def release_read(self) -> None:
         """Give back a shared hold; the last reader out wakes the writers waiting."""
-        with self._cond:
+        with self._lock:
             self._readers -= 1
             # only writers wait for readers to leave (readers wait for writers)
             if self._readers == 0 and self._writers_waiting:

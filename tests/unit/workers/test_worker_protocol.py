@@ -70,3 +70,35 @@ def _with_header(header: object, tail: bytes = b"") -> bytes:
 def test_malformed_frames_raise_protocol_error(data: bytes) -> None:
     with pytest.raises(ProtocolError):
         decode_frame(data)
+
+
+@pytest.mark.parametrize(
+    "array",
+    [
+        np.arange(12, dtype=np.float32).reshape(3, 4).T,  # not contiguous
+        np.arange(6, dtype=">f4").reshape(2, 3),
+        np.array([True, False, True]),
+        np.zeros((0, 384), dtype=np.float32),
+        np.zeros((3, 0), dtype=np.int64),
+        np.float32(2.5) * np.ones((), dtype=np.float32),
+        np.frombuffer(b"body bytes", dtype=np.uint8),
+    ],
+)
+def test_any_layout_is_sent_as_its_c_order_bytes(array: np.ndarray) -> None:
+    wire = encode_frame({"op": "reply", "rid": 3}, {"a": array})
+    sent = np.ascontiguousarray(array)  # what the frame always held (a scalar: 1-D)
+    head = orjson.dumps(
+        {"op": "reply", "rid": 3, "arrays": [["a", sent.dtype.str, list(sent.shape)]]}
+    )
+    assert wire == struct.pack("<I", len(head)) + head + sent.tobytes()
+    got = decode_frame(wire).arrays["a"]
+    assert got.dtype == sent.dtype and got.shape == sent.shape
+    assert np.array_equal(got, sent)
+
+
+def test_object_arrays_stay_refused_after_other_dtypes_were_seen() -> None:
+    vectors = np.ones((1, 4), dtype=np.float32)
+    for _ in range(2):
+        assert decode_frame(encode_frame({"op": "q"}, {"v": vectors})).arrays["v"].shape == (1, 4)
+        with pytest.raises(ProtocolError):
+            decode_frame(_with_header({"op": "q", "arrays": [["v", "|O", [1]]]}, b"\0" * 8))

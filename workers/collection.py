@@ -65,6 +65,7 @@ from workers.wal import DeleteRecord, UpsertRecord, WriteAheadLog
 from workers.work_budget import WorkBudget, unbounded
 
 log = logging.getLogger(__name__)
+_F32 = np.dtype(np.float32)
 
 Metadata = dict[str, Any] | None
 # None: the fresh buffer's bound follows the dimension (workers.hnsw_index.fresh_limit_for).
@@ -450,7 +451,7 @@ class Collection(CollectionRecords, CollectionSearch):
             )
         if rows is not None and vectors.shape[0] != rows:
             raise StoreError(ErrorCode.INVALID, f"got {vectors.shape[0]} vectors for {rows} ids")
-        if vectors.dtype != np.float32:
+        if vectors.dtype != _F32:
             raise StoreError(ErrorCode.INVALID, "vectors must be float32")
         # Finite float32 values cannot overflow a float64 sum: it is finite exactly when
         # every value is (one reduction instead of a mask and a second one).

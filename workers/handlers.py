@@ -293,11 +293,14 @@ def _metadata(value: Any, count: int) -> list[dict[str, Any] | None]:
     return value
 
 
+_LITTLE_F4 = np.dtype("<f4")
+
+
 def _array(frame: Frame, name: str) -> np.ndarray:
     array = frame.arrays.get(name)
     if array is None:
         raise StoreError(ErrorCode.INVALID, f"missing array '{name}'")
-    if array.dtype != np.dtype("<f4") or array.ndim != 2:
+    if array.dtype != _LITTLE_F4 or array.ndim != 2:
         raise StoreError(ErrorCode.INVALID, f"array '{name}' must be little-endian float32 (n, d)")
     return array
 

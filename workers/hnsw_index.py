@@ -353,7 +353,6 @@ class HnswIndex:
         wait: bool = True,
     ) -> tuple[np.ndarray, np.ndarray]:
         q = queries.shape[0]
-        empty = (np.zeros((q, 0), np.float32), np.zeros((q, 0), np.int64))
         lock = self._graph_lock
         lock.acquire_read(wait)
         try:
@@ -371,7 +370,7 @@ class HnswIndex:
             if allowed is not None:
                 count = int(allowed.sum())
             if count == 0:
-                return empty
+                return np.zeros((q, 0), np.float32), np.zeros((q, 0), np.int64)
             lib, bitmap = faiss(), None
             if allowed is not None and count < n:
                 params = lib.SearchParametersHNSW()

@@ -17,7 +17,10 @@ framing is left out, as it is the same for any server on this stack);
 
     .venv/bin/python -m benchmarks.worker_chain [--n 20000] [--dim 384]
         [--queries 5000] [--rounds 5] [--mode session service] [--format binary json]
-        [--profile]
+        [--together 1] [--profile]
+
+``--together N`` hands the session N frames before its turn runs, as concurrent
+clients do (they then share a FAISS search).
 """
 
 from __future__ import annotations
@@ -50,10 +53,13 @@ COLLECTION = "c"
 
 
 class _Socket:
-    """The coordinator's end: each reply resolves the future the driver waits on."""
+    """The coordinator's end: the future the driver waits on is resolved once the
+    replies it expects have all been written."""
 
     def __init__(self) -> None:
-        self.waiting: asyncio.Future[bytes] | None = None
+        self.waiting: asyncio.Future[list[bytes]] | None = None
+        self.expected = 0
+        self.replies: list[bytes] = []
 
     def __aiter__(self) -> Any:  # pragma: no cover - the driver never reads through it
         raise NotImplementedError
@@ -63,9 +69,11 @@ class _Socket:
 
     def take(self, frames: list[bytes]) -> bool:
         """The socket taking replies at once (the worker's ``write_now``)."""
-        waiting, self.waiting = self.waiting, None
-        if waiting is not None and not waiting.done():
-            waiting.set_result(frames[0])
+        self.replies.extend(frames)
+        waiting = self.waiting
+        if waiting is not None and len(self.replies) >= self.expected and not waiting.done():
+            self.waiting = None
+            waiting.set_result(self.replies)
         return True
 
 
@@ -150,18 +158,21 @@ def _service_cpu_us(svc: WorkerService, frames: list[bytes]) -> float:
     return (time.process_time() - started) / len(frames) * 1e6
 
 
-async def _session_cpu_us(svc: WorkerService, frames: list[bytes]) -> float:
+async def _session_cpu_us(svc: WorkerService, frames: list[bytes], together: int) -> float:
+    """``together`` frames at a time arrive before the batcher's turn (concurrency)."""
     socket = _Socket()
     session = WorkerSession(socket, svc, 60.0)  # type: ignore[arg-type]
     session._lease_until = time.monotonic() + 3600
     session._written_now = socket.take  # type: ignore[method-assign]
     loop = asyncio.get_running_loop()
     started = time.process_time()
-    for raw in frames:
-        socket.waiting = loop.create_future()
-        session._on_binary(raw)
-        reply = await socket.waiting
-        assert reply[4:40].find(b'"ok":true') >= 0, reply[:200]
+    for start in range(0, len(frames), together):
+        group = frames[start : start + together]
+        socket.waiting, socket.expected, socket.replies = loop.create_future(), len(group), []
+        for raw in group:
+            session._on_binary(raw)
+        replies = await socket.waiting
+        assert all(reply[4:40].find(b'"ok":true') >= 0 for reply in replies), replies[0][:200]
     return (time.process_time() - started) / len(frames) * 1e6
 
 
@@ -186,7 +197,7 @@ async def _run(args: argparse.Namespace) -> None:
                     if mode == "service":
                         cpu = _service_cpu_us(svc, sets[form])
                     else:
-                        cpu = await _session_cpu_us(svc, sets[form])
+                        cpu = await _session_cpu_us(svc, sets[form], args.together)
                     if profiler is not None:
                         profiler.disable()
                     figures[f"{mode} {form}"].append(cpu)
@@ -212,6 +223,9 @@ def main() -> None:
     parser.add_argument("--ef", type=int, default=64)
     parser.add_argument("--mode", nargs="+", choices=["session", "service"], default=["session"])
     parser.add_argument("--format", nargs="+", choices=["binary", "json"], default=["binary"])
+    parser.add_argument(
+        "--together", type=int, default=1, help="frames that arrive at once (session mode)"
+    )
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)

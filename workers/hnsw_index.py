@@ -296,7 +296,12 @@ class HnswIndex:
         return scores[:q], rows[:q]
 
     def search_many(
-        self, table: VectorTable, parts: list[np.ndarray], k: int, ef_search: int | None
+        self,
+        table: VectorTable,
+        parts: list[np.ndarray],
+        k: int,
+        ef_search: int | None,
+        stacked: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """``search`` of several requests' unfiltered queries, with one graph search.
 
@@ -305,9 +310,10 @@ class HnswIndex:
         (an exact scan's arithmetic depends on how many queries it takes at once).
         Returns (scores, rows): a query answered with fewer than min(k, table.count)
         rows (-1 padded) is one the graph answered short, which ``search`` would finish
-        with an exact scan (not done here).
+        with an exact scan (not done here). ``stacked``: the parts already in one array.
         """
-        stacked = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        if stacked is None:
+            stacked = parts[0] if len(parts) == 1 else np.concatenate(parts)
         graph = self._search_graph(table, stacked, k, None, ef_search or DEFAULT_EF_SEARCH, False)
         if self._fresh.count:
             fresh = [self._search_fresh(table, q, k, None) for q in parts]

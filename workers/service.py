@@ -187,9 +187,10 @@ class WorkerService:
                     replies[item.index] = _refusal(rid, Op.QUERY, answer, budget), {}
                     continue
                 result, arrays = answer
-                if budget.cost:
-                    result = {**result, "cost": budget.cost}
-                replies[item.index] = reply_ok(rid, result), arrays
+                header = reply_ok(rid, result)
+                if budget.cost:  # last, as in handle's replies
+                    header["cost"] = budget.cost
+                replies[item.index] = header, arrays
         for tenant in tenants:
             self._used(tenant)
         return replies

@@ -114,9 +114,11 @@ async def test_batched_answers_equal_unbatched_ones(
     searches: list[int] = []
     original = HnswIndex.search_many
 
-    def counted(self: HnswIndex, table: Any, parts: list[np.ndarray], k: int, ef: Any) -> Any:
+    def counted(
+        self: HnswIndex, table: Any, parts: list[np.ndarray], k: int, ef: Any, *rest: Any
+    ) -> Any:
         searches.append(sum(len(p) for p in parts))
-        return original(self, table, parts, k, ef)
+        return original(self, table, parts, k, ef, *rest)
 
     monkeypatch.setattr(HnswIndex, "search_many", counted)
     batched = await answers_batched(service, frames)
@@ -180,9 +182,11 @@ async def test_a_burst_of_frames_on_the_socket_is_answered_by_few_searches(
     seen: list[int] = []
     original = HnswIndex.search_many
 
-    def counted(self: HnswIndex, table: Any, parts: list[np.ndarray], k: int, ef: Any) -> Any:
+    def counted(
+        self: HnswIndex, table: Any, parts: list[np.ndarray], k: int, ef: Any, *rest: Any
+    ) -> Any:
         seen.append(len(parts))
-        return original(self, table, parts, k, ef)
+        return original(self, table, parts, k, ef, *rest)
 
     monkeypatch.setattr(HnswIndex, "search_many", counted)
 
@@ -259,9 +263,11 @@ async def test_no_turn_runs_while_a_turns_replies_wait_for_the_socket(
     searched: list[int] = []
     original = HnswIndex.search_many
 
-    def counted(self: HnswIndex, table: Any, parts: list[np.ndarray], k: int, ef: Any) -> Any:
+    def counted(
+        self: HnswIndex, table: Any, parts: list[np.ndarray], k: int, ef: Any, *rest: Any
+    ) -> Any:
         searched.append(len(parts))
-        return original(self, table, parts, k, ef)
+        return original(self, table, parts, k, ef, *rest)
 
     monkeypatch.setattr(HnswIndex, "search_many", counted)
     socket = _HeldSocket()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,21 @@ def frame(rid: int, queries: np.ndarray, **header: Any) -> Frame:
     return decode_frame(wire)
 
 
+def searched(monkeypatch: pytest.MonkeyPatch, size: Callable[[list[np.ndarray]], int]) -> list[int]:
+    """Each graph search's size (``size`` of the requests' query arrays), as it runs."""
+    seen: list[int] = []
+    original = HnswIndex.search_many
+
+    def counted(
+        self: HnswIndex, table: Any, parts: list[np.ndarray], k: int, ef: Any, *rest: Any
+    ) -> Any:
+        seen.append(size(parts))
+        return original(self, table, parts, k, ef, *rest)
+
+    monkeypatch.setattr(HnswIndex, "search_many", counted)
+    return seen
+
+
 def wire(reply: tuple[dict[str, Any], dict[str, np.ndarray]]) -> bytes:
     return encode_frame(*reply)
 
@@ -111,16 +127,7 @@ async def test_batched_answers_equal_unbatched_ones(
 ) -> None:
     frames = mixed_frames()
     alone = await answers_alone(service, frames)
-    searches: list[int] = []
-    original = HnswIndex.search_many
-
-    def counted(
-        self: HnswIndex, table: Any, parts: list[np.ndarray], k: int, ef: Any, *rest: Any
-    ) -> Any:
-        searches.append(sum(len(p) for p in parts))
-        return original(self, table, parts, k, ef, *rest)
-
-    monkeypatch.setattr(HnswIndex, "search_many", counted)
+    searches = searched(monkeypatch, lambda parts: sum(len(p) for p in parts))
     batched = await answers_batched(service, frames)
     assert batched == alone
     # the quick ones (5 shapes x 3) share searches: one per (top_k, ef_search)
@@ -179,16 +186,7 @@ async def test_a_burst_of_frames_on_the_socket_is_answered_by_few_searches(
         for i in range(count)
     ]
     expected = {f.rid: wire(await service.handle(f)) for f in frames}
-    seen: list[int] = []
-    original = HnswIndex.search_many
-
-    def counted(
-        self: HnswIndex, table: Any, parts: list[np.ndarray], k: int, ef: Any, *rest: Any
-    ) -> Any:
-        seen.append(len(parts))
-        return original(self, table, parts, k, ef, *rest)
-
-    monkeypatch.setattr(HnswIndex, "search_many", counted)
+    seen = searched(monkeypatch, len)
 
     class Socket:
         """The coordinator's side: every frame already received, replies collected."""
@@ -260,16 +258,7 @@ async def test_no_turn_runs_while_a_turns_replies_wait_for_the_socket(
 ) -> None:
     """Replies the socket cannot take at once hold the next turn back (backpressure):
     the queries that arrive meanwhile wait, then are answered, none lost."""
-    searched: list[int] = []
-    original = HnswIndex.search_many
-
-    def counted(
-        self: HnswIndex, table: Any, parts: list[np.ndarray], k: int, ef: Any, *rest: Any
-    ) -> Any:
-        searched.append(len(parts))
-        return original(self, table, parts, k, ef, *rest)
-
-    monkeypatch.setattr(HnswIndex, "search_many", counted)
+    searches = searched(monkeypatch, len)
     socket = _HeldSocket()
     session = WorkerSession(socket, service, 60.0)  # type: ignore[arg-type]
     session._lease_until = time.monotonic() + 600
@@ -277,16 +266,16 @@ async def test_no_turn_runs_while_a_turns_replies_wait_for_the_socket(
         session._on_binary(_single(rid))
     for _ in range(5):
         await asyncio.sleep(0)
-    assert searched == [2]  # one turn, its replies stuck in send
+    assert searches == [2]  # one turn, its replies stuck in send
     for rid in (3, 4, 5):
         session._on_binary(_single(rid))
     for _ in range(5):
         await asyncio.sleep(0)
-    assert searched == [2] and len(session._pending) == 3
+    assert searches == [2] and len(session._pending) == 3
     socket.open.set()
     while len(socket.sent) < 5:
         await asyncio.sleep(0.01)
-    assert searched == [2, 3]
+    assert searches == [2, 3]
     assert sorted(decode_frame(raw).rid for raw in socket.sent) == [1, 2, 3, 4, 5]
     assert all(decode_frame(raw).header["ok"] for raw in socket.sent)
     assert not session._budgets

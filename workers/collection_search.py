@@ -187,8 +187,8 @@ class CollectionSearch:
             stacked = parts[0] if len(parts) == 1 else np.concatenate(parts)
             if cosine:  # row by row, so once for the batch gives each row's own bits
                 stacked = normalized(stacked)
-                parts = _split(stacked, parts)
-            scores, rows = index.search_many(table, parts, top_k, ef_search, stacked)
+                parts = np.split(stacked, np.cumsum([len(p) for p in parts[:-1]]))
+            scores, rows = index.search_many(table, stacked, parts, top_k, ef_search)
             # plain lists once for the whole batch: cheaper than numpy per request
             score_lists, row_lists = scores.tolist(), rows.tolist()
             ids, meta, start = table.ids, table.metadata, 0
@@ -292,17 +292,6 @@ class CollectionSearch:
             meta = [self._table.metadata[r] for r in rows]
             values = self._table.values(np.asarray(rows, dtype=np.int64))
         return found, meta, values
-
-
-def _split(stacked: np.ndarray, parts: list[np.ndarray]) -> list[np.ndarray]:
-    """``stacked``'s rows cut as ``parts`` were (views)."""
-    if len(parts) == 1:
-        return [stacked]
-    out, start = [], 0
-    for part in parts:
-        out.append(stacked[start : start + len(part)])
-        start += len(part)
-    return out
 
 
 def _stacked(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:

@@ -298,10 +298,10 @@ class HnswIndex:
     def search_many(
         self,
         table: VectorTable,
+        stacked: np.ndarray,
         parts: list[np.ndarray],
         k: int,
         ef_search: int | None,
-        stacked: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """``search`` of several requests' unfiltered queries, with one graph search.
 
@@ -310,10 +310,9 @@ class HnswIndex:
         (an exact scan's arithmetic depends on how many queries it takes at once).
         Returns (scores, rows): a query answered with fewer than min(k, table.count)
         rows (-1 padded) is one the graph answered short, which ``search`` would finish
-        with an exact scan (not done here). ``stacked``: the parts already in one array.
+        with an exact scan (not done here). ``stacked`` holds the requests' queries in
+        one array, ``parts`` the same rows request by request.
         """
-        if stacked is None:
-            stacked = parts[0] if len(parts) == 1 else np.concatenate(parts)
         graph = self._search_graph(table, stacked, k, None, ef_search or DEFAULT_EF_SEARCH, False)
         if self._fresh.count:
             fresh = [self._search_fresh(table, q, k, None) for q in parts]

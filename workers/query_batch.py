@@ -96,9 +96,7 @@ def run_batches(
     """
     out: dict[int, Result | Exception | None] = {}
     if len(items) == 1:  # one request (concurrency 1): one search, nothing to group
-        started = time.perf_counter()
-        _run_chunk(items, out)
-        charge(items[0].tenant, time.perf_counter() - started)
+        _run_charged(items, out, charge)
         return out
     groups: OrderedDict[tuple[int, int, int | None], list[QuickQuery]] = OrderedDict()
     for item in items:
@@ -121,10 +119,17 @@ def run_batches(
             chunk = chunks.pop(0)
             if not chunks:
                 del by_tenant[tenant]
-            started = time.perf_counter()
-            _run_chunk(chunk, out)
-            charge(tenant, time.perf_counter() - started)
+            _run_charged(chunk, out, charge)
     return out
+
+
+def _run_charged(
+    chunk: list[QuickQuery], out: dict[int, Result | Exception | None], charge: Any
+) -> None:
+    """``_run_chunk``, its time added to the chunk's tenant (one tenant per chunk)."""
+    started = time.perf_counter()
+    _run_chunk(chunk, out)
+    charge(chunk[0].tenant, time.perf_counter() - started)
 
 
 def _run_chunk(chunk: list[QuickQuery], out: dict[int, Result | Exception | None]) -> None:

@@ -70,10 +70,10 @@ def searched(monkeypatch: pytest.MonkeyPatch, size: Callable[[list[np.ndarray]],
     original = HnswIndex.search_many
 
     def counted(
-        self: HnswIndex, table: Any, parts: list[np.ndarray], k: int, ef: Any, *rest: Any
+        self: HnswIndex, table: Any, stacked: Any, parts: list[np.ndarray], k: int, ef: Any
     ) -> Any:
         seen.append(size(parts))
-        return original(self, table, parts, k, ef, *rest)
+        return original(self, table, stacked, parts, k, ef)
 
     monkeypatch.setattr(HnswIndex, "search_many", counted)
     return seen

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 from typing import Any
 
 import numpy as np
@@ -38,6 +39,19 @@ class RowsRefused(ValueError):
         self.message = message
 
 
+_F32, _F64 = np.dtype("float32"), np.dtype("float64")
+
+
+def all_finite(matrix: np.ndarray) -> bool:
+    """No value of the float32 ``matrix`` is NaN or infinite (True when it is empty).
+
+    Finite float32 values cannot overflow a float64 sum, so the sum is finite exactly
+    when every value is: one reduction, where ``np.isfinite(...).all()`` first builds a
+    boolean array the size of the data (the worker checks the same way,
+    workers/collection.py)."""
+    return math.isfinite(np.add.reduce(matrix, axis=None, dtype=_F64))
+
+
 def check_count(count: int, limit: int, what: str) -> None:
     if count > limit:
         raise RowsRefused(TOO_LARGE, f"at most {limit} {what} per request; got {count}")
@@ -46,11 +60,17 @@ def check_count(count: int, limit: int, what: str) -> None:
 def matrix_of(rows: list[list[float]] | np.ndarray) -> np.ndarray:
     """Rows of floats (or a float32 matrix already) as one float32 matrix; ragged rows
     are refused."""
-    width = len(rows[0]) if len(rows) else 0
-    if width == 0 or any(len(r) != width for r in rows):
-        raise RowsRefused(INVALID, "all vectors must have the same, non-zero number of values")
-    matrix = np.asarray(rows, dtype=np.float32)
-    if not np.isfinite(matrix).all():
+    if type(rows) is np.ndarray and rows.ndim == 2 and rows.dtype == _F32:
+        # a binary query's matrix (api/binary_query.py): rows of one width by shape
+        if rows.size == 0:
+            raise RowsRefused(INVALID, "all vectors must have the same, non-zero number of values")
+        matrix = rows
+    else:
+        width = len(rows[0]) if len(rows) else 0
+        if width == 0 or any(len(r) != width for r in rows):
+            raise RowsRefused(INVALID, "all vectors must have the same, non-zero number of values")
+        matrix = np.asarray(rows, dtype=np.float32)
+    if not all_finite(matrix):
         raise RowsRefused(
             INVALID, "values must be finite (no NaN or Infinity, and within float32 range)"
         )
@@ -92,7 +112,7 @@ def decode_b64(ids: list[str], payload: str) -> np.ndarray:
 
 def finite_rows(matrix: np.ndarray) -> np.ndarray:
     """A little-endian float32 matrix as float32, refused if a value is NaN or Infinity."""
-    if not np.isfinite(matrix).all():
+    if not all_finite(matrix):
         raise RowsRefused(INVALID, "values must be finite (no NaN or Infinity)")
     return matrix.astype(np.float32, copy=False)
 

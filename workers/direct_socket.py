@@ -5,7 +5,7 @@ Used on both ends of the coordinator-worker socket (coordinator/hub.py, workers/
 and ``Connection.send`` a lock and two context managers; for the small binary frames of
 the query path that was a measurable share of each process's CPU per query. Here a
 whole binary message goes to a callback as it is parsed, and messages are written at
-once, several in one system call, the way websockets' own ``broadcast`` writes.
+once, several in one system call (``send_queued``).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 from websockets.asyncio.connection import Connection
 from websockets.frames import Frame as WireFrame
 from websockets.frames import Opcode
-from websockets.protocol import State
+from websockets.protocol import SEND_EOF, State
 
 log = logging.getLogger("vectorpanda.socket")
 
@@ -67,9 +67,25 @@ def write_now(socket: Connection, messages: Sequence[bytes]) -> bool:
     for message in messages:
         socket.protocol.send_binary(message)
     try:
-        socket.send_data()
+        send_queued(socket)
     except Exception as exc:
         socket.set_connection_exc(exc)
         socket.transport.abort()
         raise
     return True
+
+
+def send_queued(socket: Connection) -> None:
+    """Write the messages the socket's protocol has queued, several in one system call.
+
+    websockets' ``send_data`` hands each queued message to the transport on its own,
+    and the event loop writes each one at once (uvloop, like asyncio, tries the write
+    whenever nothing is buffered): a batch of 8 replies was 8 system calls, and the
+    reader at the other end woken for each. ``writelines`` buffers them, then writes
+    once. A queued end of stream (the closing handshake's) goes websockets' own way.
+    """
+    protocol = socket.protocol
+    if len(protocol.writes) > 1 and SEND_EOF not in protocol.writes:
+        socket.transport.writelines(protocol.data_to_send())
+    else:
+        socket.send_data()

@@ -3,6 +3,7 @@ output, the choice of equal-recall points and the report."""
 
 from __future__ import annotations
 
+import itertools
 import struct
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 
 from benchmarks.peers import pace, run, wrk
 from benchmarks.peers.corpus import page_sentences
-from benchmarks.peers.measure import Figures, Point, choose, recall_at_k
+from benchmarks.peers.measure import EF_SWEEP, Figures, Point, choose, recall_at_k
 from benchmarks.peers.pgvector_peer import copy_binary
 from benchmarks.peers.report import comparison, markdown, point_for, wrk_errors
 
@@ -96,6 +97,14 @@ def test_the_smallest_ef_reaching_each_target_is_chosen() -> None:
     assert choose(sweep) == {16: [0.95], 32: [0.99]}
     assert choose({10: 0.96, 16: 0.98}) == {10: [0.95], 16: [0.99]}  # 0.99 never reached
     assert choose({10: 0.995}) == {10: [0.95, 0.99]}
+
+
+def test_no_step_of_the_sweep_overshoots_by_more_than_a_quarter() -> None:
+    """How far past a recall target a system may be timed: at most 25 % more ef_search
+    than the step below, from 16 to 192."""
+    assert list(EF_SWEEP) == sorted(set(EF_SWEEP))
+    steps = [(a, b) for a, b in itertools.pairwise(EF_SWEEP) if 16 <= a < 192]
+    assert steps and all(b <= 1.25 * a for a, b in steps), steps
 
 
 def test_recall_counts_the_true_neighbours_found() -> None:

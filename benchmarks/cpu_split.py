@@ -18,7 +18,9 @@ and back), no work at all, so its columns are what the server's shape costs befo
 any of VectorPanda's own code or FAISS (the coordinator column is the relay, the worker
 column the process that answers it). The client column
 is this process's CPU (``getrusage``) over the run, so on a shared machine it is what
-the client takes away from the server per query.
+the client takes away from the server per query. The last two columns are the
+coordinator's and the worker's read and write system calls per query
+(``/proc/<pid>/io``): the reads and writes a batch of queries shares show there.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ import orjson
 
 from benchmarks.data import standard_normal
 from benchmarks.hop_floor import running_floor
-from benchmarks.timing import own_cpu, process_cpu, wait_until_idle
+from benchmarks.timing import own_cpu, process_calls, process_cpu, wait_until_idle
 from tests.stack import running_stack
 from vectorpanda_client import Client
 from vectorpanda_client.binary import ACCEPT, CONTENT_TYPE, encode_query
@@ -99,17 +101,25 @@ def measure(
             latencies.append(time.perf_counter() - started)
 
     c0, w0, m0 = process_cpu(coordinator), process_cpu(worker), own_cpu()
+    calls0 = process_calls(coordinator), process_calls(worker)
     started = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
         list(pool.map(work, range(concurrency)))
     elapsed = time.perf_counter() - started
+    calls1 = process_calls(coordinator), process_calls(worker)
     for c in clients:
         c.close()
     n = len(queries)
     cpu_us = [(own_cpu() - m0), process_cpu(coordinator) - c0, process_cpu(worker) - w0]
     cells = " | ".join(f"{x / n * 1e6:.0f}" for x in cpu_us)
+    calls = " | ".join(
+        f"{(after[0] - before[0]) / n:.2f} / {(after[1] - before[1]) / n:.2f}"
+        for before, after in zip(calls0, calls1, strict=True)
+    )
     p50 = statistics.median(latencies) * 1e3
-    return f"| {label or wire} | {concurrency} | {n / elapsed:.0f} | {p50:.2f} | {cells} |"
+    return (
+        f"| {label or wire} | {concurrency} | {n / elapsed:.0f} | {p50:.2f} | {cells} | {calls} |"
+    )
 
 
 def raw_queries(url: str, key: str, queries: np.ndarray) -> list[float]:
@@ -165,8 +175,11 @@ def main() -> None:
             client.create_collection("h", args.dim, metric="l2", index="hnsw")
             client.collection("h").upsert([str(i) for i in range(args.n)], data)
         wait_until_idle([worker], budget_s=600)  # graph insertion has finished
-        print("| client | concurrency | q/s | p50 ms | client us | coordinator us | worker us |")
-        print("|---|---|---|---|---|---|---|")
+        print(
+            "| client | concurrency | q/s | p50 ms | client us | coordinator us | worker us "
+            "| coordinator reads / writes | worker reads / writes |"
+        )
+        print("|---|---|---|---|---|---|---|---|---|")
         for wire in args.wire:
             if wire == "floor":
                 continue

@@ -21,6 +21,14 @@ def process_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
+def process_calls(pid: int) -> tuple[int, int]:
+    """Read and write system calls a process has made (``syscr``, ``syscw`` of
+    /proc/<pid>/io: read, write and their vector forms, which libuv uses on sockets;
+    not send/recv)."""
+    calls = dict(line.split(": ", 1) for line in Path(f"/proc/{pid}/io").read_text().splitlines())
+    return int(calls["syscr"]), int(calls["syscw"])
+
+
 def own_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime

@@ -85,6 +85,9 @@ def send_queued(socket: Connection) -> None:
     once. A queued end of stream (the closing handshake's) goes websockets' own way.
     """
     protocol = socket.protocol
+    # ``writes`` is the protocol's outgoing queue (websockets 17, pinned), what
+    # ``data_to_send`` returns and empties; tests/unit/workers/test_direct_socket.py
+    # fails if that changes
     if len(protocol.writes) > 1 and SEND_EOF not in protocol.writes:
         socket.transport.writelines(protocol.data_to_send())
     else:

@@ -56,6 +56,7 @@ def test_empty_or_ragged_rows_are_refused(rows: object) -> None:
         [[float("nan"), 0.0]],
     ],
 )
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")
 def test_values_that_are_not_finite_are_refused(rows: object) -> None:
     with pytest.raises(RowsRefused) as refused:
         matrix_of(rows)  # type: ignore[arg-type]

@@ -21,7 +21,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from coordinator.filter_pieces import joined_frame
-from workers.direct_socket import DirectBinary, send_queued, writable_now, write_now
+from workers.direct_socket import DirectBinary, writable_now, write_now
 from workers.filter_pieces import KEY as PIECES_KEY
 from workers.protocol import (
     PROTOCOL_VERSION,
@@ -132,7 +132,7 @@ class WorkerLink:
         self.flush_due = False
         socket = self.socket
         try:
-            send_queued(socket)
+            socket.send_data()
         except Exception as exc:
             socket.set_connection_exc(exc)
             socket.transport.abort()

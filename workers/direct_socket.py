@@ -5,7 +5,7 @@ Used on both ends of the coordinator-worker socket (coordinator/hub.py, workers/
 and ``Connection.send`` a lock and two context managers; for the small binary frames of
 the query path that was a measurable share of each process's CPU per query. Here a
 whole binary message goes to a callback as it is parsed, and messages are written at
-once, several in one system call (``send_queued``).
+once, several in one system call (``DirectBinary.send_data``).
 """
 
 from __future__ import annotations
@@ -47,6 +47,25 @@ class DirectBinary(Connection):
             return
         super().process_event(event)
 
+    def send_data(self) -> None:
+        """Write what the protocol has queued, several messages in one system call.
+
+        websockets' own ``send_data`` hands each queued message to the transport on its
+        own, and the event loop writes each one at once (uvloop, like asyncio, tries the
+        write whenever nothing is buffered): a batch of 8 replies was 8 system calls,
+        and the reader at the other end woken for each. ``writelines`` buffers them,
+        then writes once. A queued end of stream (a failed connection's, behind its
+        close frame) goes websockets' own way.
+        """
+        protocol = self.protocol
+        # ``writes`` is the protocol's outgoing queue (websockets 17, pinned), what
+        # ``data_to_send`` returns and empties; tests/unit/workers/test_direct_socket.py
+        # fails if that changes
+        if len(protocol.writes) > 1 and SEND_EOF not in protocol.writes:
+            self.transport.writelines(protocol.data_to_send())
+        else:
+            super().send_data()
+
 
 def writable_now(socket: Connection) -> bool:
     """Whether a message may be written without ``send``: the socket is open, no
@@ -67,28 +86,9 @@ def write_now(socket: Connection, messages: Sequence[bytes]) -> bool:
     for message in messages:
         socket.protocol.send_binary(message)
     try:
-        send_queued(socket)
+        socket.send_data()
     except Exception as exc:
         socket.set_connection_exc(exc)
         socket.transport.abort()
         raise
     return True
-
-
-def send_queued(socket: Connection) -> None:
-    """Write the messages the socket's protocol has queued, several in one system call.
-
-    websockets' ``send_data`` hands each queued message to the transport on its own,
-    and the event loop writes each one at once (uvloop, like asyncio, tries the write
-    whenever nothing is buffered): a batch of 8 replies was 8 system calls, and the
-    reader at the other end woken for each. ``writelines`` buffers them, then writes
-    once. A queued end of stream (the closing handshake's) goes websockets' own way.
-    """
-    protocol = socket.protocol
-    # ``writes`` is the protocol's outgoing queue (websockets 17, pinned), what
-    # ``data_to_send`` returns and empties; tests/unit/workers/test_direct_socket.py
-    # fails if that changes
-    if len(protocol.writes) > 1 and SEND_EOF not in protocol.writes:
-        socket.transport.writelines(protocol.data_to_send())
-    else:
-        socket.send_data()

@@ -18,7 +18,7 @@ import uvloop
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import Server, ServerConnection, serve
 
-from workers.direct_socket import DirectBinary, send_queued, write_now
+from workers.direct_socket import DirectBinary, write_now
 
 
 class _Receiving(DirectBinary, ServerConnection):
@@ -97,7 +97,7 @@ async def _test_one_message_and_then_more_are_written_alike() -> None:
         assert write_now(client, [b"first"])
         assert write_now(client, [b"second", b"third"])
         client.protocol.send_binary(b"fourth")
-        send_queued(client)
+        client.send_data()
         await asyncio.wait_for(state.arrived.wait(), 10)
         assert state.got == [b"first", b"second", b"third", b"fourth"]
 
@@ -116,6 +116,6 @@ async def _test_a_queued_end_of_stream_still_closes_the_socket() -> None:
         server_end.protocol.send_binary(b"last")
         server_end.protocol.fail(1011, "going away")  # a close frame, then the end of stream
         assert len(server_end.protocol.writes) == 3
-        send_queued(server_end)
+        server_end.send_data()
         await asyncio.wait_for(client.wait_closed(), 5)
         assert got == [b"last"]

@@ -187,7 +187,10 @@ class CollectionSearch:
             stacked = parts[0] if len(parts) == 1 else np.concatenate(parts)
             if cosine:  # row by row, so once for the batch gives each row's own bits
                 stacked = normalized(stacked)
-                parts = np.split(stacked, np.cumsum([len(p) for p in parts[:-1]]))
+                if len(parts) == 1:
+                    parts = [stacked]
+                else:
+                    parts = np.split(stacked, np.cumsum([len(p) for p in parts[:-1]]))
             scores, rows = index.search_many(table, stacked, parts, top_k, ef_search)
             # plain lists once for the whole batch: cheaper than numpy per request
             score_lists, row_lists = scores.tolist(), rows.tolist()

@@ -5,19 +5,24 @@ Used on both ends of the coordinator-worker socket (coordinator/hub.py, workers/
 and ``Connection.send`` a lock and two context managers; for the small binary frames of
 the query path that was a measurable share of each process's CPU per query. Here a
 whole binary message goes to a callback as it is parsed, and messages are written at
-once, several in one system call (``DirectBinary.send_data``).
+once, several in one system call (``DirectBinary.send_data``), each framed here
+(``binary_frame``): websockets' ``Frame.serialize`` draws every client frame's mask with
+its own ``getrandom`` system call, where the worker's end takes its masks from one
+``os.urandom`` read per 1,024 frames.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import struct
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from websockets.asyncio.connection import Connection
 from websockets.frames import Frame as WireFrame
-from websockets.frames import Opcode
-from websockets.protocol import SEND_EOF, State
+from websockets.frames import Opcode, apply_mask
+from websockets.protocol import CLIENT, SEND_EOF, State
 
 log = logging.getLogger("vectorpanda.socket")
 
@@ -30,6 +35,9 @@ class DirectBinary(Connection):
     """
 
     on_binary: Callable[[bytes], None] | None = None
+    # Masking keys of the client's end (binary_frame): one read, used 4 bytes at a time
+    _masks: bytes = b""
+    _mask_at: int = 0
 
     def process_event(self, event: Any) -> None:
         on_binary = self.on_binary
@@ -67,6 +75,37 @@ class DirectBinary(Connection):
             super().send_data()
 
 
+# Masking keys read from the kernel at once: os.urandom, as websockets' own keys
+# (secrets.token_bytes), 4 bytes a frame (RFC 6455 5.3).
+MASK_BYTES = 4
+MASKS_PER_READ = 1024
+_FIN_BINARY = 0x80 | Opcode.BINARY
+_MASKED = 0x80
+_SHORT, _MEDIUM, _LONG = struct.Struct("!BB"), struct.Struct("!BBH"), struct.Struct("!BBQ")
+
+
+def _head(length: int, mask_bit: int) -> bytes:
+    if length < 126:
+        return _SHORT.pack(_FIN_BINARY, mask_bit | length)
+    if length < 65536:
+        return _MEDIUM.pack(_FIN_BINARY, mask_bit | 126, length)
+    return _LONG.pack(_FIN_BINARY, mask_bit | 127, length)
+
+
+def binary_frame(socket: DirectBinary, message: bytes) -> bytes:
+    """``message`` as one final binary frame on the wire, exactly as websockets'
+    ``Frame.serialize`` writes it for this end (masked on the client's end, with a key
+    from the socket's pool of random bytes; no extensions)."""
+    if socket.protocol.side is not CLIENT:
+        return _head(len(message), 0) + message
+    at = socket._mask_at
+    if at >= len(socket._masks):
+        socket._masks, at = os.urandom(MASK_BYTES * MASKS_PER_READ), 0
+    mask = socket._masks[at : at + MASK_BYTES]
+    socket._mask_at = at + MASK_BYTES
+    return b"".join((_head(len(message), _MASKED), mask, apply_mask(message, mask)))
+
+
 def writable_now(socket: Connection) -> bool:
     """Whether a message may be written without ``send``: the socket is open, no
     fragmented message is being sent and its buffer is not full."""
@@ -83,8 +122,18 @@ def write_now(socket: Connection, messages: Sequence[bytes]) -> bool:
     (as ``send`` does) and raises."""
     if not writable_now(socket):
         return False
-    for message in messages:
-        socket.protocol.send_binary(message)
+    protocol = socket.protocol
+    if (
+        isinstance(socket, DirectBinary)
+        and not protocol.extensions
+        and not protocol.debug
+        and not protocol.expect_continuation_frame
+    ):
+        # what send_binary checks and queues, the frame made here (binary_frame)
+        protocol.writes.extend(binary_frame(socket, message) for message in messages)
+    else:
+        for message in messages:
+            protocol.send_binary(message)
     try:
         socket.send_data()
     except Exception as exc:

@@ -124,6 +124,9 @@ class WorkerSession:
         # they are written (the coordinator not reading holds the queries back).
         self._sending: asyncio.Task[None] | None = None
         self._turns_stopped = False
+        # The session's event loop, kept once known: asyncio.get_running_loop() is a
+        # getpid system call on Python 3.11, and _want_turn runs once per query.
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def lease_valid(self) -> bool:
         """True while an acknowledged heartbeat, sent recently enough, backs our ownership."""
@@ -322,7 +325,10 @@ class WorkerSession:
         """Schedule the batcher's next turn, unless one is scheduled or replies are
         still being written."""
         if self._turn_handle is None and self._sending is None and not self._turns_stopped:
-            self._turn_handle = asyncio.get_running_loop().call_soon(self._turn)
+            loop = self._loop
+            if loop is None:
+                loop = self._loop = asyncio.get_running_loop()
+            self._turn_handle = loop.call_soon(self._turn)
 
     def _turn(self) -> None:
         """Answer the queued queries together: each turn takes every query that arrived

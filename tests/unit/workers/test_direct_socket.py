@@ -1,6 +1,7 @@
 """Messages written at once on the coordinator-worker socket (workers/direct_socket.py):
 several in one system call, each arriving whole and in order; a closing socket's end
-of stream still goes websockets' own way.
+of stream still goes websockets' own way; each frame is the bytes websockets would
+write (the client's end masked with keys read a thousand at a time).
 
 A real WebSocket over loopback, both ends the classes the hub and the worker use, on
 uvloop as the servers run; the write system calls are this process's own count
@@ -11,14 +12,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import pytest
 import uvloop
+from websockets import frames
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.frames import Frame as WireFrame
+from websockets.frames import Opcode
+from websockets.protocol import CLIENT, SERVER, Protocol, Side
 
-from workers.direct_socket import DirectBinary, write_now
+from workers import direct_socket
+from workers.direct_socket import (
+    MASK_BYTES,
+    MASKS_PER_READ,
+    DirectBinary,
+    binary_frame,
+    write_now,
+)
 
 
 class _Receiving(DirectBinary, ServerConnection):
@@ -119,3 +133,73 @@ async def _test_a_queued_end_of_stream_still_closes_the_socket() -> None:
         server_end.send_data()
         await asyncio.wait_for(client.wait_closed(), 5)
         assert got == [b"last"]
+
+
+def _bare(side: Side) -> DirectBinary:
+    """A socket object with only its protocol: what binary_frame reads."""
+    socket = DirectBinary.__new__(DirectBinary)
+    setattr(socket, "protocol", Protocol(side))  # noqa: B010 (no socket behind it)
+    return socket
+
+
+# Lengths on both sides of each of RFC 6455's three length encodings.
+SIZES = [0, 1, 125, 126, 127, 65535, 65536, 70_000]
+
+
+@pytest.mark.parametrize("side", [CLIENT, SERVER])
+@pytest.mark.parametrize("size", SIZES)
+def test_frames_are_websockets_own_bytes(
+    side: Side, size: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """binary_frame writes what websockets' Frame.serialize writes for that end, given
+    the same masking key (the client's end masks, the server's does not)."""
+    socket = _bare(side)
+    message = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    ours = binary_frame(socket, message)
+    mask = ours[len(ours) - size - 4 : len(ours) - size] if side is CLIENT else b""
+    monkeypatch.setattr(frames.secrets, "token_bytes", lambda n: mask)
+    theirs = WireFrame(Opcode.BINARY, message).serialize(mask=side is CLIENT, extensions=[])
+    assert ours == theirs
+
+
+def test_masking_keys_are_random_and_read_a_thousand_at_a_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    reads: list[int] = []
+    real = os.urandom
+
+    def urandom(n: int) -> bytes:
+        reads.append(n)
+        return real(n)
+
+    socket = _bare(CLIENT)
+    monkeypatch.setattr(direct_socket.os, "urandom", urandom)
+    keys = [binary_frame(socket, b"m")[2:6] for _ in range(MASKS_PER_READ + 1)]
+    assert reads == [MASK_BYTES * MASKS_PER_READ] * 2
+    assert len(set(keys)) > MASKS_PER_READ // 2  # 4 random bytes: repeats are rare
+
+
+def test_frames_of_every_length_arrive_whole_both_ways() -> None:
+    uvloop.run(_test_frames_of_every_length_arrive_whole_both_ways())
+
+
+async def _test_frames_of_every_length_arrive_whole_both_ways() -> None:
+    async with _connected() as (state, client):
+        messages = [bytes([i % 251]) * size for i, size in enumerate(SIZES)]
+        state.expected = len(messages)
+        assert write_now(client, messages)  # masked: the server end unmasks and checks
+        await asyncio.wait_for(state.arrived.wait(), 10)
+        assert state.got == messages
+        got: list[bytes] = []
+        arrived = asyncio.Event()
+
+        def on_binary(data: bytes) -> None:
+            got.append(data)
+            if len(got) == len(messages):
+                arrived.set()
+
+        client.on_binary = on_binary  # type: ignore[attr-defined]
+        server_end = await asyncio.wait_for(state.connected, 5)
+        assert write_now(server_end, messages)  # unmasked, as a server's must be
+        await asyncio.wait_for(arrived.wait(), 10)
+        assert got == messages

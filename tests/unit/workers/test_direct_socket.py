@@ -75,9 +75,12 @@ class _Ends:
 @contextlib.asynccontextmanager
 async def _connected() -> AsyncIterator[tuple[_Ends, ClientConnection]]:
     state = _Ends()
-    server: Server = await serve(state.handler, "127.0.0.1", 0, create_connection=_Receiving)
+    # no compression, as the hub and the worker (coordinator/hub.py, workers/main.py)
+    server: Server = await serve(
+        state.handler, "127.0.0.1", 0, compression=None, create_connection=_Receiving
+    )
     port = next(iter(server.sockets)).getsockname()[1]
-    client = await connect(f"ws://127.0.0.1:{port}", create_connection=_Sending)
+    client = await connect(f"ws://127.0.0.1:{port}", compression=None, create_connection=_Sending)
     try:
         yield state, client
     finally:
@@ -179,15 +182,23 @@ def test_masking_keys_are_random_and_read_a_thousand_at_a_time(
     assert len(set(keys)) > MASKS_PER_READ // 2  # 4 random bytes: repeats are rare
 
 
-def test_frames_of_every_length_arrive_whole_both_ways() -> None:
-    uvloop.run(_test_frames_of_every_length_arrive_whole_both_ways())
+def test_frames_of_every_length_arrive_whole_both_ways(monkeypatch: pytest.MonkeyPatch) -> None:
+    uvloop.run(_test_frames_of_every_length_arrive_whole_both_ways(monkeypatch))
 
 
-async def _test_frames_of_every_length_arrive_whole_both_ways() -> None:
+async def _test_frames_of_every_length_arrive_whole_both_ways(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     async with _connected() as (state, client):
         messages = [bytes([i % 251]) * size for i, size in enumerate(SIZES)]
         state.expected = len(messages)
-        assert write_now(client, messages)  # masked: the server end unmasks and checks
+
+        def serialize(*args: object, **kwargs: object) -> bytes:
+            raise AssertionError("a frame serialized by websockets, not binary_frame")
+
+        with monkeypatch.context() as patched:
+            patched.setattr(WireFrame, "serialize", serialize)
+            assert write_now(client, messages)  # masked: the server end unmasks, checks
         await asyncio.wait_for(state.arrived.wait(), 10)
         assert state.got == messages
         got: list[bytes] = []
@@ -200,6 +211,8 @@ async def _test_frames_of_every_length_arrive_whole_both_ways() -> None:
 
         client.on_binary = on_binary  # type: ignore[attr-defined]
         server_end = await asyncio.wait_for(state.connected, 5)
-        assert write_now(server_end, messages)  # unmasked, as a server's must be
+        with monkeypatch.context() as patched:
+            patched.setattr(WireFrame, "serialize", serialize)
+            assert write_now(server_end, messages)  # unmasked, as a server's must be
         await asyncio.wait_for(arrived.wait(), 10)
         assert got == messages

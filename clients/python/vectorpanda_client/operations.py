@@ -5,6 +5,7 @@ Shared by ``Client`` and ``AsyncClient``; nothing here does I/O.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
@@ -30,6 +31,7 @@ MAX_IDS_PER_REQUEST = 1000
 
 Metadata = dict[str, Any]
 _FLOAT32 = np.dtype("<f4")
+_FLOAT64 = np.dtype("float64")
 
 
 @lru_cache(maxsize=256)
@@ -53,7 +55,10 @@ def as_matrix(vectors: Any, what: str = "vectors") -> np.ndarray:
         matrix = matrix.reshape(1, -1)
     if matrix.ndim != 2 or matrix.shape[1] == 0:
         raise InvalidError(f"{what} must be a non-empty 2-D array (rows x dimension)")
-    if not np.isfinite(matrix).all():
+    # Finite float32 values cannot overflow a float64 sum, so the sum is finite exactly when
+    # every value is: one buffered reduction, where np.isfinite(...).all() first builds a
+    # boolean array the size of the data (38 MB for 100,000 x 384 in one upsert call).
+    if not math.isfinite(np.add.reduce(matrix, axis=None, dtype=_FLOAT64)):
         raise InvalidError(f"{what} must be finite (no NaN or Infinity)")
     return matrix
 

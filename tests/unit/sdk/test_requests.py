@@ -59,6 +59,30 @@ def test_upsert_checks_shapes_and_finiteness_before_sending() -> None:
         next(ops.upsert("c", ["a"], [[1.0]], [{}, {}]))
 
 
+@pytest.mark.parametrize(
+    "bad",
+    [float("nan"), float("inf"), float("-inf"), 1e39],  # 1e39 is infinite as float32
+)
+def test_vectors_with_a_value_that_is_not_finite_are_refused_before_sending(bad: float) -> None:
+    rows = np.ones((3, 4), dtype=np.float64)
+    rows[2, 1] = bad
+    with pytest.raises(InvalidError, match="must be finite"):
+        next(ops.upsert("c", ["a", "b", "c"], rows, None))
+    with pytest.raises(InvalidError, match="must be finite"):
+        next(ops.query("c", rows[2], 10, None, False, False, None))
+
+
+def test_the_largest_finite_values_pass_the_finiteness_check() -> None:
+    # Their float32 sum would overflow; the check sums in float64, where it cannot.
+    biggest = np.finfo(np.float32).max
+    rows = np.full((1000, 384), biggest, dtype=np.float32)
+    rows[::2] = -biggest
+    rows[0, 0] = biggest
+    matrix = ops.as_matrix(rows)
+    assert matrix is rows  # already float32 and contiguous: sent as it is
+    assert ops.as_matrix(np.zeros((0, 4), dtype=np.float32)).shape == (0, 4)
+
+
 def test_query_one_vector_or_a_matrix_in_batches_of_100() -> None:
     match = {"id": "a", "score": 0.5, "values": [1.0, 2.0], "metadata": {"k": "v"}}
     calls, result = drive(

@@ -6,7 +6,9 @@ body as documented. A fixed seed (derandomize) and a bounded number of
 examples keep it fast in ``make test``; ``make fuzz`` runs the same with
 ``VP_FUZZ_EXAMPLES=100`` (examples per operation and generation mode);
 ``VP_FUZZ_ONLY`` ("METHOD /path", several separated by ``|``) runs only those
-operations, with the same inputs as a whole run.
+operations, with the same inputs as a whole run. ``VP_FUZZ_SEED=<integer>`` draws
+other inputs than the fixed ones (the same again for the same seed): a campaign that
+explores new ground, reproducible from its seed.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
@@ -39,6 +41,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(180 + 4 * EXAMPLES)]
 # VP_FUZZ_ONLY="DELETE /admin/v1/clients/{client_id}|...": only these operations (to
 # reproduce one; the generated inputs are the same as in a whole run).
 ONLY = {label for label in os.environ.get("VP_FUZZ_ONLY", "").split("|") if label}
+# VP_FUZZ_SEED=<integer>: draw from that seed instead of the fixed derandomized inputs.
+SEED = int(os.environ["VP_FUZZ_SEED"]) if os.environ.get("VP_FUZZ_SEED") else None
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
@@ -100,10 +104,11 @@ def test_every_operation_conforms_to_the_openapi_document(
 
                 failed_checks.clear()  # this pass's
 
+                @seed(SEED)  # None: derandomize below decides
                 @given(case=strategy)
                 @settings(
                     max_examples=count,
-                    derandomize=True,
+                    derandomize=SEED is None,
                     deadline=None,
                     database=None,
                     phases=[Phase.explicit, Phase.generate],
@@ -137,7 +142,8 @@ def test_every_operation_conforms_to_the_openapi_document(
         server_errors = sum(n for status, n in statuses.items() if status >= 500)
         lines = [
             f"schemathesis: {operations} operations, {examples} examples "
-            f"({EXAMPLES} per operation and mode), {server_errors} server errors, "
+            f"({EXAMPLES} per operation and mode, seed {SEED if SEED is not None else 'fixed'}), "
+            f"{server_errors} server errors, "
             f"statuses {dict(sorted(statuses.items()))}"
         ]
         few = {label: n for label, n in per_operation.items() if n < EXAMPLES}

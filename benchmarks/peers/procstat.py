@@ -64,10 +64,28 @@ def rss_mib(roots: list[int]) -> float:
     return _rollup_mib(roots, "Rss:")
 
 
-def _rollup_mib(roots: list[int], field: str) -> float:
-    total_kib = 0
+def each_process_mib(roots: list[int]) -> list[tuple[int, str, float, float]]:
+    """Every process of the trees: pid, the first words of its command line, RSS and PSS
+    in MiB (which process holds what: a server's fixed part against its data)."""
+    found = []
     for root in roots:
         for pid in tree(root):
+            try:
+                words = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+                rss = _rollup_mib([pid], "Rss:", descend=False)
+                pss = _rollup_mib([pid], "Pss:", descend=False)
+            except OSError:
+                continue
+            shown = [w.decode(errors="replace") for w in words[1:] if w and w != b"-m"]
+            role = " ".join(shown[:2])
+            found.append((pid, role, rss, pss))
+    return found
+
+
+def _rollup_mib(roots: list[int], field: str, descend: bool = True) -> float:
+    total_kib = 0
+    for root in roots:
+        for pid in tree(root) if descend else [root]:
             try:
                 for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
                     if line.startswith(field):

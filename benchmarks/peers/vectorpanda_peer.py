@@ -70,6 +70,15 @@ def run(data: Dataset, exact_queries: int, workers: int, wrk_seconds: float | No
             figures.memory_mib = procstat.pss_mib(server)
             figures.rss_mib = procstat.rss_mib(server)
             figures.notes.append(
+                "memory by process once indexed: "
+                + "; ".join(
+                    f"{role} {rss:.0f} MiB RSS ({pss:.0f} PSS)"
+                    for _, role, rss, pss in procstat.each_process_mib(server)
+                )
+                + f"; the data: {len(data.vectors) * data.vectors.shape[1] * 4 / 2**20:.1f} MiB "
+                "of raw vectors"
+            )
+            figures.notes.append(
                 f"{workers} worker(s); indexed = upsert {sent:.1f} s + graph insertion "
                 f"until the collection's indexing answer said fully indexed ({indexed:.1f} s, "
                 f"asked every {POLL_S} s); server CPU to index counted until the server was "

@@ -201,3 +201,25 @@ def test_each_server_system_is_paired_with_a_faiss_build_timed_just_before_it(
     assert "| 10.0 | 1.00x | 8.0 | 1.25x |" in row
     faiss_row = next(x for x in text.splitlines() if x.startswith("| raw FAISS (in-process) | 1,"))
     assert "| 10.0 | 1.00x | — | — |" in faiss_row
+
+
+def test_memory_is_read_for_each_process_of_a_tree_and_adds_up_to_the_total() -> None:
+    import os
+    import subprocess
+    import sys
+
+    from benchmarks.peers import procstat
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        rows = procstat.each_process_mib([os.getpid()])
+        pids = [pid for pid, _, _, _ in rows]
+        assert os.getpid() in pids and child.pid in pids
+        mine = next(r for r in rows if r[0] == child.pid)
+        assert mine[1] == "-c import time; time.sleep(30)"  # the interpreter and -m left out
+        assert all(rss > 0 and 0 < pss <= rss for _, _, rss, pss in rows)
+        total = procstat.rss_mib([os.getpid()])
+        assert abs(sum(rss for _, _, rss, _ in rows) - total) < 0.05 * total
+    finally:
+        child.kill()
+        child.wait()

@@ -33,8 +33,14 @@ def encode_query(matrix: np.ndarray, single: bool, options: dict[str, Any]) -> b
     """The body of a query of ``matrix`` (n, d); ``single`` sends one vector of shape [d]."""
     values = np.ascontiguousarray(matrix, dtype="<f4")
     shape = [values.shape[1]] if single else [values.shape[0], values.shape[1]]
+    return query_prefix(options, shape) + values.tobytes()
+
+
+def query_prefix(options: dict[str, Any], shape: list[int]) -> bytes:
+    """A query body up to its values: magic, the head's length and the head (the same
+    for every query of that shape and those options)."""
     head = orjson.dumps({**options, "shape": shape})
-    return b"".join((MAGIC, _LEN.pack(len(head)), head, values.tobytes()))
+    return b"".join((MAGIC, _LEN.pack(len(head)), head))
 
 
 def encode_upsert(
@@ -110,15 +116,35 @@ def decode_results(content: bytes) -> list[QueryResult]:
         metas = result.get("metadata")
         end = row + len(ids)
         if metas is None:
-            matches = [Match(vid, score) for vid, score in zip(ids, every[row:end], strict=True)]
+            matches = [
+                _match(vid, score, None) for vid, score in zip(ids, every[row:end], strict=True)
+            ]
         else:
             matches = [
-                Match(vid, score, meta)
+                _match(vid, score, meta)
                 for vid, score, meta in zip(ids, every[row:end], metas, strict=True)
             ]
         out.append(QueryResult(matches))
         row = end
     return out
+
+
+# A Match made without its dataclass __init__ (which, frozen, sets each field through
+# object.__setattr__): its slots set directly, the same object at about half the cost;
+# ten of them are made for every answer. tests/unit/sdk checks it equals Match(...).
+_SLOTS = vars(Match)
+_NEW = object.__new__
+_SET_ID, _SET_SCORE = _SLOTS["id"].__set__, _SLOTS["score"].__set__
+_SET_METADATA, _SET_VALUES = _SLOTS["metadata"].__set__, _SLOTS["values"].__set__
+
+
+def _match(vid: str, score: float, metadata: dict[str, Any] | None) -> Match:
+    match = _NEW(Match)
+    _SET_ID(match, vid)
+    _SET_SCORE(match, score)
+    _SET_METADATA(match, metadata)
+    _SET_VALUES(match, None)
+    return match
 
 
 def _floats(count: int) -> struct.Struct:

@@ -19,6 +19,7 @@ from vectorpanda_client.binary import (
     decode_results,
     encode_query,
     encode_upsert,
+    query_prefix,
 )
 from vectorpanda_client.errors import InvalidError
 from vectorpanda_client.exchange import Answer, Call, Operation
@@ -140,15 +141,7 @@ def query(
     """One vector answers a ``QueryResult``; a matrix answers one per row."""
     single = np.ndim(vector_or_matrix) == 1
     matrix = as_matrix(vector_or_matrix, "query vectors")
-    options: dict[str, Any] = {"top_k": top_k}
-    if filter is not None:
-        options["filter"] = filter
-    if include_metadata:
-        options["include_metadata"] = True
-    if include_values:
-        options["include_values"] = True
-    if ef_search is not None:
-        options["ef_search"] = ef_search
+    options = query_options(top_k, filter, include_metadata, include_values, ef_search)
     path = collection_path(name, "query")
     # The vectors go as raw float32 and the answer comes back binary when the server
     # can (vectorpanda_client/binary.py).
@@ -162,6 +155,40 @@ def query(
         answer = yield Call("POST", path, body, content_type=CONTENT_TYPE, accept=ACCEPT)
         results.extend(_query_results(answer, False))
     return results
+
+
+def query_options(
+    top_k: int,
+    filter: Metadata | None,
+    include_metadata: bool,
+    include_values: bool,
+    ef_search: int | None,
+) -> dict[str, Any]:
+    """A query's options as its body carries them (besides the vectors and their shape)."""
+    options: dict[str, Any] = {"top_k": top_k}
+    if filter is not None:
+        options["filter"] = filter
+    if include_metadata:
+        options["include_metadata"] = True
+    if include_values:
+        options["include_values"] = True
+    if ef_search is not None:
+        options["ef_search"] = ef_search
+    return options
+
+
+def single_query_prefix(
+    top_k: int, include_metadata: bool, ef_search: int | None, dimension: int
+) -> bytes:
+    """The body of a one-vector query without filter or values, up to the vector's
+    float32 bytes: what ``query`` sends for it, less those bytes."""
+    options = query_options(top_k, None, include_metadata, False, ef_search)
+    return query_prefix(options, [dimension])
+
+
+def single_query_result(answer: Answer) -> QueryResult:
+    """The result of a one-vector query from its (successful) answer."""
+    return _query_results(answer, True)[0]
 
 
 def _query_results(answer: Answer, single: bool) -> list[QueryResult]:

@@ -8,10 +8,12 @@ from types import TracebackType
 from typing import Any, TypeVar, cast
 
 import httpx
+import numpy as np
 
 from vectorpanda_client import operations as ops
 from vectorpanda_client import records
 from vectorpanda_client.base import DEFAULT_TIMEOUT_S, ClientConfig, tls_verify
+from vectorpanda_client.binary import ACCEPT, CONTENT_TYPE, decode_results
 from vectorpanda_client.exchange import Answer, Call, Operation, Outcome, retry_delay
 from vectorpanda_client.models import CollectionInfo, FetchedVector, Indexing, QueryResult, Usage
 from vectorpanda_client.operations import Metadata
@@ -20,6 +22,14 @@ from vectorpanda_client.retry import RetryPolicy
 from vectorpanda_client.transport import Pool
 
 T = TypeVar("T")
+_MAX_QUERY_HEADS = 256  # kept request heads of one-vector queries (then start again)
+
+
+class _Unset:
+    """No outcome yet (``Client._run``'s ``first``; None is an outcome)."""
+
+
+_UNSET = _Unset()
 
 
 class Client:
@@ -40,6 +50,9 @@ class Client:
         verify = tls_verify(verify)
         self._http: httpx.Client | None = None
         self._pool: Pool | None = None
+        # (collection, top_k, include_metadata, ef_search, dimension) -> a one-vector
+        # query's request up to the vector's bytes (_query_one)
+        self._query_heads: dict[tuple[str, int, bool, int | None, int], bytes] = {}
         if transport is None:
             # Plain keep-alive sockets, one write per request (transport.py).
             self._pool = Pool(self._config.url, self._config.headers, timeout, verify)
@@ -64,16 +77,20 @@ class Client:
         except httpx.TransportError as exc:
             return self._config.failure(exc)
 
-    def _run(self, op: Operation[T]) -> T:
+    def _run(self, op: Operation[T], first: Outcome | _Unset = _UNSET) -> T:
         """Carry out ``op`` by the rules of ``exchange.with_retries``, driven directly
-        (one generator step fewer per request on the hot path)."""
+        (one generator step fewer per request on the hot path). ``first``: the outcome
+        of ``op``'s first call, already made (``_query_one``), taken as its first try."""
         policy, rng = self._config.retry, self._config.rng
         try:
             call = next(op)
             while True:
                 attempt = 0
                 while True:
-                    outcome = self._exchange(call)
+                    if isinstance(first, _Unset):
+                        outcome = self._exchange(call)
+                    else:
+                        outcome, first = first, _UNSET
                     delay = retry_delay(op, call, outcome, attempt, policy, rng)
                     if delay is None:
                         break
@@ -82,6 +99,53 @@ class Client:
                 call = op.send(cast(Answer, outcome))  # retry_delay said it answered
         except StopIteration as done:
             return done.value
+
+    def _query_one(
+        self,
+        name: str,
+        vector: np.ndarray,
+        top_k: int,
+        include_metadata: bool,
+        ef_search: int | None,
+    ) -> QueryResult:
+        """One vector's query, without filter or values, over the keep-alive pool: the
+        bytes ``ops.query`` would send, with the request's head and the body's fixed part
+        kept per collection, options and dimension, and a binary answer decoded
+        straight away. Any other answer, or a broken exchange, goes on through ``_run``
+        as that operation's first try, so errors and retries are exactly the same."""
+        pool = self._pool
+        assert pool is not None
+        matrix = ops.as_matrix(vector, "query vectors")
+        dimension = matrix.shape[1]
+        key = (name, top_k, include_metadata, ef_search, dimension)
+        prefix = self._query_heads.get(key)
+        if prefix is None:
+            body = ops.single_query_prefix(top_k, include_metadata, ef_search, dimension)
+            head = pool.head(
+                "POST", ops.collection_path(name, "query"), CONTENT_TYPE, ACCEPT,
+                len(body) + 4 * dimension,
+            )  # fmt: skip
+            if len(self._query_heads) >= _MAX_QUERY_HEADS:
+                self._query_heads.clear()
+            prefix = self._query_heads[key] = head + body
+        first: Outcome
+        try:
+            status, headers, content = pool.exchange(prefix + matrix.tobytes())
+        except httpx.TransportError as exc:
+            first = self._config.failure(exc)
+        else:
+            if status == 200:
+                kind = ""
+                for header, value in headers:
+                    if header == "content-type":
+                        kind = value  # the last one, as the headers' dict keeps
+                if kind.startswith(CONTENT_TYPE):
+                    return decode_results(content)[0]
+            first = Answer(status, dict(headers), content)
+            if status < 400:
+                return ops.single_query_result(first)
+        op = ops.query(name, vector, top_k, None, include_metadata, False, ef_search)
+        return cast(QueryResult, self._run(op, first))
 
     def create_collection(
         self,
@@ -162,7 +226,18 @@ class Collection:
         ef_search: int | None = None,
     ) -> QueryResult | list[QueryResult]:
         """Nearest neighbours: a ``QueryResult`` for one vector, a list of them for a matrix."""
-        return self._client._run(
+        client = self._client
+        if (
+            type(vector_or_matrix) is np.ndarray
+            and vector_or_matrix.ndim == 1
+            and filter is None
+            and not include_values
+            and client._pool is not None
+        ):
+            return client._query_one(
+                self.name, vector_or_matrix, top_k, include_metadata, ef_search
+            )
+        return client._run(
             ops.query(
                 self.name,
                 vector_or_matrix,

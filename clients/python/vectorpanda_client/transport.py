@@ -230,6 +230,29 @@ class Pool:
             self._heads[(content_type, accept)] = head
         return head
 
+    def head(
+        self,
+        method: str,
+        path: str,
+        content_type: str | None,
+        accept: str | None,
+        length: int | None,
+    ) -> bytes:
+        """A request's head, up to and including the empty line (``length``: the body's
+        Content-Length, None for none); the same for the same arguments, so a caller that
+        sends many alike may keep it."""
+        return b"".join(
+            (
+                method.encode("ascii"),
+                b" ",
+                self._prefix + path.encode("ascii"),
+                b" HTTP/1.1\r\n",
+                self._head(content_type, accept),
+                b"" if length is None else b"Content-Length: %d\r\n" % length,
+                b"\r\n",
+            )
+        )
+
     def request(
         self,
         method: str,
@@ -239,29 +262,18 @@ class Pool:
         accept: str | None = None,
     ) -> tuple[int, dict[str, str], bytes]:
         """One exchange: the status, the headers (lower-case names) and the body."""
-        target = self._prefix + path.encode("ascii")
         if body is None and method in ("GET", "HEAD", "DELETE"):
-            length = b""
-            body = b""
+            payload = self.head(method, path, content_type, accept, None)
         else:
             body = body or b""
-            length = b"Content-Length: %d\r\n" % len(body)
-        payload = b"".join(
-            (
-                method.encode("ascii"),
-                b" ",
-                target,
-                b" HTTP/1.1\r\n",
-                self._head(content_type, accept),
-                length,
-                b"\r\n",
-                body,
-            )
-        )
-        status, raw, content = self._sockets.exchange(
-            self._key, payload, method == "HEAD", self._timeouts
-        )
+            payload = self.head(method, path, content_type, accept, len(body)) + body
+        status, raw, content = self.exchange(payload, method == "HEAD")
         return status, dict(raw), content
+
+    def exchange(self, payload: bytes, head_only: bool = False) -> tuple[int, Headers, bytes]:
+        """Send a whole request (``head`` and its body) and read its answer: the status,
+        the headers as (lower-case name, value) pairs and the body."""
+        return self._sockets.exchange(self._key, payload, head_only, self._timeouts)
 
     def close(self) -> None:
         self._sockets.close()

@@ -5,7 +5,7 @@ request bytes, the same results, and the same errors and retries for any other a
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -50,19 +50,6 @@ def _answer(status: int, content_type: bytes, body: bytes, *extra: bytes) -> byt
 def _error(status: int, code: str, *extra: bytes) -> bytes:
     body = orjson.dumps({"error": {"code": code, "message": f"{code} here", "request_id": "r1"}})
     return _answer(status, b"application/json", body, *extra)
-
-
-@pytest.fixture
-def serve() -> Iterator[Callable[[Reply], Server]]:
-    servers: list[Server] = []
-
-    def start(reply: Reply) -> Server:
-        servers.append(Server(reply))
-        return servers[-1]
-
-    yield start
-    for s in servers:
-        s.close()
 
 
 def _general(client: Client, name: str, vector: Any, **options: Any) -> Any:

@@ -17,7 +17,6 @@ recall, not at equal ef_search.
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from typing import Any
 
@@ -26,23 +25,10 @@ import numpy as np
 
 from benchmarks.data import Dataset
 from benchmarks.peers.dataset import load
-from benchmarks.peers.measure import EF_CONSTRUCTION, HNSW_M, recall_at_k
+from benchmarks.peers.faiss_peer import build_graph
+from benchmarks.peers.measure import HNSW_M, recall_at_k
 
 EFS = (16, 20, 24, 28, 32, 40, 48, 64, 96, 112, 128)
-
-
-def build(data: Dataset, keep_pruned: bool) -> tuple[Any, float]:
-    """The graph of ``data.vectors`` built with every core; and its wall seconds."""
-    faiss.omp_set_num_threads(os.cpu_count() or 1)
-    graph = faiss.IndexHNSWFlat(data.vectors.shape[1], HNSW_M)
-    graph.hnsw.efConstruction = EF_CONSTRUCTION
-    graph.keep_max_size_level0 = keep_pruned
-    started = time.perf_counter()
-    try:
-        graph.add(data.vectors)
-    finally:
-        faiss.omp_set_num_threads(1)
-    return graph, time.perf_counter() - started
 
 
 def level0_links(graph: Any) -> float:
@@ -80,7 +66,7 @@ def main() -> None:
     print(f"data: {label}")
     for round_ in range(args.rounds):
         for keep in (False, True):
-            graph, took = build(data, keep)
+            graph, took, _ = build_graph(data.vectors, keep_pruned=keep)
             kind = "pruned candidates kept" if keep else "FAISS's default"
             print(
                 f"round {round_ + 1}, {kind}: built in {took:.1f} s, "

@@ -18,12 +18,16 @@ from benchmarks.peers.measure import EF_CONSTRUCTION, HNSW_M, Figures, sweep_and
 from workers.hnsw_index import preset_levels
 
 
-def build_graph(vectors: np.ndarray, levels: np.ndarray | None = None) -> tuple[Any, float, float]:
+def build_graph(
+    vectors: np.ndarray, levels: np.ndarray | None = None, keep_pruned: bool = False
+) -> tuple[Any, float, float]:
     """The HNSW graph of ``vectors`` built with every core (at preset ``levels``, 1-based,
-    if given; else FAISS draws them): graph, wall and CPU seconds."""
+    if given; else FAISS draws them; ``keep_pruned``: level-0 lists filled with the
+    candidates the neighbour heuristic pruned): graph, wall and CPU seconds."""
     faiss.omp_set_num_threads(os.cpu_count() or 1)
     hnsw = faiss.IndexHNSWFlat(vectors.shape[1], HNSW_M)
     hnsw.hnsw.efConstruction = EF_CONSTRUCTION
+    hnsw.keep_max_size_level0 = keep_pruned
     if levels is not None:
         preset_levels(hnsw, levels)
     started, cpu = time.perf_counter(), time.process_time()

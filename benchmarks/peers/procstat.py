@@ -55,13 +55,13 @@ def cpu_seconds_of(pid: int) -> float:
 def pss_mib(roots: list[int]) -> float:
     """Proportional set size of the trees (shared pages split between their users, so
     PostgreSQL's shared buffers are not counted once per backend), in MiB."""
-    return _rollup_mib(roots, "Pss:")
+    return _rollup_mib(roots, "Pss")
 
 
 def rss_mib(roots: list[int]) -> float:
     """Resident set size of the trees, each process counted whole (shared library and
     shared-memory pages once per process that maps them), in MiB."""
-    return _rollup_mib(roots, "Rss:")
+    return _rollup_mib(roots, "Rss")
 
 
 def each_process_mib(roots: list[int]) -> list[tuple[int, str, float, float]]:
@@ -72,24 +72,30 @@ def each_process_mib(roots: list[int]) -> list[tuple[int, str, float, float]]:
         for pid in tree(root):
             try:
                 words = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-                rss = _rollup_mib([pid], "Rss:", descend=False)
-                pss = _rollup_mib([pid], "Pss:", descend=False)
+                rollup = _rollup_kib(pid)
             except OSError:
                 continue
             shown = [w.decode(errors="replace") for w in words[1:] if w and w != b"-m"]
             role = " ".join(shown[:2])
-            found.append((pid, role, rss, pss))
+            found.append((pid, role, rollup["Rss"] / 1024, rollup["Pss"] / 1024))
     return found
 
 
-def _rollup_mib(roots: list[int], field: str, descend: bool = True) -> float:
+def _rollup_kib(pid: int) -> dict[str, int]:
+    """The process's /proc/<pid>/smaps_rollup totals (Rss, Pss, ...), in KiB."""
+    totals = {}
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
+        name, _, rest = line.partition(":")
+        totals[name] = int(rest.split()[0])
+    return totals
+
+
+def _rollup_mib(roots: list[int], field: str) -> float:
     total_kib = 0
     for root in roots:
-        for pid in tree(root) if descend else [root]:
+        for pid in tree(root):
             try:
-                for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-                    if line.startswith(field):
-                        total_kib += int(line.split()[1])
+                total_kib += _rollup_kib(pid).get(field, 0)
             except OSError:
                 continue
     return total_kib / 1024

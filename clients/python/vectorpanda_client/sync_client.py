@@ -13,7 +13,7 @@ import numpy as np
 from vectorpanda_client import operations as ops
 from vectorpanda_client import records
 from vectorpanda_client.base import DEFAULT_TIMEOUT_S, ClientConfig, tls_verify
-from vectorpanda_client.binary import ACCEPT, CONTENT_TYPE, decode_results
+from vectorpanda_client.binary import ACCEPT, CONTENT_TYPE
 from vectorpanda_client.exchange import Answer, Call, Operation, Outcome, retry_delay
 from vectorpanda_client.models import CollectionInfo, FetchedVector, Indexing, QueryResult, Usage
 from vectorpanda_client.operations import Metadata
@@ -110,8 +110,8 @@ class Client:
     ) -> QueryResult:
         """One vector's query, without filter or values, over the keep-alive pool: the
         bytes ``ops.query`` would send, with the request's head and the body's fixed part
-        kept per collection, options and dimension, and a binary answer decoded
-        straight away. Any other answer, or a broken exchange, goes on through ``_run``
+        kept per collection, options and dimension, and the answer read as ``ops.query``
+        reads it. An error answer, or a broken exchange, goes on through ``_run``
         as that operation's first try, so errors and retries are exactly the same."""
         pool = self._pool
         assert pool is not None
@@ -134,13 +134,6 @@ class Client:
         except httpx.TransportError as exc:
             first = self._config.failure(exc)
         else:
-            if status == 200:
-                kind = ""
-                for header, value in headers:
-                    if header == "content-type":
-                        kind = value  # the last one, as the headers' dict keeps
-                if kind.startswith(CONTENT_TYPE):
-                    return decode_results(content)[0]
             first = Answer(status, dict(headers), content)
             if status < 400:
                 return ops.single_query_result(first)
